@@ -1,0 +1,2 @@
+export type { SharedCache } from './types.js';
+export { createMemoryCache } from './memory.js';

@@ -1,0 +1,51 @@
+import type { SharedCache } from './types.js';
+
+/**
+ * The in-process cache: the embedded default, and the fallback when Redis is unreachable.
+ * Expired entries are dropped when read; `sweepEvery` bounds memory for keys never read again.
+ */
+export function createMemoryCache(options: { now?: () => number; maxEntries?: number } = {}): SharedCache {
+  const now = options.now ?? Date.now;
+  const maxEntries = options.maxEntries ?? 100_000;
+  const entries = new Map<string, { value: string; expiresAt: number }>();
+
+  const live = (key: string): { value: string; expiresAt: number } | undefined => {
+    const entry = entries.get(key);
+    if (entry && entry.expiresAt <= now()) {
+      entries.delete(key);
+      return undefined;
+    }
+    return entry;
+  };
+  const evictIfFull = (): void => {
+    if (entries.size < maxEntries) return;
+    for (const [key, entry] of entries) if (entry.expiresAt <= now()) entries.delete(key);
+    // Still full: drop the oldest insertion (Map keeps insertion order).
+    while (entries.size >= maxEntries) entries.delete(entries.keys().next().value as string);
+  };
+
+  return {
+    kind: 'memory',
+    async get(key) {
+      return live(key)?.value;
+    },
+    async set(key, value, ttlMs) {
+      evictIfFull();
+      entries.delete(key);
+      entries.set(key, { value, expiresAt: now() + ttlMs });
+    },
+    async delete(key) {
+      entries.delete(key);
+    },
+    async acquireLock(key, ttlMs) {
+      if (live(key)) return false;
+      evictIfFull();
+      entries.set(key, { value: '1', expiresAt: now() + ttlMs });
+      return true;
+    },
+    healthy: () => true,
+    async close() {
+      entries.clear();
+    },
+  };
+}

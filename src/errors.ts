@@ -1,0 +1,69 @@
+/**
+ * One error type for every failure a client can cause or see. Carries the RFC 6749 wire
+ * `code`, the HTTP `status`, a client-safe `description`, and a log-only `detail`.
+ * `src/sts/errors.ts` is the one place that turns it into an HTTP response.
+ *
+ * @example
+ *   throw invalidRequest('subject_token is expired', { exp: 1700000000 });
+ */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'unsupported_grant_type'
+  | 'invalid_target'
+  | 'invalid_scope'
+  | 'access_denied'
+  | 'slow_down'
+  | 'temporarily_unavailable'
+  | 'server_error'
+  | 'not_found'
+  | 'method_not_allowed';
+
+export interface TesseraErrorOptions {
+  /** Log-only context: never sent to the client. Must not contain tokens, PINs or keys. */
+  detail?: Record<string, unknown>;
+  cause?: unknown;
+  /** Extra response headers, e.g. `Retry-After`. */
+  headers?: Record<string, string>;
+}
+
+export class TesseraError extends Error {
+  readonly code: OAuthErrorCode;
+  readonly status: number;
+  readonly description: string;
+  readonly detail: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: OAuthErrorCode, status: number, description: string, options: TesseraErrorOptions = {}) {
+    super(description, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TesseraError';
+    this.code = code;
+    this.status = status;
+    this.description = description;
+    this.detail = options.detail;
+    this.headers = options.headers;
+  }
+}
+
+export const isTesseraError = (error: unknown): error is TesseraError => error instanceof TesseraError;
+
+type Factory = (description: string, options?: TesseraErrorOptions) => TesseraError;
+const factory =
+  (code: OAuthErrorCode, status: number): Factory =>
+  (description, options) =>
+    new TesseraError(code, status, description, options);
+
+export const invalidRequest = factory('invalid_request', 400);
+export const unsupportedGrantType = factory('unsupported_grant_type', 400);
+export const invalidTarget = factory('invalid_target', 400);
+export const invalidScope = factory('invalid_scope', 400);
+export const accessDenied = factory('access_denied', 403);
+export const payloadTooLarge = factory('invalid_request', 413);
+export const temporarilyUnavailable = factory('temporarily_unavailable', 503);
+export const notFound = factory('not_found', 404);
+export const methodNotAllowed = factory('method_not_allowed', 405);
+export const slowDown = (retryAfterSeconds: number, options: TesseraErrorOptions = {}): TesseraError =>
+  new TesseraError('slow_down', 429, 'too many requests; retry later', {
+    ...options,
+    headers: { ...options.headers, 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+  });

@@ -1,0 +1,96 @@
+import type { JwsAlgorithm } from '../keys/types.js';
+import type { WorkloadIdentity } from '../verifiers/types.js';
+
+/** What the caller asked for, visible to conditions as `request:*`. */
+export interface RequestContext {
+  audience: string[];
+  scope: string[];
+  tokenType: string;
+}
+
+export interface EvaluationInput {
+  identity: WorkloadIdentity;
+  request: RequestContext;
+  /** Seconds since the epoch; Date* operators and CEL compare against it. */
+  now: number;
+}
+
+/** One condition as evaluated. `expected` is log/explain material, never sent to a client. */
+export interface ConditionTrace {
+  /** As written, e.g. `ForAnyValue:StringLike` or `StringEqualsIfExists` or `Cel`. */
+  operator: string;
+  key: string;
+  expected: unknown[];
+  /** The value(s) the request carried for `key`; `undefined` when the key is missing. */
+  seen: unknown;
+  matched: boolean;
+}
+
+export interface StatementTrace {
+  sid?: string;
+  effect: 'Allow' | 'Deny';
+  /** `role:<name>`, `guardrail:<name>` or `shadow:<name>`. */
+  source: string;
+  principalMatched: boolean;
+  actionMatched: boolean;
+  conditions: ConditionTrace[];
+  /** Principal, Action and every condition matched. */
+  matched: boolean;
+}
+
+export interface Decision {
+  decision: 'allow' | 'deny';
+  /** Sid (or `statement[i]` of source) of the statement that decided; absent when nothing matched. */
+  decidedBy?: string;
+  explicitDeny: boolean;
+  statements: StatementTrace[];
+}
+
+/** The variables a template sees: `{{namespace}}`, `{{claims.kubernetes.io.pod.name}}`… */
+export interface TemplateVars {
+  namespace?: string;
+  serviceAccount?: string;
+  pod?: string;
+  cluster: string;
+  sub: string;
+  claims: Record<string, unknown>;
+}
+
+/** A template compiled at load time. */
+export type Template = (vars: TemplateVars) => string;
+
+export interface IssueProfile {
+  /** Audiences this role may issue for; the first is the default. */
+  audiences: string[];
+  algorithm: JwsAlgorithm;
+  /** Seconds, already capped by the 12 h hard cap and by every guardrail. */
+  maxLifetime: number;
+  defaultLifetime: number;
+  /** Absent: the subject token's `sub`. */
+  subject?: Template;
+  /** The role's extra claims, rendered from the compiled template tree. */
+  claims: (vars: TemplateVars) => Record<string, unknown>;
+  /** When present, requested scopes must be among these. */
+  scopes?: string[];
+  x509?: { spiffeId: Template; maxTtl: number; dnsNames: Template[] };
+}
+
+export interface CompiledRole {
+  name: string;
+  /** The file the role came from, for messages. */
+  file: string;
+  issue: IssueProfile;
+}
+
+/** An immutable set of compiled roles and guardrails; a reload swaps in a new one. */
+export interface PolicySet {
+  roles: ReadonlyMap<string, CompiledRole>;
+  /** The decision for `role`: guardrails, then the role's trust policy; shadow policy logged separately. */
+  decide(role: CompiledRole, input: EvaluationInput): Decision;
+}
+
+export interface PolicyStore {
+  /** The set in force now; a request keeps the set it started with. */
+  current(): PolicySet;
+  close(): Promise<void>;
+}
