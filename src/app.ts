@@ -1,0 +1,161 @@
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { Hono } from 'hono';
+import { createSharedCache, type SharedCache } from './cache/index.js';
+import type { Config } from './config/index.js';
+import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
+import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
+import { createKeyProvider, publicJwks, type KeyProvider } from './keys/index.js';
+import { createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
+import { createStsApp } from './sts/index.js';
+import { createPolicyStore, type PolicyStore } from './trust-policies/index.js';
+import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
+
+/** Parts a test (or an embedding program) may supply instead of the ones built from config. */
+export interface AppOverrides {
+  logger?: Logger;
+  /** Milliseconds since the epoch; every clock in the app reads this one. */
+  now?: () => number;
+  cache?: SharedCache;
+  verifier?: SubjectTokenVerifier;
+  policies?: PolicyStore;
+  keys?: KeyProvider;
+  /** Watch the policies directory for changes (default true). */
+  watchPolicies?: boolean;
+  /** Export Node process metrics (default true). */
+  processMetrics?: boolean;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface TesseraApp {
+  config: Config;
+  hono: Hono;
+  /** The fetch handler, for `app.request()`-style tests and embedding. */
+  fetch: (request: Request) => Response | Promise<Response>;
+  request: Hono['request'];
+  logger: Logger;
+  metrics: Metrics;
+  keys: KeyProvider;
+  policies: PolicyStore;
+  verifier: SubjectTokenVerifier;
+  devCluster?: DevCluster;
+  x509?: X509Authority;
+  /** Listen on `config.listen` (or the given port; 0 = a free one). */
+  listen(options?: { port?: number; host?: string }): Promise<{ url: string; port: number; server: ServerType }>;
+  close(): Promise<void>;
+}
+
+/** How long relying parties may cache our JWKS; a new key is published this long before it signs. */
+const JWKS_CACHE_SECONDS = 300;
+/** Tokens live at most 12 h (the hard cap of every role), so retired keys stay published that long. */
+const MAX_TOKEN_LIFETIME_SECONDS = 12 * 3600;
+
+/**
+ * Build a broker from a validated config: no globals, so tests make as many as they need.
+ *
+ * @example const app = await createApp(loadConfig()); await app.listen();
+ */
+export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<TesseraApp> {
+  const now = overrides.now ?? Date.now;
+  const logger = overrides.logger ?? createLogger({ level: config.logging.level });
+  const metrics = createMetrics({ defaultMetrics: overrides.processMetrics ?? true });
+  const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics });
+  const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
+  const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
+  for (const cluster of clusters) {
+    if (cluster.allowInsecure) logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster allows insecure http: for development only');
+  }
+
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    const policies =
+      overrides.policies ?? createPolicyStore({ dir: config.policies, logger, metrics, watch: overrides.watchPolicies ?? true, clusters });
+    closers.push(() => policies.close());
+    const keys =
+      overrides.keys ??
+      (await createKeyProvider(config.keys, {
+        logger,
+        metrics,
+        cache,
+        now,
+        env: overrides.env,
+        jwksCacheSeconds: JWKS_CACHE_SECONDS,
+        maxTokenLifetimeSeconds: MAX_TOKEN_LIFETIME_SECONDS,
+      }));
+    closers.push(() => keys.close());
+    const verifier =
+      overrides.verifier ??
+      createSubjectTokenVerifier({ clusters, audience: config.audience, cache, logger, metrics, now, maxStaleSeconds: config.cache.maxStale });
+    closers.push(() => verifier.close());
+    const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
+    closers.push(() => cache.close());
+
+    const hono = createStsApp({
+      issuer: config.issuer,
+      verifier,
+      policies,
+      keys,
+      svids: x509,
+      logger,
+      metrics,
+      now,
+      algorithms: config.keys.algorithms,
+      jwks: () => publicJwks(keys),
+      jwksCacheSeconds: JWKS_CACHE_SECONDS,
+      rateLimit: config.rateLimit,
+      clientAddress: (c) => {
+        try {
+          return getConnInfo(c).remote.address;
+        } catch {
+          return undefined;
+        }
+      },
+      trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
+      readiness: async () => {
+        const keysReady = await keys.ready().catch(() => false);
+        const roles = policies.current().roles.size;
+        const clusterStatus = verifier.status();
+        return {
+          ready: keysReady,
+          checks: { keys: keysReady ? 'ok' : 'unavailable', policies: { roles }, cache: cache.kind, clusters: clusterStatus },
+        };
+      },
+      metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    });
+
+    const servers: ServerType[] = [];
+    return {
+      config,
+      hono,
+      fetch: (request) => hono.fetch(request),
+      request: hono.request.bind(hono),
+      logger,
+      metrics,
+      keys,
+      policies,
+      verifier,
+      devCluster,
+      x509,
+      async listen(options = {}) {
+        const port = options.port ?? config.listen.port;
+        const hostname = options.host ?? config.listen.host;
+        const server = await new Promise<ServerType>((resolve, reject) => {
+          const started = serve({ fetch: hono.fetch, port, hostname }, () => resolve(started));
+          started.once('error', reject);
+        });
+        servers.push(server);
+        const address = server.address() as AddressInfo;
+        const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+        return { url: `http://${host}:${address.port}`, port: address.port, server };
+      },
+      async close() {
+        await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+        for (const close of closers.reverse()) await close().catch((error: unknown) => logger.warn({ err: error }, 'error while closing'));
+      },
+    };
+  } catch (error) {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    throw error;
+  }
+}

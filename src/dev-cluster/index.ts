@@ -1,0 +1,89 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { base64url, calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
+import type { ClusterConfig, Config } from '../config/index.js';
+
+/**
+ * The dev cluster: a local stand-in for a Kubernetes service-account issuer, so a newcomer
+ * can exchange a token with no cluster at all. `tessera dev-token` signs projected-token-shaped
+ * JWTs with its key; the broker trusts its public key as the static JWKS of cluster `dev`.
+ */
+export type DevClusterConfig = NonNullable<Config['devCluster']>;
+
+export interface DevCluster {
+  /** The cluster entry the verifier sees: static JWKS, no network. */
+  cluster: ClusterConfig;
+  signToken(options: DevTokenOptions): string;
+}
+
+export interface DevTokenOptions {
+  namespace: string;
+  serviceAccount: string;
+  audience: string | string[];
+  ttlSeconds?: number;
+  pod?: string;
+  now?: number;
+}
+
+const KEY_FILE = 'signing-key.pem';
+
+function loadOrCreateKey(dir: string): KeyObject {
+  const path = join(dir, KEY_FILE);
+  try {
+    return createPrivateKey(readFileSync(path));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  writeFileSync(path, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  return privateKey;
+}
+
+/**
+ * Load (or create on first use) the dev cluster's key.
+ *
+ * @example const dev = await loadDevCluster(config.devCluster, config.audience);
+ */
+export async function loadDevCluster(config: DevClusterConfig, audience: string): Promise<DevCluster> {
+  const privateKey = loadOrCreateKey(config.keyDir);
+  const publicJwk: JWK = await exportJWK(createPublicKey(privateKey));
+  const kid = await calculateJwkThumbprint(publicJwk);
+  const jwk = { ...publicJwk, kty: 'EC', kid, alg: 'ES256', use: 'sig' };
+  const cluster: ClusterConfig = {
+    name: config.name,
+    issuer: config.issuer,
+    verify: 'jwks',
+    audiences: [audience],
+    jwks: { keys: [jwk] },
+    allowInsecure: false,
+  };
+  const encode = (value: unknown): string => base64url.encode(JSON.stringify(value));
+  return {
+    cluster,
+    signToken(options) {
+      const now = options.now ?? Math.floor(Date.now() / 1000);
+      const pod = options.pod ?? `${options.serviceAccount}-${randomUUID().slice(0, 8)}`;
+      const claims = {
+        aud: Array.isArray(options.audience) ? options.audience : [options.audience],
+        exp: now + (options.ttlSeconds ?? 600),
+        iat: now,
+        nbf: now,
+        iss: config.issuer,
+        jti: randomUUID(),
+        'kubernetes.io': {
+          namespace: options.namespace,
+          node: { name: 'dev-node', uid: randomUUID() },
+          pod: { name: pod, uid: randomUUID() },
+          serviceaccount: { name: options.serviceAccount, uid: randomUUID() },
+        },
+        sub: `system:serviceaccount:${options.namespace}:${options.serviceAccount}`,
+      };
+      const input = `${encode({ alg: 'ES256', kid, typ: 'JWT' })}.${encode(claims)}`;
+      const signature = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      return `${input}.${base64url.encode(signature)}`;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export { issueJwt, templateVars } from './jwt.js';
+export type { IssuedJwt, JwtIssueRequest } from './jwt.js';

@@ -1,0 +1,131 @@
+import 'reflect-metadata';
+import { webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { Pkcs10CertificateRequestGenerator, PemConverter } from '@peculiar/x509';
+import { z } from 'zod';
+
+/** What a pod needs to reach Tessera. */
+export interface ClientOptions {
+  /** Base URL of the broker, e.g. `https://tessera.example.com`. */
+  endpoint: string;
+  /** The projected service-account token file (re-read on every exchange: the kubelet rotates it). */
+  tokenFile: string;
+  audience?: string;
+  resource?: string;
+  scope?: string;
+  /** Refresh when less than this fraction of the lifetime is left (default 0.2). */
+  refreshFraction?: number;
+  /** Abort one exchange after this long (default 10 s). */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+  now?: () => number;
+}
+
+export interface Certificate {
+  certificatePem: string;
+  /** PKCS#8 PEM of the key generated for the CSR; it never leaves the pod. */
+  privateKeyPem: string;
+  chainPem: string[];
+  trustBundlePem: string[];
+  expiresAt: number;
+}
+
+/** A refusal from the broker, with its RFC 6749 code. */
+export class ExchangeError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    description: string,
+  ) {
+    super(`${code}: ${description}`);
+    this.name = 'ExchangeError';
+  }
+}
+
+const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const X509_TYPE = 'urn:tessera:params:oauth:token-type:x509-svid';
+
+const successSchema = z.object({
+  access_token: z.string(),
+  expires_in: z.number(),
+  certificate: z.string().optional(),
+  certificate_chain: z.array(z.string()).optional(),
+  trust_bundle: z.array(z.string()).optional(),
+});
+const errorSchema = z.object({ error: z.string(), error_description: z.string().optional() });
+
+/**
+ * The Tessera client for pods: exchanges the pod's service-account token and caches the
+ * result until it nears expiry.
+ *
+ * @example
+ *   const client = createClient({ endpoint, tokenFile: '/var/run/secrets/tokens/tessera', resource: 'orders-reader' });
+ *   const jwt = await client.getToken();
+ */
+export function createClient(options: ClientOptions) {
+  const doFetch = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  const refreshFraction = options.refreshFraction ?? 0.2;
+  let cachedToken: { value: string; expiresAt: number; refreshAt: number } | undefined;
+  let inFlight: Promise<string> | undefined;
+
+  async function exchange(extra: Record<string, string>): Promise<z.infer<typeof successSchema>> {
+    const subjectToken = (await readFile(options.tokenFile, 'utf8')).trim();
+    const body = new URLSearchParams({ grant_type: GRANT, subject_token: subjectToken, subject_token_type: JWT_TYPE, ...extra });
+    if (options.audience) body.set('audience', options.audience);
+    if (options.resource) body.set('resource', options.resource);
+    if (options.scope) body.set('scope', options.scope);
+    const response = await doFetch(new URL('/v1/token', options.endpoint), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body,
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+    });
+    const json: unknown = await response.json().catch(() => undefined);
+    if (!response.ok) {
+      const parsed = errorSchema.safeParse(json);
+      throw new ExchangeError(response.status, parsed.success ? parsed.data.error : 'server_error', parsed.success ? (parsed.data.error_description ?? '') : `HTTP ${response.status}`);
+    }
+    const parsed = successSchema.safeParse(json);
+    if (!parsed.success) throw new ExchangeError(response.status, 'invalid_response', 'the broker answered with an unexpected body');
+    return parsed.data;
+  }
+
+  const deadlines = (lifetimeSeconds: number) => {
+    const at = now();
+    return { expiresAt: at + lifetimeSeconds * 1000, refreshAt: at + lifetimeSeconds * 1000 * (1 - refreshFraction) };
+  };
+
+  return {
+    /** A valid JWT for the configured role/audience, fetched when absent or near expiry. */
+    async getToken(): Promise<string> {
+      if (cachedToken && now() < cachedToken.refreshAt) return cachedToken.value;
+      inFlight ??= exchange({ requested_token_type: JWT_TYPE })
+        .then((result) => {
+          cachedToken = { value: result.access_token, ...deadlines(result.expires_in) };
+          return result.access_token;
+        })
+        .finally(() => {
+          inFlight = undefined;
+        });
+      return inFlight;
+    },
+    /** A fresh X.509-SVID for a new EC P-256 key generated here. */
+    async getCertificate(): Promise<Certificate> {
+      const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+      const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
+      const result = await exchange({ requested_token_type: X509_TYPE, csr: csr.toString('pem') });
+      const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+      return {
+        certificatePem: result.certificate ?? result.access_token,
+        privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY'),
+        chainPem: result.certificate_chain ?? [],
+        trustBundlePem: result.trust_bundle ?? [],
+        expiresAt: deadlines(result.expires_in).expiresAt,
+      };
+    },
+  };
+}
+
+export type TesseraClient = ReturnType<typeof createClient>;

@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import { accessDenied, invalidRequest, invalidScope } from '../errors.js';
+import { issueJwt, templateVars } from '../issuers/index.js';
+import type { KeyProvider } from '../keys/types.js';
+import type { Logger, Metrics } from '../observability/index.js';
+import { denialDescription } from '../trust-policies/index.js';
+import type { CompiledRole, Decision, PolicyStore } from '../trust-policies/types.js';
+import type { SubjectTokenVerifier, WorkloadIdentity } from '../verifiers/types.js';
+import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID, type TokenExchangeRequest } from './request.js';
+import { issuedAudiences, selectRole } from './select-role.js';
+
+/** Mints X.509-SVIDs; present when the broker has a CA. */
+export interface SvidIssuer {
+  issueSvid(request: { csr: string; spiffeId: string; dnsNames: string[]; ttlSeconds: number }): Promise<{
+    certificatePem: string;
+    chainPem: string[];
+    trustBundlePem: string[];
+    expiresAt: number;
+  }>;
+}
+
+export interface ExchangeDeps {
+  issuer: string;
+  verifier: SubjectTokenVerifier;
+  policies: PolicyStore;
+  keys: KeyProvider;
+  svids?: SvidIssuer;
+  logger: Logger;
+  metrics?: Metrics;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+}
+
+/** The RFC 8693 §2.2.1 response body. */
+export interface ExchangeResponse {
+  access_token: string;
+  issued_token_type: string;
+  token_type: string;
+  expires_in: number;
+  scope?: string;
+  certificate?: string;
+  certificate_chain?: string[];
+  trust_bundle?: string[];
+}
+
+function allowedScopes(role: CompiledRole, requested: string[]): string[] {
+  // A role without scopes ignores them: clients such as google-auth-library always send one.
+  if (!role.issue.scopes) return [];
+  const unknown = requested.filter((scope) => !role.issue.scopes?.includes(scope));
+  if (unknown.length > 0) throw invalidScope(`scope is not allowed for role ${role.name}`, { detail: { role: role.name, scopes: unknown } });
+  return requested;
+}
+
+function identityForLog(identity: WorkloadIdentity): Record<string, unknown> {
+  return {
+    cluster: identity.cluster,
+    iss: identity.iss,
+    sub: identity.sub,
+    namespace: identity.namespace,
+    serviceAccount: identity.serviceAccount?.name,
+    pod: identity.pod?.name,
+    subjectJti: identity.jti,
+  };
+}
+
+/** A digest lets audit logs correlate an issued credential without holding it. */
+const digest = (value: string): string => createHash('sha256').update(value).digest('hex');
+
+/**
+ * The token exchange, HTTP-free: verify the subject, pick the role, decide, mint.
+ * Every failure is a TesseraError; every outcome leaves one audit event.
+ */
+export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<ExchangeResponse> {
+  const policySet = deps.policies.current();
+  const identity = await deps.verifier.verify(request.subjectToken);
+  const actor = request.actorToken === undefined ? undefined : await deps.verifier.verify(request.actorToken);
+  const role = selectRole(policySet, request.resource, request.audience);
+  const audiences = issuedAudiences(role, request.audience);
+  const scope = allowedScopes(role, request.scope);
+  const now = Math.floor(deps.now() / 1000);
+
+  const decision: Decision = policySet.decide(role, {
+    identity,
+    request: { audience: audiences, scope: request.scope, tokenType: request.requestedTokenType },
+    now,
+  });
+  const audit = {
+    event: 'token_exchange',
+    role: role.name,
+    ...identityForLog(identity),
+    ...(actor && { actorSub: actor.sub }),
+    requestedTokenType: request.requestedTokenType,
+    decision: decision.decision,
+    decidedBy: decision.decidedBy,
+  };
+  if (decision.decision !== 'allow') {
+    deps.logger.info({ ...audit, trace: decision.statements }, 'token exchange denied');
+    throw accessDenied(denialDescription(role, decision), { detail: { role: role.name, decidedBy: decision.decidedBy } });
+  }
+
+  if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) {
+    const response = await issueSvid(deps, role, identity, request);
+    deps.metrics?.certificatesIssued.inc({ role: role.name });
+    deps.logger.info({ ...audit, certificateSha256: digest(response.access_token) }, 'token exchange allowed');
+    return response;
+  }
+
+  const lifetime = Math.min(request.durationSeconds ?? role.issue.defaultLifetime, role.issue.maxLifetime);
+  const key = await deps.keys.signingKey(role.issue.algorithm);
+  const issued = await issueJwt({ key, issuer: deps.issuer, role, identity, audience: audiences, lifetimeSeconds: lifetime, scope, actor, now });
+  deps.logger.info({ ...audit, jti: issued.jti, kid: key.kid, aud: audiences, exp: issued.expiresAt }, 'token exchange allowed');
+  const isAccessToken = request.requestedTokenType === TOKEN_TYPE_ACCESS_TOKEN;
+  return {
+    access_token: issued.token,
+    issued_token_type: request.requestedTokenType,
+    // RFC 8693 §2.2.1: "N_A" when the issued token is not an access token.
+    token_type: isAccessToken ? 'Bearer' : 'N_A',
+    expires_in: lifetime,
+    ...(scope.length > 0 && { scope: scope.join(' ') }),
+  };
+}
+
+async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: WorkloadIdentity, request: TokenExchangeRequest): Promise<ExchangeResponse> {
+  const profile = role.issue.x509;
+  if (!profile) throw invalidRequest(`role ${role.name} does not issue x509-svid credentials`);
+  if (!deps.svids) throw invalidRequest('this broker does not issue x509-svid credentials');
+  const vars = templateVars(identity);
+  const ttlSeconds = Math.min(request.durationSeconds ?? profile.maxTtl, profile.maxTtl);
+  const svid = await deps.svids.issueSvid({
+    csr: request.csr as string,
+    spiffeId: profile.spiffeId(vars),
+    dnsNames: profile.dnsNames.map((template) => template(vars)).filter((name) => name !== ''),
+    ttlSeconds,
+  });
+  return {
+    access_token: svid.certificatePem,
+    issued_token_type: TOKEN_TYPE_X509_SVID,
+    token_type: 'N_A',
+    expires_in: Math.max(0, svid.expiresAt - Math.floor(deps.now() / 1000)),
+    certificate: svid.certificatePem,
+    certificate_chain: svid.chainPem,
+    trust_bundle: svid.trustBundlePem,
+  };
+}

@@ -1,0 +1,154 @@
+import { z } from 'zod';
+import { invalidRequest, unsupportedGrantType } from '../errors.js';
+
+export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+export const TOKEN_TYPE_X509_SVID = 'urn:tessera:params:oauth:token-type:x509-svid';
+
+const SUBJECT_TOKEN_TYPES = [TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN] as const;
+export const REQUESTED_TOKEN_TYPES = [TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID] as const;
+export type RequestedTokenType = (typeof REQUESTED_TOKEN_TYPES)[number];
+
+/** The only parameters that may appear more than once (RFC 8693 §2.1 allows several audiences). */
+const MULTI_VALUED = new Set(['audience']);
+/** Beyond these sizes a parameter is garbage, not a typo; the token itself is capped by its verifier. */
+const MAX_PARAMETER_LENGTH = 8192;
+
+export interface TokenExchangeRequest {
+  subjectToken: string;
+  subjectTokenType: string;
+  requestedTokenType: RequestedTokenType;
+  audience: string[];
+  resource?: string;
+  scope: string[];
+  csr?: string;
+  durationSeconds?: number;
+  actorToken?: string;
+  actorTokenType?: string;
+}
+
+type RawParameters = Map<string, string[]>;
+
+function fromForm(body: string): RawParameters {
+  const params = new Map<string, string[]>();
+  for (const [name, value] of new URLSearchParams(body)) {
+    const values = params.get(name);
+    if (values) values.push(value);
+    else params.set(name, [value]);
+  }
+  return params;
+}
+
+function fromJson(body: string): RawParameters {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw invalidRequest('request body is not valid JSON');
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw invalidRequest('request body must be a JSON object');
+  }
+  const params = new Map<string, string[]>();
+  for (const [name, value] of Object.entries(parsed)) {
+    if (typeof value === 'string') params.set(name, [value]);
+    else if (typeof value === 'number' && name === 'duration_seconds') params.set(name, [String(value)]);
+    else if (Array.isArray(value) && MULTI_VALUED.has(name) && value.every((item) => typeof item === 'string')) {
+      params.set(name, value as string[]);
+    } else throw invalidRequest(`parameter ${name} must be a string`);
+  }
+  return params;
+}
+
+const durationSchema = z
+  .string()
+  .regex(/^[1-9]\d{0,5}$/, 'duration_seconds must be a positive whole number of seconds')
+  .transform(Number);
+
+function single(params: RawParameters, name: string): string | undefined {
+  const values = params.get(name);
+  if (!values) return undefined;
+  if (values.length > 1 && !MULTI_VALUED.has(name)) throw invalidRequest(`parameter ${name} is duplicated`);
+  const value = values[0] as string;
+  return value === '' ? undefined : value;
+}
+
+function required(params: RawParameters, name: string): string {
+  const value = single(params, name);
+  if (value === undefined) throw invalidRequest(`parameter ${name} is required`);
+  return value;
+}
+
+/**
+ * Parse an RFC 8693 token-exchange request from a form or JSON body.
+ * Rejects duplicated single-valued parameters (RFC 6749 §3.2: "MUST NOT be included more than once").
+ *
+ * @example parseTokenExchange('grant_type=…&subject_token=…', 'application/x-www-form-urlencoded')
+ */
+export function parseTokenExchange(body: string, contentType: string | undefined): TokenExchangeRequest {
+  const mediaType = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
+  let params: RawParameters;
+  if (mediaType === 'application/x-www-form-urlencoded') params = fromForm(body);
+  else if (mediaType === 'application/json') params = fromJson(body);
+  else throw invalidRequest('content type must be application/x-www-form-urlencoded or application/json');
+
+  for (const [name, values] of params) {
+    if (values.length > 1 && !MULTI_VALUED.has(name)) throw invalidRequest(`parameter ${name} is duplicated`);
+    if (values.some((value) => value.length > MAX_PARAMETER_LENGTH) && name !== 'subject_token' && name !== 'actor_token' && name !== 'csr') {
+      throw invalidRequest(`parameter ${name} is too long`);
+    }
+  }
+
+  const grantType = required(params, 'grant_type');
+  if (grantType !== GRANT_TOKEN_EXCHANGE) throw unsupportedGrantType(`grant_type must be ${GRANT_TOKEN_EXCHANGE}`);
+
+  const subjectToken = required(params, 'subject_token');
+  const subjectTokenType = required(params, 'subject_token_type');
+  if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(subjectTokenType)) {
+    throw invalidRequest(`subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`);
+  }
+  const requestedTokenType = single(params, 'requested_token_type') ?? TOKEN_TYPE_JWT;
+  if (!(REQUESTED_TOKEN_TYPES as readonly string[]).includes(requestedTokenType)) {
+    throw invalidRequest(`requested_token_type must be one of ${REQUESTED_TOKEN_TYPES.join(', ')}`);
+  }
+
+  const actorToken = single(params, 'actor_token');
+  const actorTokenType = single(params, 'actor_token_type');
+  if (actorToken !== undefined && actorTokenType === undefined) throw invalidRequest('actor_token_type is required with actor_token');
+  if (actorToken === undefined && actorTokenType !== undefined) throw invalidRequest('actor_token_type given without actor_token');
+  if (actorTokenType !== undefined && !(SUBJECT_TOKEN_TYPES as readonly string[]).includes(actorTokenType)) {
+    throw invalidRequest(`actor_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`);
+  }
+
+  const rawDuration = single(params, 'duration_seconds');
+  let durationSeconds: number | undefined;
+  if (rawDuration !== undefined) {
+    const parsed = durationSchema.safeParse(rawDuration);
+    if (!parsed.success) throw invalidRequest('duration_seconds must be a positive whole number of seconds');
+    durationSeconds = parsed.data;
+  }
+
+  const csr = single(params, 'csr');
+  if (csr !== undefined && requestedTokenType !== TOKEN_TYPE_X509_SVID) {
+    throw invalidRequest(`csr is only accepted with requested_token_type ${TOKEN_TYPE_X509_SVID}`);
+  }
+  if (csr === undefined && requestedTokenType === TOKEN_TYPE_X509_SVID) throw invalidRequest('csr is required for an x509-svid');
+
+  const audience = (params.get('audience') ?? []).filter((value) => value !== '');
+  const scope = (single(params, 'scope') ?? '').split(' ').filter((value) => value !== '');
+
+  return {
+    subjectToken,
+    subjectTokenType,
+    requestedTokenType: requestedTokenType as RequestedTokenType,
+    audience: [...new Set(audience)],
+    resource: single(params, 'resource'),
+    scope: [...new Set(scope)],
+    csr,
+    durationSeconds,
+    actorToken,
+    actorTokenType,
+  };
+}
