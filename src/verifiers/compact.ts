@@ -1,0 +1,82 @@
+import { invalidRequest } from '../errors.js';
+import { StrictJsonError, parseStrictJson } from './strict-json.js';
+
+/** Subject tokens above this size are refused before any parsing (projected tokens are ~1 KiB). */
+export const MAX_TOKEN_BYTES = 16 * 1024;
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+export interface CompactJws {
+  /** The token exactly as received (after the strict checks). */
+  token: string;
+  header: Record<string, unknown>;
+  /** The decoded payload bytes (what the signature covers, besides the header). */
+  payload: Uint8Array;
+}
+
+/**
+ * Checks the compact JWS form strictly before jose sees it (jose on Node 20 decodes padded,
+ * space-laden and non-canonical base64url): exactly three segments of the base64url alphabet
+ * with no padding, each canonical, a header that is a JSON object with no duplicate members.
+ * Throws `invalid_request` with a client-safe description.
+ */
+export function parseCompactJws(token: string): CompactJws {
+  if (typeof token !== 'string' || token.length === 0) throw malformed('empty token');
+  if (Buffer.byteLength(token, 'utf8') > MAX_TOKEN_BYTES) {
+    throw invalidRequest('subject_token is too large', { detail: { reason: 'token over 16 KiB', bytes: Buffer.byteLength(token) } });
+  }
+  const segments = token.split('.');
+  if (segments.length !== 3) throw malformed(`${segments.length} segments, expected 3 (compact JWS)`);
+  const [headerPart, payloadPart, signaturePart] = segments as [string, string, string];
+  if (headerPart.length === 0 || signaturePart.length === 0) throw malformed('empty header or signature segment');
+  const header = decodeJsonObject(headerPart, 'header');
+  const payload = decodeSegment(payloadPart, 'payload');
+  decodeSegment(signaturePart, 'signature');
+  return { token, header, payload };
+}
+
+/**
+ * The header and claims of a token without verifying its signature: for `policy explain
+ * --token` and for routing. Applies every strict check of {@link parseCompactJws} and requires
+ * the payload to be a JSON object without duplicate members.
+ *
+ * @example const { claims } = decodeUnverified(token); claims.iss
+ */
+export function decodeUnverified(token: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
+  const jws = parseCompactJws(token);
+  return { header: jws.header, claims: parseClaims(jws.payload) };
+}
+
+/** The payload as a JWT claims set: a JSON object with no duplicate members. */
+export function parseClaims(payload: Uint8Array): Record<string, unknown> {
+  return toObject(Buffer.from(payload).toString('utf8'), 'payload');
+}
+
+function decodeSegment(segment: string, name: string): Uint8Array {
+  if (!BASE64URL.test(segment)) throw malformed(`${name} is not unpadded base64url`);
+  if (segment.length % 4 === 1) throw malformed(`${name} has an impossible base64url length`);
+  const bytes = Buffer.from(segment, 'base64url');
+  // Non-zero unused bits in the last character would let two strings decode to the same bytes.
+  if (bytes.toString('base64url') !== segment) throw malformed(`${name} is not canonical base64url`);
+  return bytes;
+}
+
+function decodeJsonObject(segment: string, name: string): Record<string, unknown> {
+  return toObject(Buffer.from(decodeSegment(segment, name)).toString('utf8'), name);
+}
+
+function toObject(text: string, name: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = parseStrictJson(text);
+  } catch (error) {
+    const reason = error instanceof StrictJsonError || error instanceof SyntaxError ? error.message : 'unparseable';
+    throw malformed(`${name} is not valid JSON: ${reason}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw malformed(`${name} is not a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+function malformed(reason: string) {
+  return invalidRequest('subject_token is malformed', { detail: { reason } });
+}

@@ -1,0 +1,43 @@
+import type { ClusterConfig } from '../config/index.js';
+import type { CompactJws } from './compact.js';
+import { checkClaims, identityFromClaims } from './claims.js';
+import { createKeySource, createStaticKeySource, type KeySourceDeps } from './jwks-cache.js';
+import { signatureError, verifySignature } from './jws.js';
+import type { AcceptedAlgorithm } from './keys.js';
+import type { ClusterStatus, WorkloadIdentity } from './types.js';
+
+/** A token already through the strict parse and header checks, routed to this cluster by `iss`. */
+export interface RoutedToken {
+  jws: CompactJws;
+  alg: AcceptedAlgorithm;
+  claims: Record<string, unknown>;
+}
+
+export interface ClusterJwksVerifier {
+  verify(token: RoutedToken): Promise<WorkloadIdentity>;
+  status(): ClusterStatus;
+  close(): Promise<void>;
+}
+
+/**
+ * Verifies a cluster's tokens against its JWKS (static from config, or fetched and cached):
+ * signature first, with one rate-limited refresh when the `kid` is unknown, then the claims.
+ */
+export function createJwksVerifier(cluster: ClusterConfig, deps: KeySourceDeps & { audiences: readonly string[] }): ClusterJwksVerifier {
+  const source = cluster.jwks ? createStaticKeySource(cluster, deps.logger) : createKeySource(cluster, deps);
+  return {
+    async verify({ jws, alg, claims }) {
+      let keys = await source.current();
+      let result = await verifySignature(jws, alg, keys);
+      if (!result.ok && result.reason === 'unknown-kid') {
+        keys = await source.afterUnknownKid(keys);
+        result = await verifySignature(jws, alg, keys);
+      }
+      if (!result.ok) throw signatureError(result.reason, jws.header);
+      checkClaims(claims, { issuer: cluster.issuer, audiences: deps.audiences, nowSeconds: Math.floor(deps.now() / 1000) });
+      return identityFromClaims(claims, cluster.name, 'jwks');
+    },
+    status: () => source.status(),
+    close: () => source.close(),
+  };
+}

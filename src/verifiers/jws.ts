@@ -1,0 +1,73 @@
+import { compactVerify } from 'jose';
+import { invalidRequest } from '../errors.js';
+import { parseCompactJws, type CompactJws } from './compact.js';
+import { isAcceptedAlgorithm, keyFitsAlgorithm, type AcceptedAlgorithm, type VerificationKey } from './keys.js';
+
+/** Headers that point at keys: an attacker controls them, so a token carrying one is refused. */
+const KEY_POINTER_HEADERS = ['jku', 'x5u', 'jwk', 'x5c'] as const;
+
+export type SignatureResult =
+  | { ok: true; key: VerificationKey }
+  | { ok: false; reason: 'unknown-kid' | 'no-key-for-alg' | 'bad-signature' };
+
+/**
+ * Checks the protected header: an accepted `alg`, no key-pointer headers, no `crit` (Tessera
+ * understands no extension), a string `kid` when present. Returns the algorithm.
+ */
+export function checkHeader(header: Record<string, unknown>): AcceptedAlgorithm {
+  const { alg } = header;
+  if (!isAcceptedAlgorithm(alg)) {
+    throw invalidRequest('subject_token algorithm is not accepted', { detail: { alg: typeof alg === 'string' ? alg.slice(0, 32) : typeof alg } });
+  }
+  const pointer = KEY_POINTER_HEADERS.find((name) => name in header);
+  if (pointer) throw invalidRequest('subject_token header is not accepted', { detail: { reason: `${pointer} header present` } });
+  if ('crit' in header) throw invalidRequest('subject_token header is not accepted', { detail: { reason: 'crit header present' } });
+  if (header.kid !== undefined && typeof header.kid !== 'string') {
+    throw invalidRequest('subject_token is malformed', { detail: { reason: 'kid is not a string' } });
+  }
+  return alg;
+}
+
+/** The header's `kid`, or undefined when absent or empty (old Kubernetes tokens carry `kid: ""`). */
+export const headerKid = (header: Record<string, unknown>): string | undefined =>
+  typeof header.kid === 'string' && header.kid !== '' ? header.kid : undefined;
+
+/**
+ * Verifies the signature with the candidate keys: those with the header's `kid`, or, when the
+ * header has no (or an empty) `kid`, every key that fits the algorithm. jose does the
+ * cryptography, restricted to the header's algorithm and handed a key object (never a header).
+ */
+export async function verifySignature(jws: CompactJws, alg: AcceptedAlgorithm, keys: readonly VerificationKey[]): Promise<SignatureResult> {
+  const kid = headerKid(jws.header);
+  const named = kid === undefined ? keys : keys.filter((key) => key.kid === kid);
+  if (named.length === 0) return { ok: false, reason: 'unknown-kid' };
+  const candidates = named.filter((key) => keyFitsAlgorithm(key, alg));
+  if (candidates.length === 0) return { ok: false, reason: 'no-key-for-alg' };
+  for (const key of candidates) {
+    try {
+      await compactVerify(jws.token, key.key, { algorithms: [alg] });
+      return { ok: true, key };
+    } catch {
+      // try the next candidate: with no kid, any key of the right type may be the signer
+    }
+  }
+  return { ok: false, reason: 'bad-signature' };
+}
+
+/**
+ * The whole signature layer for one token against a fixed key list, for tooling and tests:
+ * strict compact parse, header checks, signature. The payload need not be JSON here.
+ */
+export async function verifyCompactJws(token: string, keys: readonly VerificationKey[]): Promise<{ header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey }> {
+  const jws = parseCompactJws(token);
+  const alg = checkHeader(jws.header);
+  const result = await verifySignature(jws, alg, keys);
+  if (!result.ok) throw signatureError(result.reason, jws.header);
+  return { header: jws.header, payload: jws.payload, key: result.key };
+}
+
+export function signatureError(reason: 'unknown-kid' | 'no-key-for-alg' | 'bad-signature', header: Record<string, unknown>) {
+  const detail = { reason, kid: headerKid(header), alg: header.alg };
+  if (reason === 'bad-signature') return invalidRequest('subject_token signature is invalid', { detail });
+  return invalidRequest('subject_token signing key is unknown', { detail });
+}
