@@ -1,0 +1,113 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseConfig, parseDuration } from '../../../src/config/index.js';
+
+const minimal = { issuer: 'https://sts.example.com', audience: 'sts.example.com' };
+
+function problems(input: unknown): string[] {
+  try {
+    parseConfig(input);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected the config to be refused');
+}
+
+describe('config', () => {
+  it('ok/defaults-filled-in', () => {
+    const config = parseConfig(minimal);
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(config.keys.provider).toBe('local');
+    expect(config.keys.algorithms).toEqual(['ES256', 'RS256']);
+    expect(config.cache).toEqual({ maxStale: 86400 });
+    expect(config.policies).toBe('./policies');
+  });
+
+  it('ok/full-design-example', () => {
+    const config = parseConfig({
+      ...minimal,
+      listen: { host: '0.0.0.0', port: 8080 },
+      clusters: [
+        {
+          name: 'prod',
+          issuer: 'https://oidc.prod.example.com',
+          verify: 'jwks+tokenreview',
+          audiences: ['sts.example.com'],
+          jwksUri: 'https://oidc.prod.example.com/openid/v1/jwks',
+          kubeconfig: 'in-cluster',
+          caFile: '/etc/ca.pem',
+        },
+      ],
+      keys: { provider: 'pkcs11', module: '/usr/lib/softhsm/libsofthsm2.so', tokenLabel: 'tessera', pinEnv: 'TESSERA_PKCS11_PIN', rotation: { every: '24h', overlap: '2h' } },
+      x509: { trustDomain: 'example.com', caTtl: '8760h' },
+      cache: { redis: 'redis://127.0.0.1:6379' },
+    });
+    expect(config.keys.rotation).toEqual({ every: 86400, overlap: 7200 });
+    expect(config.x509.caTtl).toBe(8760 * 3600);
+    expect(config.clusters[0]?.allowInsecure).toBe(false);
+  });
+
+  const bad: Array<[string, unknown, string[]]> = [
+    ['fail/http-cluster-issuer', { ...minimal, clusters: [{ name: 'prod', issuer: 'http://oidc.example.com' }] }, ['clusters[0].issuer: must be an https URL']],
+    ['fail/issuer-with-query', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://oidc.example.com/?x=1' }] }, ['clusters[0].issuer: must not contain a query or fragment']],
+    ['fail/issuer-with-userinfo', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://u:p@oidc.example.com' }] }, ['clusters[0].issuer: must not contain userinfo']],
+    ['fail/issuer-dot-segments', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://oidc.example.com/a/../b' }] }, ['clusters[0].issuer: must not contain dot segments']],
+    ['fail/unknown-top-level-field', { ...minimal, issuerr: 'x' }, ['issuerr: unknown field']],
+    ['fail/unknown-cluster-field', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verfy: 'jwks' }] }, ['clusters[0].verfy: unknown field']],
+    ['fail/bad-verify-mode', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verify: 'magic' }] }, ['clusters[0].verify: Invalid option: expected one of "jwks"|"tokenreview"|"jwks+tokenreview"']],
+    ['fail/tokenreview-without-kubeconfig', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verify: 'tokenreview' }] }, ['clusters[0].kubeconfig: is required when verify is tokenreview']],
+    ['fail/duplicate-cluster-issuer', { ...minimal, clusters: [{ name: 'a', issuer: 'https://a.example.com' }, { name: 'b', issuer: 'https://a.example.com' }] }, ['clusters[1].issuer: duplicates clusters[0].issuer']],
+    ['fail/bad-duration', { ...minimal, keys: { rotation: { every: 'daily' } } }, ['keys.rotation.every: must be a duration such as 90s, 15m, 1h or 24h']],
+    ['fail/pkcs11-without-module-or-pin', { ...minimal, keys: { provider: 'pkcs11', tokenLabel: 't' } }, ['keys.module: is required for provider pkcs11', 'keys.pinEnv: pinEnv or pinFile is required for provider pkcs11']],
+    ['fail/http-broker-issuer-not-loopback', { ...minimal, issuer: 'http://sts.example.com' }, ['issuer: must be an https URL']],
+    ['fail/missing-audience', { issuer: 'https://sts.example.com' }, ['audience: Invalid input: expected string, received undefined']],
+  ];
+  it.each(bad)('%s', (_name, input, expected) => {
+    expect(problems(input)).toEqual(expected);
+  });
+
+  it('ok/http-issuer-allowed-with-allowInsecure', () => {
+    expect(parseConfig({ ...minimal, clusters: [{ name: 'kind', issuer: 'http://127.0.0.1:6443', allowInsecure: true }] }).clusters[0]?.issuer).toBe('http://127.0.0.1:6443');
+  });
+
+  it('ok/file-yaml-relative-paths-and-env-overrides', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-config-'));
+    const file = join(dir, 'tessera.yaml');
+    writeFileSync(file, 'issuer: https://sts.example.com\naudience: sts\npolicies: ./pol\nclusters:\n  - name: prod\n    issuer: https://oidc.example.com\n    caFile: ca.pem\n');
+    const config = loadConfig({ file, env: { TESSERA_PORT: '9999' }, cwd: '/' });
+    expect(config.policies).toBe(join(dir, 'pol'));
+    expect(config.clusters[0]?.caFile).toBe(join(dir, 'ca.pem'));
+    expect(config.listen.port).toBe(9999);
+  });
+
+  it('fail/yaml-duplicate-key-is-refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-config-'));
+    const file = join(dir, 'tessera.yaml');
+    writeFileSync(file, 'issuer: https://a.example.com\nissuer: https://b.example.com\naudience: x\n');
+    expect(() => loadConfig({ file, env: {} })).toThrow(/Map keys must be unique/);
+  });
+
+  it('ok/embedded-defaults-have-the-dev-cluster', () => {
+    const config = loadConfig({ env: {} });
+    expect(config.issuer).toBe('http://127.0.0.1:8080');
+    expect(config.devCluster?.name).toBe('dev');
+    expect(config.cache.redis).toBeUndefined();
+  });
+
+  it.each([
+    ['90s', 90],
+    ['15m', 900],
+    ['1h30m', 5400],
+    ['24h', 86400],
+    ['7d', 604800],
+    ['3600', 3600],
+    ['1 hour', undefined],
+    ['', undefined],
+    ['h', undefined],
+  ] as const)('duration %s', (text, seconds) => {
+    expect(parseDuration(text)).toBe(seconds);
+  });
+});
