@@ -70,7 +70,7 @@ const digest = (value: string): string => createHash('sha256').update(value).dig
  * The token exchange, HTTP-free: verify the subject, pick the role, decide, mint.
  * Every failure is a TesseraError; every outcome leaves one audit event.
  */
-export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<ExchangeResponse> {
+export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<{ role: string; body: ExchangeResponse }> {
   const policySet = deps.policies.current();
   const identity = await deps.verifier.verify(request.subjectToken);
   const actor = request.actorToken === undefined ? undefined : await deps.verifier.verify(request.actorToken);
@@ -102,7 +102,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
     const response = await issueSvid(deps, role, identity, request);
     deps.metrics?.certificatesIssued.inc({ role: role.name });
     deps.logger.info({ ...audit, certificateSha256: digest(response.access_token) }, 'token exchange allowed');
-    return response;
+    return { role: role.name, body: response };
   }
 
   const lifetime = Math.min(request.durationSeconds ?? role.issue.defaultLifetime, role.issue.maxLifetime);
@@ -110,7 +110,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
   const issued = await issueJwt({ key, issuer: deps.issuer, role, identity, audience: audiences, lifetimeSeconds: lifetime, scope, actor, now });
   deps.logger.info({ ...audit, jti: issued.jti, kid: key.kid, aud: audiences, exp: issued.expiresAt }, 'token exchange allowed');
   const isAccessToken = request.requestedTokenType === TOKEN_TYPE_ACCESS_TOKEN;
-  return {
+  const body: ExchangeResponse = {
     access_token: issued.token,
     issued_token_type: request.requestedTokenType,
     // RFC 8693 §2.2.1: "N_A" when the issued token is not an access token.
@@ -118,6 +118,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
     expires_in: lifetime,
     ...(scope.length > 0 && { scope: scope.join(' ') }),
   };
+  return { role: role.name, body };
 }
 
 async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: WorkloadIdentity, request: TokenExchangeRequest): Promise<ExchangeResponse> {

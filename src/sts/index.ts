@@ -67,17 +67,19 @@ export function createStsApp(deps: StsDeps): Hono {
       const started = performance.now();
       let result = 'ok';
       let tokenType = '';
+      let role = '';
       try {
         takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
         const request = parseTokenExchange(await c.req.text(), c.req.header('content-type'));
         tokenType = request.requestedTokenType;
-        const response = await exchangeToken(deps, request);
-        return c.json(response, 200, { ...NO_STORE });
+        const result = await exchangeToken(deps, request);
+        role = result.role;
+        return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {
         result = isTesseraError(error) ? error.code : 'server_error';
         throw error;
       } finally {
-        deps.metrics?.exchanges.inc({ result, role: '', token_type: tokenType });
+        deps.metrics?.exchanges.inc({ result, role, token_type: tokenType });
         deps.metrics?.exchangeDuration.observe({ result }, (performance.now() - started) / 1000);
       }
     },

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
@@ -35,14 +36,27 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/** A port free right now on 127.0.0.1, so the broker's issuer can name the URL it serves. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /**
- * A broker on a free loopback port with the embedded defaults, its keys and dev cluster in a
+ * A broker on a free loopback port (its issuer is its own URL) with the embedded defaults, its keys and dev cluster in a
  * fresh temporary directory, logging into memory.
  */
 export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: AppOverrides = {}): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
+  const port = await freePort();
   const config = parseConfig({
-    issuer: 'http://127.0.0.1:8080',
+    issuer: `http://127.0.0.1:${port}`,
     audience: 'tessera',
     devCluster: { keyDir: join(dir, 'dev-cluster') },
     policies: REPO_POLICIES,
@@ -53,7 +67,7 @@ export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: 
   });
   const { capture, logger } = captureLogs();
   const app = await createApp(config, { logger, watchPolicies: false, processMetrics: false, ...overrides });
-  const { url } = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { url } = await app.listen({ port, host: '127.0.0.1' });
   return {
     app,
     url,

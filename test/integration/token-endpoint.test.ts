@@ -1,0 +1,236 @@
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
+import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startTestApp({ policies: writePolicies(ENDPOINT_ROLES) });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const exchange = (subjectToken: string, extra: Record<string, string | string[]> = {}) =>
+  postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, ...extra }));
+
+async function verifyIssued(token: string, audience: string) {
+  const jwks = (await (await fetch(`${t.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+  return jwtVerify(token, createLocalJWKSet(jwks), { issuer: t.url, audience });
+}
+
+describe('POST /v1/token', () => {
+  it('ok/role-by-resource: issues a JWT with the claims of DESIGN.md', async () => {
+    const subject = t.devToken('orders', 'order-service');
+    const { status, headers, json } = await exchange(subject, { resource: 'orders-reader' });
+    expect(status).toBe(200);
+    expect(headers.get('cache-control')).toBe('no-store');
+    expect(json).toEqual({
+      access_token: expect.any(String),
+      issued_token_type: JWT_TYPE,
+      token_type: 'N_A',
+      expires_in: 900,
+    });
+    const { payload, protectedHeader } = await verifyIssued(json.access_token as string, 'https://vault.example.com');
+    expect(protectedHeader.alg).toBe('ES256');
+    expect(protectedHeader.kid).toEqual(expect.any(String));
+    expect(payload).toMatchObject({
+      iss: t.url,
+      sub: 'system:serviceaccount:orders:order-service',
+      aud: 'https://vault.example.com',
+      team: 'orders',
+      ns: 'orders',
+      tessera: { role: 'orders-reader', cluster: 'dev' },
+      'kubernetes.io': { namespace: 'orders', serviceaccount: { name: 'order-service' } },
+    });
+    expect(payload.exp! - payload.iat!).toBe(900);
+    expect(payload.nbf).toBe(payload.iat);
+    expect(payload.jti).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  });
+
+  it('ok/role-by-urn-and-requested-audience-and-duration', async () => {
+    const { status, json } = await exchange(t.devToken('orders', 'order-api'), {
+      resource: 'urn:tessera:role:orders-reader',
+      audience: 'orders-api',
+      duration_seconds: '120',
+    });
+    expect(status).toBe(200);
+    expect(json.expires_in).toBe(120);
+    const { payload } = await verifyIssued(json.access_token as string, 'orders-api');
+    expect(payload.aud).toBe('orders-api');
+  });
+
+  it('ok/duration-capped-by-role-max', async () => {
+    const { json } = await exchange(t.devToken('billing', 'payer'), { resource: 'billing', duration_seconds: '86400' });
+    expect(json.expires_in).toBe(1800);
+  });
+
+  it('ok/role-by-audience-rsa-and-subject-template', async () => {
+    const { status, json } = await exchange(t.devToken('billing', 'payer'), { audience: 'sts.amazonaws.com' });
+    expect(status).toBe(200);
+    expect(decodeProtectedHeader(json.access_token as string).alg).toBe('RS256');
+    const { payload } = await verifyIssued(json.access_token as string, 'sts.amazonaws.com');
+    expect(payload.sub).toBe('system:serviceaccount:billing:payer@dev');
+  });
+
+  it('ok/access-token-type-is-bearer', async () => {
+    const { json } = await exchange(t.devToken('orders', 'order-service'), {
+      resource: 'orders-reader',
+      requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    });
+    expect(json.token_type).toBe('Bearer');
+    expect(json.issued_token_type).toBe('urn:ietf:params:oauth:token-type:access_token');
+  });
+
+  it('ok/scopes-listed-by-role-are-carried', async () => {
+    const { json } = await exchange(t.devToken('orders', 'order-service'), { resource: 'orders-reader', scope: 'orders.read' });
+    expect(json.scope).toBe('orders.read');
+    const { payload } = await verifyIssued(json.access_token as string, 'https://vault.example.com');
+    expect(payload.scope).toBe('orders.read');
+  });
+
+  it('ok/scope-ignored-when-role-lists-none', async () => {
+    const { status, json } = await exchange(t.devToken('billing', 'payer'), { resource: 'billing', scope: 'https://www.googleapis.com/auth/cloud-platform' });
+    expect(status).toBe(200);
+    expect(json.scope).toBeUndefined();
+  });
+
+  it('ok/json-body', async () => {
+    const body = JSON.stringify({ grant_type: TOKEN_EXCHANGE, subject_token: t.devToken('orders', 'order-service'), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
+    const { status } = await postToken(t.url, body, 'application/json');
+    expect(status).toBe(200);
+  });
+
+  it('ok/actor-token-becomes-act-claim', async () => {
+    const { json } = await exchange(t.devToken('orders', 'order-service'), {
+      resource: 'orders-reader',
+      actor_token: t.devToken('platform', 'gateway'),
+      actor_token_type: JWT_TYPE,
+    });
+    const { payload } = await verifyIssued(json.access_token as string, 'https://vault.example.com');
+    expect(payload.act).toEqual({ sub: 'system:serviceaccount:platform:gateway', iss: 'https://dev-cluster.tessera.local' });
+  });
+
+  it('ok/every-jti-is-unique', async () => {
+    const subject = t.devToken('orders', 'order-service');
+    const jtis = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const { json } = await exchange(subject, { resource: 'orders-reader' });
+      jtis.add((await verifyIssued(json.access_token as string, 'https://vault.example.com')).payload.jti as string);
+    }
+    expect(jtis.size).toBe(20);
+  });
+
+  const refusals: Array<[string, () => Record<string, string | string[]>, number, string]> = [
+    ['fail/unknown-role', () => ({ resource: 'nope' }), 400, 'invalid_target'],
+    ['fail/ambiguous-audience', () => ({ audience: 'shared-aud' }), 400, 'invalid_target'],
+    ['fail/no-role-for-audience', () => ({ audience: 'https://unknown.example.com' }), 400, 'invalid_target'],
+    ['fail/audience-not-allowed-by-role', () => ({ resource: 'orders-reader', audience: 'sts.amazonaws.com' }), 400, 'invalid_target'],
+    ['fail/neither-resource-nor-audience', () => ({}), 400, 'invalid_target'],
+    ['fail/scope-not-listed', () => ({ resource: 'orders-reader', scope: 'orders.admin' }), 400, 'invalid_scope'],
+    ['fail/x509-without-profile', () => ({ resource: 'orders-reader', requested_token_type: 'urn:tessera:params:oauth:token-type:x509-svid', csr: 'x' }), 400, 'invalid_request'],
+  ];
+  it.each(refusals)('%s', async (_name, extra, status, error) => {
+    const response = await exchange(t.devToken('orders', 'order-service'), extra());
+    expect(response.status).toBe(status);
+    expect(response.json).toEqual({ error, error_description: expect.any(String) });
+    expect(response.headers.get('cache-control')).toBe('no-store');
+  });
+
+  it('fail/policy-denies-namespace: 403 naming the role', async () => {
+    const response = await exchange(t.devToken('payments', 'order-service'), { resource: 'orders-reader' });
+    expect(response.status).toBe(403);
+    expect(response.json.error).toBe('access_denied');
+    expect(response.json.error_description).toContain('orders-reader');
+    expect(response.json.error_description).not.toContain('orders"');
+  });
+
+  it('fail/expired-subject-token', async () => {
+    const expired = t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 });
+    const response = await exchange(expired, { resource: 'orders-reader' });
+    expect(response.status).toBe(400);
+    expect(response.json.error).toBe('invalid_request');
+  });
+
+  it('fail/subject-token-for-another-audience', async () => {
+    const response = await exchange(t.devToken('orders', 'order-service', { audience: 'kubernetes.default.svc' }), { resource: 'orders-reader' });
+    expect(response.status).toBe(400);
+    expect(response.json.error).toBe('invalid_request');
+  });
+
+  it('fail/body-over-64KiB-is-413', async () => {
+    const response = await postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: 'x'.repeat(70 * 1024), subject_token_type: JWT_TYPE }));
+    expect(response.status).toBe(413);
+    expect(response.json).toEqual({ error: 'invalid_request', error_description: 'request body exceeds 65536 bytes' });
+  });
+
+  it('fail/duplicated-parameter', async () => {
+    const body = `${exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: 'a', subject_token_type: JWT_TYPE })}&subject_token=b`;
+    const response = await postToken(t.url, body);
+    expect(response).toMatchObject({ status: 400, json: { error: 'invalid_request', error_description: 'parameter subject_token is duplicated' } });
+  });
+
+  it('logs/no-token-in-any-log-line', async () => {
+    const subject = t.devToken('orders', 'order-service');
+    const { json } = await exchange(subject, { resource: 'orders-reader' });
+    await exchange(subject, { resource: 'orders-reader', scope: 'orders.admin' });
+    await exchange(t.devToken('payments', 'x'), { resource: 'orders-reader' });
+    const logs = t.logs.text();
+    expect(logs).toContain('token exchange allowed');
+    expect(logs).toContain('token exchange denied');
+    const signature = (value: string) => value.split('.')[2] as string;
+    expect(logs).not.toContain(signature(subject));
+    expect(logs).not.toContain(signature(json.access_token as string));
+  });
+});
+
+describe('broker endpoints', () => {
+  it('discovery document carries what cloud IAM reads', async () => {
+    const response = await fetch(`${t.url}/.well-known/openid-configuration`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({
+      issuer: t.url,
+      jwks_uri: `${t.url}/.well-known/jwks.json`,
+      token_endpoint: `${t.url}/v1/token`,
+      grant_types_supported: [TOKEN_EXCHANGE],
+      response_types_supported: ['id_token'],
+      subject_types_supported: ['public'],
+      id_token_signing_alg_values_supported: ['ES256', 'RS256'],
+      token_endpoint_auth_methods_supported: ['none'],
+      claims_supported: expect.arrayContaining(['iss', 'sub', 'aud', 'exp', 'iat', 'jti']),
+    });
+  });
+
+  it('jwks publishes public keys only, each with kid, alg and use', async () => {
+    const response = await fetch(`${t.url}/.well-known/jwks.json`);
+    expect(response.headers.get('cache-control')).toMatch(/max-age=\d+/);
+    const { keys } = (await response.json()) as { keys: Array<Record<string, unknown>> };
+    expect(keys.map((key) => key.alg)).toEqual(expect.arrayContaining(['ES256', 'RS256']));
+    for (const key of keys) {
+      expect(key).toMatchObject({ kid: expect.any(String), use: 'sig' });
+      for (const privatePart of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(key).not.toHaveProperty(privatePart);
+    }
+  });
+
+  it('healthz and readyz', async () => {
+    expect(await (await fetch(`${t.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${t.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { keys: 'ok', policies: { roles: 3 } } });
+  });
+
+  it('404 and 405 are JSON', async () => {
+    const missing = await fetch(`${t.url}/nope`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({ error: 'not_found', error_description: 'no such route' });
+    const wrongMethod = await fetch(`${t.url}/v1/token`);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toContain('POST');
+    expect(await wrongMethod.json()).toEqual({ error: 'method_not_allowed', error_description: 'method not allowed' });
+  });
+
+  it('metrics count exchanges', async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    expect(text).toMatch(/tessera_token_exchanges_total\{result="ok",role="orders-reader",token_type="urn:ietf:params:oauth:token-type:jwt"\} \d+/);
+  });
+});
