@@ -1,27 +1,132 @@
+import { createHash } from 'node:crypto';
 import type { SharedCache } from '../cache/index.js';
 import type { ClusterConfig } from '../config/index.js';
-import { temporarilyUnavailable } from '../errors.js';
+import { isTesseraError, temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
+import { decodeUnverified } from './compact.js';
+import { ReviewCallError, createTokenReviewClient, type ReviewCallFailure } from './tokenreview-client.js';
+import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from './tokenreview-identity.js';
 import type { WorkloadIdentity } from './types.js';
 
 export interface TokenReviewDeps {
   cache: SharedCache;
   logger: Logger;
   metrics?: Metrics;
+  /** Milliseconds since the epoch. */
   now?: () => number;
-  /** The audiences the review asks the API server to check. */
+  /** What the review asks the API server to vouch for (`spec.audiences`). */
   audiences: string[];
+  /**
+   * How long a positive review is reused, capped by the token's remaining life. Default 60 s for
+   * `verify: tokenreview`, 10 s for `jwks+tokenreview` (where the review exists to notice
+   * revocation quickly).
+   */
+  positiveTtlSeconds?: number;
+  /** Budget for one TokenReview call. */
+  timeoutMs?: number;
 }
 
-/** Placeholder until TokenReview verification lands: refuses with 503, never 500. */
+/**
+ * Verifies a subject token by asking the cluster's API server (TokenReview), which is the only
+ * way to notice that the pod a token is bound to is gone. A refused token is a 400
+ * `invalid_request`; an API server that cannot be reached, refuses the broker's own credentials
+ * or times out is a 503 `temporarily_unavailable`, logged with the cluster and status, never
+ * the token. Positive answers are shared through `deps.cache` under the token's SHA-256;
+ * negative ones are never cached.
+ *
+ * @example
+ *   const verifier = createTokenReviewVerifier(cluster, { cache, logger, audiences: ['sts.example.com'] });
+ *   const identity = await verifier.verify(subjectToken);
+ */
 export function createTokenReviewVerifier(
   cluster: ClusterConfig,
-  _deps: TokenReviewDeps,
+  deps: TokenReviewDeps,
 ): { verify(token: string): Promise<WorkloadIdentity>; close(): Promise<void> } {
-  return {
-    async verify() {
-      throw temporarilyUnavailable('token review is unavailable', { detail: { cluster: cluster.name } });
-    },
-    async close() {},
+  const now = deps.now ?? Date.now;
+  const timeoutMs = deps.timeoutMs ?? 5000;
+  const positiveTtlSeconds = deps.positiveTtlSeconds ?? (cluster.verify === 'jwks+tokenreview' ? 10 : 60);
+  const client = createTokenReviewClient(cluster, { timeoutMs });
+  const log = deps.logger.child({ module: 'tokenreview', cluster: cluster.name });
+  // Concurrent exchanges of one token share one review.
+  const inFlight = new Map<string, Promise<WorkloadIdentity>>();
+
+  const count = (result: string) => deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
+
+  const readCached = async (key: string): Promise<WorkloadIdentity | undefined> => {
+    const raw = await deps.cache.get(key);
+    if (raw === undefined) return undefined;
+    try {
+      return cachedIdentitySchema.parse(JSON.parse(raw));
+    } catch {
+      log.warn({ key }, 'ignoring an unreadable cached token review');
+      return undefined;
+    }
   };
+
+  const reviewAndCache = async (token: string, claims: Record<string, unknown>, key: string): Promise<WorkloadIdentity> => {
+    let rawStatus: unknown;
+    try {
+      rawStatus = await client.review(token, deps.audiences);
+    } catch (error) {
+      throw unavailable(error);
+    }
+    const parsed = reviewStatusSchema.safeParse(rawStatus);
+    if (!parsed.success) throw unavailable(new ReviewCallError({ kind: 'malformed', reason: 'unexpected TokenReview status shape' }));
+    let identity: WorkloadIdentity;
+    try {
+      identity = identityFromReview({ cluster, status: parsed.data, claims, audiences: deps.audiences });
+    } catch (error) {
+      count('unauthenticated');
+      if (isTesseraError(error)) log.info({ reason: error.detail?.reason }, 'token review refused the subject token');
+      throw error;
+    }
+    count('authenticated');
+    const ttlMs = cacheTtlMs(identity.expiresAt, positiveTtlSeconds, now());
+    if (ttlMs > 0) await deps.cache.set(key, JSON.stringify(identity), ttlMs);
+    log.debug({ sub: identity.sub, jti: identity.jti }, 'token review authenticated');
+    return identity;
+  };
+
+  const unavailable = (error: unknown) => {
+    const failure: ReviewCallFailure = error instanceof ReviewCallError ? error.failure : { kind: 'malformed', reason: 'unknown error' };
+    count(failure.kind === 'timeout' ? 'timeout' : 'error');
+    const fields = { server: client.server, status: failure.status, reason: failure.reason, failure: failure.kind };
+    if (failure.status === 401 || failure.status === 403) log.error(fields, adviceFor(failure.status));
+    else log.warn(fields, `token review failed (${failure.kind}): answering 503`);
+    return temporarilyUnavailable('the cluster API server cannot verify tokens right now; retry later', {
+      detail: { cluster: cluster.name, ...fields },
+    });
+  };
+
+  return {
+    async verify(token) {
+      // Malformed or oversized tokens never reach the API server (400 from the strict decoder).
+      const { claims } = decodeUnverified(token);
+      const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
+      const cached = await readCached(key);
+      if (cached) return cached;
+      let pending = inFlight.get(key);
+      if (!pending) {
+        pending = reviewAndCache(token, claims, key).finally(() => inFlight.delete(key));
+        inFlight.set(key, pending);
+      }
+      return pending;
+    },
+    async close() {
+      inFlight.clear();
+    },
+  };
+}
+
+/** min(positive TTL, the token's remaining life); 0 (do not cache) once it has expired. */
+export function cacheTtlMs(expiresAt: number | undefined, positiveTtlSeconds: number, nowMs: number): number {
+  const cap = positiveTtlSeconds * 1000;
+  if (expiresAt === undefined) return cap;
+  return Math.max(0, Math.min(cap, expiresAt * 1000 - nowMs));
+}
+
+function adviceFor(status: 401 | 403): string {
+  return status === 401
+    ? "token review refused: the API server did not accept the broker's credentials (401); check the cluster's kubeconfig user"
+    : "token review refused: the broker may not create tokenreviews (403); bind its service account to the ClusterRole system:auth-delegator";
 }
