@@ -1,0 +1,182 @@
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { invalidRequest } from '../../errors.js';
+import { DerError, children, expectTlv, oid, positiveIntegerContent, sequence, type Tlv } from './der.js';
+import { ecdsaDerToRaw } from './ecdsa-signature.js';
+
+/**
+ * CSR checks, the first stage of issuance: parse a PKCS#10 request strictly, allow only
+ * EC P-256/P-384 and RSA 2048–8192 (e = 65537) keys, and verify the self-signature (proof
+ * that the requester holds the private key). Names, attributes and requested extensions are
+ * parsed past and never read: the leaf's contents come from the role, not the requester.
+ *
+ * Hand-rolled DER instead of @peculiar/asn1-csr: parsing there costs ~150 µs a request,
+ * here ~5 µs, and the EC key is imported from its coordinates (JWK), which skips
+ * OpenSSL's slow SPKI decoder.
+ */
+
+export type CsrKeyType = 'ec' | 'rsa';
+
+export interface VerifiedCsr {
+  /** The requester's SubjectPublicKeyInfo, DER, copied into the leaf unchanged. */
+  spki: Uint8Array;
+  /** The BIT STRING content of the key (without the unused-bits byte), for the SKI. */
+  publicKeyBits: Uint8Array;
+  keyType: CsrKeyType;
+  /** `P-256` / `P-384`, or `RSA-<bits>`. */
+  keyDescription: string;
+  publicKey: KeyObject;
+}
+
+/** The largest CSR accepted, to bound parsing and RSA verification cost. */
+export const MAX_CSR_BYTES = 16 * 1024;
+
+const EC_PUBLIC_KEY = oid('1.2.840.10045.2.1');
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+
+const EC_CURVES = new Map<string, { crv: 'P-256' | 'P-384'; size: number }>([
+  [hex(sequence(EC_PUBLIC_KEY, oid('1.2.840.10045.3.1.7'))), { crv: 'P-256', size: 32 }],
+  [hex(sequence(EC_PUBLIC_KEY, oid('1.3.132.0.34'))), { crv: 'P-384', size: 48 }],
+]);
+const RSA_ALGORITHM = hex(sequence(oid('1.2.840.113549.1.1.1'), Uint8Array.of(0x05, 0x00)));
+const NULL = Uint8Array.of(0x05, 0x00);
+
+const SIGNATURE_ALGORITHMS = new Map<string, { keyType: CsrKeyType; hash: string }>();
+for (const [dotted, hash] of [['1.2.840.10045.4.3.2', 'sha256'], ['1.2.840.10045.4.3.3', 'sha384'], ['1.2.840.10045.4.3.4', 'sha512']] as const) {
+  SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'ec', hash });
+}
+for (const [dotted, hash] of [['1.2.840.113549.1.1.11', 'sha256'], ['1.2.840.113549.1.1.12', 'sha384'], ['1.2.840.113549.1.1.13', 'sha512']] as const) {
+  SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted), NULL)), { keyType: 'rsa', hash });
+  SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'rsa', hash });
+}
+
+const malformed = (reason: string) =>
+  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { detail: { reason } });
+
+/** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
+export function decodeCsrInput(input: string): Uint8Array {
+  const text = input.trim();
+  const pem = /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END (?:NEW )?CERTIFICATE REQUEST-----$/.exec(text);
+  const body = pem ? pem[1]!.replace(/\s+/g, '') : text;
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(body)) throw malformed('not PEM or base64url');
+  const der = new Uint8Array(Buffer.from(body, 'base64'));
+  if (der.length === 0 || der.length > MAX_CSR_BYTES) throw malformed(`size ${der.length} bytes`);
+  return der;
+}
+
+/** Parses, checks the key and verifies the self-signature; every failure is `invalid_request`. */
+export function verifyCsr(input: string): VerifiedCsr {
+  const der = decodeCsrInput(input);
+  let parts: ReturnType<typeof splitCsr>;
+  try {
+    parts = splitCsr(der);
+  } catch (error) {
+    if (error instanceof DerError) throw malformed(error.message);
+    throw error;
+  }
+  const key = readKey(der, parts.spki);
+  const algorithm = SIGNATURE_ALGORITHMS.get(hex(der.subarray(parts.algorithm.start, parts.algorithm.end)));
+  if (!algorithm || algorithm.keyType !== key.keyType) {
+    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)');
+  }
+  const signed = der.subarray(parts.info.start, parts.info.end);
+  if (!signatureVerifies(algorithm.hash, signed, key, parts.signature)) {
+    throw invalidRequest('csr signature does not verify (proof of possession failed)');
+  }
+  return key;
+}
+
+function splitCsr(der: Uint8Array): { info: Tlv; spki: Tlv; algorithm: Tlv; signature: Uint8Array } {
+  const outer = expectTlv(der, 0, 0x30);
+  if (outer.end !== der.length) throw new DerError('trailing bytes');
+  const [info, algorithm, signatureBits, ...extra] = children(der, outer);
+  if (!info || !algorithm || !signatureBits || extra.length) throw new DerError('CertificationRequest must have 3 parts');
+  if (info.tag !== 0x30 || algorithm.tag !== 0x30 || signatureBits.tag !== 0x03) throw new DerError('bad CertificationRequest tags');
+  const [version, subject, spki, attributes, ...rest] = children(der, info);
+  if (!version || !subject || !spki || !attributes || rest.length) throw new DerError('CertificationRequestInfo must have 4 parts');
+  if (hex(der.subarray(version.start, version.end)) !== '020100') throw new DerError('version must be 0');
+  if (subject.tag !== 0x30 || spki.tag !== 0x30 || attributes.tag !== 0xa0) throw new DerError('bad CertificationRequestInfo tags');
+  children(der, subject);
+  children(der, attributes);
+  if (der[signatureBits.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
+  return { info, spki, algorithm, signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end) };
+}
+
+interface KeyWithSize extends VerifiedCsr {
+  ecSize: number;
+}
+
+function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
+  let algorithm: Tlv;
+  let bits: Tlv;
+  try {
+    const parts = children(der, spkiTlv);
+    if (parts.length !== 2 || parts[0]!.tag !== 0x30 || parts[1]!.tag !== 0x03) throw new DerError('bad SubjectPublicKeyInfo');
+    [algorithm, bits] = parts as [Tlv, Tlv];
+    if (der[bits.contentStart] !== 0) throw new DerError('key BIT STRING has unused bits');
+  } catch (error) {
+    if (error instanceof DerError) throw malformed(error.message);
+    throw error;
+  }
+  const spki = der.slice(spkiTlv.start, spkiTlv.end);
+  const publicKeyBits = der.slice(bits.contentStart + 1, bits.end);
+  const algorithmHex = hex(der.subarray(algorithm.start, algorithm.end));
+  const curve = EC_CURVES.get(algorithmHex);
+  if (curve) {
+    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKey: ecKey(spki, publicKeyBits, curve) };
+  }
+  if (algorithmHex === RSA_ALGORITHM) {
+    const { publicKey, modulusBits } = rsaKey(publicKeyBits);
+    return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKey };
+  }
+  if (algorithmHex.slice(4).startsWith(hex(EC_PUBLIC_KEY))) {
+    throw invalidRequest('csr key is not allowed: EC keys must use curve P-256 or P-384');
+  }
+  throw invalidRequest('csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted');
+}
+
+function ecKey(spki: Uint8Array, point: Uint8Array, curve: { crv: string; size: number }): KeyObject {
+  try {
+    if (point.length === 1 + 2 * curve.size && point[0] === 0x04) {
+      const x = Buffer.from(point.subarray(1, 1 + curve.size)).toString('base64url');
+      const y = Buffer.from(point.subarray(1 + curve.size)).toString('base64url');
+      return createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' });
+    }
+    return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw invalidRequest('csr public key is not a valid EC point', { cause });
+  }
+}
+
+function rsaKey(bits: Uint8Array): { publicKey: KeyObject; modulusBits: number } {
+  let modulus: Uint8Array;
+  let exponent: Uint8Array;
+  try {
+    const outer = expectTlv(bits, 0, 0x30);
+    if (outer.end !== bits.length) throw new DerError('trailing bytes in RSA key');
+    const parts = children(bits, outer);
+    if (parts.length !== 2) throw new DerError('RSA key must hold n and e');
+    modulus = positiveIntegerContent(bits, parts[0]!);
+    exponent = positiveIntegerContent(bits, parts[1]!);
+  } catch (error) {
+    if (error instanceof DerError) throw malformed(error.message);
+    throw error;
+  }
+  const modulusBits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!));
+  if (modulusBits < 2048) throw invalidRequest(`csr key is not allowed: RSA keys must be at least 2048 bits (got ${modulusBits})`);
+  if (modulusBits > 8192) throw invalidRequest(`csr key is not allowed: RSA keys must be at most 8192 bits (got ${modulusBits})`);
+  if (hex(exponent) !== '010001') throw invalidRequest('csr key is not allowed: RSA public exponent must be 65537');
+  const n = Buffer.from(modulus).toString('base64url');
+  return { publicKey: createPublicKey({ key: { kty: 'RSA', n, e: 'AQAB' }, format: 'jwk' }), modulusBits };
+}
+
+function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, signature: Uint8Array): boolean {
+  if (key.keyType === 'rsa') return verify(hash, signed, key.publicKey, signature);
+  let raw: Uint8Array;
+  try {
+    raw = ecdsaDerToRaw(signature, key.ecSize);
+  } catch {
+    return false;
+  }
+  return verify(hash, signed, { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, raw);
+}
+
