@@ -92,7 +92,7 @@ export function createTokenReviewVerifier(
     count(failure.kind === 'timeout' ? 'timeout' : 'error');
     const fields = { server: client.server, status: failure.status, reason: failure.reason, failure: failure.kind };
     if (failure.status === 401 || failure.status === 403) log.error(fields, adviceFor(failure.status));
-    else log.warn(fields, `token review failed (${failure.kind}): answering 503`);
+    else log.warn(fields, `token review failed (${failure.kind}): ${KIND_ADVICE[failure.kind]}; answering 503`);
     return temporarilyUnavailable('the cluster API server cannot verify tokens right now; retry later', {
       detail: { cluster: cluster.name, ...fields },
     });
@@ -124,6 +124,13 @@ export function cacheTtlMs(expiresAt: number | undefined, positiveTtlSeconds: nu
   if (expiresAt === undefined) return cap;
   return Math.max(0, Math.min(cap, expiresAt * 1000 - nowMs));
 }
+
+const KIND_ADVICE: Record<ReviewCallFailure['kind'], string> = {
+  network: 'the API server is unreachable or its TLS certificate is not trusted (kubeconfig CA or caFile)',
+  timeout: 'the API server did not answer in time',
+  http: 'the API server answered with an error',
+  malformed: 'the API server answer could not be read',
+};
 
 function adviceFor(status: 401 | 403): string {
   return status === 401
