@@ -24,6 +24,8 @@ export interface ConditionTrace {
   /** The value(s) the request carried for `key`; `undefined` when the key is missing. */
   seen: unknown;
   matched: boolean;
+  /** Why a condition could not be evaluated normally (CEL error or time budget exceeded). */
+  note?: string;
 }
 
 export interface StatementTrace {
@@ -44,6 +46,16 @@ export interface Decision {
   decidedBy?: string;
   explicitDeny: boolean;
   statements: StatementTrace[];
+  /** The role's shadow trust policy (with the guardrails), evaluated but never enforced. */
+  shadow?: ShadowOutcome;
+}
+
+export interface ShadowOutcome {
+  decision: 'allow' | 'deny';
+  decidedBy?: string;
+  statements: StatementTrace[];
+  /** The shadow decision differs from the enforced one. */
+  disagrees: boolean;
 }
 
 /** The variables a template sees: `{{namespace}}`, `{{claims.kubernetes.io.pod.name}}`… */
@@ -75,16 +87,63 @@ export interface IssueProfile {
   x509?: { spiffeId: Template; maxTtl: number; dnsNames: Template[] };
 }
 
+/** One condition compiled at load time: globs are RegExps, CEL is a parsed program. */
+export interface CompiledCondition {
+  /** As written, e.g. `ForAnyValue:StringLike`, `StringEqualsIfExists`, `Cel`. */
+  operator: string;
+  /** The base operator without qualifier or `IfExists`, e.g. `StringLike`. */
+  baseOperator: string;
+  qualifier?: 'ForAnyValue' | 'ForAllValues';
+  ifExists: boolean;
+  /** Negated operators (`StringNotEquals`…) match when the value matches none of `expected`. */
+  negated: boolean;
+  key: string;
+  expected: unknown[];
+  evaluate(input: EvaluationInput): ConditionTrace;
+}
+
+export interface CompiledStatement {
+  sid?: string;
+  /** `sid`, or `<source>:statement[i]` when the statement has none. */
+  label: string;
+  effect: 'Allow' | 'Deny';
+  source: string;
+  /** `Principal.Federated` values; `['*']` for any. */
+  principals: string[];
+  actions: string[];
+  conditions: CompiledCondition[];
+  principalMatches(identity: WorkloadIdentity): boolean;
+  /** Fixed at compile time: a request's action is always a token exchange. */
+  actionMatches: boolean;
+}
+
+export interface CompiledPolicy {
+  statements: CompiledStatement[];
+}
+
 export interface CompiledRole {
   name: string;
   /** The file the role came from, for messages. */
   file: string;
   issue: IssueProfile;
+  trustPolicy: CompiledPolicy;
+  shadowTrustPolicy?: CompiledPolicy;
+}
+
+export interface CompiledGuardrail {
+  name: string;
+  file: string;
+  policy: CompiledPolicy;
+  /** Seconds; caps every role's `maxLifetime` and x509 `maxTtl`. */
+  maxLifetime?: number;
 }
 
 /** An immutable set of compiled roles and guardrails; a reload swaps in a new one. */
 export interface PolicySet {
   roles: ReadonlyMap<string, CompiledRole>;
+  guardrails: readonly CompiledGuardrail[];
+  /** When the set was built (ms since the epoch), for logs and `/readyz`. */
+  loadedAt: number;
   /** The decision for `role`: guardrails, then the role's trust policy; shadow policy logged separately. */
   decide(role: CompiledRole, input: EvaluationInput): Decision;
 }

@@ -1,0 +1,214 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { createMemoryCache } from '../cache/index.js';
+import { loadConfig, type ClusterConfig, type Config } from '../config/index.js';
+import { loadDevCluster } from '../dev-cluster/index.js';
+import { isTesseraError } from '../errors.js';
+import { silentLogger } from '../observability/index.js';
+import { createSubjectTokenVerifier, decodeUnverified } from '../verifiers/index.js';
+import { clusterFor, explainJson, formatExplain, identityFromClaims } from './explain.js';
+import { lintDirectory } from './lint.js';
+import { loadPolicySet, PolicyLoadError } from './load.js';
+import { policyJsonSchema } from './schema.js';
+import { formatProblem } from './source.js';
+import type { PolicySet } from './types.js';
+import { formatWhoCan, whoCan } from './who-can.js';
+
+/** Where commands write; tests pass their own. Exit codes: 0 ok, 1 problems or deny, 2 usage or I/O. */
+export interface PolicyCliIo {
+  out(text: string): void;
+  err(text: string): void;
+  exit(code: number): void;
+}
+
+const processIo: PolicyCliIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  exit: (code) => {
+    process.exitCode = code;
+  },
+};
+
+const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+
+/** Configured clusters plus the dev cluster, as names and issuers (no keys loaded). */
+function knownClusters(config: Config): ClusterConfig[] {
+  const dev = config.devCluster;
+  const devEntry: ClusterConfig[] = dev ? [{ name: dev.name, issuer: dev.issuer, verify: 'jwks', allowInsecure: false }] : [];
+  return [...config.clusters, ...devEntry];
+}
+
+/** The config given with --config (or TESSERA_CONFIG); `undefined` when none was. */
+function configOf(command: Command): Config | undefined {
+  const file = command.optsWithGlobals<{ config?: string }>().config ?? process.env.TESSERA_CONFIG;
+  return file ? loadConfig({ file }) : undefined;
+}
+
+/** The given config, else the embedded defaults (the dev cluster), for naming clusters and checking signatures. */
+const effectiveConfig = (command: Command): Config => configOf(command) ?? loadConfig({ env: {} });
+
+/** `--at`: ISO 8601 or epoch seconds, to seconds. */
+function parseAt(value: string): number {
+  const seconds = /^\d+$/.test(value) ? Number(value) : Date.parse(value) / 1000;
+  if (!Number.isFinite(seconds)) throw new InvalidArgumentError('must be an ISO 8601 time or epoch seconds');
+  return Math.floor(seconds);
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function loadSet(dir: string, io: PolicyCliIo): PolicySet | undefined {
+  try {
+    return loadPolicySet(dir);
+  } catch (error) {
+    io.err(`${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : String(error)}\n`);
+    io.exit(2);
+    return undefined;
+  }
+}
+
+async function signatureLine(token: string, config: Config, at: number): Promise<string> {
+  const dev = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
+  const clusters = dev ? [...config.clusters, dev.cluster] : config.clusters;
+  const verifier = createSubjectTokenVerifier({ clusters, audience: config.audience, cache: createMemoryCache(), logger: silentLogger(), now: () => at * 1000 });
+  try {
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out reaching the issuer')), 5000).unref());
+    const identity = await Promise.race([verifier.verify(token), timeout]);
+    return `signature and claims verify (cluster ${identity.cluster})`;
+  } catch (error) {
+    const reason = isTesseraError(error) ? `${error.description}${typeof error.detail?.reason === 'string' ? ` (${error.detail.reason})` : ''}` : String(error);
+    return `would NOT verify: ${reason}`;
+  } finally {
+    await verifier.close();
+  }
+}
+
+interface ExplainOptions {
+  role: string;
+  token?: string;
+  claims?: string;
+  cluster?: string;
+  audience?: string[];
+  scope?: string[];
+  tokenType: string;
+  policies?: string;
+  at?: number;
+  json?: boolean;
+}
+
+async function explain(options: ExplainOptions, command: Command, io: PolicyCliIo): Promise<void> {
+  if (Boolean(options.token) === Boolean(options.claims)) {
+    io.err('policy explain: give exactly one of --token FILE or --claims FILE\n');
+    return io.exit(2);
+  }
+  const config = effectiveConfig(command);
+  const set = loadSet(options.policies ?? config.policies, io);
+  if (!set) return;
+  const role = set.roles.get(options.role);
+  if (!role) {
+    io.err(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})\n`);
+    return io.exit(2);
+  }
+  const now = options.at ?? Math.floor(Date.now() / 1000);
+  let claims: Record<string, unknown>;
+  let signature: string | undefined;
+  try {
+    if (options.token) {
+      const token = readFileSync(options.token, 'utf8').trim();
+      claims = decodeUnverified(token).claims;
+      signature = await signatureLine(token, config, now);
+    } else {
+      claims = parseYaml(readFileSync(options.claims as string, 'utf8')) as Record<string, unknown>;
+      if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new Error('claims must be a JSON object');
+    }
+  } catch (error) {
+    io.err(`policy explain: ${isTesseraError(error) ? error.description : error instanceof Error ? error.message : String(error)}\n`);
+    return io.exit(2);
+  }
+  const identity = identityFromClaims(claims, clusterFor(claims, knownClusters(config), options.cluster));
+  const audience = options.audience && options.audience.length > 0 ? options.audience : role.issue.audiences.slice(0, 1);
+  const decision = set.decide(role, { identity, request: { audience, scope: options.scope ?? [], tokenType: options.tokenType }, now });
+  if (options.json) io.out(`${JSON.stringify(explainJson(role, decision, signature), null, 2)}\n`);
+  else io.out(formatExplain(set, role, decision, { identity, audience, tokenType: options.tokenType, now, ...(signature ? { signature } : {}) }));
+  io.exit(decision.decision === 'allow' ? 0 : 1);
+}
+
+/**
+ * `tessera policy lint|explain|who-can|schema`.
+ *
+ * @example registerPolicyCommands(program);
+ */
+export function registerPolicyCommands(program: Command, io: PolicyCliIo = processIo): void {
+  const policy = program.command('policy').description('lint, explain and review trust policies');
+
+  policy
+    .command('lint')
+    .description('validate every policy file; prints file:line:col: message per problem, exit 1 when any')
+    .argument('[dir]', 'policy directory (default: the config’s policies, else ./policies)')
+    .option('-c, --config <file>', 'config file: Principals must then name a configured cluster')
+    .action((dir: string | undefined, _options: unknown, command: Command) => {
+      const config = configOf(command);
+      const target = dir ?? config?.policies ?? './policies';
+      let result;
+      try {
+        result = lintDirectory(target, config ? { clusters: knownClusters(config) } : {});
+      } catch (error) {
+        io.err(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+        return io.exit(2);
+      }
+      for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
+      if (result.problems.length > 0) {
+        const errors = result.problems.filter((problem) => problem.severity === 'error').length;
+        io.err(`${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`);
+      }
+      io.exit(result.problems.length > 0 ? 1 : 0);
+    });
+
+  policy
+    .command('explain')
+    .description('run the evaluator offline and print the decision with its full trace')
+    .requiredOption('--role <role>', 'the role to evaluate')
+    .option('--token <file>', 'a subject token (its signature is reported, not required)')
+    .option('--claims <file>', 'a claim set (JSON or YAML)')
+    .option('--cluster <name>', 'the cluster the token comes from (default: by iss)')
+    .option('--audience <aud>', 'requested audience (repeatable; default: the role’s first)', collect)
+    .option('--scope <scope>', 'requested scope (repeatable)', collect)
+    .option('--token-type <type>', 'requested token type', TOKEN_TYPE_JWT)
+    .option('--policies <dir>', 'policy directory')
+    .option('--at <time>', 'evaluate at this time (ISO 8601 or epoch seconds)', parseAt)
+    .option('--json', 'print {decision, decidedBy, statements} as JSON')
+    .option('-c, --config <file>', 'config file (clusters, to name the cluster and check the signature)')
+    .action((options: ExplainOptions, command: Command) => explain(options, command, io));
+
+  policy
+    .command('who-can')
+    .description('list which clusters, namespaces and service accounts can obtain a role')
+    .requiredOption('--role <role>', 'the role')
+    .option('--policies <dir>', 'policy directory')
+    .option('--json', 'print as JSON')
+    .option('-c, --config <file>', 'config file')
+    .action((options: { role: string; policies?: string; json?: boolean }, command: Command) => {
+      const config = configOf(command);
+      const set = loadSet(options.policies ?? config?.policies ?? './policies', io);
+      if (!set) return;
+      const role = set.roles.get(options.role);
+      if (!role) {
+        io.err(`policy who-can: no role "${options.role}"\n`);
+        return io.exit(2);
+      }
+      const result = whoCan(set, role);
+      io.out(options.json ? `${JSON.stringify(result, null, 2)}\n` : formatWhoCan(result));
+      io.exit(0);
+    });
+
+  policy
+    .command('schema')
+    .description('print the JSON Schema of policy files (for editors)')
+    .option('--out <file>', 'write it to a file instead')
+    .action((options: { out?: string }) => {
+      const text = `${JSON.stringify(policyJsonSchema(), null, 2)}\n`;
+      if (options.out) writeFileSync(options.out, text);
+      else io.out(text);
+      io.exit(0);
+    });
+}

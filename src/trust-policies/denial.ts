@@ -1,0 +1,70 @@
+import { invalidTarget } from '../errors.js';
+import type { CompiledRole, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';
+
+const ROLE_URN_PREFIX = 'urn:tessera:role:';
+const MAX_SEEN = 120;
+
+/** The value a request carried, short and JSON-quoted; it is the caller's own data. */
+export function describeSeen(seen: unknown): string {
+  if (seen === undefined || seen === null || (Array.isArray(seen) && seen.length === 0)) return 'no value';
+  const text = JSON.stringify(seen) ?? String(seen);
+  return text.length > MAX_SEEN ? `${text.slice(0, MAX_SEEN)}…` : text;
+}
+
+function describeCondition(condition: ConditionTrace): string {
+  if (condition.operator === 'Cel') {
+    return `condition ${condition.key} ${condition.note ? `could not be evaluated (${condition.note})` : 'evaluated to false'}`;
+  }
+  return `condition ${condition.operator} on "${condition.key}" did not match; the request carried ${describeSeen(condition.seen)}`;
+}
+
+/** The Allow statement that came closest: principal matched, fewest failing conditions. */
+function nearestAllow(statements: StatementTrace[], roleSource: string): StatementTrace | undefined {
+  const allows = statements.filter((statement) => statement.effect === 'Allow' && statement.source === roleSource);
+  const failing = (statement: StatementTrace) => statement.conditions.filter((condition) => !condition.matched).length;
+  return allows.filter((statement) => statement.principalMatched).sort((a, b) => failing(a) - failing(b))[0] ?? allows[0];
+}
+
+/**
+ * The 403 `error_description` a caller can act on: the role, the Deny that matched (by Sid),
+ * or the first failing condition's operator and key and the value the token carried. Never the
+ * policy's expected values: those would teach an attacker what to forge.
+ *
+ * @example denialDescription(role, decision) // 'role "demo" denied: condition StringEquals on "kubernetes.io/namespace" did not match; the request carried "kube-public"'
+ */
+export function denialDescription(role: CompiledRole, decision: Decision): string {
+  const prefix = `role "${role.name}" denied`;
+  if (decision.explicitDeny) {
+    const deny = decision.statements.find((statement) => statement.matched && statement.effect === 'Deny');
+    const origin = deny?.source.startsWith('guardrail:') ? `guardrail "${deny.source.slice('guardrail:'.length)}"` : 'the role';
+    return `${prefix}: explicit Deny statement "${decision.decidedBy ?? 'unnamed'}" of ${origin} matched`;
+  }
+  const allow = nearestAllow(decision.statements, `role:${role.name}`);
+  if (!allow) return `${prefix}: the trust policy has no Allow statement`;
+  if (!allow.principalMatched) return `${prefix}: no Allow statement names the token's cluster as Principal`;
+  if (!allow.actionMatched) return `${prefix}: no Allow statement allows the token exchange action`;
+  const failed = allow.conditions.find((condition) => !condition.matched);
+  return failed ? `${prefix}: ${describeCondition(failed)}` : `${prefix}: no Allow statement matched`;
+}
+
+/**
+ * The role a request asks for: by `resource` (`NAME` or `urn:tessera:role:NAME`), else the one
+ * role that lists every requested audience. Unknown, none or several: `invalid_target`.
+ */
+export function selectRole(set: PolicySet, resource: string | undefined, audiences: string[]): CompiledRole {
+  if (resource !== undefined && resource !== '') {
+    const name = resource.startsWith(ROLE_URN_PREFIX) ? resource.slice(ROLE_URN_PREFIX.length) : resource;
+    const role = set.roles.get(name);
+    if (!role) throw invalidTarget('resource names no known role', { detail: { resource } });
+    return role;
+  }
+  if (audiences.length === 0) throw invalidTarget('resource or audience is required to select a role');
+  const candidates = [...set.roles.values()].filter((role) => audiences.every((audience) => role.issue.audiences.includes(audience)));
+  if (candidates.length === 0) throw invalidTarget('no role issues for the requested audience', { detail: { audiences } });
+  if (candidates.length > 1) {
+    throw invalidTarget('several roles issue for the requested audience; name one with resource', {
+      detail: { audiences, roles: candidates.map((role) => role.name) },
+    });
+  }
+  return candidates[0] as CompiledRole;
+}

@@ -1,0 +1,14 @@
+export type * from './types.js';
+export { loadPolicySet, listPolicyFiles, PolicyLoadError, type LoadOptions } from './load.js';
+export { createPolicyStore, type PolicyStoreOptions } from './store.js';
+export { compilePolicy, type CompiledFile } from './compile.js';
+export { buildPolicySet } from './set.js';
+export { denialDescription, selectRole } from './denial.js';
+export { lintDirectory, type LintResult, type LintOptions } from './lint.js';
+export { formatProblem, type Problem } from './source.js';
+export { policyFileSchema, policyJsonSchema, HARD_MAX_LIFETIME, API_VERSION } from './schema.js';
+export { templateVars, compileTemplate, TEMPLATE_VARIABLES } from './template.js';
+export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
+export { identityFromClaims, formatExplain, explainJson } from './explain.js';
+export { whoCan, formatWhoCan } from './who-can.js';
+export { registerPolicyCommands, type PolicyCliIo } from './cli.js';

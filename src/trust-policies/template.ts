@@ -1,0 +1,122 @@
+import { lookupPath } from './keys.js';
+import type { Template, TemplateVars } from './types.js';
+import type { WorkloadIdentity } from '../verifiers/types.js';
+
+/**
+ * Templates in `issue.subject`, `issue.claims` and `issue.x509`: `{{namespace}}`,
+ * `{{serviceAccount}}`, `{{pod}}`, `{{cluster}}`, `{{sub}}`, `{{claims.<path>}}`.
+ * Compiled at load time; an unknown variable is a load error, not an empty string at 3 a.m.
+ */
+
+export const TEMPLATE_VARIABLES = ['namespace', 'serviceAccount', 'pod', 'cluster', 'sub', 'claims.<path>'];
+
+const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+type Getter = (vars: TemplateVars) => unknown;
+
+function variable(name: string): Getter | string {
+  switch (name) {
+    case 'namespace':
+    case 'serviceAccount':
+    case 'pod':
+    case 'cluster':
+    case 'sub':
+      return (vars) => vars[name];
+  }
+  if (name.startsWith('claims.') && name.length > 'claims.'.length && !name.endsWith('.')) {
+    const path = name.slice('claims.'.length);
+    return (vars) => lookupPath(vars.claims, path);
+  }
+  return `unknown template variable "{{${name}}}" (known: ${TEMPLATE_VARIABLES.map((v) => `{{${v}}}`).join(', ')})`;
+}
+
+interface Parsed {
+  parts: Array<string | Getter>;
+}
+
+function parse(text: string): Parsed | string {
+  const parts: Parsed['parts'] = [];
+  let last = 0;
+  for (const match of text.matchAll(PLACEHOLDER)) {
+    const literal = text.slice(last, match.index);
+    if (literal.includes('{{') || literal.includes('}}')) return `unbalanced braces in template "${text}"`;
+    if (literal) parts.push(literal);
+    const getter = variable(match[1] as string);
+    if (typeof getter === 'string') return getter;
+    parts.push(getter);
+    last = (match.index ?? 0) + match[0].length;
+  }
+  const tail = text.slice(last);
+  if (tail.includes('{{') || tail.includes('}}')) return `unbalanced braces in template "${text}"`;
+  if (tail) parts.push(tail);
+  return { parts };
+}
+
+const asText = (value: unknown): string =>
+  value === undefined || value === null ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+
+/** A string template; a string result is the compile error. */
+export function compileTemplate(text: string): Template | string {
+  const parsed = parse(text);
+  if (typeof parsed === 'string') return parsed;
+  const { parts } = parsed;
+  if (parts.every((part) => typeof part === 'string')) {
+    const constant = parts.join('');
+    return () => constant;
+  }
+  return (vars) => parts.map((part) => (typeof part === 'string' ? part : asText(part(vars)))).join('');
+}
+
+/**
+ * A value in the claim tree: `"{{claims.groups}}"` alone keeps the claim's type (a list stays a
+ * list; a missing one drops the claim); anything else renders to a string.
+ */
+function compileValue(text: string): Getter | string {
+  const parsed = parse(text);
+  if (typeof parsed === 'string') return parsed;
+  const [only] = parsed.parts;
+  if (parsed.parts.length === 1 && typeof only === 'function') return only;
+  const template = compileTemplate(text) as Template;
+  return template;
+}
+
+export type TreeRenderer = (vars: TemplateVars) => unknown;
+
+/** Compile a claim tree; `report(path, message)` for each bad template. */
+export function compileTree(node: unknown, report: (path: Array<string | number>, message: string) => void, path: Array<string | number> = []): TreeRenderer {
+  if (typeof node === 'string') {
+    const getter = compileValue(node);
+    if (typeof getter === 'string') {
+      report(path, getter);
+      return () => undefined;
+    }
+    return getter;
+  }
+  if (Array.isArray(node)) {
+    const items = node.map((item, index) => compileTree(item, report, [...path, index]));
+    return (vars) => items.map((item) => item(vars)).filter((value) => value !== undefined);
+  }
+  if (node !== null && typeof node === 'object') {
+    const entries = Object.entries(node).map(([key, value]) => [key, compileTree(value, report, [...path, key])] as const);
+    return (vars) => {
+      const out: Record<string, unknown> = {};
+      for (const [key, render] of entries) {
+        const value = render(vars);
+        if (value !== undefined) out[key] = value;
+      }
+      return out;
+    };
+  }
+  return () => node;
+}
+
+/** The variables a template sees, from a verified identity. */
+export function templateVars(identity: WorkloadIdentity): TemplateVars {
+  return {
+    ...(identity.namespace !== undefined ? { namespace: identity.namespace } : {}),
+    ...(identity.serviceAccount ? { serviceAccount: identity.serviceAccount.name } : {}),
+    ...(identity.pod ? { pod: identity.pod.name } : {}),
+    cluster: identity.cluster,
+    sub: identity.sub,
+    claims: identity.claims,
+  };
+}

@@ -1,0 +1,93 @@
+import { formatDuration } from '../config/index.js';
+import type { CompiledCondition, CompiledRole, CompiledStatement, PolicySet } from './types.js';
+
+/**
+ * `policy who-can`: a role's blast radius read from its statements — which clusters,
+ * namespaces and service accounts an Allow admits (as patterns), and the Deny carve-outs.
+ */
+
+export interface AllowSummary {
+  statement: string;
+  clusters: string[];
+  namespaces: string[];
+  serviceAccounts: string[];
+  /** `<ns>:<sa>` pairs from `…:sub` conditions. */
+  subjects: string[];
+  /** Conditions that narrow further, in words. */
+  also: string[];
+}
+
+export interface WhoCan {
+  role: string;
+  file: string;
+  audiences: string[];
+  maxLifetime: number;
+  allows: AllowSummary[];
+  denies: Array<{ statement: string; source: string; when: string[] }>;
+}
+
+const NAMESPACE = 'kubernetes.io/namespace';
+const SERVICE_ACCOUNT = 'kubernetes.io/serviceaccount/name';
+const SA_SUB = /^system:serviceaccount:([^:]+):([^:]+)$/;
+
+const positive = (c: CompiledCondition) => ['StringEquals', 'StringLike', 'StringEqualsIgnoreCase'].includes(c.baseOperator) && !c.negated && !c.qualifier;
+const isSub = (c: CompiledCondition) => /:sub$/i.test(c.key) && !c.key.startsWith('token:');
+
+export function describeCondition(condition: CompiledCondition): string {
+  if (condition.operator === 'Cel') return `Cel ${String(condition.expected[0])}`;
+  return `${condition.operator} ${condition.key} ${condition.expected.map((value) => JSON.stringify(value)).join(' | ')}`;
+}
+
+function summarize(statement: CompiledStatement): AllowSummary {
+  const values = (key: string) =>
+    statement.conditions.filter((c) => positive(c) && c.key.toLowerCase() === key).flatMap((c) => c.expected.map(String));
+  const subs = statement.conditions.filter((c) => positive(c) && isSub(c)).flatMap((c) => c.expected.map(String));
+  const used = new Set(statement.conditions.filter((c) => positive(c) && (isSub(c) || [NAMESPACE, SERVICE_ACCOUNT].includes(c.key.toLowerCase()))));
+  const fromSubs = subs.map((sub) => SA_SUB.exec(sub)).filter((m): m is RegExpExecArray => m !== null);
+  const namespaces = values(NAMESPACE);
+  const serviceAccounts = values(SERVICE_ACCOUNT);
+  return {
+    statement: statement.label,
+    clusters: statement.principals,
+    namespaces: namespaces.length > 0 ? namespaces : fromSubs.length > 0 ? [...new Set(fromSubs.map((m) => m[1] as string))] : ['*'],
+    serviceAccounts: serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? [...new Set(fromSubs.map((m) => m[2] as string))] : ['*'],
+    subjects: subs,
+    also: statement.conditions.filter((c) => !used.has(c)).map(describeCondition),
+  };
+}
+
+export function whoCan(set: PolicySet, role: CompiledRole): WhoCan {
+  const guardrailDenies = set.guardrails.flatMap((guardrail) => guardrail.policy.statements);
+  const denies = [...guardrailDenies, ...role.trustPolicy.statements.filter((s) => s.effect === 'Deny')];
+  return {
+    role: role.name,
+    file: role.file,
+    audiences: role.issue.audiences,
+    maxLifetime: role.issue.maxLifetime,
+    allows: role.trustPolicy.statements.filter((s) => s.effect === 'Allow').map(summarize),
+    denies: denies.map((statement) => ({
+      statement: statement.label,
+      source: statement.source,
+      when: [
+        ...(statement.principals.includes('*') ? [] : [`cluster ${statement.principals.join(' | ')}`]),
+        ...(statement.conditions.length > 0 ? statement.conditions.map(describeCondition) : ['always']),
+      ],
+    })),
+  };
+}
+
+export function formatWhoCan(result: WhoCan): string {
+  const lines = [`role: ${result.role} (${result.file})`, `audiences: ${result.audiences.join(', ')}`, `max lifetime: ${formatDuration(result.maxLifetime)}`];
+  if (result.allows.length === 0) lines.push('nobody: the trust policy has no Allow statement');
+  for (const allow of result.allows) {
+    lines.push(`allow ${allow.statement}:`);
+    lines.push(`  clusters:         ${allow.clusters.join(', ')}`);
+    lines.push(`  namespaces:       ${allow.namespaces.join(', ')}`);
+    lines.push(`  service accounts: ${allow.serviceAccounts.join(', ')}`);
+    if (allow.subjects.length > 0) lines.push(`  subjects:         ${allow.subjects.join(', ')}`);
+    for (const also of allow.also) lines.push(`  and:              ${also}`);
+  }
+  if (result.denies.length > 0) lines.push('except (Deny):');
+  for (const deny of result.denies) lines.push(`  [${deny.source}] ${deny.statement}: ${deny.when.join(' and ')}`);
+  return `${lines.join('\n')}\n`;
+}
