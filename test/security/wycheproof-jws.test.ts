@@ -32,7 +32,7 @@ const STRICTER: Record<number, string> = {
 };
 
 function keysOf(group: Group): VerificationKey[] {
-  const jwks = group.public && 'keys' in group.public ? group.public.keys : group.public ? [group.public] : [];
+  const jwks: unknown[] = group.public && 'keys' in group.public ? (group.public.keys as unknown[]) : group.public ? [group.public] : [];
   return jwks.flatMap((jwk) => {
     const checked = checkJwk(jwk);
     return checked.ok ? [checked.key] : [];

@@ -13,7 +13,8 @@ import { CompactSign, calculateJwkThumbprint, exportJWK } from 'jose';
  * A real HTTPS OIDC issuer on 127.0.0.1 with its own throwaway CA, serving a Kubernetes-style
  * discovery document and JWKS. Tests sign projected-token-shaped JWTs with it, rotate its keys,
  * take it down, change its Cache-Control and count what was fetched. Several issuers may share
- * one server (`addIssuer`), so two issuers can differ only by path.
+ * one server (`addIssuer`), so two issuers can differ only by path; `close()` on any of them
+ * stops the shared server.
  *
  * @example
  *   const idp = await startOidcIssuer({ path: '/cluster-a' });
@@ -57,6 +58,8 @@ export interface OidcIssuer {
   setJwksOverride(body: unknown): void;
   /** Serve this discovery document instead of the real one (undefined: back to normal). */
   setDiscoveryOverride(body: unknown): void;
+  /** Answer the JWKS path with a 302 to `location` (undefined: serve the JWKS again). */
+  setJwksRedirect(location: string | undefined): void;
   addIssuer(options?: OidcIssuerOptions): Promise<OidcIssuer>;
   close(): Promise<void>;
 }
@@ -68,6 +71,7 @@ interface Tenant {
   cacheControl: string | undefined;
   jwksOverride: unknown;
   discoveryOverride: unknown;
+  jwksRedirect: string | undefined;
 }
 
 export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<OidcIssuer> {
@@ -92,6 +96,10 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
     for (const tenant of tenants.values()) {
       if (path === `${tenant.path}/.well-known/openid-configuration`) {
         return json(response, tenant.discoveryOverride ?? discovery(tenant));
+      }
+      if (path === `${tenant.path}/openid/v1/jwks` && tenant.jwksRedirect) {
+        response.writeHead(302, { location: tenant.jwksRedirect }).end();
+        return;
       }
       if (path === `${tenant.path}/openid/v1/jwks`) {
         const body = tenant.jwksOverride ?? { keys: tenant.keys.map((key) => key.publicJwk) };
@@ -121,6 +129,7 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       cacheControl: 'cacheControl' in tenantOptions ? tenantOptions.cacheControl : 'public, max-age=3600',
       jwksOverride: undefined,
       discoveryOverride: undefined,
+      jwksRedirect: undefined,
     };
     tenants.set(path, tenant);
     const issuer = `${origin}${path}`;
@@ -158,6 +167,9 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       },
       setDiscoveryOverride(body) {
         tenant.discoveryOverride = body;
+      },
+      setJwksRedirect(location) {
+        tenant.jwksRedirect = location;
       },
       addIssuer,
       async close() {
@@ -217,7 +229,7 @@ const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 /** A throwaway CA and a 127.0.0.1/localhost serving certificate signed by it. */
 async function createPki(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
-  const crypto = webcrypto as unknown as Crypto;
+  const crypto = webcrypto as unknown as NonNullable<Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1]>;
   const validity = { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 7 * DAY) };
   const caKeys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
   const ca = await x509.X509CertificateGenerator.createSelfSigned(
