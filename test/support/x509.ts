@@ -25,30 +25,17 @@ export function testSigningKey(alg: Extract<JwsAlgorithm, 'ES256' | 'RS256'> = '
   };
 }
 
-/** A KeyProvider holding only named keys, for unit tests of the X.509 authority. */
-export function namedKeyProvider(kind: 'local' | 'pkcs11' = 'local'): KeyProvider & { failing: boolean } {
-  const keys = new Map<string, SigningKey>();
-  const provider = {
-    kind,
-    failing: false,
-    async signingKey(): Promise<SigningKey> {
-      throw new Error('not used');
+/** `provider` whose named keys fail while `state.failing` (an HSM that went away). */
+export function withFailingNamedKeys(provider: KeyProvider, state: { failing: boolean }): KeyProvider {
+  return {
+    ...provider,
+    kind: provider.kind,
+    namedKey: async (name, alg) => {
+      if (state.failing) throw new Error('CKR_TOKEN_NOT_PRESENT');
+      const key = await provider.namedKey(name, alg);
+      return { ...key, kid: key.kid, alg: key.alg, publicJwk: key.publicJwk, sign: (data) => (state.failing ? Promise.reject(new Error('CKR_DEVICE_REMOVED')) : key.sign(data)) };
     },
-    async publishedKeys() {
-      return [];
-    },
-    async namedKey(name: string, alg: JwsAlgorithm) {
-      if (provider.failing) throw new Error('token not present');
-      const id = `${name}:${alg}`;
-      if (!keys.has(id)) keys.set(id, testSigningKey(alg as 'ES256' | 'RS256'));
-      return keys.get(id)!;
-    },
-    async ready() {
-      return true;
-    },
-    async close() {},
   };
-  return provider;
 }
 
 /** The real local key provider in `dir`, without JWT keys or a rotation timer. */

@@ -134,6 +134,10 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
       const issuer = await current();
       return buildTrustBundle(issuer?.roots ?? [], jwtKeys);
     },
-    ready: () => state !== undefined,
+    ready() {
+      // Not ready yet: start a (rate-limited) retry so /readyz heals without traffic.
+      if (!state) void current();
+      return state !== undefined;
+    },
   };
 }
