@@ -87,6 +87,9 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
 
 function createRoute(cluster: ClusterConfig, options: SubjectTokenVerifierOptions, now: () => number): Route {
   const audiences = cluster.audiences ?? [options.audience];
+  if (cluster.issuer.startsWith('http:') || cluster.jwksUri?.startsWith('http:')) {
+    options.logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster keys are fetched over plain http (allowInsecure): development only');
+  }
   const shared = { cache: options.cache, logger: options.logger, ...(options.metrics ? { metrics: options.metrics } : {}), now };
   const jwks: ClusterJwksVerifier | undefined =
     cluster.verify === 'tokenreview'
