@@ -128,7 +128,9 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
 function connect(redis: RedisTarget, settings: { timeoutMs: number; keyPrefix: string }): Redis | Cluster {
   const common: RedisOptions = {
     keyPrefix: settings.keyPrefix,
-    commandTimeout: settings.timeoutMs,
+    // Only a backstop: the per-call budget is enforced by withTimeout, which tolerates our own
+    // event-loop lag; ioredis' timer would not.
+    commandTimeout: Math.max(settings.timeoutMs * 5, 500),
     connectTimeout: 2000,
     maxRetriesPerRequest: 1,
     // Reconnect forever, at most every 2 s: the cache is used from memory meanwhile.
@@ -161,7 +163,10 @@ const wholeMs = (ttlMs: number): number => Math.max(1, Math.ceil(ttlMs));
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    // When the timer fires, an answer may already sit in the socket, unread because this process
+    // was busy: let one round of I/O run first, so our own event-loop lag is not taken for a
+    // Redis outage (which would split the replicas' shared locks into per-process ones).
+    timer = setTimeout(() => setImmediate(() => reject(new Error(`no answer within ${ms} ms`))), ms);
   });
   // A late rejection after the deadline must not become an unhandled rejection.
   promise.catch(() => undefined);
