@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { createMemoryCache } from '../cache/index.js';
 import { loadConfig, type ClusterConfig, type Config } from '../config/index.js';

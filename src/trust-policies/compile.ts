@@ -81,7 +81,7 @@ function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile 
       report(['issue', 'defaultLifetime'], `defaultLifetime ${formatDuration(issue.defaultLifetime)} is above maxLifetime ${formatDuration(issue.maxLifetime)}`);
     }
   }
-  const claimsInput = normalizeSessionTags(issue.claims ?? {}, (path, message) => report(['issue', 'claims', ...path], message));
+  const claimsInput = normalizeSessionTags(issue.claims ?? {}, (path, message, options) => report(['issue', 'claims', ...path], message, options));
   const claimsTree = compileTree(claimsInput, (path, message) => report(['issue', 'claims', ...path], message));
   let x509: IssueProfile['x509'];
   if (issue.x509) {

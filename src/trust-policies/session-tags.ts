@@ -9,7 +9,7 @@ export const AWS_TAG_LIMITS = { tags: 50, keyLength: 128, valueLength: 256 } as 
 
 const TAG_KEY = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]+$/u;
 
-type Report = (path: Array<string | number>, message: string) => void;
+type Report = (path: Array<string | number>, message: string, options?: { key?: boolean }) => void;
 
 /**
  * Check the tag claim of `claims` and return the claims with every `principal_tags` value in
@@ -35,8 +35,8 @@ export function normalizeSessionTags(claims: Record<string, unknown>, report: Re
   }
   const normalized: Record<string, unknown> = {};
   for (const [key, value] of entries) {
-    if (key.length > AWS_TAG_LIMITS.keyLength) report(at(['principal_tags', key]), `session tag key "${key.slice(0, 20)}…" is longer than ${AWS_TAG_LIMITS.keyLength} characters`);
-    else if (!TAG_KEY.test(key)) report(at(['principal_tags', key]), `session tag key "${key}" has characters AWS does not allow (letters, digits, spaces, _ . : / = + - @)`);
+    if (key.length > AWS_TAG_LIMITS.keyLength) report(at(['principal_tags', key]), `session tag key "${key.slice(0, 20)}…" is longer than ${AWS_TAG_LIMITS.keyLength} characters`, { key: true });
+    else if (!TAG_KEY.test(key)) report(at(['principal_tags', key]), `session tag key "${key}" has characters AWS does not allow (letters, digits, spaces, _ . : / = + - @)`, { key: true });
     const values = Array.isArray(value) ? value : [value];
     if (values.length !== 1 || typeof values[0] !== 'string') {
       report(at(['principal_tags', key]), `session tag "${key}" must have exactly one string value`);
