@@ -146,16 +146,23 @@ export async function connectToken(options: TokenOptions): Promise<TokenConnecti
     });
   };
   const release = (lease: Lease, healthy: boolean): void => {
-    if (lease.generation === generation && healthy && !closed) free.push(lease.session);
-    else {
-      if (lease.generation === generation) size -= 1;
-      try {
-        pkcs11.C_CloseSession(lease.session);
-      } catch {
-        // Already gone with its generation.
+    // A session of an older generation is never closed: after a re-initialisation its handle
+    // number may already name one of the new sessions.
+    if (lease.generation === generation) {
+      if (healthy && !closed) free.push(lease.session);
+      else {
+        size -= 1;
+        closeQuietly(lease.session);
       }
     }
     dispatch();
+  };
+  const closeQuietly = (session: Buffer): void => {
+    try {
+      pkcs11.C_CloseSession(session);
+    } catch {
+      // Invalid already.
+    }
   };
 
   const recover = (failedGeneration: number, code: string): Promise<void> => {
@@ -163,13 +170,8 @@ export async function connectToken(options: TokenOptions): Promise<TokenConnecti
     recovering ??= (async () => {
       logger.warn({ token: description, code }, 'PKCS#11 session lost; reconnecting');
       if (code === 'CKR_CRYPTOKI_NOT_INITIALIZED') initialize();
-      for (const session of free) {
-        try {
-          pkcs11.C_CloseSession(session);
-        } catch {
-          // Invalid already.
-        }
-      }
+      else free.forEach(closeQuietly);
+      free = [];
       slot = findSlot();
       const session = openSession(slot);
       login(session);
@@ -207,13 +209,7 @@ export async function connectToken(options: TokenOptions): Promise<TokenConnecti
       if (closed) return;
       closed = true;
       for (const waiter of waiters.splice(0)) waiter.reject(new KeyStoreError(`PKCS#11 ${description} is closed`, 'CLOSED'));
-      for (const session of free.splice(0)) {
-        try {
-          pkcs11.C_CloseSession(session);
-        } catch {
-          // Gone already.
-        }
-      }
+      free.splice(0).forEach(closeQuietly);
       // The last user finalises the library, which also logs out; earlier users leave the
       // shared login to the others still holding sessions.
       releaseModule();
