@@ -71,6 +71,9 @@ function loadKubeConfig(cluster: ClusterConfig): KubeConfig {
   const config = new KubeConfig();
   const source = cluster.kubeconfig;
   if (!source) throw new Error(`cluster ${cluster.name}: kubeconfig is required for verify: ${cluster.verify}`);
+  if (source === 'in-cluster' && !process.env.KUBERNETES_SERVICE_HOST) {
+    throw new Error(`cluster ${cluster.name}: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)`);
+  }
   try {
     if (source === 'in-cluster') config.loadFromCluster();
     else config.loadFromFile(source);

@@ -261,4 +261,11 @@ describe('TokenReview verifier: configuration', () => {
       createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: createLogger({ level: 'silent' }), audiences: [AUDIENCE] }),
     ).toThrow(/cluster prod: cannot load kubeconfig \/nonexistent\/kubeconfig/);
   });
+
+  it.skipIf(Boolean(process.env.KUBERNETES_SERVICE_HOST))('fail/in-cluster-outside-a-pod', () => {
+    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: 'in-cluster' });
+    expect(() =>
+      createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: createLogger({ level: 'silent' }), audiences: [AUDIENCE] }),
+    ).toThrow('cluster prod: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)');
+  });
 });
