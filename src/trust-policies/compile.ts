@@ -130,6 +130,7 @@ function zodProblems(source: PolicySource, issues: ReadonlyArray<z.core.$ZodIssu
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => source.problem([...path, key], `${formatPath([...path, key])}: unknown field`, { key: true }));
     }
-    return [source.problem(path, `${formatPath(path)}: ${issue.message}`)];
+    const message = issue.code === 'invalid_type' && issue.message.endsWith('received undefined') ? 'is required' : issue.message;
+    return [source.problem(path, `${formatPath(path)}: ${message}`)];
   });
 }

@@ -58,6 +58,7 @@ const json = (value: unknown) => (value === undefined ? 'missing' : JSON.stringi
 function conditionLine(condition: ConditionTrace): string {
   const mark = condition.matched ? '+' : '-';
   const note = condition.note ? ` (${condition.note})` : '';
+  if (condition.operator === 'Cel') return `    ${mark} ${condition.key} ${String(condition.expected[0])}: ${json(condition.seen)}${note}`;
   return `    ${mark} ${condition.operator} ${condition.key}: seen ${json(condition.seen)}, expected ${JSON.stringify(condition.expected)}${note}`;
 }
 

@@ -1,0 +1,130 @@
+import { describe, expect, it } from 'vitest';
+import { createMetrics, silentLogger } from '../../../src/observability/index.js';
+import type { TesseraError } from '../../../src/errors.js';
+import { denialDescription, selectRole, templateVars } from '../../../src/trust-policies/index.js';
+import { allow, deny, guardrailText, identity, input, roleText, setOf } from './helpers.js';
+
+const guardrail = guardrailText('baseline', [deny({ StringEquals: { 'kubernetes.io/namespace': 'kube-system' } }, 'NeverKubeSystem')], '30m');
+const orders = roleText('orders', [
+  allow({ StringEquals: { 'kubernetes.io/namespace': 'prod' }, StringLike: { 'kubernetes.io/serviceaccount/name': 'orders-*' } }, { Federated: 'prod' }, 'Orders'),
+  deny({ StringEquals: { 'kubernetes.io/pod/name': 'debug' } }, 'NoDebugPods'),
+]);
+
+describe('denialDescription', () => {
+  const set = setOf([orders, guardrail]);
+  const role = set.roles.get('orders');
+  if (!role) throw new Error('role missing');
+  const cases = [
+    {
+      name: 'fail/first-failing-condition-with-seen-value',
+      input: input(identity({ namespace: 'prod', serviceAccount: { name: 'api' } })),
+      expected: 'role "orders" denied: condition StringLike on "kubernetes.io/serviceaccount/name" did not match; the request carried "api"',
+    },
+    {
+      name: 'fail/missing-value',
+      input: input(identity({ namespace: undefined, serviceAccount: { name: 'orders-api' } })),
+      expected: 'role "orders" denied: condition StringEquals on "kubernetes.io/namespace" did not match; the request carried no value',
+    },
+    {
+      name: 'fail/explicit-deny-of-role',
+      input: input(identity({ namespace: 'prod', serviceAccount: { name: 'orders-api' }, pod: { name: 'debug' } })),
+      expected: 'role "orders" denied: explicit Deny statement "NoDebugPods" of the role matched',
+    },
+    {
+      name: 'fail/explicit-deny-of-guardrail',
+      input: input(identity({ namespace: 'kube-system' })),
+      expected: 'role "orders" denied: explicit Deny statement "NeverKubeSystem" of guardrail "baseline" matched',
+    },
+    {
+      name: 'fail/principal',
+      input: input(identity({ cluster: 'dev', iss: 'https://dev.example.com' })),
+      expected: 'role "orders" denied: no Allow statement names the token\'s cluster as Principal',
+    },
+  ];
+  it.each(cases)('$name', ({ input: given, expected }) => {
+    const decision = set.decide(role, given);
+    expect(decision.decision).toBe('deny');
+    const description = denialDescription(role, decision);
+    expect(description).toBe(expected);
+    // The policy's expected values never leak: "prod" is expected, "orders-*" too.
+    expect(description.includes('orders-*')).toBe(false);
+  });
+});
+
+describe('guardrail lifetime caps and derived claims', () => {
+  it('ok/guardrail-caps-lifetimes', () => {
+    const text = roleText('r', [allow()], { issue: { audiences: ['vault'], maxLifetime: '2h', defaultLifetime: '1h', x509: { spiffeId: 'spiffe://x/{{namespace}}', maxTtl: '2h' } } });
+    const role = setOf([text, guardrail]).roles.get('r');
+    expect([role?.issue.maxLifetime, role?.issue.defaultLifetime, role?.issue.x509?.maxTtl]).toEqual([1800, 1800, 1800]);
+  });
+
+  it('ok/claims-template-tree-and-aws-session-tags', () => {
+    const text = roleText('r', [allow()], {
+      issue: {
+        audiences: ['sts.amazonaws.com'],
+        subject: 'system:serviceaccount:{{namespace}}:{{serviceAccount}}',
+        claims: {
+          team: 'orders',
+          where: '{{cluster}}/{{namespace}}/{{pod}}',
+          pod: '{{claims.kubernetes.io.pod.name}}',
+          groups: '{{claims.groups}}',
+          absent: '{{claims.nothing}}',
+          'https://aws.amazon.com/tags': { principal_tags: { cluster: '{{cluster}}', namespace: ['{{namespace}}'] }, transitive_tag_keys: ['cluster'] },
+        },
+      },
+    });
+    const role = setOf([text]).roles.get('r');
+    const vars = templateVars(identity({}, { groups: ['a', 'b'] }));
+    expect(role?.issue.subject?.(vars)).toBe('system:serviceaccount:prod:api');
+    expect(role?.issue.claims(vars)).toEqual({
+      team: 'orders',
+      where: 'prod/prod/api-7d9f',
+      pod: 'api-7d9f',
+      groups: ['a', 'b'],
+      'https://aws.amazon.com/tags': { principal_tags: { cluster: ['prod'], namespace: ['prod'] }, transitive_tag_keys: ['cluster'] },
+    });
+  });
+});
+
+describe('shadow mode', () => {
+  it('ok/disagreement-is-reported-counted-not-enforced', async () => {
+    const metrics = createMetrics();
+    const text = roleText('r', [allow()], { shadowTrustPolicy: { Statement: [allow({ StringEquals: { 'kubernetes.io/namespace': 'ci' } }, { Federated: 'prod' }, 'OnlyCi')] } });
+    const set = setOf([text], { logger: silentLogger(), metrics });
+    const role = set.roles.get('r');
+    if (!role) throw new Error('role missing');
+    const decision = set.decide(role, input());
+    expect({ decision: decision.decision, shadow: decision.shadow?.decision, disagrees: decision.shadow?.disagrees }).toEqual({
+      decision: 'allow',
+      shadow: 'deny',
+      disagrees: true,
+    });
+    const agreeing = set.decide(role, input(identity({ namespace: 'ci' })));
+    expect(agreeing.shadow?.disagrees).toBe(false);
+    const counted = await metrics.shadowDisagreements.get();
+    expect(counted.values).toEqual([{ labels: { role: 'r', enforced: 'allow', shadow: 'deny' }, value: 1 }]);
+  });
+});
+
+describe('selectRole', () => {
+  const set = setOf([roleText('a', [allow()]), roleText('b', [allow()], { issue: { audiences: ['vault', 'other'] } }), roleText('c', [allow()], { issue: { audiences: ['only-c'] } })]);
+  const cases: Array<{ name: string; resource?: string; audiences: string[]; expected: string }> = [
+    { name: 'ok/by-name', resource: 'a', audiences: [], expected: 'a' },
+    { name: 'ok/by-urn', resource: 'urn:tessera:role:b', audiences: [], expected: 'b' },
+    { name: 'ok/by-unique-audience', audiences: ['only-c'], expected: 'c' },
+    { name: 'fail/unknown-role', resource: 'zzz', audiences: [], expected: 'invalid_target: resource names no known role' },
+    { name: 'fail/ambiguous-audience', audiences: ['vault'], expected: 'invalid_target: several roles issue for the requested audience; name one with resource' },
+    { name: 'fail/no-role-for-audience', audiences: ['nobody'], expected: 'invalid_target: no role issues for the requested audience' },
+    { name: 'fail/nothing-given', audiences: [], expected: 'invalid_target: resource or audience is required to select a role' },
+  ];
+  it.each(cases)('$name', ({ resource, audiences, expected }) => {
+    let outcome: string;
+    try {
+      outcome = selectRole(set, resource, audiences).name;
+    } catch (error) {
+      const e = error as TesseraError;
+      outcome = `${e.code}: ${e.description}`;
+    }
+    expect(outcome).toBe(expected);
+  });
+});

@@ -1,0 +1,124 @@
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger, createMetrics } from '../../../src/observability/index.js';
+import { createPolicyStore, PolicyLoadError } from '../../../src/trust-policies/index.js';
+import type { PolicySet, PolicyStore } from '../../../src/trust-policies/types.js';
+import { allow, identity, input, roleText } from './helpers.js';
+
+const namespaceRole = (name: string, namespace: string) => roleText(name, [allow({ StringEquals: { 'kubernetes.io/namespace': namespace } })]);
+
+function decide(set: PolicySet, role: string, namespace: string): string {
+  const compiled = set.roles.get(role);
+  if (!compiled) return 'absent';
+  return set.decide(compiled, input(identity({ namespace }))).decision;
+}
+
+/** Reads `store.current()` in a loop until `check` holds; fails after 2 s, the reload promise. */
+async function within2s(store: PolicyStore, check: (set: PolicySet) => boolean): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (Date.now() < deadline) {
+    if (check(store.current())) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('the policy store did not switch within 2 s');
+}
+
+describe('policy store (hot reload)', () => {
+  let dir: string;
+  let logs: string[];
+  let store: (PolicyStore & { reload(): boolean }) | undefined;
+  const logger = () =>
+    createLogger({
+      level: 'info',
+      destination: new Writable({
+        write(chunk, _encoding, callback) {
+          logs.push(String(chunk));
+          callback();
+        },
+      }),
+    });
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tessera-policies-'));
+    logs = [];
+  });
+  afterEach(async () => {
+    await store?.close();
+    store = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('fail/startup-with-invalid-file-is-fatal', () => {
+    writeFileSync(join(dir, 'bad.yaml'), 'apiVersion: tessera.dev/v1\nkind: Role\nmetadata: { name: x }\n');
+    expect(() => createPolicyStore({ dir, logger: logger(), watch: false })).toThrow(PolicyLoadError);
+    try {
+      createPolicyStore({ dir, logger: logger(), watch: false });
+    } catch (error) {
+      expect((error as Error).message).toBe(`invalid trust policies:\n${join(dir, 'bad.yaml')}:1:1: trustPolicy: is required\n${join(dir, 'bad.yaml')}:1:1: issue: is required`);
+    }
+  });
+
+  it('ok/add-change-break-fix-delete-while-reading', async () => {
+    const metrics = createMetrics();
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
+    const reloads: PolicySet[] = [];
+    store = createPolicyStore({ dir, logger: logger(), metrics, pollMs: 200, onReload: (set) => reloads.push(set) });
+    const s = store;
+    const started = s.current();
+    expect(decide(started, 'a', 'prod')).toBe('allow');
+
+    // add
+    writeFileSync(join(dir, 'b.yaml'), namespaceRole('b', 'dev'));
+    await within2s(s, (set) => decide(set, 'b', 'dev') === 'allow');
+    // a request that started before keeps its set
+    expect(started.roles.has('b')).toBe(false);
+
+    // change
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'staging'));
+    await within2s(s, (set) => decide(set, 'a', 'staging') === 'allow');
+    expect(decide(s.current(), 'a', 'prod')).toBe('deny');
+
+    // break: the last good version stays in force, and never the broken one
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'qa').replace('StringEquals', 'StringEqualz'));
+    const deadline = Date.now() + 1500;
+    while (Date.now() < deadline) {
+      expect(decide(s.current(), 'a', 'staging')).toBe('allow');
+      expect(decide(s.current(), 'a', 'qa')).toBe('deny');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const failures = logs.filter((line) => line.includes('not reloaded'));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toContain(`${join(dir, 'a.yaml')}:1:`);
+    expect(failures[0]).toContain('unknown condition operator \\"StringEqualz\\"');
+
+    // a new file clashing with an existing role name never takes effect either
+    writeFileSync(join(dir, 'c.yaml'), namespaceRole('b', 'evil'));
+    // fix
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'qa'));
+    await within2s(s, (set) => decide(set, 'a', 'qa') === 'allow');
+    expect(decide(s.current(), 'b', 'evil')).toBe('deny');
+
+    // delete
+    unlinkSync(join(dir, 'b.yaml'));
+    await within2s(s, (set) => !set.roles.has('b'));
+
+    const counts = Object.fromEntries((await metrics.policyReloads.get()).values.map((v) => [v.labels.result, v.value]));
+    expect(counts.failure).toBeGreaterThanOrEqual(2);
+    expect(counts.success).toBe(reloads.length);
+    expect(reloads.length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('ok/deleting-a-broken-file-forgets-it', () => {
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
+    store = createPolicyStore({ dir, logger: logger(), watch: false });
+    writeFileSync(join(dir, 'a.yaml'), '{ not yaml');
+    expect(store.reload()).toBe(false);
+    expect(decide(store.current(), 'a', 'prod')).toBe('allow');
+    unlinkSync(join(dir, 'a.yaml'));
+    expect(store.reload()).toBe(true);
+    expect(store.current().roles.size).toBe(0);
+  });
+});
