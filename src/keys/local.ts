@@ -22,6 +22,9 @@ export interface LocalStoreOptions {
 }
 
 const STATE_FILE = 'state.json';
+const LOCK_FILE = 'rotation.lock';
+/** A lock file older than this was left by a crashed process. */
+const STALE_LOCK_MS = 60_000;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 const stateSchema = z.strictObject({
@@ -151,6 +154,7 @@ export async function createLocalStore(options: LocalStoreOptions): Promise<KeyS
       }
       return namedSigningKey(key, alg);
     },
+    tryLock: () => tryLockFile(join(dir, LOCK_FILE)),
     async ready() {
       return true;
     },
@@ -191,4 +195,22 @@ async function writeFileAtomic(path: string, content: string): Promise<void> {
     await unlink(temporary).catch(() => undefined);
     throw error;
   }
+}
+
+/** `O_EXCL` create: works across processes (and NFS v3+) sharing the key directory. */
+async function tryLockFile(path: string): Promise<(() => Promise<void>) | undefined> {
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      const handle = await open(path, 'wx', 0o600);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return () => unlink(path).catch(() => undefined);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const info = await stat(path).catch(() => undefined);
+      if (info && Date.now() - info.mtimeMs < STALE_LOCK_MS) return undefined;
+      await unlink(path).catch(() => undefined);
+    }
+  }
+  return undefined;
 }

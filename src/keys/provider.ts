@@ -80,18 +80,38 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
     }
   };
 
+  /** The shared-cache lock (Redis across replicas), then the store's own lock if it has one. */
+  const acquireLocks = async (): Promise<(() => Promise<void>) | undefined> => {
+    if (cache && !(await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS))) return undefined;
+    const releaseCache = async (): Promise<void> => {
+      await cache?.delete(ROTATION_LOCK);
+    };
+    const releaseStore = store.tryLock ? await store.tryLock().catch(async (error: unknown) => {
+      await releaseCache();
+      throw error;
+    }) : async () => undefined;
+    if (!releaseStore) {
+      await releaseCache();
+      return undefined;
+    }
+    return async () => {
+      await releaseStore();
+      await releaseCache();
+    };
+  };
+
   /** One sync: reread, plan, and apply under the lock when something is due. */
   const sync = async (request: RotationRequest, requireLock: boolean): Promise<void> => {
     let keys = await store.load();
     if (planRotation(keys, policy, nowSeconds(), request).length > 0) {
-      const locked = cache ? await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS) : true;
-      if (locked) {
+      const release = await acquireLocks();
+      if (release) {
         try {
           keys = await store.load();
           await apply(planRotation(keys, policy, nowSeconds(), request), request);
           keys = await store.load();
         } finally {
-          await cache?.delete(ROTATION_LOCK);
+          await release();
         }
       } else if (requireLock) {
         throw new KeyStoreError('another replica is rotating keys right now; try again in a minute', 'ROTATION_LOCKED');

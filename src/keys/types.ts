@@ -100,6 +100,12 @@ export interface KeyStore {
   signer(key: StoredKey): Promise<Signer>;
   /** The long-lived key `name`; created when absent and `create` is true. */
   namedKey(name: string, alg: JwsAlgorithm, create: boolean): Promise<SigningKey | undefined>;
+  /**
+   * A lock the store itself can offer across processes (the local store: a lock file beside
+   * the keys), taken with the shared-cache lock; resolves to a release function, or undefined
+   * when another process holds it.
+   */
+  tryLock?(): Promise<(() => Promise<void>) | undefined>;
   ready(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -91,6 +91,23 @@ describe('keys: local store', () => {
     [first.kid, second.kid] = [second.kid, first.kid];
     writeFileSync(statePath, JSON.stringify(state));
     await expect(createKeyProvider(config, { logger: capture().logger, autoRotate: false })).rejects.toMatchObject({ code: 'KID_MISMATCH' });
+  });
+
+  it('ok/lock-file-stops-a-second-process-and-a-stale-one-is-taken-over', async () => {
+    const { dir, config } = fresh();
+    const provider = await createKeyProvider(config, { logger: capture().logger, autoRotate: false });
+    try {
+      const lock = join(dir, 'rotation.lock');
+      writeFileSync(lock, '4242\n');
+      await expect(provider.rotate()).rejects.toMatchObject({ code: 'ROTATION_LOCKED' });
+      expect((await provider.list()).map((info) => info.state)).toEqual(['active', 'active', 'active']);
+      const twoMinutesAgo = Date.now() / 1000 - 120;
+      utimesSync(lock, twoMinutesAgo, twoMinutesAgo);
+      expect((await provider.rotate()).map((info) => info.state)).toEqual(['active', 'active', 'active', 'next', 'next', 'next']);
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      await provider.close();
+    }
   });
 
   it('fail/state-file-invalid', async () => {
