@@ -1,2 +1,2 @@
-export { issueJwt, templateVars } from './jwt.js';
+export { issueJwt } from './jwt.js';
 export type { IssuedJwt, JwtIssueRequest } from './jwt.js';

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { base64url } from 'jose';
 import type { SigningKey } from '../keys/types.js';
-import type { CompiledRole, TemplateVars } from '../trust-policies/types.js';
+import { templateVars } from '../trust-policies/index.js';
+import type { CompiledRole } from '../trust-policies/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
 export interface JwtIssueRequest {
@@ -27,17 +28,6 @@ export interface IssuedJwt {
   claims: Record<string, unknown>;
 }
 
-/** What every template in a role sees, from the verified identity. */
-export function templateVars(identity: WorkloadIdentity): TemplateVars {
-  return {
-    namespace: identity.namespace,
-    serviceAccount: identity.serviceAccount?.name,
-    pod: identity.pod?.name,
-    cluster: identity.cluster,
-    sub: identity.sub,
-    claims: identity.claims,
-  };
-}
 
 const encodeJson = (value: unknown): string => base64url.encode(JSON.stringify(value));
 

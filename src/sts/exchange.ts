@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { accessDenied, invalidRequest, invalidScope } from '../errors.js';
-import { issueJwt, templateVars } from '../issuers/index.js';
+import { issueJwt } from '../issuers/index.js';
 import type { KeyProvider } from '../keys/types.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { denialDescription } from '../trust-policies/index.js';
+import { denialDescription, templateVars } from '../trust-policies/index.js';
 import type { CompiledRole, Decision, PolicyStore } from '../trust-policies/types.js';
 import type { SubjectTokenVerifier, WorkloadIdentity } from '../verifiers/types.js';
 import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID, type TokenExchangeRequest } from './request.js';

@@ -33,7 +33,7 @@ export interface StsDeps extends ExchangeDeps {
   jwksCacheSeconds: number;
   readiness: () => Promise<Readiness>;
   metricsText?: () => Promise<{ contentType: string; body: string }>;
-  trustBundle?: (jwtKeys: JWK[]) => Promise<{ pem: string; spiffe: Record<string, unknown> }>;
+  trustBundle?: (jwtKeys: JWK[]) => Promise<{ pem: string; spiffe: object }>;
   rateLimit?: { perSecond: number; burst: number };
   /** The caller's address, for rate limiting; absent under `app.request()`. */
   clientAddress?: (c: Context) => string | undefined;

@@ -1,7 +1,5 @@
-import { invalidTarget } from '../errors.js';
-import type { CompiledRole, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';
+import type { CompiledRole, ConditionTrace, Decision, StatementTrace } from './types.js';
 
-const ROLE_URN_PREFIX = 'urn:tessera:role:';
 const MAX_SEEN = 120;
 
 /** The value a request carried, short and JSON-quoted; it is the caller's own data. */
@@ -45,26 +43,4 @@ export function denialDescription(role: CompiledRole, decision: Decision): strin
   if (!allow.actionMatched) return `${prefix}: no Allow statement allows the token exchange action`;
   const failed = allow.conditions.find((condition) => !condition.matched);
   return failed ? `${prefix}: ${describeCondition(failed)}` : `${prefix}: no Allow statement matched`;
-}
-
-/**
- * The role a request asks for: by `resource` (`NAME` or `urn:tessera:role:NAME`), else the one
- * role that lists every requested audience. Unknown, none or several: `invalid_target`.
- */
-export function selectRole(set: PolicySet, resource: string | undefined, audiences: string[]): CompiledRole {
-  if (resource !== undefined && resource !== '') {
-    const name = resource.startsWith(ROLE_URN_PREFIX) ? resource.slice(ROLE_URN_PREFIX.length) : resource;
-    const role = set.roles.get(name);
-    if (!role) throw invalidTarget('resource names no known role', { detail: { resource } });
-    return role;
-  }
-  if (audiences.length === 0) throw invalidTarget('resource or audience is required to select a role');
-  const candidates = [...set.roles.values()].filter((role) => audiences.every((audience) => role.issue.audiences.includes(audience)));
-  if (candidates.length === 0) throw invalidTarget('no role issues for the requested audience', { detail: { audiences } });
-  if (candidates.length > 1) {
-    throw invalidTarget('several roles issue for the requested audience; name one with resource', {
-      detail: { audiences, roles: candidates.map((role) => role.name) },
-    });
-  }
-  return candidates[0] as CompiledRole;
 }

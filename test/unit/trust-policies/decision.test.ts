@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createMetrics, silentLogger } from '../../../src/observability/index.js';
 import type { TesseraError } from '../../../src/errors.js';
-import { denialDescription, selectRole, templateVars } from '../../../src/trust-policies/index.js';
+import { selectRole } from '../../../src/sts/select-role.js';
+import { denialDescription, templateVars } from '../../../src/trust-policies/index.js';
 import { allow, deny, guardrailText, identity, input, roleText, setOf } from './helpers.js';
 
 const guardrail = guardrailText('baseline', [deny({ StringEquals: { 'kubernetes.io/namespace': 'kube-system' } }, 'NeverKubeSystem')], '30m');
