@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey, createSign, createVerify, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -41,8 +41,9 @@ async function setup() {
     const input = `${b64({ alg: 'RS256', kid: 'bench', typ: 'JWT' })}.${b64(claims)}`;
     return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
   });
+  mkdirSync(join(dir, 'policies'));
   writeFileSync(
-    join(dir, 'bench-role.yaml'),
+    join(dir, 'policies', 'bench-role.yaml'),
     stringify({
       apiVersion: 'tessera.dev/v1',
       kind: 'Role',
@@ -72,7 +73,7 @@ async function runBroker(dir: string, jwk: object, bodies: string[], redisUrl?: 
     listen: { host: '127.0.0.1', port },
     audience: 'tessera',
     clusters: [{ name: 'bench', issuer: CLUSTER_ISSUER, jwks: { keys: [jwk] } }],
-    policies: dir,
+    policies: join(dir, 'policies'),
     keys: { provider: 'local', dir: join(dir, redisUrl ? 'keys-redis' : 'keys') },
     ...(redisUrl && { cache: { redis: redisUrl } }),
     logging: { level: 'info' },
@@ -81,7 +82,7 @@ async function runBroker(dir: string, jwk: object, bodies: string[], redisUrl?: 
   writeFileSync(file, stringify(config));
   const broker = startProcess([join(ROOT, 'bin/tessera.js'), 'serve', '--config', file]);
   try {
-    await waitForHttp(`http://127.0.0.1:${port}/readyz`);
+    await waitForHttp(`http://127.0.0.1:${port}/readyz`, 30_000, broker);
     const check = await fetch(`http://127.0.0.1:${port}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[0] });
     if (check.status !== 200) throw new Error(`broker refused the bench exchange: ${check.status} ${await check.text()}`);
     return await load(`http://127.0.0.1:${port}/v1/token`, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });

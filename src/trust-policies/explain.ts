@@ -1,4 +1,5 @@
 import type { ClusterConfig } from '../config/index.js';
+import { identityFromClaims as verifiedIdentity } from '../verifiers/index.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 import { issuerHostPath } from './keys.js';
 import type { CompiledRole, CompiledStatement, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';
@@ -8,14 +9,7 @@ import type { CompiledRole, CompiledStatement, ConditionTrace, Decision, PolicyS
  * Claims are read the way the verifier reads a projected token (`kubernetes.io` object).
  */
 
-const record = (value: unknown): Record<string, unknown> | undefined =>
-  value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 
-function named(value: unknown): { name: string; uid?: string } | undefined {
-  const entry = record(value);
-  if (typeof entry?.name !== 'string') return undefined;
-  return typeof entry.uid === 'string' ? { name: entry.name, uid: entry.uid } : { name: entry.name };
-}
 
 /** The cluster a claim set belongs to: `--cluster`, else the configured cluster whose issuer is `iss`, else `iss`'s host. */
 export function clusterFor(claims: Record<string, unknown>, clusters: readonly ClusterConfig[], explicit?: string): string {
@@ -25,26 +19,9 @@ export function clusterFor(claims: Record<string, unknown>, clusters: readonly C
   return cluster?.name ?? issuerHostPath(iss);
 }
 
+/** The identity the verifier would derive from `claims`, for offline evaluation. */
 export function identityFromClaims(claims: Record<string, unknown>, cluster: string): WorkloadIdentity {
-  const k8s = record(claims['kubernetes.io']);
-  const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud.filter((a): a is string => typeof a === 'string') : [];
-  const identity: WorkloadIdentity = {
-    cluster,
-    iss: typeof claims.iss === 'string' ? claims.iss : '',
-    sub: typeof claims.sub === 'string' ? claims.sub : '',
-    aud,
-    claims,
-    verifiedBy: 'jwks',
-  };
-  if (typeof k8s?.namespace === 'string') identity.namespace = k8s.namespace;
-  const serviceAccount = named(k8s?.serviceaccount);
-  const pod = named(k8s?.pod);
-  const node = named(k8s?.node);
-  if (serviceAccount) identity.serviceAccount = serviceAccount;
-  if (pod) identity.pod = pod;
-  if (node) identity.node = node;
-  if (typeof claims.jti === 'string') identity.jti = claims.jti;
-  return identity;
+  return verifiedIdentity(claims, cluster, 'jwks');
 }
 
 /** Statements in evaluation order (guardrails first), matching `decision.statements`. */

@@ -57,8 +57,9 @@ export function identityFromClaims(
   };
   const identity: WorkloadIdentity = {
     cluster,
-    iss: claims.iss as string,
-    sub: claims.sub as string,
+    // Verified tokens always carry both; `policy explain --claims` may hand in a partial claim set.
+    iss: typeof claims.iss === 'string' ? claims.iss : '',
+    sub: typeof claims.sub === 'string' ? claims.sub : '',
     aud: audienceList(claims.aud) ?? [],
     claims,
     verifiedBy,

@@ -194,6 +194,9 @@ function hasPkcs11Tool(): boolean {
     return true;
   } catch (error) {
     // pkcs11-tool --help exits non-zero but runs; only ENOENT means it is missing.
-    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return true;
+    if (process.env.CI === 'true') throw new Error('pkcs11-tool (Debian package opensc) is required under CI=true');
+    console.warn('[skipped] pkcs11-tool check: pkcs11-tool is not installed (apt-get install opensc)');
+    return false;
   }
 }

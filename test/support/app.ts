@@ -1,11 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { createApp, type AppOverrides, type TesseraApp } from '../../src/app.js';
 import { parseConfig, type ConfigInput } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
+import { freePort } from './net.js';
+
+export { freePort };
 
 export const REPO_POLICIES = resolve(import.meta.dirname, '../../policies');
 
@@ -36,17 +38,6 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** A port free right now on 127.0.0.1, so the broker's issuer can name the URL it serves. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * A broker on a free loopback port (its issuer is its own URL) with the embedded defaults, its keys and dev cluster in a
