@@ -6,10 +6,10 @@ import { createSharedCache, type SharedCache } from './cache/index.js';
 import type { Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
-import { createKeyProvider, publicJwks, type KeyProvider } from './keys/index.js';
+import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
 import { createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
 import { createStsApp } from './sts/index.js';
-import { createPolicyStore, type PolicyStore } from './trust-policies/index.js';
+import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
 
 /** Parts a test (or an embedding program) may supply instead of the ones built from config. */
@@ -47,9 +47,7 @@ export interface TesseraApp {
 }
 
 /** How long relying parties may cache our JWKS; a new key is published this long before it signs. */
-const JWKS_CACHE_SECONDS = 300;
-/** Tokens live at most 12 h (the hard cap of every role), so retired keys stay published that long. */
-const MAX_TOKEN_LIFETIME_SECONDS = 12 * 3600;
+const JWKS_CACHE_SECONDS = DEFAULT_JWKS_CACHE_SECONDS;
 
 /**
  * Build a broker from a validated config: no globals, so tests make as many as they need.
@@ -81,7 +79,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         now,
         env: overrides.env,
         jwksCacheSeconds: JWKS_CACHE_SECONDS,
-        maxTokenLifetimeSeconds: MAX_TOKEN_LIFETIME_SECONDS,
+        // Tokens live at most the hard cap of every role, so retired keys stay published that long.
+        maxTokenLifetimeSeconds: HARD_MAX_LIFETIME,
       }));
     closers.push(() => keys.close());
     const verifier =
