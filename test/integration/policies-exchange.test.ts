@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type TesseraApp } from '../../src/app.js';
-import { parseConfig } from '../../src/config/index.js';
-import { silentLogger } from '../../src/observability/index.js';
+import type { TesseraApp } from '../../src/app.js';
 import { registerPolicyCommands } from '../../src/trust-policies/index.js';
+import { startTestApp, type TestApp } from '../support/app.js';
 
 /**
  * Shadow mode, guardrails, derived claims, CEL and the 403 description, end to end through
@@ -37,6 +36,7 @@ issue:
 `;
 
 let root: string;
+let t: TestApp;
 let app: TesseraApp;
 
 beforeAll(async () => {
@@ -44,21 +44,13 @@ beforeAll(async () => {
   const policies = join(root, 'policies');
   cpSync(GOLDEN_POLICIES, policies, { recursive: true });
   writeFileSync(join(policies, 'aws-abac.yaml'), DERIVED);
-  const config = parseConfig({
-    issuer: 'http://127.0.0.1:8080',
-    audience: 'tessera',
-    devCluster: { keyDir: join(root, 'dev-cluster') },
-    policies,
-    keys: { dir: join(root, 'keys') },
-    x509: { dir: join(root, 'x509') },
-    logging: { level: 'silent' },
-  });
-  writeFileSync(join(root, 'config.yaml'), JSON.stringify({ ...config, listen: undefined }));
-  app = await createApp(config, { logger: silentLogger(), processMetrics: false, watchPolicies: false });
+  t = await startTestApp({ policies });
+  app = t.app;
+  writeFileSync(join(root, 'config.yaml'), JSON.stringify({ ...app.config, listen: undefined }));
 });
 
 afterAll(async () => {
-  await app?.close();
+  await t?.close();
   if (root) rmSync(root, { recursive: true, force: true });
 });
 

@@ -2,9 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type TesseraApp } from '../../src/app.js';
-import { parseConfig } from '../../src/config/index.js';
-import { silentLogger } from '../../src/observability/index.js';
+import type { TesseraApp } from '../../src/app.js';
+import { startTestApp, type TestApp } from '../support/app.js';
 
 /** Hot reload with a running server: exchanges go on while files are added, changed, broken, fixed and deleted. */
 
@@ -22,6 +21,7 @@ issue: { audiences: [${name}] }
 
 let root: string;
 let policies: string;
+let t: TestApp;
 let app: TesseraApp;
 let url: string;
 
@@ -30,20 +30,12 @@ beforeAll(async () => {
   policies = join(root, 'policies');
   mkdirSync(policies);
   writeFileSync(join(policies, 'a.yaml'), role('a', 'prod'));
-  const config = parseConfig({
-    issuer: 'http://127.0.0.1:8080',
-    audience: 'tessera',
-    devCluster: { keyDir: join(root, 'dev-cluster') },
-    policies,
-    keys: { dir: join(root, 'keys') },
-    x509: { dir: join(root, 'x509') },
-  });
-  app = await createApp(config, { logger: silentLogger(), processMetrics: false, watchPolicies: true });
-  ({ url } = await app.listen({ port: 0, host: '127.0.0.1' }));
+  t = await startTestApp({ policies }, { watchPolicies: true });
+  ({ app, url } = t);
 });
 
 afterAll(async () => {
-  await app?.close();
+  await t?.close();
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
