@@ -48,6 +48,9 @@ export interface TesseraApp {
 
 /** How long relying parties may cache our JWKS; a new key is published this long before it signs. */
 const JWKS_CACHE_SECONDS = DEFAULT_JWKS_CACHE_SECONDS;
+/** A token exchange is a few KiB; slower senders are cut off (Node's defaults are 60 s and 300 s). */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 15_000;
 
 /**
  * Build a broker from a validated config: no globals, so tests make as many as they need.
@@ -70,6 +73,11 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     const policies =
       overrides.policies ?? createPolicyStore({ dir: config.policies, logger, metrics, watch: overrides.watchPolicies ?? true, clusters });
     closers.push(() => policies.close());
+    for (const role of policies.current().roles.values()) {
+      if (!config.keys.algorithms.includes(role.issue.algorithm)) {
+        logger.warn({ role: role.name, algorithm: role.issue.algorithm, configured: config.keys.algorithms }, 'role signs with an algorithm keys.algorithms does not enable: its exchanges answer 503');
+      }
+    }
     const keys =
       overrides.keys ??
       (await createKeyProvider(config.keys, {
@@ -143,6 +151,11 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
           const started = serve({ fetch: hono.fetch, port, hostname }, () => resolve(started));
           started.once('error', reject);
         });
+        // A client that trickles its headers or body must not hold a connection for minutes.
+        if ('headersTimeout' in server) {
+          server.headersTimeout = HEADERS_TIMEOUT_MS;
+          server.requestTimeout = REQUEST_TIMEOUT_MS;
+        }
         servers.push(server);
         const address = server.address() as AddressInfo;
         const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;

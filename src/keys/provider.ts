@@ -1,5 +1,5 @@
 import type { SharedCache } from '../cache/index.js';
-import { TesseraError, temporarilyUnavailable } from '../errors.js';
+import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { KeyStoreError } from './errors.js';
 import { planRotation, recordOf, removeAfter, type RotationAction, type RotationPolicy, type RotationRequest } from './rotation.js';
@@ -159,7 +159,9 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
       const key = active.get(alg);
       if (key) return key;
       if (!policy.algorithms.includes(alg)) {
-        throw new TesseraError('server_error', 500, 'signing algorithm not configured', { detail: { alg, configured: policy.algorithms } });
+        // A role asking for an algorithm the operator did not enable is a configuration gap, not a
+        // client error: the role cannot be served until keys.algorithms lists it.
+        throw temporarilyUnavailable(`no ${alg} signing key is configured`, { detail: { alg, configured: policy.algorithms } });
       }
       throw temporarilyUnavailable('signing key unavailable', { detail: { alg, provider: store.kind } });
     },

@@ -145,6 +145,13 @@ describe('POST /v1/token', () => {
     expect(response.json.error_description).not.toContain('orders"');
   });
 
+  it('fail/role-algorithm-not-enabled-is-503-not-500', async () => {
+    const response = await exchange(t.devToken('orders', 'order-service'), { resource: 'pss-only' });
+    expect(response.status).toBe(503);
+    expect(response.json).toEqual({ error: 'temporarily_unavailable', error_description: 'no PS256 signing key is configured' });
+    expect(t.logs.text()).toContain('role signs with an algorithm keys.algorithms does not enable');
+  });
+
   it('fail/expired-subject-token', async () => {
     const expired = t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 });
     const response = await exchange(expired, { resource: 'orders-reader' });
@@ -216,7 +223,7 @@ describe('broker endpoints', () => {
     expect(await (await fetch(`${t.url}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${t.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { keys: 'ok', policies: { roles: 3 } } });
+    expect(await ready.json()).toMatchObject({ status: 'ready', checks: { keys: 'ok', policies: { roles: 4 } } });
   });
 
   it('404 and 405 are JSON', async () => {

@@ -52,6 +52,19 @@ issue:
   defaultLifetime: 10m
   subject: "system:serviceaccount:{{namespace}}:{{serviceAccount}}@{{cluster}}"
 `,
+  'pss.yaml': `apiVersion: tessera.dev/v1
+kind: Role
+metadata: { name: pss-only }
+trustPolicy:
+  Version: "2012-10-17"
+  Statement:
+    - Effect: Allow
+      Principal: { Federated: dev }
+      Action: sts:TokenExchange
+issue:
+  audiences: [pss-aud]
+  algorithm: PS256
+`,
   'shared.yaml': `apiVersion: tessera.dev/v1
 kind: Role
 metadata: { name: shared }
