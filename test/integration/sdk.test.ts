@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClient, ExchangeError, runAgent } from '../../src/sdk/index.js';
+import { createClient, ExchangeError, runAgent } from 'tessera/sdk';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
 
