@@ -44,12 +44,19 @@ export function planRotation(records: readonly KeyRecord[], policy: RotationPoli
       if (policy.algorithms.includes(alg) && !own.some((record) => record.state !== 'retired')) actions.push({ kind: 'create', alg, state: 'active' });
       continue;
     }
-    actions.push(...planAlgorithm(alg, own, policy, now, request));
+    actions.push(...planAlgorithm(alg, own, policy, now, request, records.length > 0));
   }
   return actions;
 }
 
-function planAlgorithm(alg: JwsAlgorithm, own: KeyRecord[], policy: RotationPolicy, now: number, request: RotationRequest): RotationAction[] {
+function planAlgorithm(
+  alg: JwsAlgorithm,
+  own: KeyRecord[],
+  policy: RotationPolicy,
+  now: number,
+  request: RotationRequest,
+  jwksPublished: boolean,
+): RotationAction[] {
   const actions: RotationAction[] = [];
   const retire = (record: KeyRecord): void => {
     actions.push({ kind: 'update', record: { ...record, state: 'retired', retiredAt: now } });
@@ -82,8 +89,14 @@ function planAlgorithm(alg: JwsAlgorithm, own: KeyRecord[], policy: RotationPoli
     return actions;
   }
   if (!active && !next) {
-    // First start: nothing was ever signed, so nobody can hold a JWKS without this key.
-    actions.push({ kind: 'create', alg, state: 'active' });
+    if (!jwksPublished) {
+      // First start: nothing was ever published, so nobody can hold a JWKS without this key.
+      actions.push({ kind: 'create', alg, state: 'active' });
+    } else {
+      // An algorithm added to a running broker: relying parties may hold a JWKS without it, so
+      // its key is published for the full delay before it signs, like any successor.
+      actions.push({ kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay });
+    }
     return actions;
   }
   if (next && forced) {

@@ -11,6 +11,22 @@ const retired = (kid: string, retiredAt: number): KeyRecord => ({ kid, alg: 'ES2
 const cases: Array<[string, KeyRecord[], Partial<RotationPolicy>, number, Parameters<typeof planRotation>[3], RotationAction[]]> = [
   ['ok/first-start-creates-active', [], {}, T, {}, [{ kind: 'create', alg: 'ES256', state: 'active' }]],
   ['ok/nothing-due', [active('a', T - 500)], {}, T, {}, []],
+  [
+    'ok/algorithm-added-later-is-published-before-it-signs',
+    [active('a', T - 500)],
+    { algorithms: ['ES256', 'RS256'] },
+    T,
+    {},
+    [{ kind: 'create', alg: 'RS256', state: 'next', activateAt: T + 330 }],
+  ],
+  [
+    'ok/algorithm-re-added-after-retirement-is-published-first',
+    [active('a', T - 500), { ...retired('r', T - 100), alg: 'RS256' }],
+    { algorithms: ['ES256', 'RS256'] },
+    T,
+    {},
+    [{ kind: 'create', alg: 'RS256', state: 'next', activateAt: T + 330 }],
+  ],
   ['ok/no-schedule-never-rotates', [active('a', 0)], { every: undefined }, T, {}, []],
   ['ok/successor-published-lead-before-due', [active('a', T - 600)], {}, T, {}, [{ kind: 'create', alg: 'ES256', state: 'next', activateAt: T + 400 }]],
   ['ok/successor-not-yet', [active('a', T - 599)], {}, T, {}, []],
