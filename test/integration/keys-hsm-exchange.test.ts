@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
@@ -43,6 +44,15 @@ describe.skipIf(skipSoftHsm())('keys: exchanges signed in the HSM', () => {
       expect(published.keys.find((key) => key.alg === 'ES256')?.kid).toBe(decodeProtectedHeader(issued).kid);
     }
     expect(existsSync(join(broker.dir, 'keys'))).toBe(false);
+  });
+
+  it('ok/no-ca-key-is-generated-on-the-token-until-an-operator-sets-up-the-ca', () => {
+    const labels = execFileSync('pkcs11-tool', ['--module', token.module, '--token-label', 'broker', '--login', '--pin', token.pin, '--list-objects'], {
+      env: process.env,
+      encoding: 'utf8',
+    });
+    expect(labels).toContain('tessera:jwt:ES256');
+    expect(labels).not.toContain('x509-ca');
   });
 
   it('ok/exchanges-continue-after-sessions-closed-behind-the-broker', async () => {

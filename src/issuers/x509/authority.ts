@@ -74,6 +74,19 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
 
   const load = async (): Promise<void> => {
     lastAttempt = now();
+    let stored: Awaited<ReturnType<typeof readStoredCa>>;
+    try {
+      stored = await readStoredCa(dir);
+    } catch (error) {
+      problem = 'the X.509 CA is misconfigured';
+      logger.error({ err: error, dir }, 'X.509 CA unusable');
+      return;
+    }
+    if (!stored && !autoInit) {
+      // Touch no key until an operator sets the CA up: an HSM gets no key nobody asked for.
+      logger.warn({ dir }, 'no X.509 CA: x509-svid requests fail until `tessera ca init` or `tessera ca import`');
+      return;
+    }
     let key: SigningKey;
     try {
       key = await provider.namedKey(CA_KEY_NAME, algorithm);
@@ -83,15 +96,10 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
       return;
     }
     try {
-      let stored = await readStoredCa(dir);
-      if (!stored && autoInit) {
+      if (!stored) {
         stored = await createSelfSignedCa({ key, trustDomain: config.trustDomain, ttlSeconds: config.caTtl, now: nowSeconds() });
         await writeStoredCa(dir, stored);
         logger.info({ dir, trustDomain: config.trustDomain }, 'created a self-signed X.509 CA (no CA existed; provider local)');
-      }
-      if (!stored) {
-        logger.warn({ dir }, 'no X.509 CA: x509-svid requests fail until `tessera ca init` or `tessera ca import`');
-        return;
       }
       state = issuerStateFor(stored, key);
       logger.info({ dir, subject: state.subject, notAfter: state.validity.notAfter, kid: key.kid }, 'X.509 CA loaded');
