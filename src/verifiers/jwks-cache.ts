@@ -13,6 +13,8 @@ export const REFRESH_INTERVAL_MS = 10_000;
 /** Share of the freshness window after which a request triggers a background refresh. */
 const BACKGROUND_REFRESH_AT = 0.8;
 const WAIT_POLL_MS = 100;
+/** Longest wait of the idle refresh timer (Node's timers overflow past ~24.8 days anyway). */
+const MAX_TIMER_MS = 24 * 3600 * 1000;
 
 interface KeySet {
   keys: VerificationKey[];
@@ -63,6 +65,8 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
 
   let memory: KeySet | undefined;
   let inflight: Promise<KeySet | undefined> | undefined;
+  let refreshTimer: NodeJS.Timeout | undefined;
+  let closed = false;
   let lastUnknownKidRefreshAt = Number.NEGATIVE_INFINITY;
   let lastRefreshAt: number | undefined;
   let lastError: string | undefined;
@@ -78,6 +82,29 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
     if (stale) logger.warn({ ...context, lastError }, 'serving the last good jwks: the issuer cannot be refreshed');
   };
 
+  /**
+   * Keeps keys fresh without traffic: an idle broker refreshes before expiry too, so the first
+   * request after a quiet hour never waits on the issuer. Failed refreshes retry no faster than
+   * the shared refresh interval.
+   */
+  const scheduleRefresh = (set: KeySet): void => {
+    clearTimeout(refreshTimer);
+    if (closed) return;
+    const due = set.fetchedAt + (set.freshUntil - set.fetchedAt) * BACKGROUND_REFRESH_AT;
+    const delay = Math.min(Math.max(due - now(), REFRESH_INTERVAL_MS), MAX_TIMER_MS);
+    refreshTimer = setTimeout(() => {
+      void refresh((current) => isFresh(current) && !wantsBackgroundRefresh(current))
+        .catch(() => undefined)
+        .finally(() => memory && scheduleRefresh(memory));
+    }, delay);
+    refreshTimer.unref();
+  };
+
+  const remember = (set: KeySet): void => {
+    memory = set;
+    scheduleRefresh(set);
+  };
+
   /** Takes the SharedCache's entry when it is newer than memory. */
   const adoptShared = async (): Promise<void> => {
     const raw = await cache.get(sharedKey);
@@ -90,7 +117,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
     }
     if (typeof entry.fetchedAt !== 'number' || (memory && entry.fetchedAt <= memory.fetchedAt)) return;
     const keys = ingestJwks({ keys: entry.keys }, logger, { ...context, source: 'shared cache' });
-    if (keys.length > 0) memory = { keys, fetchedAt: entry.fetchedAt, freshUntil: entry.freshUntil };
+    if (keys.length > 0) remember({ keys, fetchedAt: entry.fetchedAt, freshUntil: entry.freshUntil });
   };
 
   const fetchAndShare = async (): Promise<KeySet | undefined> => {
@@ -98,7 +125,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
       const fetched = await fetchKeys();
       const fetchedAt = now();
       const set: KeySet = { keys: fetched.keys, fetchedAt, freshUntil: fetchedAt + fetched.maxAgeSeconds * 1000 };
-      memory = set;
+      remember(set);
       lastRefreshAt = fetchedAt;
       lastError = undefined;
       metrics?.jwksFetches.inc({ cluster: cluster.name, result: 'ok' });
@@ -194,6 +221,8 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
     },
 
     async close() {
+      closed = true;
+      clearTimeout(refreshTimer);
       await inflight;
     },
   };

@@ -231,6 +231,23 @@ describe('Cache-Control max-age bounds', () => {
     expect(idp.requests('jwks')).toBe(2);
   });
 
+  test('ok/idle-broker-refreshes-before-expiry-without-a-request', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { verifier } = newVerifier();
+      expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
+      expect(idp.requests('jwks')).toBe(1);
+      // No request arrives; the timer set at the fetch fires at 80 % of the hour's freshness.
+      clock.advance(0.8 * 3600_000);
+      await vi.advanceTimersByTimeAsync(0.8 * 3600_000);
+      await vi.waitFor(() => expect(idp.requests('jwks')).toBe(2));
+      expect(verifier.status()[0]).toMatchObject({ stale: false, lastRefreshAt: clock.now() });
+      await verifier.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   test('ok/background-refresh-before-expiry-keeps-answering-from-memory', async () => {
     const { verifier } = newVerifier();
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
