@@ -95,6 +95,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       overrides.verifier ??
       createSubjectTokenVerifier({ clusters, audience: config.audience, cache, logger, metrics, now, maxStaleSeconds: config.cache.maxStale });
     closers.push(() => verifier.close());
+    // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
+    void verifier.warm();
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
     closers.push(() => cache.close());
 

@@ -35,6 +35,7 @@ type ClusterVerify = (token: RoutedToken, raw: string) => Promise<WorkloadIdenti
 interface Route {
   cluster: ClusterConfig;
   verify: ClusterVerify;
+  warm(): Promise<void>;
   status(): ClusterStatus;
   close(): Promise<void>;
 }
@@ -78,6 +79,9 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
         throw invalidRequest('subject_token could not be verified', { cause: error });
       }
     },
+    async warm() {
+      await Promise.all([...routes.values()].map((route) => route.warm()));
+    },
     status: () => [...routes.values()].map((route) => route.status()),
     async close() {
       await Promise.all([...routes.values()].map((route) => route.close()));
@@ -118,6 +122,7 @@ function createRoute(cluster: ClusterConfig, options: SubjectTokenVerifierOption
   return {
     cluster,
     verify,
+    warm: async () => jwks?.warm(),
     status: () => jwks?.status() ?? { cluster: cluster.name, issuer: cluster.issuer, ready: true, stale: false },
     async close() {
       await Promise.all([jwks?.close(), review?.close()]);

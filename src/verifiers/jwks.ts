@@ -15,6 +15,8 @@ export interface RoutedToken {
 
 export interface ClusterJwksVerifier {
   verify(token: RoutedToken): Promise<WorkloadIdentity>;
+  /** Loads the keys ahead of the first token; a failure is only recorded in status(). */
+  warm(): Promise<void>;
   status(): ClusterStatus;
   close(): Promise<void>;
 }
@@ -37,6 +39,10 @@ export function createJwksVerifier(cluster: ClusterConfig, deps: KeySourceDeps &
       checkClaims(claims, { issuer: cluster.issuer, audiences: deps.audiences, nowSeconds: Math.floor(deps.now() / 1000) });
       return identityFromClaims(claims, cluster.name, 'jwks');
     },
+    warm: () => source.current().then(
+      () => undefined,
+      () => undefined,
+    ),
     status: () => source.status(),
     close: () => source.close(),
   };

@@ -29,6 +29,8 @@ export interface SubjectTokenVerifier {
    * issuer's keys or the API server cannot be reached and nothing usable is cached.
    */
   verify(token: string): Promise<WorkloadIdentity>;
+  /** Fetches every cluster's keys ahead of the first token; never rejects (failures show in status()). */
+  warm(): Promise<void>;
   /** Readiness detail per cluster, for `/readyz` and metrics. */
   status(): ClusterStatus[];
   close(): Promise<void>;
