@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { invalidRequest, unsupportedGrantType } from '../errors.js';
+import { parseStrictJson, StrictJsonError } from '../verifiers/index.js';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
@@ -44,8 +45,11 @@ function fromForm(body: string): RawParameters {
 function fromJson(body: string): RawParameters {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body);
-  } catch {
+    // Strict: a duplicated member is a duplicated parameter, which JSON.parse would hide.
+    parsed = parseStrictJson(body);
+  } catch (error) {
+    const duplicate = error instanceof StrictJsonError && /^duplicate member (".*")$/.exec(error.message);
+    if (duplicate) throw invalidRequest(`parameter ${JSON.parse(duplicate[1] as string) as string} is duplicated`);
     throw invalidRequest('request body is not valid JSON');
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {

@@ -14,6 +14,7 @@ export { checkJwk, ingestJwks, ACCEPTED_ALGORITHMS, type VerificationKey } from 
 export { verifyCompactJws } from './jws.js';
 export { boundedMaxAge } from './jwks-fetch.js';
 export { LEEWAY_SECONDS, identityFromClaims } from './claims.js';
+export { parseStrictJson, StrictJsonError } from './strict-json.js';
 
 export interface SubjectTokenVerifierOptions {
   clusters: ClusterConfig[];

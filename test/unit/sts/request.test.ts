@@ -72,6 +72,8 @@ describe('parseTokenExchange', () => {
     ['fail/text-plain', withBase(), 'text/plain', { code: 'invalid_request', status: 400, description: 'content type must be application/x-www-form-urlencoded or application/json' }],
     ['fail/no-content-type', withBase(), undefined, { code: 'invalid_request', status: 400, description: 'content type must be application/x-www-form-urlencoded or application/json' }],
     ['fail/json-garbage', '{"grant_type":', 'application/json', { code: 'invalid_request', status: 400, description: 'request body is not valid JSON' }],
+    ['fail/json-duplicate-member', `{"grant_type":"${base.grant_type}","subject_token":"a","subject_token":"b"}`, 'application/json', { code: 'invalid_request', status: 400, description: 'parameter subject_token is duplicated' }],
+    ['fail/json-trailing-garbage', `${JSON.stringify(base)} x`, 'application/json', { code: 'invalid_request', status: 400, description: 'request body is not valid JSON' }],
     ['fail/json-array', '[]', 'application/json', { code: 'invalid_request', status: 400, description: 'request body must be a JSON object' }],
     ['fail/json-nested-object', JSON.stringify({ ...base, resource: { name: 'x' } }), 'application/json', { code: 'invalid_request', status: 400, description: 'parameter resource must be a string' }],
     ['fail/json-subject-token-array', JSON.stringify({ ...base, subject_token: ['a', 'b'] }), 'application/json', { code: 'invalid_request', status: 400, description: 'parameter subject_token must be a string' }],
