@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessDenied, invalidRequest, invalidScope } from '../errors.js';
+import { accessDenied, invalidRequest, invalidScope, isTesseraError, TesseraError } from '../errors.js';
 import { issueJwt } from '../issuers/index.js';
 import type { KeyProvider } from '../keys/types.js';
 import type { Logger, Metrics } from '../observability/index.js';
@@ -63,6 +63,19 @@ function identityForLog(identity: WorkloadIdentity): Record<string, unknown> {
   };
 }
 
+/** The actor token goes through the same verifier; its refusals name it, not the subject token. */
+async function verifyActor(verifier: SubjectTokenVerifier, token: string): Promise<WorkloadIdentity> {
+  try {
+    return await verifier.verify(token);
+  } catch (error) {
+    if (!isTesseraError(error)) throw error;
+    throw new TesseraError(error.code, error.status, error.description.replaceAll('subject_token', 'actor_token'), {
+      detail: { ...error.detail, token: 'actor' },
+      cause: error.cause,
+    });
+  }
+}
+
 /** A digest lets audit logs correlate an issued credential without holding it. */
 const digest = (value: string): string => createHash('sha256').update(value).digest('hex');
 
@@ -73,7 +86,7 @@ const digest = (value: string): string => createHash('sha256').update(value).dig
 export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<{ role: string; body: ExchangeResponse }> {
   const policySet = deps.policies.current();
   const identity = await deps.verifier.verify(request.subjectToken);
-  const actor = request.actorToken === undefined ? undefined : await deps.verifier.verify(request.actorToken);
+  const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const role = selectRole(policySet, request.resource, request.audience);
   const audiences = issuedAudiences(role, request.audience);
   const scope = allowedScopes(role, request.scope);

@@ -111,6 +111,16 @@ describe('POST /v1/token', () => {
     expect(payload.act).toEqual({ sub: 'system:serviceaccount:platform:gateway', iss: 'https://dev-cluster.tessera.local' });
   });
 
+  it('fail/expired-actor-token-is-named-as-such', async () => {
+    const { status, json } = await exchange(t.devToken('orders', 'order-service'), {
+      resource: 'orders-reader',
+      actor_token: t.devToken('platform', 'gateway', { now: Math.floor(Date.now() / 1000) - 7200 }),
+      actor_token_type: JWT_TYPE,
+    });
+    expect(status).toBe(400);
+    expect(json).toEqual({ error: 'invalid_request', error_description: 'actor_token is expired' });
+  });
+
   it('ok/every-jti-is-unique', async () => {
     const subject = t.devToken('orders', 'order-service');
     const jtis = new Set<string>();
