@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { base64url } from 'jose';
+import { signJws } from '../keys/index.js';
 import type { SigningKey } from '../keys/types.js';
 import { templateVars } from '../trust-policies/index.js';
 import type { CompiledRole } from '../trust-policies/types.js';
@@ -29,7 +30,15 @@ export interface IssuedJwt {
 }
 
 
-const encodeJson = (value: unknown): string => base64url.encode(JSON.stringify(value));
+/**
+ * Claims only Tessera sets. Policy loading refuses them in a role's `issue.claims`; they are
+ * dropped here as well, so no template can forge a scope, a delegation or an identity.
+ */
+const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'scope', 'act', 'cnf', 'azp', 'kubernetes.io', 'tessera']);
+
+function roleClaims(claims: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(claims).filter(([name]) => !RESERVED_CLAIMS.has(name)));
+}
 
 /** Only the Kubernetes facts a relying party may key on; absent parts are left out. */
 function kubernetesClaim(identity: WorkloadIdentity): Record<string, unknown> | undefined {
@@ -41,8 +50,8 @@ function kubernetesClaim(identity: WorkloadIdentity): Record<string, unknown> | 
 }
 
 /**
- * Mint a JWT for `role`. The compact JWS is assembled here and signed through the key
- * provider, because the private key may live in an HSM that jose cannot reach.
+ * Mint a JWT for `role`, signed through the key provider (the private key may live in an HSM
+ * that jose cannot reach).
  *
  * @example const { token } = await issueJwt({ key, issuer, role, identity, audience, lifetimeSeconds: 900, now });
  */
@@ -52,9 +61,9 @@ export async function issueJwt(request: JwtIssueRequest): Promise<IssuedJwt> {
   const jti = base64url.encode(randomBytes(16));
   const expiresAt = now + request.lifetimeSeconds;
   const kubernetes = kubernetesClaim(identity);
-  // Role claims come first so that they can never overwrite the registered claims below.
+  // Role claims come first and lose every reserved name, so they never shadow what follows.
   const claims: Record<string, unknown> = {
-    ...role.issue.claims(vars),
+    ...roleClaims(role.issue.claims(vars)),
     iss: request.issuer,
     sub: role.issue.subject ? role.issue.subject(vars) : identity.sub,
     aud: request.audience.length === 1 ? request.audience[0] : request.audience,
@@ -67,8 +76,6 @@ export async function issueJwt(request: JwtIssueRequest): Promise<IssuedJwt> {
     ...(request.scope && request.scope.length > 0 && { scope: request.scope.join(' ') }),
     ...(request.actor && { act: { sub: request.actor.sub, iss: request.actor.iss } }),
   };
-  const header = { alg: request.key.alg, kid: request.key.kid, typ: 'JWT' };
-  const signingInput = `${encodeJson(header)}.${encodeJson(claims)}`;
-  const signature = await request.key.sign(Buffer.from(signingInput));
-  return { token: `${signingInput}.${base64url.encode(signature)}`, jti, expiresAt, claims };
+  const token = await signJws(request.key, { typ: 'JWT' }, claims);
+  return { token, jti, expiresAt, claims };
 }

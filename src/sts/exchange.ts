@@ -85,11 +85,14 @@ const digest = (value: string): string => createHash('sha256').update(value).dig
  */
 export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<{ role: string; body: ExchangeResponse }> {
   const policySet = deps.policies.current();
-  const identity = await deps.verifier.verify(request.subjectToken);
-  const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
+  // What the request asks for is checked before any token is verified: a request for nothing
+  // never costs a signature check, a JWKS refresh or an API-server TokenReview.
   const role = selectRole(policySet, request.resource, request.audience);
   const audiences = issuedAudiences(role, request.audience);
   const scope = allowedScopes(role, request.scope);
+  if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) x509Profile(deps, role);
+  const identity = await deps.verifier.verify(request.subjectToken);
+  const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const now = Math.floor(deps.now() / 1000);
 
   const decision: Decision = policySet.decide(role, {
@@ -134,13 +137,18 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
   return { role: role.name, body };
 }
 
-async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: WorkloadIdentity, request: TokenExchangeRequest): Promise<ExchangeResponse> {
+function x509Profile(deps: ExchangeDeps, role: CompiledRole) {
   const profile = role.issue.x509;
   if (!profile) throw invalidRequest(`role ${role.name} does not issue x509-svid credentials`);
   if (!deps.svids) throw invalidRequest('this broker does not issue x509-svid credentials');
+  return { profile, svids: deps.svids };
+}
+
+async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: WorkloadIdentity, request: TokenExchangeRequest): Promise<ExchangeResponse> {
+  const { profile, svids } = x509Profile(deps, role);
   const vars = templateVars(identity);
   const ttlSeconds = Math.min(request.durationSeconds ?? profile.maxTtl, profile.maxTtl);
-  const svid = await deps.svids.issueSvid({
+  const svid = await svids.issueSvid({
     csr: request.csr as string,
     spiffeId: profile.spiffeId(vars),
     dnsNames: profile.dnsNames.map((template) => template(vars)).filter((name) => name !== ''),

@@ -65,7 +65,7 @@ export function createStsApp(deps: StsDeps): Hono {
     }),
     async (c) => {
       const started = performance.now();
-      let result = 'ok';
+      let outcome = 'ok';
       let tokenType = '';
       let role = '';
       try {
@@ -76,11 +76,11 @@ export function createStsApp(deps: StsDeps): Hono {
         role = result.role;
         return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {
-        result = isTesseraError(error) ? error.code : 'server_error';
+        outcome = isTesseraError(error) ? error.code : 'server_error';
         throw error;
       } finally {
-        deps.metrics?.exchanges.inc({ result, role, token_type: tokenType });
-        deps.metrics?.exchangeDuration.observe({ result }, (performance.now() - started) / 1000);
+        deps.metrics?.exchanges.inc({ result: outcome, role, token_type: tokenType });
+        deps.metrics?.exchangeDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
       }
     },
   );

@@ -12,6 +12,23 @@ const SUBJECT_TOKEN_TYPES = [TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN] as const;
 export const REQUESTED_TOKEN_TYPES = [TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID] as const;
 export type RequestedTokenType = (typeof REQUESTED_TOKEN_TYPES)[number];
 
+/** Parameters Tessera reads; any other is ignored (RFC 6749 §3.2) and never echoed back. */
+const KNOWN_PARAMETERS = new Set([
+  'grant_type',
+  'subject_token',
+  'subject_token_type',
+  'requested_token_type',
+  'audience',
+  'resource',
+  'scope',
+  'csr',
+  'duration_seconds',
+  'actor_token',
+  'actor_token_type',
+]);
+/** Tokens and CSRs are bounded by the body limit and their own parsers; other values are short. */
+const LONG_PARAMETERS = new Set(['subject_token', 'actor_token', 'csr']);
+
 /** The only parameters that may appear more than once (RFC 8693 §2.1 allows several audiences). */
 const MULTI_VALUED = new Set(['audience']);
 /** Beyond these sizes a parameter is garbage, not a typo; the token itself is capped by its verifier. */
@@ -49,7 +66,10 @@ function fromJson(body: string): RawParameters {
     parsed = parseStrictJson(body);
   } catch (error) {
     const duplicate = error instanceof StrictJsonError && /^duplicate member (".*")$/.exec(error.message);
-    if (duplicate) throw invalidRequest(`parameter ${JSON.parse(duplicate[1] as string) as string} is duplicated`);
+    if (duplicate) {
+      const name = JSON.parse(duplicate[1] as string) as string;
+      throw invalidRequest(KNOWN_PARAMETERS.has(name) ? `parameter ${name} is duplicated` : 'request body has a duplicated member');
+    }
     throw invalidRequest('request body is not valid JSON');
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
@@ -61,7 +81,7 @@ function fromJson(body: string): RawParameters {
     else if (typeof value === 'number' && name === 'duration_seconds') params.set(name, [String(value)]);
     else if (Array.isArray(value) && MULTI_VALUED.has(name) && value.every((item) => typeof item === 'string')) {
       params.set(name, value as string[]);
-    } else throw invalidRequest(`parameter ${name} must be a string`);
+    } else if (KNOWN_PARAMETERS.has(name)) throw invalidRequest(`parameter ${name} must be a string`);
   }
   return params;
 }
@@ -74,7 +94,6 @@ const durationSchema = z
 function single(params: RawParameters, name: string): string | undefined {
   const values = params.get(name);
   if (!values) return undefined;
-  if (values.length > 1 && !MULTI_VALUED.has(name)) throw invalidRequest(`parameter ${name} is duplicated`);
   const value = values[0] as string;
   return value === '' ? undefined : value;
 }
@@ -99,10 +118,9 @@ export function parseTokenExchange(body: string, contentType: string | undefined
   else throw invalidRequest('content type must be application/x-www-form-urlencoded or application/json');
 
   for (const [name, values] of params) {
+    if (!KNOWN_PARAMETERS.has(name)) continue;
     if (values.length > 1 && !MULTI_VALUED.has(name)) throw invalidRequest(`parameter ${name} is duplicated`);
-    if (values.some((value) => value.length > MAX_PARAMETER_LENGTH) && name !== 'subject_token' && name !== 'actor_token' && name !== 'csr') {
-      throw invalidRequest(`parameter ${name} is too long`);
-    }
+    if (!LONG_PARAMETERS.has(name) && values.some((value) => value.length > MAX_PARAMETER_LENGTH)) throw invalidRequest(`parameter ${name} is too long`);
   }
 
   const grantType = required(params, 'grant_type');

@@ -147,6 +147,11 @@ describe('POST /v1/token', () => {
     expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
+  it('fail/unknown-role-is-refused-before-any-token-check', async () => {
+    const response = await exchange('not-even-a-jwt', { resource: 'nope' });
+    expect(response.json).toEqual({ error: 'invalid_target', error_description: 'resource names no known role' });
+  });
+
   it('fail/policy-denies-namespace: 403 naming the role', async () => {
     const response = await exchange(t.devToken('payments', 'order-service'), { resource: 'orders-reader' });
     expect(response.status).toBe(403);

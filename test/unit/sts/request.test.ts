@@ -50,6 +50,14 @@ describe('parseTokenExchange', () => {
     expect(parsed.durationSeconds).toBe(900);
   });
 
+  it('ok/unknown-parameters-are-ignored-whatever-their-name-or-count', () => {
+    const longName = 'n'.repeat(60_000);
+    const parsed = parseTokenExchange(withBase([longName, 'a'], [longName, 'b'], ['client_id', 'pod'], ['client_id', 'pod']), FORM);
+    expect(parsed.subjectToken).toBe('a.b.c');
+    const json = parseTokenExchange(JSON.stringify({ ...base, [longName]: { nested: true }, client_id: 7 }), 'application/json');
+    expect(json.subjectToken).toBe('a.b.c');
+  });
+
   it('ok/x509-with-csr', () => {
     const parsed = parseTokenExchange(withBase(['requested_token_type', 'urn:tessera:params:oauth:token-type:x509-svid'], ['csr', 'PEM']), FORM);
     expect(parsed.csr).toBe('PEM');
@@ -74,6 +82,7 @@ describe('parseTokenExchange', () => {
     ['fail/json-garbage', '{"grant_type":', 'application/json', { code: 'invalid_request', status: 400, description: 'request body is not valid JSON' }],
     ['fail/json-duplicate-member', `{"grant_type":"${base.grant_type}","subject_token":"a","subject_token":"b"}`, 'application/json', { code: 'invalid_request', status: 400, description: 'parameter subject_token is duplicated' }],
     ['fail/json-trailing-garbage', `${JSON.stringify(base)} x`, 'application/json', { code: 'invalid_request', status: 400, description: 'request body is not valid JSON' }],
+    ['fail/json-duplicate-unknown-member-is-not-echoed', `{"grant_type":"${base.grant_type}","${'x'.repeat(5000)}":1,"${'x'.repeat(5000)}":2}`, 'application/json', { code: 'invalid_request', status: 400, description: 'request body has a duplicated member' }],
     ['fail/json-array', '[]', 'application/json', { code: 'invalid_request', status: 400, description: 'request body must be a JSON object' }],
     ['fail/json-nested-object', JSON.stringify({ ...base, resource: { name: 'x' } }), 'application/json', { code: 'invalid_request', status: 400, description: 'parameter resource must be a string' }],
     ['fail/json-subject-token-array', JSON.stringify({ ...base, subject_token: ['a', 'b'] }), 'application/json', { code: 'invalid_request', status: 400, description: 'parameter subject_token must be a string' }],
