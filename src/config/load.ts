@@ -107,7 +107,13 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; cw
     try {
       raw = parseYaml(text, { uniqueKeys: true });
     } catch (error) {
-      throw new ConfigError(`${path}: ${(error as Error).message}`);
+      // The yaml library appends a frame of the offending source lines: those may hold a
+      // password (a Redis URL), so only the first line and the position are reported.
+      const yamlError = error as Error & { linePos?: Array<{ line: number; col: number }> };
+      const position = yamlError.linePos?.[0];
+      const where = position ? `:${position.line}:${position.col}` : '';
+      const firstLine = (yamlError.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '');
+      throw new ConfigError(`${path}${where}: ${firstLine}`);
     }
     baseDir = dirname(path);
   }

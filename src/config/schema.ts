@@ -18,6 +18,10 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
   return seconds;
 });
 
+/** A duration of at least `minSeconds`, for values where zero would be a misconfiguration. */
+const durationAtLeast = (minSeconds: number, hint: string) =>
+  durationSchema.refine((seconds) => seconds >= minSeconds, { message: `must be at least ${hint}` });
+
 const urlSchema = z.string().refine((value) => URL.canParse(value), { message: 'must be a URL' });
 
 /**
@@ -35,11 +39,13 @@ export function issuerProblem(value: string, allowHttp: boolean): string | undef
   return undefined;
 }
 
+const clusterNameSchema = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)');
+
 const jwkSchema = z.looseObject({ kty: z.string() });
 
 export const clusterSchema = z
   .strictObject({
-    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)'),
+    name: clusterNameSchema,
     issuer: z.string(),
     verify: z.enum(['jwks', 'tokenreview', 'jwks+tokenreview']).default('jwks'),
     audiences: z.array(z.string().min(1)).min(1).optional(),
@@ -86,8 +92,14 @@ export const configSchema = z
     /** The local dev cluster that `tessera dev-token` signs for; absent in production configs. */
     devCluster: z
       .strictObject({
-        name: z.string().default('dev'),
-        issuer: z.string().default('https://dev-cluster.tessera.local'),
+        name: clusterNameSchema.default('dev'),
+        issuer: z
+          .string()
+          .default('https://dev-cluster.tessera.local')
+          .superRefine((issuer, ctx) => {
+            const problem = issuerProblem(issuer, false);
+            if (problem) ctx.addIssue({ code: 'custom', message: problem });
+          }),
         keyDir: z.string().default('./.tessera/dev-cluster'),
       })
       .optional(),
@@ -105,7 +117,7 @@ export const configSchema = z
         rsaBits: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]).default(2048),
         rotation: z
           .strictObject({
-            every: durationSchema.optional(),
+            every: durationAtLeast(60, '1m').optional(),
             overlap: durationSchema.default(7200),
           })
           .default({ overlap: 7200 }),
@@ -130,7 +142,7 @@ export const configSchema = z
     x509: z
       .strictObject({
         trustDomain: z.string().regex(/^[a-z0-9._-]+$/, 'must be a SPIFFE trust domain (lowercase)').default('example.org'),
-        caTtl: durationSchema.default(8760 * 3600),
+        caTtl: durationAtLeast(3600, '1h').default(8760 * 3600),
         /** Directory of the CA certificate (and, for provider local, its key). */
         dir: z.string().optional(),
       })
@@ -158,6 +170,13 @@ export const configSchema = z
     const problem = issuerProblem(config.issuer, insecureOk);
     if (problem) ctx.addIssue({ code: 'custom', path: ['issuer'], message: problem });
     const seen = new Map<string, number>();
+    if (config.devCluster) {
+      const dev = config.devCluster;
+      config.clusters.forEach((cluster, index) => {
+        if (cluster.name === dev.name) ctx.addIssue({ code: 'custom', path: ['clusters', index, 'name'], message: 'duplicates devCluster.name' });
+        if (cluster.issuer === dev.issuer) ctx.addIssue({ code: 'custom', path: ['clusters', index, 'issuer'], message: 'duplicates devCluster.issuer' });
+      });
+    }
     config.clusters.forEach((cluster, index) => {
       for (const key of [`name:${cluster.name}`, `issuer:${cluster.issuer}`]) {
         const first = seen.get(key);

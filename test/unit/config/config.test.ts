@@ -63,6 +63,10 @@ describe('config', () => {
     ['fail/bad-duration', { ...minimal, keys: { rotation: { every: 'daily' } } }, ['keys.rotation.every: must be a duration such as 90s, 15m, 1h or 24h']],
     ['fail/pkcs11-without-module-or-pin', { ...minimal, keys: { provider: 'pkcs11', tokenLabel: 't' } }, ['keys.module: is required for provider pkcs11', 'keys.pinEnv: pinEnv or pinFile is required for provider pkcs11']],
     ['fail/http-broker-issuer-not-loopback', { ...minimal, issuer: 'http://sts.example.com' }, ['issuer: must be an https URL']],
+    ['fail/dev-cluster-bad-name-and-issuer', { ...minimal, devCluster: { name: 'Bad Name!', issuer: 'not a url' } }, ['devCluster.name: must be a DNS label (lowercase letters, digits, -)', 'devCluster.issuer: must be an https URL']],
+    ['fail/cluster-shadows-dev-cluster', { ...minimal, devCluster: {}, clusters: [{ name: 'dev', issuer: 'https://dev-cluster.tessera.local' }] }, ['clusters[0].name: duplicates devCluster.name', 'clusters[0].issuer: duplicates devCluster.issuer']],
+    ['fail/zero-ca-ttl', { ...minimal, x509: { caTtl: 0 } }, ['x509.caTtl: must be at least 1h']],
+    ['fail/rotation-every-second', { ...minimal, keys: { rotation: { every: '1s' } } }, ['keys.rotation.every: must be at least 1m']],
     ['fail/missing-audience', { issuer: 'https://sts.example.com' }, ['audience: Invalid input: expected string, received undefined']],
   ];
   it.each(bad)('%s', (_name, input, expected) => {
@@ -81,6 +85,20 @@ describe('config', () => {
     expect(config.policies).toBe(join(dir, 'pol'));
     expect(config.clusters[0]?.caFile).toBe(join(dir, 'ca.pem'));
     expect(config.listen.port).toBe(9999);
+  });
+
+  it('fail/yaml-error-names-the-position-but-never-echoes-the-source', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-config-'));
+    const file = join(dir, 'tessera.yaml');
+    writeFileSync(file, 'issuer: https://a.example.com\ncache: { redis: [redis://u:s3cret@h:6379\naudience: x\n');
+    let message = '';
+    try {
+      loadConfig({ file, env: {} });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `));
+    expect(message).not.toContain('s3cret');
   });
 
   it('fail/yaml-duplicate-key-is-refused', () => {
