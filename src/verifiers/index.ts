@@ -1,6 +1,6 @@
 import type { SharedCache } from '../cache/index.js';
 import type { ClusterConfig } from '../config/index.js';
-import { invalidRequest, isTesseraError } from '../errors.js';
+import { invalidRequest, isTesseraError, temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { parseClaims, parseCompactJws } from './compact.js';
 import { checkHeader } from './jws.js';
@@ -46,7 +46,7 @@ interface Route {
  * (exact string match against the configured clusters, never a prefix), then the cluster's
  * verify mode — `jwks`, `tokenreview`, or `jwks+tokenreview` (locally first, then the API server).
  * Every refusal is a `TesseraError`: `invalid_request` for a bad token, `temporarily_unavailable`
- * when the cluster's keys or API server cannot be reached.
+ * when the cluster's keys or API server cannot be reached, or when anything unexpected fails.
  *
  * @example
  *   const verifier = createSubjectTokenVerifier({ clusters: config.clusters, audience: config.audience, cache, logger });
@@ -75,9 +75,10 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
         return await verify(token);
       } catch (error) {
         if (isTesseraError(error)) throw error;
-        // A bug must not become a 500 that tells a client more than "refused"; the log keeps it.
+        // Not the client's fault: our bug or an infrastructure fault. A 503 says "retry" where a
+        // 400 would say "this token is bad"; the description stays generic, the log keeps it.
         options.logger.error({ err: error }, 'unexpected error while verifying a subject token');
-        throw invalidRequest('subject_token could not be verified', { cause: error });
+        throw temporarilyUnavailable('subject_token cannot be verified right now; retry later', { cause: error });
       }
     },
     async warm() {

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
 import type { SharedCache } from '../cache/index.js';
 import type { ClusterConfig } from '../config/index.js';
 import { temporarilyUnavailable } from '../errors.js';
@@ -13,6 +14,11 @@ export const REFRESH_INTERVAL_MS = 10_000;
 /** Share of the freshness window after which a request triggers a background refresh. */
 const BACKGROUND_REFRESH_AT = 0.8;
 const WAIT_POLL_MS = 100;
+/**
+ * Inside the unknown-kid window, how often a replica looks for keys another one shared: a flood
+ * of made-up kids must not become one shared-cache round trip per request.
+ */
+export const ADOPT_INTERVAL_MS = 1_000;
 /** Longest wait of the idle refresh timer (Node's timers overflow past ~24.8 days anyway). */
 const MAX_TIMER_MS = 24 * 3600 * 1000;
 
@@ -22,11 +28,24 @@ interface KeySet {
   freshUntil: number;
 }
 
-/** What replicas share under `jwks:<issuer>`: public JWKs only, re-checked when read. */
-interface SharedEntry {
-  fetchedAt: number;
-  freshUntil: number;
-  keys: Record<string, unknown>[];
+/**
+ * What replicas share under `jwks:<issuer>`: public JWKs only, re-checked when read. Another
+ * version of the broker (a rolling upgrade) may have written something else there.
+ */
+const sharedEntrySchema = z.object({
+  fetchedAt: z.number(),
+  freshUntil: z.number(),
+  keys: z.array(z.record(z.string(), z.unknown())),
+});
+type SharedEntry = z.infer<typeof sharedEntrySchema>;
+
+function parseSharedEntry(raw: string): SharedEntry | undefined {
+  try {
+    const parsed = sharedEntrySchema.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface KeySource {
@@ -68,6 +87,8 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
   let refreshTimer: NodeJS.Timeout | undefined;
   let closed = false;
   let lastUnknownKidRefreshAt = Number.NEGATIVE_INFINITY;
+  let lastAdoptAt = Number.NEGATIVE_INFINITY;
+  let reportedUnreadable = false;
   let lastRefreshAt: number | undefined;
   let lastError: string | undefined;
 
@@ -105,17 +126,19 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
     scheduleRefresh(set);
   };
 
-  /** Takes the SharedCache's entry when it is newer than memory. */
+  /** Takes the SharedCache's entry when it is newer than memory; an unreadable one counts as absent. */
   const adoptShared = async (): Promise<void> => {
+    lastAdoptAt = now();
     const raw = await cache.get(sharedKey);
-    if (!raw) return;
-    let entry: SharedEntry;
-    try {
-      entry = JSON.parse(raw) as SharedEntry;
-    } catch {
+    if (raw === undefined) return;
+    const entry = parseSharedEntry(raw);
+    if (!entry) {
+      if (!reportedUnreadable) logger.warn({ ...context, key: sharedKey }, 'ignoring an unreadable shared jwks entry');
+      reportedUnreadable = true;
       return;
     }
-    if (typeof entry.fetchedAt !== 'number' || (memory && entry.fetchedAt <= memory.fetchedAt)) return;
+    reportedUnreadable = false;
+    if (memory && entry.fetchedAt <= memory.fetchedAt) return;
     const keys = ingestJwks({ keys: entry.keys }, logger, { ...context, source: 'shared cache' });
     if (keys.length > 0) remember({ keys, fetchedAt: entry.fetchedAt, freshUntil: entry.freshUntil });
   };
@@ -200,7 +223,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
       const seenFetchedAt = memory?.keys === seen ? memory.fetchedAt : Number.NEGATIVE_INFINITY;
       const newer = (set: KeySet | undefined): boolean => set !== undefined && set.fetchedAt > seenFetchedAt;
       if (!inflight && now() - lastUnknownKidRefreshAt < REFRESH_INTERVAL_MS) {
-        await adoptShared();
+        if (now() - lastAdoptAt >= ADOPT_INTERVAL_MS) await adoptShared();
         return isUsable(memory) ? memory.keys : seen;
       }
       lastUnknownKidRefreshAt = now();
