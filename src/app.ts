@@ -61,15 +61,14 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const now = overrides.now ?? Date.now;
   const logger = overrides.logger ?? createLogger({ level: config.logging.level });
   const metrics = createMetrics({ defaultMetrics: overrides.processMetrics ?? true });
-  const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics });
-  const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
-  const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
-  for (const cluster of clusters) {
-    if (cluster.allowInsecure) logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster allows insecure http: for development only');
-  }
-
   const closers: Array<() => Promise<void>> = [];
   try {
+    // Each part is registered for closing as soon as it exists: a failure further down
+    // must not leave a Redis client reconnecting forever in a process that should exit.
+    const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics });
+    closers.push(() => cache.close());
+    const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
+    const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
     const policies =
       overrides.policies ?? createPolicyStore({ dir: config.policies, logger, metrics, watch: overrides.watchPolicies ?? true, clusters });
     closers.push(() => policies.close());
@@ -98,7 +97,6 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
     void verifier.warm();
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
-    closers.push(() => cache.close());
 
     const hono = createStsApp({
       issuer: config.issuer,
@@ -127,7 +125,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         const clusterStatus = verifier.status();
         return {
           ready: keysReady,
-          checks: { keys: keysReady ? 'ok' : 'unavailable', policies: { roles }, cache: cache.kind, clusters: clusterStatus },
+          checks: { keys: keysReady ? 'ok' : 'unavailable', policies: { roles }, cache: { kind: cache.kind, shared: cache.healthy() }, clusters: clusterStatus },
         };
       },
       metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),

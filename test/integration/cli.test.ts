@@ -117,6 +117,22 @@ describe('tessera command', () => {
     await expect(failure).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('access_denied') });
   });
 
+  it('a start-up failure with Redis configured exits 1 instead of hanging on the Redis client', async () => {
+    const broken = join(dir, 'broken-policies');
+    writeFileSync(join(dir, 'broken.yaml'), stringify({
+      issuer: url,
+      audience: 'tessera',
+      policies: broken,
+      keys: { provider: 'local', dir: join(dir, 'keys-broken') },
+      cache: { redis: `redis://127.0.0.1:${await freePort()}` },
+    }));
+    await expect(run(process.execPath, [BIN, 'serve', '--config', join(dir, 'broken.yaml')], { timeout: 20_000 })).rejects.toMatchObject({
+      code: 1,
+      killed: false,
+      stderr: expect.stringContaining('cannot read policy directory'),
+    });
+  });
+
   it('a bad config file names the field and exits 1', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'issuer: https://sts.example.com\naudience: x\nclusters:\n  - name: prod\n    issuer: http://oidc.example.com\n');
