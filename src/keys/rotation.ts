@@ -41,10 +41,10 @@ export function planRotation(records: readonly KeyRecord[], policy: RotationPoli
   for (const alg of algorithms) {
     const own = records.filter((record) => record.alg === alg);
     if (request.createOnly) {
-      if (policy.algorithms.includes(alg) && !own.some((record) => record.state !== 'retired')) actions.push({ kind: 'create', alg, state: 'active' });
+      if (policy.algorithms.includes(alg) && !own.some((record) => record.state !== 'retired')) actions.push(firstKey(alg, policy, now, records.length > 0));
       continue;
     }
-    actions.push(...planAlgorithm(alg, own, policy, now, request, records.length > 0));
+    actions.push(...planAlgorithm(alg, own, policy, now, request, records));
   }
   return actions;
 }
@@ -55,7 +55,7 @@ function planAlgorithm(
   policy: RotationPolicy,
   now: number,
   request: RotationRequest,
-  jwksPublished: boolean,
+  records: readonly KeyRecord[],
 ): RotationAction[] {
   const actions: RotationAction[] = [];
   const retire = (record: KeyRecord): void => {
@@ -89,15 +89,16 @@ function planAlgorithm(
     return actions;
   }
   if (!active && !next) {
-    if (!jwksPublished) {
-      // First start: nothing was ever published, so nobody can hold a JWKS without this key.
-      actions.push({ kind: 'create', alg, state: 'active' });
-    } else {
-      // An algorithm added to a running broker: relying parties may hold a JWKS without it, so
-      // its key is published for the full delay before it signs, like any successor.
-      actions.push({ kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay });
-    }
+    actions.push(firstKey(alg, policy, now, records.length > 0));
     return actions;
+  }
+  if (next && !active && next.activateAt === undefined) {
+    // A next without a start time (written by hand or by an older version): it may sign at once
+    // only if it was the first key ever published; otherwise it waits out the publish delay.
+    const publishedBefore = records.some((record) => record.kid !== next?.kid);
+    const activateAt = publishedBefore ? next.createdAt + policy.publishDelay : now;
+    next = { ...next, activateAt };
+    if (activateAt > now) actions.push({ kind: 'update', record: next });
   }
   if (next && forced) {
     const earliest = Math.max(next.createdAt + policy.publishDelay, now);
@@ -106,7 +107,8 @@ function planAlgorithm(
       actions.push({ kind: 'update', record: next });
     }
   }
-  if (next && (!active || now >= (next.activateAt ?? Infinity))) {
+  // With or without an active key: a relying party may hold a JWKS fetched before `next` existed.
+  if (next && now >= (next.activateAt ?? Infinity)) {
     actions.push({ kind: 'update', record: { ...next, state: 'active', activatedAt: now, activateAt: undefined } });
     if (active) retire(active);
     return actions;
@@ -122,6 +124,16 @@ function planAlgorithm(
     }
   }
   return actions;
+}
+
+/**
+ * The key of an algorithm that has none. On a first start nothing was ever published, so nobody
+ * can hold a JWKS without it and it signs at once; once a JWKS was published (an algorithm added
+ * to a running broker, or re-added), relying parties may hold one without it, so it is published
+ * for the full delay before it signs, like any successor.
+ */
+function firstKey(alg: JwsAlgorithm, policy: RotationPolicy, now: number, jwksPublished: boolean): RotationAction {
+  return jwksPublished ? { kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay } : { kind: 'create', alg, state: 'active' };
 }
 
 /** When a retired key leaves the JWKS and the store. */

@@ -87,13 +87,38 @@ const cases: Array<[string, KeyRecord[], Partial<RotationPolicy>, number, Parame
     [{ kind: 'update', record: { ...active('a', T - 20), state: 'retired', retiredAt: T } }],
   ],
   ['ok/two-nexts-oldest-kept', [active('a', T - 10), next('c', T - 5, T + 325), next('b', T - 6, T + 324)], {}, T, {}, [{ kind: 'remove', kid: 'c' }]],
+  ['ok/next-without-active-waits-for-activate-at', [next('b', T - 5, T + 325)], {}, T, {}, []],
   [
-    'ok/next-without-active-activates-at-once',
-    [next('b', T - 5, T + 325)],
+    'ok/next-without-active-activates-at-activate-at',
+    [next('b', T - 330, T)],
+    {},
+    T,
+    {},
+    [{ kind: 'update', record: { kid: 'b', alg: 'ES256', state: 'active', createdAt: T - 330, activateAt: undefined, activatedAt: T } }],
+  ],
+  [
+    'ok/next-without-activate-at-first-ever-published-activates-at-once',
+    [{ kid: 'b', alg: 'ES256', state: 'next', createdAt: T - 5 }],
     {},
     T,
     {},
     [{ kind: 'update', record: { kid: 'b', alg: 'ES256', state: 'active', createdAt: T - 5, activateAt: undefined, activatedAt: T } }],
+  ],
+  [
+    'ok/next-without-activate-at-after-a-publication-waits-the-publish-delay',
+    [{ kid: 'b', alg: 'RS256', state: 'next', createdAt: T - 5 }, active('a', T - 500)],
+    { algorithms: ['ES256', 'RS256'] },
+    T,
+    {},
+    [{ kind: 'update', record: { kid: 'b', alg: 'RS256', state: 'next', createdAt: T - 5, activateAt: T + 325 } }],
+  ],
+  [
+    'ok/next-without-activate-at-published-long-enough-activates',
+    [{ kid: 'b', alg: 'RS256', state: 'next', createdAt: T - 330 }, active('a', T - 500)],
+    { algorithms: ['ES256', 'RS256'] },
+    T,
+    {},
+    [{ kind: 'update', record: { kid: 'b', alg: 'RS256', state: 'active', createdAt: T - 330, activateAt: undefined, activatedAt: T } }],
   ],
   [
     'ok/dropped-algorithm-retires-active-removes-next',
@@ -106,12 +131,60 @@ const cases: Array<[string, KeyRecord[], Partial<RotationPolicy>, number, Parame
       { kind: 'remove', kid: 'b' },
     ],
   ],
-  ['ok/create-only-skips-existing', [active('a', T - 5000)], { algorithms: ['ES256', 'PS256'] }, T, { createOnly: true }, [{ kind: 'create', alg: 'PS256', state: 'active' }]],
-  ['ok/create-only-when-only-retired-left', [retired('r', T - 10)], {}, T, { createOnly: true }, [{ kind: 'create', alg: 'ES256', state: 'active' }]],
+  ['ok/create-only-first-start-creates-active', [], {}, T, { createOnly: true }, [{ kind: 'create', alg: 'ES256', state: 'active' }]],
+  [
+    'ok/create-only-after-publication-creates-next',
+    [active('a', T - 5000)],
+    { algorithms: ['ES256', 'PS256'] },
+    T,
+    { createOnly: true },
+    [{ kind: 'create', alg: 'PS256', state: 'next', activateAt: T + 330 }],
+  ],
+  ['ok/create-only-when-only-retired-left', [retired('r', T - 10)], {}, T, { createOnly: true }, [{ kind: 'create', alg: 'ES256', state: 'next', activateAt: T + 330 }]],
+  ['ok/create-only-skips-a-pending-next', [next('b', T - 5, T + 325)], {}, T, { createOnly: true }, []],
 ];
+
+/** Applies a plan the way the provider does (creates named `<alg>@<now>`), for multi-step cases. */
+function applied(records: KeyRecord[], actions: RotationAction[], now: number): KeyRecord[] {
+  let result = [...records];
+  for (const action of actions) {
+    if (action.kind === 'create') {
+      const record: KeyRecord = { kid: `${action.alg}@${now}`, alg: action.alg, state: action.state, createdAt: now };
+      if (action.activateAt !== undefined) record.activateAt = action.activateAt;
+      if (action.state === 'active') record.activatedAt = now;
+      result.push(record);
+    } else if (action.kind === 'update') {
+      result = result.map((record) => (record.kid === action.record.kid ? action.record : record));
+    } else {
+      result = result.filter((record) => record.kid !== action.kid);
+    }
+  }
+  return result;
+}
+
+const signer = (records: KeyRecord[], alg: string): string | undefined => records.find((record) => record.alg === alg && record.state === 'active')?.kid;
 
 describe('keys: planRotation', () => {
   it.each(cases)('%s', (_name, records, overrides, now, request, expected) => {
     expect(planRotation(records, { ...policy, ...overrides }, now, request)).toEqual(expected);
+  });
+});
+
+describe('keys: planRotation over successive syncs', () => {
+  const steps: Array<[string, Parameters<typeof planRotation>[3], Array<[number, string | undefined]>]> = [
+    // [now, the RS256 key that signs after the sync at now]
+    ['ok/added-algorithm-signs-only-after-the-publish-delay', {}, [[T, undefined], [T + 30, undefined], [T + 329, undefined], [T + 330, `RS256@${T}`]]],
+    ['ok/generated-algorithm-signs-only-after-the-publish-delay', { createOnly: true }, [[T, undefined], [T + 30, undefined], [T + 330, `RS256@${T}`]]],
+  ];
+  it.each(steps)('%s', (_name, firstRequest, expected) => {
+    const rsPolicy: RotationPolicy = { ...policy, algorithms: ['ES256', 'RS256'] };
+    let records: KeyRecord[] = [active('a', T - 500)];
+    const seen: Array<[number, string | undefined]> = [];
+    for (const [index, [now]] of expected.entries()) {
+      records = applied(records, planRotation(records, rsPolicy, now, index === 0 ? firstRequest : {}), now);
+      seen.push([now, signer(records, 'RS256')]);
+    }
+    expect(seen).toEqual(expected);
+    expect(signer(records, 'ES256')).toBe('a');
   });
 });
