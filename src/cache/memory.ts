@@ -37,10 +37,15 @@ export function createMemoryCache(options: { now?: () => number; maxEntries?: nu
     async delete(key) {
       entries.delete(key);
     },
-    async acquireLock(key, ttlMs) {
+    async acquireLock(key, ttlMs, owner = '1') {
       if (live(key)) return false;
       evictIfFull();
-      entries.set(key, { value: '1', expiresAt: now() + ttlMs });
+      entries.set(key, { value: owner, expiresAt: now() + ttlMs });
+      return true;
+    },
+    async releaseLock(key, owner) {
+      if (live(key)?.value !== owner) return false;
+      entries.delete(key);
       return true;
     },
     healthy: () => true,

@@ -109,11 +109,20 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
         async () => undefined,
       );
     },
-    acquireLock: (key, ttlMs) =>
+    acquireLock: (key, ttlMs, owner = '1') =>
       call(
-        async () => (await client.set(key, '1', 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
-        () => fallback.acquireLock(key, ttlMs),
+        async () => (await client.set(key, owner, 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
+        () => fallback.acquireLock(key, ttlMs, owner),
       ),
+    async releaseLock(key, owner) {
+      // A lock taken during an outage lives in memory; one taken before it, in Redis.
+      const local = await fallback.releaseLock(key, owner);
+      const shared = await call(
+        async () => (await client.eval(RELEASE_IF_OWNER, 1, key, owner)) === 1,
+        async () => false,
+      );
+      return local || shared;
+    },
     healthy: () => up && !closed,
     async close() {
       if (closed) return;
@@ -157,6 +166,9 @@ export function describeTarget(redis: RedisTarget): string {
   if ('sentinels' in redis) return `sentinel ${redis.name} via ${redis.sentinels.map((node) => `${node.host}:${node.port}`).join(',')}`;
   return `cluster ${redis.cluster.map((node) => `${node.host}:${node.port}`).join(',')}`;
 }
+
+/** Compare-and-delete in one step: a GET then DEL could delete a lock a peer took in between. */
+const RELEASE_IF_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 const wholeMs = (ttlMs: number): number => Math.max(1, Math.ceil(ttlMs));
 

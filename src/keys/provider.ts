@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { SharedCache } from '../cache/index.js';
 import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
@@ -82,9 +83,14 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
 
   /** The shared-cache lock (Redis across replicas), then the store's own lock if it has one. */
   const acquireLocks = async (): Promise<(() => Promise<void>) | undefined> => {
-    if (cache && !(await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS))) return undefined;
+    // Our own token in the lock: if this apply outlives the TTL and a peer takes the lock, the
+    // release below leaves the peer's lock alone.
+    const owner = randomUUID();
+    if (cache && !(await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS, owner))) return undefined;
     const releaseCache = async (): Promise<void> => {
-      await cache?.delete(ROTATION_LOCK);
+      if (cache && !(await cache.releaseLock(ROTATION_LOCK, owner))) {
+        logger.warn({ lock: ROTATION_LOCK, ttlMs: LOCK_TTL_MS }, 'key rotation outlived its lock; another replica may have taken it meanwhile');
+      }
     };
     const releaseStore = store.tryLock ? await store.tryLock().catch(async (error: unknown) => {
       await releaseCache();
@@ -129,6 +135,9 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
     return result;
   };
 
+  /** An active key, or a next one that will sign once published long enough. */
+  const hasKey = (alg: JwsAlgorithm): boolean => active.has(alg) || snapshot.some((key) => key.alg === alg && key.state === 'next');
+
   const order = (key: StoredKey): number => key.activatedAt ?? key.activateAt ?? Number.MAX_SAFE_INTEGER;
   const list = async (): Promise<KeyInfo[]> =>
     (await store.load())
@@ -137,8 +146,9 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
 
   if (options.applyAtStart) {
     await sync({}, false);
-    // A fresh replica whose peer holds the lock while creating the first keys: wait for them.
-    for (let attempt = 0; attempt < 20 && policy.algorithms.some((alg) => !active.has(alg)); attempt += 1) {
+    // A fresh replica whose peer holds the lock while creating the first keys: wait for them
+    // (not for a next key waiting out its publish delay: that takes minutes, by design).
+    for (let attempt = 0; attempt < 20 && !policy.algorithms.every(hasKey); attempt += 1) {
       await new Promise((resolve) => setTimeout(resolve, 500));
       await sync({}, false);
     }
@@ -185,7 +195,9 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
       return key;
     },
     async ready() {
-      return !closed && policy.algorithms.every((alg) => active.has(alg)) && (await store.ready());
+      // An algorithm added to a running broker has only a next key for the publish delay: its
+      // roles wait with temporarily_unavailable, but the other algorithms keep the replica ready.
+      return !closed && policy.algorithms.every(hasKey) && (await store.ready());
     },
     list,
     async rotate(request = {}) {

@@ -59,7 +59,15 @@ const cases: Array<{ name: string; run: (cache: SharedCache, backend: Backend) =
       expect(await cache.get('k')).toBeUndefined();
     },
   },
-  { name: 'ok/delete-missing-is-quiet', run: async (cache) => expect(await cache.delete('absent')).toBeUndefined() },
+  {
+    name: 'ok/delete-missing-leaves-other-keys',
+    run: async (cache) => {
+      await cache.set('kept', 'v', 60_000);
+      await cache.delete('absent');
+      expect(await cache.get('absent')).toBeUndefined();
+      expect(await cache.get('kept')).toBe('v');
+    },
+  },
   {
     name: 'ok/entry-expires-after-ttl',
     run: async (cache, backend) => {
@@ -94,6 +102,48 @@ const cases: Array<{ name: string; run: (cache: SharedCache, backend: Backend) =
     },
   },
   {
+    name: 'ok/lock-released-by-its-owner',
+    run: async (cache) => {
+      expect(await cache.acquireLock('lock', 10_000, 'owner-a')).toBe(true);
+      expect(await cache.releaseLock('lock', 'owner-a')).toBe(true);
+      expect(await cache.acquireLock('lock', 10_000, 'owner-b')).toBe(true);
+    },
+  },
+  {
+    name: 'fail/lock-release-by-another-owner-keeps-it',
+    run: async (cache) => {
+      expect(await cache.acquireLock('lock', 10_000, 'owner-a')).toBe(true);
+      expect(await cache.releaseLock('lock', 'owner-b')).toBe(false);
+      expect(await cache.acquireLock('lock', 10_000, 'owner-b')).toBe(false);
+      expect(await cache.releaseLock('lock', 'owner-a')).toBe(true);
+    },
+  },
+  {
+    name: 'fail/stale-owner-release-after-ttl-keeps-the-new-lock',
+    run: async (cache, backend) => {
+      expect(await cache.acquireLock('lock', 100, 'slow')).toBe(true);
+      await backend.advance(250);
+      expect(await cache.acquireLock('lock', 10_000, 'peer')).toBe(true);
+      expect(await cache.releaseLock('lock', 'slow')).toBe(false);
+      expect(await cache.acquireLock('lock', 10_000, 'third')).toBe(false);
+    },
+  },
+  {
+    name: 'fail/release-of-a-missing-lock',
+    run: async (cache) => {
+      expect(await cache.releaseLock('lock', 'owner-a')).toBe(false);
+      expect(await cache.get('lock')).toBeUndefined();
+    },
+  },
+  {
+    name: 'fail/release-of-an-ownerless-lock-keeps-it',
+    run: async (cache) => {
+      expect(await cache.acquireLock('lock', 10_000)).toBe(true);
+      expect(await cache.releaseLock('lock', 'owner-a')).toBe(false);
+      expect(await cache.acquireLock('lock', 10_000)).toBe(false);
+    },
+  },
+  {
     name: 'ok/concurrent-lock-has-one-winner',
     run: async (cache) => {
       const results = await Promise.all(Array.from({ length: 20 }, () => cache.acquireLock('contended', 10_000)));
@@ -107,7 +157,6 @@ const cases: Array<{ name: string; run: (cache: SharedCache, backend: Backend) =
       expect(await cache.get('k')).toBe('v');
     },
   },
-  { name: 'ok/healthy-when-backend-answers', run: async (cache) => expect(cache.healthy()).toBe(true) },
 ];
 
 const backends: Array<{ kind: 'memory' | 'redis'; skip: boolean; backend: () => Backend }> = [
