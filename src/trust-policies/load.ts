@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
@@ -19,7 +19,20 @@ const POLICY_FILE = /\.(ya?ml|json)$/i;
 /** The editor schema lives beside the policies; it is not one. */
 const NOT_POLICIES = new Set(['schema.json']);
 
-/** Policy files of `dir`, sorted; dot files (and Kubernetes ConfigMap `..data` links) skipped. */
+const exists = (path: string) => {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Policy files of `dir`, sorted; dot files (and Kubernetes ConfigMap `..data` links) skipped.
+ * Symlinks are followed. An entry that cannot be examined (a dangling symlink, a symlink loop)
+ * is listed so that reading it fails loudly: skipping it would silently drop its policies.
+ */
 export function listPolicyFiles(dir: string): string[] {
   return readdirSync(dir)
     .filter((name) => POLICY_FILE.test(name) && !name.startsWith('.') && !NOT_POLICIES.has(name))
@@ -29,20 +42,33 @@ export function listPolicyFiles(dir: string): string[] {
       try {
         return statSync(path).isFile();
       } catch {
-        return false;
+        // Gone since readdir: skip. Still there but unresolvable: keep, the read reports it.
+        return exists(path);
       }
     });
 }
 
-export function compileFile(path: string): CompiledFile {
-  let text: string;
+/** A policy file's text, why it cannot be read, or `gone` when it was deleted after listing. */
+export type FileRead = { text: string } | { error: string } | 'gone';
+
+export function readPolicyFile(path: string): FileRead {
   try {
-    text = readFileSync(path, 'utf8');
+    return { text: readFileSync(path, 'utf8') };
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-    return { kind: 'invalid', file: path, problems: [{ file: path, line: 1, col: 1, severity: 'error', message: `cannot read file: ${reason}` }] };
+    // ENOENT on a path that still exists is a dangling symlink: unreadable, not deleted.
+    if (!exists(path)) return 'gone';
+    const code = (error as NodeJS.ErrnoException).code;
+    return { error: code === 'ENOENT' ? 'ENOENT (dangling symlink)' : (code ?? String(error)) };
   }
-  return compilePolicy(path, text);
+}
+
+export const readProblem = (path: string, reason: string): Problem => ({ file: path, line: 1, col: 1, severity: 'error', message: `cannot read file: ${reason}` });
+
+export function compileFile(path: string): CompiledFile {
+  const read = readPolicyFile(path);
+  if (read === 'gone') return { kind: 'invalid', file: path, problems: [readProblem(path, 'ENOENT')] };
+  if ('error' in read) return { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] };
+  return compilePolicy(path, read.text);
 }
 
 export type ValidFile = Extract<CompiledFile, { kind: 'Role' | 'Guardrail' }>;

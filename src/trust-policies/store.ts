@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import type { ClusterConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { compilePolicy, hasErrors } from './compile.js';
-import { duplicateProblems, listPolicyFiles, nameOf, PolicyLoadError, type ValidFile } from './load.js';
+import { compilePolicy, hasErrors, type CompiledFile } from './compile.js';
+import { duplicateProblems, listPolicyFiles, nameOf, PolicyLoadError, readPolicyFile, readProblem, type FileRead, type ValidFile } from './load.js';
 import { buildPolicySet } from './set.js';
 import { formatProblem, type Problem } from './source.js';
 import type { PolicySet, PolicyStore } from './types.js';
@@ -30,6 +30,8 @@ interface FileState {
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+/** A read error has its own "hash", so it is reported once, like a parse error, until it changes. */
+const hashOf = (read: Exclude<FileRead, 'gone'>) => ('error' in read ? `unreadable:${read.error}` : sha256(read.text));
 
 /**
  * The policy set in force, reloaded when files change (within the poll interval, 1 s by
@@ -43,30 +45,30 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
   const states = new Map<string, FileState>();
   const setOptions = { logger, ...(metrics ? { metrics } : {}) };
 
+  /** Every listed file's text or read error; a file deleted after listing is left out. */
   const readAll = () => {
-    const out = new Map<string, string>();
+    const out = new Map<string, Exclude<FileRead, 'gone'>>();
     for (const path of listPolicyFiles(dir)) {
-      try {
-        out.set(path, readFileSync(path, 'utf8'));
-      } catch {
-        // Deleted between listing and reading: the next pass sees it gone.
-      }
+      const read = readPolicyFile(path);
+      if (read !== 'gone') out.set(path, read);
     }
     return out;
   };
 
-  // Start-up: every file must be good.
-  let initial: Map<string, string>;
+  // Start-up: every file must be good, and readable.
+  let initial: Map<string, Exclude<FileRead, 'gone'>>;
   try {
     initial = readAll();
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new PolicyLoadError([{ file: dir, line: 1, col: 1, severity: 'error', message: `cannot read policy directory: ${reason}` }]);
   }
-  const compiled = [...initial].map(([path, text]) => compilePolicy(path, text));
+  const compiled = [...initial].map(([path, read]): CompiledFile =>
+    'error' in read ? { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] } : compilePolicy(path, read.text),
+  );
   const startupProblems = [...compiled.flatMap((file) => file.problems), ...duplicateProblems(compiled.filter((file): file is ValidFile => file.kind !== 'invalid'))];
   if (hasErrors(startupProblems)) throw new PolicyLoadError(startupProblems.filter((problem) => problem.severity === 'error'));
-  for (const file of compiled) states.set(file.file, { hash: sha256(initial.get(file.file) ?? ''), good: file as ValidFile });
+  for (const file of compiled) states.set(file.file, { hash: hashOf(initial.get(file.file) ?? { text: '' }), good: file as ValidFile });
   let current = buildPolicySet(goodFiles(), setOptions);
 
   function goodFiles(): ValidFile[] {
@@ -85,7 +87,7 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
 
   /** One reload pass; true when the set in force changed. */
   function reload(): boolean {
-    let texts: Map<string, string>;
+    let texts: Map<string, Exclude<FileRead, 'gone'>>;
     try {
       texts = readAll();
     } catch (error) {
@@ -100,13 +102,18 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
         states.delete(path);
       }
     }
-    for (const [path, text] of texts) {
-      const hash = sha256(text);
+    for (const [path, read] of texts) {
+      const hash = hashOf(read);
       const state = states.get(path) ?? { hash: '' };
       if (state.hash === hash) continue;
       state.hash = hash;
       states.set(path, state);
-      const file = compilePolicy(path, text);
+      // Unreadable is not deleted: the last good version stays in force (fail closed for guardrails).
+      if ('error' in read) {
+        fail(path, state, [readProblem(path, read.error)]);
+        continue;
+      }
+      const file = compilePolicy(path, read.text);
       const clash = file.kind === 'invalid' ? undefined : nameClash(file);
       const problems = clash ? [...file.problems, clash] : file.problems;
       if (file.kind === 'invalid' || hasErrors(problems)) {

@@ -1,12 +1,12 @@
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, createMetrics } from '../../../src/observability/index.js';
-import { createPolicyStore, PolicyLoadError } from '../../../src/trust-policies/index.js';
+import { createPolicyStore, loadPolicySet, PolicyLoadError } from '../../../src/trust-policies/index.js';
 import type { PolicySet, PolicyStore } from '../../../src/trust-policies/types.js';
-import { allow, identity, input, roleText } from './helpers.js';
+import { allow, deny, guardrailText, identity, input, roleText } from './helpers.js';
 
 const namespaceRole = (name: string, namespace: string) => roleText(name, [allow({ StringEquals: { 'kubernetes.io/namespace': namespace } })]);
 
@@ -109,6 +109,54 @@ describe('policy store (hot reload)', () => {
     expect(counts.failure).toBeGreaterThanOrEqual(2);
     expect(counts.success).toBe(reloads.length);
     expect(reloads.length).toBeGreaterThanOrEqual(4);
+  });
+
+  /** Files that exist but cannot be read, made with real filesystem faults (root reads through chmod 000, so no EACCES here). */
+  const unreadable: Array<{ name: string; make: (path: string) => void; reason: string }> = [
+    { name: 'dangling-symlink', make: (path) => symlinkSync(join(dir, 'missing.yaml'), path), reason: 'ENOENT (dangling symlink)' },
+    { name: 'symlink-loop', make: (path) => symlinkSync(path, path), reason: 'ELOOP' },
+  ];
+
+  it.each(unreadable)('fail/startup-$name-is-fatal', ({ make, reason }) => {
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
+    make(join(dir, 'guardrails.yaml'));
+    const expected = `invalid trust policies:\n${join(dir, 'guardrails.yaml')}:1:1: cannot read file: ${reason}`;
+    expect(() => createPolicyStore({ dir, logger: logger(), watch: false })).toThrow(expected);
+    expect(() => loadPolicySet(dir)).toThrow(expected);
+  });
+
+  it.each(unreadable)('ok/reload-$name-keeps-the-last-good-guardrail', async ({ make, reason }) => {
+    const metrics = createMetrics();
+    const guardrails = join(dir, 'guardrails.yaml');
+    writeFileSync(join(dir, 'a.yaml'), roleText('a', [allow()]));
+    writeFileSync(guardrails, guardrailText('baseline', [deny({ StringEquals: { 'kubernetes.io/namespace': 'kube-system' } })]));
+    store = createPolicyStore({ dir, logger: logger(), metrics, watch: false });
+    expect(decide(store.current(), 'a', 'kube-system')).toBe('deny');
+    unlinkSync(guardrails);
+    make(guardrails);
+    expect([store.reload(), store.reload(), store.reload()]).toEqual([false, false, false]);
+    expect(decide(store.current(), 'a', 'kube-system')).toBe('deny');
+    const failures = logs.filter((line) => line.includes('not reloaded'));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toContain(`${guardrails}:1:1: cannot read file: ${reason}`);
+    expect((await metrics.policyReloads.get()).values.map((v) => [v.labels.result, v.value])).toEqual([['failure', 1]]);
+  });
+
+  it('ok/configmap-symlink-swap-is-followed', () => {
+    // The kubelet's layout: name -> ..data/name, ..data -> ..<timestamp>, swapped by rename.
+    const version = (name: string, namespace: string) => {
+      mkdirSync(join(dir, name));
+      writeFileSync(join(dir, name, 'a.yaml'), namespaceRole('a', namespace));
+      symlinkSync(name, join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    };
+    version('..2024_01', 'prod');
+    symlinkSync(join('..data', 'a.yaml'), join(dir, 'a.yaml'));
+    store = createPolicyStore({ dir, logger: logger(), watch: false });
+    expect(decide(store.current(), 'a', 'prod')).toBe('allow');
+    version('..2024_02', 'staging');
+    expect(store.reload()).toBe(true);
+    expect([decide(store.current(), 'a', 'prod'), decide(store.current(), 'a', 'staging')]).toEqual(['deny', 'allow']);
   });
 
   it('ok/deleting-a-broken-file-forgets-it', () => {
