@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { JWK } from 'jose';
 import pkcs11js from 'pkcs11js';
 import type { KeysConfig } from '../config/index.js';
@@ -31,11 +31,27 @@ export async function readPin(config: KeysConfig, env: NodeJS.ProcessEnv): Promi
     if (!config.pinFile) throw new KeyStoreError(`PKCS#11 PIN: environment variable ${config.pinEnv} is not set`, 'PIN_MISSING');
   }
   if (config.pinFile) {
-    const pin = (await readFile(config.pinFile, 'utf8').catch(() => '')).trim();
+    const pin = (await readPinFile(config.pinFile)).trim();
     if (pin) return pin;
     throw new KeyStoreError(`PKCS#11 PIN: file ${config.pinFile} is missing or empty`, 'PIN_MISSING');
   }
   throw new KeyStoreError('PKCS#11 PIN: set keys.pinEnv or keys.pinFile', 'PIN_MISSING');
+}
+
+/** The PIN file's text, refused like a key file when other users may read or replace it. */
+async function readPinFile(path: string): Promise<string> {
+  // The mode is checked on the handle that is read, so the file cannot be swapped in between.
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return '';
+  try {
+    const mode = (await handle.stat()).mode;
+    if ((mode & 0o077) !== 0) {
+      throw new KeyStoreError(`PKCS#11 PIN: file ${path} is accessible to other users (mode ${(mode & 0o777).toString(8)}); run chmod 600`, 'PIN_FILE_MODE');
+    }
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 export async function createPkcs11Store(options: Pkcs11StoreOptions): Promise<KeyStore> {
