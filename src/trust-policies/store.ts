@@ -27,6 +27,8 @@ interface FileState {
   good?: ValidFile;
   /** Messages of the current failure, logged once. */
   failure?: string;
+  /** The current version, valid but refused because another file holds its name: re-checked every pass. */
+  blocked?: ValidFile;
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -114,22 +116,46 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
         continue;
       }
       const file = compilePolicy(path, read.text);
-      const clash = file.kind === 'invalid' ? undefined : nameClash(file);
-      const problems = clash ? [...file.problems, clash] : file.problems;
-      if (file.kind === 'invalid' || hasErrors(problems)) {
-        fail(path, state, problems);
+      delete state.blocked;
+      if (file.kind === 'invalid' || hasErrors(file.problems)) {
+        fail(path, state, file.problems);
+        continue;
+      }
+      const clash = nameClash(file);
+      if (clash) {
+        state.blocked = file;
+        fail(path, state, [...file.problems, clash]);
         continue;
       }
       state.good = file;
       delete state.failure;
       changed = true;
     }
+    changed = unblock() || changed;
     if (!changed) return false;
     current = buildPolicySet(goodFiles(), setOptions);
     metrics?.policyReloads.inc({ result: 'success' });
     logger.info({ dir, roles: [...current.roles.keys()], guardrails: current.guardrails.length }, 'trust policies reloaded');
     options.onReload?.(current);
     return true;
+  }
+
+  /**
+   * A file refused for a name clash takes effect once the clash is gone (the role moved from
+   * a.yaml to b.yaml: b was written first, then a deleted), in path order as at start-up, so the
+   * set in force is the one a restart would load.
+   */
+  function unblock(): boolean {
+    let changed = false;
+    for (const path of [...states.keys()].sort()) {
+      const state = states.get(path);
+      if (!state?.blocked || nameClash(state.blocked)) continue;
+      state.good = state.blocked;
+      delete state.blocked;
+      delete state.failure;
+      changed = true;
+    }
+    return changed;
   }
 
   /** A changed file may not take a name another file already holds. */

@@ -94,15 +94,18 @@ describe('policy store (hot reload)', () => {
     expect(failures[0]).toContain(`${join(dir, 'a.yaml')}:1:`);
     expect(failures[0]).toContain('unknown condition operator \\"StringEqualz\\"');
 
-    // a new file clashing with an existing role name never takes effect either
-    writeFileSync(join(dir, 'c.yaml'), namespaceRole('b', 'evil'));
+    // a new file clashing with an existing role name does not take effect while the clash lasts
+    writeFileSync(join(dir, 'c.yaml'), namespaceRole('b', 'other'));
     // fix
     writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'qa'));
     await within2s(s, (set) => decide(set, 'a', 'qa') === 'allow');
-    expect(decide(s.current(), 'b', 'evil')).toBe('deny');
+    expect(decide(s.current(), 'b', 'other')).toBe('deny');
 
-    // delete
+    // delete: the role moves to the file that clashed, as a restart would load it
     unlinkSync(join(dir, 'b.yaml'));
+    await within2s(s, (set) => decide(set, 'b', 'other') === 'allow');
+    expect(decide(s.current(), 'b', 'dev')).toBe('deny');
+    unlinkSync(join(dir, 'c.yaml'));
     await within2s(s, (set) => !set.roles.has('b'));
 
     const counts = Object.fromEntries((await metrics.policyReloads.get()).values.map((v) => [v.labels.result, v.value]));
@@ -157,6 +160,28 @@ describe('policy store (hot reload)', () => {
     version('..2024_02', 'staging');
     expect(store.reload()).toBe(true);
     expect([decide(store.current(), 'a', 'prod'), decide(store.current(), 'a', 'staging')]).toEqual(['deny', 'allow']);
+  });
+
+  const moves: Array<{ name: string; steps: Array<(from: string, to: string) => void>; expected: string }> = [
+    { name: 'ok/role-moved-write-new-then-delete-old', steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev')), (from) => unlinkSync(from)], expected: 'dev' },
+    { name: 'ok/role-moved-rename-old-file-away', steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev')), (from) => writeFileSync(from, namespaceRole('other', 'x'))], expected: 'dev' },
+    { name: 'ok/role-moved-in-one-pass', steps: [(from, to) => (writeFileSync(to, namespaceRole('r', 'dev')), unlinkSync(from))], expected: 'dev' },
+    { name: 'fail/clash-still-in-force-keeps-the-first', steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev'))], expected: 'prod' },
+  ];
+
+  it.each(moves)('$name', ({ steps, expected }) => {
+    const from = join(dir, 'a.yaml');
+    const to = join(dir, 'b.yaml');
+    writeFileSync(from, namespaceRole('r', 'prod'));
+    store = createPolicyStore({ dir, logger: logger(), watch: false });
+    for (const step of steps) {
+      step(from, to);
+      store.reload();
+    }
+    const set = store.current();
+    expect(['prod', 'dev'].filter((namespace) => decide(set, 'r', namespace) === 'allow')).toEqual([expected]);
+    // A restart loads the same set.
+    if (expected === 'dev') expect(decide(createPolicyStore({ dir, logger: logger(), watch: false }).current(), 'r', 'dev')).toBe('allow');
   });
 
   it('ok/deleting-a-broken-file-forgets-it', () => {
