@@ -109,10 +109,11 @@ function createRoute(cluster: ClusterConfig, options: SubjectTokenVerifierOption
   const review = cluster.verify === 'jwks' ? undefined : createTokenReviewVerifier(cluster, { ...shared, audiences });
 
   const verify: ClusterVerify = async (token, raw) => {
-    if (!jwks) return (review as NonNullable<typeof review>).verify(raw);
+    // The router already parsed the token strictly: the review reuses its claims.
+    if (!jwks) return (review as NonNullable<typeof review>).verify(raw, token);
     const identity = await jwks.verify(token);
     if (!review) return identity;
-    const reviewed = await review.verify(raw);
+    const reviewed = await review.verify(raw, token);
     if (reviewed.sub !== identity.sub) {
       throw invalidRequest('subject_token could not be verified', {
         detail: { cluster: cluster.name, reason: 'TokenReview user differs from the token sub', sub: identity.sub, reviewed: reviewed.sub },

@@ -26,6 +26,15 @@ export interface TokenReviewDeps {
   timeoutMs?: number;
 }
 
+export interface TokenReviewVerifier {
+  /**
+   * Reviews `token`. `parsed` carries its claims when the caller already decoded it strictly
+   * (the router did); without it the token is decoded here, with the same strict checks.
+   */
+  verify(token: string, parsed?: { claims: Record<string, unknown> }): Promise<WorkloadIdentity>;
+  close(): Promise<void>;
+}
+
 /**
  * Verifies a subject token by asking the cluster's API server (TokenReview), which is the only
  * way to notice that the pod a token is bound to is gone. A refused token is a 400
@@ -41,7 +50,7 @@ export interface TokenReviewDeps {
 export function createTokenReviewVerifier(
   cluster: ClusterConfig,
   deps: TokenReviewDeps,
-): { verify(token: string): Promise<WorkloadIdentity>; close(): Promise<void> } {
+): TokenReviewVerifier {
   const now = deps.now ?? Date.now;
   const timeoutMs = deps.timeoutMs ?? 5000;
   const positiveTtlSeconds = deps.positiveTtlSeconds ?? (cluster.verify === 'jwks+tokenreview' ? 10 : 60);
@@ -99,9 +108,9 @@ export function createTokenReviewVerifier(
   };
 
   return {
-    async verify(token) {
+    async verify(token, parsed) {
       // Malformed or oversized tokens never reach the API server (400 from the strict decoder).
-      const { claims } = decodeUnverified(token);
+      const { claims } = parsed ?? decodeUnverified(token);
       const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
       const cached = await readCached(key);
       if (cached) return cached;

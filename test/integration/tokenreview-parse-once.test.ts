@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createMemoryCache } from '../../src/cache/index.js';
+import { clusterSchema } from '../../src/config/index.js';
+import { silentLogger } from '../../src/observability/index.js';
+import { createSubjectTokenVerifier } from '../../src/verifiers/index.js';
+import type * as strictJson from '../../src/verifiers/strict-json.js';
+import { parseStrictJson } from '../../src/verifiers/strict-json.js';
+import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
+import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
+
+/**
+ * A token routed to a TokenReview cluster is parsed once: the claims the router read are the
+ * ones the review uses. The strict JSON parser is wrapped only to count its calls.
+ */
+vi.mock('../../src/verifiers/strict-json.js', async (importOriginal) => {
+  const original = await importOriginal<typeof strictJson>();
+  return { ...original, parseStrictJson: vi.fn(original.parseStrictJson) };
+});
+const parses = vi.mocked(parseStrictJson);
+
+const AUDIENCE = 'sts.example.com';
+let server: KubeApiServer;
+beforeAll(async () => {
+  server = await startKubeApiServer();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+const issue = () => server.issueToken({ namespace: 'production', serviceAccount: 'orders', pod: 'orders-1', audiences: [AUDIENCE] });
+
+describe('TokenReview clusters parse the token once', () => {
+  it.each(['tokenreview', 'jwks+tokenreview'] as const)('ok/header-and-payload-parsed-once (verify: %s)', async (verify) => {
+    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify, kubeconfig: server.kubeconfig(), caFile: server.caFile });
+    const verifier = createSubjectTokenVerifier({ clusters: [cluster], audience: AUDIENCE, cache: createMemoryCache(), logger: silentLogger() });
+    const token = await issue();
+    parses.mockClear();
+    expect((await verifier.verify(token)).verifiedBy).toBe(verify);
+    expect(parses).toHaveBeenCalledTimes(2); // header and payload, by the router
+    await verifier.close();
+  });
+
+  it('ok/createTokenReviewVerifier-uses-the-claims-it-is-given', async () => {
+    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
+    const verifier = createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: silentLogger(), audiences: [AUDIENCE] });
+    const token = await issue();
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    parses.mockClear();
+    const identity = await verifier.verify(token, { claims });
+    expect(identity.claims).toBe(claims);
+    expect(parses).not.toHaveBeenCalled();
+  });
+
+  it('ok/createTokenReviewVerifier-alone-still-decodes-strictly', async () => {
+    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
+    const verifier = createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: silentLogger(), audiences: [AUDIENCE] });
+    parses.mockClear();
+    expect((await verifier.verify(await issue())).namespace).toBe('production');
+    expect(parses).toHaveBeenCalledTimes(2);
+  });
+});
