@@ -13,7 +13,7 @@ import { spkiOf } from './webcrypto-bridge.js';
  */
 export interface IssuerState {
   parts: IssuerParts;
-  /** Unix seconds. */
+  /** Unix seconds; notAfter is the earliest over the CA certificate and its whole chain. */
   validity: { notBefore: number; notAfter: number };
   /** The CA certificate and any intermediates above it, excluding the root. */
   intermediatesPem: string[];
@@ -52,12 +52,22 @@ export function issuerStateFor(stored: StoredCa, key: SigningKey): IssuerState {
       authorityKeyIdentifier: authorityKeyIdentifierExtension(caKeyId),
       sign: x509Signer(key),
     },
-    validity: { notBefore: Math.floor(certificate.notBefore.getTime() / 1000), notAfter: Math.floor(certificate.notAfter.getTime() / 1000) },
+    validity: { notBefore: Math.floor(certificate.notBefore.getTime() / 1000), notAfter: chainNotAfter(certificate, stored.chain) },
     intermediatesPem: intermediates.map((der) => toPem(der)),
     roots,
     rootsPem: roots.map((der) => toPem(der)),
     subject: certificate.subject,
   };
+}
+
+/**
+ * When the CA's path to its root stops validating: the earliest notAfter of the CA certificate
+ * and every certificate above it. A leaf outliving an expired intermediate or root would fail
+ * path validation at the relying party, so leaves are capped here.
+ */
+function chainNotAfter(certificate: x509.X509Certificate, chain: readonly Uint8Array[]): number {
+  const notAfters = [certificate, ...chain.map((der) => new x509.X509Certificate(der))].map((cert) => cert.notAfter.getTime());
+  return Math.floor(Math.min(...notAfters) / 1000);
 }
 
 function subjectPublicKeyBits(spki: Uint8Array): Uint8Array {
