@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
@@ -72,15 +73,17 @@ const withClientOptions = (command: Command): Command =>
     .option('--scope <scope>', 'space-separated scopes')
     .addOption(new Option('--type <type>', 'credential type').choices(['jwt', 'x509']).default('jwt'));
 
-withClientOptions(program.command('exchange').description('exchange a service-account token and print the issued credential')).action(
-  async (options: ClientCliOptions) => {
+withClientOptions(program.command('exchange').description('exchange a service-account token and print the issued credential'))
+  .option('--key-out <file>', 'x509: write the private key generated for the CSR here (mode 0600); it is never printed')
+  .action(async (options: ClientCliOptions & { keyOut?: string }) => {
     const client = createClient(options);
     if (options.type === 'x509') {
       const svid = await client.getCertificate();
-      process.stdout.write(svid.certificatePem + svid.privateKeyPem);
+      if (options.keyOut) await writeFile(options.keyOut, svid.privateKeyPem, { mode: 0o600, flag: 'wx' });
+      else console.error('tessera exchange: the private key was not kept (use --key-out FILE, or the agent for files)');
+      process.stdout.write(svid.certificatePem);
     } else process.stdout.write(`${await client.getToken()}\n`);
-  },
-);
+  });
 
 withClientOptions(program.command('agent').description('sidecar: keep DIR/token (and for x509 the SVID files) fresh'))
   .requiredOption('--out <dir>', 'directory for token, svid.pem, svid-key.pem, bundle.pem')

@@ -19,6 +19,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   fetch?: typeof fetch;
   now?: () => number;
+  /** Allow a plain-http endpoint that is not on loopback (never in production: the SA token travels in clear). */
+  allowInsecure?: boolean;
 }
 
 export interface Certificate {
@@ -64,6 +66,7 @@ const errorSchema = z.object({ error: z.string(), error_description: z.string().
  *   const jwt = await client.getToken();
  */
 export function createClient(options: ClientOptions) {
+  const tokenUrl = tokenEndpoint(options.endpoint, options.allowInsecure ?? false);
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
   const refreshFraction = options.refreshFraction ?? 0.2;
@@ -76,7 +79,7 @@ export function createClient(options: ClientOptions) {
     if (options.audience) body.set('audience', options.audience);
     if (options.resource) body.set('resource', options.resource);
     if (options.scope) body.set('scope', options.scope);
-    const response = await doFetch(new URL('/v1/token', options.endpoint), {
+    const response = await doFetch(tokenUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
       body,
@@ -98,6 +101,10 @@ export function createClient(options: ClientOptions) {
   };
 
   return {
+    /** When the cached JWT is due for refresh (ms since the epoch), or undefined before the first exchange. */
+    tokenRefreshAt(): number | undefined {
+      return cachedToken?.refreshAt;
+    },
     /** A valid JWT for the configured role/audience, fetched when absent or near expiry. */
     async getToken(): Promise<string> {
       if (cachedToken && now() < cachedToken.refreshAt) return cachedToken.value;
@@ -129,3 +136,18 @@ export function createClient(options: ClientOptions) {
 }
 
 export type TesseraClient = ReturnType<typeof createClient>;
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/**
+ * `<endpoint>/v1/token`, keeping any base path (a broker behind `https://gw/tessera/`).
+ * The service-account token must not travel in clear: http only on loopback or when allowed.
+ */
+export function tokenEndpoint(endpoint: string, allowInsecure: boolean): URL {
+  if (!URL.canParse(endpoint)) throw new TypeError(`endpoint is not a URL: ${endpoint.slice(0, 100)}`);
+  const base = new URL(endpoint.endsWith('/') ? endpoint : `${endpoint}/`);
+  if (base.protocol !== 'https:' && !(base.protocol === 'http:' && (LOOPBACK.has(base.hostname) || allowInsecure))) {
+    throw new TypeError(`endpoint must be https (http only on loopback or with allowInsecure): ${base.origin}`);
+  }
+  return new URL('v1/token', base);
+}

@@ -109,6 +109,18 @@ describe('tessera command', () => {
     expect(statSync(join(out, 'token')).mode & 0o777).toBe(0o600);
   });
 
+  it('exchange --type x509 prints the certificate and writes the key only to --key-out', async () => {
+    const { stdout: token } = await tessera('dev-token', '--namespace', 'default', '--service-account', 'demo');
+    const tokenFile = join(dir, 'sa-token-x509');
+    writeFileSync(tokenFile, token);
+    const keyFile = join(dir, 'svid-key.pem');
+    const { stdout } = await tessera('exchange', '--endpoint', url, '--token-file', tokenFile, '--resource', 'demo', '--type', 'x509', '--key-out', keyFile);
+    expect(stdout).toMatch(/^-----BEGIN CERTIFICATE-----/);
+    expect(stdout).not.toContain('PRIVATE KEY');
+    expect(readFileSync(keyFile, 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+  });
+
   it('exchange reports a refusal and exits 1', async () => {
     const { stdout: token } = await tessera('dev-token', '--namespace', 'kube-system', '--service-account', 'demo');
     const tokenFile = join(dir, 'denied-token');

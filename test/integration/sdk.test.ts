@@ -2,8 +2,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createClient, ExchangeError, runAgent } from 'tessera/sdk';
+import { tokenEndpoint } from '../../src/sdk/client.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
 
@@ -55,6 +56,60 @@ describe('sdk createClient', () => {
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ExchangeError);
     expect(error).toMatchObject({ status: 403, code: 'access_denied' });
+  });
+
+  it.each([
+    ['ok/base-path-kept', 'https://gw.example.com/tessera/', false, 'https://gw.example.com/tessera/v1/token'],
+    ['ok/base-path-without-slash', 'https://gw.example.com/tessera', false, 'https://gw.example.com/tessera/v1/token'],
+    ['ok/loopback-http', 'http://127.0.0.1:8080', false, 'http://127.0.0.1:8080/v1/token'],
+    ['ok/http-when-allowed', 'http://tessera.svc:8080', true, 'http://tessera.svc:8080/v1/token'],
+    ['fail/http-elsewhere', 'http://tessera.svc:8080', false, 'endpoint must be https (http only on loopback or with allowInsecure): http://tessera.svc:8080'],
+    ['fail/not-a-url', 'tessera', false, 'endpoint is not a URL: tessera'],
+  ] as const)('token endpoint %s', (_name, endpoint, allowInsecure, expected) => {
+    let result: string;
+    try {
+      result = tokenEndpoint(endpoint, allowInsecure).href;
+    } catch (error) {
+      result = (error as Error).message;
+    }
+    expect(result).toBe(expected);
+  });
+
+  it('runAgent renews at the refresh point, not before it', async () => {
+    const tokenFile = join(dir, 'token-renew');
+    writeFileSync(tokenFile, t.devToken('orders', 'order-service'));
+    const counter = countingFetch();
+    const controller = new AbortController();
+    const written: string[] = [];
+    // The clock and the timers move together, as in a real pod.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const agent = runAgent({
+        endpoint: t.url,
+        tokenFile,
+        resource: 'orders-reader',
+        out: join(dir, 'agent-renew'),
+        type: 'jwt',
+        fetch: counter.fetch,
+        signal: controller.signal,
+        onWrite: () => {
+          written.push(readFileSync(join(dir, 'agent-renew', 'token'), 'utf8'));
+          if (written.length === 2) controller.abort();
+        },
+      });
+      await vi.waitFor(() => expect(written).toHaveLength(1));
+      // Nothing before the client's refresh point (80 % of 900 s)…
+      await vi.advanceTimersByTimeAsync(715_000);
+      expect(written).toHaveLength(1);
+      // …then one new exchange and one new token.
+      await vi.advanceTimersByTimeAsync(10_000);
+      await vi.waitFor(() => expect(written).toHaveLength(2));
+      await agent;
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(counter.calls).toHaveLength(2);
+    expect(written[1]).not.toBe(written[0]);
   });
 
   it('runAgent keeps DIR/token fresh until stopped', async () => {
