@@ -37,5 +37,3 @@ export async function generatePrivateKey(alg: JwsAlgorithm, rsaBits: number): Pr
       : await generateKeyPairAsync('rsa', { modulusLength: rsaBits, publicExponent: 0x10001 });
   return pair.privateKey;
 }
-
-export const isRsa = (alg: JwsAlgorithm): boolean => alg !== 'ES256';
