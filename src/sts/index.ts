@@ -77,6 +77,8 @@ export function createStsApp(deps: StsDeps): Hono {
         return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {
         outcome = isTesseraError(error) ? error.code : 'server_error';
+        // Refusals after role selection carry the role, so per-role denial rates can be watched.
+        if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
         throw error;
       } finally {
         deps.metrics?.exchanges.inc({ result: outcome, role, token_type: tokenType });

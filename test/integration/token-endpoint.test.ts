@@ -171,13 +171,13 @@ describe('POST /v1/token', () => {
     const expired = t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 });
     const response = await exchange(expired, { resource: 'orders-reader' });
     expect(response.status).toBe(400);
-    expect(response.json.error).toBe('invalid_request');
+    expect(response.json).toEqual({ error: 'invalid_request', error_description: 'subject_token is expired' });
   });
 
   it('fail/subject-token-for-another-audience', async () => {
     const response = await exchange(t.devToken('orders', 'order-service', { audience: 'kubernetes.default.svc' }), { resource: 'orders-reader' });
     expect(response.status).toBe(400);
-    expect(response.json.error).toBe('invalid_request');
+    expect(response.json).toEqual({ error: 'invalid_request', error_description: 'subject_token audience not accepted' });
   });
 
   it('fail/body-over-64KiB-is-413', async () => {
@@ -251,8 +251,17 @@ describe('broker endpoints', () => {
     expect(await wrongMethod.json()).toEqual({ error: 'method_not_allowed', error_description: 'method not allowed' });
   });
 
-  it('metrics count exchanges', async () => {
-    const text = await (await fetch(`${t.url}/metrics`)).text();
-    expect(text).toMatch(/tessera_token_exchanges_total\{result="ok",role="orders-reader",token_type="urn:ietf:params:oauth:token-type:jwt"\} \d+/);
+  it('metrics count exchanges by outcome and role', async () => {
+    const count = async (labels: string): Promise<number> => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      const line = text.split('\n').find((entry) => entry.startsWith(`tessera_token_exchanges_total{${labels}}`));
+      return line ? Number(line.split(' ').pop()) : 0;
+    };
+    const ok = 'result="ok",role="billing",token_type="urn:ietf:params:oauth:token-type:jwt"';
+    const denied = 'result="access_denied",role="billing",token_type="urn:ietf:params:oauth:token-type:jwt"';
+    const [okBefore, deniedBefore] = [await count(ok), await count(denied)];
+    await exchange(t.devToken('billing', 'payer'), { resource: 'billing' });
+    await exchange(t.devToken('orders', 'payer'), { resource: 'billing' });
+    expect([(await count(ok)) - okBefore, (await count(denied)) - deniedBefore]).toEqual([1, 1]);
   });
 });

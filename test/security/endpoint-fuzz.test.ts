@@ -38,12 +38,13 @@ const INTERESTING = [
 ];
 const DOCUMENTED = new Set([400, 403, 413, 429, 503, 200]);
 
-const value = fc.oneof(fc.constantFrom(...INTERESTING), fc.string({ maxLength: 64 }), fc.string({ unit: 'binary', maxLength: 16 }));
+const value = fc.oneof(fc.constantFrom(...INTERESTING), fc.string({ maxLength: 64 }), fc.string({ unit: 'binary', maxLength: 16 }), fc.string({ minLength: 100, maxLength: 3000 }));
+const name = fc.oneof(fc.constantFrom(...PARAMETERS), fc.string({ maxLength: 12 }), fc.string({ minLength: 100, maxLength: 3000 }));
 const formBody = fc
-  .array(fc.tuple(fc.oneof(fc.constantFrom(...PARAMETERS), fc.string({ maxLength: 12 })), value), { maxLength: 12 })
+  .array(fc.tuple(name, value), { maxLength: 12 })
   .map((pairs) => ({ contentType: 'application/x-www-form-urlencoded', body: new URLSearchParams(pairs).toString() }));
 const jsonBody = fc
-  .dictionary(fc.oneof(fc.constantFrom(...PARAMETERS), fc.string({ maxLength: 12 })), fc.oneof(value, fc.jsonValue({ maxDepth: 2 })), { maxKeys: 10 })
+  .dictionary(name, fc.oneof(value, fc.jsonValue({ maxDepth: 2 })), { maxKeys: 10 })
   .map((object) => ({ contentType: 'application/json', body: JSON.stringify(object) }));
 const rawBody = fc.record({
   contentType: fc.constantFrom('application/json', 'application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x', ''),
@@ -63,6 +64,23 @@ const withRealToken = fc
     ]).toString(),
   }));
 
+/** Every name and value of the body that is 64 characters or longer. */
+function longPieces(body: string): string[] {
+  const pieces: string[] = [];
+  try {
+    for (const [key, item] of new URLSearchParams(body)) pieces.push(key, item);
+  } catch {
+    // not a form
+  }
+  try {
+    const parsed: unknown = JSON.parse(body);
+    if (parsed && typeof parsed === 'object') for (const [key, item] of Object.entries(parsed)) pieces.push(key, typeof item === 'string' ? item : JSON.stringify(item) ?? '');
+  } catch {
+    // not JSON
+  }
+  return pieces.filter((piece) => piece.length >= 64);
+}
+
 describe('POST /v1/token under arbitrary input', () => {
   it('answers every body with a documented status and an RFC 6749 error body', async () => {
     await fc.assert(
@@ -77,6 +95,9 @@ describe('POST /v1/token under arbitrary input', () => {
         expect(Object.keys(json).sort()).toEqual(['error', 'error_description']);
         expect(String(json.error_description)).not.toMatch(/\n\s+at |Error:|node_modules|\/src\//);
         expect(String(json.error_description).length).toBeLessThan(400);
+        // Nothing long the client sent (a token, a name, a value) comes back.
+        const description = String(json.error_description);
+        for (const sent of longPieces(body)) expect(description).not.toContain(sent.slice(0, 64));
       }),
       { numRuns: 400 },
     );
