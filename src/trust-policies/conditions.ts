@@ -1,7 +1,7 @@
 import { compileCel } from './cel.js';
 import { resolveKey } from './keys.js';
 import { OPERATORS, parseOperator, type Matcher } from './operators.js';
-import type { CompiledCondition, ConditionTrace, EvaluationInput } from './types.js';
+import type { CompiledCondition, ConditionTrace, PreparedInput } from './types.js';
 import type { Path } from './source.js';
 
 /** Reports a problem at a path relative to the Condition block. */
@@ -90,7 +90,7 @@ export function compileConditions(block: Block | undefined, effect: 'Allow' | 'D
       const decide = parsed.base === 'Null' ? nullRule(matcher) : setRule(condition, matcher);
       out.push({
         ...condition,
-        evaluate(input: EvaluationInput): ConditionTrace {
+        evaluate(input: PreparedInput): ConditionTrace {
           const seen = resolved.read(input);
           return { operator, key, expected, seen, matched: decide(valuesOf(seen)) };
         },

@@ -1,12 +1,17 @@
+import { issuerHostPath } from './issuer.js';
 import { evaluateStatement } from './statement.js';
-import type { CompiledRole, CompiledStatement, Decision, EvaluationInput, StatementTrace } from './types.js';
+import type { CompiledRole, CompiledStatement, Decision, EvaluationInput, PreparedInput, StatementTrace } from './types.js';
+
+/** What every statement needs, computed once per decision rather than per statement. */
+const prepare = (input: EvaluationInput): PreparedInput => ({ ...input, issuerHostPath: issuerHostPath(input.identity.iss) });
 
 /**
  * AWS IAM evaluation: every statement is evaluated (the trace is for people), then an explicit
  * Deny wins, else the first matching Allow, else the implicit deny.
  */
 export function evaluatePolicy(statements: readonly CompiledStatement[], input: EvaluationInput): Pick<Decision, 'decision' | 'decidedBy' | 'explicitDeny' | 'statements'> {
-  const traces = statements.map((statement) => evaluateStatement(statement, input));
+  const prepared = prepare(input);
+  const traces = statements.map((statement) => evaluateStatement(statement, prepared));
   return conclude(statements, traces);
 }
 
@@ -19,7 +24,8 @@ export function conclude(statements: readonly CompiledStatement[], traces: State
 }
 
 /** The enforced decision (guardrails, then the role) and, when the role has one, the shadow outcome. */
-export function decideRole(guardrailStatements: readonly CompiledStatement[], role: CompiledRole, input: EvaluationInput): Decision {
+export function decideRole(guardrailStatements: readonly CompiledStatement[], role: CompiledRole, given: EvaluationInput): Decision {
+  const input = prepare(given);
   const guardrailTraces = guardrailStatements.map((statement) => evaluateStatement(statement, input));
   const enforcedStatements = [...guardrailStatements, ...role.trustPolicy.statements];
   const enforced = conclude(enforcedStatements, [

@@ -1,7 +1,7 @@
 import type { ClusterConfig } from '../config/index.js';
 import { identityFromClaims as verifiedIdentity } from '../verifiers/index.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
-import { issuerHostPath } from './keys.js';
+import { issuerHostPath } from './issuer.js';
 import type { CompiledRole, CompiledStatement, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';
 
 /**

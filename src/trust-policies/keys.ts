@@ -1,12 +1,14 @@
-import type { EvaluationInput } from './types.js';
+import { normalizeHostPath, OIDC_PROVIDER_ARN } from './issuer.js';
+import type { PreparedInput } from './types.js';
 
 /**
  * Condition keys (DESIGN.md): how each one reads its value from a request. Key names are
- * case-insensitive as in AWS IAM, except the claim path after `token:` (JWT claims are not).
+ * case-insensitive as in AWS IAM, except the claim path after `token:` (JWT claims are not)
+ * and the issuer path of an IRSA key (only its host is case-insensitive).
  */
 
 /** Reads a key's value: `undefined` when missing, an array for multi-valued keys. */
-export type KeyReader = (input: EvaluationInput) => unknown;
+export type KeyReader = (input: PreparedInput) => unknown;
 
 export interface ResolvedKey {
   read: KeyReader;
@@ -36,13 +38,7 @@ function single(read: KeyReader): ResolvedKey {
   return { read, multiValued: false };
 }
 
-/** `https://oidc.eks.eu-west-1.amazonaws.com/id/ABC/` → `oidc.eks.eu-west-1.amazonaws.com/id/ABC`. */
-export function issuerHostPath(iss: string): string {
-  return iss.replace(/^https?:\/\//i, '').replace(/\/+$/, '');
-}
-
 const IRSA_KEY = /^([^\s:]+):(sub|aud|iss)$/i;
-const ARN_KEY = /^arn:aws[a-z-]*:iam::\d*:oidc-provider\/(.+)$/i;
 
 /** Resolve a condition key at compile time; a string is the reason it is not usable. */
 export function resolveKey(key: string): ResolvedKey | string {
@@ -54,15 +50,16 @@ export function resolveKey(key: string): ResolvedKey | string {
     return { read: (i) => lookupPath(i.identity.claims, path), multiValued: true };
   }
   if (/^arn:/i.test(key)) {
-    const hostPath = ARN_KEY.exec(key)?.[1];
+    const hostPath = OIDC_PROVIDER_ARN.exec(key)?.[1];
     const hint = hostPath ? `; use "${hostPath}"` : '';
     return `condition key "${key}" looks like an ARN: IAM condition keys use the issuer host+path, not the provider ARN${hint}`;
   }
   const irsa = IRSA_KEY.exec(key);
   if (irsa && /[./]/.test(irsa[1] as string)) {
-    const prefix = (irsa[1] as string).toLowerCase();
+    // The claim name is case-insensitive like every IAM key; of the issuer, only the host is.
+    const prefix = normalizeHostPath(irsa[1] as string);
     const claim = (irsa[2] as string).toLowerCase();
-    const matchesIssuer = (i: EvaluationInput) => issuerHostPath(i.identity.iss).toLowerCase() === prefix;
+    const matchesIssuer = (i: PreparedInput) => i.issuerHostPath === prefix;
     if (claim === 'aud') return { read: (i) => (matchesIssuer(i) ? i.identity.aud : undefined), multiValued: true };
     if (claim === 'sub') return single((i) => (matchesIssuer(i) ? i.identity.sub : undefined));
     return single((i) => (matchesIssuer(i) ? i.identity.iss : undefined));

@@ -1,6 +1,6 @@
 import type { ClusterConfig } from '../config/index.js';
 import { hasErrors } from './compile.js';
-import { issuerHostPath } from './keys.js';
+import { issuerHostPath, principalMatcher } from './issuer.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
 import { globToRegExp } from './operators.js';
 import type { Path, Problem } from './source.js';
@@ -61,13 +61,6 @@ function audienceProblems(files: readonly ValidFile[]): Problem[] {
   return problems;
 }
 
-function clusterMatches(principal: string, cluster: ClusterConfig): boolean {
-  if (principal === '*' || principal === cluster.name || principal === cluster.issuer) return true;
-  const hostPath = issuerHostPath(cluster.issuer).toLowerCase();
-  const arn = /^arn:aws[a-z-]*:iam::\d{12}:oidc-provider\/(.+)$/i.exec(principal)?.[1];
-  return (arn ?? issuerHostPath(principal)).toLowerCase() === hostPath;
-}
-
 interface RawStatementList {
   field: string;
   statements: unknown;
@@ -90,7 +83,8 @@ function principalProblems(files: readonly ValidFile[], clusters: ClusterConfig[
         if (statement.Principal === '*') return;
         const federated = statement.Principal.Federated;
         (Array.isArray(federated) ? federated : [federated]).forEach((principal, j) => {
-          if (clusters.some((cluster) => clusterMatches(principal, cluster))) return;
+          const matches = principalMatcher(principal);
+          if (clusters.some((cluster) => matches(cluster.name, cluster.issuer, issuerHostPath(cluster.issuer)))) return;
           const path: Path = [field, 'Statement', ...(Array.isArray(statements) ? [index] : []), 'Principal', 'Federated', ...(Array.isArray(federated) ? [j] : [])];
           problems.push(file.source.problem(path, `Principal "${principal}" names no configured cluster (known: ${names})`));
         });

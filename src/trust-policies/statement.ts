@@ -1,25 +1,11 @@
 import { compileConditions, type Report } from './conditions.js';
-import { issuerHostPath } from './keys.js';
+import { principalMatcher } from './issuer.js';
 import { globToRegExp } from './operators.js';
 import type { StatementInput } from './schema.js';
-import type { CompiledPolicy, CompiledStatement, EvaluationInput, StatementTrace } from './types.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { CompiledPolicy, CompiledStatement, PreparedInput, StatementTrace } from './types.js';
 
 /** A token exchange is what IRSA calls AssumeRoleWithWebIdentity; a policy may name either. */
 export const EXCHANGE_ACTIONS = ['sts:TokenExchange', 'sts:AssumeRoleWithWebIdentity'];
-
-const OIDC_PROVIDER_ARN = /^arn:aws[a-z-]*:iam::\d{12}:oidc-provider\/(.+)$/i;
-
-export function principalMatcher(principal: string): (identity: WorkloadIdentity) => boolean {
-  if (principal === '*') return () => true;
-  const arnHostPath = OIDC_PROVIDER_ARN.exec(principal)?.[1]?.toLowerCase();
-  const hostPath = issuerHostPath(principal).toLowerCase();
-  return (identity) => {
-    if (principal === identity.cluster || principal === identity.iss) return true;
-    const identityHostPath = issuerHostPath(identity.iss).toLowerCase();
-    return arnHostPath !== undefined ? arnHostPath === identityHostPath : hostPath === identityHostPath;
-  };
-}
 
 export function actionMatches(actions: string[]): boolean {
   return actions.some((action) => {
@@ -59,15 +45,15 @@ export function compilePolicyDocument(
         principals,
         actions,
         conditions,
-        principalMatches: (identity) => matchers.some((matches) => matches(identity)),
+        principalMatches: ({ identity, issuerHostPath }) => matchers.some((matches) => matches(identity.cluster, identity.iss, issuerHostPath)),
         actionMatches: matchesAction,
       };
     }),
   };
 }
 
-export function evaluateStatement(statement: CompiledStatement, input: EvaluationInput): StatementTrace {
-  const principalMatched = statement.principalMatches(input.identity);
+export function evaluateStatement(statement: CompiledStatement, input: PreparedInput): StatementTrace {
+  const principalMatched = statement.principalMatches(input);
   const conditions = statement.conditions.map((condition) => condition.evaluate(input));
   return {
     ...(statement.sid ? { sid: statement.sid } : {}),

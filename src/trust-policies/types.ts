@@ -15,6 +15,12 @@ export interface EvaluationInput {
   now: number;
 }
 
+/** An input with what every statement needs computed once per decision (by `PolicySet.decide`). */
+export interface PreparedInput extends EvaluationInput {
+  /** `identity.iss` as host+path: scheme and trailing slashes dropped, host lowercased, path exact. */
+  issuerHostPath: string;
+}
+
 /** One condition as evaluated. `expected` is log/explain material, never sent to a client. */
 export interface ConditionTrace {
   /** As written, e.g. `ForAnyValue:StringLike` or `StringEqualsIfExists` or `Cel`. */
@@ -99,7 +105,7 @@ export interface CompiledCondition {
   negated: boolean;
   key: string;
   expected: unknown[];
-  evaluate(input: EvaluationInput): ConditionTrace;
+  evaluate(input: PreparedInput): ConditionTrace;
 }
 
 export interface CompiledStatement {
@@ -112,7 +118,7 @@ export interface CompiledStatement {
   principals: string[];
   actions: string[];
   conditions: CompiledCondition[];
-  principalMatches(identity: WorkloadIdentity): boolean;
+  principalMatches(input: PreparedInput): boolean;
   /** Fixed at compile time: a request's action is always a token exchange. */
   actionMatches: boolean;
 }

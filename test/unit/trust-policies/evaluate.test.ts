@@ -15,6 +15,7 @@ const multiAud = input(identity({ aud: ['sts.example.com', 'vault'] }));
 const noAud = input(identity({ aud: [] }));
 const noNamespace = input(identity({ namespace: undefined }));
 const withGroups = (groups: unknown) => input(identity({}, { groups }));
+const tenant = input(identity({ cluster: 'alpha', iss: 'https://issuer.example.com/tenants/alpha' }));
 
 const cases: Case[] = [
   // StringEquals / NotEquals / IgnoreCase
@@ -87,10 +88,23 @@ const cases: Case[] = [
   { name: 'fail/principal-other-cluster', statements: [allow(undefined, { Federated: 'dev' })], decision: 'deny' },
   { name: 'fail/principal-arn-other-issuer', statements: [allow(undefined, { Federated: 'arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/OTHER' })], decision: 'deny' },
   { name: 'fail/principal-issuer-prefix-is-not-enough', statements: [allow(undefined, { Federated: 'oidc.eks.eu-west-1.amazonaws.com/id' })], decision: 'deny' },
+  // Principal: the issuer's host is case-insensitive, its path is not; the URL form is exact
+  { name: 'ok/principal-host-path-host-case-insensitive', statements: [allow(undefined, { Federated: 'ISSUER.example.com/tenants/alpha/' })], input: tenant, decision: 'allow', decidedBy: 'A' },
+  { name: 'fail/principal-host-path-path-case-sensitive', statements: [allow(undefined, { Federated: 'issuer.example.com/tenants/ALPHA' })], input: tenant, decision: 'deny' },
+  { name: 'ok/principal-arn-host-case-insensitive', statements: [allow(undefined, { Federated: 'arn:aws:iam::111122223333:oidc-provider/Issuer.Example.COM/tenants/alpha' })], input: tenant, decision: 'allow', decidedBy: 'A' },
+  { name: 'fail/principal-arn-path-case-sensitive', statements: [allow(undefined, { Federated: 'arn:aws:iam::111122223333:oidc-provider/issuer.example.com/tenants/ALPHA' })], input: tenant, decision: 'deny' },
+  { name: 'fail/principal-arn-account-not-12-digits', statements: [allow(undefined, { Federated: 'arn:aws:iam::1111:oidc-provider/issuer.example.com/tenants/alpha' })], input: tenant, decision: 'deny' },
+  { name: 'ok/principal-issuer-url-exact', statements: [allow(undefined, { Federated: 'https://issuer.example.com/tenants/alpha' })], input: tenant, decision: 'allow', decidedBy: 'A' },
+  { name: 'fail/principal-issuer-url-other-scheme', statements: [allow(undefined, { Federated: 'http://issuer.example.com/tenants/alpha' })], input: tenant, decision: 'deny' },
+  { name: 'fail/principal-issuer-url-other-host-case', statements: [allow(undefined, { Federated: 'https://ISSUER.example.com/tenants/alpha' })], input: tenant, decision: 'deny' },
+  { name: 'fail/principal-issuer-url-other-path-case', statements: [allow(undefined, { Federated: 'https://issuer.example.com/tenants/ALPHA' })], input: tenant, decision: 'deny' },
+  { name: 'fail/principal-issuer-url-trailing-slash', statements: [allow(undefined, { Federated: 'https://issuer.example.com/tenants/alpha/' })], input: tenant, decision: 'deny' },
   // IRSA keys and actions
   { name: 'ok/irsa-literal-policy', statements: [{ Effect: 'Allow', Principal: { Federated: `arn:aws:iam::111122223333:oidc-provider/${HOST_PATH}` }, Action: 'sts:AssumeRoleWithWebIdentity', Condition: { StringEquals: { [`${HOST_PATH}:sub`]: 'system:serviceaccount:prod:api', [`${HOST_PATH}:aud`]: 'sts.example.com' } } }], decision: 'allow', decidedBy: 'role:r:statement[0]' },
   { name: 'fail/irsa-key-of-other-issuer-is-missing', statements: [allow({ StringEquals: { 'oidc.other.example.com:sub': 'system:serviceaccount:prod:api' } })], decision: 'deny' },
-  { name: 'ok/irsa-key-case-insensitive', statements: [allow({ StringEquals: { [`${HOST_PATH.toUpperCase()}:SUB`]: 'system:serviceaccount:prod:api' } })], decision: 'allow', decidedBy: 'A' },
+  { name: 'ok/irsa-key-host-and-claim-case-insensitive', statements: [allow({ StringEquals: { [`${HOST_PATH.replace(/^[^/]+/, (host) => host.toUpperCase())}:SUB`]: 'system:serviceaccount:prod:api' } })], decision: 'allow', decidedBy: 'A' },
+  { name: 'fail/irsa-key-path-is-case-sensitive', statements: [allow({ StringEquals: { 'issuer.example.com/tenants/ALPHA:sub': 'system:serviceaccount:prod:api' } }, { Federated: 'alpha' })], input: tenant, decision: 'deny' },
+  { name: 'ok/irsa-key-exact-path', statements: [allow({ StringEquals: { 'Issuer.Example.com/tenants/alpha:sub': 'system:serviceaccount:prod:api' } }, { Federated: 'alpha' })], input: tenant, decision: 'allow', decidedBy: 'A' },
   { name: 'ok/token-claim-path-with-dotted-name', statements: [allow({ StringEquals: { 'token:kubernetes.io.pod.name': 'api-7d9f' } })], decision: 'allow', decidedBy: 'A' },
   { name: 'ok/request-token-type', statements: [allow({ StringLike: { 'request:token_type': '*:jwt' } })], decision: 'allow', decidedBy: 'A' },
   { name: 'ok/action-list-with-tag-session', statements: [{ ...allow(), Action: ['sts:TagSession', 'sts:AssumeRoleWithWebIdentity'] }], decision: 'allow', decidedBy: 'A' },

@@ -6,6 +6,7 @@ import { formatProblem, lintDirectory, registerPolicyCommands } from '../../../s
 
 const BASE = 'test/unit/trust-policies/fixtures/lint';
 const prod: ClusterConfig = { name: 'prod', issuer: 'https://oidc.prod.example.com', verify: 'jwks', allowInsecure: false };
+const alpha: ClusterConfig = { name: 'alpha', issuer: 'https://issuer.example.com/tenants/alpha', verify: 'jwks', allowInsecure: false };
 
 /** One fixture directory per problem; each line is `file:line:col: message` with the fixture dir stripped. */
 const cases: Array<{ name: string; clusters?: ClusterConfig[]; expected: string[] }> = [
@@ -20,6 +21,14 @@ const cases: Array<{ name: string; clusters?: ClusterConfig[]; expected: string[
   },
   { name: 'wildcard-in-string-equals', expected: ['role.yaml:11:36: warning: StringEquals compares "prod-*" literally: * and ? are wildcards only in StringLike'] },
   { name: 'unknown-principal', clusters: [prod], expected: ['role.yaml:7:38: Principal "staging" names no configured cluster (known: prod)'] },
+  {
+    name: 'principal-issuer-path-case',
+    clusters: [alpha],
+    expected: [
+      'role.yaml:10:13: Principal "arn:aws:iam::111122223333:oidc-provider/issuer.example.com/tenants/ALPHA" names no configured cluster (known: alpha)',
+      'role.yaml:12:13: Principal "http://issuer.example.com/tenants/alpha" names no configured cluster (known: alpha)',
+    ],
+  },
   { name: 'duplicate-role', expected: [`b.yaml:4:9: role "orders" is also defined in ${BASE}/duplicate-role/a.yaml`] },
   {
     name: 'overlapping-audiences',
