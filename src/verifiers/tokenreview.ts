@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { SharedCache } from '../cache/index.js';
 import type { ClusterConfig } from '../config/index.js';
-import { isTesseraError, temporarilyUnavailable } from '../errors.js';
+import { invalidRequest, isTesseraError, temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { decodeUnverified } from './compact.js';
 import { ReviewCallError, createTokenReviewClient, type ReviewCallFailure } from './tokenreview-client.js';
@@ -24,7 +25,24 @@ export interface TokenReviewDeps {
   positiveTtlSeconds?: number;
   /** Budget for one TokenReview call. */
   timeoutMs?: number;
+  /** Reviews of distinct tokens in flight at once for this cluster; beyond it, 503 at once. */
+  maxConcurrentReviews?: number;
+  /** How long a refusal by the API server is reused for the same token. */
+  refusalTtlSeconds?: number;
 }
+
+/**
+ * Any well-formed JWT naming a TokenReview cluster costs one API-server call without a valid
+ * signature, so calls are bounded: at most this many at once per cluster (never an unbounded
+ * queue), and a refused token is answered from the cache for a few seconds.
+ */
+export const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
+export const DEFAULT_REFUSAL_TTL_SECONDS = 10;
+
+/** A refusal shares the positive answer's cache key: one cache read per request either way. */
+const cachedRefusalSchema = z.strictObject({ refused: z.strictObject({ description: z.string(), reason: z.unknown() }) });
+const cachedReviewSchema = z.union([cachedIdentitySchema, cachedRefusalSchema]);
+type CachedReview = z.infer<typeof cachedReviewSchema>;
 
 export interface TokenReviewVerifier {
   /**
@@ -40,8 +58,10 @@ export interface TokenReviewVerifier {
  * way to notice that the pod a token is bound to is gone. A refused token is a 400
  * `invalid_request`; an API server that cannot be reached, refuses the broker's own credentials
  * or times out is a 503 `temporarily_unavailable`, logged with the cluster and status, never
- * the token. Positive answers are shared through `deps.cache` under the token's SHA-256;
- * negative ones are never cached.
+ * the token. Answers are shared through `deps.cache` under the token's SHA-256: positive ones
+ * for up to 60 s, refusals for 10 s (so one token replayed in a loop costs one review per 10 s);
+ * failures to reach the API server are never cached. At most `maxConcurrentReviews` distinct
+ * tokens are reviewed at once per cluster; beyond that, 503 without waiting.
  *
  * @example
  *   const verifier = createTokenReviewVerifier(cluster, { cache, logger, audiences: ['sts.example.com'] });
@@ -58,14 +78,17 @@ export function createTokenReviewVerifier(
   const log = deps.logger.child({ module: 'tokenreview', cluster: cluster.name });
   // Concurrent exchanges of one token share one review.
   const inFlight = new Map<string, Promise<WorkloadIdentity>>();
+  const maxConcurrent = deps.maxConcurrentReviews ?? DEFAULT_MAX_CONCURRENT_REVIEWS;
+  const refusalTtlMs = (deps.refusalTtlSeconds ?? DEFAULT_REFUSAL_TTL_SECONDS) * 1000;
+  let saturated = false;
 
   const count = (result: string) => deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
 
-  const readCached = async (key: string): Promise<WorkloadIdentity | undefined> => {
+  const readCached = async (key: string): Promise<CachedReview | undefined> => {
     const raw = await deps.cache.get(key);
     if (raw === undefined) return undefined;
     try {
-      return cachedIdentitySchema.parse(JSON.parse(raw));
+      return cachedReviewSchema.parse(JSON.parse(raw));
     } catch {
       log.warn({ key }, 'ignoring an unreadable cached token review');
       return undefined;
@@ -86,7 +109,11 @@ export function createTokenReviewVerifier(
       identity = identityFromReview({ cluster, status: parsed.data, claims, audiences: deps.audiences });
     } catch (error) {
       count('unauthenticated');
-      if (isTesseraError(error)) log.info({ reason: error.detail?.reason }, 'token review refused the subject token');
+      if (isTesseraError(error)) {
+        log.info({ reason: error.detail?.reason }, 'token review refused the subject token');
+        const refusal: CachedReview = { refused: { description: error.description, reason: error.detail?.reason } };
+        await deps.cache.set(key, JSON.stringify(refusal), refusalTtlMs);
+      }
       throw error;
     }
     count('authenticated');
@@ -107,16 +134,32 @@ export function createTokenReviewVerifier(
     });
   };
 
+  const busy = () => {
+    count('throttled');
+    if (!saturated) log.warn({ server: client.server, maxConcurrentReviews: maxConcurrent }, 'token reviews at their concurrency limit: answering 503 until one finishes');
+    saturated = true;
+    return temporarilyUnavailable('too many subject tokens are being verified for this cluster; retry later', {
+      detail: { cluster: cluster.name, reason: 'tokenreview concurrency limit', maxConcurrentReviews: maxConcurrent },
+    });
+  };
+
   return {
     async verify(token, parsed) {
       // Malformed or oversized tokens never reach the API server (400 from the strict decoder).
       const { claims } = parsed ?? decodeUnverified(token);
       const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
       const cached = await readCached(key);
+      if (cached && 'refused' in cached) {
+        throw invalidRequest(cached.refused.description, { detail: { cluster: cluster.name, reason: cached.refused.reason, cached: true } });
+      }
       if (cached) return cached;
       let pending = inFlight.get(key);
       if (!pending) {
-        pending = reviewAndCache(token, claims, key).finally(() => inFlight.delete(key));
+        if (inFlight.size >= maxConcurrent) throw busy();
+        pending = reviewAndCache(token, claims, key).finally(() => {
+          inFlight.delete(key);
+          if (inFlight.size < maxConcurrent) saturated = false;
+        });
         inFlight.set(key, pending);
       }
       return pending;

@@ -144,13 +144,21 @@ describe('TokenReview verifier', () => {
     expect(reviewsOf(token)).toHaveLength(1);
   });
 
-  it('fail/unauthenticated-not-cached', async () => {
-    const { verifier, metrics } = setup();
+  it('fail/unauthenticated-refusal-reused-for-10s (a token replayed in a loop costs one review per 10 s)', async () => {
+    const { verifier, metrics, advance } = setup();
     const token = opaqueJwt({ iss: server.issuer, sub: 'system:serviceaccount:production:order-service' });
-    for (let attempt = 0; attempt < 2; attempt += 1) {
+    const attempt = async () => {
       const error = await failure(verifier.verify(token));
       expect([error.status, error.code, error.description]).toEqual([400, 'invalid_request', 'subject_token is not valid']);
-    }
+      return error;
+    };
+    const first = await attempt();
+    expect(first.detail).toEqual({ cluster: 'prod', reason: expect.stringMatching(/^tokenreview: \[invalid bearer token/) });
+    advance(9_000);
+    expect((await attempt()).detail).toEqual({ ...first.detail, cached: true });
+    expect(reviewsOf(token)).toHaveLength(1);
+    advance(1_001);
+    await attempt();
     expect(reviewsOf(token)).toHaveLength(2);
     expect((await metrics.tokenReviews.get()).values).toEqual([expect.objectContaining({ labels: { cluster: 'prod', result: 'unauthenticated' }, value: 2 })]);
   });
