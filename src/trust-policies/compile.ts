@@ -13,6 +13,13 @@ export type CompiledFile =
   | { kind: 'Guardrail'; file: string; source: PolicySource; guardrail: CompiledGuardrail; raw: GuardrailFile; problems: Problem[] }
   | { kind: 'invalid'; file: string; problems: Problem[] };
 
+/**
+ * Claims a role's `issue.claims` may not set: the registered JWT claims, the ones Tessera owns
+ * (`scope`, `act`, `kubernetes.io`, `tessera`) and the ones relying parties treat as identity
+ * or binding (`cnf`, `azp`). A template could otherwise forge a scope, a delegation or a subject.
+ */
+export const RESERVED_CLAIMS: readonly string[] = ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'scope', 'act', 'cnf', 'azp', 'kubernetes.io', 'tessera'];
+
 export const hasErrors = (problems: readonly Problem[]) => problems.some((problem) => problem.severity === 'error');
 
 /** Parse, validate and compile one policy file. Never throws: problems carry positions. */
@@ -79,6 +86,12 @@ function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile 
     checkLifetime(issue.defaultLifetime, ['issue', 'defaultLifetime'], report);
     if (issue.defaultLifetime > issue.maxLifetime) {
       report(['issue', 'defaultLifetime'], `defaultLifetime ${formatDuration(issue.defaultLifetime)} is above maxLifetime ${formatDuration(issue.maxLifetime)}`);
+    }
+  }
+  for (const name of Object.keys(issue.claims ?? {})) {
+    if (RESERVED_CLAIMS.includes(name)) {
+      const hint = name === 'sub' ? ' (use issue.subject)' : name === 'aud' ? ' (use issue.audiences)' : name === 'exp' ? ' (use issue.maxLifetime)' : '';
+      report(['issue', 'claims', name], `claim "${name}" is set by Tessera; a role cannot set it${hint}`, { key: true });
     }
   }
   const claimsInput = normalizeSessionTags(issue.claims ?? {}, (path, message, options) => report(['issue', 'claims', ...path], message, options));

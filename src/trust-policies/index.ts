@@ -1,7 +1,7 @@
 export type * from './types.js';
 export { loadPolicySet, listPolicyFiles, PolicyLoadError, type LoadOptions } from './load.js';
 export { createPolicyStore, type PolicyStoreOptions } from './store.js';
-export { compilePolicy, type CompiledFile } from './compile.js';
+export { compilePolicy, RESERVED_CLAIMS, type CompiledFile } from './compile.js';
 export { buildPolicySet } from './set.js';
 export { denialDescription } from './denial.js';
 export { lintDirectory, type LintResult, type LintOptions } from './lint.js';
