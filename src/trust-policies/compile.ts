@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { formatDuration, formatPath } from '../config/index.js';
 import { guardrailFileSchema, HARD_MAX_LIFETIME, roleFileSchema, type GuardrailFile, type RoleFile } from './schema.js';
-import { normalizeSessionTags } from './session-tags.js';
+import { AWS_TAGS_CLAIM, compileSessionTags } from './session-tags.js';
 import { parseSource, type Path, type PolicySource, type Problem } from './source.js';
 import { compilePolicyDocument } from './statement.js';
 import { compileTemplate, compileTree } from './template.js';
@@ -94,8 +94,10 @@ function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile 
       report(['issue', 'claims', name], `claim "${name}" is set by Tessera; a role cannot set it${hint}`, { key: true });
     }
   }
-  const claimsInput = normalizeSessionTags(issue.claims ?? {}, (path, message, options) => report(['issue', 'claims', ...path], message, options));
-  const claimsTree = compileTree(claimsInput, (path, message) => report(['issue', 'claims', ...path], message));
+  const { [AWS_TAGS_CLAIM]: tags, ...plainClaims } = issue.claims ?? {};
+  const claimsTree = compileTree(plainClaims, (path, message) => report(['issue', 'claims', ...path], message));
+  const sessionTags =
+    tags === undefined ? undefined : compileSessionTags(tags, (path, message, options) => report(['issue', 'claims', AWS_TAGS_CLAIM, ...path], message, options));
   let x509: IssueProfile['x509'];
   if (issue.x509) {
     checkLifetime(issue.x509.maxTtl, ['issue', 'x509', 'maxTtl'], report);
@@ -111,7 +113,9 @@ function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile 
     maxLifetime: Math.min(issue.maxLifetime, HARD_MAX_LIFETIME),
     defaultLifetime: Math.min(defaultLifetime, issue.maxLifetime, HARD_MAX_LIFETIME),
     ...(issue.subject !== undefined ? { subject: template(issue.subject, ['issue', 'subject'], report) } : {}),
-    claims: (vars) => claimsTree(vars) as Record<string, unknown>,
+    claims: sessionTags
+      ? (vars) => ({ ...(claimsTree(vars) as Record<string, unknown>), [AWS_TAGS_CLAIM]: sessionTags(vars) })
+      : (vars) => claimsTree(vars) as Record<string, unknown>,
     ...(issue.scopes ? { scopes: issue.scopes } : {}),
     ...(x509 ? { x509 } : {}),
   };

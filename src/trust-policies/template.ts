@@ -70,7 +70,7 @@ export function compileTemplate(text: string): Template | string {
  * A value in the claim tree: `"{{claims.groups}}"` alone keeps the claim's type (a list stays a
  * list; a missing one drops the claim); anything else renders to a string.
  */
-function compileValue(text: string): Getter | string {
+export function compileClaimValue(text: string): Getter | string {
   const parsed = parse(text);
   if (typeof parsed === 'string') return parsed;
   const [only] = parsed.parts;
@@ -84,7 +84,7 @@ export type TreeRenderer = (vars: TemplateVars) => unknown;
 /** Compile a claim tree; `report(path, message)` for each bad template. */
 export function compileTree(node: unknown, report: (path: Array<string | number>, message: string) => void, path: Array<string | number> = []): TreeRenderer {
   if (typeof node === 'string') {
-    const getter = compileValue(node);
+    const getter = compileClaimValue(node);
     if (typeof getter === 'string') {
       report(path, getter);
       return () => undefined;

@@ -86,7 +86,10 @@ export interface IssueProfile {
   defaultLifetime: number;
   /** Absent: the subject token's `sub`. */
   subject?: Template;
-  /** The role's extra claims, rendered from the compiled template tree. */
+  /**
+   * The role's extra claims, rendered from the compiled template tree. Throws an `invalid_request`
+   * TesseraError when a rendered value breaks a rule (AWS session-tag limits).
+   */
   claims: (vars: TemplateVars) => Record<string, unknown>;
   /** When present, requested scopes must be among these. */
   scopes?: string[];

@@ -35,6 +35,19 @@ issue:
       transitive_tag_keys: [namespace]
 `;
 
+/** Tag values from claims the token shapes: within AWS's limits they pass, an absent claim drops its tag, else the exchange is refused before AWS sees the token. */
+const TAG_FROM_CLAIM = `apiVersion: tessera.dev/v1
+kind: Role
+metadata: { name: aws-tag-from-claim }
+trustPolicy:
+  Statement: { Effect: Allow, Principal: { Federated: dev }, Action: sts:TokenExchange }
+issue:
+  audiences: [aws-tags]
+  claims:
+    https://aws.amazon.com/tags:
+      principal_tags: { pod: "{{claims.kubernetes.io.pod.name}}", team: "{{claims.team}}" }
+`;
+
 let root: string;
 let t: TestApp;
 let app: TesseraApp;
@@ -44,6 +57,7 @@ beforeAll(async () => {
   const policies = join(root, 'policies');
   cpSync(GOLDEN_POLICIES, policies, { recursive: true });
   writeFileSync(join(policies, 'aws-abac.yaml'), DERIVED);
+  writeFileSync(join(policies, 'aws-tag-from-claim.yaml'), TAG_FROM_CLAIM);
   t = await startTestApp({ policies });
   app = t.app;
   writeFileSync(join(root, 'config.yaml'), JSON.stringify({ ...app.config, listen: undefined }));
@@ -134,6 +148,23 @@ describe('POST /v1/token with trust policies', () => {
       node: 'dev-node',
       tags: { principal_tags: { cluster: ['dev'], namespace: ['team-a'] }, transitive_tag_keys: ['namespace'] },
     });
+  });
+});
+
+describe('AWS session tags rendered from token claims', () => {
+  const refused = (problem: string) => ({
+    status: 400,
+    body: { error: 'invalid_request', error_description: `cannot issue the role's AWS session tags: session tag "pod" ${problem}` },
+  });
+  const cases = [
+    { name: 'ok/string-claim-and-absent-claim', pod: 'api-1', expected: { status: 200, tags: { principal_tags: { pod: ['api-1'] } } } },
+    { name: 'fail/value-over-256-characters', pod: 'p'.repeat(257), expected: refused('is longer than 256 characters') },
+    { name: 'fail/characters-aws-refuses', pod: 'api,admin', expected: refused('has characters AWS does not allow in a tag value') },
+  ];
+  it.each(cases)('$name', async ({ pod, expected }) => {
+    const result = await exchange(token('team-a', 'api', pod), { resource: 'aws-tag-from-claim' });
+    if (result.status === 200) expect({ status: 200, tags: decodeJwt(result.body.access_token as string)['https://aws.amazon.com/tags'] }).toEqual(expected);
+    else expect(result).toEqual(expected);
   });
 });
 

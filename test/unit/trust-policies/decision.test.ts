@@ -87,6 +87,38 @@ describe('guardrail lifetime caps and derived claims', () => {
   });
 });
 
+describe('AWS session tags rendered at issue time', () => {
+  const text = roleText('r', [allow()], {
+    issue: {
+      audiences: ['sts.amazonaws.com'],
+      claims: { 'https://aws.amazon.com/tags': { principal_tags: { cluster: '{{cluster}}', team: ['{{claims.team}}'], where: 'ns-{{claims.team}}' }, transitive_tag_keys: ['team', 'cluster'] } },
+    },
+  });
+  const role = setOf([text]).roles.get('r');
+  const tags = (team: unknown) => {
+    try {
+      return role?.issue.claims(templateVars(identity({}, team === undefined ? {} : { team })))['https://aws.amazon.com/tags'];
+    } catch (error) {
+      const e = error as TesseraError;
+      return `${e.code}: ${e.description}`;
+    }
+  };
+  const cases: Array<{ name: string; team: unknown; expected: unknown }> = [
+    { name: 'ok/string-claim', team: 'orders', expected: { principal_tags: { cluster: ['prod'], team: ['orders'], where: ['ns-orders'] }, transitive_tag_keys: ['team', 'cluster'] } },
+    { name: 'ok/number-claim-is-one-string', team: 42, expected: { principal_tags: { cluster: ['prod'], team: ['42'], where: ['ns-42'] }, transitive_tag_keys: ['team', 'cluster'] } },
+    { name: 'ok/value-of-256-characters', team: 'a'.repeat(253), expected: { principal_tags: { cluster: ['prod'], team: ['a'.repeat(253)], where: [`ns-${'a'.repeat(253)}`] }, transitive_tag_keys: ['team', 'cluster'] } },
+    { name: 'fail/templated-value-over-256-characters', team: 'a'.repeat(254), expected: 'invalid_request: cannot issue the role\'s AWS session tags: session tag "where" is longer than 256 characters' },
+    { name: 'ok/missing-claim-drops-the-tag-and-its-transitive-key', team: undefined, expected: { principal_tags: { cluster: ['prod'], where: ['ns-'] }, transitive_tag_keys: ['cluster'] } },
+    { name: 'fail/list-claim', team: ['a', 'b'], expected: 'invalid_request: cannot issue the role\'s AWS session tags: session tag "team" must render to one string, not a list or an object' },
+    { name: 'fail/object-claim', team: { name: 'a' }, expected: 'invalid_request: cannot issue the role\'s AWS session tags: session tag "team" must render to one string, not a list or an object' },
+    { name: 'fail/value-over-256-characters', team: 'a'.repeat(257), expected: 'invalid_request: cannot issue the role\'s AWS session tags: session tag "team" is longer than 256 characters' },
+    { name: 'fail/characters-aws-refuses', team: 'a,b', expected: 'invalid_request: cannot issue the role\'s AWS session tags: session tag "team" has characters AWS does not allow in a tag value' },
+  ];
+  it.each(cases)('$name', ({ team, expected }) => {
+    expect(tags(team)).toEqual(expected);
+  });
+});
+
 describe('shadow mode', () => {
   it('ok/disagreement-is-reported-counted-not-enforced', async () => {
     const metrics = createMetrics();
