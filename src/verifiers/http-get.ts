@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import type { KeyFetchFailure } from './types.js';
 
 /** Limits on every discovery and JWKS fetch: a slow or huge answer must not stall the broker. */
 export const FETCH_TIMEOUT_MS = 5_000;
@@ -21,8 +22,19 @@ export interface HttpGetResult {
   cacheControl?: string;
 }
 
-/** Any failure of a fetch: the message is log material, never sent to a client. */
-export class FetchError extends Error {}
+/**
+ * Any failure of a fetch. The message is log material (it may name files, URLs or document
+ * content); `failure` is the coarse, stable code that readiness detail may show.
+ */
+export class FetchError extends Error {
+  constructor(
+    message: string,
+    readonly failure: KeyFetchFailure,
+  ) {
+    super(message);
+    this.name = 'FetchError';
+  }
+}
 
 /**
  * GET a small JSON document: https only (http when allowed), a total timeout, a size cap,
@@ -33,18 +45,18 @@ export async function httpGet(url: string, options: HttpGetOptions = {}): Promis
   const origin = current.origin;
   for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
     if (current.protocol !== 'https:' && !(options.allowHttp && current.protocol === 'http:')) {
-      throw new FetchError(`refusing ${current.protocol} URL`);
+      throw new FetchError(`refusing ${current.protocol} URL`, 'insecure-url');
     }
     const answer = options.fetchImpl ? await viaFetch(current, options) : await viaNode(current, options);
     if ('redirect' in answer) {
       const next = new URL(answer.redirect, current);
-      if (next.origin !== origin) throw new FetchError(`redirect to another origin refused: ${next.origin}`);
+      if (next.origin !== origin) throw new FetchError(`redirect to another origin refused: ${next.origin}`, 'redirect');
       current = next;
       continue;
     }
     return answer;
   }
-  throw new FetchError('too many redirects');
+  throw new FetchError('too many redirects', 'redirect');
 }
 
 type Answer = HttpGetResult | { redirect: string };
@@ -66,13 +78,13 @@ function viaNode(url: URL, options: HttpGetOptions): Promise<Answer> {
         }
         if (status !== 200) {
           response.resume();
-          reject(new FetchError(`HTTP ${status}`));
+          reject(new FetchError(`HTTP ${status}`, 'http-error'));
           return;
         }
         const declared = Number(response.headers['content-length'] ?? 0);
         if (declared > maxBytes) {
           request.destroy();
-          reject(new FetchError(`response of ${declared} bytes exceeds ${maxBytes}`));
+          reject(new FetchError(`response of ${declared} bytes exceeds ${maxBytes}`, 'too-large'));
           return;
         }
         const chunks: Buffer[] = [];
@@ -80,7 +92,7 @@ function viaNode(url: URL, options: HttpGetOptions): Promise<Answer> {
         response.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > maxBytes) {
-            request.destroy(new FetchError(`response exceeds ${maxBytes} bytes`));
+            request.destroy(new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large'));
             return;
           }
           chunks.push(chunk);
@@ -92,7 +104,7 @@ function viaNode(url: URL, options: HttpGetOptions): Promise<Answer> {
         response.on('error', (error) => reject(asFetchError(error)));
       },
     );
-    const timer = setTimeout(() => request.destroy(new FetchError(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => request.destroy(new FetchError(`timed out after ${timeoutMs} ms`, 'timeout')), timeoutMs);
     request.on('error', (error) => reject(asFetchError(error)));
     request.on('close', () => clearTimeout(timer));
     request.end();
@@ -113,7 +125,7 @@ async function viaFetch(url: URL, options: HttpGetOptions): Promise<Answer> {
   }
   const location = response.headers.get('location');
   if (response.status >= 300 && response.status < 400 && location) return { redirect: location };
-  if (response.status !== 200) throw new FetchError(`HTTP ${response.status}`);
+  if (response.status !== 200) throw new FetchError(`HTTP ${response.status}`, 'http-error');
   const reader = response.body?.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -123,7 +135,7 @@ async function viaFetch(url: URL, options: HttpGetOptions): Promise<Answer> {
     size += part.value.length;
     if (size > maxBytes) {
       await reader?.cancel();
-      throw new FetchError(`response exceeds ${maxBytes} bytes`);
+      throw new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large');
     }
     chunks.push(part.value);
   }
@@ -132,5 +144,18 @@ async function viaFetch(url: URL, options: HttpGetOptions): Promise<Answer> {
 }
 
 function asFetchError(error: unknown): FetchError {
-  return error instanceof FetchError ? error : new FetchError((error as Error)?.message ?? String(error));
+  if (error instanceof FetchError) return error;
+  return new FetchError((error as Error | undefined)?.message ?? String(error), networkFailure(error));
+}
+
+/** OpenSSL's certificate verification codes as Node reports them, and TLS/SSL handshake errors. */
+const TLS_ERROR_CODE = /CERT|SSL|TLS|OSSL|EPROTO|^UNABLE_TO_|^HOSTNAME_MISMATCH$|^INVALID_CA$|^INVALID_PURPOSE$|^PATH_LENGTH_EXCEEDED$/;
+
+/** Node's and undici's socket errors: a certificate or TLS problem, a timeout, or unreachable. */
+function networkFailure(error: unknown): KeyFetchFailure {
+  const { name, code, cause } = (error ?? {}) as { name?: unknown; code?: unknown; cause?: unknown };
+  if (name === 'TimeoutError' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'timeout';
+  if (typeof code === 'string' && TLS_ERROR_CODE.test(code)) return 'tls';
+  if (cause !== undefined && cause !== error) return networkFailure(cause);
+  return 'unreachable';
 }

@@ -8,7 +8,7 @@ import { createJwksVerifier, type ClusterJwksVerifier, type RoutedToken } from '
 import { createTokenReviewVerifier } from './tokenreview.js';
 import type { ClusterStatus, SubjectTokenVerifier, WorkloadIdentity } from './types.js';
 
-export type { WorkloadIdentity, SubjectTokenVerifier, ClusterStatus } from './types.js';
+export type { WorkloadIdentity, SubjectTokenVerifier, ClusterStatus, KeyFetchFailure } from './types.js';
 export { decodeUnverified, parseCompactJws, MAX_TOKEN_BYTES } from './compact.js';
 export { checkJwk, ingestJwks, ACCEPTED_ALGORITHMS, type VerificationKey } from './keys.js';
 export { verifyCompactJws } from './jws.js';

@@ -5,9 +5,10 @@ import type { ClusterConfig } from '../config/index.js';
 import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { FETCH_TIMEOUT_MS } from './http-get.js';
+import { FetchError } from './http-get.js';
 import { createJwksFetcher } from './jwks-fetch.js';
 import { ingestJwks, type VerificationKey } from './keys.js';
-import type { ClusterStatus } from './types.js';
+import type { ClusterStatus, KeyFetchFailure } from './types.js';
 
 /** At most one fetch per issuer in this window, across every replica sharing the cache. */
 export const REFRESH_INTERVAL_MS = 10_000;
@@ -90,7 +91,9 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
   let lastAdoptAt = Number.NEGATIVE_INFINITY;
   let reportedUnreadable = false;
   let lastRefreshAt: number | undefined;
-  let lastError: string | undefined;
+  /** The coarse code status() shows; the full message goes to the log only. */
+  let lastError: KeyFetchFailure | undefined;
+  let lastErrorMessage: string | undefined;
 
   const isFresh = (set: KeySet | undefined): set is KeySet => set !== undefined && now() < set.freshUntil;
   const isUsable = (set: KeySet | undefined): set is KeySet => set !== undefined && now() < set.freshUntil + maxStaleMs;
@@ -100,7 +103,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
     if (stale === reportedStale) return;
     reportedStale = stale;
     metrics?.jwksStale.set({ cluster: cluster.name }, stale ? 1 : 0);
-    if (stale) logger.warn({ ...context, lastError }, 'serving the last good jwks: the issuer cannot be refreshed');
+    if (stale) logger.warn({ ...context, failure: lastError, err: lastErrorMessage }, 'serving the last good jwks: the issuer cannot be refreshed');
   };
 
   /**
@@ -151,15 +154,17 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
       remember(set);
       lastRefreshAt = fetchedAt;
       lastError = undefined;
+      lastErrorMessage = undefined;
       metrics?.jwksFetches.inc({ cluster: cluster.name, result: 'ok' });
       const entry: SharedEntry = { fetchedAt, freshUntil: set.freshUntil, keys: set.keys.map((key) => key.jwk) };
       await cache.set(sharedKey, JSON.stringify(entry), set.freshUntil - fetchedAt + maxStaleMs);
       logger.info({ ...context, keys: set.keys.length, maxAgeSeconds: fetched.maxAgeSeconds }, 'jwks refreshed');
       return set;
     } catch (error) {
-      lastError = (error as Error).message;
+      lastError = error instanceof FetchError ? error.failure : 'unknown';
+      lastErrorMessage = error instanceof Error ? error.message : String(error);
       metrics?.jwksFetches.inc({ cluster: cluster.name, result: 'error' });
-      logger.warn({ ...context, err: lastError, keptKeys: memory?.keys.length ?? 0 }, 'jwks refresh failed');
+      logger.warn({ ...context, failure: lastError, err: lastErrorMessage, keptKeys: memory?.keys.length ?? 0 }, 'jwks refresh failed');
       await cache.set(failureKey, lastError, REFRESH_INTERVAL_MS);
       return undefined;
     }
@@ -193,7 +198,9 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
   };
 
   const unavailable = () =>
-    temporarilyUnavailable('subject_token issuer keys are unavailable; retry later', { detail: { ...context, reason: lastError ?? 'no keys' } });
+    temporarilyUnavailable('subject_token issuer keys are unavailable; retry later', {
+      detail: { ...context, reason: lastErrorMessage ?? 'no keys', failure: lastError },
+    });
 
   return {
     async current() {

@@ -3,6 +3,7 @@ import type { ClusterConfig } from '../config/index.js';
 import type { Logger } from '../observability/index.js';
 import { FetchError, httpGet, type HttpGetOptions } from './http-get.js';
 import { ingestJwks, type VerificationKey } from './keys.js';
+import type { KeyFetchFailure } from './types.js';
 
 /** Bounds on how long a fetched JWKS counts as fresh, whatever the issuer's Cache-Control says. */
 export const MIN_MAX_AGE_SECONDS = 60;
@@ -27,7 +28,7 @@ export function createJwksFetcher(cluster: ClusterConfig, deps: { logger: Logger
     if (!cluster.caFile) return undefined;
     caPem ??= readFile(cluster.caFile, 'utf8').catch((error: Error) => {
       caPem = undefined;
-      throw new FetchError(`cannot read caFile ${cluster.caFile}: ${error.message}`);
+      throw new FetchError(`cannot read caFile ${cluster.caFile}: ${error.message}`, 'ca-file');
     });
     return caPem;
   };
@@ -42,11 +43,11 @@ export function createJwksFetcher(cluster: ClusterConfig, deps: { logger: Logger
 
   const discoverJwksUri = async (options: HttpGetOptions): Promise<string> => {
     const url = `${cluster.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const document = parseJson((await httpGet(url, options)).body, 'discovery document');
+    const document = parseJson((await httpGet(url, options)).body, 'discovery document', 'bad-discovery');
     if (document.issuer !== cluster.issuer) {
-      throw new FetchError(`discovery issuer ${JSON.stringify(document.issuer)} differs from the configured issuer`);
+      throw new FetchError(`discovery issuer ${JSON.stringify(document.issuer)} differs from the configured issuer`, 'bad-discovery');
     }
-    if (typeof document.jwks_uri !== 'string' || !URL.canParse(document.jwks_uri)) throw new FetchError('discovery document has no jwks_uri');
+    if (typeof document.jwks_uri !== 'string' || !URL.canParse(document.jwks_uri)) throw new FetchError('discovery document has no jwks_uri', 'bad-discovery');
     return document.jwks_uri;
   };
 
@@ -54,8 +55,8 @@ export function createJwksFetcher(cluster: ClusterConfig, deps: { logger: Logger
     const options = await getOptions();
     const jwksUri = cluster.jwksUri ?? (await discoverJwksUri(options));
     const response = await httpGet(jwksUri, options);
-    const keys = ingestJwks(parseJson(response.body, 'JWKS'), deps.logger, context);
-    if (keys.length === 0) throw new FetchError('JWKS has no usable key');
+    const keys = ingestJwks(parseJson(response.body, 'JWKS', 'bad-jwks'), deps.logger, context);
+    if (keys.length === 0) throw new FetchError('JWKS has no usable key', 'bad-jwks');
     return { keys, maxAgeSeconds: boundedMaxAge(response.cacheControl) };
   };
 }
@@ -70,13 +71,13 @@ export function boundedMaxAge(cacheControl: string | undefined): number {
   return Math.min(MAX_MAX_AGE_SECONDS, Math.max(MIN_MAX_AGE_SECONDS, Number(maxAge[1])));
 }
 
-function parseJson(body: string, what: string): Record<string, unknown> {
+function parseJson(body: string, what: string, failure: KeyFetchFailure): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(body);
   } catch {
-    throw new FetchError(`${what} is not JSON`);
+    throw new FetchError(`${what} is not JSON`, failure);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FetchError(`${what} is not a JSON object`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FetchError(`${what} is not a JSON object`, failure);
   return value as Record<string, unknown>;
 }

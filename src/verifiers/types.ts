@@ -44,5 +44,23 @@ export interface ClusterStatus {
   /** Serving keys past their refresh time because the issuer is unreachable. */
   stale: boolean;
   lastRefreshAt?: number;
-  lastError?: string;
+  /**
+   * Why the last refresh failed, as a coarse stable code: `/readyz` is unauthenticated, so file
+   * paths, URLs and document content stay in the log (`jwks refresh failed`).
+   */
+  lastError?: KeyFetchFailure;
 }
+
+/** Why a discovery or JWKS fetch failed. */
+export type KeyFetchFailure =
+  | 'unreachable'
+  | 'tls'
+  | 'timeout'
+  | 'http-error'
+  | 'too-large'
+  | 'redirect'
+  | 'insecure-url'
+  | 'bad-discovery'
+  | 'bad-jwks'
+  | 'ca-file'
+  | 'unknown';

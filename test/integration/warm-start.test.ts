@@ -7,7 +7,14 @@ let idp: OidcIssuer;
 let t: TestApp;
 beforeAll(async () => {
   idp = await startOidcIssuer({ path: '/warm' });
-  t = await startTestApp({ clusters: [{ name: 'warm', issuer: idp.issuer, caFile: idp.caFile }] });
+  const broken = await idp.addIssuer({ path: '/broken' });
+  t = await startTestApp({
+    clusters: [
+      { name: 'warm', issuer: idp.issuer, caFile: idp.caFile },
+      // Its keys cannot be fetched: /readyz, which anyone may read, must not tell where the file is.
+      { name: 'broken', issuer: broken.issuer, caFile: '/nonexistent/private-dir/ca.pem' },
+    ],
+  });
 });
 afterAll(async () => {
   await t?.close();
@@ -20,5 +27,19 @@ describe('start-up', () => {
     expect(idp.requests('discovery')).toBe(1);
     const readiness = (await (await fetch(`${t.url}/readyz`)).json()) as { checks: { clusters: Array<Record<string, unknown>> } };
     expect(readiness.checks.clusters.find((cluster) => cluster.cluster === 'warm')).toMatchObject({ ready: true, stale: false });
+  });
+
+  it('fail/a-cluster-whose-keys-cannot-be-fetched-shows-a-code-in-readyz, the detail only in the log', async () => {
+    await vi.waitFor(() => expect(t.logs.lines.some((line) => line.includes('cannot read caFile /nonexistent/private-dir/ca.pem'))).toBe(true));
+    const body = await (await fetch(`${t.url}/readyz`)).text();
+    const readiness = JSON.parse(body) as { checks: { clusters: Array<Record<string, unknown>> } };
+    expect(readiness.checks.clusters.find((cluster) => cluster.cluster === 'broken')).toEqual({
+      cluster: 'broken',
+      issuer: expect.stringMatching(/\/broken$/),
+      ready: false,
+      stale: false,
+      lastError: 'ca-file',
+    });
+    expect(body).not.toContain('nonexistent');
   });
 });

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { createMemoryCache, type SharedCache } from '../../../src/cache/index.js';
 import type { ClusterConfig } from '../../../src/config/index.js';
-import type { Metrics } from '../../../src/observability/index.js';
+import { createLogger, type Logger, type Metrics } from '../../../src/observability/index.js';
 import { boundedMaxAge } from '../../../src/verifiers/index.js';
 import { projectedClaims, startOidcIssuer, type OidcIssuer } from '../../support/oidc-issuer.js';
 import { cluster, makeVerifier, manualClock, outcome } from './helpers.js';
@@ -22,7 +22,7 @@ let prod: ClusterConfig;
 const UNAVAILABLE = '503 temporarily_unavailable: subject_token issuer keys are unavailable; retry later';
 const tokenNow = (overrides: Record<string, unknown> = {}, header?: Record<string, unknown>) =>
   idp.sign({ ...projectedClaims(idp.issuer, { nowSeconds: Math.floor(clock.now() / 1000), lifetimeSeconds: 7 * 86400 }), ...overrides }, header);
-const newVerifier = (overrides: Partial<ClusterConfig> = {}, options: { maxStaleSeconds?: number; metrics?: Metrics } = {}) =>
+const newVerifier = (overrides: Partial<ClusterConfig> = {}, options: { maxStaleSeconds?: number; metrics?: Metrics; logger?: Logger } = {}) =>
   makeVerifier([{ ...prod, ...overrides }], { now: clock.now, cache, ...options });
 const staleGauge = async (metrics: Metrics) => (await metrics.jwksStale.get()).values.find((value) => value.labels.cluster === 'prod')?.value;
 
@@ -51,24 +51,25 @@ describe('discovery and fetch', () => {
     expect([idp.requests('discovery'), idp.requests('jwks')]).toEqual([0, 1]);
   });
 
-  const failures: Array<[string, (config: Partial<ClusterConfig>) => Partial<ClusterConfig>, () => void, RegExp]> = [
-    ['fail/issuer-ca-not-trusted-without-caFile', () => ({ caFile: undefined }), () => {}, /certificate/i],
-    ['fail/caFile-unreadable', () => ({ caFile: '/nonexistent/ca.pem' }), () => {}, /cannot read caFile/],
-    ['fail/discovery-issuer-differs', (c) => c, () => idp.setDiscoveryOverride({ issuer: `${idp.issuer}/`, jwks_uri: idp.jwksUri }), /differs from the configured issuer/],
-    ['fail/discovery-without-jwks_uri', (c) => c, () => idp.setDiscoveryOverride({ issuer: idp.issuer }), /no jwks_uri/],
-    ['fail/jwks-over-256KiB', (c) => c, () => idp.setJwksOverride({ keys: [idp.currentKey().publicJwk], padding: 'x'.repeat(300 * 1024) }), /exceeds/],
-    ['fail/jwks-redirect-to-another-origin', (c) => c, () => idp.setJwksRedirect('https://localhost:1/openid/v1/jwks'), /another origin/],
-    ['fail/jwks-with-only-bad-keys', (c) => c, () => idp.setJwksOverride({ keys: [weakRsaJwk(), { kty: 'oct', k: 'AAAA' }] }), /no usable key/],
-    ['fail/jwks-not-json', (c) => c, () => idp.setJwksOverride('not json'), /not a JSON object/],
-    ['fail/issuer-down', (c) => c, () => idp.setDown(true), /socket|ECONNRESET|disconnected/i],
+  // status() feeds the unauthenticated /readyz: a coarse code there, the full text in the log only.
+  const failures: Array<[string, (config: Partial<ClusterConfig>) => Partial<ClusterConfig>, () => void, string, RegExp]> = [
+    ['fail/issuer-ca-not-trusted-without-caFile', () => ({ caFile: undefined }), () => {}, 'tls', /certificate/i],
+    ['fail/caFile-unreadable', () => ({ caFile: '/nonexistent/ca.pem' }), () => {}, 'ca-file', /cannot read caFile \/nonexistent\/ca.pem/],
+    ['fail/discovery-issuer-differs', (c) => c, () => idp.setDiscoveryOverride({ issuer: `${idp.issuer}/`, jwks_uri: idp.jwksUri }), 'bad-discovery', /differs from the configured issuer/],
+    ['fail/discovery-without-jwks_uri', (c) => c, () => idp.setDiscoveryOverride({ issuer: idp.issuer }), 'bad-discovery', /no jwks_uri/],
+    ['fail/jwks-over-256KiB', (c) => c, () => idp.setJwksOverride({ keys: [idp.currentKey().publicJwk], padding: 'x'.repeat(300 * 1024) }), 'too-large', /exceeds/],
+    ['fail/jwks-redirect-to-another-origin', (c) => c, () => idp.setJwksRedirect('https://localhost:1/openid/v1/jwks'), 'redirect', /another origin/],
+    ['fail/jwks-with-only-bad-keys', (c) => c, () => idp.setJwksOverride({ keys: [weakRsaJwk(), { kty: 'oct', k: 'AAAA' }] }), 'bad-jwks', /no usable key/],
+    ['fail/jwks-not-json', (c) => c, () => idp.setJwksOverride('not json'), 'bad-jwks', /not a JSON object/],
+    ['fail/issuer-down', (c) => c, () => idp.setDown(true), 'unreachable', /socket|ECONNRESET|disconnected/i],
   ];
-  test.each(failures)('%s: 503 with nothing cached, reason in status()', async (_name, configure, arrange, reason) => {
+  test.each(failures)('%s: 503 with nothing cached, a code in status(), the detail in the log', async (_name, configure, arrange, code, logged) => {
     arrange();
-    const { verifier, metrics } = newVerifier(configure({}));
+    const { logger, lines } = capturingLogger();
+    const { verifier, metrics } = newVerifier(configure({}), { logger });
     expect(await outcome(verifier.verify(await tokenNow()))).toBe(UNAVAILABLE);
-    const [status] = verifier.status();
-    expect(status).toMatchObject({ ready: false, stale: false });
-    expect(status?.lastError).toMatch(reason);
+    expect(verifier.status()).toEqual([{ cluster: 'prod', issuer: idp.issuer, ready: false, stale: false, lastError: code }]);
+    expect(lines.find((line) => line.msg === 'jwks refresh failed')).toMatchObject({ cluster: 'prod', failure: code, err: expect.stringMatching(logged) });
     expect((await metrics.jwksFetches.get()).values).toContainEqual({ labels: { cluster: 'prod', result: 'error' }, value: 1 });
   });
 
@@ -85,7 +86,7 @@ describe('discovery and fetch', () => {
     idp.setJwksRedirect(`${idp.issuer}/openid/v1/jwks?again=1`);
     const { verifier } = newVerifier();
     expect(await outcome(verifier.verify(await tokenNow()))).toBe(UNAVAILABLE);
-    expect(verifier.status()[0]?.lastError).toBe('too many redirects');
+    expect(verifier.status()[0]?.lastError).toBe('redirect');
     expect(idp.requests('jwks')).toBe(4);
   });
 
@@ -93,7 +94,7 @@ describe('discovery and fetch', () => {
     const { server, url, sockets } = await silentServer();
     const { verifier } = newVerifier({ jwksUri: `${url}/openid/v1/jwks` });
     expect(await outcome(verifier.verify(await tokenNow()))).toBe(UNAVAILABLE);
-    expect(verifier.status()[0]?.lastError).toBe('timed out after 5000 ms');
+    expect(verifier.status()[0]?.lastError).toBe('timeout');
     sockets.forEach((socket) => socket.destroy());
     server.close();
   }, 15_000);
@@ -169,7 +170,7 @@ describe('outages', () => {
     idp.setDown(true);
     clock.advance(3600_000 + 1); // past max-age=3600
     expect(await outcome(verifier.verify(token))).toBe('ok');
-    expect(verifier.status()[0]).toMatchObject({ ready: true, stale: true, lastError: expect.any(String) });
+    expect(verifier.status()[0]).toMatchObject({ ready: true, stale: true, lastError: 'unreachable' });
     expect(await staleGauge(metrics)).toBe(1);
     clock.advance(7200_000); // past maxStale
     expect(await outcome(verifier.verify(token))).toBe(UNAVAILABLE);
@@ -257,6 +258,12 @@ describe('Cache-Control max-age bounds', () => {
     expect(verifier.status()[0]).toMatchObject({ stale: false, lastRefreshAt: clock.now() });
   });
 });
+
+function capturingLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  return { logger, lines };
+}
 
 function weakRsaJwk(): Record<string, unknown> {
   const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
