@@ -93,8 +93,9 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
 
 function createRoute(cluster: ClusterConfig, options: SubjectTokenVerifierOptions, now: () => number): Route {
   const audiences = cluster.audiences ?? [options.audience];
-  if (cluster.issuer.startsWith('http:') || cluster.jwksUri?.startsWith('http:')) {
-    options.logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster keys are fetched over plain http (allowInsecure): development only');
+  // Whenever allowed, not only for an http issuer: an https issuer's discovery may name an http jwks_uri.
+  if (cluster.allowInsecure) {
+    options.logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster keys may be fetched over plain http (allowInsecure): development only');
   }
   const shared = { cache: options.cache, logger: options.logger, ...(options.metrics ? { metrics: options.metrics } : {}), now };
   const jwks: ClusterJwksVerifier | undefined =

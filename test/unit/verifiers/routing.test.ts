@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger } from '../../../src/observability/index.js';
 import type { SubjectTokenVerifier } from '../../../src/verifiers/index.js';
 import { projectedClaims, startOidcIssuer, type OidcIssuer } from '../../support/oidc-issuer.js';
 import { cluster, makeVerifier, outcome } from './helpers.js';
@@ -74,5 +75,22 @@ describe('routing by iss', () => {
       ['b', b.issuer],
       ['nested', nested.issuer],
     ]);
+  });
+});
+
+describe('allowInsecure', () => {
+  // http is possible wherever allowInsecure is set: an https issuer's discovery may name an http jwks_uri.
+  test.each([
+    ['warn/http-issuer', { issuer: 'http://127.0.0.1:1/lab', allowInsecure: true }, 1],
+    ['warn/https-issuer-with-allowInsecure', { issuer: 'https://127.0.0.1:1/lab', allowInsecure: true }, 1],
+    ['ok/https-issuer-without-allowInsecure', { issuer: 'https://127.0.0.1:1/lab', allowInsecure: false }, 0],
+  ] as const)('%s', async (_name, config, warnings) => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+    const { verifier: lab } = makeVerifier([cluster({ name: 'lab', ...config })], { logger });
+    expect(lines.filter((line) => String(line.msg).includes('plain http'))).toEqual(
+      Array(warnings).fill(expect.objectContaining({ level: 40, cluster: 'lab', issuer: config.issuer })),
+    );
+    await lab.close();
   });
 });
