@@ -4,7 +4,7 @@ import { guardrailFileSchema, HARD_MAX_LIFETIME, roleFileSchema, type GuardrailF
 import { AWS_TAGS_CLAIM, compileSessionTags } from './session-tags.js';
 import { parseSource, type Path, type PolicySource, type Problem } from './source.js';
 import { compilePolicyDocument } from './statement.js';
-import { compileTemplate, compileTree } from './template.js';
+import { compileTemplate, compileTree, type TemplateContext } from './template.js';
 import type { CompiledGuardrail, CompiledRole, IssueProfile, Template } from './types.js';
 
 /** A file compiled on its own; cross-file checks happen when the set is assembled. */
@@ -70,8 +70,8 @@ function checkLifetime(seconds: number, path: Path, report: Reporter) {
   } else if (seconds <= 0) report(path, `${path[path.length - 1]} must be positive`);
 }
 
-function template(text: string, path: Path, report: Reporter): Template {
-  const compiled = compileTemplate(text);
+function template(text: string, path: Path, report: Reporter, context: TemplateContext): Template {
+  const compiled = compileTemplate(text, context);
   if (typeof compiled === 'string') {
     report(path, compiled);
     return () => '';
@@ -102,9 +102,9 @@ function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile 
   if (issue.x509) {
     checkLifetime(issue.x509.maxTtl, ['issue', 'x509', 'maxTtl'], report);
     x509 = {
-      spiffeId: template(issue.x509.spiffeId, ['issue', 'x509', 'spiffeId'], report),
+      spiffeId: template(issue.x509.spiffeId, ['issue', 'x509', 'spiffeId'], report, 'spiffeId'),
       maxTtl: issue.x509.maxTtl,
-      dnsNames: issue.x509.dnsNames.map((name, index) => template(name, ['issue', 'x509', 'dnsNames', index], report)),
+      dnsNames: issue.x509.dnsNames.map((name, index) => template(name, ['issue', 'x509', 'dnsNames', index], report, 'dnsName')),
     };
   }
   return {
@@ -112,7 +112,7 @@ function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile 
     algorithm: issue.algorithm,
     maxLifetime: Math.min(issue.maxLifetime, HARD_MAX_LIFETIME),
     defaultLifetime: Math.min(defaultLifetime, issue.maxLifetime, HARD_MAX_LIFETIME),
-    ...(issue.subject !== undefined ? { subject: template(issue.subject, ['issue', 'subject'], report) } : {}),
+    ...(issue.subject !== undefined ? { subject: template(issue.subject, ['issue', 'subject'], report, 'subject') } : {}),
     claims: sessionTags
       ? (vars) => ({ ...(claimsTree(vars) as Record<string, unknown>), [AWS_TAGS_CLAIM]: sessionTags(vars) })
       : (vars) => claimsTree(vars) as Record<string, unknown>,

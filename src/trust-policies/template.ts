@@ -1,3 +1,4 @@
+import { invalidRequest } from '../errors.js';
 import { lookupPath } from './keys.js';
 import type { Template, TemplateVars } from './types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
@@ -29,8 +30,13 @@ function variable(name: string): Getter | string {
   return `unknown template variable "{{${name}}}" (known: ${TEMPLATE_VARIABLES.map((v) => `{{${v}}}`).join(', ')})`;
 }
 
+interface Variable {
+  name: string;
+  get: Getter;
+}
+
 interface Parsed {
-  parts: Array<string | Getter>;
+  parts: Array<string | Variable>;
 }
 
 function parse(text: string): Parsed | string {
@@ -40,9 +46,10 @@ function parse(text: string): Parsed | string {
     const literal = text.slice(last, match.index);
     if (literal.includes('{{') || literal.includes('}}')) return `unbalanced braces in template "${text}"`;
     if (literal) parts.push(literal);
-    const getter = variable(match[1] as string);
+    const name = match[1] as string;
+    const getter = variable(name);
     if (typeof getter === 'string') return getter;
-    parts.push(getter);
+    parts.push({ name, get: getter });
     last = (match.index ?? 0) + match[0].length;
   }
   const tail = text.slice(last);
@@ -51,11 +58,32 @@ function parse(text: string): Parsed | string {
   return { parts };
 }
 
+/**
+ * Where a template's result goes. A substituted value must not change the structure of what it
+ * lands in: a `/` in a SPIFFE ID adds path segments (`…/sa/admin/ns/x/sa/y`), a `:` in a
+ * `system:serviceaccount:NS:SA` subject adds fields. Kubernetes namespace and service-account
+ * names never contain such characters, so only a forged or unusual claim is refused.
+ */
+export type TemplateContext = 'text' | 'spiffeId' | 'dnsName' | 'subject';
+
+const SEGMENT_SAFE = /^[A-Za-z0-9._-]*$/;
+
+const CONTEXT_RULES: Record<Exclude<TemplateContext, 'text'>, { field: string; safe: (name: string, value: string) => boolean; rule: string }> = {
+  spiffeId: { field: 'x509.spiffeId', safe: (_, value) => SEGMENT_SAFE.test(value), rule: 'characters outside [A-Za-z0-9._-]' },
+  dnsName: { field: 'x509.dnsNames', safe: (_, value) => SEGMENT_SAFE.test(value), rule: 'characters outside [A-Za-z0-9._-]' },
+  // `{{sub}}` is the source token's own subject, colons and all: it is what the default subject is.
+  subject: { field: 'subject', safe: (name, value) => name === 'sub' || !value.includes(':'), rule: '":"' },
+};
+
 const asText = (value: unknown): string =>
   value === undefined || value === null ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
 
-/** A string template; a string result is the compile error. */
-export function compileTemplate(text: string): Template | string {
+/**
+ * A string template; a string result is the compile error. In a `context` other than `text`,
+ * rendering throws an `invalid_request` TesseraError naming the variable (never its value) when
+ * a substituted value holds characters unsafe there.
+ */
+export function compileTemplate(text: string, context: TemplateContext = 'text'): Template | string {
   const parsed = parse(text);
   if (typeof parsed === 'string') return parsed;
   const { parts } = parsed;
@@ -63,7 +91,17 @@ export function compileTemplate(text: string): Template | string {
     const constant = parts.join('');
     return () => constant;
   }
-  return (vars) => parts.map((part) => (typeof part === 'string' ? part : asText(part(vars)))).join('');
+  const rules = context === 'text' ? undefined : CONTEXT_RULES[context];
+  const substitute = (part: Variable, vars: TemplateVars): string => {
+    const value = asText(part.get(vars));
+    if (rules && !rules.safe(part.name, value)) {
+      throw invalidRequest(`the token's value of {{${part.name}}} cannot be used in the role's ${rules.field}: it contains ${rules.rule}`, {
+        detail: { variable: part.name, field: rules.field },
+      });
+    }
+    return value;
+  };
+  return (vars) => parts.map((part) => (typeof part === 'string' ? part : substitute(part, vars))).join('');
 }
 
 /**
@@ -74,7 +112,7 @@ export function compileClaimValue(text: string): Getter | string {
   const parsed = parse(text);
   if (typeof parsed === 'string') return parsed;
   const [only] = parsed.parts;
-  if (parsed.parts.length === 1 && typeof only === 'function') return only;
+  if (parsed.parts.length === 1 && typeof only === 'object') return only.get;
   const template = compileTemplate(text) as Template;
   return template;
 }

@@ -48,6 +48,17 @@ issue:
       principal_tags: { pod: "{{claims.kubernetes.io.pod.name}}", team: "{{claims.team}}" }
 `;
 
+/** A subject built from names: a name that carries a ":" would add fields to it. */
+const SUBJECT_FROM_NAMES = `apiVersion: tessera.dev/v1
+kind: Role
+metadata: { name: subject-from-names }
+trustPolicy:
+  Statement: { Effect: Allow, Principal: { Federated: dev }, Action: sts:TokenExchange }
+issue:
+  audiences: [subjects]
+  subject: "system:serviceaccount:{{namespace}}:{{serviceAccount}}"
+`;
+
 let root: string;
 let t: TestApp;
 let app: TesseraApp;
@@ -58,6 +69,7 @@ beforeAll(async () => {
   cpSync(GOLDEN_POLICIES, policies, { recursive: true });
   writeFileSync(join(policies, 'aws-abac.yaml'), DERIVED);
   writeFileSync(join(policies, 'aws-tag-from-claim.yaml'), TAG_FROM_CLAIM);
+  writeFileSync(join(policies, 'subject-from-names.yaml'), SUBJECT_FROM_NAMES);
   t = await startTestApp({ policies });
   app = t.app;
   writeFileSync(join(root, 'config.yaml'), JSON.stringify({ ...app.config, listen: undefined }));
@@ -164,6 +176,25 @@ describe('AWS session tags rendered from token claims', () => {
   it.each(cases)('$name', async ({ pod, expected }) => {
     const result = await exchange(token('team-a', 'api', pod), { resource: 'aws-tag-from-claim' });
     if (result.status === 200) expect({ status: 200, tags: decodeJwt(result.body.access_token as string)['https://aws.amazon.com/tags'] }).toEqual(expected);
+    else expect(result).toEqual(expected);
+  });
+});
+
+describe('template values cannot add fields to the issued subject', () => {
+  const cases = [
+    { name: 'ok/kubernetes-names', serviceAccount: 'api', expected: { status: 200, sub: 'system:serviceaccount:team-a:api' } },
+    {
+      name: 'fail/colon-in-a-name',
+      serviceAccount: 'api:admin',
+      expected: {
+        status: 400,
+        body: { error: 'invalid_request', error_description: 'the token\'s value of {{serviceAccount}} cannot be used in the role\'s subject: it contains ":"' },
+      },
+    },
+  ];
+  it.each(cases)('$name', async ({ serviceAccount, expected }) => {
+    const result = await exchange(token('team-a', serviceAccount), { resource: 'subject-from-names' });
+    if (result.status === 200) expect({ status: 200, sub: decodeJwt(result.body.access_token as string).sub }).toEqual(expected);
     else expect(result).toEqual(expected);
   });
 });

@@ -119,6 +119,50 @@ describe('AWS session tags rendered at issue time', () => {
   });
 });
 
+describe('template values cannot change the structure of SPIFFE IDs, DNS names and subjects', () => {
+  const text = roleText('r', [allow()], {
+    issue: {
+      audiences: ['vault'],
+      subject: 'system:serviceaccount:{{namespace}}:{{claims.app}}',
+      x509: { spiffeId: 'spiffe://example.org/ns/{{namespace}}/sa/{{claims.app}}', dnsNames: ['{{claims.app}}.svc.example.org'] },
+    },
+  });
+  const bySub = roleText('s', [allow()], { issue: { audiences: ['vault'], subject: '{{sub}}', x509: { spiffeId: 'spiffe://example.org/{{sub}}' } } });
+  const set = setOf([text, bySub]);
+  const render = (role: string, field: 'subject' | 'spiffeId' | 'dnsName', app: string) => {
+    const issue = set.roles.get(role)?.issue;
+    const vars = templateVars(identity({}, { app }));
+    try {
+      if (field === 'subject') return issue?.subject?.(vars);
+      if (field === 'spiffeId') return issue?.x509?.spiffeId(vars);
+      return issue?.x509?.dnsNames[0]?.(vars);
+    } catch (error) {
+      const e = error as TesseraError;
+      return `${e.code}: ${e.description}`;
+    }
+  };
+  const refused = (variable: string, field: string, rule: string) =>
+    `invalid_request: the token's value of {{${variable}}} cannot be used in the role's ${field}: it contains ${rule}`;
+  const segment = 'characters outside [A-Za-z0-9._-]';
+  const cases: Array<{ name: string; role?: string; field: 'subject' | 'spiffeId' | 'dnsName'; app: string; expected: string }> = [
+    { name: 'ok/spiffe-id-kubernetes-name', field: 'spiffeId', app: 'api-v2.x_y', expected: 'spiffe://example.org/ns/prod/sa/api-v2.x_y' },
+    { name: 'fail/spiffe-id-slash-adds-segments', field: 'spiffeId', app: 'admin/ns/x/sa/y', expected: refused('claims.app', 'x509.spiffeId', segment) },
+    { name: 'fail/spiffe-id-percent-encoding', field: 'spiffeId', app: 'a%2Fb', expected: refused('claims.app', 'x509.spiffeId', segment) },
+    { name: 'fail/spiffe-id-colon-from-sub', role: 's', field: 'spiffeId', app: 'x', expected: refused('sub', 'x509.spiffeId', segment) },
+    { name: 'fail/spiffe-id-long-value-never-echoed', field: 'spiffeId', app: 'x/'.repeat(500), expected: refused('claims.app', 'x509.spiffeId', segment) },
+    { name: 'ok/dns-name-label', field: 'dnsName', app: 'api', expected: 'api.svc.example.org' },
+    { name: 'fail/dns-name-wildcard', field: 'dnsName', app: '*', expected: refused('claims.app', 'x509.dnsNames', segment) },
+    { name: 'fail/dns-name-slash', field: 'dnsName', app: 'evil.example.com/x', expected: refused('claims.app', 'x509.dnsNames', segment) },
+    { name: 'ok/subject-kubernetes-name', field: 'subject', app: 'api', expected: 'system:serviceaccount:prod:api' },
+    { name: 'ok/subject-slash-is-no-field', field: 'subject', app: 'a/b', expected: 'system:serviceaccount:prod:a/b' },
+    { name: 'fail/subject-colon-adds-fields', field: 'subject', app: 'admin:extra', expected: refused('claims.app', 'subject', '":"') },
+    { name: 'ok/subject-sub-keeps-its-colons', role: 's', field: 'subject', app: 'x', expected: 'system:serviceaccount:prod:api' },
+  ];
+  it.each(cases)('$name', ({ role, field, app, expected }) => {
+    expect(render(role ?? 'r', field, app)).toBe(expected);
+  });
+});
+
 describe('shadow mode', () => {
   it('ok/disagreement-is-reported-counted-not-enforced', async () => {
     const metrics = createMetrics();
