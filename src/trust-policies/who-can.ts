@@ -33,25 +33,37 @@ const SA_SUB = /^system:serviceaccount:([^:]+):([^:]+)$/;
 const positive = (c: CompiledCondition) => ['StringEquals', 'StringLike', 'StringEqualsIgnoreCase'].includes(c.baseOperator) && !c.negated && !c.qualifier;
 const isSub = (c: CompiledCondition) => /:sub$/i.test(c.key) && !c.key.startsWith('token:');
 
+/** An `…IfExists` condition also admits a token without the key; say so wherever it is listed. */
+const ABSENT = ' (or key absent)';
+
+/** A list of values; when one came from an IfExists condition, it admits the key's absence too. */
+const withAbsent = (values: string[], ifExists: boolean) => (ifExists && values.length > 0 ? [...values.slice(0, -1), `${values.at(-1)}${ABSENT}`] : values);
+
 export function describeCondition(condition: CompiledCondition): string {
   if (condition.operator === 'Cel') return `Cel ${String(condition.expected[0])}`;
-  return `${condition.operator} ${condition.key} ${condition.expected.map((value) => JSON.stringify(value)).join(' | ')}`;
+  return `${condition.operator} ${condition.key} ${condition.expected.map((value) => JSON.stringify(value)).join(' | ')}${condition.ifExists ? ABSENT : ''}`;
 }
 
 function summarize(statement: CompiledStatement): AllowSummary {
-  const values = (key: string) =>
-    statement.conditions.filter((c) => positive(c) && c.key.toLowerCase() === key).flatMap((c) => c.expected.map(String));
-  const subs = statement.conditions.filter((c) => positive(c) && isSub(c)).flatMap((c) => c.expected.map(String));
-  const used = new Set(statement.conditions.filter((c) => positive(c) && (isSub(c) || [NAMESPACE, SERVICE_ACCOUNT].includes(c.key.toLowerCase()))));
-  const fromSubs = subs.map((sub) => SA_SUB.exec(sub)).filter((m): m is RegExpExecArray => m !== null);
-  const namespaces = values(NAMESPACE);
-  const serviceAccounts = values(SERVICE_ACCOUNT);
+  const matching = (test: (c: CompiledCondition) => boolean) => statement.conditions.filter((c) => positive(c) && test(c));
+  const listed = (conditions: CompiledCondition[]) => conditions.flatMap((c) => withAbsent(c.expected.map(String), c.ifExists));
+  const namespaceConditions = matching((c) => c.key.toLowerCase() === NAMESPACE);
+  const serviceAccountConditions = matching((c) => c.key.toLowerCase() === SERVICE_ACCOUNT);
+  const subConditions = matching(isSub);
+  const used = new Set([...namespaceConditions, ...serviceAccountConditions, ...subConditions]);
+  const subsIfExists = subConditions.some((c) => c.ifExists);
+  const fromSubs = subConditions.flatMap((c) => c.expected.map(String))
+    .map((sub) => SA_SUB.exec(sub))
+    .filter((m): m is RegExpExecArray => m !== null);
+  const fromSub = (group: 1 | 2) => withAbsent([...new Set(fromSubs.map((m) => m[group] as string))], subsIfExists);
+  const namespaces = listed(namespaceConditions);
+  const serviceAccounts = listed(serviceAccountConditions);
   return {
     statement: statement.label,
     clusters: statement.principals,
-    namespaces: namespaces.length > 0 ? namespaces : fromSubs.length > 0 ? [...new Set(fromSubs.map((m) => m[1] as string))] : ['*'],
-    serviceAccounts: serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? [...new Set(fromSubs.map((m) => m[2] as string))] : ['*'],
-    subjects: subs,
+    namespaces: namespaces.length > 0 ? namespaces : fromSubs.length > 0 ? fromSub(1) : ['*'],
+    serviceAccounts: serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? fromSub(2) : ['*'],
+    subjects: listed(subConditions),
     also: statement.conditions.filter((c) => !used.has(c)).map(describeCondition),
   };
 }
