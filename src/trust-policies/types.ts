@@ -30,7 +30,7 @@ export interface ConditionTrace {
   /** The value(s) the request carried for `key`; `undefined` when the key is missing. */
   seen: unknown;
   matched: boolean;
-  /** Why a condition could not be evaluated normally (CEL error or time budget exceeded). */
+  /** Why a condition could not be evaluated normally (a CEL error, a non-bool result). */
   note?: string;
 }
 
