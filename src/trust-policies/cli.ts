@@ -15,7 +15,7 @@ import { formatProblem } from './source.js';
 import type { PolicySet } from './types.js';
 import { formatWhoCan, whoCan } from './who-can.js';
 
-/** Where commands write; tests pass their own. Exit codes: 0 ok, 1 problems or deny, 2 usage or I/O. */
+/** Where commands write; tests pass their own. Exit codes: 0 ok, 1 errors (lint; warnings too with --strict) or deny, 2 usage or I/O. */
 export interface PolicyCliIo {
   out(text: string): void;
   err(text: string): void;
@@ -143,10 +143,11 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
 
   policy
     .command('lint')
-    .description('validate every policy file; prints file:line:col: message per problem, exit 1 when any')
+    .description('validate every policy file; prints file:line:col: message per problem, exit 1 on errors (and on warnings with --strict)')
     .argument('[dir]', 'policy directory (default: the config’s policies, else ./policies)')
     .option('-c, --config <file>', 'config file: Principals must then name a configured cluster')
-    .action((dir: string | undefined, _options: unknown, command: Command) => {
+    .option('--strict', 'exit 1 on warnings too')
+    .action((dir: string | undefined, options: { strict?: boolean }, command: Command) => {
       const config = configOf(command);
       const target = dir ?? config?.policies ?? './policies';
       let result;
@@ -157,11 +158,10 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
         return io.exit(2);
       }
       for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
-      if (result.problems.length > 0) {
-        const errors = result.problems.filter((problem) => problem.severity === 'error').length;
-        io.err(`${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`);
-      }
-      io.exit(result.problems.length > 0 ? 1 : 0);
+      const errors = result.problems.filter((problem) => problem.severity === 'error').length;
+      if (result.problems.length > 0) io.err(`${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`);
+      // Warnings are advice: every file is still valid, so they fail only when asked to.
+      io.exit(errors > 0 || (options.strict === true && result.problems.length > 0) ? 1 : 0);
     });
 
   policy

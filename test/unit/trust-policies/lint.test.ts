@@ -128,6 +128,17 @@ describe('tessera policy lint (command)', () => {
     });
   });
 
+  const warningOnly = join(BASE, 'wildcard-in-string-equals');
+  const warning = `${warningOnly}/role.yaml:11:36: warning: StringEquals compares "prod-*" literally: * and ? are wildcards only in StringLike\n`;
+  const exits: Array<{ name: string; args: string[]; expected: { out: string; err: string; code: number } }> = [
+    { name: 'ok/warnings-only-exit-0', args: [warningOnly], expected: { out: warning, err: '0 error(s), 1 warning(s) in 1 file(s)\n', code: 0 } },
+    { name: 'fail/warnings-with-strict-exit-1', args: ['--strict', warningOnly], expected: { out: warning, err: '0 error(s), 1 warning(s) in 1 file(s)\n', code: 1 } },
+    { name: 'ok/clean-with-strict-exit-0', args: ['--strict', 'policies'], expected: { out: '', err: '', code: 0 } },
+  ];
+  it.each(exits)('$name', async ({ args, expected }) => {
+    expect(await run(args)).toEqual(expected);
+  });
+
   it('fail/exit-2-when-directory-missing', async () => {
     const result = await run(['does-not-exist']);
     expect(result.code).toBe(2);
