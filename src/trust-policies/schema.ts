@@ -16,7 +16,7 @@ const conditionValues = z.union([scalar, z.array(scalar).min(1)]);
 /** `{ Operator: { key: value | [values] } }`, or `{ Cel: expr | [exprs] }`. */
 const conditionBlock = z
   .record(z.string(), z.union([z.record(z.string(), conditionValues), z.string(), z.array(z.string()).min(1)]))
-  .meta({ description: 'IAM condition operators (StringEquals, ForAnyValue:StringLike, NullIfExists…) → { key: value(s) }; or Cel: expression(s)' });
+  .meta({ description: 'IAM condition operators (StringEquals, ForAnyValue:StringLike, StringEqualsIfExists, Null…) → { key: value(s) }; or Cel: expression(s)' });
 
 const stringOrList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 
