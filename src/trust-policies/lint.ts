@@ -1,5 +1,4 @@
 import type { ClusterConfig } from '../config/index.js';
-import { hasErrors } from './compile.js';
 import { issuerHostPath, principalMatcher } from './issuer.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
 import { globToRegExp } from './operators.js';
@@ -35,9 +34,6 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
   return { problems, files };
 }
-
-export const lintFailed = (result: LintResult) => result.problems.length > 0;
-export { hasErrors };
 
 function audienceProblems(files: readonly ValidFile[]): Problem[] {
   const owner = new Map<string, { role: string; file: string }>();
