@@ -6,16 +6,10 @@ import type { CompiledRole, CompiledStatement, Decision, EvaluationInput, Prepar
 const prepare = (input: EvaluationInput): PreparedInput => ({ ...input, issuerHostPath: issuerHostPath(input.identity.iss) });
 
 /**
- * AWS IAM evaluation: every statement is evaluated (the trace is for people), then an explicit
+ * AWS IAM evaluation over traces of every statement (the trace is for people): an explicit
  * Deny wins, else the first matching Allow, else the implicit deny.
  */
-export function evaluatePolicy(statements: readonly CompiledStatement[], input: EvaluationInput): Pick<Decision, 'decision' | 'decidedBy' | 'explicitDeny' | 'statements'> {
-  const prepared = prepare(input);
-  const traces = statements.map((statement) => evaluateStatement(statement, prepared));
-  return conclude(statements, traces);
-}
-
-export function conclude(statements: readonly CompiledStatement[], traces: StatementTrace[]): Pick<Decision, 'decision' | 'decidedBy' | 'explicitDeny' | 'statements'> {
+function conclude(statements: readonly CompiledStatement[], traces: StatementTrace[]): Pick<Decision, 'decision' | 'decidedBy' | 'explicitDeny' | 'statements'> {
   const deny = traces.findIndex((trace) => trace.matched && trace.effect === 'Deny');
   if (deny >= 0) return { decision: 'deny', decidedBy: statements[deny]?.label, explicitDeny: true, statements: traces };
   const allow = traces.findIndex((trace) => trace.matched && trace.effect === 'Allow');
@@ -23,21 +17,32 @@ export function conclude(statements: readonly CompiledStatement[], traces: State
   return { decision: 'deny', explicitDeny: false, statements: traces };
 }
 
+/** A role's statement lists in evaluation order, built once per policy set rather than per request. */
+export interface RolePlan {
+  guardrails: readonly CompiledStatement[];
+  /** Guardrails, then the role's trust policy. */
+  enforced: readonly CompiledStatement[];
+  /** Guardrails, then the role's shadow trust policy. */
+  shadow?: readonly CompiledStatement[];
+}
+
+export function planRole(guardrails: readonly CompiledStatement[], role: CompiledRole): RolePlan {
+  return {
+    guardrails,
+    enforced: [...guardrails, ...role.trustPolicy.statements],
+    ...(role.shadowTrustPolicy ? { shadow: [...guardrails, ...role.shadowTrustPolicy.statements] } : {}),
+  };
+}
+
 /** The enforced decision (guardrails, then the role) and, when the role has one, the shadow outcome. */
-export function decideRole(guardrailStatements: readonly CompiledStatement[], role: CompiledRole, given: EvaluationInput): Decision {
+export function decideRole(plan: RolePlan, role: CompiledRole, given: EvaluationInput): Decision {
   const input = prepare(given);
-  const guardrailTraces = guardrailStatements.map((statement) => evaluateStatement(statement, input));
-  const enforcedStatements = [...guardrailStatements, ...role.trustPolicy.statements];
-  const enforced = conclude(enforcedStatements, [
-    ...guardrailTraces,
-    ...role.trustPolicy.statements.map((statement) => evaluateStatement(statement, input)),
-  ]);
-  if (!role.shadowTrustPolicy) return enforced;
-  const shadowStatements = [...guardrailStatements, ...role.shadowTrustPolicy.statements];
-  const shadow = conclude(shadowStatements, [
-    ...guardrailTraces,
-    ...role.shadowTrustPolicy.statements.map((statement) => evaluateStatement(statement, input)),
-  ]);
+  const evaluate = (statement: CompiledStatement) => evaluateStatement(statement, input);
+  // Guardrails are evaluated once and their traces shared by the enforced and shadow outcomes.
+  const guardrailTraces = plan.guardrails.map(evaluate);
+  const enforced = conclude(plan.enforced, guardrailTraces.concat(role.trustPolicy.statements.map(evaluate)));
+  if (!plan.shadow || !role.shadowTrustPolicy) return enforced;
+  const shadow = conclude(plan.shadow, guardrailTraces.concat(role.shadowTrustPolicy.statements.map(evaluate)));
   return {
     ...enforced,
     shadow: {

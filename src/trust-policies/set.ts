@@ -1,5 +1,5 @@
 import type { Logger, Metrics } from '../observability/index.js';
-import { decideRole } from './decide.js';
+import { decideRole, planRole } from './decide.js';
 import type { CompiledFile } from './compile.js';
 import type { CompiledGuardrail, CompiledRole, Decision, EvaluationInput, PolicySet } from './types.js';
 
@@ -38,12 +38,14 @@ export function buildPolicySet(files: ReadonlyArray<RoleFileEntry | GuardrailFil
   const roles = new Map<string, CompiledRole>();
   for (const file of files) if (file.kind === 'Role') roles.set(file.role.name, capRole(file.role, cap));
   const guardrailStatements = guardrails.flatMap((guardrail) => guardrail.policy.statements);
+  const plans = new Map([...roles.values()].map((role) => [role, planRole(guardrailStatements, role)]));
   return Object.freeze({
     roles,
     guardrails,
     loadedAt: (options.now ?? Date.now)(),
     decide(role: CompiledRole, input: EvaluationInput): Decision {
-      const decision = decideRole(guardrailStatements, role, input);
+      // A role from another set (a caller mixing sets) is planned on the spot, never misjudged.
+      const decision = decideRole(plans.get(role) ?? planRole(guardrailStatements, role), role, input);
       if (decision.shadow?.disagrees) {
         options.metrics?.shadowDisagreements.inc({ role: role.name, enforced: decision.decision, shadow: decision.shadow.decision });
         options.logger?.warn(

@@ -183,6 +183,19 @@ describe('shadow mode', () => {
   });
 });
 
+describe('guardrails apply to every role a set decides', () => {
+  const guarded = setOf([roleText('r', [allow()]), guardrail]);
+  const unguarded = setOf([roleText('r', [allow()])]);
+  const cases = [
+    { name: 'fail/role-of-the-set', role: guarded.roles.get('r'), expected: 'deny' },
+    { name: 'fail/role-of-another-set', role: unguarded.roles.get('r'), expected: 'deny' },
+  ];
+  it.each(cases)('$name', ({ role, expected }) => {
+    if (!role) throw new Error('role missing');
+    expect(guarded.decide(role, input(identity({ namespace: 'kube-system' }))).decision).toBe(expected);
+  });
+});
+
 describe('selectRole', () => {
   const set = setOf([roleText('a', [allow()]), roleText('b', [allow()], { issue: { audiences: ['vault', 'other'] } }), roleText('c', [allow()], { issue: { audiences: ['only-c'] } })]);
   const cases: Array<{ name: string; resource?: string; audiences: string[]; expected: string }> = [
