@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { base64url } from 'jose';
 import { signJws } from '../keys/index.js';
 import type { SigningKey } from '../keys/types.js';
-import { templateVars } from '../trust-policies/index.js';
+import { RESERVED_CLAIMS, templateVars } from '../trust-policies/index.js';
 import type { CompiledRole } from '../trust-policies/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
@@ -34,10 +34,10 @@ export interface IssuedJwt {
  * Claims only Tessera sets. Policy loading refuses them in a role's `issue.claims`; they are
  * dropped here as well, so no template can forge a scope, a delegation or an identity.
  */
-const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'scope', 'act', 'cnf', 'azp', 'kubernetes.io', 'tessera']);
+const reserved = new Set(RESERVED_CLAIMS);
 
 function roleClaims(claims: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(claims).filter(([name]) => !RESERVED_CLAIMS.has(name)));
+  return Object.fromEntries(Object.entries(claims).filter(([name]) => !reserved.has(name)));
 }
 
 /** Only the Kubernetes facts a relying party may key on; absent parts are left out. */
