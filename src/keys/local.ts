@@ -1,4 +1,4 @@
-import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
@@ -202,9 +202,14 @@ async function tryLockFile(path: string): Promise<(() => Promise<void>) | undefi
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
       const handle = await open(path, 'wx', 0o600);
-      await handle.writeFile(`${process.pid}\n`);
+      const owner = `${process.pid} ${randomUUID()}\n`;
+      await handle.writeFile(owner);
       await handle.close();
-      return () => unlink(path).catch(() => undefined);
+      // Released only while it is still ours: after a stale takeover it belongs to a peer.
+      return async () => {
+        const current = await readFile(path, 'utf8').catch(() => undefined);
+        if (current === owner) await unlink(path).catch(() => undefined);
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const info = await stat(path).catch(() => undefined);

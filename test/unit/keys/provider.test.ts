@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -95,5 +95,27 @@ describe('keys: an algorithm added to a running broker', () => {
     } finally {
       await provider.close();
     }
+  });
+});
+
+describe('keys: local lock file ownership', () => {
+  it('ok/release-after-a-stale-takeover-leaves-the-peers-lock-file', async () => {
+    const dir = freshDir();
+    const store = await createLocalStore({ dir, rsaBits: 2048, logger: silentLogger() });
+    const release = await store.tryLock?.();
+    expect(release).toBeTypeOf('function');
+    // Our lock went stale and a peer took it over (it rewrote the file), then we finish.
+    writeFileSync(join(dir, 'rotation.lock'), '4242 peer\n');
+    await release?.();
+    expect(readFileSync(join(dir, 'rotation.lock'), 'utf8')).toBe('4242 peer\n');
+  });
+
+  it('ok/release-removes-our-own-lock-file', async () => {
+    const dir = freshDir();
+    const store = await createLocalStore({ dir, rsaBits: 2048, logger: silentLogger() });
+    const release = await store.tryLock?.();
+    expect(await store.tryLock?.()).toBeUndefined();
+    await release?.();
+    expect(existsSync(join(dir, 'rotation.lock'))).toBe(false);
   });
 });
