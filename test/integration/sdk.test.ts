@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createClient, ExchangeError, runAgent } from 'tessera/sdk';
+import { createClient, ExchangeError, runAgent } from 'tessera-sts/sdk';
 import { tokenEndpoint } from '../../src/sdk/client.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
