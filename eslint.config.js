@@ -15,7 +15,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/cli.ts', 'src/**/cli*.ts', 'bench/**', 'test/**', 'bin/**'],
+    files: ['src/cli/**', 'bench/**', 'test/**', 'bin/**'],
     rules: { 'no-console': 'off' },
   },
   {

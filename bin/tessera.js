@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly so `npx tessera` works right after `npm ci`.
+// Development only: runs the TypeScript sources (the package's `tessera` is dist/cli/main.js).
 import { register } from 'tsx/esm/api';
 
 register();
-await import('../src/cli.ts');
+await import('../src/cli/main.ts');

@@ -11,6 +11,5 @@ export {
 export { signJws } from './jws.js';
 export { jwkThumbprint } from './jwk.js';
 export { KeyStoreError } from './errors.js';
-export { registerKeyCommands } from './cli.js';
 export { planRotation, type RotationPolicy, type RotationAction } from './rotation.js';
 export type { JwsAlgorithm, KeyInfo, KeyProvider, KeyRecord, KeyState, PublishedKey, RotateOptions, SigningKey } from './types.js';

@@ -1,12 +1,27 @@
-import { mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createClient, type ClientOptions } from './client.js';
+import { createClient, isRetryable, type ClientOptions } from './client.js';
 
 export interface AgentOptions extends ClientOptions {
   out: string;
   type: 'jwt' | 'x509';
   /** Write once and return (an init container), instead of keeping the files fresh. */
   once?: boolean;
+  /**
+   * With `once`: keep retrying a broker that cannot be reached (or answers 5xx/429) with backoff
+   * for this long before giving up (default 60 s). A refusal (4xx) fails at once.
+   */
+  deadlineMs?: number;
+  /**
+   * A group ID (the pod's `fsGroup`) the files and their directory are given to, so an app
+   * container running as another user in that group can read them.
+   */
+  group?: number;
+  /**
+   * Mode of the files (default 0640 with `group`, else 0600 for the token and key and 0644 for
+   * certificates). The private key never gets permissions for others, whatever is asked.
+   */
+  mode?: number;
   /** Stops the loop (e.g. on SIGTERM). */
   signal?: AbortSignal;
   onError?: (error: unknown) => void;
@@ -19,15 +34,28 @@ interface OutputFile {
   mode: number;
 }
 
+interface Permissions {
+  group?: number;
+  dirMode: number;
+}
+
 /**
  * Publishes a set of files at once, the way the kubelet updates projected volumes: they are
  * written into a fresh directory, `..data` is switched to it with one rename, and each public
  * name is a symlink through `..data`. A reader never pairs a new key with an old certificate.
  */
-async function publish(out: string, files: OutputFile[], generation: number): Promise<void> {
+async function publish(out: string, files: OutputFile[], generation: number, permissions: Permissions): Promise<void> {
   const version = `..${Date.now()}-${process.pid}-${generation}`;
-  await mkdir(join(out, version), { mode: 0o700 });
-  for (const file of files) await writeFile(join(out, version, file.name), file.content, { mode: file.mode });
+  await mkdir(join(out, version), { mode: permissions.dirMode });
+  // Explicit chown/chmod: the umask would otherwise strip the group bits asked for.
+  if (permissions.group !== undefined) await chown(join(out, version), -1, permissions.group);
+  await chmod(join(out, version), permissions.dirMode);
+  for (const file of files) {
+    const path = join(out, version, file.name);
+    await writeFile(path, file.content, { mode: 0o600 });
+    if (permissions.group !== undefined) await chown(path, -1, permissions.group);
+    await chmod(path, file.mode);
+  }
   const previous = await readlink(join(out, '..data')).catch(() => undefined);
   await symlink(version, join(out, '..data_tmp'));
   await rename(join(out, '..data_tmp'), join(out, '..data'));
@@ -42,6 +70,16 @@ async function publish(out: string, files: OutputFile[], generation: number): Pr
   if (previous && previous !== version) await rm(join(out, previous), { recursive: true, force: true });
 }
 
+/** File modes for the options: group-readable with a group, the key never readable by others. */
+function fileModes(options: Pick<AgentOptions, 'group' | 'mode'>): { token: number; certificate: number; key: number; dir: number } {
+  const base = options.mode ?? (options.group !== undefined ? 0o640 : undefined);
+  if (base === undefined) return { token: 0o600, certificate: 0o644, key: 0o600, dir: 0o700 };
+  if (!Number.isInteger(base) || base < 0 || base > 0o777) throw new TypeError(`mode must be an octal file mode such as 0640, not ${String(base)}`);
+  const mode = base | 0o600;
+  // A directory needs x wherever its files need r.
+  const dir = 0o700 | (mode & 0o040 ? 0o050 : 0) | (mode & 0o004 ? 0o005 : 0);
+  return { token: mode, certificate: mode, key: mode & 0o770, dir };
+}
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
@@ -59,12 +97,21 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 /**
  * The sidecar: keeps `out/token` (and for x509 `svid.pem`, `svid-key.pem`, `bundle.pem`) fresh,
  * renewing when the client's refresh point (80 % of each credential's life) is reached and
- * retrying with backoff on failure.
+ * retrying with backoff on failure (the files keep the last valid credential meanwhile). With
+ * `once` (an init container) it returns after the first write, retrying a broker that is not
+ * there yet until `deadlineMs`.
  */
 export async function runAgent(options: AgentOptions): Promise<void> {
+  const modes = fileModes(options);
   const client = createClient(options);
   const now = options.now ?? Date.now;
-  await mkdir(options.out, { recursive: true, mode: 0o700 });
+  const created = await mkdir(options.out, { recursive: true, mode: modes.dir });
+  if (created !== undefined && options.group !== undefined) {
+    await chown(options.out, -1, options.group);
+    await chmod(options.out, modes.dir);
+  }
+  const permissions: Permissions = { group: options.group, dirMode: modes.dir };
+  const giveUpAt = now() + (options.deadlineMs ?? 60_000);
   let backoffMs = 1000;
   let generation = 0;
   while (!options.signal?.aborted) {
@@ -74,18 +121,18 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         const svid = await client.getCertificate();
         const chain = [svid.certificatePem, ...svid.chainPem.filter((pem) => pem !== svid.certificatePem)].join('');
         const files: OutputFile[] = [
-          { name: 'svid.pem', content: chain, mode: 0o644 },
-          { name: 'svid-key.pem', content: svid.privateKeyPem, mode: 0o600 },
-          { name: 'bundle.pem', content: svid.trustBundlePem.join(''), mode: 0o644 },
-          { name: 'token', content: svid.certificatePem.trimEnd(), mode: 0o644 },
+          { name: 'svid.pem', content: chain, mode: modes.certificate },
+          { name: 'svid-key.pem', content: svid.privateKeyPem, mode: modes.key },
+          { name: 'bundle.pem', content: svid.trustBundlePem.join(''), mode: modes.certificate },
+          { name: 'token', content: svid.certificatePem.trimEnd(), mode: modes.certificate },
         ];
-        await publish(options.out, files, generation++);
+        await publish(options.out, files, generation++, permissions);
         options.onWrite?.(files.map((file) => file.name));
         const lifetime = svid.expiresAt - now();
         renewAt = now() + lifetime * 0.8;
       } else {
-        const token = await client.getToken();
-        await publish(options.out, [{ name: 'token', content: token, mode: 0o600 }], generation++);
+        const token = await client.refreshToken();
+        await publish(options.out, [{ name: 'token', content: token, mode: modes.token }], generation++, permissions);
         options.onWrite?.(['token']);
         renewAt = client.tokenRefreshAt() ?? now() + 60_000;
       }
@@ -93,10 +140,12 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       if (options.once) return;
       await sleep(Math.max(1000, renewAt - now()), options.signal);
     } catch (error) {
-      if (options.once) throw error;
+      // The projected token may not be mounted yet when an init container starts.
+      const transient = isRetryable(error) || (error as NodeJS.ErrnoException).code === 'ENOENT';
+      if (options.once && (!transient || now() + backoffMs > giveUpAt)) throw error;
       options.onError?.(error);
       await sleep(backoffMs, options.signal);
-      backoffMs = Math.min(backoffMs * 2, 60_000);
+      backoffMs = Math.min(backoffMs * 2, options.once ? 10_000 : 60_000);
     }
   }
 }

@@ -21,6 +21,8 @@ export interface ClientOptions {
   now?: () => number;
   /** Allow a plain-http endpoint that is not on loopback (never in production: the SA token travels in clear). */
   allowInsecure?: boolean;
+  /** Called when a refresh fails while the cached token is still valid (and is returned instead). */
+  onRefreshError?: (error: unknown) => void;
 }
 
 export interface Certificate {
@@ -34,14 +36,50 @@ export interface Certificate {
 
 /** A refusal from the broker, with its RFC 6749 code. */
 export class ExchangeError extends Error {
+  /** The broker's `error_description` (may be empty). */
+  readonly description: string;
   constructor(
     readonly status: number,
     readonly code: string,
     description: string,
+    /** The token endpoint that answered. */
+    readonly endpoint = '',
   ) {
     super(`${code}: ${description}`);
     this.name = 'ExchangeError';
+    this.description = description;
   }
+}
+
+/** The broker could not be reached, or did not answer in time; `cause` holds the network error. */
+export class NetworkError extends Error {
+  constructor(
+    /** The token endpoint that was called. */
+    readonly endpoint: string,
+    /** True when the exchange was abandoned after `timeoutMs`. */
+    readonly timedOut: boolean,
+    options: { cause: unknown; timeoutMs?: number },
+  ) {
+    super(timedOut ? `no answer from ${endpoint} within ${options.timeoutMs} ms` : `cannot reach ${endpoint}: ${causeText(options.cause)}`, {
+      cause: options.cause,
+    });
+    this.name = 'NetworkError';
+  }
+}
+
+/** undici hides the reason (ECONNREFUSED, a TLS failure) one level down, under `fetch failed`. */
+function causeText(error: unknown): string {
+  const inner = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  if (!(inner instanceof Error)) return String(inner);
+  const code = (inner as NodeJS.ErrnoException).code;
+  return code && !inner.message.includes(code) ? `${code}: ${inner.message}` : inner.message;
+}
+
+/** Worth trying again later: the network, a timeout, an overloaded or failing broker. A refusal is not. */
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof NetworkError) return true;
+  if (error instanceof ExchangeError) return error.status >= 500 || error.status === 429;
+  return false;
 }
 
 const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -70,8 +108,26 @@ export function createClient(options: ClientOptions) {
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
   const refreshFraction = options.refreshFraction ?? 0.2;
+  const timeoutMs = options.timeoutMs ?? 10_000;
   let cachedToken: { value: string; expiresAt: number; refreshAt: number } | undefined;
   let inFlight: Promise<string> | undefined;
+  /** Set while refreshes fail: the still-valid token is returned at once, and the next try waits until then. */
+  let retryAt: number | undefined;
+  let retryDelayMs = 1000;
+
+  async function post(body: URLSearchParams): Promise<Response> {
+    try {
+      return await doFetch(tokenUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+      throw new NetworkError(tokenUrl.href, timedOut, { cause: error, timeoutMs });
+    }
+  }
 
   async function exchange(extra: Record<string, string>): Promise<z.infer<typeof successSchema>> {
     const subjectToken = (await readFile(options.tokenFile, 'utf8')).trim();
@@ -79,19 +135,19 @@ export function createClient(options: ClientOptions) {
     if (options.audience) body.set('audience', options.audience);
     if (options.resource) body.set('resource', options.resource);
     if (options.scope) body.set('scope', options.scope);
-    const response = await doFetch(tokenUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body,
-      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-    });
+    const response = await post(body);
     const json: unknown = await response.json().catch(() => undefined);
     if (!response.ok) {
       const parsed = errorSchema.safeParse(json);
-      throw new ExchangeError(response.status, parsed.success ? parsed.data.error : 'server_error', parsed.success ? (parsed.data.error_description ?? '') : `HTTP ${response.status}`);
+      throw new ExchangeError(
+        response.status,
+        parsed.success ? parsed.data.error : 'server_error',
+        parsed.success ? (parsed.data.error_description ?? '') : `HTTP ${response.status}`,
+        tokenUrl.href,
+      );
     }
     const parsed = successSchema.safeParse(json);
-    if (!parsed.success) throw new ExchangeError(response.status, 'invalid_response', 'the broker answered with an unexpected body');
+    if (!parsed.success) throw new ExchangeError(response.status, 'invalid_response', 'the broker answered with an unexpected body', tokenUrl.href);
     return parsed.data;
   }
 
@@ -100,23 +156,58 @@ export function createClient(options: ClientOptions) {
     return { expiresAt: at + lifetimeSeconds * 1000, refreshAt: at + lifetimeSeconds * 1000 * (1 - refreshFraction) };
   };
 
+  function refresh(): Promise<string> {
+    inFlight ??= exchange({ requested_token_type: JWT_TYPE })
+      .then(
+        (result) => {
+          cachedToken = { value: result.access_token, ...deadlines(result.expires_in) };
+          retryAt = undefined;
+          retryDelayMs = 1000;
+          return result.access_token;
+        },
+        (error: unknown) => {
+          retryAt = now() + retryDelayMs;
+          retryDelayMs = Math.min(retryDelayMs * 2, 30_000);
+          throw error;
+        },
+      )
+      .finally(() => {
+        inFlight = undefined;
+      });
+    return inFlight;
+  }
+
+  const stillValid = () => (cachedToken && now() < cachedToken.expiresAt ? cachedToken.value : undefined);
+
   return {
     /** When the cached JWT is due for refresh (ms since the epoch), or undefined before the first exchange. */
     tokenRefreshAt(): number | undefined {
       return cachedToken?.refreshAt;
     },
-    /** A valid JWT for the configured role/audience, fetched when absent or near expiry. */
+    /**
+     * A valid JWT for the configured role/audience, fetched when absent or near expiry. When the
+     * refresh fails (broker down) and the cached token has not expired, that token is returned
+     * and later calls refresh in the background, with backoff, until the broker answers again.
+     */
     async getToken(): Promise<string> {
       if (cachedToken && now() < cachedToken.refreshAt) return cachedToken.value;
-      inFlight ??= exchange({ requested_token_type: JWT_TYPE })
-        .then((result) => {
-          cachedToken = { value: result.access_token, ...deadlines(result.expires_in) };
-          return result.access_token;
-        })
-        .finally(() => {
-          inFlight = undefined;
-        });
-      return inFlight;
+      const valid = stillValid();
+      if (valid !== undefined && retryAt !== undefined) {
+        if (!inFlight && now() >= retryAt) refresh().catch((error: unknown) => options.onRefreshError?.(error));
+        return valid;
+      }
+      try {
+        return await refresh();
+      } catch (error) {
+        const fallback = stillValid();
+        if (fallback === undefined) throw error;
+        options.onRefreshError?.(error);
+        return fallback;
+      }
+    },
+    /** A new exchange now (joining one in flight), whatever the cache holds; throws when it fails. */
+    refreshToken(): Promise<string> {
+      return refresh();
     },
     /** A fresh X.509-SVID for a new EC P-256 key generated here. */
     async getCertificate(): Promise<Certificate> {

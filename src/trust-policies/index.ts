@@ -9,6 +9,5 @@ export { formatProblem, type Problem } from './source.js';
 export { policyFileSchema, policyJsonSchema, HARD_MAX_LIFETIME, API_VERSION } from './schema.js';
 export { templateVars, compileTemplate, TEMPLATE_VARIABLES } from './template.js';
 export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
-export { identityFromClaims, formatExplain, explainJson } from './explain.js';
+export { identityFromClaims, formatExplain, explainJson, clusterFor } from './explain.js';
 export { whoCan, formatWhoCan } from './who-can.js';
-export { registerPolicyCommands, type PolicyCliIo } from './cli.js';

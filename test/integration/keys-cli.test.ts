@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig, type Config } from '../../src/config/index.js';
-import { registerKeyCommands } from '../../src/keys/index.js';
+import { registerKeyCommands } from '../../src/cli/keys.js';
 
 /** `tessera keys …` through commander, against a local key directory. */
 const root = mkdtempSync(join(tmpdir(), 'tessera-keys-cli-'));

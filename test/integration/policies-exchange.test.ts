@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TesseraApp } from '../../src/app.js';
-import { registerPolicyCommands } from '../../src/trust-policies/index.js';
+import { registerPolicyCommands } from '../../src/cli/policy.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 
 /**

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig, type Config } from '../../src/config/index.js';
 import { createX509Authority } from '../../src/issuers/x509/index.js';
-import { registerCaCommands } from '../../src/issuers/x509/index.js';
+import { registerCaCommands } from '../../src/cli/ca.js';
 import type { KeyProvider } from '../../src/keys/types.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { EC_P256, localKeyProvider, openssl, opensslCsr, tempDir, writeFiles } from '../support/x509.js';

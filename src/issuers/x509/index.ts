@@ -1,9 +1,11 @@
 export { createX509Authority, CA_KEY_NAME } from './authority.js';
 export type { X509Authority, X509AuthorityOptions, IssuedSvid } from './authority.js';
-export { registerCaCommands } from './cli.js';
 export { buildTrustBundle, SPIFFE_REFRESH_HINT_SECONDS } from './bundle.js';
 export type { TrustBundle, SpiffeBundle } from './bundle.js';
-export { caDirectory } from './ca-store.js';
+export { CA_FILE, caDirectory, readStoredCa, writeStoredCa } from './ca-store.js';
+export { checkImportedCa, createCaCsr, createSelfSignedCa } from './ca-setup.js';
+export { pemBlocks } from './der.js';
+export { spkiOf } from './webcrypto-bridge.js';
 export { verifyCsr, MAX_CSR_BYTES } from './csr.js';
 export type { VerifiedCsr } from './csr.js';
 export { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { registerPolicyCommands } from '../../../src/trust-policies/index.js';
+import { registerPolicyCommands } from '../../../src/cli/policy.js';
 
 const GOLDEN = 'test/unit/trust-policies/fixtures/golden';
 const POLICIES = join(GOLDEN, 'policies');

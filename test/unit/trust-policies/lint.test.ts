@@ -2,7 +2,8 @@ import { Command } from 'commander';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../../src/config/index.js';
-import { formatProblem, lintDirectory, registerPolicyCommands } from '../../../src/trust-policies/index.js';
+import { registerPolicyCommands } from '../../../src/cli/policy.js';
+import { formatProblem, lintDirectory } from '../../../src/trust-policies/index.js';
 
 const BASE = 'test/unit/trust-policies/fixtures/lint';
 const prod: ClusterConfig = { name: 'prod', issuer: 'https://oidc.prod.example.com', verify: 'jwks', allowInsecure: false };

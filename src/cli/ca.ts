@@ -2,14 +2,21 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
-import { durationSchema, type Config } from '../../config/index.js';
-import { createKeyProvider, type KeyProvider } from '../../keys/index.js';
-import { createLogger } from '../../observability/index.js';
-import { CA_KEY_NAME } from './authority.js';
-import { checkImportedCa, createCaCsr, createSelfSignedCa } from './ca-setup.js';
-import { CA_FILE, caDirectory, readStoredCa, writeStoredCa } from './ca-store.js';
-import { pemBlocks } from './der.js';
-import { spkiOf } from './webcrypto-bridge.js';
+import { durationSchema, type Config } from '../config/index.js';
+import {
+  CA_FILE,
+  CA_KEY_NAME,
+  caDirectory,
+  checkImportedCa,
+  createCaCsr,
+  createSelfSignedCa,
+  pemBlocks,
+  readStoredCa,
+  spkiOf,
+  writeStoredCa,
+} from '../issuers/x509/index.js';
+import { createKeyProvider, type KeyProvider } from '../keys/index.js';
+import { createLogger } from '../observability/index.js';
 
 /** Opens the configured key provider for a one-shot command (no rotation timer). */
 export type OpenProvider = (config: Config) => Promise<KeyProvider>;

@@ -7,13 +7,20 @@ import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
 import { silentLogger } from '../observability/index.js';
 import { createSubjectTokenVerifier, decodeUnverified } from '../verifiers/index.js';
-import { clusterFor, explainJson, formatExplain, identityFromClaims } from './explain.js';
-import { lintDirectory } from './lint.js';
-import { loadPolicySet, PolicyLoadError } from './load.js';
-import { policyJsonSchema } from './schema.js';
-import { formatProblem } from './source.js';
-import type { PolicySet } from './types.js';
-import { formatWhoCan, whoCan } from './who-can.js';
+import {
+  clusterFor,
+  explainJson,
+  formatExplain,
+  formatProblem,
+  formatWhoCan,
+  identityFromClaims,
+  lintDirectory,
+  loadPolicySet,
+  PolicyLoadError,
+  policyJsonSchema,
+  whoCan,
+  type PolicySet,
+} from '../trust-policies/index.js';
 
 /** Where commands write; tests pass their own. Exit codes: 0 ok, 1 errors (lint; warnings too with --strict) or deny, 2 usage or I/O. */
 export interface PolicyCliIo {

@@ -2,8 +2,7 @@ import { Option, type Command } from 'commander';
 import { createSharedCache } from '../cache/index.js';
 import type { Config } from '../config/index.js';
 import { createLogger } from '../observability/index.js';
-import { createKeyProvider } from './create.js';
-import type { KeyInfo, KeyProvider } from './types.js';
+import { createKeyProvider, type KeyInfo, type KeyProvider } from '../keys/index.js';
 
 /**
  * `tessera keys list | rotate | generate`, against the same config (and the same key store,

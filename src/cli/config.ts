@@ -1,0 +1,75 @@
+import { accessSync, constants } from 'node:fs';
+import type { Command } from 'commander';
+import { loadConfig, type Config } from '../config/index.js';
+import { formatProblem, loadPolicySet, PolicyLoadError } from '../trust-policies/index.js';
+import { globalConfigFile } from './groups.js';
+
+/** A file the broker reads at start-up, with the config field that names it. */
+function referencedFiles(config: Config): Array<[field: string, path: string]> {
+  const files: Array<[string, string]> = [];
+  config.clusters.forEach((cluster, index) => {
+    if (cluster.caFile) files.push([`clusters[${index}].caFile`, cluster.caFile]);
+    if (cluster.kubeconfig && cluster.kubeconfig !== 'in-cluster') files.push([`clusters[${index}].kubeconfig`, cluster.kubeconfig]);
+  });
+  if (config.keys.provider === 'pkcs11') {
+    if (config.keys.module) files.push(['keys.module', config.keys.module]);
+    if (config.keys.pinFile) files.push(['keys.pinFile', config.keys.pinFile]);
+  }
+  return files;
+}
+
+/**
+ * The checks `serve` makes before it listens, without listening, generating keys or contacting
+ * an issuer: the config schema, the files it names, the PIN variable, and every policy file
+ * (against the configured clusters). Each problem names its field.
+ */
+export function validateConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { problems: string[]; summary?: string } {
+  const config = loadConfig({ file, env });
+  const problems: string[] = [];
+  for (const [field, path] of referencedFiles(config)) {
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (error) {
+      problems.push(`${field}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+  }
+  if (config.keys.provider === 'pkcs11' && config.keys.pinEnv && !config.keys.pinFile && !env[config.keys.pinEnv]) {
+    problems.push(`keys.pinEnv: the environment variable ${config.keys.pinEnv} is not set`);
+  }
+  const clusters = config.devCluster
+    ? [...config.clusters, { name: config.devCluster.name, issuer: config.devCluster.issuer, verify: 'jwks' as const, allowInsecure: false }]
+    : config.clusters;
+  let roles = 0;
+  try {
+    const set = loadPolicySet(config.policies, { clusters });
+    roles = set.roles.size;
+    for (const role of set.roles.values()) {
+      if (!config.keys.algorithms.includes(role.issue.algorithm)) {
+        problems.push(`keys.algorithms: role ${role.name} signs with ${role.issue.algorithm}, which is not enabled`);
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof PolicyLoadError)) throw error;
+    problems.push(...error.problems.map((problem) => `policies: ${formatProblem(problem)}`));
+  }
+  if (problems.length > 0) return { problems };
+  return { problems, summary: `${config.clusters.length} cluster(s)${config.devCluster ? ' + dev cluster' : ''}, ${roles} role(s), keys ${config.keys.provider}` };
+}
+
+/** `tessera config validate`. */
+export function registerConfigCommands(program: Command): void {
+  const config = program.command('config').description('check a config file without starting the broker');
+  config
+    .command('validate')
+    .description('run the start-up checks without starting: exit 0, or 1 naming each offending field')
+    .option('-c, --config <file>', 'config file (YAML or JSON); default: $TESSERA_CONFIG, else the embedded defaults')
+    .action((options: { config?: string }) => {
+      const file = options.config ?? globalConfigFile(program);
+      const result = validateConfig(file);
+      const name = file ?? process.env.TESSERA_CONFIG ?? 'the embedded defaults';
+      if (result.problems.length > 0) {
+        process.stderr.write(`${name} is invalid:\n  ${result.problems.join('\n  ')}\n`);
+        process.exitCode = 1;
+      } else process.stdout.write(`${name} is valid: ${result.summary}\n`);
+    });
+}
