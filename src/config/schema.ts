@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { durationProblem, parseDuration } from './duration.js';
 
 /**
  * The config file of DESIGN.md. Every field is validated and unknown fields are rejected
@@ -12,7 +12,7 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const seconds = parseDuration(value);
   if (seconds === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'must be a duration such as 90s, 15m, 1h or 24h' });
+    ctx.addIssue({ code: 'custom', message: durationProblem(value) });
     return z.NEVER;
   }
   return seconds;
