@@ -3,6 +3,7 @@ import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/prom
 import { join } from 'node:path';
 import type { JWK } from 'jose';
 import { z } from 'zod';
+import { SIGNING_ALGORITHMS } from '../constants.js';
 import type { Logger } from '../observability/index.js';
 import { KeyStoreError } from './errors.js';
 import { jwkFromKeyObject } from './jwk.js';
@@ -32,7 +33,7 @@ const stateSchema = z.strictObject({
   keys: z.array(
     z.strictObject({
       kid: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
-      alg: z.enum(['ES256', 'RS256', 'PS256']),
+      alg: z.enum(SIGNING_ALGORITHMS),
       state: z.enum(['next', 'active', 'retired']),
       createdAt: z.number(),
       activateAt: z.number().optional(),
