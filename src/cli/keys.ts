@@ -1,8 +1,9 @@
 import { Option, type Command } from 'commander';
 import { createSharedCache } from '../cache/index.js';
 import type { Config } from '../config/index.js';
+import { SIGNING_ALGORITHMS } from '../constants.js';
 import { createLogger } from '../observability/index.js';
-import { createKeyProvider, type KeyInfo, type KeyProvider } from '../keys/index.js';
+import { createKeyProvider, type JwsAlgorithm, type KeyInfo, type KeyProvider } from '../keys/index.js';
 
 /**
  * `tessera keys list | rotate | generate`, against the same config (and the same key store,
@@ -25,9 +26,9 @@ export function registerKeyCommands(program: Command, loadConfig: () => Config):
   keys
     .command('rotate')
     .description('start a rotation now: a new key is published, and signs once relying parties can have fetched it')
-    .addOption(new Option('--alg <alg...>', 'only these algorithms').choices(['ES256', 'RS256', 'PS256']))
+    .addOption(new Option('--alg <alg...>', 'only these algorithms').choices([...SIGNING_ALGORITHMS]))
     .option('--immediate', 'sign with the new key at once (key compromise: cached JWKS will reject new tokens for a while)')
-    .action(async (options: { alg?: Array<'ES256' | 'RS256' | 'PS256'>; immediate?: boolean }) => {
+    .action(async (options: { alg?: JwsAlgorithm[]; immediate?: boolean }) => {
       const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) =>
         provider.rotate({ algorithms: options.alg, immediate: options.immediate ?? false }),
       );

@@ -3,6 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { createMemoryCache } from '../cache/index.js';
 import { loadConfig, type ClusterConfig, type Config } from '../config/index.js';
+import { TOKEN_TYPE_JWT } from '../constants.js';
 import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
 import { silentLogger } from '../observability/index.js';
@@ -37,7 +38,6 @@ const processIo: PolicyCliIo = {
   },
 };
 
-const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
 
 /** Configured clusters plus the dev cluster, as names and issuers (no keys loaded). */
 function knownClusters(config: Config): ClusterConfig[] {

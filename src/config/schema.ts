@@ -1,18 +1,17 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { LOOPBACK_HOSTS, SIGNING_ALGORITHMS } from '../constants.js';
+import { durationProblem, parseDuration } from './duration.js';
 
 /**
  * The config file of DESIGN.md. Every field is validated and unknown fields are rejected
  * (`z.strictObject`), so a typo fails start-up instead of silently weakening security.
  */
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
-
 /** A duration string (`15m`, `24h`) or seconds, parsed to seconds. */
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const seconds = parseDuration(value);
   if (seconds === undefined) {
-    ctx.addIssue({ code: 'custom', message: 'must be a duration such as 90s, 15m, 1h or 24h' });
+    ctx.addIssue({ code: 'custom', message: durationProblem(value) });
     return z.NEVER;
   }
   return seconds;
@@ -113,7 +112,7 @@ export const configSchema = z
         slot: z.number().int().min(0).optional(),
         pinEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
         pinFile: z.string().optional(),
-        algorithms: z.array(z.enum(['ES256', 'RS256', 'PS256'])).min(1).default(['ES256', 'RS256']),
+        algorithms: z.array(z.enum(SIGNING_ALGORITHMS)).min(1).default(['ES256', 'RS256']),
         rsaBits: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]).default(2048),
         rotation: z
           .strictObject({

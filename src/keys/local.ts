@@ -1,8 +1,10 @@
-import { createPrivateKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
+import { chmod, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
 import { z } from 'zod';
+import { SIGNING_ALGORITHMS } from '../constants.js';
+import { writeFileAtomic } from '../files.js';
 import type { Logger } from '../observability/index.js';
 import { KeyStoreError } from './errors.js';
 import { jwkFromKeyObject } from './jwk.js';
@@ -32,7 +34,7 @@ const stateSchema = z.strictObject({
   keys: z.array(
     z.strictObject({
       kid: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
-      alg: z.enum(['ES256', 'RS256', 'PS256']),
+      alg: z.enum(SIGNING_ALGORITHMS),
       state: z.enum(['next', 'active', 'retired']),
       createdAt: z.number(),
       activateAt: z.number().optional(),
@@ -69,7 +71,7 @@ export async function createLocalStore(options: LocalStoreOptions): Promise<KeyS
   };
 
   const writeKey = async (file: string, privateKey: KeyObject): Promise<void> => {
-    await writeFileAtomic(join(dir, file), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    await writeFileAtomic(join(dir, file), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
   };
 
   const readState = async (): Promise<StateFile> => {
@@ -84,7 +86,7 @@ export async function createLocalStore(options: LocalStoreOptions): Promise<KeyS
     if (!parsed.success) throw new KeyStoreError(`${join(dir, STATE_FILE)} is invalid: ${parsed.error.issues[0]?.message ?? ''}`, 'STATE_INVALID');
     return parsed.data;
   };
-  const writeState = (state: StateFile): Promise<void> => writeFileAtomic(join(dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+  const writeState = (state: StateFile): Promise<void> => writeFileAtomic(join(dir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, 0o600);
 
   return {
     kind: 'local',
@@ -176,25 +178,6 @@ async function ensurePrivateDir(dir: string, logger: Logger): Promise<void> {
   }
   const info = await stat(dir);
   if ((info.mode & 0o077) !== 0) logger.warn({ dir, mode: (info.mode & 0o777).toString(8) }, 'key directory is accessible to other users; chmod 700 recommended');
-}
-
-/** Write to a temporary file (0600, created exclusively), fsync, then rename over `path`. */
-async function writeFileAtomic(path: string, content: string): Promise<void> {
-  const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  const handle = await open(temporary, 'wx', 0o600);
-  try {
-    await handle.writeFile(content);
-    await handle.chmod(0o600);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw error;
-  }
 }
 
 /** `O_EXCL` create: works across processes (and NFS v3+) sharing the key directory. */

@@ -1,5 +1,6 @@
 import pkcs11js from 'pkcs11js';
 import type { JWK } from 'jose';
+import { SIGNING_ALGORITHMS } from '../constants.js';
 import { jwkFromEcPoint, jwkFromRsa } from './jwk.js';
 import type { JwsAlgorithm, KeyRecord, KeyState } from './types.js';
 
@@ -12,7 +13,7 @@ import type { JwsAlgorithm, KeyRecord, KeyState } from './types.js';
  *   tessera:named:<name>:<alg>                                                    (long-lived, e.g. x509-ca)
  */
 const JWT_PREFIX = 'tessera:jwt:';
-const ALGORITHMS: readonly JwsAlgorithm[] = ['ES256', 'RS256', 'PS256'];
+const ALGORITHMS: readonly JwsAlgorithm[] = SIGNING_ALGORITHMS;
 const STATES: readonly KeyState[] = ['next', 'active', 'retired'];
 
 /** DER of the P-256 curve OID (1.2.840.10045.3.1.7), the CKA_EC_PARAMS of ES256 keys. */

@@ -1,6 +1,7 @@
 import type { JWK } from 'jose';
+import type { SIGNING_ALGORITHMS } from '../constants.js';
 
-export type JwsAlgorithm = 'ES256' | 'RS256' | 'PS256';
+export type JwsAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 export type KeyState = 'next' | 'active' | 'retired';
 export type KeyProviderKind = 'local' | 'pkcs11';
 

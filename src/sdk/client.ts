@@ -3,6 +3,7 @@ import { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Pkcs10CertificateRequestGenerator, PemConverter } from '@peculiar/x509';
 import { z } from 'zod';
+import { GRANT_TOKEN_EXCHANGE, LOOPBACK_HOSTS, TOKEN_TYPE_JWT, TOKEN_TYPE_X509_SVID } from '../constants.js';
 
 /** What a pod needs to reach Tessera. */
 export interface ClientOptions {
@@ -82,10 +83,6 @@ export function isRetryable(error: unknown): boolean {
   return false;
 }
 
-const GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
-const X509_TYPE = 'urn:tessera:params:oauth:token-type:x509-svid';
-
 const successSchema = z.object({
   access_token: z.string(),
   expires_in: z.number(),
@@ -131,7 +128,7 @@ export function createClient(options: ClientOptions) {
 
   async function exchange(extra: Record<string, string>): Promise<z.infer<typeof successSchema>> {
     const subjectToken = (await readFile(options.tokenFile, 'utf8')).trim();
-    const body = new URLSearchParams({ grant_type: GRANT, subject_token: subjectToken, subject_token_type: JWT_TYPE, ...extra });
+    const body = new URLSearchParams({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: TOKEN_TYPE_JWT, ...extra });
     if (options.audience) body.set('audience', options.audience);
     if (options.resource) body.set('resource', options.resource);
     if (options.scope) body.set('scope', options.scope);
@@ -157,7 +154,7 @@ export function createClient(options: ClientOptions) {
   };
 
   function refresh(): Promise<string> {
-    inFlight ??= exchange({ requested_token_type: JWT_TYPE })
+    inFlight ??= exchange({ requested_token_type: TOKEN_TYPE_JWT })
       .then(
         (result) => {
           cachedToken = { value: result.access_token, ...deadlines(result.expires_in) };
@@ -213,7 +210,7 @@ export function createClient(options: ClientOptions) {
     async getCertificate(): Promise<Certificate> {
       const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
-      const result = await exchange({ requested_token_type: X509_TYPE, csr: csr.toString('pem') });
+      const result = await exchange({ requested_token_type: TOKEN_TYPE_X509_SVID, csr: csr.toString('pem') });
       const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
       return {
         certificatePem: result.certificate ?? result.access_token,
@@ -228,8 +225,6 @@ export function createClient(options: ClientOptions) {
 
 export type TesseraClient = ReturnType<typeof createClient>;
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
-
 /**
  * `<endpoint>/v1/token`, keeping any base path (a broker behind `https://gw/tessera/`).
  * The service-account token must not travel in clear: http only on loopback or when allowed.
@@ -237,7 +232,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 export function tokenEndpoint(endpoint: string, allowInsecure: boolean): URL {
   if (!URL.canParse(endpoint)) throw new TypeError(`endpoint is not a URL: ${endpoint.slice(0, 100)}`);
   const base = new URL(endpoint.endsWith('/') ? endpoint : `${endpoint}/`);
-  if (base.protocol !== 'https:' && !(base.protocol === 'http:' && (LOOPBACK.has(base.hostname) || allowInsecure))) {
+  if (base.protocol !== 'https:' && !(base.protocol === 'http:' && (LOOPBACK_HOSTS.has(base.hostname) || allowInsecure))) {
     throw new TypeError(`endpoint must be https (http only on loopback or with allowInsecure): ${base.origin}`);
   }
   return new URL('v1/token', base);

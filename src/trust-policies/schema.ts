@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationSchema } from '../config/index.js';
+import { SIGNING_ALGORITHMS } from '../constants.js';
 
 /**
  * The policy file format of DESIGN.md ("Trust-policy file"): an external contract. Objects
@@ -58,7 +59,7 @@ const claimTree: z.ZodType<unknown> = z.lazy(() =>
 
 export const issueSchema = z.strictObject({
   audiences: z.array(z.string().min(1)).min(1),
-  algorithm: z.enum(['ES256', 'RS256', 'PS256']).default('ES256'),
+  algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256'),
   maxLifetime: durationSchema.default(3600),
   defaultLifetime: durationSchema.optional(),
   subject: z.string().min(1).optional(),

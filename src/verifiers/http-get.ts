@@ -1,5 +1,4 @@
-import http from 'node:http';
-import https from 'node:https';
+import { Agent, fetch } from 'undici';
 import type { KeyFetchFailure } from './types.js';
 
 /** Limits on every discovery and JWKS fetch: a slow or huge answer must not stall the broker. */
@@ -8,13 +7,12 @@ export const FETCH_MAX_BYTES = 256 * 1024;
 const MAX_REDIRECTS = 3;
 
 export interface HttpGetOptions {
-  /** PEM of the CA(s) to trust instead of the system store (the cluster's `caFile`). */
+  /** PEM of the CA(s) to trust instead of the system store (the cluster's `caFile`): the only CAs trusted. */
   ca?: string;
   allowHttp?: boolean;
+  /** Total time for the whole exchange, redirects and body included. */
   timeoutMs?: number;
   maxBytes?: number;
-  /** Replaces node:https, only for tests of faults a real server cannot produce. */
-  fetchImpl?: typeof fetch;
 }
 
 export interface HttpGetResult {
@@ -37,107 +35,66 @@ export class FetchError extends Error {
 }
 
 /**
- * GET a small JSON document: https only (http when allowed), a total timeout, a size cap,
- * and redirects followed only within the same origin.
+ * GET a small JSON document through undici: https only (http when allowed), one deadline for
+ * the whole exchange, a size cap enforced while reading, and the cluster's `caFile` as the only
+ * trusted CAs when set.
+ *
+ * Redirect policy: followed only within the origin of the first URL (same scheme, host and port,
+ * so an https fetch never drops to http), at most 3 hops. An issuer may move its JWKS path,
+ * but a redirect must not carry the fetch to a host the configured issuer does not control.
+ *
+ * Each call has its own connection pool, closed when the call ends: fetches happen at most
+ * every few minutes per cluster, and nothing is left open between them.
  */
 export async function httpGet(url: string, options: HttpGetOptions = {}): Promise<HttpGetResult> {
-  let current = new URL(url);
-  const origin = current.origin;
-  for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
-    if (current.protocol !== 'https:' && !(options.allowHttp && current.protocol === 'http:')) {
-      throw new FetchError(`refusing ${current.protocol} URL`, 'insecure-url');
-    }
-    const answer = options.fetchImpl ? await viaFetch(current, options) : await viaNode(current, options);
-    if ('redirect' in answer) {
+  const dispatcher = new Agent({ connect: options.ca ? { ca: options.ca } : {} });
+  const signal = AbortSignal.timeout(options.timeoutMs ?? FETCH_TIMEOUT_MS);
+  try {
+    let current = new URL(url);
+    const origin = current.origin;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
+      if (current.protocol !== 'https:' && !(options.allowHttp && current.protocol === 'http:')) {
+        throw new FetchError(`refusing ${current.protocol} URL`, 'insecure-url');
+      }
+      const answer = await getOnce(current, dispatcher, signal, options.maxBytes ?? FETCH_MAX_BYTES);
+      if (!('redirect' in answer)) return answer;
       const next = new URL(answer.redirect, current);
       if (next.origin !== origin) throw new FetchError(`redirect to another origin refused: ${next.origin}`, 'redirect');
       current = next;
-      continue;
     }
-    return answer;
+    throw new FetchError('too many redirects', 'redirect');
+  } catch (error) {
+    throw asFetchError(error);
+  } finally {
+    await dispatcher.destroy().catch(() => undefined);
   }
-  throw new FetchError('too many redirects', 'redirect');
 }
 
 type Answer = HttpGetResult | { redirect: string };
 
-function viaNode(url: URL, options: HttpGetOptions): Promise<Answer> {
-  const timeoutMs = options.timeoutMs ?? FETCH_TIMEOUT_MS;
-  const maxBytes = options.maxBytes ?? FETCH_MAX_BYTES;
-  const client = url.protocol === 'https:' ? https : http;
-  return new Promise<Answer>((resolve, reject) => {
-    const request = client.request(
-      url,
-      { method: 'GET', agent: false, headers: { accept: 'application/json' }, ...(options.ca ? { ca: options.ca } : {}) },
-      (response) => {
-        const status = response.statusCode ?? 0;
-        if (status >= 300 && status < 400 && response.headers.location) {
-          response.resume();
-          resolve({ redirect: response.headers.location });
-          return;
-        }
-        if (status !== 200) {
-          response.resume();
-          reject(new FetchError(`HTTP ${status}`, 'http-error'));
-          return;
-        }
-        const declared = Number(response.headers['content-length'] ?? 0);
-        if (declared > maxBytes) {
-          request.destroy();
-          reject(new FetchError(`response of ${declared} bytes exceeds ${maxBytes}`, 'too-large'));
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) {
-            request.destroy(new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large'));
-            return;
-          }
-          chunks.push(chunk);
-        });
-        response.on('end', () => {
-          const cacheControl = response.headers['cache-control'];
-          resolve({ body: Buffer.concat(chunks).toString('utf8'), ...(cacheControl ? { cacheControl } : {}) });
-        });
-        response.on('error', (error) => reject(asFetchError(error)));
-      },
-    );
-    const timer = setTimeout(() => request.destroy(new FetchError(`timed out after ${timeoutMs} ms`, 'timeout')), timeoutMs);
-    request.on('error', (error) => reject(asFetchError(error)));
-    request.on('close', () => clearTimeout(timer));
-    request.end();
-  });
-}
-
-async function viaFetch(url: URL, options: HttpGetOptions): Promise<Answer> {
-  const maxBytes = options.maxBytes ?? FETCH_MAX_BYTES;
-  let response: Response;
-  try {
-    response = await (options.fetchImpl as typeof fetch)(url, {
-      redirect: 'manual',
-      signal: AbortSignal.timeout(options.timeoutMs ?? FETCH_TIMEOUT_MS),
-      headers: { accept: 'application/json' },
-    });
-  } catch (error) {
-    throw asFetchError(error);
-  }
+async function getOnce(url: URL, dispatcher: Agent, signal: AbortSignal, maxBytes: number): Promise<Answer> {
+  const response = await fetch(url, { dispatcher, signal, redirect: 'manual', headers: { accept: 'application/json' } });
   const location = response.headers.get('location');
-  if (response.status >= 300 && response.status < 400 && location) return { redirect: location };
-  if (response.status !== 200) throw new FetchError(`HTTP ${response.status}`, 'http-error');
-  const reader = response.body?.getReader();
+  if (response.status >= 300 && response.status < 400 && location) {
+    await response.body?.cancel();
+    return { redirect: location };
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    throw new FetchError(`HTTP ${response.status}`, 'http-error');
+  }
+  const declared = Number(response.headers.get('content-length') ?? 0);
+  if (declared > maxBytes) {
+    await response.body?.cancel();
+    throw new FetchError(`response of ${declared} bytes exceeds ${maxBytes}`, 'too-large');
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    const part = reader ? await reader.read() : { done: true as const, value: undefined };
-    if (part.done) break;
-    size += part.value.length;
-    if (size > maxBytes) {
-      await reader?.cancel();
-      throw new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large');
-    }
-    chunks.push(part.value);
+  // A chunked answer declares no length: count while reading and stop at the cap.
+  for await (const chunk of response.body ?? []) {
+    size += chunk.length;
+    if (size > maxBytes) throw new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large');
+    chunks.push(chunk);
   }
   const cacheControl = response.headers.get('cache-control');
   return { body: Buffer.concat(chunks).toString('utf8'), ...(cacheControl ? { cacheControl } : {}) };
@@ -145,7 +102,19 @@ async function viaFetch(url: URL, options: HttpGetOptions): Promise<Answer> {
 
 function asFetchError(error: unknown): FetchError {
   if (error instanceof FetchError) return error;
-  return new FetchError((error as Error | undefined)?.message ?? String(error), networkFailure(error));
+  return new FetchError(messageChain(error), networkFailure(error));
+}
+
+/** undici reports "fetch failed" with the socket or TLS error as its cause: the log wants the whole chain, codes included. */
+function messageChain(error: unknown): string {
+  const parts: string[] = [];
+  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 4; depth += 1) {
+    const { message, code, cause } = current as { message?: unknown; code?: unknown; cause?: unknown };
+    const text = typeof message === 'string' ? message : String(current);
+    parts.push(typeof code === 'string' ? `${text} (${code})` : text);
+    current = cause === current ? undefined : cause;
+  }
+  return parts.join(': ');
 }
 
 /** OpenSSL's certificate verification codes as Node reports them, and TLS/SSL handshake errors. */

@@ -27,8 +27,6 @@ export interface SubjectTokenVerifierOptions {
   now?: () => number;
   /** How long the last good keys of an unreachable issuer stay usable past their freshness. */
   maxStaleSeconds?: number;
-  /** Replaces node:https for discovery and JWKS fetches: only for tests of faults. */
-  fetch?: typeof fetch;
 }
 
 type ClusterVerify = (token: RoutedToken, raw: string) => Promise<WorkloadIdentity>;
@@ -105,7 +103,6 @@ function createRoute(cluster: ClusterConfig, options: SubjectTokenVerifierOption
           ...shared,
           audiences,
           maxStaleSeconds: options.maxStaleSeconds ?? 86_400,
-          ...(options.fetch ? { fetchImpl: options.fetch } : {}),
         });
   const review = cluster.verify === 'jwks' ? undefined : createTokenReviewVerifier(cluster, { ...shared, audiences });
 

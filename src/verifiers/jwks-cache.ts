@@ -4,8 +4,7 @@ import type { SharedCache } from '../cache/index.js';
 import type { ClusterConfig } from '../config/index.js';
 import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { FETCH_TIMEOUT_MS } from './http-get.js';
-import { FetchError } from './http-get.js';
+import { FETCH_TIMEOUT_MS, FetchError } from './http-get.js';
 import { createJwksFetcher } from './jwks-fetch.js';
 import { ingestJwks, type VerificationKey } from './keys.js';
 import type { ClusterStatus, KeyFetchFailure } from './types.js';
@@ -64,7 +63,6 @@ export interface KeySourceDeps {
   metrics?: Metrics;
   now: () => number;
   maxStaleSeconds: number;
-  fetchImpl?: typeof fetch;
 }
 
 /**
@@ -81,7 +79,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
   const lockKey = `jwks-lock:${cluster.issuer}`;
   const failureKey = `jwks-error:${cluster.issuer}`;
   const maxStaleMs = deps.maxStaleSeconds * 1000;
-  const fetchKeys = createJwksFetcher(cluster, { logger, ...(deps.fetchImpl ? { fetchImpl: deps.fetchImpl } : {}) });
+  const fetchKeys = createJwksFetcher(cluster, { logger });
 
   let memory: KeySet | undefined;
   let inflight: Promise<KeySet | undefined> | undefined;

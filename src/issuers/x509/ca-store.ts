@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../../files.js';
 import { pemBlocks, toPem } from './der.js';
 
 /**
@@ -40,15 +41,9 @@ export async function readStoredCa(dir: string): Promise<StoredCa | undefined> {
   return { certificate, chain: pemBlocks(chainText) };
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const temporary = `${path}.${process.pid}.tmp`;
-  await writeFile(temporary, text, { mode: 0o644 });
-  await rename(temporary, path);
-}
-
 export async function writeStoredCa(dir: string, ca: StoredCa): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  if (ca.chain.length) await writeAtomically(join(dir, CHAIN_FILE), ca.chain.map((der) => toPem(der)).join(''));
+  if (ca.chain.length) await writeFileAtomic(join(dir, CHAIN_FILE), ca.chain.map((der) => toPem(der)).join(''), 0o644);
   else await rm(join(dir, CHAIN_FILE), { force: true });
-  await writeAtomically(join(dir, CA_FILE), toPem(ca.certificate));
+  await writeFileAtomic(join(dir, CA_FILE), toPem(ca.certificate), 0o644);
 }

@@ -61,6 +61,7 @@ describe('config', () => {
     ['fail/tokenreview-without-kubeconfig', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verify: 'tokenreview' }] }, ['clusters[0].kubeconfig: is required when verify is tokenreview']],
     ['fail/duplicate-cluster-issuer', { ...minimal, clusters: [{ name: 'a', issuer: 'https://a.example.com' }, { name: 'b', issuer: 'https://a.example.com' }] }, ['clusters[1].issuer: duplicates clusters[0].issuer']],
     ['fail/bad-duration', { ...minimal, keys: { rotation: { every: 'daily' } } }, ['keys.rotation.every: must be a duration such as 90s, 15m, 1h or 24h']],
+    ['fail/fractional-duration', { ...minimal, keys: { rotation: { every: '90.5s' } } }, ['keys.rotation.every: must be a whole number of seconds (such as 90s, 15m or 1h30m)']],
     ['fail/pkcs11-without-module-or-pin', { ...minimal, keys: { provider: 'pkcs11', tokenLabel: 't' } }, ['keys.module: is required for provider pkcs11', 'keys.pinEnv: pinEnv or pinFile is required for provider pkcs11']],
     ['fail/http-broker-issuer-not-loopback', { ...minimal, issuer: 'http://sts.example.com' }, ['issuer: must be an https URL']],
     ['fail/dev-cluster-bad-name-and-issuer', { ...minimal, devCluster: { name: 'Bad Name!', issuer: 'not a url' } }, ['devCluster.name: must be a DNS label (lowercase letters, digits, -)', 'devCluster.issuer: must be an https URL']],
@@ -125,6 +126,12 @@ describe('config', () => {
     ['1 hour', undefined],
     ['', undefined],
     ['h', undefined],
+    ['2000ms', 2],
+    ['90.5s', undefined],
+    ['1.5h', undefined],
+    ['1500ms', undefined],
+    ['90.5', undefined],
+    [90.5, undefined],
   ] as const)('duration %s', (text, seconds) => {
     expect(parseDuration(text)).toBe(seconds);
   });

@@ -44,6 +44,7 @@ const cases: Array<{ name: string; clusters?: ClusterConfig[]; expected: string[
     ],
   },
   { name: 'lifetime-above-cap', expected: ['role.yaml:8:16: maxLifetime 1d is above the hard cap of 12h'] },
+  { name: 'fractional-lifetime', expected: ['role.yaml:8:16: issue.maxLifetime: must be a whole number of seconds (such as 90s, 15m or 1h30m)'] },
   { name: 'default-above-max', expected: ['role.yaml:6:66: defaultLifetime 1h is above maxLifetime 30m'] },
   {
     name: 'guardrail-makes-role-unusable',
