@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { createMemoryCache } from '../cache/index.js';
-import { loadConfig, type ClusterConfig, type Config } from '../config/index.js';
+import { ConfigError, loadConfig, type ClusterConfig, type Config } from '../config/index.js';
 import { TOKEN_TYPE_JWT } from '../constants.js';
 import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
@@ -155,7 +155,15 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
     .option('-c, --config <file>', 'config file: Principals must then name a configured cluster')
     .option('--strict', 'exit 1 on warnings too')
     .action((dir: string | undefined, options: { strict?: boolean }, command: Command) => {
-      const config = configOf(command);
+      let config: Config | undefined;
+      try {
+        config = configOf(command);
+      } catch (error) {
+        // The config's own problems (two clusters that are one issuer to IRSA forms…) are findings too.
+        if (!(error instanceof ConfigError)) throw error;
+        io.err(`policy lint: ${error.message}\n`);
+        return io.exit(1);
+      }
       const target = dir ?? config?.policies ?? './policies';
       let result;
       try {

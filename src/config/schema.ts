@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LOOPBACK_HOSTS, SIGNING_ALGORITHMS } from '../constants.js';
 import { durationProblem, parseDuration } from './duration.js';
+import { issuerHostPath } from './issuer-host-path.js';
 
 /**
  * The config file of DESIGN.md. Every field is validated and unknown fields are rejected
@@ -38,6 +39,9 @@ export function issuerProblem(value: string, allowHttp: boolean): string | undef
   return undefined;
 }
 
+/** `maxTokenLifetime` when a cluster does not set it: 24 h, the longest a pod's projected token normally lives. */
+export const DEFAULT_MAX_TOKEN_LIFETIME = 86_400;
+
 const clusterNameSchema = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)');
 
 const jwkSchema = z.looseObject({ kty: z.string() });
@@ -53,6 +57,11 @@ export const clusterSchema = z
     kubeconfig: z.string().min(1).optional(),
     caFile: z.string().min(1).optional(),
     allowInsecure: z.boolean().default(false),
+    /**
+     * The longest subject-token lifetime (`exp − iat`) accepted from this cluster; absent means
+     * {@link DEFAULT_MAX_TOKEN_LIFETIME}. Bounds how long a leaked token stays usable.
+     */
+    maxTokenLifetime: durationAtLeast(60, '1m').optional(),
   })
   .superRefine((cluster, ctx) => {
     const problem = issuerProblem(cluster.issuer, cluster.allowInsecure);
@@ -185,7 +194,43 @@ export const configSchema = z
         } else seen.set(key, index);
       }
     });
+    for (const problem of sameIssuerProblems(config)) ctx.addIssue({ code: 'custom', ...problem });
   });
+
+/**
+ * IRSA condition keys, host+path Principals and OIDC-provider ARNs name an issuer without its
+ * scheme, trailing slash, host case or default port. Two clusters whose issuers differ only in
+ * those would both match such a policy, so a second cluster (its own keys, its own tokens)
+ * could obtain a role written for the first: refused, naming both. Exact duplicates are
+ * reported above.
+ */
+function sameIssuerProblems(config: {
+  clusters: ReadonlyArray<{ name: string; issuer: string }>;
+  devCluster?: { name: string; issuer: string } | undefined;
+}): Array<{ path: PropertyKey[]; message: string }> {
+  const entries = [
+    ...(config.devCluster ? [{ label: 'devCluster', name: config.devCluster.name, issuer: config.devCluster.issuer }] : []),
+    ...config.clusters.map((cluster, index) => ({ label: `clusters[${index}]`, name: cluster.name, issuer: cluster.issuer, index })),
+  ];
+  const problems: Array<{ path: PropertyKey[]; message: string }> = [];
+  const firstByHostPath = new Map<string, (typeof entries)[number]>();
+  for (const entry of entries) {
+    const hostPath = issuerHostPath(entry.issuer);
+    const first = firstByHostPath.get(hostPath);
+    if (!first) {
+      firstByHostPath.set(hostPath, entry);
+      continue;
+    }
+    if (first.issuer === entry.issuer) continue;
+    problems.push({
+      path: entry.label === 'devCluster' ? ['devCluster', 'issuer'] : ['clusters', (entry as { index: number }).index, 'issuer'],
+      message:
+        `cluster "${entry.name}" (${entry.issuer}) and cluster "${first.name}" (${first.issuer}, ${first.label}) are the same issuer ` +
+        `to IRSA condition keys and principals (${hostPath}): issuers must differ in more than scheme, trailing slash, host case or default port`,
+    });
+  }
+  return problems;
+}
 
 function isLoopbackUrl(value: string): boolean {
   return URL.canParse(value) && LOOPBACK_HOSTS.has(new URL(value).hostname);

@@ -85,14 +85,15 @@ const digest = (value: string): string => createHash('sha256').update(value).dig
  */
 export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<{ role: string; body: ExchangeResponse }> {
   const policySet = deps.policies.current();
-  // What the request asks for is checked before any token is verified: a request for nothing
-  // never costs a signature check, a JWKS refresh or an API-server TokenReview.
+  // The subject (and actor) token is verified completely, TokenReview included, before anything
+  // about the requested role is looked at: otherwise a garbage token would learn which roles
+  // exist, their audiences, scopes and whether they issue X.509 from the refusals.
+  const identity = await deps.verifier.verify(request.subjectToken);
+  const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const role = selectRole(policySet, request.resource, request.audience);
   const audiences = issuedAudiences(role, request.audience);
   const scope = allowedScopes(role, request.scope);
   if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) x509Profile(deps, role);
-  const identity = await deps.verifier.verify(request.subjectToken);
-  const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const now = Math.floor(deps.now() / 1000);
 
   const decision: Decision = policySet.decide(role, {

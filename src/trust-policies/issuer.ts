@@ -1,7 +1,10 @@
+import { issuerHostPath, normalizeHostPath } from '../config/index.js';
+
 /**
- * How policies name an issuer: its URL (exact), its host+path (IRSA form) or an AWS IAM
- * OIDC-provider ARN ending in the host+path. Host names are case-insensitive; paths are not
- * (`/tenants/alpha` is not `/tenants/ALPHA`). One matcher serves evaluation and lint.
+ * How policies name an issuer: its URL (exact), its host[:port]+path (IRSA form) or an AWS IAM
+ * OIDC-provider ARN ending in the host+path. Host names are case-insensitive and the scheme's
+ * default port is dropped; paths are not case-folded (`/tenants/alpha` is not `/tenants/ALPHA`).
+ * One matcher serves evaluation and lint.
  */
 
 /** An AWS IAM OIDC-provider ARN; the capture is the issuer host+path (and, in a key, `:claim`). */
@@ -9,17 +12,7 @@ export const OIDC_PROVIDER_ARN = /^arn:aws[a-z-]*:iam::\d{12}:oidc-provider\/(.+
 
 const SCHEME = /^https?:\/\//i;
 
-/** `OIDC.example.com/Tenants/A/` → `oidc.example.com/Tenants/A`: host lowercased, path kept exactly. */
-export function normalizeHostPath(hostPath: string): string {
-  const trimmed = hostPath.replace(/\/+$/, '');
-  const slash = trimmed.indexOf('/');
-  return slash === -1 ? trimmed.toLowerCase() : `${trimmed.slice(0, slash).toLowerCase()}${trimmed.slice(slash)}`;
-}
-
-/** `https://oidc.eks.eu-west-1.amazonaws.com/id/ABC/` → `oidc.eks.eu-west-1.amazonaws.com/id/ABC`. */
-export function issuerHostPath(iss: string): string {
-  return normalizeHostPath(iss.replace(SCHEME, ''));
-}
+export { issuerHostPath, normalizeHostPath };
 
 /** Does a `Principal.Federated` value name this issuer? `hostPath` is `issuerHostPath(iss)`, computed once by the caller. */
 export type PrincipalMatcher = (cluster: string, iss: string, hostPath: string) => boolean;

@@ -32,13 +32,29 @@ const FIXED_KEYS: Record<string, ResolvedKey> = {
   'request:time': single((i) => new Date(i.now * 1000).toISOString()),
 };
 
-export const KNOWN_KEYS = [...Object.keys(FIXED_KEYS), '<issuer host+path>:sub', '<issuer host+path>:aud', '<issuer host+path>:iss', 'token:<claim path>'];
+export const KNOWN_KEYS = [...Object.keys(FIXED_KEYS), '<issuer host[:port]+path>:sub', '<issuer host[:port]+path>:aud', '<issuer host[:port]+path>:iss', 'token:<claim path>'];
 
 function single(read: KeyReader): ResolvedKey {
   return { read, multiValued: false };
 }
 
-const IRSA_KEY = /^([^\s:]+):(sub|aud|iss)$/i;
+/**
+ * `<host[:port]/path>:sub|aud|iss`: self-managed clusters publish issuers such as
+ * `https://api.k8s.internal:6443`, so the host may carry a port (or be a bracketed IPv6 address).
+ */
+const IRSA_KEY = /^((?:\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+)(?::\d{1,5})?(?:\/[^\s:]*)?):(sub|aud|iss)$/i;
+/** A prefix that can only be an issuer: a dot, a path, a port or an IPv6 host (`cluster:name` and kin are fixed keys). */
+const ISSUER_LIKE = /[./[]|:\d+(?:\/|$)/;
+
+/**
+ * An IRSA key's normalized issuer host+path and claim, or `undefined` for any other key. The
+ * claim name is case-insensitive like every IAM key; of the issuer, only the host is.
+ */
+export function parseIrsaKey(key: string): { hostPath: string; claim: 'sub' | 'aud' | 'iss' } | undefined {
+  const irsa = IRSA_KEY.exec(key);
+  if (!irsa || !ISSUER_LIKE.test(irsa[1] as string)) return undefined;
+  return { hostPath: normalizeHostPath(irsa[1] as string), claim: (irsa[2] as string).toLowerCase() as 'sub' | 'aud' | 'iss' };
+}
 
 /** Resolve a condition key at compile time; a string is the reason it is not usable. */
 export function resolveKey(key: string): ResolvedKey | string {
@@ -54,14 +70,12 @@ export function resolveKey(key: string): ResolvedKey | string {
     const hint = hostPath ? `; use "${hostPath}"` : '';
     return `condition key "${key}" looks like an ARN: IAM condition keys use the issuer host+path, not the provider ARN${hint}`;
   }
-  const irsa = IRSA_KEY.exec(key);
-  if (irsa && /[./]/.test(irsa[1] as string)) {
-    // The claim name is case-insensitive like every IAM key; of the issuer, only the host is.
-    const prefix = normalizeHostPath(irsa[1] as string);
-    const claim = (irsa[2] as string).toLowerCase();
+  const irsa = parseIrsaKey(key);
+  if (irsa) {
+    const prefix = irsa.hostPath;
     const matchesIssuer = (i: PreparedInput) => i.issuerHostPath === prefix;
-    if (claim === 'aud') return { read: (i) => (matchesIssuer(i) ? i.identity.aud : undefined), multiValued: true };
-    if (claim === 'sub') return single((i) => (matchesIssuer(i) ? i.identity.sub : undefined));
+    if (irsa.claim === 'aud') return { read: (i) => (matchesIssuer(i) ? i.identity.aud : undefined), multiValued: true };
+    if (irsa.claim === 'sub') return single((i) => (matchesIssuer(i) ? i.identity.sub : undefined));
     return single((i) => (matchesIssuer(i) ? i.identity.iss : undefined));
   }
   return `unknown condition key "${key}"`;

@@ -10,6 +10,8 @@ export interface ClaimRules {
   /** `aud` must contain at least one of these. */
   audiences: readonly string[];
   nowSeconds: number;
+  /** The cluster's `maxTokenLifetime` in seconds: the longest `exp − iat` accepted. */
+  maxLifetimeSeconds: number;
 }
 
 /**
@@ -35,11 +37,69 @@ export function checkClaims(claims: Record<string, unknown>, rules: ClaimRules):
   if (rules.nowSeconds >= exp + LEEWAY_SECONDS) throw fail('subject_token is expired', 'exp passed', { exp });
   if (nbf !== undefined && nbf > rules.nowSeconds + LEEWAY_SECONDS) throw fail('subject_token is not yet valid', 'nbf in the future', { nbf });
   if (iat !== undefined && iat > rules.nowSeconds + LEEWAY_SECONDS) throw fail('subject_token is not yet valid', 'iat in the future', { iat });
+  checkLifetime(claims, rules.maxLifetimeSeconds, rules.nowSeconds);
   if (typeof claims.sub !== 'string' || claims.sub === '') throw fail('subject_token is malformed', 'sub missing');
   const aud = audienceList(claims.aud);
   if (aud === undefined) throw fail('subject_token audience not accepted', 'aud missing or not strings');
   if (!aud.some((value) => rules.audiences.includes(value))) {
     throw fail('subject_token audience not accepted', 'no accepted audience', { aud: aud.slice(0, 8), accepted: rules.audiences });
+  }
+  checkProjectedShape(claims);
+}
+
+/**
+ * `exp − iat` must not exceed the cluster's `maxTokenLifetime`: a token minted to live for
+ * decades (`exp` = 1e20) would otherwise stay usable forever once leaked. A token without `iat`
+ * cannot say how long it was meant to live, so what is left of it, `exp − now`, is bounded
+ * instead (with the clock leeway): it is refused if it would outlive any token the cluster may
+ * issue from now on.
+ */
+export function checkLifetime(claims: Record<string, unknown>, maxLifetimeSeconds: number, nowSeconds: number): void {
+  const identity = { iss: claims.iss, sub: claims.sub, jti: claims.jti };
+  const exp = claims.exp;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) {
+    throw invalidRequest('subject_token has no expiry', { detail: { ...identity, reason: 'exp missing or not a number' } });
+  }
+  const iat = claims.iat;
+  const hasIat = typeof iat === 'number' && Number.isFinite(iat);
+  const lifetime = hasIat ? exp - iat : exp - nowSeconds;
+  const allowed = hasIat ? maxLifetimeSeconds : maxLifetimeSeconds + LEEWAY_SECONDS;
+  if (lifetime > allowed) {
+    throw invalidRequest("subject_token lifetime exceeds the cluster's maxTokenLifetime", {
+      detail: { ...identity, reason: hasIat ? 'exp - iat above maxTokenLifetime' : 'no iat and exp - now above maxTokenLifetime', lifetime, maxTokenLifetime: maxLifetimeSeconds },
+    });
+  }
+}
+
+/**
+ * The projected-token shape every policy relies on: `kubernetes.io.namespace` and
+ * `kubernetes.io.serviceaccount.name` are non-empty strings and `sub` is
+ * `system:serviceaccount:<namespace>:<name>`. A token without it would be evaluated with a
+ * missing or disagreeing namespace, and a guardrail Deny keyed on the namespace would silently
+ * not fire. Pod and node, when present, must be objects whose name and uid are strings.
+ */
+export function checkProjectedShape(claims: Record<string, unknown>): void {
+  const refuse = (reason: string) =>
+    invalidRequest('subject_token is not a projected service-account token', { detail: { iss: claims.iss, sub: claims.sub, jti: claims.jti, reason } });
+  const k8s = asRecord(claims['kubernetes.io']);
+  if (!k8s) throw refuse('kubernetes.io claim missing or not an object');
+  const namespace = k8s.namespace;
+  if (typeof namespace !== 'string' || namespace === '') throw refuse('kubernetes.io.namespace is not a string');
+  const serviceAccount = asRecord(k8s.serviceaccount);
+  if (!serviceAccount || typeof serviceAccount.name !== 'string' || serviceAccount.name === '') {
+    throw refuse('kubernetes.io.serviceaccount.name is not a string');
+  }
+  for (const part of ['serviceaccount', 'pod', 'node'] as const) {
+    const value = k8s[part];
+    if (value === undefined) continue;
+    const record = asRecord(value);
+    if (!record) throw refuse(`kubernetes.io.${part} is not an object`);
+    for (const field of ['name', 'uid'] as const) {
+      if (record[field] !== undefined && typeof record[field] !== 'string') throw refuse(`kubernetes.io.${part}.${field} is not a string`);
+    }
+  }
+  if (claims.sub !== `system:serviceaccount:${namespace}:${serviceAccount.name}`) {
+    throw refuse('sub differs from kubernetes.io namespace and service account');
   }
 }
 

@@ -1,4 +1,4 @@
-import type { ClusterConfig } from '../config/index.js';
+import { DEFAULT_MAX_TOKEN_LIFETIME, type ClusterConfig } from '../config/index.js';
 import type { CompactJws } from './compact.js';
 import { checkClaims, identityFromClaims } from './claims.js';
 import { createKeySource, createStaticKeySource, type KeySourceDeps } from './jwks-cache.js';
@@ -36,7 +36,12 @@ export function createJwksVerifier(cluster: ClusterConfig, deps: KeySourceDeps &
         result = await verifySignature(jws, alg, keys);
       }
       if (!result.ok) throw signatureError(result.reason, jws.header);
-      checkClaims(claims, { issuer: cluster.issuer, audiences: deps.audiences, nowSeconds: Math.floor(deps.now() / 1000) });
+      checkClaims(claims, {
+        issuer: cluster.issuer,
+        audiences: deps.audiences,
+        nowSeconds: Math.floor(deps.now() / 1000),
+        maxLifetimeSeconds: cluster.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME,
+      });
       return identityFromClaims(claims, cluster.name, 'jwks');
     },
     warm: () => source.current().then(

@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import type { ClusterConfig } from '../config/index.js';
-import { invalidRequest } from '../errors.js';
+import { DEFAULT_MAX_TOKEN_LIFETIME, type ClusterConfig } from '../config/index.js';
+import { invalidRequest, isTesseraError } from '../errors.js';
+import { checkLifetime, checkProjectedShape } from './claims.js';
 import type { WorkloadIdentity } from './types.js';
 
 /**
@@ -47,13 +48,18 @@ export const cachedIdentitySchema = z.strictObject({
 
 /**
  * The workload identity of an authenticated review, or `invalid_request` (400) when the review
- * refuses the token, is not about a service account, or does not vouch for our audiences.
+ * refuses the token, is not about a service account, or does not vouch for our audiences, or
+ * when the token's own claims break the rules a JWKS-verified token must keep (the
+ * projected-token shape agreeing with the reviewed user, and the cluster's `maxTokenLifetime`):
+ * the claims are what `token:` conditions and templates read.
  */
 export function identityFromReview(input: {
   cluster: ClusterConfig;
   status: ReviewStatus;
   claims: Record<string, unknown>;
   audiences: string[];
+  /** Seconds since the epoch; default now. */
+  nowSeconds?: number;
 }): WorkloadIdentity {
   const { cluster, status, claims, audiences } = input;
   const refuse = (description: string, reason: string) => invalidRequest(description, { detail: { cluster: cluster.name, reason } });
@@ -62,13 +68,18 @@ export function identityFromReview(input: {
   const username = status.user?.username ?? '';
   const match = SERVICE_ACCOUNT_USER.exec(username);
   if (!match) throw refuse('subject_token is not a service-account token', 'tokenreview user is not a service account');
-  if (typeof claims.sub === 'string' && claims.sub !== username) {
-    throw refuse('subject_token is not valid', 'token sub differs from the reviewed user');
-  }
+  if (claims.sub !== username) throw refuse('subject_token is not valid', 'token sub differs from the reviewed user');
   // An API server that is not audience-aware answers without status.audiences: the token is
   // then only valid for the API server itself, not for us.
   const aud = (status.audiences ?? []).filter((value) => audiences.includes(value));
   if (aud.length === 0) throw refuse('subject_token audience is not accepted', 'tokenreview vouched for none of our audiences');
+  try {
+    checkProjectedShape(claims);
+    checkLifetime(claims, cluster.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME, input.nowSeconds ?? Math.floor(Date.now() / 1000));
+  } catch (error) {
+    if (!isTesseraError(error)) throw error;
+    throw refuse(error.description, String(error.detail?.reason));
+  }
 
   const extra = status.user?.extra ?? {};
   const first = (key: string): string | undefined => extra[EXTRA + key]?.[0];

@@ -106,7 +106,7 @@ export function createTokenReviewVerifier(
     if (!parsed.success) throw unavailable(new ReviewCallError({ kind: 'malformed', reason: 'unexpected TokenReview status shape' }));
     let identity: WorkloadIdentity;
     try {
-      identity = identityFromReview({ cluster, status: parsed.data, claims, audiences: deps.audiences });
+      identity = identityFromReview({ cluster, status: parsed.data, claims, audiences: deps.audiences, nowSeconds: Math.floor(now() / 1000) });
     } catch (error) {
       count('unauthenticated');
       if (isTesseraError(error)) {

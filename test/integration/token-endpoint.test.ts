@@ -147,8 +147,9 @@ describe('POST /v1/token', () => {
     expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
-  it('fail/unknown-role-is-refused-before-any-token-check', async () => {
-    const response = await exchange('not-even-a-jwt', { resource: 'nope' });
+  it('fail/unknown-role-is-refused-after-the-token-check', async () => {
+    expect((await exchange('not-even-a-jwt', { resource: 'nope' })).json).toEqual({ error: 'invalid_request', error_description: 'subject_token is malformed' });
+    const response = await exchange(t.devToken('orders', 'order-service'), { resource: 'nope' });
     expect(response.json).toEqual({ error: 'invalid_target', error_description: 'resource names no known role' });
   });
 

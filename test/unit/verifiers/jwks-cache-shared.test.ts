@@ -18,7 +18,8 @@ let prod: ClusterConfig;
 beforeEach(async () => {
   idp = await startOidcIssuer({ path: '/shared' });
   clock = manualClock();
-  prod = cluster({ name: 'prod', issuer: idp.issuer, caFile: idp.caFile });
+  // Tokens live a week so the clock can move across key freshness and maxStale; the cluster says so.
+  prod = cluster({ name: 'prod', issuer: idp.issuer, caFile: idp.caFile, maxTokenLifetime: 7 * 86400 });
 });
 afterEach(async () => {
   await idp.close();

@@ -30,7 +30,8 @@ beforeEach(async () => {
   idp = await startOidcIssuer({ path: '/prod' });
   clock = manualClock();
   cache = createMemoryCache({ now: clock.now });
-  prod = cluster({ name: 'prod', issuer: idp.issuer, caFile: idp.caFile });
+  // Tokens live a week so the clock can move across key freshness and maxStale; the cluster says so.
+  prod = cluster({ name: 'prod', issuer: idp.issuer, caFile: idp.caFile, maxTokenLifetime: 7 * 86400 });
 });
 afterEach(async () => {
   await idp.close();

@@ -36,9 +36,18 @@ const keysOf = (fixture: KeyMaterial) =>
     keys: [{ ...jwkOf((fixture.publicKeyPem ?? fixture.x509CertificatePem) as string), ...(fixture.header?.kid ? { kid: fixture.header.kid } : {}) }],
   };
 
-function verifierFor(fixture: KeyMaterial, iss: string, audiences: string[], nowMs: number) {
-  return makeVerifier([cluster({ name: 'real', issuer: iss, jwks: keysOf(fixture) as never, audiences })], { now: () => nowMs }).verifier;
+function verifierFor(fixture: KeyMaterial, iss: string, audiences: string[], nowMs: number, maxTokenLifetime?: number) {
+  const entry = cluster({ name: 'real', issuer: iss, jwks: keysOf(fixture) as never, audiences, ...(maxTokenLifetime ? { maxTokenLifetime } : {}) });
+  return makeVerifier([entry], { now: () => nowMs }).verifier;
 }
+
+/**
+ * Minikube's older pod tokens were minted for 2 and 10 years; a cluster that issues such tokens
+ * must say so with `maxTokenLifetime` (default 24 h). These tests configure each fixture's own.
+ */
+const lifetimeOf = (fixture: TokenFixture) => (fixture.expectedClaims.exp as number) - (fixture.expectedClaims.iat as number);
+const DEFAULT_MAX_TOKEN_LIFETIME = 86_400;
+const allowing = (fixture: TokenFixture) => Math.max(lifetimeOf(fixture), DEFAULT_MAX_TOKEN_LIFETIME);
 
 const tokens = readdirSync(`${ROOT}/tokens`).map((file) => read<TokenFixture>(`tokens/${file}`));
 const projected = tokens.filter((fixture) => fixture.expectedClaims.exp !== undefined);
@@ -59,7 +68,7 @@ describe('real projected tokens', () => {
 
   test.each(projected.map((fixture) => [`ok/${fixture.id}`, fixture] as const))('%s at its suggested clock', async (_name, fixture) => {
     const claims = fixture.expectedClaims;
-    const verifier = verifierFor(fixture, claims.iss, claims.aud as string[], (fixture.validity.suggestedFixedClock as number) * 1000);
+    const verifier = verifierFor(fixture, claims.iss, claims.aud as string[], (fixture.validity.suggestedFixedClock as number) * 1000, allowing(fixture));
     const identity = await verifier.verify(fixture.token);
     const expected = fixture.expectedIdentity;
     expect(identity).toMatchObject({
@@ -79,15 +88,25 @@ describe('real projected tokens', () => {
 
   test.each(projected.map((fixture) => [`fail/${fixture.id}-after-exp`, fixture] as const))('%s', async (_name, fixture) => {
     const claims = fixture.expectedClaims;
-    const verifier = verifierFor(fixture, claims.iss, claims.aud as string[], ((claims.exp as number) + 61) * 1000);
+    const verifier = verifierFor(fixture, claims.iss, claims.aud as string[], ((claims.exp as number) + 61) * 1000, allowing(fixture));
     expect(await outcome(verifier.verify(fixture.token))).toBe('400 invalid_request: subject_token is expired');
   });
 
   test.each(projected.map((fixture) => [`fail/${fixture.id}-for-another-audience`, fixture] as const))('%s', async (_name, fixture) => {
     const claims = fixture.expectedClaims;
-    const verifier = verifierFor(fixture, claims.iss, ['sts.example.com'], (fixture.validity.suggestedFixedClock as number) * 1000);
+    const verifier = verifierFor(fixture, claims.iss, ['sts.example.com'], (fixture.validity.suggestedFixedClock as number) * 1000, allowing(fixture));
     expect(await outcome(verifier.verify(fixture.token))).toBe('400 invalid_request: subject_token audience not accepted');
   });
+
+  test.each(projected.map((fixture) => [`${lifetimeOf(fixture) > DEFAULT_MAX_TOKEN_LIFETIME ? 'fail' : 'ok'}/${fixture.id}-with-the-default-max-lifetime`, fixture] as const))(
+    '%s',
+    async (_name, fixture) => {
+      const claims = fixture.expectedClaims;
+      const verifier = verifierFor(fixture, claims.iss, claims.aud as string[], (fixture.validity.suggestedFixedClock as number) * 1000);
+      const expected = lifetimeOf(fixture) > DEFAULT_MAX_TOKEN_LIFETIME ? "400 invalid_request: subject_token lifetime exceeds the cluster's maxTokenLifetime" : 'ok';
+      expect(await outcome(verifier.verify(fixture.token))).toBe(expected);
+    },
+  );
 
   test('ok/decodeUnverified reads the EKS claims exactly', () => {
     const eks = projected.find((fixture) => fixture.id.includes('eks')) as TokenFixture;

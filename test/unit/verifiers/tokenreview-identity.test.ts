@@ -13,7 +13,14 @@ const webhook = fixture('kubernetes-website__webhook-tokenreview-v1');
 
 const API_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 const cluster = clusterSchema.parse({ name: 'kind', issuer: API_AUDIENCE, verify: 'tokenreview', kubeconfig: 'in-cluster' });
-const claims = { iss: API_AUDIENCE, sub: 'system:serviceaccount:default:my-sa', exp: 1_700_003_600, jti: 'from-claims' };
+const claims = {
+  iss: API_AUDIENCE,
+  sub: 'system:serviceaccount:default:my-sa',
+  exp: 1_700_003_600,
+  iat: 1_700_000_000,
+  jti: 'from-claims',
+  'kubernetes.io': { namespace: 'default', serviceaccount: { name: 'my-sa' } },
+};
 
 describe('identityFromReview', () => {
   it('ok/docs-pod-bound-token', () => {
