@@ -65,7 +65,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   try {
     // Each part is registered for closing as soon as it exists: a failure further down
     // must not leave a Redis client reconnecting forever in a process that should exit.
-    const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics });
+    const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
     closers.push(() => cache.close());
     const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
     const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;

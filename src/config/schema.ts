@@ -66,15 +66,42 @@ export const clusterSchema = z
     }
   });
 
-const redisSchema = z.union([
-  urlSchema,
-  z.strictObject({
-    sentinels: z.array(z.strictObject({ host: z.string(), port: z.number().int() })).min(1),
-    name: z.string(),
-    password: z.string().optional(),
-  }),
-  z.strictObject({ cluster: z.array(z.strictObject({ host: z.string(), port: z.number().int() })).min(1) }),
-]);
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const envNameSchema = z.string().regex(ENV_NAME, 'must be an environment variable name');
+
+/** A Sentinel or Cluster node: `"host:port"`, the host a name, an IPv4 address or a bracketed IPv6 one. */
+const hostPortSchema = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/, 'must be "host:port"')
+  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be at most 65535' });
+
+const redisUrlSchema = urlSchema.refine((value) => /^rediss?:\/\//i.test(value), { message: 'must be a redis:// or rediss:// URL' });
+
+/**
+ * The shared cache: one of `redis` (URL), `sentinel` or `cluster`; absent, the cache is in memory.
+ * Entries are authenticated with a key derived from the secret in the `keyEnv` variable.
+ */
+const cacheSchema = z
+  .strictObject({
+    redis: redisUrlSchema.optional(),
+    sentinel: z.strictObject({ sentinels: z.array(hostPortSchema).min(1), name: z.string().min(1) }).optional(),
+    cluster: z.array(hostPortSchema).min(1).optional(),
+    /** Names the environment variable holding the secret the replicas share. */
+    keyEnv: envNameSchema.default('TESSERA_CACHE_KEY'),
+    /** Names the environment variable holding the Redis password (a URL's own password wins). */
+    passwordEnv: envNameSchema.optional(),
+    /** CA certificates (PEM) trusted for a `rediss://` server. */
+    caFile: z.string().min(1).optional(),
+    /** How long the last good JWKS of an unreachable issuer stays usable. */
+    maxStale: durationSchema.default(86400),
+  })
+  .superRefine((cache, ctx) => {
+    const targets = (['redis', 'sentinel', 'cluster'] as const).filter((name) => cache[name] !== undefined);
+    if (targets.length > 1) ctx.addIssue({ code: 'custom', path: [targets[1] as string], message: `only one of redis, sentinel and cluster may be set (also ${targets[0]})` });
+    if (cache.caFile !== undefined && !cache.redis?.toLowerCase().startsWith('rediss://')) {
+      ctx.addIssue({ code: 'custom', path: ['caFile'], message: 'needs a rediss:// URL in cache.redis' });
+    }
+  });
 
 export const configSchema = z
   .strictObject({
@@ -147,13 +174,7 @@ export const configSchema = z
         dir: z.string().optional(),
       })
       .default({ trustDomain: 'example.org', caTtl: 8760 * 3600 }),
-    cache: z
-      .strictObject({
-        redis: redisSchema.optional(),
-        /** How long the last good JWKS of an unreachable issuer stays usable. */
-        maxStale: durationSchema.default(86400),
-      })
-      .default({ maxStale: 86400 }),
+    cache: cacheSchema.default({ keyEnv: 'TESSERA_CACHE_KEY', maxStale: 86400 }),
     rateLimit: z
       .strictObject({
         /** Sustained token exchanges per second per client address. */

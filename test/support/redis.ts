@@ -4,6 +4,9 @@ import { freePort } from './net.js';
 
 export { freePort };
 
+/** The shared-cache secret every test replica holds (entries are authenticated with a key derived from it). */
+export const TEST_CACHE_SECRET = 'test-cache-secret-0123456789abcdef0123456789';
+
 /**
  * A real `redis-server` for tests, on a free loopback port, with persistence off.
  * `kill()` (SIGKILL) and `pause()` (SIGSTOP: connected but silent, i.e. "slow") produce the
