@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCidr } from '../sts/client-address.js';
 import { parseDuration } from './duration.js';
 
 /**
@@ -70,10 +71,11 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const envNameSchema = z.string().regex(ENV_NAME, 'must be an environment variable name');
 
 /** A Sentinel or Cluster node: `"host:port"`, the host a name, an IPv4 address or a bracketed IPv6 one. */
-const hostPortSchema = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/, 'must be "host:port"')
-  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be at most 65535' });
+const hostPortSchema = z.string().superRefine((value, ctx) => {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(value);
+  if (!match) ctx.addIssue({ code: 'custom', message: 'must be "host:port"' });
+  else if (Number(match[2]) > 65535) ctx.addIssue({ code: 'custom', message: 'port must be at most 65535' });
+});
 
 const redisUrlSchema = urlSchema.refine((value) => /^rediss?:\/\//i.test(value), { message: 'must be a redis:// or rediss:// URL' });
 
@@ -102,6 +104,38 @@ const cacheSchema = z
       ctx.addIssue({ code: 'custom', path: ['caFile'], message: 'needs a rediss:// URL in cache.redis' });
     }
   });
+
+const bucketSchema = (defaults: { perSecond: number; burst: number }) =>
+  z
+    .strictObject({
+      /** Sustained token exchanges per second. */
+      perSecond: z.number().positive().default(defaults.perSecond),
+      /** Exchanges allowed at once before the sustained rate applies. */
+      burst: z.number().int().positive().default(defaults.burst),
+    })
+    .default(defaults);
+
+/**
+ * On by default. Per client address before anything is verified (so garbage costs the sender
+ * its own budget), per workload identity (cluster + namespace + service account) after it.
+ */
+export const RATE_LIMIT_DEFAULTS = {
+  enabled: true,
+  perSecond: 50,
+  burst: 100,
+  perIdentity: { perSecond: 20, burst: 100 },
+} as const;
+
+const rateLimitSchema = z.strictObject({
+  /** `false` turns both limits off; it must be said explicitly. */
+  enabled: z.boolean().default(true),
+  /** Per client address (after trustedProxies). */
+  perSecond: z.number().positive().default(RATE_LIMIT_DEFAULTS.perSecond),
+  burst: z.number().int().positive().default(RATE_LIMIT_DEFAULTS.burst),
+  perIdentity: bucketSchema(RATE_LIMIT_DEFAULTS.perIdentity),
+});
+
+const cidrSchema = z.string().refine((value) => parseCidr(value) !== undefined, { message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8' });
 
 export const configSchema = z
   .strictObject({
@@ -175,13 +209,9 @@ export const configSchema = z
       })
       .default({ trustDomain: 'example.org', caTtl: 8760 * 3600 }),
     cache: cacheSchema.default({ keyEnv: 'TESSERA_CACHE_KEY', maxStale: 86400 }),
-    rateLimit: z
-      .strictObject({
-        /** Sustained token exchanges per second per client address. */
-        perSecond: z.number().positive(),
-        burst: z.number().int().positive(),
-      })
-      .optional(),
+    rateLimit: rateLimitSchema.default(RATE_LIMIT_DEFAULTS),
+    /** Peers (CIDRs, IPv4 or IPv6) whose X-Forwarded-For is believed; no one by default. */
+    trustedProxies: z.array(cidrSchema).default([]),
     logging: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),

@@ -29,6 +29,8 @@ export interface ExchangeDeps {
   metrics?: Metrics;
   /** Milliseconds since the epoch. */
   now: () => number;
+  /** Throws `slow_down` when this verified workload has used up its rate. */
+  limitIdentity?: (identity: WorkloadIdentity) => void;
 }
 
 /** The RFC 8693 §2.2.1 response body. */
@@ -92,6 +94,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
   const scope = allowedScopes(role, request.scope);
   if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) x509Profile(deps, role);
   const identity = await deps.verifier.verify(request.subjectToken);
+  deps.limitIdentity?.(identity);
   const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const now = Math.floor(deps.now() / 1000);
 

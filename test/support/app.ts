@@ -55,6 +55,8 @@ export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: 
     keys: { provider: 'local', dir: join(dir, 'keys') },
     x509: { dir: join(dir, 'ca') },
     logging: { level: 'debug' },
+    // Tests send hundreds of exchanges from one address; the limits have their own tests.
+    rateLimit: { enabled: false },
     ...input,
   });
   const { capture, logger } = captureLogs();
