@@ -8,7 +8,7 @@ import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
 import { createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
-import { createStsApp } from './sts/index.js';
+import { clientAddress, createStsApp, trustedProxies } from './sts/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
 
@@ -65,7 +65,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   try {
     // Each part is registered for closing as soon as it exists: a failure further down
     // must not leave a Redis client reconnecting forever in a process that should exit.
-    const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics });
+    const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
     closers.push(() => cache.close());
     const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
     const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
@@ -98,6 +98,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     void verifier.warm();
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
 
+    const proxies = trustedProxies(config.trustedProxies);
     const hono = createStsApp({
       issuer: config.issuer,
       verifier,
@@ -112,11 +113,13 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       jwksCacheSeconds: JWKS_CACHE_SECONDS,
       rateLimit: config.rateLimit,
       clientAddress: (c) => {
+        let peer: string | undefined;
         try {
-          return getConnInfo(c).remote.address;
+          peer = getConnInfo(c).remote.address;
         } catch {
           return undefined;
         }
+        return clientAddress(peer, c.req.header('x-forwarded-for'), proxies);
       },
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {

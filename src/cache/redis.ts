@@ -1,14 +1,20 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import type { Config } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { createMemoryCache } from './memory.js';
+import { createEntrySealer } from './seal.js';
 import type { SharedCache } from './types.js';
 
-/** `cache.redis` of the config file: a URL, Sentinel, or Cluster nodes. */
-export type RedisTarget = NonNullable<Config['cache']['redis']>;
+/** Where the shared cache lives: a `redis://`/`rediss://` URL, a Sentinel set or Cluster nodes (`"host:port"`). */
+export type RedisTarget = string | { sentinel: { sentinels: string[]; name: string } } | { cluster: string[] };
 
 export interface RedisCacheOptions {
   redis: RedisTarget;
+  /** The secret the replicas share; every entry is authenticated with a key derived from it. */
+  secret: string;
+  /** Password of the Redis nodes (a URL's own password wins). */
+  password?: string;
+  /** CA certificates (PEM) trusted for a `rediss://` server. */
+  ca?: string;
   logger: Logger;
   metrics?: Metrics;
   /** Budget per Redis call; past it the call is served from memory. */
@@ -34,8 +40,23 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
   const probeIntervalMs = options.probeIntervalMs ?? 1000;
   const { logger, metrics } = options;
   const target = describeTarget(options.redis);
+  const now = options.now ?? Date.now;
   const fallback = createMemoryCache(options.now ? { now: options.now } : {});
-  const client = connect(options.redis, { timeoutMs, keyPrefix: options.keyPrefix ?? 'tessera:' });
+  const keyPrefix = options.keyPrefix ?? 'tessera:';
+  const client = connect(options.redis, { timeoutMs, keyPrefix, password: options.password, ca: options.ca });
+  const sealer = createEntrySealer(options.secret, keyPrefix);
+  /** An entry that fails authentication is absent to every caller: counted and logged, never its content. */
+  const unseal = (key: string, raw: string | null): string | undefined => {
+    if (raw === null) return undefined;
+    const opened = sealer.open(keyPrefix + key, raw, now());
+    if ('value' in opened) return opened.value;
+    metrics?.cacheRejected.inc({ reason: opened.rejected });
+    logger.warn({ cache: 'redis', target, key, reason: opened.rejected, length: raw.length }, 'shared cache entry failed authentication: ignored');
+    return undefined;
+  };
+  // Lock values are only compared, never read for meaning: a fixed expiry makes the sealed owner
+  // deterministic, so the compare-and-delete script can match it.
+  const lockValue = (key: string, owner: string): string => sealer.seal(keyPrefix + key, owner, 0);
 
   let up = true;
   let closed = false;
@@ -94,12 +115,12 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
     kind: 'redis',
     get: (key) =>
       call(
-        async () => (await client.get(key)) ?? undefined,
+        async () => unseal(key, await client.get(key)),
         () => fallback.get(key),
       ),
     set: (key, value, ttlMs) =>
       call(
-        async () => void (await client.set(key, value, 'PX', wholeMs(ttlMs))),
+        async () => void (await client.set(key, sealer.seal(keyPrefix + key, value, now() + wholeMs(ttlMs)), 'PX', wholeMs(ttlMs))),
         () => fallback.set(key, value, ttlMs),
       ),
     async delete(key) {
@@ -111,14 +132,14 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
     },
     acquireLock: (key, ttlMs, owner = '1') =>
       call(
-        async () => (await client.set(key, owner, 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
+        async () => (await client.set(key, lockValue(key, owner), 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
         () => fallback.acquireLock(key, ttlMs, owner),
       ),
     async releaseLock(key, owner) {
       // A lock taken during an outage lives in memory; one taken before it, in Redis.
       const local = await fallback.releaseLock(key, owner);
       const shared = await call(
-        async () => (await client.eval(RELEASE_IF_OWNER, 1, key, owner)) === 1,
+        async () => (await client.eval(RELEASE_IF_OWNER, 1, key, lockValue(key, owner))) === 1,
         async () => false,
       );
       return local || shared;
@@ -134,7 +155,7 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
   };
 }
 
-function connect(redis: RedisTarget, settings: { timeoutMs: number; keyPrefix: string }): Redis | Cluster {
+function connect(redis: RedisTarget, settings: { timeoutMs: number; keyPrefix: string; password?: string; ca?: string }): Redis | Cluster {
   const common: RedisOptions = {
     keyPrefix: settings.keyPrefix,
     // Only a backstop: the per-call budget is enforced by withTimeout, which tolerates our own
@@ -144,16 +165,35 @@ function connect(redis: RedisTarget, settings: { timeoutMs: number; keyPrefix: s
     maxRetriesPerRequest: 1,
     // Reconnect forever, at most every 2 s: the cache is used from memory meanwhile.
     retryStrategy: (times: number) => Math.min(times * 200, 2000),
+    ...(settings.password !== undefined && { password: settings.password }),
   };
-  if (typeof redis === 'string') return new Redis(redis, common);
-  if ('sentinels' in redis) {
-    return new Redis({ ...common, sentinels: redis.sentinels, name: redis.name, password: redis.password, sentinelPassword: redis.password });
+  if (typeof redis === 'string') {
+    // ioredis turns TLS on for rediss:// by itself; the CA is only added to it.
+    const tls = settings.ca !== undefined && /^rediss:/i.test(redis) ? { tls: { ca: settings.ca } } : {};
+    return new Redis(redis, { ...common, ...tls });
   }
-  return new Cluster(redis.cluster, {
+  if ('sentinel' in redis) {
+    return new Redis({
+      ...common,
+      sentinels: redis.sentinel.sentinels.map(hostPort),
+      name: redis.sentinel.name,
+      // A Sentinel's answers are bounded like the data nodes': a dead sentinel is skipped, not waited on.
+      sentinelRetryStrategy: (times: number) => Math.min(times * 200, 2000),
+      sentinelCommandTimeout: 1000,
+    });
+  }
+  return new Cluster(redis.cluster.map(hostPort), {
     keyPrefix: settings.keyPrefix,
     redisOptions: { ...common, keyPrefix: undefined },
     clusterRetryStrategy: (times: number) => Math.min(times * 200, 2000),
+    slotsRefreshTimeout: 2000,
   });
+}
+
+/** `"host:port"` (IPv6 hosts bracketed) as ioredis wants it. */
+function hostPort(node: string): { host: string; port: number } {
+  const at = node.lastIndexOf(':');
+  return { host: node.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(node.slice(at + 1)) };
 }
 
 /** Where the cache points, for logs: never the password. */
@@ -163,8 +203,8 @@ export function describeTarget(redis: RedisTarget): string {
     const url = new URL(redis);
     return `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
   }
-  if ('sentinels' in redis) return `sentinel ${redis.name} via ${redis.sentinels.map((node) => `${node.host}:${node.port}`).join(',')}`;
-  return `cluster ${redis.cluster.map((node) => `${node.host}:${node.port}`).join(',')}`;
+  if ('sentinel' in redis) return `sentinel ${redis.sentinel.name} via ${redis.sentinel.sentinels.join(',')}`;
+  return `cluster ${redis.cluster.join(',')}`;
 }
 
 /** Compare-and-delete in one step: a GET then DEL could delete a lock a peer took in between. */

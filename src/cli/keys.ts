@@ -46,7 +46,7 @@ export function registerKeyCommands(program: Command, loadConfig: () => Config):
 
 async function withProvider<T>(config: Config, options: { applyAtStart: boolean }, task: (provider: KeyProvider) => Promise<T>): Promise<T> {
   const logger = createLogger({ level: 'warn' });
-  const cache = createSharedCache(config.cache, { logger });
+  const cache = createSharedCache(config.cache, { logger, env: process.env });
   try {
     const provider = await createKeyProvider(config.keys, { logger, cache, autoRotate: false, applyAtStart: options.applyAtStart });
     try {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { LOOPBACK_HOSTS, SIGNING_ALGORITHMS } from '../constants.js';
+import { parseCidr } from '../sts/client-address.js';
 import { durationProblem, parseDuration } from './duration.js';
 import { issuerHostPath } from './issuer-host-path.js';
 
@@ -74,15 +75,75 @@ export const clusterSchema = z
     }
   });
 
-const redisSchema = z.union([
-  urlSchema,
-  z.strictObject({
-    sentinels: z.array(z.strictObject({ host: z.string(), port: z.number().int() })).min(1),
-    name: z.string(),
-    password: z.string().optional(),
-  }),
-  z.strictObject({ cluster: z.array(z.strictObject({ host: z.string(), port: z.number().int() })).min(1) }),
-]);
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const envNameSchema = z.string().regex(ENV_NAME, 'must be an environment variable name');
+
+/** A Sentinel or Cluster node: `"host:port"`, the host a name, an IPv4 address or a bracketed IPv6 one. */
+const hostPortSchema = z.string().superRefine((value, ctx) => {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(value);
+  if (!match) ctx.addIssue({ code: 'custom', message: 'must be "host:port"' });
+  else if (Number(match[2]) > 65535) ctx.addIssue({ code: 'custom', message: 'port must be at most 65535' });
+});
+
+const redisUrlSchema = urlSchema.refine((value) => /^rediss?:\/\//i.test(value), { message: 'must be a redis:// or rediss:// URL' });
+
+/**
+ * The shared cache: one of `redis` (URL), `sentinel` or `cluster`; absent, the cache is in memory.
+ * Entries are authenticated with a key derived from the secret in the `keyEnv` variable.
+ */
+const cacheSchema = z
+  .strictObject({
+    redis: redisUrlSchema.optional(),
+    sentinel: z.strictObject({ sentinels: z.array(hostPortSchema).min(1), name: z.string().min(1) }).optional(),
+    cluster: z.array(hostPortSchema).min(1).optional(),
+    /** Names the environment variable holding the secret the replicas share. */
+    keyEnv: envNameSchema.default('TESSERA_CACHE_KEY'),
+    /** Names the environment variable holding the Redis password (a URL's own password wins). */
+    passwordEnv: envNameSchema.optional(),
+    /** CA certificates (PEM) trusted for a `rediss://` server. */
+    caFile: z.string().min(1).optional(),
+    /** How long the last good JWKS of an unreachable issuer stays usable. */
+    maxStale: durationSchema.default(86400),
+  })
+  .superRefine((cache, ctx) => {
+    const targets = (['redis', 'sentinel', 'cluster'] as const).filter((name) => cache[name] !== undefined);
+    if (targets.length > 1) ctx.addIssue({ code: 'custom', path: [targets[1] as string], message: `only one of redis, sentinel and cluster may be set (also ${targets[0]})` });
+    if (cache.caFile !== undefined && !cache.redis?.toLowerCase().startsWith('rediss://')) {
+      ctx.addIssue({ code: 'custom', path: ['caFile'], message: 'needs a rediss:// URL in cache.redis' });
+    }
+  });
+
+const bucketSchema = (defaults: { perSecond: number; burst: number }) =>
+  z
+    .strictObject({
+      /** Sustained token exchanges per second. */
+      perSecond: z.number().positive().default(defaults.perSecond),
+      /** Exchanges allowed at once before the sustained rate applies. */
+      burst: z.number().int().positive().default(defaults.burst),
+    })
+    .default(defaults);
+
+/**
+ * On by default. Per client address before anything is verified (so garbage costs the sender
+ * its own budget), per workload identity (cluster + namespace + service account) after it.
+ */
+export const RATE_LIMIT_DEFAULTS = {
+  enabled: true,
+  perSecond: 50,
+  burst: 100,
+  perIdentity: { perSecond: 20, burst: 100 },
+} as const;
+
+const rateLimitSchema = z.strictObject({
+  /** `false` turns both limits off; it must be said explicitly. */
+  enabled: z.boolean().default(true),
+  /** Per client address (after trustedProxies). */
+  perSecond: z.number().positive().default(RATE_LIMIT_DEFAULTS.perSecond),
+  burst: z.number().int().positive().default(RATE_LIMIT_DEFAULTS.burst),
+  perIdentity: bucketSchema(RATE_LIMIT_DEFAULTS.perIdentity),
+});
+
+const cidrSchema = z.string().refine((value) => parseCidr(value) !== undefined, { message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8' });
 
 export const configSchema = z
   .strictObject({
@@ -155,20 +216,10 @@ export const configSchema = z
         dir: z.string().optional(),
       })
       .default({ trustDomain: 'example.org', caTtl: 8760 * 3600 }),
-    cache: z
-      .strictObject({
-        redis: redisSchema.optional(),
-        /** How long the last good JWKS of an unreachable issuer stays usable. */
-        maxStale: durationSchema.default(86400),
-      })
-      .default({ maxStale: 86400 }),
-    rateLimit: z
-      .strictObject({
-        /** Sustained token exchanges per second per client address. */
-        perSecond: z.number().positive(),
-        burst: z.number().int().positive(),
-      })
-      .optional(),
+    cache: cacheSchema.default({ keyEnv: 'TESSERA_CACHE_KEY', maxStale: 86400 }),
+    rateLimit: rateLimitSchema.default(RATE_LIMIT_DEFAULTS),
+    /** Peers (CIDRs, IPv4 or IPv6) whose X-Forwarded-For is believed; no one by default. */
+    trustedProxies: z.array(cidrSchema).default([]),
     logging: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),

@@ -47,6 +47,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['backend'] as const,
       registers,
     }),
+    cacheRejected: new Counter({
+      name: 'tessera_cache_rejected_entries_total',
+      help: 'Shared cache entries ignored because they failed authentication (format, mac, expired)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     policyReloads: new Counter({
       name: 'tessera_policy_reloads_total',
       help: 'Policy directory reloads, by result',

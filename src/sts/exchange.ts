@@ -29,6 +29,8 @@ export interface ExchangeDeps {
   metrics?: Metrics;
   /** Milliseconds since the epoch. */
   now: () => number;
+  /** Throws `slow_down` when this verified workload has used up its rate. */
+  limitIdentity?: (identity: WorkloadIdentity) => void;
 }
 
 /** The RFC 8693 §2.2.1 response body. */
@@ -89,6 +91,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
   // about the requested role is looked at: otherwise a garbage token would learn which roles
   // exist, their audiences, scopes and whether they issue X.509 from the refusals.
   const identity = await deps.verifier.verify(request.subjectToken);
+  deps.limitIdentity?.(identity);
   const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const role = selectRole(policySet, request.resource, request.audience);
   const audiences = issuedAudiences(role, request.audience);

@@ -7,7 +7,7 @@ import type { JwsAlgorithm } from '../keys/types.js';
 import { discoveryDocument } from './discovery.js';
 import { errorResponse, NO_STORE } from './errors.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
-import { createRateLimiter } from './rate-limit.js';
+import { createRateLimiter, identityBucket, type RateLimitSettings } from './rate-limit.js';
 import { parseTokenExchange } from './request.js';
 
 export { parseTokenExchange, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID } from './request.js';
@@ -16,6 +16,9 @@ export { exchangeToken } from './exchange.js';
 export type { ExchangeDeps, ExchangeResponse, SvidIssuer } from './exchange.js';
 export { discoveryDocument } from './discovery.js';
 export { selectRole } from './select-role.js';
+export { clientAddress, trustedProxies, parseCidr } from './client-address.js';
+export type { TrustedProxies } from './client-address.js';
+export type { RateLimitSettings } from './rate-limit.js';
 
 /** RFC 8693 requests are small; a larger body is an attack or a mistake. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -34,8 +37,8 @@ export interface StsDeps extends ExchangeDeps {
   readiness: () => Promise<Readiness>;
   metricsText?: () => Promise<{ contentType: string; body: string }>;
   trustBundle?: (jwtKeys: JWK[]) => Promise<{ pem: string; spiffe: object }>;
-  rateLimit?: { perSecond: number; burst: number };
-  /** The caller's address, for rate limiting; absent under `app.request()`. */
+  rateLimit?: RateLimitSettings;
+  /** The caller's address (through trusted proxies), for rate limiting; absent under `app.request()`. */
   clientAddress?: (c: Context) => string | undefined;
 }
 
@@ -46,7 +49,10 @@ export interface StsDeps extends ExchangeDeps {
  */
 export function createStsApp(deps: StsDeps): Hono {
   const app = new Hono();
-  const takeToken = deps.rateLimit ? createRateLimiter({ ...deps.rateLimit, now: deps.now }) : undefined;
+  const limits = deps.rateLimit?.enabled ? deps.rateLimit : undefined;
+  const takeToken = limits && createRateLimiter({ perSecond: limits.perSecond, burst: limits.burst, now: deps.now });
+  const takeIdentityToken = limits && createRateLimiter({ ...limits.perIdentity, now: deps.now });
+  const exchangeDeps: ExchangeDeps = takeIdentityToken ? { ...deps, limitIdentity: (identity) => takeIdentityToken(identityBucket(identity)) } : deps;
 
   app.onError((error, c) => errorResponse(error, c, deps.logger));
   app.notFound((c) => errorResponse(notFound('no such route'), c, deps.logger));
@@ -72,7 +78,7 @@ export function createStsApp(deps: StsDeps): Hono {
         takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
         const request = parseTokenExchange(await c.req.text(), c.req.header('content-type'));
         tokenType = request.requestedTokenType;
-        const result = await exchangeToken(deps, request);
+        const result = await exchangeToken(exchangeDeps, request);
         role = result.role;
         return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {

@@ -41,3 +41,17 @@ export function createRateLimiter(options: { perSecond: number; burst: number; n
     bucket.tokens -= 1;
   };
 }
+
+/** `rateLimit` of the config. */
+export interface RateLimitSettings {
+  enabled: boolean;
+  perSecond: number;
+  burst: number;
+  perIdentity: { perSecond: number; burst: number };
+}
+
+/** The bucket a verified workload draws from: every pod of one service account shares it. */
+export const identityBucket = (identity: { cluster: string; namespace?: string; serviceAccount?: { name: string }; sub: string }): string =>
+  identity.namespace !== undefined && identity.serviceAccount !== undefined
+    ? `${identity.cluster}/${identity.namespace}/${identity.serviceAccount.name}`
+    : `${identity.cluster}/sub:${identity.sub}`;

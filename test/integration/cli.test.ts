@@ -138,7 +138,8 @@ describe('tessera command', () => {
       keys: { provider: 'local', dir: join(dir, 'keys-broken') },
       cache: { redis: `redis://127.0.0.1:${await freePort()}` },
     }));
-    await expect(run(process.execPath, [BIN, 'serve', '--config', join(dir, 'broken.yaml')], { timeout: 20_000 })).rejects.toMatchObject({
+    const env = { ...process.env, TESSERA_CACHE_KEY: 'cli-test-cache-secret-0123456789abcdef' };
+    await expect(run(process.execPath, [BIN, 'serve', '--config', join(dir, 'broken.yaml')], { timeout: 20_000, env })).rejects.toMatchObject({
       code: 1,
       killed: false,
       stderr: expect.stringContaining('cannot read policy directory'),

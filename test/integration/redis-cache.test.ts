@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisCache, createSharedCache, type SharedCache } from '../../src/cache/index.js';
 import { createLogger, createMetrics, silentLogger } from '../../src/observability/index.js';
-import { freePort, requireBinary, startRedis, type TestRedis } from '../support/redis.js';
+import { freePort, requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
 
 /** Redis is optional and never a single point of failure (issue 4, item 5). */
 
@@ -31,7 +31,7 @@ describe('createSharedCache', () => {
     await cache.close();
   });
   it('ok/redis-when-configured', async () => {
-    const cache = createSharedCache({ redis: `redis://127.0.0.1:${await freePort()}` }, { logger: silentLogger() });
+    const cache = createSharedCache({ redis: `redis://127.0.0.1:${await freePort()}` }, { logger: silentLogger(), env: { TESSERA_CACHE_KEY: TEST_CACHE_SECRET } });
     expect(cache.kind).toBe('redis');
     await cache.close();
   });
@@ -41,7 +41,7 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
   let redis: TestRedis;
   const open: SharedCache[] = [];
   const make = (options: Partial<Parameters<typeof createRedisCache>[0]> = {}) => {
-    const cache = createRedisCache({ redis: redis.url, logger: silentLogger(), probeIntervalMs: 100, timeoutMs: 500, ...options });
+    const cache = createRedisCache({ redis: redis.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), probeIntervalMs: 100, timeoutMs: 500, ...options });
     open.push(cache);
     return cache;
   };
@@ -136,7 +136,7 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
   });
 
   it('ok/unreachable-from-the-start', async () => {
-    const cache = createRedisCache({ redis: `redis://127.0.0.1:${await freePort()}`, logger: silentLogger(), probeIntervalMs: 100 });
+    const cache = createRedisCache({ redis: `redis://127.0.0.1:${await freePort()}`, secret: TEST_CACHE_SECRET, logger: silentLogger(), probeIntervalMs: 100 });
     open.push(cache);
     await cache.set('k', 'v', 60_000);
     expect(await cache.get('k')).toBe('v');
@@ -147,7 +147,7 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
   it('ok/password-never-logged', async () => {
     const { logger, lines } = captureLogs();
     const port = await freePort();
-    const cache = createRedisCache({ redis: `redis://user:s3cret-pass@127.0.0.1:${port}/2`, logger });
+    const cache = createRedisCache({ redis: `redis://user:s3cret-pass@127.0.0.1:${port}/2`, secret: TEST_CACHE_SECRET, logger });
     open.push(cache);
     await cache.get('k');
     await waitFor(() => lines.length > 0, 'the outage log line');

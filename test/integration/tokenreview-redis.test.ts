@@ -5,7 +5,7 @@ import { clusterSchema } from '../../src/config/index.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
-import { requireBinary, startRedis, type TestRedis } from '../support/redis.js';
+import { requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
 
 /** TokenReview results shared across broker replicas through one real Redis. */
 
@@ -26,7 +26,7 @@ describe.skipIf(!hasRedis)('TokenReview verifier with a Redis cache', () => {
   });
 
   const replica = (prefix: string) => {
-    const cache = createRedisCache({ redis: redis.url, logger: silentLogger(), keyPrefix: prefix, timeoutMs: 1000, probeIntervalMs: 100 });
+    const cache = createRedisCache({ redis: redis.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), keyPrefix: prefix, timeoutMs: 1000, probeIntervalMs: 100 });
     caches.push(cache);
     const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
     return { cache, verifier: createTokenReviewVerifier(cluster, { cache, logger: silentLogger(), audiences: [AUDIENCE] }) };

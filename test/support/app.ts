@@ -6,6 +6,7 @@ import { createApp, type AppOverrides, type TesseraApp } from '../../src/app.js'
 import { parseConfig, type ConfigInput } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { freePort } from './net.js';
+import { TEST_CACHE_SECRET } from './redis.js';
 
 export { freePort };
 
@@ -54,10 +55,13 @@ export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: 
     keys: { provider: 'local', dir: join(dir, 'keys') },
     x509: { dir: join(dir, 'ca') },
     logging: { level: 'debug' },
+    // Tests send hundreds of exchanges from one address; the limits have their own tests.
+    rateLimit: { enabled: false },
     ...input,
   });
   const { capture, logger } = captureLogs();
-  const app = await createApp(config, { logger, watchPolicies: false, processMetrics: false, ...overrides });
+  const env = { ...process.env, TESSERA_CACHE_KEY: TEST_CACHE_SECRET };
+  const app = await createApp(config, { logger, watchPolicies: false, processMetrics: false, env, ...overrides });
   const { url } = await app.listen({ port, host: '127.0.0.1' });
   return {
     app,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryCache, createRedisCache, type SharedCache } from '../../../src/cache/index.js';
 import { silentLogger } from '../../../src/observability/index.js';
-import { requireBinary, startRedis, type TestRedis } from '../../support/redis.js';
+import { requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../../support/redis.js';
 
 /**
  * One contract, every backend (STYLE.md §5): what callers of SharedCache may rely on,
@@ -30,7 +30,7 @@ const memoryBackend = (): Backend => {
 };
 const redisBackend = (): Backend => ({
   // A fresh key prefix per case keeps cases independent on the one server.
-  make: () => createRedisCache({ redis: redis!.url, logger: silentLogger(), keyPrefix: `contract-${++namespaceCounter}:`, timeoutMs: 1000 }),
+  make: () => createRedisCache({ redis: redis!.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), keyPrefix: `contract-${++namespaceCounter}:`, timeoutMs: 1000 }),
   advance: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 });
 

@@ -22,7 +22,7 @@ describe('config', () => {
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(config.keys.provider).toBe('local');
     expect(config.keys.algorithms).toEqual(['ES256', 'RS256']);
-    expect(config.cache).toEqual({ maxStale: 86400 });
+    expect(config.cache).toEqual({ keyEnv: 'TESSERA_CACHE_KEY', maxStale: 86400 });
     expect(config.policies).toBe('./policies');
   });
 
@@ -69,9 +69,25 @@ describe('config', () => {
     ['fail/zero-ca-ttl', { ...minimal, x509: { caTtl: 0 } }, ['x509.caTtl: must be at least 1h']],
     ['fail/rotation-every-second', { ...minimal, keys: { rotation: { every: '1s' } } }, ['keys.rotation.every: must be at least 1m']],
     ['fail/missing-audience', { issuer: 'https://sts.example.com' }, ['audience: Invalid input: expected string, received undefined']],
+    ['fail/cache-not-a-redis-url', { ...minimal, cache: { redis: 'http://127.0.0.1:6379' } }, ['cache.redis: must be a redis:// or rediss:// URL']],
+    ['fail/cache-two-targets', { ...minimal, cache: { redis: 'redis://a:6379', cluster: ['a:7000'] } }, ['cache.cluster: only one of redis, sentinel and cluster may be set (also redis)']],
+    ['fail/cache-sentinel-node-objects', { ...minimal, cache: { sentinel: { sentinels: [{ host: 'a', port: 26379 }], name: 'm' } } }, ['cache.sentinel.sentinels[0]: Invalid input: expected string, received object']],
+    ['fail/cache-cluster-node-without-port', { ...minimal, cache: { cluster: ['10.0.0.1'] } }, ['cache.cluster[0]: must be "host:port"']],
+    ['fail/cache-ca-file-without-rediss', { ...minimal, cache: { redis: 'redis://a:6379', caFile: '/ca.pem' } }, ['cache.caFile: needs a rediss:// URL in cache.redis']],
+    ['fail/cache-key-env-not-a-name', { ...minimal, cache: { keyEnv: 'MY KEY' } }, ['cache.keyEnv: must be an environment variable name']],
+    ['fail/trusted-proxy-not-a-cidr', { ...minimal, trustedProxies: ['10.0.0.0/33'] }, ['trustedProxies[0]: must be a CIDR such as 10.0.0.0/8 or fd00::/8']],
+    ['fail/old-rate-limit-field', { ...minimal, rateLimit: { perClient: 3 } }, ['rateLimit.perClient: unknown field']],
   ];
   it.each(bad)('%s', (_name, input, expected) => {
     expect(problems(input)).toEqual(expected);
+  });
+
+  it('ok/cache-sentinel-and-cluster-as-host-port-strings', () => {
+    const sentinel = parseConfig({ ...minimal, cache: { sentinel: { sentinels: ['10.0.0.1:26379', '[fd00::2]:26379'], name: 'mymaster' } } });
+    expect(sentinel.cache.sentinel).toEqual({ sentinels: ['10.0.0.1:26379', '[fd00::2]:26379'], name: 'mymaster' });
+    const cluster = parseConfig({ ...minimal, cache: { cluster: ['redis-0:7000', 'redis-1:7000'], keyEnv: 'SHARED', passwordEnv: 'REDIS_PW' } });
+    expect(cluster.cache).toMatchObject({ cluster: ['redis-0:7000', 'redis-1:7000'], keyEnv: 'SHARED', passwordEnv: 'REDIS_PW' });
+    expect(parseConfig({ ...minimal, cache: { redis: 'rediss://redis.example:6380/0', caFile: '/etc/redis-ca.pem' } }).cache.caFile).toBe('/etc/redis-ca.pem');
   });
 
   it('ok/http-issuer-allowed-with-allowInsecure', () => {

@@ -1,0 +1,74 @@
+import { BlockList, isIP } from 'node:net';
+
+/** The peers whose `X-Forwarded-For` is believed (`trustedProxies` of the config). */
+export interface TrustedProxies {
+  has(address: string): boolean;
+}
+
+/**
+ * Compiles `trustedProxies` (CIDRs or single addresses, IPv4 and IPv6). An IPv4 range also covers
+ * the IPv4-mapped IPv6 form (`::ffff:10.0.0.1`) a dual-stack socket reports.
+ *
+ * @example const proxies = trustedProxies(['10.0.0.0/8', 'fd00::/8']);
+ */
+export function trustedProxies(cidrs: readonly string[]): TrustedProxies {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const parsed = parseCidr(cidr);
+    if (!parsed) throw new Error(`not a CIDR: ${cidr}`);
+    list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+  }
+  return {
+    has(address) {
+      const ip = normaliseIp(address);
+      if (!ip) return false;
+      return list.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
+    },
+  };
+}
+
+/** `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128); undefined when malformed. */
+export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address = '', prefixText, ...rest] = value.trim().split('/');
+  if (rest.length > 0) return undefined;
+  const version = isIP(address);
+  if (version === 0) return undefined;
+  const max = version === 4 ? 32 : 128;
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (prefix > max) return undefined;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/**
+ * The address a request came from: the socket's peer, or — when the peer is a trusted proxy — the
+ * right-most address in `X-Forwarded-For` that is not itself a trusted proxy. Entries left of that
+ * one are whatever the client chose to send, so they are never believed. An entry that is not an
+ * address stops the walk at the trusted hop that forwarded it.
+ *
+ * @example clientAddress('10.0.0.5', '203.0.113.7, 10.0.0.9', trustedProxies(['10.0.0.0/8'])) // '203.0.113.7'
+ */
+export function clientAddress(peer: string | undefined, forwardedFor: string | null | undefined, trusted: TrustedProxies): string | undefined {
+  let current = peer === undefined ? undefined : (normaliseIp(peer) ?? peer);
+  if (current === undefined || !trusted.has(current) || !forwardedFor) return current;
+  const hops = forwardedFor.split(',');
+  for (let index = hops.length - 1; index >= 0; index -= 1) {
+    const hop = normaliseIp(hops[index] as string);
+    if (!hop) return current;
+    current = hop;
+    if (!trusted.has(hop)) return hop;
+  }
+  return current;
+}
+
+/** An IP without port, brackets or zone, IPv4-mapped IPv6 as IPv4; undefined when not an address. */
+function normaliseIp(value: string): string | undefined {
+  let text = value.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(text);
+  if (bracketed) text = bracketed[1] as string;
+  else if (/^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(text)) text = text.slice(0, text.lastIndexOf(':'));
+  text = text.replace(/%.*$/, '');
+  const mapped = /^::ffff:(\d{1,3}(\.\d{1,3}){3})$/i.exec(text);
+  if (mapped) text = mapped[1] as string;
+  return isIP(text) === 0 ? undefined : text.toLowerCase();
+}
