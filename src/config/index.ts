@@ -1,4 +1,4 @@
-export { configSchema, clusterSchema, durationSchema, issuerProblem } from './schema.js';
-export type { Config, ConfigInput, ClusterConfig, KeysConfig } from './schema.js';
+export { configSchema, clusterSchema, durationSchema, issuerProblem, issuerOfListener, DEFAULT_MAX_CONNECTIONS } from './schema.js';
+export type { Config, ConfigInput, ClusterConfig, KeysConfig, ListenConfig, ListenerConfig } from './schema.js';
 export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG, formatIssues, formatPath } from './load.js';
 export { parseDuration, formatDuration } from './duration.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { invalidRequest, unsupportedGrantType } from '../errors.js';
+import type { ClientCertificate } from '../trust-policies/types.js';
 import { parseStrictJson, StrictJsonError } from '../verifiers/index.js';
 
 export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -45,6 +46,8 @@ export interface TokenExchangeRequest {
   durationSeconds?: number;
   actorToken?: string;
   actorTokenType?: string;
+  /** Not a body parameter: the caller's verified TLS client certificate, set by the endpoint under mTLS. */
+  clientCert?: ClientCertificate;
 }
 
 type RawParameters = Map<string, string[]>;
