@@ -1,11 +1,12 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createApp } from './app.js';
+import type { TesseraApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config/index.js';
 import { loadDevCluster } from './dev-cluster/index.js';
 import { registerCaCommands } from './issuers/x509/index.js';
 import { registerKeyCommands } from './keys/index.js';
 import { createClient, ExchangeError, runAgent } from './sdk/index.js';
+import { serve } from './server/serve.js';
 import { registerPolicyCommands } from './trust-policies/index.js';
 
 const program = new Command('tessera')
@@ -20,25 +21,24 @@ const positiveInt = (value: string): number => {
   return Number(value);
 };
 
+const workersOption = (value: string): number | 'auto' => (value === 'auto' ? 'auto' : positiveInt(value));
+
 program
   .command('serve')
   .description('run the broker')
   .option('-c, --config <file>', 'config file (YAML or JSON)')
-  .action(async (options: { config?: string }) => {
+  .option('--workers <n|auto>', 'processes sharing the listeners (default: the config\'s workers, 1)', workersOption)
+  .action(async (options: { config?: string; workers?: number | 'auto' }) => {
     const config = loadConfig({ file: options.config ?? program.opts<{ config?: string }>().config });
-    const app = await createApp(config);
-    const { url } = await app.listen();
-    const hint = app.devCluster
-      ? ` — try: TOKEN=$(npx tessera dev-token --namespace default --service-account demo) && curl -s ${url}/v1/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d resource=demo -d subject_token=$TOKEN`
-      : '';
-    console.log(`Tessera listening on ${url} (issuer ${config.issuer})${hint}`);
-    const stop = async () => {
-      await app.close();
-      process.exit(0);
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    await serve(config, { ...(options.workers !== undefined && { workers: options.workers }), onListening: announce });
   });
+
+function announce(app: TesseraApp, url: string): void {
+  const hint = app.devCluster
+    ? ` — try: TOKEN=$(npx tessera dev-token --namespace default --service-account demo) && curl -s ${url}/v1/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d resource=demo -d subject_token=$TOKEN`
+    : '';
+  console.log(`Tessera listening on ${url} (issuer ${app.config.issuer})${hint}`);
+}
 
 program
   .command('dev-token')
