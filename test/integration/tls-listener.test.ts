@@ -2,7 +2,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type TLSSocket } from 'node:tls';
+import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,7 +143,7 @@ const devToken = (broker: TlsBroker, namespace: string, serviceAccount: string):
 const exchangeBody = (subjectToken: string, resource: string) => new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource });
 
 /** The serial number of the certificate a fresh handshake gets. */
-function servedSerial(url: string, extra: Parameters<typeof connect>[0] = {}): Promise<string> {
+function servedSerial(url: string, extra: ConnectionOptions = {}): Promise<string> {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port: Number(port), ca: pki.serverCa.certPem, servername: 'localhost', ...extra }, () => {
