@@ -1,14 +1,14 @@
-import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import type { Server } from 'node:http';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Hono } from 'hono';
 import { createSharedCache, type SharedCache } from './cache/index.js';
-import type { Config } from './config/index.js';
+import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
 import { createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
 import { clientAddress, createStsApp, trustedProxies } from './sts/index.js';
+import { listenerSpecs, startListener, verifiedClientCertificate, loadTlsMaterial, TlsMaterialError, watchTlsFiles, type Listener, type TlsReloader } from './server/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
 
@@ -26,6 +26,8 @@ export interface AppOverrides {
   /** Export Node process metrics (default true). */
   processMetrics?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** How often `listen.tls` files are checked for a change (default 5 s). */
+  tlsReloadIntervalMs?: number;
 }
 
 export interface TesseraApp {
@@ -41,16 +43,24 @@ export interface TesseraApp {
   verifier: SubjectTokenVerifier;
   devCluster?: DevCluster;
   x509?: X509Authority;
-  /** Listen on `config.listen` (or the given port; 0 = a free one). */
-  listen(options?: { port?: number; host?: string }): Promise<{ url: string; port: number; server: ServerType }>;
+  /**
+   * Listen on `config.listen` (or the given port; 0 = a free one), and on `publicListen` and
+   * `adminListen` when configured. Returns the main listener; `listeners` has every one.
+   */
+  listen(options?: { port?: number; host?: string }): Promise<{ url: string; port: number; server: Server; listeners: Listener[] }>;
+  /** SIGTERM's first step: `/readyz` answers 503 while everything else is still served. */
+  beginDrain(): void;
+  /** Stop accepting and let in-flight requests finish; resolves when every connection is gone. */
+  stopListening(): Promise<void>;
+  /** Cut connections still open (the drain deadline passed). */
+  destroyConnections(): void;
+  /** Stop listening (at once), then close Redis, keys and the rest. */
   close(): Promise<void>;
 }
 
 /** How long relying parties may cache our JWKS; a new key is published this long before it signs. */
 const JWKS_CACHE_SECONDS = DEFAULT_JWKS_CACHE_SECONDS;
-/** A token exchange is a few KiB; slower senders are cut off (Node's defaults are 60 s and 300 s). */
-const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 15_000;
+const TLS_RELOAD_INTERVAL_MS = 5_000;
 
 /**
  * Build a broker from a validated config: no globals, so tests make as many as they need.
@@ -99,7 +109,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
 
     const proxies = trustedProxies(config.trustedProxies);
-    const hono = createStsApp({
+    let draining = false;
+    const stsDeps: Parameters<typeof createStsApp>[0] = {
       issuer: config.issuer,
       verifier,
       policies,
@@ -126,16 +137,31 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         const keysReady = await keys.ready().catch(() => false);
         const roles = policies.current().roles.size;
         const clusterStatus = verifier.status();
+        // A broker whose clusters all lack keys (issuer unreachable, nothing cached) can only refuse.
+        const canVerify = clusterStatus.length === 0 || clusterStatus.some((status) => status.ready);
         return {
-          ready: keysReady,
-          checks: { keys: keysReady ? 'ok' : 'unavailable', policies: { roles }, cache: { kind: cache.kind, shared: cache.healthy() }, clusters: clusterStatus },
+          ready: keysReady && canVerify && !draining,
+          checks: {
+            keys: keysReady ? 'ok' : 'unavailable',
+            policies: { roles },
+            cache: { kind: cache.kind, shared: cache.healthy() },
+            clusters: clusterStatus,
+            ...(draining && { lifecycle: 'draining' }),
+          },
         };
       },
       metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-    });
+      ...(config.listen.tls?.clientCaFile && { clientCertificate: verifiedClientCertificate }),
+    };
+    const hono = createStsApp(stsDeps);
 
-    const servers: ServerType[] = [];
-    return {
+    const listeners: Listener[] = [];
+    let reloader: TlsReloader | undefined;
+    const stopListening = async (): Promise<void> => {
+      reloader?.stop();
+      await Promise.all(listeners.map((listener) => listener.stop()));
+    };
+    const app: TesseraApp = {
       config,
       hono,
       fetch: (request) => hono.fetch(request),
@@ -148,27 +174,55 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       devCluster,
       x509,
       async listen(options = {}) {
-        const port = options.port ?? config.listen.port;
-        const hostname = options.host ?? config.listen.host;
-        const server = await new Promise<ServerType>((resolve, reject) => {
-          const started = serve({ fetch: hono.fetch, port, hostname }, () => resolve(started));
-          started.once('error', reject);
-        });
-        // A client that trickles its headers or body must not hold a connection for minutes.
-        if ('headersTimeout' in server) {
-          server.headersTimeout = HEADERS_TIMEOUT_MS;
-          server.requestTimeout = REQUEST_TIMEOUT_MS;
+        const listen = { ...config.listen, port: options.port ?? config.listen.port, host: options.host ?? config.listen.host };
+        let material;
+        if (listen.tls) {
+          try {
+            material = await loadTlsMaterial(listen.tls, now);
+          } catch (error) {
+            throw error instanceof TlsMaterialError ? new ConfigError(`listen.tls: ${error.message}`) : error;
+          }
         }
-        servers.push(server);
-        const address = server.address() as AddressInfo;
-        const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-        return { url: `http://${host}:${address.port}`, port: address.port, server };
+        const timeouts = { headersTimeoutMs: listen.headersTimeout * 1000, requestTimeoutMs: listen.requestTimeout * 1000 };
+        try {
+          for (const spec of listenerSpecs({ ...config, listen }, material)) listeners.push(await startListener(spec, hono.fetch, timeouts));
+        } catch (error) {
+          await stopListening();
+          throw error;
+        }
+        const main = listeners[0] as Listener;
+        if (listen.tls && material) {
+          reloader = watchTlsFiles({
+            files: listen.tls,
+            initial: material,
+            apply: (next) => main.setSecureContext(next),
+            logger,
+            now,
+            intervalMs: overrides.tlsReloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
+          });
+        }
+        if (config.issuerFollowsListener) {
+          stsDeps.issuer = issuerOfListener({ ...listen, port: main.port });
+          app.config = { ...config, issuer: stsDeps.issuer };
+        }
+        for (const listener of listeners) logger.info({ listener: listener.name, url: listener.url, routes: listener.scope }, 'listening');
+        return { url: main.url, port: main.port, server: main.server, listeners: [...listeners] };
+      },
+      beginDrain() {
+        draining = true;
+      },
+      stopListening,
+      destroyConnections() {
+        for (const listener of listeners) listener.destroyConnections();
       },
       async close() {
-        await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+        const stopped = stopListening();
+        for (const listener of listeners) listener.destroyConnections();
+        await stopped;
         for (const close of closers.reverse()) await close().catch((error: unknown) => logger.warn({ err: error }, 'error while closing'));
       },
     };
+    return app;
   } catch (error) {
     for (const close of closers.reverse()) await close().catch(() => undefined);
     throw error;

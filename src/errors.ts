@@ -56,6 +56,8 @@ const factory =
 export const invalidRequest = factory('invalid_request', 400);
 export const unsupportedGrantType = factory('unsupported_grant_type', 400);
 export const invalidTarget = factory('invalid_target', 400);
+/** RFC 8705: the token endpoint requires a client certificate chaining to the configured CA. */
+export const invalidClient = factory('invalid_client', 401);
 export const invalidScope = factory('invalid_scope', 400);
 export const accessDenied = factory('access_denied', 403);
 export const payloadTooLarge = factory('invalid_request', 413);

@@ -1,27 +1,31 @@
-import type { Command } from 'commander';
-import { createApp } from '../app.js';
+import { InvalidArgumentError, type Command } from 'commander';
+import type { TesseraApp } from '../app.js';
 import { loadConfig } from '../config/index.js';
+import { serve } from '../server/serve.js';
 import { globalConfigFile } from './groups.js';
 
-/** `tessera serve`: the broker. */
+const workersOption = (value: string): number | 'auto' => {
+  if (value === 'auto') return 'auto';
+  if (!/^[1-9][0-9]*$/.test(value)) throw new InvalidArgumentError('must be a positive whole number or auto');
+  return Number(value);
+};
+
+/** `tessera serve`: the broker, in one process or `--workers` processes sharing the listeners. */
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
     .description('run the broker')
     .option('-c, --config <file>', 'config file (YAML or JSON)')
-    .action(async (options: { config?: string }) => {
+    .option('--workers <n|auto>', "processes sharing the listeners (default: the config's workers, 1)", workersOption)
+    .action(async (options: { config?: string; workers?: number | 'auto' }) => {
       const config = loadConfig({ file: options.config ?? globalConfigFile(program) });
-      const app = await createApp(config);
-      const { url } = await app.listen();
-      const hint = app.devCluster
-        ? ` — try: TOKEN=$(npx tessera dev-token --namespace default --service-account demo) && curl -s ${url}/v1/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d resource=demo -d subject_token=$TOKEN`
-        : '';
-      console.log(`Tessera listening on ${url} (issuer ${config.issuer})${hint}`);
-      const stop = async () => {
-        await app.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      await serve(config, { ...(options.workers !== undefined && { workers: options.workers }), onListening: announce });
     });
+}
+
+function announce(app: TesseraApp, url: string): void {
+  const hint = app.devCluster
+    ? ` — try: TOKEN=$(npx tessera dev-token --namespace default --service-account demo) && curl -s ${url}/v1/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d resource=demo -d subject_token=$TOKEN`
+    : '';
+  console.log(`Tessera listening on ${url} (issuer ${app.config.issuer})${hint}`);
 }

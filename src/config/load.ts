@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Config, type ConfigInput } from './schema.js';
+import { configSchema, issuerOfListener, type Config, type ConfigInput } from './schema.js';
 
 /** A config that cannot be used; `message` lists every problem as `path: reason`. */
 export class ConfigError extends Error {
@@ -20,7 +20,6 @@ export class ConfigError extends Error {
  * in `./.tessera/`, the example policies, and the dev cluster that `tessera dev-token` signs for.
  */
 export const DEFAULT_CONFIG: ConfigInput = {
-  issuer: 'http://127.0.0.1:8080',
   listen: { host: '127.0.0.1', port: 8080 },
   audience: 'tessera',
   clusters: [],
@@ -55,7 +54,8 @@ export function parseConfig(input: unknown, source = 'config'): Config {
     const problems = formatIssues(result.error.issues);
     throw new ConfigError(`${source} is invalid:\n  ${problems.join('\n  ')}`, problems);
   }
-  return result.data;
+  const { issuer, ...rest } = result.data;
+  return { ...rest, issuer: issuer ?? issuerOfListener(rest.listen), issuerFollowsListener: issuer === undefined };
 }
 
 /** Environment overrides, for containers where the file is shared and the port is not. */
@@ -81,6 +81,17 @@ function resolvePaths(config: Config, baseDir: string): Config {
     clusters: config.clusters.map((cluster) => ({ ...cluster, caFile: at(cluster.caFile), kubeconfig: at(cluster.kubeconfig) })),
     devCluster: config.devCluster && { ...config.devCluster, keyDir: at(config.devCluster.keyDir) as string },
     keys: { ...config.keys, dir: at(config.keys.dir) as string, pinFile: at(config.keys.pinFile) },
+    listen: config.listen.tls
+      ? {
+          ...config.listen,
+          tls: {
+            ...config.listen.tls,
+            certFile: at(config.listen.tls.certFile) as string,
+            keyFile: at(config.listen.tls.keyFile) as string,
+            clientCaFile: at(config.listen.tls.clientCaFile),
+          },
+        }
+      : config.listen,
     x509: { ...config.x509, dir: at(config.x509.dir) },
     cache: { ...config.cache, caFile: at(config.cache.caFile) },
   };

@@ -145,16 +145,53 @@ const rateLimitSchema = z.strictObject({
 
 const cidrSchema = z.string().refine((value) => parseCidr(value) !== undefined, { message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8' });
 
+/**
+ * Open connections per listener. Each holds a file descriptor: past the cap new connections are
+ * closed at once, so a flood of half-sent requests cannot starve the process of descriptors.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 512;
+
+const listenerFields = {
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  maxConnections: z.number().int().min(1).default(DEFAULT_MAX_CONNECTIONS),
+};
+
+/** An extra listener (`publicListen`, `adminListen`): plain HTTP, usually behind an ingress or inside the cluster. */
+const extraListenerSchema = z.strictObject(listenerFields);
+
+const tlsSchema = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** Clients of POST /v1/token must present a certificate chaining to one of these CAs. */
+  clientCaFile: z.string().min(1).optional(),
+});
+
+const listenSchema = z.strictObject({
+  ...listenerFields,
+  tls: tlsSchema.optional(),
+  /** A client that has not sent its headers (or whole request) by then is disconnected. */
+  headersTimeout: durationAtLeast(0.1, '100ms').default(10),
+  requestTimeout: durationAtLeast(0.1, '100ms').default(15),
+});
+
 export const configSchema = z
   .strictObject({
-    /** `iss` of issued tokens and base of the discovery document. */
-    issuer: z.string(),
-    listen: z
+    /** `iss` of issued tokens and base of the discovery document; absent: the URL of `listen`. */
+    issuer: z.string().optional(),
+    listen: listenSchema.default({ host: '127.0.0.1', port: 8080, maxConnections: DEFAULT_MAX_CONNECTIONS, headersTimeout: 10, requestTimeout: 15 }),
+    /** Optional: discovery, JWKS and the trust bundle only (what cloud IAM must reach). */
+    publicListen: extraListenerSchema.optional(),
+    /** Optional: /metrics, /healthz and /readyz move here. */
+    adminListen: extraListenerSchema.optional(),
+    lifecycle: z
       .strictObject({
-        host: z.string().default('127.0.0.1'),
-        port: z.number().int().min(0).max(65535).default(8080),
+        /** After SIGTERM, how long exchanges are still served while readiness reports 503. */
+        drainSeconds: z.number().min(0).max(300).default(5),
       })
-      .default({ host: '127.0.0.1', port: 8080 }),
+      .default({ drainSeconds: 5 }),
+    /** Processes sharing the listeners: a number, or `auto` (one per CPU). */
+    workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
     /** `aud` every subject token must carry (unless its cluster lists its own). */
     audience: z.string().min(1),
     clusters: z.array(clusterSchema).default([]),
@@ -225,9 +262,23 @@ export const configSchema = z
       .default({ level: 'info' }),
   })
   .superRefine((config, ctx) => {
-    const insecureOk = isLoopbackUrl(config.issuer);
-    const problem = issuerProblem(config.issuer, insecureOk);
-    if (problem) ctx.addIssue({ code: 'custom', path: ['issuer'], message: problem });
+    if (config.issuer !== undefined) {
+      const insecureOk = isLoopbackUrl(config.issuer);
+      const problem = issuerProblem(config.issuer, insecureOk);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['issuer'], message: problem });
+    }
+    const ports = [
+      ['listen', config.listen],
+      ['publicListen', config.publicListen],
+      ['adminListen', config.adminListen],
+    ] as const;
+    const used = new Map<string, string>();
+    for (const [name, listener] of ports) {
+      if (!listener || listener.port === 0) continue;
+      const first = used.get(String(listener.port));
+      if (first) ctx.addIssue({ code: 'custom', path: [name, 'port'], message: `is already used by ${first}` });
+      else used.set(String(listener.port), name);
+    }
     const seen = new Map<string, number>();
     if (config.devCluster) {
       const dev = config.devCluster;
@@ -283,13 +334,30 @@ function sameIssuerProblems(config: {
   return problems;
 }
 
+/**
+ * Without `issuer`, the broker's issuer is the URL of the listener actually used (`TESSERA_PORT`
+ * included); a port of 0 is filled in once the listener is bound.
+ */
+export function issuerOfListener(listen: { host: string; port: number; tls?: unknown }): string {
+  const wildcard = listen.host === '' || listen.host === '0.0.0.0' || listen.host === '::' || listen.host === '[::]';
+  const host = wildcard ? 'localhost' : listen.host.includes(':') && !listen.host.startsWith('[') ? `[${listen.host}]` : listen.host;
+  return `${listen.tls ? 'https' : 'http'}://${host}:${listen.port}`;
+}
+
 function isLoopbackUrl(value: string): boolean {
   return URL.canParse(value) && LOOPBACK_HOSTS.has(new URL(value).hostname);
 }
 
 /** The raw file shape, before defaults. */
 export type ConfigInput = z.input<typeof configSchema>;
-/** A validated config with every default filled in. */
-export type Config = z.output<typeof configSchema>;
+type ParsedConfig = z.output<typeof configSchema>;
+/** A validated config with every default filled in; `issuer` is always set (see {@link issuerOfListener}). */
+export type Config = Omit<ParsedConfig, 'issuer'> & {
+  issuer: string;
+  /** True when `issuer` was not configured and follows the main listener. */
+  issuerFollowsListener: boolean;
+};
+export type ListenConfig = Config['listen'];
+export type ListenerConfig = NonNullable<Config['publicListen']>;
 export type ClusterConfig = z.output<typeof clusterSchema>;
 export type KeysConfig = Config['keys'];

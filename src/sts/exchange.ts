@@ -101,7 +101,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
 
   const decision: Decision = policySet.decide(role, {
     identity,
-    request: { audience: audiences, scope: request.scope, tokenType: request.requestedTokenType },
+    request: { audience: audiences, scope: request.scope, tokenType: request.requestedTokenType, ...(request.clientCert && { clientCert: request.clientCert }) },
     now,
   });
   const audit = {
@@ -109,6 +109,7 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
     role: role.name,
     ...identityForLog(identity),
     ...(actor && { actorSub: actor.sub }),
+    ...(request.clientCert && { clientCertSubject: request.clientCert.subject, clientCertUris: request.clientCert.uris }),
     requestedTokenType: request.requestedTokenType,
     decision: decision.decision,
     decidedBy: decision.decidedBy,

@@ -2,11 +2,13 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed as methodNotAllowedMiddleware } from 'hono/method-not-allowed';
 import type { JWK } from 'jose';
-import { isTesseraError, methodNotAllowed, notFound, payloadTooLarge } from '../errors.js';
+import { invalidClient, isTesseraError, methodNotAllowed, notFound, payloadTooLarge } from '../errors.js';
 import type { JwsAlgorithm } from '../keys/types.js';
+import type { ClientCertificate } from '../trust-policies/types.js';
 import { discoveryDocument } from './discovery.js';
 import { errorResponse, NO_STORE } from './errors.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
+import { listenerScopeOf, servesRoute } from './listener-scope.js';
 import { createRateLimiter, identityBucket, type RateLimitSettings } from './rate-limit.js';
 import { parseTokenExchange } from './request.js';
 
@@ -19,6 +21,7 @@ export { selectRole } from './select-role.js';
 export { clientAddress, trustedProxies, parseCidr } from './client-address.js';
 export type { TrustedProxies } from './client-address.js';
 export type { RateLimitSettings } from './rate-limit.js';
+export { LISTENER_SCOPE_ENV, servesRoute, type ListenerScope } from './listener-scope.js';
 
 /** RFC 8693 requests are small; a larger body is an attack or a mistake. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -40,6 +43,11 @@ export interface StsDeps extends ExchangeDeps {
   rateLimit?: RateLimitSettings;
   /** The caller's address (through trusted proxies), for rate limiting; absent under `app.request()`. */
   clientAddress?: (c: Context) => string | undefined;
+  /**
+   * Present when POST /v1/token requires mutual TLS: the caller's certificate, verified against
+   * the client CA, or `undefined` when it presented none that chains to it (401 invalid_client).
+   */
+  clientCertificate?: (c: Context) => ClientCertificate | undefined;
 }
 
 /**
@@ -56,6 +64,11 @@ export function createStsApp(deps: StsDeps): Hono {
 
   app.onError((error, c) => errorResponse(error, c, deps.logger));
   app.notFound((c) => errorResponse(notFound('no such route'), c, deps.logger));
+  // Before method checks: a listener that does not serve a route must not even reveal it exists.
+  app.use(async (c, next) => {
+    if (!servesRoute(listenerScopeOf(c), c.req.path)) throw notFound('no such route');
+    await next();
+  });
   app.use(
     methodNotAllowedMiddleware({
       app,
@@ -75,8 +88,9 @@ export function createStsApp(deps: StsDeps): Hono {
       let tokenType = '';
       let role = '';
       try {
+        const clientCert = deps.clientCertificate && requireClientCertificate(deps.clientCertificate, c);
         takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
-        const request = parseTokenExchange(await c.req.text(), c.req.header('content-type'));
+        const request = { ...parseTokenExchange(await c.req.text(), c.req.header('content-type')), ...(clientCert && { clientCert }) };
         tokenType = request.requestedTokenType;
         const result = await exchangeToken(exchangeDeps, request);
         role = result.role;
@@ -121,4 +135,10 @@ export function createStsApp(deps: StsDeps): Hono {
     return c.body(body, 200, { 'Content-Type': contentType });
   });
   return app;
+}
+
+function requireClientCertificate(read: (c: Context) => ClientCertificate | undefined, c: Context): ClientCertificate {
+  const certificate = read(c);
+  if (!certificate) throw invalidClient('a client certificate issued by a trusted CA is required');
+  return certificate;
 }

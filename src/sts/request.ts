@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { invalidRequest, unsupportedGrantType } from '../errors.js';
+import type { ClientCertificate } from '../trust-policies/types.js';
 import { parseStrictJson, StrictJsonError } from '../verifiers/index.js';
 
 import { GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TOKEN_TYPE_X509_SVID } from '../constants.js';
@@ -43,6 +44,8 @@ export interface TokenExchangeRequest {
   durationSeconds?: number;
   actorToken?: string;
   actorTokenType?: string;
+  /** Not a body parameter: the caller's verified TLS client certificate, set by the endpoint under mTLS. */
+  clientCert?: ClientCertificate;
 }
 
 type RawParameters = Map<string, string[]>;

@@ -12,7 +12,7 @@ export type KeyReader = (input: PreparedInput) => unknown;
 
 export interface ResolvedKey {
   read: KeyReader;
-  /** `aud`, `request:audience`, `request:scope`: ForAnyValue/ForAllValues make sense. */
+  /** `aud`, `request:audience`, `request:scope`, `request:client_cert/uri`: ForAnyValue/ForAllValues make sense. */
   multiValued: boolean;
 }
 
@@ -28,6 +28,9 @@ const FIXED_KEYS: Record<string, ResolvedKey> = {
   'request:audience': { read: (i) => i.request.audience, multiValued: true },
   'request:scope': { read: (i) => i.request.scope, multiValued: true },
   'request:token_type': single((i) => i.request.tokenType),
+  /** mTLS on the token endpoint: the client certificate's URI SANs (an X.509-SVID's SPIFFE ID) and subject DN. */
+  'request:client_cert/uri': { read: (i) => i.request.clientCert?.uris, multiValued: true },
+  'request:client_cert/subject': single((i) => i.request.clientCert?.subject || undefined),
   /** Extension: the evaluation time, for Date* operators (`aws:CurrentTime` in AWS). */
   'request:time': single((i) => new Date(i.now * 1000).toISOString()),
 };

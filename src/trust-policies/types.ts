@@ -1,11 +1,21 @@
 import type { JwsAlgorithm } from '../keys/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
+/** The verified TLS client certificate of the caller (mTLS on the token endpoint). */
+export interface ClientCertificate {
+  /** The subject DN, RFC 4514 style (`CN=orders, O=Example`); empty for a SPIFFE X.509-SVID. */
+  subject: string;
+  /** URI SANs: an X.509-SVID carries exactly one, its SPIFFE ID. */
+  uris: string[];
+}
+
 /** What the caller asked for, visible to conditions as `request:*`. */
 export interface RequestContext {
   audience: string[];
   scope: string[];
   tokenType: string;
+  /** Present when the caller authenticated with a client certificate. */
+  clientCert?: ClientCertificate;
 }
 
 export interface EvaluationInput {

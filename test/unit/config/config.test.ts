@@ -19,7 +19,7 @@ function problems(input: unknown): string[] {
 describe('config', () => {
   it('ok/defaults-filled-in', () => {
     const config = parseConfig(minimal);
-    expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080, maxConnections: 512, headersTimeout: 10, requestTimeout: 15 });
     expect(config.keys.provider).toBe('local');
     expect(config.keys.algorithms).toEqual(['ES256', 'RS256']);
     expect(config.cache).toEqual({ keyEnv: 'TESSERA_CACHE_KEY', maxStale: 86400 });

@@ -1,0 +1,3 @@
+export { startListener, listenerSpecs, type Listener, type ListenerSpec, type ListenerTimeouts } from './listeners.js';
+export { loadTlsMaterial, watchTlsFiles, TlsMaterialError, TLS_DEFAULTS, type TlsFiles, type TlsMaterial, type TlsReloader } from './tls.js';
+export { verifiedClientCertificate, describeCertificate } from './client-cert.js';

@@ -1,0 +1,43 @@
+import cluster from 'node:cluster';
+import { createApp, type TesseraApp } from '../app.js';
+import type { Config } from '../config/index.js';
+import { createLogger } from '../observability/index.js';
+import { createShutdown } from './lifecycle.js';
+import { exitWithPrimary, runPrimary, workerCount } from './workers.js';
+
+export interface ServeOptions {
+  /** Overrides `config.workers`. */
+  workers?: number | 'auto';
+  /** Told once the listeners are up (in every worker). */
+  onListening?: (app: TesseraApp, url: string) => void;
+}
+
+/**
+ * `tessera serve`: one process, or a primary and N workers sharing the listeners. Either way the
+ * process drains on SIGTERM and exits 0.
+ */
+export async function serve(config: Config, options: ServeOptions = {}): Promise<void> {
+  const exit = (code: number): void => process.exit(code);
+  const count = workerCount(options.workers ?? config.workers);
+  if (count > 1 && cluster.isPrimary) {
+    const logger = createLogger({ level: config.logging.level });
+    await runPrimary({
+      count,
+      logger,
+      drainSeconds: config.lifecycle.drainSeconds,
+      exit,
+      prepare: async () => {
+        const app = await createApp(config, { logger, watchPolicies: false, processMetrics: false });
+        await app.close();
+      },
+    });
+    return;
+  }
+  const app = await createApp(config);
+  const { url } = await app.listen();
+  const shutdown = createShutdown({ app, drainSeconds: config.lifecycle.drainSeconds, logger: app.logger, exit });
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  exitWithPrimary(app.logger, exit);
+  options.onListening?.(app, url);
+}

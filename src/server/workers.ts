@@ -1,0 +1,101 @@
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { Logger } from '../observability/index.js';
+import { SHUTDOWN_DEADLINE_SECONDS } from './lifecycle.js';
+
+/** `--workers N|auto`: auto is one per CPU the process may use. */
+export function workerCount(value: number | 'auto'): number {
+  return value === 'auto' ? availableParallelism() : value;
+}
+
+/** A worker that dies within this of its start counts toward the restart backoff. */
+const QUICK_DEATH_MS = 10_000;
+const MAX_RESTART_DELAY_MS = 10_000;
+
+export interface PrimaryOptions {
+  count: number;
+  logger: Logger;
+  drainSeconds: number;
+  exit: (code: number) => void;
+  /**
+   * Runs once before any worker starts: creates the keys, CA and dev-cluster keys on disk, so
+   * workers find them and never race each other to create a first key.
+   */
+  prepare: () => Promise<void>;
+}
+
+/**
+ * The primary of `tessera serve --workers N`: forks N workers that share the listeners (node:cluster
+ * hands connections out round-robin), replaces a worker that dies, and on SIGTERM passes the
+ * signal on and exits once every worker has drained. Workers read the same key directory or HSM,
+ * so they publish one JWKS; each has its own HSM sessions and Redis connection.
+ */
+export async function runPrimary(options: PrimaryOptions): Promise<void> {
+  const { logger } = options;
+  await options.prepare();
+  let stopping = false;
+  let failures = 0;
+  const started = new Map<number, number>();
+
+  const fork = (): Worker => {
+    const worker = cluster.fork();
+    started.set(worker.id, Date.now());
+    logger.info({ worker: worker.id, pid: worker.process.pid }, 'worker started');
+    return worker;
+  };
+
+  cluster.on('exit', (worker, code, signal) => {
+    const lived = Date.now() - (started.get(worker.id) ?? 0);
+    started.delete(worker.id);
+    if (stopping) {
+      logger.info({ worker: worker.id, pid: worker.process.pid, code, signal }, 'worker stopped');
+      if (code !== 0) failures += 1;
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info('shutdown: every worker stopped');
+        options.exit(failures === 0 ? 0 : 1);
+      }
+      return;
+    }
+    const quick = lived < QUICK_DEATH_MS;
+    failures = quick ? failures + 1 : 0;
+    // A worker that cannot start (port taken, bad key file) must not be restarted in a hot loop.
+    const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** Math.min(failures, 7)) : 0;
+    logger.warn({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died; starting a replacement');
+    setTimeout(() => {
+      if (!stopping) fork();
+    }, delay);
+  });
+
+  const stop = (signal: NodeJS.Signals) => {
+    const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
+    if (stopping) {
+      logger.warn({ signal }, 'shutdown: second signal, stopping workers now');
+      for (const worker of workers) worker.process.kill('SIGKILL');
+      options.exit(1);
+      return;
+    }
+    stopping = true;
+    failures = 0;
+    logger.info({ signal, workers: workers.length, drainSeconds: options.drainSeconds }, 'shutdown: stopping workers');
+    if (workers.length === 0) options.exit(0);
+    for (const worker of workers) worker.process.kill(signal);
+    setTimeout(() => {
+      logger.error('shutdown: workers did not stop in time');
+      for (const worker of workers) worker.process.kill('SIGKILL');
+      options.exit(1);
+    }, (options.drainSeconds + SHUTDOWN_DEADLINE_SECONDS + 1) * 1000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  for (let index = 0; index < options.count; index += 1) fork();
+}
+
+/** In a worker: the primary is gone (killed), so nothing will ever stop this process cleanly. */
+export function exitWithPrimary(logger: Logger, exit: (code: number) => void): void {
+  if (!cluster.isWorker) return;
+  process.on('disconnect', () => {
+    logger.warn('primary process gone; exiting');
+    exit(1);
+  });
+}
