@@ -121,11 +121,12 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {
         const keysReady = await keys.ready().catch(() => false);
-        const roles = policies.current().roles.size;
+        const policySet = policies.current();
+        const roles = policySet.roles.size;
         const clusterStatus = verifier.status();
         return {
           ready: keysReady,
-          checks: { keys: keysReady ? 'ok' : 'unavailable', policies: { roles }, cache: { kind: cache.kind, shared: cache.healthy() }, clusters: clusterStatus },
+          checks: { keys: keysReady ? 'ok' : 'unavailable', policies: { roles, version: policySet.version }, cache: { kind: cache.kind, shared: cache.healthy() }, clusters: clusterStatus },
         };
       },
       metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),

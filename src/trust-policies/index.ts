@@ -12,3 +12,4 @@ export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
 export { identityFromClaims, formatExplain, explainJson } from './explain.js';
 export { whoCan, formatWhoCan } from './who-can.js';
 export { registerPolicyCommands, type PolicyCliIo } from './cli.js';
+export { policyVersion, gitBlobId } from './version.js';

@@ -153,6 +153,8 @@ export interface PolicySet {
   guardrails: readonly CompiledGuardrail[];
   /** When the set was built (ms since the epoch), for logs and `/readyz`. */
   loadedAt: number;
+  /** Digest of the files in the set (see `policyVersion`): logged at each reload, in every audit event, on `/readyz`. */
+  version: string;
   /** The decision for `role`: guardrails, then the role's trust policy; shadow policy logged separately. */
   decide(role: CompiledRole, input: EvaluationInput): Decision;
 }
