@@ -7,8 +7,8 @@ import type { Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
-import { createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
-import { createStsApp } from './sts/index.js';
+import { createAuditLog, createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
+import { clientCertSubject, createStsApp } from './sts/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
 
@@ -65,6 +65,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   try {
     // Each part is registered for closing as soon as it exists: a failure further down
     // must not leave a Redis client reconnecting forever in a process that should exit.
+    const audit = createAuditLog({ file: config.audit.file, logger, now });
+    closers.push(() => audit.close());
     const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics });
     closers.push(() => cache.close());
     const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
@@ -118,6 +120,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
           return undefined;
         }
       },
+      clientCertSubject,
+      audit: audit.write,
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {
         const keysReady = await keys.ready().catch(() => false);

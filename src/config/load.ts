@@ -82,6 +82,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
     devCluster: config.devCluster && { ...config.devCluster, keyDir: at(config.devCluster.keyDir) as string },
     keys: { ...config.keys, dir: at(config.keys.dir) as string, pinFile: at(config.keys.pinFile) },
     x509: { ...config.x509, dir: at(config.x509.dir) },
+    audit: { ...config.audit, file: config.audit.file === 'stdout' ? 'stdout' : at(config.audit.file) },
   };
 }
 

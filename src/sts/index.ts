@@ -1,9 +1,12 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed as methodNotAllowedMiddleware } from 'hono/method-not-allowed';
+import { requestId } from 'hono/request-id';
 import type { JWK } from 'jose';
 import { isTesseraError, methodNotAllowed, notFound, payloadTooLarge } from '../errors.js';
 import type { JwsAlgorithm } from '../keys/types.js';
+import type { AuditEvent } from '../observability/index.js';
+import { auditExchange } from './audit.js';
 import { discoveryDocument } from './discovery.js';
 import { errorResponse, NO_STORE } from './errors.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
@@ -15,10 +18,14 @@ export type { TokenExchangeRequest } from './request.js';
 export { exchangeToken } from './exchange.js';
 export type { ExchangeDeps, ExchangeResponse, SvidIssuer } from './exchange.js';
 export { discoveryDocument } from './discovery.js';
+export { clientCertSubject } from './client-cert.js';
+export { auditExchange, auditIdentity, auditDecision, auditIssued, type ExchangeAudit } from './audit.js';
 export { selectRole } from './select-role.js';
 
 /** RFC 8693 requests are small; a larger body is an attack or a mistake. */
 export const MAX_BODY_BYTES = 64 * 1024;
+/** A received `X-Request-Id` longer than this, or with characters outside `[A-Za-z0-9_=-]`, is replaced by a generated one. */
+export const MAX_REQUEST_ID_LENGTH = 128;
 
 export interface Readiness {
   ready: boolean;
@@ -35,8 +42,12 @@ export interface StsDeps extends ExchangeDeps {
   metricsText?: () => Promise<{ contentType: string; body: string }>;
   trustBundle?: (jwtKeys: JWK[]) => Promise<{ pem: string; spiffe: object }>;
   rateLimit?: { perSecond: number; burst: number };
-  /** The caller's address, for rate limiting; absent under `app.request()`. */
+  /** The caller's address, for rate limiting and the audit event; absent under `app.request()`. */
   clientAddress?: (c: Context) => string | undefined;
+  /** The subject of the client certificate the TLS layer verified (mTLS); absent without one. */
+  clientCertSubject?: (c: Context) => string | undefined;
+  /** Where each token exchange's audit event goes (one event per `POST /v1/token`). */
+  audit?: (event: AuditEvent) => void;
 }
 
 /**
@@ -49,6 +60,8 @@ export function createStsApp(deps: StsDeps): Hono {
   const takeToken = deps.rateLimit ? createRateLimiter({ ...deps.rateLimit, now: deps.now }) : undefined;
 
   app.onError((error, c) => errorResponse(error, c, deps.logger));
+  // First, so every answer (errors, 404s, the body-limit refusal) carries the id.
+  app.use(requestId({ limitLength: MAX_REQUEST_ID_LENGTH }));
   app.notFound((c) => errorResponse(notFound('no such route'), c, deps.logger));
   app.use(
     methodNotAllowedMiddleware({
@@ -59,9 +72,18 @@ export function createStsApp(deps: StsDeps): Hono {
 
   app.post(
     '/v1/token',
+    auditExchange({
+      write: deps.audit ?? (() => undefined),
+      policyVersion: () => deps.policies.current().version,
+      clientAddress: deps.clientAddress,
+      clientCertSubject: deps.clientCertSubject,
+    }),
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
-      onError: (c) => errorResponse(payloadTooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes`), c, deps.logger),
+      // Thrown, not answered here: the refusal then reaches the audit event like any other.
+      onError: () => {
+        throw payloadTooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes`);
+      },
     }),
     async (c) => {
       const started = performance.now();
@@ -72,7 +94,10 @@ export function createStsApp(deps: StsDeps): Hono {
         takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
         const request = parseTokenExchange(await c.req.text(), c.req.header('content-type'));
         tokenType = request.requestedTokenType;
-        const result = await exchangeToken(deps, request);
+        const audit = c.get('tesseraAudit');
+        audit.requestedTokenType = request.requestedTokenType;
+        if (request.audience.length > 0) audit.audience = request.audience;
+        const result = await exchangeToken(deps, request, audit);
         role = result.role;
         return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {
