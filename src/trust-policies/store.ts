@@ -197,6 +197,7 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
 
   return {
     current: () => current,
+    failingFiles: () => [...states.values()].filter((state) => state.failure !== undefined).length,
     reload,
     async close() {
       watcher?.close();

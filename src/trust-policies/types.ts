@@ -162,5 +162,7 @@ export interface PolicySet {
 export interface PolicyStore {
   /** The set in force now; a request keeps the set it started with. */
   current(): PolicySet;
+  /** Files whose current version does not load (their last good version stays in force), for metrics. */
+  failingFiles?(): number;
   close(): Promise<void>;
 }
