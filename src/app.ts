@@ -6,7 +6,7 @@ import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
-import { createLogger, createMetrics, type Logger, type Metrics } from './observability/index.js';
+import { createAuditLog, createLogger, createMetrics, type Logger, type Metrics, type StateSources } from './observability/index.js';
 import { clientAddress, createStsApp, trustedProxies } from './sts/index.js';
 import { listenerSpecs, startListener, verifiedClientCertificate, loadTlsMaterial, TlsMaterialError, watchTlsFiles, type Listener, type TlsReloader } from './server/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
@@ -75,6 +75,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   try {
     // Each part is registered for closing as soon as it exists: a failure further down
     // must not leave a Redis client reconnecting forever in a process that should exit.
+    const audit = createAuditLog({ file: config.audit.file, logger, now });
+    closers.push(() => audit.close());
     const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
     closers.push(() => cache.close());
     const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
@@ -107,6 +109,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
     void verifier.warm();
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
+    metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
 
     const proxies = trustedProxies(config.trustedProxies);
     let draining = false;
@@ -132,10 +135,13 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         }
         return clientAddress(peer, c.req.header('x-forwarded-for'), proxies);
       },
+      clientCertSubject: (c) => verifiedClientCertificate(c)?.subject,
+      audit: audit.write,
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {
         const keysReady = await keys.ready().catch(() => false);
-        const roles = policies.current().roles.size;
+        const policySet = policies.current();
+        const roles = policySet.roles.size;
         const clusterStatus = verifier.status();
         // A broker whose clusters all lack keys (issuer unreachable, nothing cached) can only refuse.
         const canVerify = clusterStatus.length === 0 || clusterStatus.some((status) => status.ready);
@@ -143,7 +149,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
           ready: keysReady && canVerify && !draining,
           checks: {
             keys: keysReady ? 'ok' : 'unavailable',
-            policies: { roles },
+            policies: { roles, version: policySet.version },
             cache: { kind: cache.kind, shared: cache.healthy() },
             clusters: clusterStatus,
             ...(draining && { lifecycle: 'draining' }),
@@ -227,4 +233,42 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     for (const close of closers.reverse()) await close().catch(() => undefined);
     throw error;
   }
+}
+
+/** What the state gauges of /metrics read at scrape time. */
+function stateSources(parts: {
+  config: Config;
+  now: () => number;
+  verifier: SubjectTokenVerifier;
+  cache: SharedCache;
+  policies: PolicyStore;
+  keys: KeyProvider;
+  x509: X509Authority;
+}): StateSources {
+  const { config, keys, policies, x509 } = parts;
+  const every = config.keys.rotation.every;
+  return {
+    now: parts.now,
+    clusters: () => parts.verifier.status(),
+    cache: () => ({ backend: parts.cache.kind, up: parts.cache.kind === 'memory' || parts.cache.healthy() }),
+    policies: () => {
+      const set = policies.current();
+      return { loadedAt: set.loadedAt, roles: set.roles.size, failingFiles: policies.failingFiles?.() ?? 0 };
+    },
+    signingKeys: async () => {
+      if (every === undefined) return [];
+      const list = await keys.list();
+      // The active key is replaced when its successor activates, else (none created yet) when it is due.
+      return list.flatMap((key) => {
+        if (key.state !== 'active') return [];
+        const next = list.find((other) => other.alg === key.alg && other.state === 'next' && other.activateAt !== undefined);
+        return [{ alg: key.alg, replaceAt: next?.activateAt ?? (key.activatedAt ?? key.createdAt) + every }];
+      });
+    },
+    ca: () => {
+      const notAfter = x509.notAfter();
+      return notAfter === undefined ? undefined : { trustDomain: config.x509.trustDomain, notAfter };
+    },
+    ...(keys.kind === 'pkcs11' ? { hsm: { token: config.keys.tokenLabel ?? `slot-${config.keys.slot ?? 0}`, up: () => keys.ready() } } : {}),
+  };
 }

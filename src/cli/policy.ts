@@ -150,7 +150,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
 
   policy
     .command('lint')
-    .description('validate every policy file; prints file:line:col: message per problem, exit 1 on errors (and on warnings with --strict)')
+    .description('validate every policy file; prints file:line:col: message per problem, then the policyVersion; exit 1 on errors (and on warnings with --strict)')
     .argument('[dir]', 'policy directory (default: the config’s policies, else ./policies)')
     .option('-c, --config <file>', 'config file: Principals must then name a configured cluster')
     .option('--strict', 'exit 1 on warnings too')
@@ -173,6 +173,8 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
         return io.exit(2);
       }
       for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
+      // The digest the broker logs and puts in every audit event, to tie decisions to this commit.
+      if (result.version) io.out(`policyVersion: ${result.version}\n`);
       const errors = result.problems.filter((problem) => problem.severity === 'error').length;
       if (result.problems.length > 0) io.err(`${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`);
       // Warnings are advice: every file is still valid, so they fail only when asked to.

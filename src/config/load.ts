@@ -94,6 +94,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
       : config.listen,
     x509: { ...config.x509, dir: at(config.x509.dir) },
     cache: { ...config.cache, caFile: at(config.cache.caFile) },
+    audit: { ...config.audit, file: config.audit.file === 'stdout' ? 'stdout' : at(config.audit.file) },
   };
 }
 

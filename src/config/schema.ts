@@ -260,6 +260,8 @@ export const configSchema = z
     logging: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),
+    /** Where token-exchange audit events go: absent, the log stream; `stdout`, or a file of their own. */
+    audit: z.strictObject({ file: z.string().min(1).optional() }).default({}),
   })
   .superRefine((config, ctx) => {
     if (config.issuer !== undefined) {

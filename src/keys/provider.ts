@@ -39,10 +39,25 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
   let running: Promise<unknown> = Promise.resolve();
   let closed = false;
 
+  /** Every signature is timed: an HSM slowing down shows in the latency histogram before requests fail. */
+  const timed = (alg: JwsAlgorithm, sign: SigningKey['sign']): SigningKey['sign'] => {
+    const histogram = metrics?.signDuration;
+    if (!histogram) return sign;
+    const labels = { provider: store.kind, alg };
+    return async (data) => {
+      const started = performance.now();
+      try {
+        return await sign(data);
+      } finally {
+        histogram.observe(labels, (performance.now() - started) / 1000);
+      }
+    };
+  };
+
   const signingKeyFor = async (key: StoredKey): Promise<SigningKey> => {
     const cached = signers.get(key.kid);
     if (cached) return cached;
-    const sign = await store.signer(key);
+    const sign = timed(key.alg, await store.signer(key));
     const signingKey: SigningKey = { kid: key.kid, alg: key.alg, publicJwk: key.publicJwk, sign };
     signers.set(key.kid, signingKey);
     return signingKey;
@@ -187,7 +202,7 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
       if (!key) {
         key = store.namedKey(name, alg, true).then((found) => {
           if (!found) throw new KeyStoreError(`named key ${name} could not be created`, 'KEY_MISSING');
-          return found;
+          return { kid: found.kid, alg: found.alg, publicJwk: found.publicJwk, sign: timed(found.alg, found.sign) };
         });
         key.catch(() => named.delete(id));
         named.set(id, key);

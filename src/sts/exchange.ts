@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { accessDenied, invalidRequest, invalidScope, isTesseraError, TesseraError } from '../errors.js';
 import { issueJwt } from '../issuers/index.js';
 import type { KeyProvider } from '../keys/types.js';
@@ -6,6 +5,7 @@ import type { Logger, Metrics } from '../observability/index.js';
 import { denialDescription, templateVars } from '../trust-policies/index.js';
 import type { CompiledRole, Decision, PolicyStore } from '../trust-policies/types.js';
 import type { SubjectTokenVerifier, WorkloadIdentity } from '../verifiers/types.js';
+import { auditDecision, auditIdentity, auditIssued, type ExchangeAudit } from './audit.js';
 import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID, type TokenExchangeRequest } from './request.js';
 import { issuedAudiences, selectRole } from './select-role.js';
 
@@ -78,23 +78,28 @@ async function verifyActor(verifier: SubjectTokenVerifier, token: string): Promi
   }
 }
 
-/** A digest lets audit logs correlate an issued credential without holding it. */
-const digest = (value: string): string => createHash('sha256').update(value).digest('hex');
-
 /**
  * The token exchange, HTTP-free: verify the subject, pick the role, decide, mint.
  * Every failure is a TesseraError; every outcome leaves one audit event.
  */
-export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRequest): Promise<{ role: string; body: ExchangeResponse }> {
+export async function exchangeToken(
+  deps: ExchangeDeps,
+  request: TokenExchangeRequest,
+  audit?: ExchangeAudit,
+): Promise<{ role: string; body: ExchangeResponse }> {
   const policySet = deps.policies.current();
+  if (audit) audit.policyVersion = policySet.version;
   // The subject (and actor) token is verified completely, TokenReview included, before anything
   // about the requested role is looked at: otherwise a garbage token would learn which roles
   // exist, their audiences, scopes and whether they issue X.509 from the refusals.
   const identity = await deps.verifier.verify(request.subjectToken);
+  auditIdentity(audit, identity);
   deps.limitIdentity?.(identity);
   const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const role = selectRole(policySet, request.resource, request.audience);
+  if (audit) audit.role = role.name;
   const audiences = issuedAudiences(role, request.audience);
+  if (audit) audit.audience = audiences;
   const scope = allowedScopes(role, request.scope);
   if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) x509Profile(deps, role);
   const now = Math.floor(deps.now() / 1000);
@@ -104,32 +109,27 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
     request: { audience: audiences, scope: request.scope, tokenType: request.requestedTokenType, ...(request.clientCert && { clientCert: request.clientCert }) },
     now,
   });
-  const audit = {
-    event: 'token_exchange',
-    role: role.name,
-    ...identityForLog(identity),
-    ...(actor && { actorSub: actor.sub }),
-    ...(request.clientCert && { clientCertSubject: request.clientCert.subject, clientCertUris: request.clientCert.uris }),
-    requestedTokenType: request.requestedTokenType,
-    decision: decision.decision,
-    decidedBy: decision.decidedBy,
-  };
+  auditDecision(audit, role, decision);
   if (decision.decision !== 'allow') {
-    deps.logger.info({ ...audit, trace: decision.statements }, 'token exchange denied');
+    // The audit event names the deciding statement and failing condition; the full trace is debug material.
+    if (deps.logger.isLevelEnabled('debug')) {
+      deps.logger.debug({ role: role.name, ...identityForLog(identity), decidedBy: decision.decidedBy, trace: decision.statements }, 'token exchange denied');
+    }
     throw accessDenied(denialDescription(role, decision), { detail: { role: role.name, decidedBy: decision.decidedBy } });
   }
 
   if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) {
     const response = await issueSvid(deps, role, identity, request);
     deps.metrics?.certificatesIssued.inc({ role: role.name });
-    deps.logger.info({ ...audit, certificateSha256: digest(response.access_token) }, 'token exchange allowed');
+    auditIssued(audit, { credential: response.access_token, exp: Math.floor(deps.now() / 1000) + response.expires_in });
     return { role: role.name, body: response };
   }
 
   const lifetime = Math.min(request.durationSeconds ?? role.issue.defaultLifetime, role.issue.maxLifetime);
   const key = await deps.keys.signingKey(role.issue.algorithm);
   const issued = await issueJwt({ key, issuer: deps.issuer, role, identity, audience: audiences, lifetimeSeconds: lifetime, scope, actor, now });
-  deps.logger.info({ ...audit, jti: issued.jti, kid: key.kid, aud: audiences, exp: issued.expiresAt }, 'token exchange allowed');
+  auditIssued(audit, { credential: issued.token, exp: issued.expiresAt, jti: issued.jti });
+  if (actor) deps.logger.info({ requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster }, 'token exchange with an actor');
   const isAccessToken = request.requestedTokenType === TOKEN_TYPE_ACCESS_TOKEN;
   const body: ExchangeResponse = {
     access_token: issued.token,

@@ -1,10 +1,13 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed as methodNotAllowedMiddleware } from 'hono/method-not-allowed';
+import { requestId } from 'hono/request-id';
 import type { JWK } from 'jose';
 import { invalidClient, isTesseraError, methodNotAllowed, notFound, payloadTooLarge } from '../errors.js';
 import type { JwsAlgorithm } from '../keys/types.js';
 import type { ClientCertificate } from '../trust-policies/types.js';
+import type { AuditEvent } from '../observability/index.js';
+import { auditExchange } from './audit.js';
 import { discoveryDocument } from './discovery.js';
 import { errorResponse, NO_STORE } from './errors.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
@@ -17,6 +20,7 @@ export type { TokenExchangeRequest } from './request.js';
 export { exchangeToken } from './exchange.js';
 export type { ExchangeDeps, ExchangeResponse, SvidIssuer } from './exchange.js';
 export { discoveryDocument } from './discovery.js';
+export { auditExchange, auditIdentity, auditDecision, auditIssued, type ExchangeAudit } from './audit.js';
 export { selectRole } from './select-role.js';
 export { clientAddress, trustedProxies, parseCidr } from './client-address.js';
 export type { TrustedProxies } from './client-address.js';
@@ -25,6 +29,8 @@ export { LISTENER_SCOPE_ENV, servesRoute, type ListenerScope } from './listener-
 
 /** RFC 8693 requests are small; a larger body is an attack or a mistake. */
 export const MAX_BODY_BYTES = 64 * 1024;
+/** A received `X-Request-Id` longer than this, or with characters outside `[A-Za-z0-9_=-]`, is replaced by a generated one. */
+export const MAX_REQUEST_ID_LENGTH = 128;
 
 export interface Readiness {
   ready: boolean;
@@ -48,6 +54,10 @@ export interface StsDeps extends ExchangeDeps {
    * the client CA, or `undefined` when it presented none that chains to it (401 invalid_client).
    */
   clientCertificate?: (c: Context) => ClientCertificate | undefined;
+  /** The subject of the client certificate the TLS layer verified (mTLS); absent without one. */
+  clientCertSubject?: (c: Context) => string | undefined;
+  /** Where each token exchange's audit event goes (one event per `POST /v1/token`). */
+  audit?: (event: AuditEvent) => void;
 }
 
 /**
@@ -63,6 +73,8 @@ export function createStsApp(deps: StsDeps): Hono {
   const exchangeDeps: ExchangeDeps = takeIdentityToken ? { ...deps, limitIdentity: (identity) => takeIdentityToken(identityBucket(identity)) } : deps;
 
   app.onError((error, c) => errorResponse(error, c, deps.logger));
+  // First, so every answer (errors, 404s, the body-limit refusal) carries the id.
+  app.use(requestId({ limitLength: MAX_REQUEST_ID_LENGTH }));
   app.notFound((c) => errorResponse(notFound('no such route'), c, deps.logger));
   // Before method checks: a listener that does not serve a route must not even reveal it exists.
   app.use(async (c, next) => {
@@ -78,9 +90,18 @@ export function createStsApp(deps: StsDeps): Hono {
 
   app.post(
     '/v1/token',
+    auditExchange({
+      write: deps.audit ?? (() => undefined),
+      policyVersion: () => deps.policies.current().version,
+      clientAddress: deps.clientAddress,
+      clientCertSubject: deps.clientCertSubject,
+    }),
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
-      onError: (c) => errorResponse(payloadTooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes`), c, deps.logger),
+      // Thrown, not answered here: the refusal then reaches the audit event like any other.
+      onError: () => {
+        throw payloadTooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes`);
+      },
     }),
     async (c) => {
       const started = performance.now();
@@ -92,7 +113,10 @@ export function createStsApp(deps: StsDeps): Hono {
         takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
         const request = { ...parseTokenExchange(await c.req.text(), c.req.header('content-type')), ...(clientCert && { clientCert }) };
         tokenType = request.requestedTokenType;
-        const result = await exchangeToken(exchangeDeps, request);
+        const audit = c.get('tesseraAudit');
+        audit.requestedTokenType = request.requestedTokenType;
+        if (request.audience.length > 0) audit.audience = request.audience;
+        const result = await exchangeToken(exchangeDeps, request, audit);
         role = result.role;
         return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {

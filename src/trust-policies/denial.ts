@@ -17,7 +17,7 @@ function describeCondition(condition: ConditionTrace): string {
 }
 
 /** The Allow statement that came closest: principal matched, fewest failing conditions. */
-function nearestAllow(statements: StatementTrace[], roleSource: string): StatementTrace | undefined {
+export function nearestAllow(statements: StatementTrace[], roleSource: string): StatementTrace | undefined {
   const allows = statements.filter((statement) => statement.effect === 'Allow' && statement.source === roleSource);
   const failing = (statement: StatementTrace) => statement.conditions.filter((condition) => !condition.matched).length;
   return allows.filter((statement) => statement.principalMatched).sort((a, b) => failing(a) - failing(b))[0] ?? allows[0];

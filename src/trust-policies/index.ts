@@ -3,7 +3,7 @@ export { loadPolicySet, listPolicyFiles, PolicyLoadError, type LoadOptions } fro
 export { createPolicyStore, type PolicyStoreOptions } from './store.js';
 export { compilePolicy, RESERVED_CLAIMS, type CompiledFile } from './compile.js';
 export { buildPolicySet } from './set.js';
-export { denialDescription } from './denial.js';
+export { denialDescription, nearestAllow } from './denial.js';
 export { lintDirectory, type LintResult, type LintOptions } from './lint.js';
 export { formatProblem, type Problem } from './source.js';
 export { policyFileSchema, policyJsonSchema, HARD_MAX_LIFETIME, API_VERSION } from './schema.js';
@@ -11,3 +11,4 @@ export { templateVars, compileTemplate, TEMPLATE_VARIABLES } from './template.js
 export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
 export { identityFromClaims, formatExplain, explainJson, clusterFor } from './explain.js';
 export { whoCan, formatWhoCan } from './who-can.js';
+export { policyVersion, gitBlobId } from './version.js';

@@ -4,6 +4,7 @@ import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from 
 import { globToRegExp } from './operators.js';
 import type { Path, Problem } from './source.js';
 import type { CompiledCondition, CompiledStatement } from './types.js';
+import { policyVersion } from './version.js';
 
 export interface LintOptions {
   /** When given, every Principal must name one of these clusters. */
@@ -14,6 +15,8 @@ export interface LintResult {
   problems: Problem[];
   /** Files examined. */
   files: string[];
+  /** The `policyVersion` the broker would report for this directory; absent when it would not load. */
+  version?: string;
 }
 
 /**
@@ -32,7 +35,8 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
     ...unusableRoleProblems(valid),
   ];
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
-  return { problems, files };
+  const loads = compiled.length === valid.length && !problems.some((problem) => problem.severity === 'error');
+  return { problems, files, ...(loads ? { version: policyVersion(valid.map((file) => file.source)) } : {}) };
 }
 
 function audienceProblems(files: readonly ValidFile[]): Problem[] {

@@ -1,6 +1,7 @@
 import type { Logger, Metrics } from '../observability/index.js';
 import { decideRole, planRole } from './decide.js';
 import type { CompiledFile } from './compile.js';
+import { policyVersion } from './version.js';
 import type { CompiledGuardrail, CompiledRole, Decision, EvaluationInput, PolicySet } from './types.js';
 
 export interface SetOptions {
@@ -43,6 +44,7 @@ export function buildPolicySet(files: ReadonlyArray<RoleFileEntry | GuardrailFil
     roles,
     guardrails,
     loadedAt: (options.now ?? Date.now)(),
+    version: policyVersion(files.map((file) => file.source)),
     decide(role: CompiledRole, input: EvaluationInput): Decision {
       // A role from another set (a caller mixing sets) is planned on the spot, never misjudged.
       const decision = decideRole(plans.get(role) ?? planRole(guardrailStatements, role), role, input);

@@ -14,6 +14,8 @@ export type Path = ReadonlyArray<string | number>;
 /** A parsed policy file that can point at any path inside it. */
 export interface PolicySource {
   file: string;
+  /** The file's text as read, for the policy set's version digest. */
+  text: string;
   data: unknown;
   /** Syntax problems; when non-empty `data` is unusable. */
   syntax: Problem[];
@@ -42,6 +44,7 @@ export function parseSource(file: string, text: string): PolicySource {
   };
   return {
     file,
+    text,
     data: syntax.length > 0 ? undefined : doc.toJS({ maxAliasCount: 50 }),
     syntax,
     at,

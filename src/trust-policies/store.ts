@@ -72,6 +72,7 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
   if (hasErrors(startupProblems)) throw new PolicyLoadError(startupProblems.filter((problem) => problem.severity === 'error'));
   for (const file of compiled) states.set(file.file, { hash: hashOf(initial.get(file.file) ?? { text: '' }), good: file as ValidFile });
   let current = buildPolicySet(goodFiles(), setOptions);
+  logger.info({ dir, roles: [...current.roles.keys()], guardrails: current.guardrails.length, policyVersion: current.version }, 'trust policies loaded');
 
   function goodFiles(): ValidFile[] {
     return [...states.keys()].sort().flatMap((path) => {
@@ -135,7 +136,7 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
     if (!changed) return false;
     current = buildPolicySet(goodFiles(), setOptions);
     metrics?.policyReloads.inc({ result: 'success' });
-    logger.info({ dir, roles: [...current.roles.keys()], guardrails: current.guardrails.length }, 'trust policies reloaded');
+    logger.info({ dir, roles: [...current.roles.keys()], guardrails: current.guardrails.length, policyVersion: current.version }, 'trust policies reloaded');
     options.onReload?.(current);
     return true;
   }
@@ -196,6 +197,7 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
 
   return {
     current: () => current,
+    failingFiles: () => [...states.values()].filter((state) => state.failure !== undefined).length,
     reload,
     async close() {
       watcher?.close();

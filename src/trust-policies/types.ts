@@ -163,6 +163,8 @@ export interface PolicySet {
   guardrails: readonly CompiledGuardrail[];
   /** When the set was built (ms since the epoch), for logs and `/readyz`. */
   loadedAt: number;
+  /** Digest of the files in the set (see `policyVersion`): logged at each reload, in every audit event, on `/readyz`. */
+  version: string;
   /** The decision for `role`: guardrails, then the role's trust policy; shadow policy logged separately. */
   decide(role: CompiledRole, input: EvaluationInput): Decision;
 }
@@ -170,5 +172,7 @@ export interface PolicySet {
 export interface PolicyStore {
   /** The set in force now; a request keeps the set it started with. */
   current(): PolicySet;
+  /** Files whose current version does not load (their last good version stays in force), for metrics. */
+  failingFiles?(): number;
   close(): Promise<void>;
 }

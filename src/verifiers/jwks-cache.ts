@@ -145,8 +145,11 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
   };
 
   const fetchAndShare = async (): Promise<KeySet | undefined> => {
+    const started = performance.now();
+    const took = () => (performance.now() - started) / 1000;
     try {
       const fetched = await fetchKeys();
+      metrics?.jwksFetchDuration.observe({ cluster: cluster.name, result: 'ok' }, took());
       const fetchedAt = now();
       const set: KeySet = { keys: fetched.keys, fetchedAt, freshUntil: fetchedAt + fetched.maxAgeSeconds * 1000 };
       remember(set);
@@ -161,6 +164,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
     } catch (error) {
       lastError = error instanceof FetchError ? error.failure : 'unknown';
       lastErrorMessage = error instanceof Error ? error.message : String(error);
+      metrics?.jwksFetchDuration.observe({ cluster: cluster.name, result: 'error' }, took());
       metrics?.jwksFetches.inc({ cluster: cluster.name, result: 'error' });
       logger.warn({ ...context, failure: lastError, err: lastErrorMessage, keptKeys: memory?.keys.length ?? 0 }, 'jwks refresh failed');
       await cache.set(failureKey, lastError, REFRESH_INTERVAL_MS);
@@ -244,6 +248,7 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
         ready: usable,
         stale: usable && !isFresh(memory),
         ...(lastRefreshAt !== undefined ? { lastRefreshAt } : {}),
+        ...(memory ? { keysFetchedAt: memory.fetchedAt } : {}),
         ...(lastError !== undefined ? { lastError } : {}),
       };
     },

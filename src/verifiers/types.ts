@@ -44,6 +44,8 @@ export interface ClusterStatus {
   /** Serving keys past their refresh time because the issuer is unreachable. */
   stale: boolean;
   lastRefreshAt?: number;
+  /** When the keys in use were fetched from the issuer, by this replica or another (ms since the epoch). */
+  keysFetchedAt?: number;
   /**
    * Why the last refresh failed, as a coarse stable code: `/readyz` is unauthenticated, so file
    * paths, URLs and document content stay in the log (`jwks refresh failed`).

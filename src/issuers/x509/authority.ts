@@ -29,6 +29,8 @@ export interface X509Authority {
   trustBundle(jwtKeys?: JWK[]): Promise<TrustBundle>;
   /** A CA is loaded and its key was reachable. */
   ready(): boolean;
+  /** Unix seconds: the earliest notAfter of the CA certificate and its chain; undefined while no CA is loaded. */
+  notAfter(): number | undefined;
 }
 
 export interface X509AuthorityOptions {
@@ -142,6 +144,7 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
       const issuer = await current();
       return buildTrustBundle(issuer?.roots ?? [], jwtKeys);
     },
+    notAfter: () => state?.validity.notAfter,
     ready() {
       // Not ready yet: start a (rate-limited) retry so /readyz heals without traffic.
       if (!state) void current();

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../../src/config/index.js';
 import { registerPolicyCommands } from '../../../src/cli/policy.js';
-import { formatProblem, lintDirectory } from '../../../src/trust-policies/index.js';
+import { formatProblem, lintDirectory, loadPolicySet } from '../../../src/trust-policies/index.js';
 
 const BASE = 'test/unit/trust-policies/fixtures/lint';
 const prod: ClusterConfig = { name: 'prod', issuer: 'https://oidc.prod.example.com', verify: 'jwks', allowInsecure: false };
@@ -117,8 +117,10 @@ describe('tessera policy lint (command)', () => {
     return { out: out.join(''), err: err.join(''), code };
   };
 
-  it('ok/exit-0-when-clean', async () => {
-    expect(await run(['policies'])).toEqual({ out: '', err: '', code: 0 });
+  const version = `policyVersion: ${loadPolicySet('policies').version}\n`;
+
+  it('ok/exit-0-when-clean-and-prints-the-policy-version', async () => {
+    expect(await run(['policies'])).toEqual({ out: version, err: '', code: 0 });
   });
 
   it('fail/exit-1-with-file-line-col', async () => {
@@ -131,11 +133,12 @@ describe('tessera policy lint (command)', () => {
   });
 
   const warningOnly = join(BASE, 'wildcard-in-string-equals');
+  const warningVersion = `policyVersion: ${loadPolicySet(warningOnly).version}\n`;
   const warning = `${warningOnly}/role.yaml:11:36: warning: StringEquals compares "prod-*" literally: * and ? are wildcards only in StringLike\n`;
   const exits: Array<{ name: string; args: string[]; expected: { out: string; err: string; code: number } }> = [
-    { name: 'ok/warnings-only-exit-0', args: [warningOnly], expected: { out: warning, err: '0 error(s), 1 warning(s) in 1 file(s)\n', code: 0 } },
-    { name: 'fail/warnings-with-strict-exit-1', args: ['--strict', warningOnly], expected: { out: warning, err: '0 error(s), 1 warning(s) in 1 file(s)\n', code: 1 } },
-    { name: 'ok/clean-with-strict-exit-0', args: ['--strict', 'policies'], expected: { out: '', err: '', code: 0 } },
+    { name: 'ok/warnings-only-exit-0', args: [warningOnly], expected: { out: warning + warningVersion, err: '0 error(s), 1 warning(s) in 1 file(s)\n', code: 0 } },
+    { name: 'fail/warnings-with-strict-exit-1', args: ['--strict', warningOnly], expected: { out: warning + warningVersion, err: '0 error(s), 1 warning(s) in 1 file(s)\n', code: 1 } },
+    { name: 'ok/clean-with-strict-exit-0', args: ['--strict', 'policies'], expected: { out: version, err: '', code: 0 } },
   ];
   it.each(exits)('$name', async ({ args, expected }) => {
     expect(await run(args)).toEqual(expected);

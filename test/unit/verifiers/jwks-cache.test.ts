@@ -43,7 +43,7 @@ describe('discovery and fetch', () => {
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
     expect([idp.requests('discovery'), idp.requests('jwks')]).toEqual([1, 1]);
-    expect(verifier.status()).toEqual([{ cluster: 'prod', issuer: idp.issuer, ready: true, stale: false, lastRefreshAt: clock.now() }]);
+    expect(verifier.status()).toEqual([{ cluster: 'prod', issuer: idp.issuer, ready: true, stale: false, lastRefreshAt: clock.now(), keysFetchedAt: clock.now() }]);
   });
 
   test('ok/jwksUri-configured-skips-discovery', async () => {

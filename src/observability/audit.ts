@@ -1,0 +1,82 @@
+import { once } from 'node:events';
+import { pino } from 'pino';
+import type { Logger } from './logger.js';
+
+/**
+ * One token exchange as an auditor reads it (docs/audit.md, docs/audit.schema.json): who asked
+ * for what, what was decided under which policy version, and what was issued. Identities and
+ * digests only: never a token, a PIN, a CSR's key or a private key.
+ */
+export interface AuditEvent {
+  event: 'token_exchange';
+  requestId: string;
+  outcome: 'allow' | 'deny' | 'error';
+  /** The OAuth error code of a refusal. */
+  error?: string;
+  status: number;
+  role?: string;
+  cluster?: string;
+  iss?: string;
+  sub?: string;
+  namespace?: string;
+  serviceAccount?: string;
+  pod?: string;
+  decidedBy?: string;
+  failedCondition?: string;
+  requestedTokenType?: string;
+  audience?: string[];
+  jti?: string;
+  /** Unix seconds. */
+  exp?: number;
+  credentialSha256?: string;
+  clientAddress?: string;
+  clientCertSubject?: string;
+  userAgent?: string;
+  durationMs: number;
+  policyVersion?: string;
+}
+
+export interface AuditLog {
+  write(event: AuditEvent): void;
+  /** Flushes what is buffered (the process is about to exit). */
+  close(): Promise<void>;
+}
+
+/**
+ * The audit stream: the log stream by default (pino adds `time`, `level`, `msg`), or with
+ * `file` its own file (`stdout` for standard output) holding nothing but events, one JSON object
+ * a line. Each event is serialised once.
+ *
+ * @example const audit = createAuditLog({ file: '/var/log/tessera/audit.log', logger });
+ */
+export function createAuditLog(options: { file?: string; logger: Logger; now?: () => number }): AuditLog {
+  const { file, logger } = options;
+  const now = options.now ?? Date.now;
+  if (file === undefined) {
+    return {
+      write: (event) => logger.info(event, 'token exchange'),
+      close: async () => undefined,
+    };
+  }
+  // Asynchronous writes keep the request path free of disk latency; close() flushes.
+  const destination = pino.destination({ dest: file === 'stdout' ? 1 : file, sync: false, mkdir: file !== 'stdout' });
+  destination.on('error', (error: Error) => logger.error({ err: { name: error.name, message: error.message }, file }, 'audit stream write failed'));
+  let closed = false;
+  return {
+    write(event) {
+      if (closed) return;
+      destination.write(`{"time":"${new Date(now()).toISOString()}",${JSON.stringify(event).slice(1)}\n`);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (file === 'stdout') {
+        destination.flush();
+        return;
+      }
+      const done = once(destination, 'close');
+      destination.end();
+      await done;
+    },
+  };
+}

@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto';
+import type { Context, MiddlewareHandler } from 'hono';
+import { isTesseraError } from '../errors.js';
+import type { AuditEvent } from '../observability/index.js';
+import { nearestAllow } from '../trust-policies/index.js';
+import type { CompiledRole, Decision } from '../trust-policies/types.js';
+import type { WorkloadIdentity } from '../verifiers/types.js';
+
+/** The audit event of one exchange, filled in as the request goes along; written once at the end. */
+export type ExchangeAudit = AuditEvent;
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    tesseraAudit: ExchangeAudit;
+  }
+}
+
+/** Free text a client sends is cut to this length before it is logged. */
+const MAX_USER_AGENT = 256;
+
+export interface AuditMiddlewareOptions {
+  write: (event: AuditEvent) => void;
+  policyVersion: () => string;
+  clientAddress?: (c: Context) => string | undefined;
+  /** The subject of a verified client certificate (mTLS); absent without one. */
+  clientCertSubject?: (c: Context) => string | undefined;
+}
+
+/**
+ * Opens the audit event of a `POST /v1/token` before anything can refuse it (body limit, rate
+ * limit, parsing), and writes it once the response is known, whatever the outcome.
+ */
+export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandler {
+  return async function auditExchange(c, next) {
+    const started = performance.now();
+    const userAgent = c.req.header('user-agent');
+    const audit: ExchangeAudit = {
+      event: 'token_exchange',
+      requestId: c.get('requestId'),
+      outcome: 'error',
+      status: 0,
+      clientAddress: options.clientAddress?.(c),
+      clientCertSubject: options.clientCertSubject?.(c),
+      userAgent: userAgent && userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent,
+      durationMs: 0,
+      policyVersion: options.policyVersion(),
+    };
+    c.set('tesseraAudit', audit);
+    try {
+      await next();
+    } finally {
+      const status = c.res.status;
+      audit.status = status;
+      if (status >= 400) {
+        const error = c.error;
+        audit.error = isTesseraError(error) ? error.code : 'server_error';
+        audit.outcome = audit.error === 'access_denied' ? 'deny' : 'error';
+        if (isTesseraError(error) && audit.role === undefined && typeof error.detail?.role === 'string') audit.role = error.detail.role;
+      } else audit.outcome = 'allow';
+      audit.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+      options.write(audit);
+    }
+  };
+}
+
+/** The verified workload: identity fields only, never the token. */
+export function auditIdentity(audit: ExchangeAudit | undefined, identity: WorkloadIdentity): void {
+  if (!audit) return;
+  audit.cluster = identity.cluster;
+  audit.iss = identity.iss;
+  audit.sub = identity.sub;
+  audit.namespace = identity.namespace;
+  audit.serviceAccount = identity.serviceAccount?.name;
+  audit.pod = identity.pod?.name;
+}
+
+/** Which statement decided, and for a denial without an explicit Deny, the first thing that failed in the nearest Allow. */
+export function auditDecision(audit: ExchangeAudit | undefined, role: CompiledRole, decision: Decision): void {
+  if (!audit) return;
+  audit.decidedBy = decision.decidedBy;
+  if (decision.decision === 'allow' || decision.explicitDeny) return;
+  const allow = nearestAllow(decision.statements, `role:${role.name}`);
+  if (!allow) return;
+  const label = allow.sid ?? allow.source;
+  if (!allow.principalMatched) audit.failedCondition = `${label}: Principal`;
+  else if (!allow.actionMatched) audit.failedCondition = `${label}: Action`;
+  else {
+    const failed = allow.conditions.find((condition) => !condition.matched);
+    if (failed) audit.failedCondition = `${label}: ${failed.operator} ${failed.key}`;
+  }
+}
+
+/** What was issued: its id and expiry, and a digest that correlates the credential without holding it. */
+export function auditIssued(audit: ExchangeAudit | undefined, issued: { credential: string; exp: number; jti?: string }): void {
+  if (!audit) return;
+  audit.jti = issued.jti;
+  audit.exp = issued.exp;
+  audit.credentialSha256 = createHash('sha256').update(issued.credential).digest('hex');
+}
