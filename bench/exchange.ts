@@ -1,106 +1,58 @@
-import { spawn } from 'node:child_process';
-import { createPrivateKey, createPublicKey, createSign, createVerify, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { exportJWK } from 'jose';
-import { stringify } from 'yaml';
-import { freePort, load, startProcess, stopProcess, timePerCall, waitForHttp, type LoadFigures } from './support.js';
+import { checkExchange, cliSupportsWorkers, startBroker, type BrokerOptions, type KeysConfig } from './broker.js';
+import { measureCrypto, measureHttpBaseline, measureSoftHsmSign, type CryptoTimes } from './ceiling.js';
+import { createFixtures, type Fixtures } from './fixtures.js';
+import { printReport, writeReport, type BenchReport, type CurvePoint, type ScenarioResult } from './report.js';
+import { cpuSecondsOf, fire, freePort, load, rssOf, type LoadFigures } from './support.js';
 
 /**
- * Exchange throughput of one broker process under load with distinct RS256 subject tokens
- * (as real clusters sign them), beside the platform ceiling measured in the same run:
- * a trivial node:http handler answering the same requests, plus raw node:crypto RS256 verify
- * and ES256 sign on one core: ceiling = 1 / (t_http + t_verify + t_sign).
+ * `npm run bench`: token-exchange throughput of `tessera serve` child processes under
+ * autocannon, beside the platform ceiling measured in the same run, a load curve, and RSS
+ * after 10,000 and 100,000 exchanges. Prints and writes bench/results/latest.json; asserts
+ * nothing. The machine may be shared: compare the ratios of one run, not absolute figures.
  */
-const ROOT = resolve(import.meta.dirname, '..');
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const CLUSTER_ISSUER = 'https://bench-cluster.tessera.local';
+const RSS_TOTAL = Number(process.env.BENCH_RSS_EXCHANGES ?? 100_000);
+const RSS_FIRST = Math.min(10_000, RSS_TOTAL);
+/** `BENCH_PROFILE=DIR` writes a V8 CPU profile of every broker there (open in Chrome DevTools). */
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+/** `BENCH_SCENARIOS=jwt-es256,x509` runs only those. */
+const ONLY = process.env.BENCH_SCENARIOS?.split(',');
+const RESULTS = resolve(import.meta.dirname, 'results', 'latest.json');
 
-const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+type Kind = 'es256' | 'rs256' | 'x509';
 
-async function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = { ...(await exportJWK(createPublicKey(privateKey))), kid: 'bench', alg: 'RS256', use: 'sig' };
-  const now = Math.floor(Date.now() / 1000);
-  const tokens = Array.from({ length: TOKENS }, (_, i) => {
-    const claims = {
-      aud: ['tessera'],
-      exp: now + 3600,
-      iat: now,
-      nbf: now,
-      iss: CLUSTER_ISSUER,
-      sub: `system:serviceaccount:bench-${i % 50}:sa-${i}`,
-      'kubernetes.io': { namespace: `bench-${i % 50}`, serviceaccount: { name: `sa-${i}`, uid: randomUUID() }, pod: { name: `pod-${i}`, uid: randomUUID() } },
-    };
-    const input = `${b64({ alg: 'RS256', kid: 'bench', typ: 'JWT' })}.${b64(claims)}`;
-    return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
-  });
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(
-    join(dir, 'policies', 'bench-role.yaml'),
-    stringify({
-      apiVersion: 'tessera.dev/v1',
-      kind: 'Role',
-      metadata: { name: 'bench' },
-      trustPolicy: {
-        Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Principal: { Federated: 'bench' }, Action: 'sts:TokenExchange', Condition: { StringLike: { 'kubernetes.io/namespace': 'bench-*' } } }],
-      },
-      issue: { audiences: ['bench-audience'], algorithm: 'ES256', maxLifetime: '1h', defaultLifetime: '15m' },
-    }),
-  );
-  const bodies = tokens.map((token) =>
-    new URLSearchParams({
-      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-      subject_token: token,
-      subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-      resource: 'bench',
-    }).toString(),
-  );
-  return { dir, jwk, tokens, bodies, privateKey };
+interface Scenario {
+  id: string;
+  label: string;
+  kind: Kind;
+  keys: 'local' | 'pkcs11';
+  redis?: boolean;
+  workers?: number;
+  /** The reference scenario: also load curve and RSS. */
+  headline?: boolean;
 }
 
-async function runBroker(dir: string, jwk: object, bodies: string[], redisUrl?: string): Promise<LoadFigures> {
-  const port = await freePort();
-  const config = {
-    issuer: `http://127.0.0.1:${port}`,
-    listen: { host: '127.0.0.1', port },
-    audience: 'tessera',
-    clusters: [{ name: 'bench', issuer: CLUSTER_ISSUER, jwks: { keys: [jwk] } }],
-    policies: join(dir, 'policies'),
-    keys: { provider: 'local', dir: join(dir, redisUrl ? 'keys-redis' : 'keys') },
-    ...(redisUrl && { cache: { redis: redisUrl } }),
-    logging: { level: 'info' },
-  };
-  const file = join(dir, `config-${port}.yaml`);
-  writeFileSync(file, stringify(config));
-  const broker = startProcess([join(ROOT, 'bin/tessera.js'), 'serve', '--config', file]);
-  try {
-    await waitForHttp(`http://127.0.0.1:${port}/readyz`, 30_000, broker);
-    const check = await fetch(`http://127.0.0.1:${port}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[0] });
-    if (check.status !== 200) throw new Error(`broker refused the bench exchange: ${check.status} ${await check.text()}`);
-    return await load(`http://127.0.0.1:${port}/v1/token`, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
-  } finally {
-    await stopProcess(broker);
-  }
-}
+const SCENARIOS: Scenario[] = [
+  { id: 'jwt-es256', label: 'JWT ES256, local keys', kind: 'es256', keys: 'local', headline: true },
+  { id: 'jwt-rs256', label: 'JWT RS256, local keys', kind: 'rs256', keys: 'local' },
+  { id: 'jwt-es256-redis', label: 'JWT ES256, local keys, Redis', kind: 'es256', keys: 'local', redis: true },
+  { id: 'jwt-es256-hsm', label: 'JWT ES256, SoftHSM2 keys', kind: 'es256', keys: 'pkcs11' },
+  { id: 'x509', label: 'X.509-SVID from a CSR, local CA key', kind: 'x509', keys: 'local' },
+  { id: 'x509-redis', label: 'X.509-SVID, local CA key, Redis', kind: 'x509', keys: 'local', redis: true },
+  { id: 'jwt-es256-workers2', label: 'JWT ES256, local keys, --workers 2', kind: 'es256', keys: 'local', workers: 2 },
+];
 
-async function runBaseline(bodies: string[]): Promise<LoadFigures> {
-  const port = await freePort();
-  const server = startProcess([join(ROOT, 'bin/run-ts.js'), join(ROOT, 'bench/baseline-server.ts'), String(port)]);
-  try {
-    await new Promise((resolvePromise) => setTimeout(resolvePromise, 300));
-    await waitForHttp(`http://127.0.0.1:${port}/`, 10_000).catch(() => undefined);
-    return await load(`http://127.0.0.1:${port}/`, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
-  } finally {
-    await stopProcess(server);
-  }
+/** 1 / (t_http + the signature work of one exchange of this kind), in exchanges per second. */
+function ceilingFor(kind: Kind, tHttp: number, times: CryptoTimes): number {
+  if (kind === 'rs256') return 1 / (tHttp + times.rs256Verify + times.rs256Sign);
+  if (kind === 'x509') return 1 / (tHttp + times.rs256Verify + times.es256Verify + times.es256Sign);
+  return 1 / (tHttp + times.rs256Verify + times.es256Sign);
 }
 
 async function startRedis(): Promise<{ url: string; stop: () => void } | undefined> {
@@ -115,42 +67,153 @@ async function startRedis(): Promise<{ url: string; stop: () => void } | undefin
   return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
 }
 
-export async function benchExchange(): Promise<void> {
-  const { dir, jwk, tokens, bodies, privateKey } = await setup();
-  try {
-    const broker = await runBroker(dir, jwk, bodies);
-    const redis = await startRedis();
-    const brokerRedis = redis ? await runBroker(dir, jwk, bodies, redis.url).finally(() => redis.stop()) : undefined;
-    const baseline = await runBaseline(bodies);
+async function softHsm(): Promise<{ keys: KeysConfig; env: NodeJS.ProcessEnv; rawSignRate: number; cleanup(): void } | string> {
+  const { createSoftHsmToken, softHsmMissing } = await import('../test/support/softhsm.js');
+  const missing = softHsmMissing();
+  if (missing) return missing;
+  const token = createSoftHsmToken({ label: 'tessera-bench' });
+  return {
+    keys: { provider: 'pkcs11', module: token.module, tokenLabel: token.label, pinEnv: 'TESSERA_BENCH_PIN' },
+    env: { TESSERA_BENCH_PIN: token.pin, SOFTHSM2_CONF: process.env.SOFTHSM2_CONF },
+    rawSignRate: measureSoftHsmSign(token),
+    cleanup: () => token.cleanup(),
+  };
+}
 
-    const publicKey = createPublicKey(privateKey);
-    const esKey = createPrivateKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }));
-    let index = 0;
-    const tVerify = timePerCall(() => {
-      const token = tokens[index++ % tokens.length] as string;
-      const dot = token.lastIndexOf('.');
-      createVerify('sha256').update(token.slice(0, dot)).verify(publicKey, Buffer.from(token.slice(dot + 1), 'base64url'));
-    });
-    const claims = b64({ iss: 'x', sub: 'system:serviceaccount:a:b', aud: 'bench-audience', exp: 1, iat: 1, jti: 'x'.repeat(22) });
-    const tSign = timePerCall(() => {
-      createSign('sha256').update(claims).sign({ key: esKey, dsaEncoding: 'ieee-p1363' });
-    });
-    const tHttp = 1 / baseline.rps;
-    const ceiling = 1 / (tHttp + tVerify + tSign);
+const pause = (ms: number) => new Promise((resolvePromise) => setTimeout(resolvePromise, ms));
 
-    const row = (name: string, figures: LoadFigures) =>
-      `  ${name.padEnd(34)} ${figures.rps.toFixed(0).padStart(8)} req/s   p50 ${String(figures.p50).padStart(4)} ms   p99 ${String(figures.p99).padStart(4)} ms   non-2xx ${figures.non2xx}`;
-    console.log(`\nToken exchange (${TOKENS} distinct RS256 subject tokens, ${CONNECTIONS} connections, median of ${ROUNDS} × ${SECONDS}s)`);
-    console.log(row('broker, in-memory JWKS cache', broker));
-    if (brokerRedis) console.log(row('broker, Redis JWKS cache', brokerRedis));
-    else console.log('  broker, Redis JWKS cache           (redis-server not installed: not measured)');
-    console.log(row('node:http baseline (same requests)', baseline));
-    console.log(`  raw node:crypto RS256 verify       ${(tVerify * 1e6).toFixed(1).padStart(8)} µs/op (one core)`);
-    console.log(`  raw node:crypto ES256 sign         ${(tSign * 1e6).toFixed(1).padStart(8)} µs/op (one core)`);
-    console.log(`  platform ceiling 1/(t_http+t_verify+t_sign) ${ceiling.toFixed(0)} req/s`);
-    console.log(`  broker / ceiling                   ${(broker.rps / ceiling).toFixed(2)}`);
-    if (brokerRedis) console.log(`  broker (Redis) / ceiling           ${(brokerRedis.rps / ceiling).toFixed(2)}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+/** The headline broker also serves the load curve and the RSS figures (counted from its start). */
+async function headlineExtras(url: string, pid: number | undefined, bodies: string[], max: number, served: number) {
+  const curve: CurvePoint[] = [];
+  for (const share of [0.25, 0.5, 0.75, 1]) {
+    const target = max * share;
+    const figures = await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, seconds: SECONDS, ...(share < 1 && { overallRate: target }) });
+    served += figures.total;
+    curve.push({ share, target, rps: figures.rps, p50: figures.p50, p99: figures.p99, non2xx: figures.non2xx });
   }
+  if (served < RSS_TOTAL) served += (await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, amount: RSS_TOTAL - served })).total;
+  await pause(1000);
+  return { curve, rssAfterTotal: rssOf(pid), served };
+}
+
+async function runScenario(
+  fixtures: Fixtures,
+  scenario: Scenario,
+  options: Omit<BrokerOptions, 'name'>,
+): Promise<{ figures: LoadFigures & { cpuMicros?: number }; extras?: Awaited<ReturnType<typeof headlineExtras>> & { rssAfterFirst?: number; first: number } }> {
+  const broker = await startBroker(fixtures, { ...options, name: scenario.id });
+  try {
+    const bodies = fixtures.bodies[scenario.kind];
+    const url = `${broker.url}/v1/token`;
+    await checkExchange(broker.url, bodies[0] as string);
+    let served = 1;
+    let rssAfterFirst: number | undefined;
+    if (scenario.headline) {
+      // The first 10,000 exchanges are the warm-up: JIT, pools and caches settle.
+      served += (await fire(url, bodies, { connections: CONNECTIONS, amount: RSS_FIRST - served })).total;
+      await pause(1000);
+      rssAfterFirst = rssOf(broker.child.pid);
+    } else served += (await fire(url, bodies, { connections: CONNECTIONS, seconds: 1 })).total;
+    const cpuBefore = scenario.workers ? undefined : cpuSecondsOf(broker.child.pid);
+    const measured = await load(url, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
+    const cpuAfter = cpuBefore === undefined ? undefined : cpuSecondsOf(broker.child.pid);
+    const figures = { ...measured, ...(cpuAfter !== undefined && cpuBefore !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / measured.total) * 1e6 }) };
+    served += figures.total;
+    if (!scenario.headline) return { figures };
+    const extras = await headlineExtras(broker.url, broker.child.pid, bodies, figures.rps, served);
+    return { figures, extras: { ...extras, rssAfterFirst, first: RSS_FIRST } };
+  } finally {
+    await broker.stop();
+  }
+}
+
+export async function benchExchange(): Promise<BenchReport> {
+  const startedAt = new Date();
+  const fixtures = await createFixtures(TOKENS);
+  const cleanups: Array<() => void> = [];
+  if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
+  try {
+    const selected = SCENARIOS.filter((scenario) => !ONLY || ONLY.includes(scenario.id));
+    const localKeys: KeysConfig = { provider: 'local', dir: join(fixtures.dir, 'keys') };
+    const needsRedis = selected.some((scenario) => scenario.redis);
+    const redis = needsRedis ? await startRedis() : undefined;
+    if (redis) cleanups.push(redis.stop);
+    const hsm = selected.some((scenario) => scenario.keys === 'pkcs11') ? await softHsm() : undefined;
+    if (hsm && typeof hsm !== 'string') cleanups.push(hsm.cleanup);
+    const workersSupported = cliSupportsWorkers();
+
+    const baseline = await measureHttpBaseline(fixtures.bodies.es256, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
+    const times = measureCrypto(fixtures);
+    const tHttp = 1 / baseline.rps;
+
+    const results: ScenarioResult[] = [];
+    let headline: BenchReport['headline'];
+    for (const scenario of selected) {
+      const ceiling = ceilingFor(scenario.kind, tHttp, times);
+      const skip = (reason: string) => results.push({ id: scenario.id, label: scenario.label, ceiling, skipped: reason });
+      if (scenario.redis && !redis) {
+        skip('redis-server not installed');
+        continue;
+      }
+      if (scenario.keys === 'pkcs11' && typeof hsm !== 'object') {
+        skip(typeof hsm === 'string' ? hsm : 'SoftHSM2 unavailable');
+        continue;
+      }
+      if (scenario.workers && !workersSupported) {
+        skip('n/a: this tessera serve has no --workers');
+        continue;
+      }
+      const keys = scenario.keys === 'pkcs11' && typeof hsm === 'object' ? hsm.keys : localKeys;
+      const { figures, extras } = await runScenario(fixtures, scenario, {
+        keys,
+        ...(scenario.redis && redis && { redisUrl: redis.url }),
+        ...(scenario.workers && { workers: scenario.workers }),
+        ...(scenario.keys === 'pkcs11' && typeof hsm === 'object' && { env: hsm.env }),
+        ...(PROFILE_DIR && { profileDir: PROFILE_DIR }),
+      });
+      results.push({ id: scenario.id, label: scenario.label, ceiling, ...figures, ratio: figures.rps / ceiling });
+      if (extras) {
+        headline = {
+          id: scenario.id,
+          loadCurve: extras.curve,
+          rss: { afterExchanges: extras.first, bytes: extras.rssAfterFirst, laterExchanges: extras.served, laterBytes: extras.rssAfterTotal },
+        };
+      }
+    }
+
+    const report: BenchReport = {
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings: { tokens: TOKENS, seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS },
+      ceiling: {
+        httpBaselineRps: baseline.rps,
+        httpBaselineP99: baseline.p99,
+        ...(baseline.cpuMicros !== undefined && { httpBaselineCpuMicros: baseline.cpuMicros }),
+        microseconds: {
+          http: tHttp * 1e6,
+          rs256Verify: times.rs256Verify * 1e6,
+          es256Sign: times.es256Sign * 1e6,
+          rs256Sign: times.rs256Sign * 1e6,
+          es256Verify: times.es256Verify * 1e6,
+        },
+        rps: ceilingFor('es256', tHttp, times),
+        ...(typeof hsm === 'object' && { softHsmRawEs256SignPerSecond: hsm.rawSignRate }),
+      },
+      scenarios: results,
+      headline,
+      workersSupported,
+    };
+    return report;
+  } finally {
+    for (const cleanup of cleanups.reverse()) cleanup();
+    await fixtures.close();
+    rmSync(fixtures.dir, { recursive: true, force: true });
+  }
+}
+
+export async function runExchangeBench(): Promise<void> {
+  const report = await benchExchange();
+  printReport(report);
+  if (!ONLY) writeReport(report, RESULTS);
+  else console.log(`\n(BENCH_SCENARIOS set: ${RESULTS} left as it was)`);
 }

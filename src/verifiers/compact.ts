@@ -12,10 +12,12 @@ export interface CompactJws {
   header: Record<string, unknown>;
   /** The decoded payload bytes (what the signature covers, besides the header). */
   payload: Uint8Array;
+  /** The decoded signature bytes. */
+  signature: Uint8Array;
 }
 
 /**
- * Checks the compact JWS form strictly before jose sees it (jose on Node 20 decodes padded,
+ * Checks the compact JWS form strictly before any signature check (decoders such as jose on Node 20 accept padded,
  * space-laden and non-canonical base64url): exactly three segments of the base64url alphabet
  * with no padding, each canonical, a header that is a JSON object with no duplicate members.
  * Throws `invalid_request` with a client-safe description.
@@ -31,8 +33,8 @@ export function parseCompactJws(token: string): CompactJws {
   if (headerPart.length === 0 || signaturePart.length === 0) throw malformed('empty header or signature segment');
   const header = decodeJsonObject(headerPart, 'header');
   const payload = decodeSegment(payloadPart, 'payload');
-  decodeSegment(signaturePart, 'signature');
-  return { token, header, payload };
+  const signature = decodeSegment(signaturePart, 'signature');
+  return { token, header, payload, signature };
 }
 
 /**

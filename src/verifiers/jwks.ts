@@ -30,10 +30,10 @@ export function createJwksVerifier(cluster: ClusterConfig, deps: KeySourceDeps &
   return {
     async verify({ jws, alg, claims }) {
       let keys = await source.current();
-      let result = await verifySignature(jws, alg, keys);
+      let result = verifySignature(jws, alg, keys);
       if (!result.ok && result.reason === 'unknown-kid') {
         keys = await source.afterUnknownKid(keys);
-        result = await verifySignature(jws, alg, keys);
+        result = verifySignature(jws, alg, keys);
       }
       if (!result.ok) throw signatureError(result.reason, jws.header);
       checkClaims(claims, {
