@@ -82,6 +82,14 @@ function resolvePaths(config: Config, baseDir: string): Config {
     devCluster: config.devCluster && { ...config.devCluster, keyDir: at(config.devCluster.keyDir) as string },
     keys: { ...config.keys, dir: at(config.keys.dir) as string, pinFile: at(config.keys.pinFile) },
     x509: { ...config.x509, dir: at(config.x509.dir) },
+    ...(config.imageSignatures && {
+      imageSignatures: {
+        keys: Object.fromEntries(Object.entries(config.imageSignatures.keys).map(([name, file]) => [name, at(file) as string])),
+        registries: Object.fromEntries(
+          Object.entries(config.imageSignatures.registries).map(([host, registry]) => [host, { ...registry, caFile: at(registry.caFile) }]),
+        ),
+      },
+    }),
   };
 }
 

@@ -54,6 +54,8 @@ export const clusterSchema = z
     kubeconfig: z.string().min(1).optional(),
     caFile: z.string().min(1).optional(),
     allowInsecure: z.boolean().default(false),
+    /** Look the token's pod up through the cluster API (image, labels, owner, node): docs/attestation.md. */
+    podAttestation: z.boolean().optional(),
   })
   .superRefine((cluster, ctx) => {
     const problem = issuerProblem(cluster.issuer, cluster.allowInsecure);
@@ -64,7 +66,37 @@ export const clusterSchema = z
     if (cluster.verify !== 'jwks' && !cluster.kubeconfig) {
       ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: `is required when verify is ${cluster.verify}` });
     }
+    if (cluster.podAttestation && !cluster.kubeconfig) {
+      ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: 'is required when podAttestation is true' });
+    }
   });
+
+const envNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+
+/** cosign public keys and how to reach the registries that hold the signatures. */
+export const imageSignaturesSchema = z.strictObject({
+  /** Key name (what `kubernetes.io/pod/image/signed-by` reports) → PEM file of an ECDSA P-256 public key. */
+  keys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'key names use letters, digits, . _ -'), z.string().min(1)),
+  registries: z
+    .record(
+      z.string().regex(/^[a-z0-9.-]+(:[0-9]{1,5})?$/, 'must be a registry host[:port] in lowercase'),
+      z
+        .strictObject({
+          /** PEM CA bundle trusted for this registry instead of the system store. */
+          caFile: z.string().min(1).optional(),
+          /** Plain http: loopback test registries only. */
+          insecure: z.boolean().default(false),
+          username: z.string().min(1).optional(),
+          /** Names the environment variable holding the password or token; the secret never sits in the file. */
+          passwordEnv: envNameSchema.optional(),
+        })
+        .refine((registry) => !(registry.insecure && registry.caFile), { message: 'caFile and insecure exclude each other' })
+        .refine((registry) => (registry.username === undefined) === (registry.passwordEnv === undefined), {
+          message: 'username and passwordEnv go together',
+        }),
+    )
+    .default({}),
+});
 
 const redisSchema = z.union([
   urlSchema,
@@ -161,6 +193,7 @@ export const configSchema = z
         burst: z.number().int().positive(),
       })
       .optional(),
+    imageSignatures: imageSignaturesSchema.optional(),
     logging: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),
@@ -198,3 +231,4 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;
 export type KeysConfig = Config['keys'];
+export type ImageSignaturesConfig = z.output<typeof imageSignaturesSchema>;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { PodAttestor } from '../attestation/index.js';
 import { accessDenied, invalidRequest, invalidScope, isTesseraError, TesseraError } from '../errors.js';
 import { issueJwt } from '../issuers/index.js';
 import type { KeyProvider } from '../keys/types.js';
@@ -25,6 +26,8 @@ export interface ExchangeDeps {
   policies: PolicyStore;
   keys: KeyProvider;
   svids?: SvidIssuer;
+  /** Reads the token's pod from its cluster, for clusters with `podAttestation`. */
+  attestation?: PodAttestor;
   logger: Logger;
   metrics?: Metrics;
   /** Milliseconds since the epoch. */
@@ -91,7 +94,9 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
   const audiences = issuedAudiences(role, request.audience);
   const scope = allowedScopes(role, request.scope);
   if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) x509Profile(deps, role);
-  const identity = await deps.verifier.verify(request.subjectToken);
+  const verified = await deps.verifier.verify(request.subjectToken);
+  const attestation = await deps.attestation?.attest(verified);
+  const identity = attestation ? { ...verified, attestation } : verified;
   const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const now = Math.floor(deps.now() / 1000);
 
