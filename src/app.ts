@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Hono } from 'hono';
+import { createPodAttestor, type PodAttestor } from './attestation/index.js';
 import { createSharedCache, type SharedCache } from './cache/index.js';
 import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
@@ -21,6 +22,8 @@ export interface AppOverrides {
   verifier?: SubjectTokenVerifier;
   policies?: PolicyStore;
   keys?: KeyProvider;
+  /** Pod attestation (default: built from the clusters with `podAttestation` and `imageSignatures`). */
+  attestation?: PodAttestor;
   /** Watch the policies directory for changes (default true). */
   watchPolicies?: boolean;
   /** Export Node process metrics (default true). */
@@ -108,6 +111,10 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     closers.push(() => verifier.close());
     // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
     void verifier.warm();
+    const attestation =
+      overrides.attestation ??
+      createPodAttestor({ clusters, imageSignatures: config.imageSignatures, logger, metrics, now, ...(overrides.env ? { env: overrides.env } : {}) });
+    closers.push(() => attestation.close());
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
     metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
 
@@ -119,6 +126,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       policies,
       keys,
       svids: x509,
+      attestation,
       logger,
       metrics,
       now,

@@ -1,5 +1,5 @@
 export { configSchema, clusterSchema, durationSchema, issuerProblem, issuerOfListener, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_TOKEN_LIFETIME } from './schema.js';
-export type { Config, ConfigInput, ClusterConfig, KeysConfig, ListenConfig, ListenerConfig } from './schema.js';
+export type { Config, ConfigInput, ClusterConfig, KeysConfig, ListenConfig, ListenerConfig, ImageSignaturesConfig } from './schema.js';
 export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG, formatIssues, formatPath } from './load.js';
 export { parseDuration, formatDuration } from './duration.js';
 export { issuerHostPath, normalizeHostPath } from './issuer-host-path.js';

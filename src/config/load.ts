@@ -95,6 +95,14 @@ function resolvePaths(config: Config, baseDir: string): Config {
     x509: { ...config.x509, dir: at(config.x509.dir) },
     cache: { ...config.cache, caFile: at(config.cache.caFile) },
     audit: { ...config.audit, file: config.audit.file === 'stdout' ? 'stdout' : at(config.audit.file) },
+    ...(config.imageSignatures && {
+      imageSignatures: {
+        keys: Object.fromEntries(Object.entries(config.imageSignatures.keys).map(([name, file]) => [name, at(file) as string])),
+        registries: Object.fromEntries(
+          Object.entries(config.imageSignatures.registries).map(([host, registry]) => [host, { ...registry, caFile: at(registry.caFile) }]),
+        ),
+      },
+    }),
   };
 }
 

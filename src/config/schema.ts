@@ -63,6 +63,8 @@ export const clusterSchema = z
      * {@link DEFAULT_MAX_TOKEN_LIFETIME}. Bounds how long a leaked token stays usable.
      */
     maxTokenLifetime: durationAtLeast(60, '1m').optional(),
+    /** Look the token's pod up through the cluster API (image, labels, owner, node): docs/attestation.md. */
+    podAttestation: z.boolean().optional(),
   })
   .superRefine((cluster, ctx) => {
     const problem = issuerProblem(cluster.issuer, cluster.allowInsecure);
@@ -72,6 +74,9 @@ export const clusterSchema = z
     }
     if (cluster.verify !== 'jwks' && !cluster.kubeconfig) {
       ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: `is required when verify is ${cluster.verify}` });
+    }
+    if (cluster.podAttestation && !cluster.kubeconfig) {
+      ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: 'is required when podAttestation is true' });
     }
   });
 
@@ -175,6 +180,31 @@ const listenSchema = z.strictObject({
   requestTimeout: durationAtLeast(0.1, '100ms').default(15),
 });
 
+/** cosign public keys and how to reach the registries that hold the signatures. */
+export const imageSignaturesSchema = z.strictObject({
+  /** Key name (what `kubernetes.io/pod/image/signed-by` reports) → PEM file of an ECDSA P-256 public key. */
+  keys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'key names use letters, digits, . _ -'), z.string().min(1)),
+  registries: z
+    .record(
+      z.string().regex(/^[a-z0-9.-]+(:[0-9]{1,5})?$/, 'must be a registry host[:port] in lowercase'),
+      z
+        .strictObject({
+          /** PEM CA bundle trusted for this registry instead of the system store. */
+          caFile: z.string().min(1).optional(),
+          /** Plain http: loopback test registries only. */
+          insecure: z.boolean().default(false),
+          username: z.string().min(1).optional(),
+          /** Names the environment variable holding the password or token; the secret never sits in the file. */
+          passwordEnv: envNameSchema.optional(),
+        })
+        .refine((registry) => !(registry.insecure && registry.caFile), { message: 'caFile and insecure exclude each other' })
+        .refine((registry) => (registry.username === undefined) === (registry.passwordEnv === undefined), {
+          message: 'username and passwordEnv go together',
+        }),
+    )
+    .default({}),
+});
+
 export const configSchema = z
   .strictObject({
     /** `iss` of issued tokens and base of the discovery document; absent: the URL of `listen`. */
@@ -257,6 +287,7 @@ export const configSchema = z
     rateLimit: rateLimitSchema.default(RATE_LIMIT_DEFAULTS),
     /** Peers (CIDRs, IPv4 or IPv6) whose X-Forwarded-For is believed; no one by default. */
     trustedProxies: z.array(cidrSchema).default([]),
+    imageSignatures: imageSignaturesSchema.optional(),
     logging: z
       .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .default({ level: 'info' }),
@@ -363,3 +394,4 @@ export type ListenConfig = Config['listen'];
 export type ListenerConfig = NonNullable<Config['publicListen']>;
 export type ClusterConfig = z.output<typeof clusterSchema>;
 export type KeysConfig = Config['keys'];
+export type ImageSignaturesConfig = z.output<typeof imageSignaturesSchema>;

@@ -214,6 +214,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['role'] as const,
       registers,
     }),
+    podLookups: new Counter({
+      name: 'tessera_pod_attestation_api_calls_total',
+      help: 'Cluster API reads made for pod attestation outside the watch (pod GETs, owners, nodes), by result',
+      labelNames: ['cluster', 'kind', 'result'] as const,
+      registers,
+    }),
+    imageSignatureChecks: new Counter({
+      name: 'tessera_image_signature_checks_total',
+      help: 'cosign signature lookups in a registry, by result (signed, unsigned, error)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
   };
 }
 

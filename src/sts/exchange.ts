@@ -1,3 +1,4 @@
+import type { PodAttestor } from '../attestation/index.js';
 import { accessDenied, invalidRequest, invalidScope, isTesseraError, TesseraError } from '../errors.js';
 import { issueJwt } from '../issuers/index.js';
 import type { KeyProvider } from '../keys/types.js';
@@ -25,6 +26,8 @@ export interface ExchangeDeps {
   policies: PolicyStore;
   keys: KeyProvider;
   svids?: SvidIssuer;
+  /** Reads the token's pod from its cluster, for clusters with `podAttestation`. */
+  attestation?: PodAttestor;
   logger: Logger;
   metrics?: Metrics;
   /** Milliseconds since the epoch. */
@@ -92,9 +95,12 @@ export async function exchangeToken(
   // The subject (and actor) token is verified completely, TokenReview included, before anything
   // about the requested role is looked at: otherwise a garbage token would learn which roles
   // exist, their audiences, scopes and whether they issue X.509 from the refusals.
-  const identity = await deps.verifier.verify(request.subjectToken);
-  auditIdentity(audit, identity);
-  deps.limitIdentity?.(identity);
+  const verified = await deps.verifier.verify(request.subjectToken);
+  auditIdentity(audit, verified);
+  deps.limitIdentity?.(verified);
+  // What the pod really runs is looked up only for a verified token, so a forged one costs no API call.
+  const attestation = await deps.attestation?.attest(verified);
+  const identity = attestation ? { ...verified, attestation } : verified;
   const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
   const role = selectRole(policySet, request.resource, request.audience);
   if (audit) audit.role = role.name;

@@ -1,4 +1,5 @@
 import { normalizeHostPath, OIDC_PROVIDER_ARN } from './issuer.js';
+import { POD_KEYS, resolvePodKey } from './pod-keys.js';
 import type { PreparedInput } from './types.js';
 
 /**
@@ -35,7 +36,7 @@ const FIXED_KEYS: Record<string, ResolvedKey> = {
   'request:time': single((i) => new Date(i.now * 1000).toISOString()),
 };
 
-export const KNOWN_KEYS = [...Object.keys(FIXED_KEYS), '<issuer host[:port]+path>:sub', '<issuer host[:port]+path>:aud', '<issuer host[:port]+path>:iss', 'token:<claim path>'];
+export const KNOWN_KEYS = [...Object.keys(FIXED_KEYS), ...POD_KEYS, '<issuer host[:port]+path>:sub', '<issuer host[:port]+path>:aud', '<issuer host[:port]+path>:iss', 'token:<claim path>'];
 
 function single(read: KeyReader): ResolvedKey {
   return { read, multiValued: false };
@@ -63,6 +64,8 @@ export function parseIrsaKey(key: string): { hostPath: string; claim: 'sub' | 'a
 export function resolveKey(key: string): ResolvedKey | string {
   const fixed = FIXED_KEYS[key.toLowerCase()];
   if (fixed) return fixed;
+  const pod = resolvePodKey(key);
+  if (pod !== undefined) return pod;
   if (key.startsWith('token:')) {
     const path = key.slice('token:'.length);
     if (!path || path.split('.').some((part) => part === '')) return `condition key "${key}" has an empty claim path`;

@@ -1,5 +1,6 @@
 import { invalidRequest } from '../errors.js';
 import { lookupPath } from './keys.js';
+import { POD_TEMPLATE_VARIABLES, podTemplateVariable } from './pod-template.js';
 import type { Template, TemplateVars } from './types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
@@ -9,7 +10,7 @@ import type { WorkloadIdentity } from '../verifiers/types.js';
  * Compiled at load time; an unknown variable is a load error, not an empty string at 3 a.m.
  */
 
-export const TEMPLATE_VARIABLES = ['namespace', 'serviceAccount', 'pod', 'cluster', 'sub', 'claims.<path>'];
+export const TEMPLATE_VARIABLES = ['namespace', 'serviceAccount', 'pod', 'cluster', 'sub', 'claims.<path>', ...POD_TEMPLATE_VARIABLES];
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 type Getter = (vars: TemplateVars) => unknown;
@@ -27,6 +28,8 @@ function variable(name: string): Getter | string {
     const path = name.slice('claims.'.length);
     return (vars) => lookupPath(vars.claims, path);
   }
+  const podVariable = podTemplateVariable(name);
+  if (podVariable) return podVariable;
   return `unknown template variable "{{${name}}}" (known: ${TEMPLATE_VARIABLES.map((v) => `{{${v}}}`).join(', ')})`;
 }
 
@@ -156,5 +159,6 @@ export function templateVars(identity: WorkloadIdentity): TemplateVars {
     cluster: identity.cluster,
     sub: identity.sub,
     claims: identity.claims,
+    ...(identity.attestation ? { attestation: identity.attestation } : {}),
   };
 }

@@ -1,3 +1,4 @@
+import type { PodFacts } from '../attestation/types.js';
 import type { JwsAlgorithm } from '../keys/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
@@ -82,6 +83,8 @@ export interface TemplateVars {
   cluster: string;
   sub: string;
   claims: Record<string, unknown>;
+  /** Pod attestation facts, for `{{pod.label.<name>}}` and the like. */
+  attestation?: PodFacts;
 }
 
 /** A template compiled at load time. */

@@ -1,3 +1,5 @@
+import type { PodFacts } from '../attestation/types.js';
+
 /**
  * What every verifier returns: the identity of the workload behind a subject token,
  * independent of how it was verified (JWKS or TokenReview).
@@ -19,6 +21,8 @@ export interface WorkloadIdentity {
   /** `jti` of the subject token, when present (for logs). */
   jti?: string;
   verifiedBy: 'jwks' | 'tokenreview' | 'jwks+tokenreview';
+  /** What the cluster API says of the token's pod, for clusters with `podAttestation` (set after verification). */
+  attestation?: PodFacts;
 }
 
 /** Verifies a subject token against the cluster that issued it. */

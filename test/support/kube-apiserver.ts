@@ -41,6 +41,8 @@ export interface IssueOptions {
   namespace: string;
   serviceAccount: string;
   pod?: string;
+  /** The pod's uid (default: a random one). */
+  podUid?: string;
   node?: string;
   audiences: string[];
   /** Seconds since the epoch; default now. */
@@ -71,9 +73,27 @@ export interface KubeApiServer {
   /** Answer every review with this HTTP status (a `Status` body); undefined: answer normally. */
   failWith(status: number | undefined): void;
   reviews(): ReviewSeen[];
-  /** Requests seen per path, e.g. `/openid/v1/jwks`. */
+  /** Requests seen per path, e.g. `/openid/v1/jwks`; watch requests count under `<path>?watch`. */
   hits(path: string): number;
+  /** Create or replace a Pod, ReplicaSet, Deployment, Job, CronJob or Node (uid and resourceVersion filled in); watchers see it. */
+  put(object: KubeObject): KubeObject;
+  /** Delete an object; pod watchers see DELETED. */
+  remove(kind: string, namespace: string | undefined, name: string): void;
+  /** Forget the event history: watches from an older resourceVersion get a 410 Gone ERROR event. */
+  compact(): void;
+  /** End every open watch from the server side, as kube-apiserver does when its watch timeout expires. */
+  dropWatches(): void;
+  /** Pod watches open now. */
+  openWatches(): number;
   stop(): Promise<void>;
+}
+
+/** A Kubernetes object as JSON: `kind`, `metadata` and whatever else the kind has. */
+export interface KubeObject {
+  kind: string;
+  apiVersion?: string;
+  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string; [field: string]: unknown };
+  [field: string]: unknown;
 }
 
 interface KnownToken {
@@ -106,6 +126,17 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   let forbidden = false;
   let failStatus: number | undefined;
   let kubeconfigCount = 0;
+  const objects = new Map<string, KubeObject>();
+  let revision = 100;
+  let compactedAt = 0;
+  const history: Array<{ rv: number; type: string; object: KubeObject }> = [];
+  const watchers = new Set<{ namespace: string; res: ServerResponse }>();
+  const keyOf = (kind: string, namespace: string | undefined, name: string) => `${kind}/${namespace ?? ''}/${name}`;
+  const emit = (type: string, object: KubeObject) => {
+    if (object.kind !== 'Pod') return;
+    history.push({ rv: Number(object.metadata.resourceVersion), type, object });
+    for (const watcher of watchers) if (watcher.namespace === object.metadata.namespace) watcher.res.write(`${JSON.stringify({ type, object })}\n`);
+  };
 
   const server: Server = createServer(
     { cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false },
@@ -150,6 +181,12 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     }
     const caller = callerOf(req);
     if (caller === undefined) return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (req.method === 'GET') {
+      const query = new URL(req.url ?? '/', url).searchParams;
+      if (query.get('watch') === 'true') hitCounts.set(`${path}?watch`, (hitCounts.get(`${path}?watch`) ?? 0) + 1);
+      if (failStatus !== undefined) return send(res, failStatus, status(failStatus, 'InternalError', 'induced failure'));
+      return serveResource(path, query, res);
+    }
     if (req.method !== 'POST' || path !== '/apis/authentication.k8s.io/v1/tokenreviews') {
       return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
     }
@@ -168,6 +205,48 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       spec: review.audiences.length > 0 ? { token: review.token, audiences: review.audiences } : { token: review.token },
       status: decide(known.get(review.token), review.audiences),
     });
+  }
+
+  const RESOURCE_PATHS: Array<[RegExp, string]> = [
+    [/^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/, 'Pod'],
+    [/^\/apis\/apps\/v1\/namespaces\/([^/]+)\/replicasets\/([^/]+)$/, 'ReplicaSet'],
+    [/^\/apis\/apps\/v1\/namespaces\/([^/]+)\/deployments\/([^/]+)$/, 'Deployment'],
+    [/^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs\/([^/]+)$/, 'Job'],
+    [/^\/apis\/batch\/v1\/namespaces\/([^/]+)\/cronjobs\/([^/]+)$/, 'CronJob'],
+  ];
+
+  function serveResource(path: string, query: URLSearchParams, res: ServerResponse): void {
+    const podList = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(path);
+    if (podList) {
+      const namespace = decodeURIComponent(podList[1] as string);
+      if (query.get('watch') === 'true') return servePodWatch(namespace, Number(query.get('resourceVersion') ?? 0), res);
+      const items = [...objects.values()].filter((object) => object.kind === 'Pod' && object.metadata.namespace === namespace);
+      return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(revision) }, items });
+    }
+    const node = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
+    const found = node
+      ? objects.get(keyOf('Node', undefined, decodeURIComponent(node[1] as string)))
+      : RESOURCE_PATHS.map(([pattern, kind]) => {
+          const match = pattern.exec(path);
+          return match ? objects.get(keyOf(kind, decodeURIComponent(match[1] as string), decodeURIComponent(match[2] as string))) ?? null : undefined;
+        }).find((value) => value !== undefined);
+    if (found) return send(res, 200, found);
+    send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+  }
+
+  function servePodWatch(namespace: string, from: number, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    if (from < compactedAt) {
+      // What kube-apiserver does: a 200 stream carrying one ERROR event, then the end.
+      res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${compactedAt})`) })}\n`);
+      return;
+    }
+    for (const event of history) {
+      if (event.rv > from && event.object.metadata.namespace === namespace) res.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
+    }
+    const watcher = { namespace, res };
+    watchers.add(watcher);
+    res.on('close', () => watchers.delete(watcher));
   }
 
   return {
@@ -203,7 +282,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     async issueToken(options) {
       const iat = options.iat ?? Math.floor(Date.now() / 1000);
       const exp = iat + (options.ttlSeconds ?? 3600);
-      const [jti, saUid, podUid, nodeUid] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+      const [jti, saUid, podUid, nodeUid] = [randomUUID(), randomUUID(), options.podUid ?? randomUUID(), randomUUID()];
       const sub = `system:serviceaccount:${options.namespace}:${options.serviceAccount}`;
       const binding: Record<string, unknown> = { namespace: options.namespace, serviceaccount: { name: options.serviceAccount, uid: saUid } };
       if (options.pod) binding.pod = { name: options.pod, uid: podUid };
@@ -234,8 +313,40 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     setForbidden: (value) => void (forbidden = value),
     failWith: (value) => void (failStatus = value),
     reviews: () => seen.map((review) => ({ ...review, audiences: [...review.audiences] })),
+    put(object) {
+      const key = keyOf(object.kind, object.metadata.namespace, object.metadata.name);
+      const previous = objects.get(key);
+      revision += 1;
+      const stored: KubeObject = structuredClone({
+        ...object,
+        metadata: { ...object.metadata, uid: object.metadata.uid ?? randomUUID(), resourceVersion: String(revision) },
+      });
+      objects.set(key, stored);
+      emit(previous ? 'MODIFIED' : 'ADDED', stored);
+      return structuredClone(stored);
+    },
+    remove(kind, namespace, name) {
+      const key = keyOf(kind, namespace, name);
+      const previous = objects.get(key);
+      if (!previous) return;
+      objects.delete(key);
+      revision += 1;
+      emit('DELETED', { ...previous, metadata: { ...previous.metadata, resourceVersion: String(revision) } });
+    },
+    compact() {
+      // Every version a client holds is now too old; a fresh list returns one that is not.
+      revision += 1;
+      compactedAt = revision;
+      history.length = 0;
+    },
+    dropWatches() {
+      for (const watcher of watchers) watcher.res.end();
+      watchers.clear();
+    },
+    openWatches: () => watchers.size,
     hits: (path) => hitCounts.get(path) ?? 0,
     async stop() {
+      for (const watcher of watchers) watcher.res.destroy();
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       rmSync(dir, { recursive: true, force: true });

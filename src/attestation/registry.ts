@@ -1,0 +1,128 @@
+import http from 'node:http';
+import https from 'node:https';
+
+/**
+ * The two reads of the OCI distribution API a signature check needs: a manifest by tag and a blob
+ * by digest. Every read has a deadline and a size cap: a registry that sends a huge or endless
+ * answer is cut off, never buffered. Redirects (blob stores) are followed a few times, and the
+ * registry's credentials are never sent to another host.
+ */
+
+export const REGISTRY_TIMEOUT_MS = 5_000;
+export const MAX_MANIFEST_BYTES = 256 * 1024;
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+const MAX_REDIRECTS = 3;
+
+export const MANIFEST_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+];
+
+export interface RegistryAccess {
+  /** PEM bundle to trust for this registry (in addition to nothing else). */
+  ca?: string;
+  /** Plain http (tests, a registry on loopback). */
+  insecure?: boolean;
+  /** `Authorization` header value (Basic or Bearer). */
+  authorization?: string;
+}
+
+export class RegistryError extends Error {
+  constructor(
+    readonly kind: 'not-found' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+}
+
+export interface RegistryClient {
+  /** The manifest at `reference` (a tag), or `undefined` when the registry has none (404). */
+  manifest(registry: string, path: string, reference: string): Promise<Buffer | undefined>;
+  blob(registry: string, path: string, digest: string, maxBytes: number): Promise<Buffer>;
+}
+
+export function createRegistryClient(access: (registry: string) => RegistryAccess, timeoutMs = REGISTRY_TIMEOUT_MS): RegistryClient {
+  const base = (registry: string) => `${access(registry).insecure ? 'http' : 'https'}://${registry}/v2/`;
+  return {
+    async manifest(registry, path, reference) {
+      try {
+        return await get(new URL(`${path}/manifests/${encodeURIComponent(reference)}`, base(registry)), access(registry), {
+          accept: MANIFEST_TYPES.join(', '),
+          maxBytes: MAX_MANIFEST_BYTES,
+          timeoutMs,
+        });
+      } catch (error) {
+        if (error instanceof RegistryError && error.kind === 'not-found') return undefined;
+        throw error;
+      }
+    },
+    blob: (registry, path, digest, maxBytes) =>
+      get(new URL(`${path}/blobs/${digest}`, base(registry)), access(registry), { accept: '*/*', maxBytes, timeoutMs }),
+  };
+}
+
+async function get(url: URL, access: RegistryAccess, limits: { accept: string; maxBytes: number; timeoutMs: number }): Promise<Buffer> {
+  const deadline = Date.now() + limits.timeoutMs;
+  let current = url;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop += 1) {
+    const sameHost = current.host === url.host;
+    const answer = await once(current, { ...access, ...(sameHost ? {} : { authorization: undefined, ca: undefined }) }, limits, deadline);
+    if ('redirect' in answer) {
+      const next = new URL(answer.redirect, current);
+      if (next.protocol !== 'https:' && !(access.insecure && next.protocol === 'http:')) throw new RegistryError('http', 'redirect to a non-https URL refused');
+      current = next;
+      continue;
+    }
+    return answer.body;
+  }
+  throw new RegistryError('http', 'too many redirects');
+}
+
+function once(url: URL, access: RegistryAccess, limits: { accept: string; maxBytes: number }, deadline: number): Promise<{ body: Buffer } | { redirect: string }> {
+  const client = url.protocol === 'https:' ? https : http;
+  const headers: Record<string, string> = { accept: limits.accept, 'user-agent': 'tessera' };
+  if (access.authorization) headers.authorization = access.authorization;
+  return new Promise((resolve, reject) => {
+    const request = client.request(url, { method: 'GET', agent: false, headers, ...(access.ca ? { ca: access.ca } : {}) }, (response) => {
+      const status = response.statusCode ?? 0;
+      if (status >= 300 && status < 400 && response.headers.location) {
+        response.resume();
+        return resolve({ redirect: response.headers.location });
+      }
+      if (status === 404) {
+        response.resume();
+        return reject(new RegistryError('not-found', 'HTTP 404'));
+      }
+      if (status !== 200) {
+        response.resume();
+        return reject(new RegistryError('http', `HTTP ${status}`));
+      }
+      const declared = Number(response.headers['content-length'] ?? 0);
+      if (declared > limits.maxBytes) {
+        request.destroy();
+        return reject(new RegistryError('too-large', `${declared} bytes declared, at most ${limits.maxBytes} read`));
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limits.maxBytes) return void request.destroy(new RegistryError('too-large', `more than ${limits.maxBytes} bytes`));
+        chunks.push(chunk);
+      });
+      response.on('end', () => resolve({ body: Buffer.concat(chunks) }));
+      response.on('error', (error) => reject(asRegistryError(error)));
+    });
+    const timer = setTimeout(() => request.destroy(new RegistryError('timeout', 'no complete answer in time')), Math.max(1, deadline - Date.now()));
+    request.on('error', (error) => reject(asRegistryError(error)));
+    request.on('close', () => clearTimeout(timer));
+    request.end();
+  });
+}
+
+function asRegistryError(error: unknown): RegistryError {
+  if (error instanceof RegistryError) return error;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return new RegistryError('network', typeof code === 'string' ? code : error instanceof Error ? error.name : 'unknown error');
+}
