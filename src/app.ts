@@ -143,7 +143,6 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         }
         return clientAddress(peer, c.req.header('x-forwarded-for'), proxies);
       },
-      clientCertSubject: (c) => verifiedClientCertificate(c)?.subject,
       audit: audit.write,
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {

@@ -31,6 +31,7 @@ export interface AuditEvent {
   credentialSha256?: string;
   clientAddress?: string;
   clientCertSubject?: string;
+  clientCertUris?: string[];
   userAgent?: string;
   durationMs: number;
   policyVersion?: string;

@@ -3,7 +3,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { isTesseraError } from '../errors.js';
 import type { AuditEvent } from '../observability/index.js';
 import { nearestAllow } from '../trust-policies/index.js';
-import type { CompiledRole, Decision } from '../trust-policies/types.js';
+import type { ClientCertificate, CompiledRole, Decision } from '../trust-policies/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
 /** The audit event of one exchange, filled in as the request goes along; written once at the end. */
@@ -22,8 +22,8 @@ export interface AuditMiddlewareOptions {
   write: (event: AuditEvent) => void;
   policyVersion: () => string;
   clientAddress?: (c: Context) => string | undefined;
-  /** The subject of a verified client certificate (mTLS); absent without one. */
-  clientCertSubject?: (c: Context) => string | undefined;
+  /** The verified client certificate (mTLS); absent without one. */
+  clientCertificate?: (c: Context) => ClientCertificate | undefined;
 }
 
 /**
@@ -34,13 +34,16 @@ export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandle
   return async function auditExchange(c, next) {
     const started = performance.now();
     const userAgent = c.req.header('user-agent');
+    const clientCert = options.clientCertificate?.(c);
     const audit: ExchangeAudit = {
       event: 'token_exchange',
       requestId: c.get('requestId'),
       outcome: 'error',
       status: 0,
       clientAddress: options.clientAddress?.(c),
-      clientCertSubject: options.clientCertSubject?.(c),
+      clientCertSubject: clientCert?.subject,
+      // An X.509-SVID's identity is its URI SAN; its subject is often empty or generic.
+      clientCertUris: clientCert && clientCert.uris.length > 0 ? clientCert.uris : undefined,
       userAgent: userAgent && userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent,
       durationMs: 0,
       policyVersion: options.policyVersion(),

@@ -54,8 +54,6 @@ export interface StsDeps extends ExchangeDeps {
    * the client CA, or `undefined` when it presented none that chains to it (401 invalid_client).
    */
   clientCertificate?: (c: Context) => ClientCertificate | undefined;
-  /** The subject of the client certificate the TLS layer verified (mTLS); absent without one. */
-  clientCertSubject?: (c: Context) => string | undefined;
   /** Where each token exchange's audit event goes (one event per `POST /v1/token`). */
   audit?: (event: AuditEvent) => void;
 }
@@ -94,7 +92,7 @@ export function createStsApp(deps: StsDeps): Hono {
       write: deps.audit ?? (() => undefined),
       policyVersion: () => deps.policies.current().version,
       clientAddress: deps.clientAddress,
-      clientCertSubject: deps.clientCertSubject,
+      clientCertificate: deps.clientCertificate,
     }),
     bodyLimit({
       maxSize: MAX_BODY_BYTES,

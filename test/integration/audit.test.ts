@@ -143,19 +143,25 @@ describe('audit events of POST /v1/token', () => {
 
   const token = () => t.devToken('orders', 'order-service');
   const tamper = (jwt: string) => `${jwt.slice(0, -4)}${jwt.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
-  const refusals: Array<{ name: string; body: () => string; status: number; error: string; has?: Event }> = [
+  // The subject token is verified before anything about the role is looked at, so a refusal
+  // after verification names the workload, and one before it names neither workload nor role.
+  const refusals: Array<{ name: string; body: () => string; status: number; error: string; has?: Event; verified?: boolean }> = [
     { name: 'error/bad-request', body: () => exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE }), status: 400, error: 'invalid_request' },
     { name: 'error/unsupported-grant', body: () => exchangeForm({ grant_type: 'password', subject_token: 'x', subject_token_type: JWT_TYPE }), status: 400, error: 'unsupported_grant_type' },
-    { name: 'error/unknown-role', body: () => form(token(), { resource: 'no-such-role' }), status: 400, error: 'invalid_target', has: { requestedTokenType: JWT_TYPE } },
-    { name: 'error/bad-signature', body: () => form(tamper(token()), { resource: 'orders-reader' }), status: 400, error: 'invalid_request', has: { role: 'orders-reader' } },
-    { name: 'error/scope-not-allowed', body: () => form(token(), { resource: 'orders-reader', scope: 'orders.admin' }), status: 400, error: 'invalid_scope', has: { role: 'orders-reader' } },
+    { name: 'error/unknown-role', body: () => form(token(), { resource: 'no-such-role' }), status: 400, error: 'invalid_target', has: { requestedTokenType: JWT_TYPE }, verified: true },
+    { name: 'error/bad-signature', body: () => form(tamper(token()), { resource: 'orders-reader' }), status: 400, error: 'invalid_request' },
+    { name: 'error/scope-not-allowed', body: () => form(token(), { resource: 'orders-reader', scope: 'orders.admin' }), status: 400, error: 'invalid_scope', has: { role: 'orders-reader' }, verified: true },
     { name: 'error/body-too-large', body: () => form('x'.repeat(70 * 1024)), status: 413, error: 'invalid_request' },
   ];
-  it.each(refusals)('$name: refused before the policy, still one event', async ({ body, status, error, has }) => {
+  it.each(refusals)('$name: refused before the policy, still one event', async ({ body, status, error, has, verified }) => {
     const { response, event } = await post(body());
     expect(response.status).toBe(status);
     expect(event).toMatchObject({ outcome: 'error', status, error, clientAddress: '127.0.0.1', ...has });
-    expect(event).not.toHaveProperty('sub');
+    if (verified) expect(event).toMatchObject({ sub: 'system:serviceaccount:orders:order-service', namespace: 'orders', serviceAccount: 'order-service' });
+    else {
+      expect(event).not.toHaveProperty('sub');
+      expect(event).not.toHaveProperty('role');
+    }
   });
 
   it('request-id/unsafe-or-too-long-ids-are-replaced-by-a-generated-one', async () => {

@@ -72,7 +72,7 @@ beforeAll(async () => {
   writeFileSync(join(policies, 'subject-from-names.yaml'), SUBJECT_FROM_NAMES);
   t = await startTestApp({ policies });
   app = t.app;
-  writeFileSync(join(root, 'config.yaml'), JSON.stringify({ ...app.config, listen: undefined }));
+  writeFileSync(join(root, 'config.yaml'), JSON.stringify({ ...app.config, listen: undefined, issuerFollowsListener: undefined }));
 });
 
 afterAll(async () => {
