@@ -117,10 +117,8 @@ export async function exchangeToken(
   });
   auditDecision(audit, role, decision);
   if (decision.decision !== 'allow') {
-    // The audit event names the deciding statement and failing condition; the full trace is debug material.
-    if (deps.logger.isLevelEnabled('debug')) {
-      deps.logger.debug({ role: role.name, ...identityForLog(identity), decidedBy: decision.decidedBy, trace: decision.statements }, 'token exchange denied');
-    }
+    // The audit event names the deciding statement and failing condition; this line has the whole trace.
+    deps.logger.info({ requestId: audit?.requestId, role: role.name, ...identityForLog(identity), decidedBy: decision.decidedBy, trace: decision.statements }, 'token exchange denied');
     throw accessDenied(denialDescription(role, decision), { detail: { role: role.name, decidedBy: decision.decidedBy } });
   }
 

@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
@@ -14,6 +15,7 @@ const OPERATIONS = join(ROOT, 'docs/operations.md');
 let idp: OidcIssuer;
 let t: TestApp;
 let policies: string;
+const keysDir = mkdtempSync(join(tmpdir(), 'tessera-metrics-'));
 beforeAll(async () => {
   idp = await startOidcIssuer({ path: '/scraped' });
   policies = writePolicies(ENDPOINT_ROLES);
@@ -21,7 +23,7 @@ beforeAll(async () => {
     {
       policies,
       clusters: [{ name: 'scraped', issuer: idp.issuer, caFile: idp.caFile }],
-      keys: { provider: 'local', rotation: { every: '1h' } },
+      keys: { provider: 'local', dir: join(keysDir, 'keys'), rotation: { every: '1h' } },
     },
     { processMetrics: true },
   );
@@ -29,6 +31,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.close();
   await idp?.close();
+  rmSync(keysDir, { recursive: true, force: true });
 });
 
 /** Sample lines by name and labels, e.g. `tessera_cluster_ready{cluster="scraped"}` → 1. */

@@ -104,6 +104,17 @@ describe('config', () => {
     expect(config.listen.port).toBe(9999);
   });
 
+  it('ok/audit-file-relative-to-the-config-file-stdout-kept', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-config-'));
+    const file = join(dir, 'tessera.yaml');
+    writeFileSync(file, 'issuer: https://sts.example.com\naudience: sts\naudit: { file: logs/audit.log }\n');
+    expect(loadConfig({ file, env: {}, cwd: '/' }).audit).toEqual({ file: join(dir, 'logs/audit.log') });
+    writeFileSync(file, 'issuer: https://sts.example.com\naudience: sts\naudit: { file: stdout }\n');
+    expect(loadConfig({ file, env: {}, cwd: '/' }).audit).toEqual({ file: 'stdout' });
+    expect(parseConfig(minimal).audit).toEqual({});
+    expect(problems({ ...minimal, audit: { file: '' } })).toEqual(['audit.file: Too small: expected string to have >=1 characters']);
+  });
+
   it('fail/yaml-error-names-the-position-but-never-echoes-the-source', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tessera-config-'));
     const file = join(dir, 'tessera.yaml');
