@@ -117,11 +117,17 @@ function classify(error: unknown, aborted: boolean, timeoutMs: number): ReviewCa
   if (error instanceof ApiException) {
     return new ReviewCallError({ kind: 'http', status: error.code, reason: statusReason(error.code, error.body) });
   }
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string') return new ReviewCallError({ kind: 'network', reason: code });
+  // client-node 2 calls fetch(): the socket's error code sits one level down, under `fetch failed`.
+  const code = errorCode(error) ?? errorCode((error as { cause?: unknown } | undefined)?.cause);
+  if (code !== undefined) return new ReviewCallError({ kind: 'network', reason: code });
   // Anything else (a deserialisation error, a kubeconfig auth plugin failing): the class name is
   // enough for the log and cannot carry the request body.
   return new ReviewCallError({ kind: 'malformed', reason: error instanceof Error ? error.name : 'unknown error' });
+}
+
+function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /** `Forbidden`, `Unauthorized`…: the Kubernetes Status reason, never the raw body. */
