@@ -14,3 +14,4 @@ for (const part of ['keys', 'x509']) {
   const file = resolve(import.meta.dirname, `${part}.ts`);
   if (existsSync(file)) await import(pathToFileURL(file).href);
 }
+if (!only || only === 'startup') await import('./startup.js');

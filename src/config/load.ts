@@ -118,5 +118,9 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; cw
     baseDir = dirname(path);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file ?? 'config'}: must be a mapping`);
-  return resolvePaths(parseConfig(applyEnv(raw as Record<string, unknown>, env), file ?? 'config'), baseDir);
+  const input = applyEnv(raw as Record<string, unknown>, env);
+  // The embedded defaults name no real issuer, only the local listener: it follows the port, or
+  // discovery would send relying parties to :8080 for the keys.
+  if (!file && !env.TESSERA_ISSUER && env.TESSERA_PORT) input.issuer = `http://127.0.0.1:${Number(env.TESSERA_PORT)}`;
+  return resolvePaths(parseConfig(input, file ?? 'config'), baseDir);
 }

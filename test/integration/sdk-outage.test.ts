@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
@@ -16,18 +16,19 @@ let closedUrl: string;
 /** Accepts connections and never answers. */
 let silent: Server;
 let silentUrl: string;
+const sockets = new Set<Socket>();
 
 beforeAll(async () => {
   [t, repo] = await Promise.all([startTestApp({ policies: writePolicies(ENDPOINT_ROLES) }), startTestApp()]);
   dir = mkdtempSync(join(tmpdir(), 'tessera-sdk-outage-'));
   closedUrl = `http://127.0.0.1:${await freePort()}`;
-  silent = createServer(() => undefined);
+  silent = createServer((socket) => sockets.add(socket));
   await new Promise<void>((done) => silent.listen(0, '127.0.0.1', done));
   const address = silent.address();
   silentUrl = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
 });
 afterAll(async () => {
-  silent?.closeAllConnections?.();
+  for (const socket of sockets) socket.destroy();
   silent?.close();
   await t?.close();
   await repo?.close();
