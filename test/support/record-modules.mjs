@@ -2,6 +2,7 @@
 // to the file named by TESSERA_RECORD_MODULES, so a test can see what a command loaded.
 import { appendFileSync } from 'node:fs';
 import { registerHooks } from 'node:module';
+import process from 'node:process';
 
 const out = process.env.TESSERA_RECORD_MODULES;
 if (out) {
