@@ -1,11 +1,14 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { fromTokenFile } from '@aws-sdk/credential-providers';
 import { ExternalAccountClient } from 'google-auth-library';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, runAgent } from 'tessera-sts/sdk';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { startEntra, type EntraStandIn } from '../support/entra.js';
 import { writePolicies } from '../support/policies.js';
 import { startAwsSts, startGcpSts, verifyThroughDiscovery, type RelyingParty } from '../support/relying-parties.js';
 
@@ -34,20 +37,31 @@ issue:
 let t: TestApp;
 let aws: RelyingParty;
 let gcp: RelyingParty;
+let entra: EntraStandIn;
 let dir: string;
 let saToken: string;
+const run = promisify(execFile);
+const AZURE = { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: '5c3b0e1d-9a7f-4e26-b8d4-c1a0f3e2d1c0' };
 
 beforeAll(async () => {
   t = await startTestApp({
-    policies: writePolicies({ 'aws.yaml': role('s3-reader', 'sts.amazonaws.com'), 'gcp.yaml': role('gcs-reader', GCP_AUDIENCE) }),
+    policies: writePolicies({
+      'aws.yaml': role('s3-reader', 'sts.amazonaws.com'),
+      'gcp.yaml': role('gcs-reader', GCP_AUDIENCE),
+      'azure.yaml': role('blob-reader', 'api://AzureADTokenExchange'),
+    }),
   });
-  [aws, gcp] = await Promise.all([startAwsSts({ issuer: t.url }), startGcpSts({ issuer: t.url })]);
+  [aws, gcp, entra] = await Promise.all([
+    startAwsSts({ issuer: t.url }),
+    startGcpSts({ issuer: t.url }),
+    startEntra({ issuer: t.url, ...AZURE, subject: 'system:serviceaccount:shop:checkout' }),
+  ]);
   dir = mkdtempSync(join(tmpdir(), 'tessera-recipes-'));
   saToken = join(dir, 'sa-token');
   writeFileSync(saToken, t.devToken('shop', 'checkout'));
 });
 afterAll(async () => {
-  await Promise.all([aws?.close(), gcp?.close()]);
+  await Promise.all([aws?.close(), gcp?.close(), entra?.close()]);
   await t?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -95,5 +109,25 @@ describe('use it from a pod', () => {
     expect(token).toMatch(/^ya29\./);
     expect(gcp.accepted.at(-1)).toMatchObject({ iss: t.url, aud: GCP_AUDIENCE, sub: 'system:serviceaccount:shop:checkout' });
     expect(readFileSync(tokenFile, 'utf8')).not.toMatch(/\s$/);
+  });
+
+  it('Azure: WorkloadIdentityCredential with AZURE_FEDERATED_TOKEN_FILE on the agent-kept file', async () => {
+    const tokenFile = await agentOnce('blob-reader');
+    const caFile = join(dir, 'entra-ca.pem');
+    writeFileSync(caFile, entra.caPem);
+    const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../support/azure-client.mjs')], {
+      env: {
+        ...process.env,
+        AZURE_TENANT_ID: AZURE.tenantId,
+        AZURE_CLIENT_ID: AZURE.clientId,
+        AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+        AZURE_AUTHORITY_HOST: entra.url,
+        NODE_EXTRA_CA_CERTS: caFile,
+      },
+    }).catch((error: { stderr?: string }) => {
+      throw new Error(`azure client failed (requests seen: ${entra.seen.join(', ')}): ${error.stderr ?? String(error)}`);
+    });
+    expect((JSON.parse(stdout) as { token: string }).token).toMatch(/^entra\./);
+    expect(entra.accepted.at(-1)).toMatchObject({ iss: t.url, aud: 'api://AzureADTokenExchange', sub: 'system:serviceaccount:shop:checkout' });
   });
 });
