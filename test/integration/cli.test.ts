@@ -127,6 +127,7 @@ describe('tessera command', () => {
     writeFileSync(tokenFile, token);
     const failure = tessera('exchange', '--endpoint', url, '--token-file', tokenFile, '--resource', 'demo');
     await expect(failure).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('access_denied') });
+    await expect(failure).rejects.toMatchObject({ stderr: expect.stringContaining(`(${url}/v1/token)`) });
   });
 
   it('a start-up failure with Redis configured exits 1 instead of hanging on the Redis client', async () => {
@@ -197,7 +198,7 @@ describe('tessera command', () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     await expect(tessera('exchange', '--endpoint', closed, '--token-file', tokenFile)).rejects.toMatchObject({
       code: 1,
-      stderr: expect.stringContaining(`tessera: cannot reach ${closed}/v1/token: ECONNREFUSED`),
+      stderr: expect.stringContaining(`tessera: cannot reach ${closed}/v1/token: connect ECONNREFUSED`),
     });
   });
 });
