@@ -12,3 +12,4 @@ if (!only || only === 'exchange') await runExchangeBench();
 for (const part of ['keys', 'x509']) {
   if (only === part) await import(pathToFileURL(resolve(import.meta.dirname, `${part}.ts`)).href);
 }
+if (!only || only === 'startup') await import('./startup.js');

@@ -34,7 +34,12 @@ const seconds = (value: string): number => {
   return Number(value);
 };
 
-const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+/** The message, with the endpoint when it does not name it already (a refusal's does not). */
+const errorText = (error: unknown): string => {
+  if (!(error instanceof Error)) return String(error);
+  const endpoint = 'endpoint' in error && typeof error.endpoint === 'string' ? error.endpoint : '';
+  return endpoint && !error.message.includes(endpoint) ? `${error.message} (${endpoint})` : error.message;
+};
 
 /** `tessera exchange` and `tessera agent`: the SDK as commands. */
 export function registerClientCommands(program: Command): void {

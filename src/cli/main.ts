@@ -35,5 +35,7 @@ function describeError(error: unknown): string {
   if ('code' in error && typeof error.code === 'string' && 'description' in error && error.name !== 'ExchangeError') {
     return `${error.code}: ${String(error.description)}`;
   }
-  return error.message;
+  // SDK errors carry the broker's endpoint; a refusal's message does not name it.
+  const endpoint = 'endpoint' in error && typeof error.endpoint === 'string' ? error.endpoint : '';
+  return endpoint && !error.message.includes(endpoint) ? `${error.message} (${endpoint})` : error.message;
 }

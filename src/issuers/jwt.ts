@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { base64url } from 'jose';
 import { signJws } from '../keys/index.js';
 import type { SigningKey } from '../keys/types.js';
-import { RESERVED_CLAIMS, templateVars } from '../trust-policies/index.js';
+import { invalidRequest } from '../errors.js';
+import { RESERVED_CLAIMS, subjectLimitProblem, templateVars } from '../trust-policies/index.js';
 import type { CompiledRole } from '../trust-policies/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 
@@ -61,11 +62,15 @@ export async function issueJwt(request: JwtIssueRequest): Promise<IssuedJwt> {
   const jti = base64url.encode(randomBytes(16));
   const expiresAt = now + request.lifetimeSeconds;
   const kubernetes = kubernetesClaim(identity);
+  const sub = role.issue.subject ? role.issue.subject(vars) : identity.sub;
+  // A subject the audience's cloud would refuse is refused here, where the caller can see why.
+  const tooLong = subjectLimitProblem(sub, request.audience);
+  if (tooLong) throw invalidRequest(tooLong);
   // Role claims come first and lose every reserved name, so they never shadow what follows.
   const claims: Record<string, unknown> = {
     ...roleClaims(role.issue.claims(vars)),
     iss: request.issuer,
-    sub: role.issue.subject ? role.issue.subject(vars) : identity.sub,
+    sub,
     aud: request.audience.length === 1 ? request.audience[0] : request.audience,
     iat: now,
     nbf: now,

@@ -1,7 +1,6 @@
-import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { Pkcs10CertificateRequestGenerator, PemConverter } from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { z } from 'zod';
 import { GRANT_TOKEN_EXCHANGE, LOOPBACK_HOSTS, TOKEN_TYPE_JWT, TOKEN_TYPE_X509_SVID } from '../constants.js';
 
@@ -208,6 +207,7 @@ export function createClient(options: ClientOptions) {
     },
     /** A fresh X.509-SVID for a new EC P-256 key generated here. */
     async getCertificate(): Promise<Certificate> {
+      const { Pkcs10CertificateRequestGenerator, PemConverter } = await loadX509();
       const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
       const result = await exchange({ requested_token_type: TOKEN_TYPE_X509_SVID, csr: csr.toString('pem') });
@@ -224,6 +224,12 @@ export function createClient(options: ClientOptions) {
 }
 
 export type TesseraClient = ReturnType<typeof createClient>;
+
+/** The CSR library (and the decorator metadata it needs) only for certificates: a JWT sidecar stays small. */
+async function loadX509(): Promise<typeof X509> {
+  await import('reflect-metadata');
+  return import('@peculiar/x509');
+}
 
 /**
  * `<endpoint>/v1/token`, keeping any base path (a broker behind `https://gw/tessera/`).

@@ -127,7 +127,9 @@ export function parseTokenExchange(body: string, contentType: string | undefined
   const grantType = required(params, 'grant_type');
   if (grantType !== GRANT_TOKEN_EXCHANGE) throw unsupportedGrantType(`grant_type must be ${GRANT_TOKEN_EXCHANGE}`);
 
-  const subjectToken = required(params, 'subject_token');
+  // A token file sent verbatim ends in a line break (google-auth-library sends the file as it is;
+  // `tessera dev-token > file` writes one): exactly one is dropped, the strict form checks stay.
+  const subjectToken = required(params, 'subject_token').replace(/\r?\n$/, '');
   const subjectTokenType = required(params, 'subject_token_type');
   if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(subjectTokenType)) {
     throw invalidRequest(`subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`);

@@ -12,3 +12,4 @@ export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
 export { identityFromClaims, formatExplain, explainJson, clusterFor } from './explain.js';
 export { whoCan, formatWhoCan } from './who-can.js';
 export { policyVersion, gitBlobId } from './version.js';
+export { subjectLimitProblem, SUBJECT_LIMITS, AZURE_AUDIENCE } from './cloud-limits.js';

@@ -1,4 +1,6 @@
 import type { ClusterConfig } from '../config/index.js';
+import { AZURE_AUDIENCE, AZURE_MIN_LIFETIME_SECONDS, maxSubjectSize, pinnedBy, subjectLimitsFor } from './cloud-limits.js';
+import { formatDuration } from '../config/index.js';
 import { issuerHostPath, principalMatcher } from './issuer.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
 import { globToRegExp } from './operators.js';
@@ -33,6 +35,7 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
     ...audienceProblems(valid),
     ...(options.clusters ? principalProblems(valid, options.clusters) : []),
     ...unusableRoleProblems(valid),
+    ...cloudProblems(valid),
   ];
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
   const loads = compiled.length === valid.length && !problems.some((problem) => problem.severity === 'error');
@@ -57,6 +60,41 @@ function audienceProblems(files: readonly ValidFile[]): Problem[] {
         );
       }
     });
+  }
+  return problems;
+}
+
+/** What breaks only at the cloud: subjects over AWS's or GCP's limit, tokens Azure would cache past their expiry. */
+function cloudProblems(files: readonly ValidFile[]): Problem[] {
+  const problems: Problem[] = [];
+  for (const file of files) {
+    if (file.kind !== 'Role') continue;
+    const { issue } = file.raw;
+    const statements = [file.raw.trustPolicy.Statement as unknown].flat() as Array<{ Effect?: unknown; Condition?: unknown }>;
+    const allows = statements.filter((statement) => statement.Effect === 'Allow');
+    for (const limit of subjectLimitsFor(issue.audiences)) {
+      const size = Math.max(0, ...allows.map((statement) => maxSubjectSize(issue.subject, pinnedBy(statement.Condition), limit.unit)));
+      if (size <= limit.max) continue;
+      const index = issue.audiences.findIndex((audience) => limit.targets(audience));
+      const can = size === Infinity ? 'can be of any length' : `can be up to ${size} ${limit.unit}`;
+      problems.push(
+        file.source.problem(
+          issue.subject !== undefined ? ['issue', 'subject'] : ['issue', 'audiences', index],
+          `the subject ${can} but ${limit.what} allows at most ${limit.max} ${limit.unit} for audience "${issue.audiences[index]}": such exchanges will be refused`,
+          { severity: 'warning' },
+        ),
+      );
+    }
+    const azure = issue.audiences.indexOf(AZURE_AUDIENCE);
+    if (azure >= 0 && file.role.issue.defaultLifetime < AZURE_MIN_LIFETIME_SECONDS) {
+      problems.push(
+        file.source.problem(
+          issue.defaultLifetime !== undefined ? ['issue', 'defaultLifetime'] : ['issue', 'audiences', azure],
+          `@azure/identity re-reads the token file only every 5 minutes: a role for "${AZURE_AUDIENCE}" needs a lifetime of at least ${formatDuration(AZURE_MIN_LIFETIME_SECONDS)}, not ${formatDuration(file.role.issue.defaultLifetime)}`,
+          { severity: 'warning' },
+        ),
+      );
+    }
   }
   return problems;
 }

@@ -127,6 +127,7 @@ describe('tessera command', () => {
     writeFileSync(tokenFile, token);
     const failure = tessera('exchange', '--endpoint', url, '--token-file', tokenFile, '--resource', 'demo');
     await expect(failure).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('access_denied') });
+    await expect(failure).rejects.toMatchObject({ stderr: expect.stringContaining(`(${url}/v1/token)`) });
   });
 
   it('a start-up failure with Redis configured exits 1 instead of hanging on the Redis client', async () => {
@@ -152,6 +153,53 @@ describe('tessera command', () => {
     await expect(run(process.execPath, [BIN, 'serve', '--config', bad])).rejects.toMatchObject({
       code: 1,
       stderr: expect.stringContaining('clusters[0].issuer: must be an https URL'),
+    });
+  });
+
+  it('--version prints the package version', async () => {
+    const { version } = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    const { stdout } = await tessera('--version');
+    expect(stdout.trim()).toBe(version);
+  });
+
+  it('config validate: exit 0 for a good file, 1 naming the field for a bad one', async () => {
+    const { stdout } = await tessera('config', 'validate', '--config', configFile);
+    expect(stdout).toBe(`${configFile} is valid: 0 cluster(s) + dev cluster, 2 role(s), keys local\n`);
+    const bad = join(dir, 'validate-bad.yaml');
+    writeFileSync(
+      bad,
+      stringify({
+        issuer: url,
+        audience: 'tessera',
+        policies: REPO_POLICIES,
+        clusters: [{ name: 'prod', issuer: 'https://oidc.example.com', caFile: join(dir, 'missing-ca.pem') }],
+      }),
+    );
+    await expect(tessera('config', 'validate', '--config', bad)).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining(`clusters[0].caFile: cannot read ${join(dir, 'missing-ca.pem')}: ENOENT`),
+    });
+  });
+
+  it('status prints readiness in words; an unreachable broker exits 1 naming the URL', async () => {
+    const { stdout } = await tessera('status', '--endpoint', url);
+    expect(stdout.split('\n')).toEqual(
+      expect.arrayContaining(['ready: the broker is serving token exchanges', 'signing keys: usable', 'policies: 2 role(s) loaded', 'cache: memory']),
+    );
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    await expect(tessera('status', '--endpoint', closed)).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining(`unreachable: ${closed}/readyz`),
+    });
+  });
+
+  it('exchange against an unreachable broker names the endpoint and the cause', async () => {
+    const tokenFile = join(dir, 'sa-token-unreachable');
+    writeFileSync(tokenFile, 'x.y.z');
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    await expect(tessera('exchange', '--endpoint', closed, '--token-file', tokenFile)).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining(`tessera: cannot reach ${closed}/v1/token: connect ECONNREFUSED`),
     });
   });
 });

@@ -115,6 +115,15 @@ describe('config', () => {
     expect(problems({ ...minimal, audit: { file: '' } })).toEqual(['audit.file: Too small: expected string to have >=1 characters']);
   });
 
+  it.each([
+    ['ok/embedded-defaults-issuer-follows-TESSERA_PORT', { TESSERA_PORT: '9091' }, 'http://127.0.0.1:9091', 9091],
+    ['ok/embedded-defaults-TESSERA_ISSUER-wins', { TESSERA_PORT: '9091', TESSERA_ISSUER: 'https://sts.example.com' }, 'https://sts.example.com', 9091],
+    ['ok/embedded-defaults-unchanged', {}, 'http://127.0.0.1:8080', 8080],
+  ])('%s', (_name, env, issuer, port) => {
+    const config = loadConfig({ env, cwd: '/' });
+    expect({ issuer: config.issuer, port: config.listen.port }).toEqual({ issuer, port });
+  });
+
   it('fail/yaml-error-names-the-position-but-never-echoes-the-source', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tessera-config-'));
     const file = join(dir, 'tessera.yaml');

@@ -37,6 +37,15 @@ describe('parseTokenExchange', () => {
     });
   });
 
+  it.each([
+    ['ok/subject-token-final-newline-dropped', 'a.b.c\n', 'a.b.c'],
+    ['ok/subject-token-final-crlf-dropped', 'a.b.c\r\n', 'a.b.c'],
+    ['ok/subject-token-only-one-line-break-dropped', 'a.b.c\n\n', 'a.b.c\n'],
+    ['ok/subject-token-other-whitespace-kept', ' a.b.c \n', ' a.b.c '],
+  ])('%s', (_name, sent, parsed) => {
+    expect(parseTokenExchange(form([...Object.entries({ ...base, subject_token: sent })]), FORM).subjectToken).toBe(parsed);
+  });
+
   it('ok/repeated-audience-and-scope-list', () => {
     const parsed = parseTokenExchange(withBase(['audience', 'a'], ['audience', 'b'], ['audience', 'a'], ['scope', 'read  write'], ['resource', 'urn:tessera:role:demo']), `${FORM}; charset=utf-8`);
     expect(parsed.audience).toEqual(['a', 'b']);

@@ -77,6 +77,19 @@ const cases: Array<{ name: string; clusters?: ClusterConfig[]; expected: string[
       'role.yaml:22:5: claim "jti" is set by Tessera; a role cannot set it',
     ],
   },
+  {
+    name: 'cloud-subject-limits',
+    expected: [
+      'aws-open.yaml:8:37: warning: the subject can be up to 285 characters but AWS\'s SubjectFromWebIdentityToken allows at most 255 characters for audience "sts.amazonaws.com": such exchanges will be refused',
+      'gcp-claims.yaml:9:12: warning: the subject can be of any length but GCP\'s google.subject allows at most 127 bytes for audience "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/pool/providers/tessera": such exchanges will be refused',
+    ],
+  },
+  {
+    name: 'azure-lifetime',
+    expected: [
+      'azure-short.yaml:10:20: warning: @azure/identity re-reads the token file only every 5 minutes: a role for "api://AzureADTokenExchange" needs a lifetime of at least 15m, not 10m',
+    ],
+  },
   { name: 'cel-type-error', expected: ['role.yaml:10:14: CEL: no such overload: string + int'] },
   { name: 'unknown-field', expected: ['role.yaml:6:31: issue.lifetime: unknown field'] },
   { name: 'yaml-syntax', expected: ['role.yaml:4:1: Flow map in block collection must be sufficiently indented and end with a }'] },
@@ -87,6 +100,10 @@ describe('policy lint', () => {
     const dir = join(BASE, name);
     const result = lintDirectory(dir, clusters ? { clusters } : {});
     expect(result.problems.map((problem) => formatProblem(problem).replace(`${dir}/`, ''))).toEqual(expected);
+  });
+
+  it('ok/cloud-subjects-pinned-by-the-trust-policy-fit', () => {
+    expect(lintDirectory(join(BASE, 'cloud-subject-pinned')).problems.map(formatProblem)).toEqual([]);
   });
 
   it('ok/principals-unchecked-without-clusters', () => {
