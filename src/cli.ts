@@ -6,6 +6,7 @@ import { loadDevCluster } from './dev-cluster/index.js';
 import { registerCaCommands } from './issuers/x509/index.js';
 import { registerKeyCommands } from './keys/index.js';
 import { createClient, ExchangeError, runAgent } from './sdk/index.js';
+import { escapeControl, escapeErrorMessage, escapeLines } from './terminal/index.js';
 import { registerPolicyCommands } from './trust-policies/index.js';
 
 const program = new Command('tessera')
@@ -81,8 +82,8 @@ withClientOptions(program.command('exchange').description('exchange a service-ac
       const svid = await client.getCertificate();
       if (options.keyOut) await writeFile(options.keyOut, svid.privateKeyPem, { mode: 0o600, flag: 'wx' });
       else console.error('tessera exchange: the private key was not kept (use --key-out FILE, or the agent for files)');
-      process.stdout.write(svid.certificatePem);
-    } else process.stdout.write(`${await client.getToken()}\n`);
+      process.stdout.write(escapeLines(svid.certificatePem.trimEnd().split('\n')));
+    } else process.stdout.write(`${escapeControl(await client.getToken())}\n`);
   });
 
 withClientOptions(program.command('agent').description('sidecar: keep DIR/token (and for x509 the SVID files) fresh'))
@@ -106,9 +107,10 @@ registerCaCommands(program, configFromOptions);
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof ConfigError || error instanceof ExchangeError) console.error(`tessera: ${error.message}`);
+  // Messages may quote a config file, a token or a server's answer: printed escaped.
+  if (error instanceof ConfigError || error instanceof ExchangeError) console.error(`tessera: ${escapeErrorMessage(error)}`);
   else if (error instanceof Error && 'code' in error && typeof error.code === 'string' && 'description' in error) {
-    console.error(`tessera: ${error.code}: ${String(error.description)}`);
-  } else console.error(`tessera: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`tessera: ${escapeControl(`${error.code}: ${String(error.description)}`)}`);
+  } else console.error(`tessera: ${escapeErrorMessage(error)}`);
   process.exitCode = 1;
 }

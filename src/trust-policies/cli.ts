@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type ClusterConfig, type Config } from '../con
 import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
 import { silentLogger } from '../observability/index.js';
+import { escapeControl, escapeErrorMessage, escapeJson } from '../terminal/index.js';
 import { createSubjectTokenVerifier, decodeUnverified } from '../verifiers/index.js';
 import { clusterFor, explainJson, formatExplain, identityFromClaims } from './explain.js';
 import { lintDirectory } from './lint.js';
@@ -61,7 +62,7 @@ function loadSet(dir: string, io: PolicyCliIo): PolicySet | undefined {
   try {
     return loadPolicySet(dir);
   } catch (error) {
-    io.err(`${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : String(error)}\n`);
+    io.err(`${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : escapeErrorMessage(error)}\n`);
     io.exit(2);
     return undefined;
   }
@@ -106,7 +107,7 @@ async function explain(options: ExplainOptions, command: Command, io: PolicyCliI
   if (!set) return;
   const role = set.roles.get(options.role);
   if (!role) {
-    io.err(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})\n`);
+    io.err(`${escapeControl(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})`)}\n`);
     return io.exit(2);
   }
   const now = options.at ?? Math.floor(Date.now() / 1000);
@@ -122,13 +123,13 @@ async function explain(options: ExplainOptions, command: Command, io: PolicyCliI
       if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new Error('claims must be a JSON object');
     }
   } catch (error) {
-    io.err(`policy explain: ${isTesseraError(error) ? error.description : error instanceof Error ? error.message : String(error)}\n`);
+    io.err(`policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}\n`);
     return io.exit(2);
   }
   const identity = identityFromClaims(claims, clusterFor(claims, knownClusters(config), options.cluster));
   const audience = options.audience && options.audience.length > 0 ? options.audience : role.issue.audiences.slice(0, 1);
   const decision = set.decide(role, { identity, request: { audience, scope: options.scope ?? [], tokenType: options.tokenType }, now });
-  if (options.json) io.out(`${JSON.stringify(explainJson(role, decision, signature), null, 2)}\n`);
+  if (options.json) io.out(`${escapeJson(JSON.stringify(explainJson(role, decision, signature), null, 2))}\n`);
   else io.out(formatExplain(set, role, decision, { identity, audience, tokenType: options.tokenType, now, ...(signature ? { signature } : {}) }));
   io.exit(decision.decision === 'allow' ? 0 : 1);
 }
@@ -154,7 +155,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       } catch (error) {
         // The config's own problems (two clusters that are one issuer to IRSA forms…) are findings too.
         if (!(error instanceof ConfigError)) throw error;
-        io.err(`policy lint: ${error.message}\n`);
+        io.err(`policy lint: ${escapeErrorMessage(error)}\n`);
         return io.exit(1);
       }
       const target = dir ?? config?.policies ?? './policies';
@@ -162,7 +163,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       try {
         result = lintDirectory(target, config ? { clusters: knownClusters(config) } : {});
       } catch (error) {
-        io.err(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+        io.err(`${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`);
         return io.exit(2);
       }
       for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
@@ -201,11 +202,11 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       if (!set) return;
       const role = set.roles.get(options.role);
       if (!role) {
-        io.err(`policy who-can: no role "${options.role}"\n`);
+        io.err(`${escapeControl(`policy who-can: no role "${options.role}"`)}\n`);
         return io.exit(2);
       }
       const result = whoCan(set, role);
-      io.out(options.json ? `${JSON.stringify(result, null, 2)}\n` : formatWhoCan(result));
+      io.out(options.json ? `${escapeJson(JSON.stringify(result, null, 2))}\n` : formatWhoCan(result));
       io.exit(0);
     });
 

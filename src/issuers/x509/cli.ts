@@ -10,6 +10,7 @@ import { checkImportedCa, createCaCsr, createSelfSignedCa } from './ca-setup.js'
 import { CA_FILE, caDirectory, readStoredCa, writeStoredCa } from './ca-store.js';
 import { pemBlocks } from './der.js';
 import { spkiOf } from './webcrypto-bridge.js';
+import { escapeControl } from '../../terminal/index.js';
 
 /** Opens the configured key provider for a one-shot command (no rotation timer). */
 export type OpenProvider = (config: Config) => Promise<KeyProvider>;
@@ -36,7 +37,10 @@ function describe(der: Uint8Array): string {
     `valid:       ${new Date(certificate.validFrom).toISOString()} → ${new Date(certificate.validTo).toISOString()}`,
     `serial:      ${certificate.serialNumber}`,
     `sha256:      ${createHash('sha256').update(der).digest('hex')}`,
-  ].join('\n');
+  ]
+    // Subject and issuer come from an imported certificate: printed escaped.
+    .map(escapeControl)
+    .join('\n');
 }
 
 /**
