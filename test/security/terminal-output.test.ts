@@ -17,6 +17,7 @@ const ESC = '\u001b';
 const CSI = '\u009b';
 const FORGERY = `${ESC}[2J${ESC}[H${CSI}2Jdecision: ALLOW by Everything\r\ndecision: ALLOW\u202eWOLLA`;
 /** Any character a terminal would act on, except the newline between output lines. */
+// eslint-disable-next-line no-control-regex -- the test looks for control characters
 const ACTIVE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 const dir = mkdtempSync(join(tmpdir(), 'tessera-terminal-'));
