@@ -146,7 +146,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
     .command('lint')
     .description('validate every policy file; prints file:line:col: message per problem, exit 1 on errors (and on warnings with --strict)')
     .argument('[dir]', 'policy directory (default: the config’s policies, else ./policies)')
-    .option('-c, --config <file>', 'config file: Principals must then name a configured cluster')
+    .option('-c, --config <file>', 'config file: Principals must then name a configured cluster, IRSA :aud conditions an audience it accepts')
     .option('--strict', 'exit 1 on warnings too')
     .action((dir: string | undefined, options: { strict?: boolean }, command: Command) => {
       let config: Config | undefined;
@@ -161,7 +161,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       const target = dir ?? config?.policies ?? './policies';
       let result;
       try {
-        result = lintDirectory(target, config ? { clusters: knownClusters(config) } : {});
+        result = lintDirectory(target, config ? { clusters: knownClusters(config), audience: config.audience } : {});
       } catch (error) {
         io.err(`${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`);
         return io.exit(2);
