@@ -32,7 +32,7 @@ program
     const hint = app.devCluster
       ? ` — try: TOKEN=$(npx tessera dev-token --namespace default --service-account demo) && curl -s ${url}/v1/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d resource=demo -d subject_token=$TOKEN`
       : '';
-    console.log(`Tessera listening on ${url} (issuer ${config.issuer})${hint}`);
+    console.log(escapeControl(`Tessera listening on ${url} (issuer ${config.issuer})${hint}`));
     const stop = async () => {
       await app.close();
       process.exit(0);
@@ -96,7 +96,7 @@ withClientOptions(program.command('agent').description('sidecar: keep DIR/token 
     await runAgent({
       ...options,
       signal: controller.signal,
-      onError: (error) => console.error(`tessera agent: ${error instanceof Error ? error.message : String(error)}`),
+      onError: (error) => console.error(`tessera agent: ${escapeErrorMessage(error)}`),
     });
   });
 
