@@ -17,6 +17,7 @@ import {
 } from '../issuers/x509/index.js';
 import { createKeyProvider, type KeyProvider } from '../keys/index.js';
 import { createLogger } from '../observability/index.js';
+import { escapeControl } from '../terminal/index.js';
 
 /** Opens the configured key provider for a one-shot command (no rotation timer). */
 export type OpenProvider = (config: Config) => Promise<KeyProvider>;
@@ -43,7 +44,10 @@ function describe(der: Uint8Array): string {
     `valid:       ${new Date(certificate.validFrom).toISOString()} → ${new Date(certificate.validTo).toISOString()}`,
     `serial:      ${certificate.serialNumber}`,
     `sha256:      ${createHash('sha256').update(der).digest('hex')}`,
-  ].join('\n');
+  ]
+    // Subject and issuer come from an imported certificate: printed escaped.
+    .map(escapeControl)
+    .join('\n');
 }
 
 /**

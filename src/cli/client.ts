@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { createClient, runAgent } from '../sdk/index.js';
+import { escapeControl, escapeLines } from '../terminal/index.js';
 
 /** Only the SDK is loaded here: these commands run in pods, where start-up time and memory count. */
 interface ClientCliOptions {
@@ -38,7 +39,7 @@ const seconds = (value: string): number => {
 const errorText = (error: unknown): string => {
   if (!(error instanceof Error)) return String(error);
   const endpoint = 'endpoint' in error && typeof error.endpoint === 'string' ? error.endpoint : '';
-  return endpoint && !error.message.includes(endpoint) ? `${error.message} (${endpoint})` : error.message;
+  return escapeControl(endpoint && !error.message.includes(endpoint) ? `${error.message} (${endpoint})` : error.message);
 };
 
 /** `tessera exchange` and `tessera agent`: the SDK as commands. */
@@ -51,8 +52,8 @@ export function registerClientCommands(program: Command): void {
         const svid = await client.getCertificate();
         if (options.keyOut) await writeFile(options.keyOut, svid.privateKeyPem, { mode: 0o600, flag: 'wx' });
         else console.error('tessera exchange: the private key was not kept (use --key-out FILE, or the agent for files)');
-        process.stdout.write(svid.certificatePem);
-      } else process.stdout.write(`${await client.getToken()}\n`);
+        process.stdout.write(escapeLines(svid.certificatePem.trimEnd().split('\n')));
+      } else process.stdout.write(`${escapeControl(await client.getToken())}\n`);
     });
 
   withClientOptions(program.command('agent').description('sidecar: keep DIR/token (and for x509 the SVID files) fresh'))

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config/index.js';
 import { formatProblem, loadPolicySet, PolicyLoadError } from '../trust-policies/index.js';
 import { globalConfigFile } from './groups.js';
+import { escapeControl } from '../terminal/index.js';
 
 /** A file the broker reads at start-up, with the config field that names it. */
 function referencedFiles(config: Config): Array<[field: string, path: string]> {
@@ -70,6 +71,6 @@ export function registerConfigCommands(program: Command): void {
       if (result.problems.length > 0) {
         process.stderr.write(`${name} is invalid:\n  ${result.problems.join('\n  ')}\n`);
         process.exitCode = 1;
-      } else process.stdout.write(`${name} is valid: ${result.summary}\n`);
+      } else process.stdout.write(`${escapeControl(`${name} is valid: ${result.summary}`)}\n`);
     });
 }

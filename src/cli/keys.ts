@@ -4,6 +4,7 @@ import type { Config } from '../config/index.js';
 import { SIGNING_ALGORITHMS } from '../constants.js';
 import { createLogger } from '../observability/index.js';
 import { createKeyProvider, type JwsAlgorithm, type KeyInfo, type KeyProvider } from '../keys/index.js';
+import { escapeJson, escapeLines } from '../terminal/index.js';
 
 /**
  * `tessera keys list | rotate | generate`, against the same config (and the same key store,
@@ -20,7 +21,7 @@ export function registerKeyCommands(program: Command, loadConfig: () => Config):
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) => provider.list());
-      process.stdout.write(options.json ? `${JSON.stringify(infos.map(listEntry), null, 2)}\n` : formatTable(infos));
+      process.stdout.write(options.json ? `${escapeJson(JSON.stringify(infos.map(listEntry), null, 2))}\n` : formatTable(infos));
     });
 
   keys
@@ -82,5 +83,6 @@ export function formatTable(infos: KeyInfo[]): string {
     .map((info) => [info.kid, info.alg, info.state, iso(info.createdAt), iso(info.activatedAt ?? info.activateAt), iso(info.retiredAt), iso(info.removeAfter)]);
   if (rows.length === 0) return 'no signing keys (run `tessera keys generate`)\n';
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] as string).length)));
-  return `${[header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column] as number)).join('  ').trimEnd()).join('\n')}\n`;
+  // A kid is read from the key store's files: printed escaped.
+  return escapeLines([header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column] as number)).join('  ').trimEnd()));
 }

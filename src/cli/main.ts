@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { CommandGroup } from './groups.js';
 import { COMMAND_GROUPS, groupFor } from './groups.js';
+import { escapeControl, escapeErrorMessage } from '../terminal/index.js';
 
 /**
  * The `tessera` command. Only the group of the command being run is loaded: `--help`,
@@ -25,17 +26,18 @@ else for (const entry of COMMAND_GROUPS) for (const [name, description] of entry
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
+  // Messages may quote a config file, a token or a server's answer: printed escaped.
   process.stderr.write(`tessera: ${describeError(error)}\n`);
   process.exitCode = 1;
 }
 
 function describeError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
+  if (!(error instanceof Error) || 'problems' in error) return escapeErrorMessage(error);
   // Broker-side errors carry a client-safe description; anything else its message.
   if ('code' in error && typeof error.code === 'string' && 'description' in error && error.name !== 'ExchangeError') {
-    return `${error.code}: ${String(error.description)}`;
+    return escapeControl(`${error.code}: ${String(error.description)}`);
   }
   // SDK errors carry the broker's endpoint; a refusal's message does not name it.
   const endpoint = 'endpoint' in error && typeof error.endpoint === 'string' ? error.endpoint : '';
-  return endpoint && !error.message.includes(endpoint) ? `${error.message} (${endpoint})` : error.message;
+  return escapeControl(endpoint && !error.message.includes(endpoint) ? `${error.message} (${endpoint})` : error.message);
 }

@@ -7,6 +7,7 @@ import { TOKEN_TYPE_JWT } from '../constants.js';
 import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
 import { silentLogger } from '../observability/index.js';
+import { escapeControl, escapeErrorMessage, escapeJson } from '../terminal/index.js';
 import { createSubjectTokenVerifier, decodeUnverified } from '../verifiers/index.js';
 import {
   clusterFor,
@@ -68,7 +69,7 @@ function loadSet(dir: string, io: PolicyCliIo): PolicySet | undefined {
   try {
     return loadPolicySet(dir);
   } catch (error) {
-    io.err(`${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : String(error)}\n`);
+    io.err(`${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : escapeErrorMessage(error)}\n`);
     io.exit(2);
     return undefined;
   }
@@ -113,7 +114,7 @@ async function explain(options: ExplainOptions, command: Command, io: PolicyCliI
   if (!set) return;
   const role = set.roles.get(options.role);
   if (!role) {
-    io.err(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})\n`);
+    io.err(`${escapeControl(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})`)}\n`);
     return io.exit(2);
   }
   const now = options.at ?? Math.floor(Date.now() / 1000);
@@ -129,13 +130,13 @@ async function explain(options: ExplainOptions, command: Command, io: PolicyCliI
       if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new Error('claims must be a JSON object');
     }
   } catch (error) {
-    io.err(`policy explain: ${isTesseraError(error) ? error.description : error instanceof Error ? error.message : String(error)}\n`);
+    io.err(`policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}\n`);
     return io.exit(2);
   }
   const identity = identityFromClaims(claims, clusterFor(claims, knownClusters(config), options.cluster));
   const audience = options.audience && options.audience.length > 0 ? options.audience : role.issue.audiences.slice(0, 1);
   const decision = set.decide(role, { identity, request: { audience, scope: options.scope ?? [], tokenType: options.tokenType }, now });
-  if (options.json) io.out(`${JSON.stringify(explainJson(role, decision, signature), null, 2)}\n`);
+  if (options.json) io.out(`${escapeJson(JSON.stringify(explainJson(role, decision, signature), null, 2))}\n`);
   else io.out(formatExplain(set, role, decision, { identity, audience, tokenType: options.tokenType, now, ...(signature ? { signature } : {}) }));
   io.exit(decision.decision === 'allow' ? 0 : 1);
 }
@@ -152,7 +153,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
     .command('lint')
     .description('validate every policy file; prints file:line:col: message per problem, then the policyVersion; exit 1 on errors (and on warnings with --strict)')
     .argument('[dir]', 'policy directory (default: the config’s policies, else ./policies)')
-    .option('-c, --config <file>', 'config file: Principals must then name a configured cluster')
+    .option('-c, --config <file>', 'config file: Principals must then name a configured cluster, IRSA :aud conditions an audience it accepts')
     .option('--strict', 'exit 1 on warnings too')
     .action((dir: string | undefined, options: { strict?: boolean }, command: Command) => {
       let config: Config | undefined;
@@ -161,15 +162,15 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       } catch (error) {
         // The config's own problems (two clusters that are one issuer to IRSA forms…) are findings too.
         if (!(error instanceof ConfigError)) throw error;
-        io.err(`policy lint: ${error.message}\n`);
+        io.err(`policy lint: ${escapeErrorMessage(error)}\n`);
         return io.exit(1);
       }
       const target = dir ?? config?.policies ?? './policies';
       let result;
       try {
-        result = lintDirectory(target, config ? { clusters: knownClusters(config) } : {});
+        result = lintDirectory(target, config ? { clusters: knownClusters(config), audience: config.audience } : {});
       } catch (error) {
-        io.err(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}\n`);
+        io.err(`${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`);
         return io.exit(2);
       }
       for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
@@ -210,11 +211,11 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       if (!set) return;
       const role = set.roles.get(options.role);
       if (!role) {
-        io.err(`policy who-can: no role "${options.role}"\n`);
+        io.err(`${escapeControl(`policy who-can: no role "${options.role}"`)}\n`);
         return io.exit(2);
       }
       const result = whoCan(set, role);
-      io.out(options.json ? `${JSON.stringify(result, null, 2)}\n` : formatWhoCan(result));
+      io.out(options.json ? `${escapeJson(JSON.stringify(result, null, 2))}\n` : formatWhoCan(result));
       io.exit(0);
     });
 

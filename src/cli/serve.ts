@@ -3,6 +3,7 @@ import type { TesseraApp } from '../app.js';
 import { loadConfig } from '../config/index.js';
 import { serve } from '../server/serve.js';
 import { globalConfigFile } from './groups.js';
+import { escapeControl } from '../terminal/index.js';
 
 const MIN_BROKER_NODE = 24;
 
@@ -33,5 +34,5 @@ function announce(app: TesseraApp, url: string): void {
   const hint = app.devCluster
     ? ` — try: TOKEN=$(npx tessera dev-token --namespace default --service-account demo) && curl -s ${url}/v1/token -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d resource=demo -d subject_token=$TOKEN`
     : '';
-  console.log(`Tessera listening on ${url} (issuer ${app.config.issuer})${hint}`);
+  console.log(escapeControl(`Tessera listening on ${url} (issuer ${app.config.issuer})${hint}`));
 }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import { escapeControl, escapeLines } from '../terminal/index.js';
 
 interface Readiness {
   status?: unknown;
@@ -52,13 +53,14 @@ export function registerStatusCommand(program: Command): void {
         response = await fetch(target, { signal: AbortSignal.timeout(options.timeout * 1000), headers: { accept: 'application/json' } });
       } catch (error) {
         const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : error instanceof Error ? error.message : String(error);
-        process.stderr.write(`unreachable: ${target.href}: ${cause}\n`);
+        process.stderr.write(`unreachable: ${escapeControl(`${target.href}: ${cause}`)}\n`);
         process.exitCode = 1;
         return;
       }
       const body = (await response.json().catch(() => ({}))) as Readiness;
       const lines = describeReadiness(body, response.status);
-      process.stdout.write(`${lines.join('\n')}\n`);
+      // The answer comes from whatever listens at --endpoint: printed escaped.
+      process.stdout.write(escapeLines(lines));
       process.exitCode = response.status === 200 ? 0 : 1;
     });
 }

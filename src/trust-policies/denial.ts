@@ -10,9 +10,9 @@ export function describeSeen(seen: unknown): string {
 }
 
 function describeCondition(condition: ConditionTrace): string {
-  if (condition.operator === 'Cel') {
-    return `condition ${condition.key} ${condition.note ? `could not be evaluated (${condition.note})` : 'evaluated to false'}`;
-  }
+  // Why a CEL expression could not be evaluated is the CEL library's message, which may quote
+  // claim names and values or the policy: it stays in the trace (the log, policy explain).
+  if (condition.operator === 'Cel') return `condition ${condition.key} ${condition.note ? 'could not be evaluated' : 'evaluated to false'}`;
   return `condition ${condition.operator} on "${condition.key}" did not match; the request carried ${describeSeen(condition.seen)}`;
 }
 
@@ -26,7 +26,7 @@ export function nearestAllow(statements: StatementTrace[], roleSource: string): 
 /**
  * The 403 `error_description` a caller can act on: the role, the Deny that matched (by Sid),
  * or the first failing condition's operator and key and the value the token carried. Never the
- * policy's expected values: those would teach an attacker what to forge.
+ * policy's expected values (those would teach an attacker what to forge), nor a CEL error.
  *
  * @example denialDescription(role, decision) // 'role "demo" denied: condition StringEquals on "kubernetes.io/namespace" did not match; the request carried "kube-public"'
  */

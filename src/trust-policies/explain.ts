@@ -1,4 +1,5 @@
 import type { ClusterConfig } from '../config/index.js';
+import { escapeLines } from '../terminal/index.js';
 import { identityFromClaims as verifiedIdentity } from '../verifiers/index.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 import { issuerHostPath } from './issuer.js';
@@ -63,7 +64,7 @@ export interface ExplainContext {
   signature?: string;
 }
 
-/** The human trace of `policy explain`. */
+/** The human trace of `policy explain`; every line escaped, since claims and policy values are printed as they came. */
 export function formatExplain(set: PolicySet, role: CompiledRole, decision: Decision, context: ExplainContext): string {
   const { identity } = context;
   const lines = [
@@ -86,7 +87,7 @@ export function formatExplain(set: PolicySet, role: CompiledRole, decision: Deci
       if (trace && statement.source.startsWith('shadow:')) lines.push(...statementBlock(statement, trace, shadow.decidedBy));
     });
   }
-  return `${lines.join('\n')}\n`;
+  return escapeLines(lines);
 }
 
 /** `--json`: `{decision, decidedBy, statements: [...]}` plus the role and, when present, shadow and signature. */

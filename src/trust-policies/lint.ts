@@ -2,6 +2,7 @@ import type { ClusterConfig } from '../config/index.js';
 import { AZURE_AUDIENCE, AZURE_MIN_LIFETIME_SECONDS, maxSubjectSize, pinnedBy, subjectLimitsFor } from './cloud-limits.js';
 import { formatDuration } from '../config/index.js';
 import { issuerHostPath, principalMatcher } from './issuer.js';
+import { parseIrsaKey } from './keys.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
 import { globToRegExp } from './operators.js';
 import type { Path, Problem } from './source.js';
@@ -11,6 +12,8 @@ import { policyVersion } from './version.js';
 export interface LintOptions {
   /** When given, every Principal must name one of these clusters. */
   clusters?: ClusterConfig[];
+  /** The broker's `audience`: what a cluster without its own `audiences` accepts. */
+  audience?: string;
 }
 
 export interface LintResult {
@@ -34,6 +37,7 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
     ...duplicateProblems(valid),
     ...audienceProblems(valid),
     ...(options.clusters ? principalProblems(valid, options.clusters) : []),
+    ...(options.clusters ? irsaAudienceProblems(valid, options.clusters, options.audience) : []),
     ...unusableRoleProblems(valid),
     ...cloudProblems(valid),
   ];
@@ -133,6 +137,52 @@ function principalProblems(files: readonly ValidFile[], clusters: ClusterConfig[
 }
 
 const LITERAL_OPERATORS = new Set(['StringEquals', 'StringEqualsIgnoreCase', 'StringLike']);
+
+/** A role's compiled policies with the raw statement lists they came from, for positions. */
+function compiledPolicies(file: ValidFile): Array<{ field: string; single: boolean; statements: readonly CompiledStatement[] }> {
+  if (file.kind === 'Guardrail') return [];
+  const out = [{ field: 'trustPolicy', single: !Array.isArray(file.raw.trustPolicy.Statement), statements: file.role.trustPolicy.statements }];
+  if (file.raw.shadowTrustPolicy && file.role.shadowTrustPolicy) {
+    out.push({ field: 'shadowTrustPolicy', single: !Array.isArray(file.raw.shadowTrustPolicy.Statement), statements: file.role.shadowTrustPolicy.statements });
+  }
+  return out;
+}
+
+/**
+ * An IRSA `<issuer>:aud` condition in an Allow statement that none of the cluster's accepted
+ * audiences can satisfy: the subject token always carries one of those (the verifier refuses it
+ * otherwise), so the statement can only match a token that also carries a foreign audience —
+ * typically a trust policy pasted from EKS, where the pod's token is for `sts.amazonaws.com`.
+ */
+function irsaAudienceProblems(files: readonly ValidFile[], clusters: ClusterConfig[], audience: string | undefined): Problem[] {
+  const problems: Problem[] = [];
+  for (const file of files) {
+    for (const { field, single, statements } of compiledPolicies(file)) {
+      statements.forEach((statement, index) => {
+        if (statement.effect !== 'Allow') return;
+        for (const condition of statement.conditions) {
+          const irsa = parseIrsaKey(condition.key);
+          if (irsa?.claim !== 'aud' || !LITERAL_OPERATORS.has(condition.baseOperator) || condition.negated) continue;
+          const cluster = clusters.find((entry) => issuerHostPath(entry.issuer) === irsa.hostPath);
+          const accepted = cluster?.audiences ?? (audience === undefined ? undefined : [audience]);
+          if (!cluster || !accepted || accepted.some((value) => valueMatches(condition, value))) continue;
+          const expected = condition.expected.map((value) => JSON.stringify(String(value))).join(', ');
+          const path: Path = [field, 'Statement', ...(single ? [] : [index]), 'Condition', condition.operator, condition.key];
+          problems.push(
+            file.source.problem(
+              path,
+              `condition "${condition.key}" expects ${expected}, but cluster "${cluster.name}" accepts only subject tokens for ` +
+                `${accepted.map((value) => JSON.stringify(value)).join(', ')}, so no token it accepts can match: check for the audience pods ` +
+                `request for Tessera (${JSON.stringify(accepted[0])}) and issue ${expected} through issue.audiences`,
+              { key: true },
+            ),
+          );
+        }
+      });
+    }
+  }
+  return problems;
+}
 
 /** A plain, positive, single-valued string condition; the only kind whose implication is cheap to decide. */
 const plain = (condition: CompiledCondition) =>

@@ -1,3 +1,4 @@
+import { escapeControl } from '../terminal/index.js';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 
 /** A problem found in a policy file, positioned in the YAML (1-based line and column). */
@@ -92,5 +93,6 @@ function rangeStart(node: unknown): number | undefined {
 /** `file:line:col: message`, with `warning: ` for warnings. */
 export function formatProblem(problem: Problem): string {
   const prefix = problem.severity === 'warning' ? 'warning: ' : '';
-  return `${problem.file}:${problem.line}:${problem.col}: ${prefix}${problem.message}`;
+  // Messages quote keys and values of the file as written: one escaped line each.
+  return escapeControl(`${problem.file}:${problem.line}:${problem.col}: ${prefix}${problem.message}`);
 }

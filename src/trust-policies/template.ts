@@ -71,11 +71,15 @@ export type TemplateContext = 'text' | 'spiffeId' | 'dnsName' | 'subject';
 
 const SEGMENT_SAFE = /^[A-Za-z0-9._-]*$/;
 
-const CONTEXT_RULES: Record<Exclude<TemplateContext, 'text'>, { field: string; safe: (name: string, value: string) => boolean; rule: string }> = {
-  spiffeId: { field: 'x509.spiffeId', safe: (_, value) => SEGMENT_SAFE.test(value), rule: 'characters outside [A-Za-z0-9._-]' },
-  dnsName: { field: 'x509.dnsNames', safe: (_, value) => SEGMENT_SAFE.test(value), rule: 'characters outside [A-Za-z0-9._-]' },
+const outsideSegment = (value: string) => (SEGMENT_SAFE.test(value) ? undefined : 'contains characters outside [A-Za-z0-9._-]');
+
+/** Per context, what makes a substituted value unsafe there (named in the refusal; the value never is). */
+const CONTEXT_RULES: Record<Exclude<TemplateContext, 'text'>, { field: string; problem: (name: string, value: string) => string | undefined }> = {
+  // A whole `.` or `..` value would be a dot segment of the SPIFFE ID's path.
+  spiffeId: { field: 'x509.spiffeId', problem: (_, value) => outsideSegment(value) ?? (value === '.' || value === '..' ? 'is a dot segment' : undefined) },
+  dnsName: { field: 'x509.dnsNames', problem: (_, value) => outsideSegment(value) },
   // `{{sub}}` is the source token's own subject, colons and all: it is what the default subject is.
-  subject: { field: 'subject', safe: (name, value) => name === 'sub' || !value.includes(':'), rule: '":"' },
+  subject: { field: 'subject', problem: (name, value) => (name === 'sub' || !value.includes(':') ? undefined : 'contains ":"') },
 };
 
 const asText = (value: unknown): string =>
@@ -97,8 +101,9 @@ export function compileTemplate(text: string, context: TemplateContext = 'text')
   const rules = context === 'text' ? undefined : CONTEXT_RULES[context];
   const substitute = (part: Variable, vars: TemplateVars): string => {
     const value = asText(part.get(vars));
-    if (rules && !rules.safe(part.name, value)) {
-      throw invalidRequest(`the token's value of {{${part.name}}} cannot be used in the role's ${rules.field}: it contains ${rules.rule}`, {
+    const problem = rules?.problem(part.name, value);
+    if (rules && problem) {
+      throw invalidRequest(`the token's value of {{${part.name}}} cannot be used in the role's ${rules.field}: it ${problem}`, {
         detail: { variable: part.name, field: rules.field },
       });
     }

@@ -1,4 +1,5 @@
 import { formatDuration } from '../config/index.js';
+import { escapeLines } from '../terminal/index.js';
 import type { CompiledCondition, CompiledRole, CompiledStatement, PolicySet } from './types.js';
 
 /**
@@ -101,5 +102,5 @@ export function formatWhoCan(result: WhoCan): string {
   }
   if (result.denies.length > 0) lines.push('except (Deny):');
   for (const deny of result.denies) lines.push(`  [${deny.source}] ${deny.statement}: ${deny.when.join(' and ')}`);
-  return `${lines.join('\n')}\n`;
+  return escapeLines(lines);
 }

@@ -65,6 +65,15 @@ export function leafTemplate(context: LeafContext): LeafProfile {
   };
 }
 
+/**
+ * A rendered SPIFFE ID or DNS name is never echoed to the client: it is built from the role's
+ * template and the token's claims, and may hold anything a claim held. The value goes to the log.
+ */
+const badSpiffeId = (value: string, problem: string) =>
+  invalidRequest(`the role's x509.spiffeId does not render to a valid SPIFFE ID: it ${problem}`, { detail: { spiffeId: value.slice(0, 256) } });
+const badDnsName = (value: string, problem: string) =>
+  invalidRequest(`the role's x509.dnsNames do not render to valid DNS names: one ${problem}`, { detail: { dnsName: value.slice(0, 256) } });
+
 export const defaultValidators: readonly LeafValidator[] = [
   function lifetimeIsPositive(_profile, { request }) {
     if (!Number.isSafeInteger(request.ttlSeconds) || request.ttlSeconds < 1) {
@@ -74,13 +83,13 @@ export const defaultValidators: readonly LeafValidator[] = [
   function spiffeIdIsValid(profile, { trustDomain }) {
     for (const uri of profile.uris) {
       const problem = spiffeIdProblem(uri, trustDomain);
-      if (problem) throw invalidRequest(`SPIFFE ID ${JSON.stringify(uri)} ${problem}`);
+      if (problem) throw badSpiffeId(uri, problem);
     }
   },
   function dnsNamesAreValid(profile) {
     for (const name of profile.dnsNames) {
       const problem = dnsNameProblem(name);
-      if (problem) throw invalidRequest(`DNS name ${JSON.stringify(name)} ${problem}`);
+      if (problem) throw badDnsName(name, problem);
     }
   },
 ];
@@ -89,7 +98,7 @@ export const defaultValidators: readonly LeafValidator[] = [
 const enforcers: readonly LeafModifier[] = [
   function exactlyOneSpiffeUri(profile, { request, trustDomain }) {
     const problem = spiffeIdProblem(request.spiffeId, trustDomain);
-    if (problem) throw invalidRequest(`SPIFFE ID ${JSON.stringify(request.spiffeId)} ${problem}`);
+    if (problem) throw badSpiffeId(request.spiffeId, problem);
     return { ...profile, uris: [request.spiffeId] };
   },
   function dnsNamesOnlyFromRequest(profile, { request }) {

@@ -50,6 +50,11 @@ describe('config', () => {
     expect(config.clusters[0]?.allowInsecure).toBe(false);
   });
 
+  it('ok/max-token-lifetime-in-seconds-absent-by-default', () => {
+    const config = parseConfig({ ...minimal, clusters: [{ name: 'a', issuer: 'https://a.example.com', maxTokenLifetime: '48h' }, { name: 'b', issuer: 'https://b.example.com' }] });
+    expect(config.clusters.map((cluster) => cluster.maxTokenLifetime)).toEqual([172_800, undefined]);
+  });
+
   const bad: Array<[string, unknown, string[]]> = [
     ['fail/http-cluster-issuer', { ...minimal, clusters: [{ name: 'prod', issuer: 'http://oidc.example.com' }] }, ['clusters[0].issuer: must be an https URL']],
     ['fail/issuer-with-query', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://oidc.example.com/?x=1' }] }, ['clusters[0].issuer: must not contain a query or fragment']],
@@ -59,6 +64,8 @@ describe('config', () => {
     ['fail/unknown-cluster-field', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verfy: 'jwks' }] }, ['clusters[0].verfy: unknown field']],
     ['fail/bad-verify-mode', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verify: 'magic' }] }, ['clusters[0].verify: Invalid option: expected one of "jwks"|"tokenreview"|"jwks+tokenreview"']],
     ['fail/tokenreview-without-kubeconfig', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', verify: 'tokenreview' }] }, ['clusters[0].kubeconfig: is required when verify is tokenreview']],
+    ['fail/max-token-lifetime-below-1m', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', maxTokenLifetime: '30s' }] }, ['clusters[0].maxTokenLifetime: must be at least 1m']],
+    ['fail/max-token-lifetime-not-a-duration', { ...minimal, clusters: [{ name: 'prod', issuer: 'https://a.example.com', maxTokenLifetime: 'forever' }] }, ['clusters[0].maxTokenLifetime: must be a duration such as 90s, 15m, 1h or 24h']],
     ['fail/duplicate-cluster-issuer', { ...minimal, clusters: [{ name: 'a', issuer: 'https://a.example.com' }, { name: 'b', issuer: 'https://a.example.com' }] }, ['clusters[1].issuer: duplicates clusters[0].issuer']],
     ['fail/bad-duration', { ...minimal, keys: { rotation: { every: 'daily' } } }, ['keys.rotation.every: must be a duration such as 90s, 15m, 1h or 24h']],
     ['fail/fractional-duration', { ...minimal, keys: { rotation: { every: '90.5s' } } }, ['keys.rotation.every: must be a whole number of seconds (such as 90s, 15m or 1h30m)']],

@@ -119,7 +119,7 @@ describe('policy lint', () => {
       { name: 'dev', issuer: 'https://dev-cluster.tessera.local', verify: 'jwks', allowInsecure: false },
       { name: 'prod', issuer: 'https://oidc.eks.eu-west-1.amazonaws.com/id/5C3B0E1D9A7F4E26B8D4C1A0F3E2D1C0', verify: 'jwks', allowInsecure: false },
     ];
-    expect(lintDirectory('policies', { clusters }).problems.map(formatProblem)).toEqual([]);
+    expect(lintDirectory('policies', { clusters, audience: 'sts.example.com' }).problems.map(formatProblem)).toEqual([]);
   });
 });
 

@@ -1,0 +1,1 @@
+export { escapeControl, escapeErrorMessage, escapeJson, escapeLines } from './escape.js';
