@@ -1,13 +1,13 @@
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed as methodNotAllowedMiddleware } from 'hono/method-not-allowed';
 import type { JWK } from 'jose';
-import { isTesseraError, methodNotAllowed, notFound, payloadTooLarge } from '../errors.js';
+import { isTesseraError, methodNotAllowed, notFound } from '../errors.js';
 import type { JwsAlgorithm } from '../keys/types.js';
 import { discoveryDocument } from './discovery.js';
 import { errorResponse, NO_STORE } from './errors.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
 import { createRateLimiter, identityBucket, type RateLimitSettings } from './rate-limit.js';
+import { readBody, UnreadableBodyError, UNREADABLE_BODY } from './body.js';
 import { parseTokenExchange } from './request.js';
 
 export { parseTokenExchange, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID } from './request.js';
@@ -63,35 +63,28 @@ export function createStsApp(deps: StsDeps): Hono {
     }),
   );
 
-  app.post(
-    '/v1/token',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => errorResponse(payloadTooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes`), c, deps.logger),
-    }),
-    async (c) => {
-      const started = performance.now();
-      let outcome = 'ok';
-      let tokenType = '';
-      let role = '';
-      try {
-        takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
-        const request = parseTokenExchange(await c.req.text(), c.req.header('content-type'));
-        tokenType = request.requestedTokenType;
-        const result = await exchangeToken(exchangeDeps, request);
-        role = result.role;
-        return c.json(result.body, 200, { ...NO_STORE });
-      } catch (error) {
-        outcome = isTesseraError(error) ? error.code : 'server_error';
-        // Refusals after role selection carry the role, so per-role denial rates can be watched.
-        if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
-        throw error;
-      } finally {
-        deps.metrics?.exchanges.inc({ result: outcome, role, token_type: tokenType });
-        deps.metrics?.exchangeDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
-      }
-    },
-  );
+  app.post('/v1/token', async (c) => {
+    const started = performance.now();
+    let outcome = 'ok';
+    let tokenType = '';
+    let role = '';
+    try {
+      takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
+      const request = parseTokenExchange(await readBody(c, MAX_BODY_BYTES), c.req.header('content-type'));
+      tokenType = request.requestedTokenType;
+      const result = await exchangeToken(exchangeDeps, request);
+      role = result.role;
+      return c.json(result.body, 200, { ...NO_STORE });
+    } catch (error) {
+      outcome = error instanceof UnreadableBodyError ? UNREADABLE_BODY : isTesseraError(error) ? error.code : 'server_error';
+      // Refusals after role selection carry the role, so per-role denial rates can be watched.
+      if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
+      throw error;
+    } finally {
+      deps.metrics?.exchanges.inc({ result: outcome, role, token_type: tokenType });
+      deps.metrics?.exchangeDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
+    }
+  });
 
   app.get('/.well-known/openid-configuration', (c) =>
     c.json(discoveryDocument(deps.issuer, deps.algorithms), 200, { 'Cache-Control': `public, max-age=${deps.jwksCacheSeconds}` }),
