@@ -63,28 +63,31 @@ export function createStsApp(deps: StsDeps): Hono {
     }),
   );
 
-  app.post('/v1/token', async (c) => {
-    const started = performance.now();
-    let outcome = 'ok';
-    let tokenType = '';
-    let role = '';
-    try {
-      takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
-      const request = parseTokenExchange(await readBody(c, MAX_BODY_BYTES), c.req.header('content-type'));
-      tokenType = request.requestedTokenType;
-      const result = await exchangeToken(exchangeDeps, request);
-      role = result.role;
-      return c.json(result.body, 200, { ...NO_STORE });
-    } catch (error) {
-      outcome = error instanceof UnreadableBodyError ? UNREADABLE_BODY : isTesseraError(error) ? error.code : 'server_error';
-      // Refusals after role selection carry the role, so per-role denial rates can be watched.
-      if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
-      throw error;
-    } finally {
-      deps.metrics?.exchanges.inc({ result: outcome, role, token_type: tokenType });
-      deps.metrics?.exchangeDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
-    }
-  });
+  app.post(
+    '/v1/token',
+    async (c) => {
+      const started = performance.now();
+      let outcome = 'ok';
+      let tokenType = '';
+      let role = '';
+      try {
+        takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
+        const request = parseTokenExchange(await readBody(c, MAX_BODY_BYTES), c.req.header('content-type'));
+        tokenType = request.requestedTokenType;
+        const result = await exchangeToken(exchangeDeps, request);
+        role = result.role;
+        return c.json(result.body, 200, { ...NO_STORE });
+      } catch (error) {
+        outcome = error instanceof UnreadableBodyError ? UNREADABLE_BODY : isTesseraError(error) ? error.code : 'server_error';
+        // Refusals after role selection carry the role, so per-role denial rates can be watched.
+        if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
+        throw error;
+      } finally {
+        deps.metrics?.exchanges.inc({ result: outcome, role, token_type: tokenType });
+        deps.metrics?.exchangeDuration.observe({ result: outcome }, (performance.now() - started) / 1000);
+      }
+    },
+  );
 
   app.get('/.well-known/openid-configuration', (c) =>
     c.json(discoveryDocument(deps.issuer, deps.algorithms), 200, { 'Cache-Control': `public, max-age=${deps.jwksCacheSeconds}` }),
