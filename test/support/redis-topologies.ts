@@ -120,7 +120,7 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
       servers.push(
         await startRedis({
           port,
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--dir', dir],
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
         }),
       );
     }
