@@ -76,11 +76,13 @@ async function runBroker(dir: string, jwk: object, bodies: string[], redisUrl?: 
     policies: join(dir, 'policies'),
     keys: { provider: 'local', dir: join(dir, redisUrl ? 'keys-redis' : 'keys') },
     ...(redisUrl && { cache: { redis: redisUrl } }),
+    // One load generator on one address: the throughput of exchanges, not of the rate limiter.
+    rateLimit: { enabled: false },
     logging: { level: 'info' },
   };
   const file = join(dir, `config-${port}.yaml`);
   writeFileSync(file, stringify(config));
-  const broker = startProcess([join(ROOT, 'bin/tessera.js'), 'serve', '--config', file]);
+  const broker = startProcess([join(ROOT, 'bin/tessera.js'), 'serve', '--config', file], { TESSERA_CACHE_KEY: 'bench-cache-secret-0123456789abcdef0123' });
   try {
     await waitForHttp(`http://127.0.0.1:${port}/readyz`, 30_000, broker);
     const check = await fetch(`http://127.0.0.1:${port}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: bodies[0] });
