@@ -50,13 +50,15 @@ export async function startBroker(fixtures: Fixtures, options: BrokerOptions): P
     keys: { ...options.keys, algorithms: ['ES256', 'RS256'] },
     x509: { trustDomain: 'example.org', dir: join(fixtures.dir, `ca-${options.keys.provider}`) },
     ...(options.redisUrl && { cache: { redis: options.redisUrl } }),
+    // One load generator on one address: the throughput of exchanges, not of the rate limiter.
+    rateLimit: { enabled: false },
     logging: { level: 'info' },
   };
   const file = join(fixtures.dir, `config-${options.name}.yaml`);
   writeFileSync(file, stringify(config));
   const nodeArgs = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.name}.cpuprofile`] : [];
   const args = [...nodeArgs, CLI, 'serve', '--config', file, ...(options.workers ? ['--workers', String(options.workers)] : [])];
-  const child = startProcess(args, options.env);
+  const child = startProcess(args, { TESSERA_CACHE_KEY: 'bench-cache-secret-0123456789abcdef0123', ...options.env });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/readyz`, 60_000, child);

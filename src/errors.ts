@@ -25,6 +25,8 @@ export interface TesseraErrorOptions {
   cause?: unknown;
   /** Extra response headers, e.g. `Retry-After`. */
   headers?: Record<string, string>;
+  /** Overrides the level the refusal is logged at (info, warn for 5xx), e.g. debug for client noise. */
+  logLevel?: 'debug' | 'info' | 'warn';
 }
 
 export class TesseraError extends Error {
@@ -33,6 +35,7 @@ export class TesseraError extends Error {
   readonly description: string;
   readonly detail: Record<string, unknown> | undefined;
   readonly headers: Record<string, string> | undefined;
+  readonly logLevel: 'debug' | 'info' | 'warn' | undefined;
 
   constructor(code: OAuthErrorCode, status: number, description: string, options: TesseraErrorOptions = {}) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
@@ -42,6 +45,7 @@ export class TesseraError extends Error {
     this.description = description;
     this.detail = options.detail;
     this.headers = options.headers;
+    this.logLevel = options.logLevel;
   }
 }
 

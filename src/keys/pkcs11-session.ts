@@ -8,6 +8,11 @@ import { KeyStoreError } from './errors.js';
  * A session, login or token lost behind our back is recovered once per operation: a new
  * generation of sessions is opened and logged in, and callers re-find their object handles
  * (SoftHSM2 hands out new handles after a re-login; measured).
+ *
+ * When that is not enough (the token itself went away: a library only rescans its tokens when
+ * initialised), the connection is marked down and recovers in the background: the library is
+ * finalised and initialised again, the token found, a session opened and logged in, with backoff
+ * from `retryMinMs` to `retryMaxMs`. Meanwhile operations fail at once and `up()` is false.
  */
 export interface TokenOptions {
   module: string;
@@ -16,6 +21,9 @@ export interface TokenOptions {
   pin: string;
   poolSize: number;
   logger: Logger;
+  /** Backoff of the background recovery after the token is lost (defaults 250 ms → 5 s). */
+  retryMinMs?: number;
+  retryMaxMs?: number;
 }
 
 export interface TokenConnection {
@@ -24,6 +32,10 @@ export interface TokenConnection {
   readonly description: string;
   /** Runs `operation` on a logged-in session; on a lost session or token, reconnects and retries once. */
   withSession<T>(operation: (session: Buffer, generation: number) => Promise<T> | T): Promise<T>;
+  /** False from a failure a new session could not fix until the background recovery succeeds. */
+  up(): boolean;
+  /** Reports a failure an operation saw (e.g. the key gone with the token): starts recovery. */
+  markDown(code: string): void;
   close(): void;
 }
 
@@ -40,6 +52,12 @@ const RECOVERABLE = new Set([
   'CKR_DEVICE_ERROR',
 ]);
 
+/**
+ * After these, or a RECOVERABLE code that a new session did not cure, the token is taken for gone:
+ * SoftHSM2 answers CKR_GENERAL_ERROR once its token directory has disappeared (measured).
+ */
+const TOKEN_LOST = new Set([...RECOVERABLE, 'CKR_GENERAL_ERROR', 'CKR_TOKEN_NOT_RECOGNIZED', 'CKR_SLOT_ID_INVALID', 'CKR_DEVICE_MEMORY']);
+
 /** The native library is process-wide: finalise it only when the last user in this process closes. */
 const moduleUsers = new Map<string, number>();
 
@@ -50,6 +68,8 @@ export function pkcs11Code(error: unknown): string | undefined {
 
 export async function connectToken(options: TokenOptions): Promise<TokenConnection> {
   const { module, tokenLabel, slot: slotId, pin, poolSize, logger } = options;
+  const retryMinMs = options.retryMinMs ?? 250;
+  const retryMaxMs = options.retryMaxMs ?? 5000;
   const description = tokenLabel !== undefined ? `token "${tokenLabel}"` : `slot ${String(slotId)}`;
   const fail = (what: string, error: unknown): KeyStoreError => {
     const code = pkcs11Code(error) ?? 'PKCS11_ERROR';
@@ -185,11 +205,60 @@ export async function connectToken(options: TokenOptions): Promise<TokenConnecti
     return recovering;
   };
 
+  let down: { since: number; code: string } | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  /** Start over as a fresh process would: finalise, initialise, find the token, log in. */
+  const reinitialise = (): void => {
+    try {
+      pkcs11.C_Finalize();
+    } catch {
+      // Not initialised, or finalised by another connection: either way initialise next.
+    }
+    initialize();
+    slot = findSlot();
+    const session = openSession(slot);
+    try {
+      login(session);
+    } catch (error) {
+      closeQuietly(session);
+      throw error;
+    }
+    generation += 1;
+    free = [session];
+    size = 1;
+  };
+  const scheduleRetry = (delayMs: number): void => {
+    if (closed) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      if (closed || !down) return;
+      try {
+        reinitialise();
+        logger.info({ token: description, downForMs: Date.now() - down.since }, 'PKCS#11 token back: signing restored');
+        down = undefined;
+        dispatch();
+      } catch (error) {
+        logger.debug({ token: description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' }, 'PKCS#11 token still unavailable');
+        scheduleRetry(Math.min(delayMs * 2, retryMaxMs));
+      }
+    }, delayMs);
+    retryTimer.unref();
+  };
+  const markDown = (code: string): void => {
+    if (down || closed) return;
+    down = { since: Date.now(), code };
+    logger.error({ token: description, code }, 'PKCS#11 token unavailable: signing fails until it is back; retrying in the background');
+    scheduleRetry(retryMinMs);
+  };
+  const unavailable = (): KeyStoreError =>
+    new KeyStoreError(`PKCS#11 ${description} unavailable (${down?.code ?? 'unknown'}); recovering in the background`, down?.code ?? 'CKR_TOKEN_NOT_PRESENT');
+
   return {
     pkcs11,
     description,
     async withSession(operation) {
       for (let attempt = 0; ; attempt += 1) {
+        if (down) throw unavailable();
         let lease: Lease | undefined;
         let healthy = true;
         try {
@@ -198,16 +267,29 @@ export async function connectToken(options: TokenOptions): Promise<TokenConnecti
         } catch (error) {
           healthy = false;
           const code = pkcs11Code(error);
-          if (attempt > 0 || !code || !RECOVERABLE.has(code) || closed) throw error;
-          await recover(lease?.generation ?? generation, code);
+          if (closed || !code) throw error;
+          if (attempt === 0 && RECOVERABLE.has(code)) {
+            try {
+              await recover(lease?.generation ?? generation, code);
+              continue;
+            } catch (recoveryError) {
+              markDown(pkcs11Code(recoveryError) ?? code);
+              throw error;
+            }
+          }
+          if (TOKEN_LOST.has(code)) markDown(code);
+          throw error;
         } finally {
           if (lease) release(lease, healthy);
         }
       }
     },
+    up: () => !down && !closed,
+    markDown,
     close() {
       if (closed) return;
       closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
       for (const waiter of waiters.splice(0)) waiter.reject(new KeyStoreError(`PKCS#11 ${description} is closed`, 'CLOSED'));
       free.splice(0).forEach(closeQuietly);
       // The last user finalises the library, which also logs out; earlier users leave the

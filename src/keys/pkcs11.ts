@@ -155,9 +155,13 @@ export async function createPkcs11Store(options: Pkcs11StoreOptions): Promise<Ke
       });
     },
     async ready() {
+      // Down from a failed signature until the background recovery has the token back.
+      if (!token.up()) return false;
       try {
-        await token.withSession((session) => pkcs11.C_GetSessionInfo(session));
-        return true;
+        // A session alone survives a lost token; finding our keys does not.
+        const found = await token.withSession((session) => findObjects(pkcs11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).length);
+        if (found === 0 && ids.size > 0) token.markDown('CKR_KEY_HANDLE_INVALID');
+        return token.up();
       } catch {
         return false;
       }

@@ -1,9 +1,8 @@
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { methodNotAllowed as methodNotAllowedMiddleware } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import type { JWK } from 'jose';
-import { invalidClient, isTesseraError, methodNotAllowed, notFound, payloadTooLarge } from '../errors.js';
+import { invalidClient, isTesseraError, methodNotAllowed, notFound } from '../errors.js';
 import type { JwsAlgorithm } from '../keys/types.js';
 import type { ClientCertificate } from '../trust-policies/types.js';
 import type { AuditEvent } from '../observability/index.js';
@@ -13,6 +12,7 @@ import { errorResponse, NO_STORE } from './errors.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
 import { listenerScopeOf, servesRoute } from './listener-scope.js';
 import { createRateLimiter, identityBucket, type RateLimitSettings } from './rate-limit.js';
+import { readBody, UnreadableBodyError, UNREADABLE_BODY } from './body.js';
 import { parseTokenExchange } from './request.js';
 
 export { parseTokenExchange, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID } from './request.js';
@@ -94,13 +94,6 @@ export function createStsApp(deps: StsDeps): Hono {
       clientAddress: deps.clientAddress,
       clientCertificate: deps.clientCertificate,
     }),
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      // Thrown, not answered here: the refusal then reaches the audit event like any other.
-      onError: () => {
-        throw payloadTooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes`);
-      },
-    }),
     async (c) => {
       const started = performance.now();
       let outcome = 'ok';
@@ -109,7 +102,7 @@ export function createStsApp(deps: StsDeps): Hono {
       try {
         const clientCert = deps.clientCertificate && requireClientCertificate(deps.clientCertificate, c);
         takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
-        const request = { ...parseTokenExchange(await c.req.text(), c.req.header('content-type')), ...(clientCert && { clientCert }) };
+        const request = { ...parseTokenExchange(await readBody(c, MAX_BODY_BYTES), c.req.header('content-type')), ...(clientCert && { clientCert }) };
         tokenType = request.requestedTokenType;
         const audit = c.get('tesseraAudit');
         audit.requestedTokenType = request.requestedTokenType;
@@ -118,7 +111,7 @@ export function createStsApp(deps: StsDeps): Hono {
         role = result.role;
         return c.json(result.body, 200, { ...NO_STORE });
       } catch (error) {
-        outcome = isTesseraError(error) ? error.code : 'server_error';
+        outcome = error instanceof UnreadableBodyError ? UNREADABLE_BODY : isTesseraError(error) ? error.code : 'server_error';
         // Refusals after role selection carry the role, so per-role denial rates can be watched.
         if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
         throw error;

@@ -60,7 +60,11 @@ export interface RedisStartOptions {
 export async function startRedis(options: RedisStartOptions = {}): Promise<TestRedis> {
   const port = options.port ?? (await freePort());
   const certs = options.tls ? makeCertificates() : undefined;
+  // A replica's full sync writes an RDB file even with saving off: keep it out of the cwd.
+  const dataDir = mkdtempSync(join(tmpdir(), 'tessera-redis-'));
   const args = [
+    '--dir',
+    dataDir,
     ...(certs
       ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', certs.cert, '--tls-key-file', certs.key, '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no']
       : ['--port', String(port)]),
@@ -84,6 +88,7 @@ export async function startRedis(options: RedisStartOptions = {}): Promise<TestR
     stop: async () => {
       await waitExit(child, 'SIGTERM');
       if (certs) rmSync(certs.dir, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
     },
     kill: () => waitExit(child, 'SIGKILL'),
     pause: () => void child.kill('SIGSTOP'),
