@@ -1,6 +1,7 @@
 import type { ClusterConfig } from '../config/index.js';
 import { issuerHostPath, principalMatcher } from './issuer.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
+import { podKeyProblems } from './lint-pod-keys.js';
 import { globToRegExp } from './operators.js';
 import type { Path, Problem } from './source.js';
 import type { CompiledCondition, CompiledStatement } from './types.js';
@@ -29,6 +30,7 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
     ...duplicateProblems(valid),
     ...audienceProblems(valid),
     ...(options.clusters ? principalProblems(valid, options.clusters) : []),
+    ...(options.clusters ? podKeyProblems(valid, options.clusters) : []),
     ...unusableRoleProblems(valid),
   ];
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);

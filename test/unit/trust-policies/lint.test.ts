@@ -39,7 +39,7 @@ const cases: Array<{ name: string; clusters?: ClusterConfig[]; expected: string[
   {
     name: 'unknown-template-variable',
     expected: [
-      'role.yaml:8:12: unknown template variable "{{serviceaccount}}" (known: {{namespace}}, {{serviceAccount}}, {{pod}}, {{cluster}}, {{sub}}, {{claims.<path>}})',
+      'role.yaml:8:12: unknown template variable "{{serviceaccount}}" (known: {{namespace}}, {{serviceAccount}}, {{pod}}, {{cluster}}, {{sub}}, {{claims.<path>}}, {{pod.label.<name>}}, {{pod.annotation.<name>}}, {{pod.owner}}, {{node.label.<name>}})',
     ],
   },
   { name: 'lifetime-above-cap', expected: ['role.yaml:8:16: maxLifetime 1d is above the hard cap of 12h'] },
