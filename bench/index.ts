@@ -9,7 +9,7 @@ import { benchExchange } from './exchange.js';
  */
 const only = process.env.BENCH_ONLY;
 if (!only || only === 'exchange') await benchExchange();
-for (const part of ['keys', 'x509']) {
+for (const part of ['keys', 'x509', 'attestation']) {
   if (only && only !== part) continue;
   const file = resolve(import.meta.dirname, `${part}.ts`);
   if (existsSync(file)) await import(pathToFileURL(file).href);
