@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { stringify as toYaml } from 'yaml';
 import { createTestCa, issueLeaf } from './kube-apiserver-pki.js';
 import { freePort } from './net.js';
@@ -88,13 +90,11 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
   await launch(join(dir, 'config.yml'), () => call('').then((response) => response.status === 200).catch(() => false));
   let tokenHost: string | undefined;
   let tokensIssued = 0;
-  let tokenServer: import('node:https').Server | undefined;
+  let tokenServer: HttpsServer | undefined;
   if (options.tokenAuth) {
     const signer = await createTestCa('tessera-test-token-signer');
     writeFileSync(join(dir, 'token-signer.pem'), signer.certPem);
     const x5c = signer.certPem.replace(/-----[^-]+-----|\s/g, '');
-    const { createServer } = await import('node:https');
-    const { SignJWT } = await import('jose');
     tokenServer = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
       const url = new URL(req.url ?? '/', 'https://token');
       const [, repository] = /^repository:([^:]+):/.exec(url.searchParams.get('scope') ?? '') ?? [];
@@ -248,10 +248,9 @@ async function waitReady(child: ChildProcess, ready: () => Promise<boolean>, std
 
 /** fetch over TLS trusting only `ca`, through node:https (global fetch cannot take a CA). */
 async function tlsFetch(url: URL, init: RequestInit, ca: string): Promise<Response> {
-  const { request } = await import('node:https');
   const body = init.body === undefined || init.body === null ? undefined : Buffer.from(init.body as string | Buffer);
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: init.method ?? 'GET', headers: { ...(init.headers as Record<string, string>), ...(body ? { 'content-length': String(body.length) } : {}) }, ca, agent: false }, (res) => {
+    const req = httpsRequest(url, { method: init.method ?? 'GET', headers: { ...(init.headers as Record<string, string>), ...(body ? { 'content-length': String(body.length) } : {}) }, ca, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
