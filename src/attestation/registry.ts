@@ -29,8 +29,10 @@ export interface RegistryAccess {
 
 export class RegistryError extends Error {
   constructor(
-    readonly kind: 'not-found' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed',
+    readonly kind: 'not-found' | 'unauthorized' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed',
     message: string,
+    /** `WWW-Authenticate` of a 401. */
+    readonly challenge?: string,
   ) {
     super(message);
     this.name = 'RegistryError';
@@ -45,22 +47,77 @@ export interface RegistryClient {
 
 export function createRegistryClient(access: (registry: string) => RegistryAccess, timeoutMs = REGISTRY_TIMEOUT_MS): RegistryClient {
   const base = (registry: string) => `${access(registry).insecure ? 'http' : 'https'}://${registry}/v2/`;
+  const tokens = new Map<string, { value: string; expiresAt: number }>();
+
+  /** A read, answering the registry's Bearer challenge (the Docker token flow) once when it sends one. */
+  async function read(registry: string, path: string, url: URL, limits: { accept: string; maxBytes: number }): Promise<Buffer> {
+    const given = access(registry);
+    const key = `${registry} repository:${path}:pull`;
+    const cached = tokens.get(key);
+    const authorization = cached && cached.expiresAt > Date.now() ? `Bearer ${cached.value}` : given.authorization;
+    try {
+      return await get(url, { ...given, ...(authorization ? { authorization } : {}) }, { ...limits, timeoutMs });
+    } catch (error) {
+      const challenge = error instanceof RegistryError && error.kind === 'unauthorized' ? bearerChallenge(error.challenge) : undefined;
+      if (!challenge) throw error;
+      const token = await fetchToken(challenge, given, `repository:${path}:pull`, timeoutMs);
+      if (tokens.size >= 1000) tokens.clear();
+      tokens.set(key, token);
+      return get(url, { ...given, authorization: `Bearer ${token.value}` }, { ...limits, timeoutMs });
+    }
+  }
+
   return {
     async manifest(registry, path, reference) {
       try {
-        return await get(new URL(`${path}/manifests/${encodeURIComponent(reference)}`, base(registry)), access(registry), {
+        return await read(registry, path, new URL(`${path}/manifests/${encodeURIComponent(reference)}`, base(registry)), {
           accept: MANIFEST_TYPES.join(', '),
           maxBytes: MAX_MANIFEST_BYTES,
-          timeoutMs,
         });
       } catch (error) {
         if (error instanceof RegistryError && error.kind === 'not-found') return undefined;
         throw error;
       }
     },
-    blob: (registry, path, digest, maxBytes) =>
-      get(new URL(`${path}/blobs/${digest}`, base(registry)), access(registry), { accept: '*/*', maxBytes, timeoutMs }),
+    blob: (registry, path, digest, maxBytes) => read(registry, path, new URL(`${path}/blobs/${digest}`, base(registry)), { accept: '*/*', maxBytes }),
   };
+}
+
+/** `Bearer realm="…",service="…",scope="…"` → its parameters; `undefined` for any other scheme. */
+export function bearerChallenge(header: string | undefined): { realm: string; service?: string; scope?: string } | undefined {
+  if (!header || !/^Bearer\s/i.test(header) || header.length > 2048) return undefined;
+  const params: Record<string, string> = {};
+  for (const match of header.slice(7).matchAll(/([A-Za-z]+)="([^"]*)"/g)) params[(match[1] as string).toLowerCase()] = match[2] as string;
+  if (!params.realm) return undefined;
+  return { realm: params.realm, ...(params.service ? { service: params.service } : {}), ...(params.scope ? { scope: params.scope } : {}) };
+}
+
+const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
+
+/** The token endpoint named by a challenge: https (http only for an insecure registry), the registry's CA, Basic credentials if any. */
+async function fetchToken(challenge: { realm: string; service?: string; scope?: string }, access: RegistryAccess, scope: string, timeoutMs: number) {
+  if (!URL.canParse(challenge.realm)) throw new RegistryError('malformed', 'token realm is not a URL');
+  const url = new URL(challenge.realm);
+  if (url.protocol !== 'https:' && !(access.insecure && url.protocol === 'http:')) throw new RegistryError('http', 'token realm is not https');
+  if (challenge.service) url.searchParams.set('service', challenge.service);
+  url.searchParams.set('scope', challenge.scope ?? scope);
+  const basic = access.authorization?.startsWith('Basic ') ? access.authorization : undefined;
+  const body = await get(url, { ...(access.ca ? { ca: access.ca } : {}), ...(access.insecure ? { insecure: true } : {}), ...(basic ? { authorization: basic } : {}) }, {
+    accept: 'application/json',
+    maxBytes: MAX_TOKEN_RESPONSE_BYTES,
+    timeoutMs,
+  });
+  let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+  try {
+    parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+  } catch {
+    throw new RegistryError('malformed', 'token response is not JSON');
+  }
+  const value = typeof parsed.token === 'string' ? parsed.token : parsed.access_token;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 16_384 || /[\s]/.test(value)) throw new RegistryError('malformed', 'token response has no token');
+  const lifetime = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? Math.min(parsed.expires_in, 3600) : 60;
+  // Renewed a little early, so a token never expires between our check and the registry's.
+  return { value, expiresAt: Date.now() + Math.max(0, lifetime - 10) * 1000 };
 }
 
 async function get(url: URL, access: RegistryAccess, limits: { accept: string; maxBytes: number; timeoutMs: number }): Promise<Buffer> {
@@ -94,6 +151,11 @@ function once(url: URL, access: RegistryAccess, limits: { accept: string; maxByt
       if (status === 404) {
         response.resume();
         return reject(new RegistryError('not-found', 'HTTP 404'));
+      }
+      if (status === 401) {
+        response.resume();
+        const challenge = response.headers['www-authenticate'];
+        return reject(new RegistryError('unauthorized', 'HTTP 401', typeof challenge === 'string' ? challenge : undefined));
       }
       if (status !== 200) {
         response.resume();

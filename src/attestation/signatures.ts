@@ -18,6 +18,8 @@ export interface SignatureChecker {
 const SIGNED_TTL_MS = 6 * 3600_000;
 const UNSIGNED_TTL_MS = 60_000;
 const FAILED_TTL_MS = 5_000;
+/** One image's whole check (manifest and every payload read) ends by then, whatever each read's own limit. */
+const CHECK_DEADLINE_MS = 10_000;
 
 type Cached = SignatureVerdict & { failed?: boolean };
 
@@ -28,6 +30,7 @@ export function createSignatureChecker(options: {
   now: () => number;
   onCheck?: (result: 'signed' | 'unsigned' | 'error') => void;
   maxEntries?: number;
+  deadlineMs?: number;
 }): SignatureChecker {
   const ttlOf = (verdict: Cached) => (verdict.failed ? FAILED_TTL_MS : verdict.kind === 'signed' ? SIGNED_TTL_MS : UNSIGNED_TTL_MS);
   const verdicts = createLookupCache<Cached>({ ttlMs: ttlOf, max: options.maxEntries ?? 10_000, now: options.now });
@@ -37,7 +40,11 @@ export function createSignatureChecker(options: {
     if (!ref) return Promise.resolve({ kind: 'unsigned' });
     return verdicts.get(`${ref.repository}@${ref.digest}`, async () => {
       try {
-        const verdict = await verifyImage(options.registry, options.keys, ref);
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new RegistryError('timeout', 'signature check took too long')), options.deadlineMs ?? CHECK_DEADLINE_MS);
+        });
+        const verdict = await Promise.race([verifyImage(options.registry, options.keys, ref), deadline]).finally(() => clearTimeout(timer));
         options.onCheck?.(verdict.kind);
         return verdict;
       } catch (error) {

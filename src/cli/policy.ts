@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { createMemoryCache } from '../cache/index.js';
+import { factsFromPodObject } from '../attestation/index.js';
 import { ConfigError, loadConfig, type ClusterConfig, type Config } from '../config/index.js';
 import { TOKEN_TYPE_JWT } from '../constants.js';
 import { loadDevCluster } from '../dev-cluster/index.js';
@@ -95,6 +96,7 @@ interface ExplainOptions {
   role: string;
   token?: string;
   claims?: string;
+  pod?: string;
   cluster?: string;
   audience?: string[];
   scope?: string[];
@@ -133,7 +135,15 @@ async function explain(options: ExplainOptions, command: Command, io: PolicyCliI
     io.err(`policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}\n`);
     return io.exit(2);
   }
-  const identity = identityFromClaims(claims, clusterFor(claims, knownClusters(config), options.cluster));
+  let identity = identityFromClaims(claims, clusterFor(claims, knownClusters(config), options.cluster));
+  if (options.pod) {
+    try {
+      identity = { ...identity, attestation: factsFromPodObject(parseYaml(readFileSync(options.pod, 'utf8'))).facts };
+    } catch (error) {
+      io.err(`policy explain: --pod ${options.pod}: ${error instanceof Error ? error.message : String(error)}\n`);
+      return io.exit(2);
+    }
+  }
   const audience = options.audience && options.audience.length > 0 ? options.audience : role.issue.audiences.slice(0, 1);
   const decision = set.decide(role, { identity, request: { audience, scope: options.scope ?? [], tokenType: options.tokenType }, now });
   if (options.json) io.out(`${escapeJson(JSON.stringify(explainJson(role, decision, signature), null, 2))}\n`);
@@ -188,6 +198,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
     .requiredOption('--role <role>', 'the role to evaluate')
     .option('--token <file>', 'a subject token (its signature is reported, not required)')
     .option('--claims <file>', 'a claim set (JSON or YAML)')
+    .option('--pod <file>', 'a Pod object (or a List with its Node and ReplicaSet/Job), as pod attestation would read it')
     .option('--cluster <name>', 'the cluster the token comes from (default: by iss)')
     .option('--audience <aud>', 'requested audience (repeatable; default: the role’s first)', collect)
     .option('--scope <scope>', 'requested scope (repeatable)', collect)

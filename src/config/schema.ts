@@ -183,10 +183,14 @@ const listenSchema = z.strictObject({
 /** cosign public keys and how to reach the registries that hold the signatures. */
 export const imageSignaturesSchema = z.strictObject({
   /** Key name (what `kubernetes.io/pod/image/signed-by` reports) → PEM file of an ECDSA P-256 public key. */
-  keys: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'key names use letters, digits, . _ -'), z.string().min(1)),
+  keys: z.record(z.string(), z.string().min(1)).superRefine((keys, ctx) => {
+    for (const name of Object.keys(keys)) {
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'key names use letters, digits, . _ -' });
+    }
+  }),
   registries: z
     .record(
-      z.string().regex(/^[a-z0-9.-]+(:[0-9]{1,5})?$/, 'must be a registry host[:port] in lowercase'),
+      z.string(),
       z
         .strictObject({
           /** PEM CA bundle trusted for this registry instead of the system store. */
@@ -202,6 +206,11 @@ export const imageSignaturesSchema = z.strictObject({
           message: 'username and passwordEnv go together',
         }),
     )
+    .superRefine((registries, ctx) => {
+      for (const host of Object.keys(registries)) {
+        if (!/^[a-z0-9.-]+(:[0-9]{1,5})?$/.test(host)) ctx.addIssue({ code: 'custom', path: [host], message: 'must be a registry host[:port] in lowercase' });
+      }
+    })
     .default({}),
 });
 

@@ -72,6 +72,7 @@ export function formatExplain(set: PolicySet, role: CompiledRole, decision: Deci
     `decision: ${verdict(decision)}`,
     ...(context.signature ? [`token: ${context.signature}`] : []),
     `identity: cluster=${identity.cluster} iss=${identity.iss} sub=${identity.sub} namespace=${identity.namespace ?? '-'} serviceaccount=${identity.serviceAccount?.name ?? '-'}`,
+    ...(identity.attestation ? [`pod: owner=${identity.attestation.owner ?? '-'} images=${identity.attestation.images.join(',') || '-'}`] : []),
     `request: audience=${context.audience.join(',') || '-'} token_type=${context.tokenType} at=${new Date(context.now * 1000).toISOString()}`,
     'statements:',
   ];

@@ -4,6 +4,7 @@ import { formatDuration } from '../config/index.js';
 import { issuerHostPath, principalMatcher } from './issuer.js';
 import { parseIrsaKey } from './keys.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
+import { podKeyProblems } from './lint-pod-keys.js';
 import { globToRegExp } from './operators.js';
 import type { Path, Problem } from './source.js';
 import type { CompiledCondition, CompiledStatement } from './types.js';
@@ -38,6 +39,7 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
     ...audienceProblems(valid),
     ...(options.clusters ? principalProblems(valid, options.clusters) : []),
     ...(options.clusters ? irsaAudienceProblems(valid, options.clusters, options.audience) : []),
+    ...(options.clusters ? podKeyProblems(valid, options.clusters) : []),
     ...unusableRoleProblems(valid),
     ...cloudProblems(valid),
   ];

@@ -1,6 +1,7 @@
 import { formatDuration } from '../config/index.js';
 import { escapeLines } from '../terminal/index.js';
 import type { CompiledCondition, CompiledRole, CompiledStatement, PolicySet } from './types.js';
+import { describePodCondition, isPodCondition } from './who-can-pod.js';
 
 /**
  * `policy who-can`: a role's blast radius read from its statements — which clusters,
@@ -14,6 +15,8 @@ export interface AllowSummary {
   serviceAccounts: string[];
   /** `<ns>:<sa>` pairs from `…:sub` conditions. */
   subjects: string[];
+  /** What pod attestation must report (images, signers, owner, labels), in words. */
+  pod?: string[];
   /** Conditions that narrow further, in words. */
   also: string[];
 }
@@ -59,13 +62,15 @@ function summarize(statement: CompiledStatement): AllowSummary {
   const fromSub = (group: 1 | 2) => withAbsent([...new Set(fromSubs.map((m) => m[group] as string))], subsIfExists);
   const namespaces = listed(namespaceConditions);
   const serviceAccounts = listed(serviceAccountConditions);
+  const pod = statement.conditions.filter(isPodCondition).map(describePodCondition);
   return {
     statement: statement.label,
     clusters: statement.principals,
     namespaces: namespaces.length > 0 ? namespaces : fromSubs.length > 0 ? fromSub(1) : ['*'],
     serviceAccounts: serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? fromSub(2) : ['*'],
     subjects: listed(subConditions),
-    also: statement.conditions.filter((c) => !used.has(c)).map(describeCondition),
+    ...(pod.length > 0 ? { pod } : {}),
+    also: statement.conditions.filter((c) => !used.has(c) && !isPodCondition(c)).map(describeCondition),
   };
 }
 
@@ -98,6 +103,7 @@ export function formatWhoCan(result: WhoCan): string {
     lines.push(`  namespaces:       ${allow.namespaces.join(', ')}`);
     lines.push(`  service accounts: ${allow.serviceAccounts.join(', ')}`);
     if (allow.subjects.length > 0) lines.push(`  subjects:         ${allow.subjects.join(', ')}`);
+    for (const pod of allow.pod ?? []) lines.push(`  pod:              ${pod}`);
     for (const also of allow.also) lines.push(`  and:              ${also}`);
   }
   if (result.denies.length > 0) lines.push('except (Deny):');

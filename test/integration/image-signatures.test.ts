@@ -36,7 +36,7 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
   const ref = (repository: string, digest: string) => `${registry.host}/${repository}@${digest}`;
 
   beforeAll(async () => {
-    registry = await startRegistry();
+    registry = await startRegistry({ tokenAuth: true });
     const real = createRegistryClient(() => ({ ca: registry.caPem }));
     // Counts reads, to show the verdict cache; every read still goes to the real registry.
     client = {
@@ -53,6 +53,7 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
     await push('bad-signature', 'shop/orders');
     await push('wrong-type', 'shop/orders');
     await push('sidecar', 'shop/envoy');
+    await push('via-token', 'shop/orders');
     const digest = (name: string) => (images[name] as string).split('@')[1] as string;
     await registry.pushSignature('shop/orders', digest('signed'), release.privateKey);
     await registry.pushSignature('shop/orders', digest('both'), qa.privateKey);
@@ -63,6 +64,7 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
     await registry.pushSignature('shop/orders', digest('bad-signature'), release.privateKey, { signBytes: Buffer.from('something else') });
     await registry.pushSignature('shop/orders', digest('wrong-type'), release.privateKey, { type: 'atomic container signature' });
     await registry.pushSignature('shop/envoy', digest('sidecar'), release.privateKey);
+    await registry.pushSignature('shop/orders', digest('via-token'), release.privateKey, { payloadReference: `${registry.tokenHost}/shop/orders` });
   }, 60_000);
   afterAll(async () => {
     await registry?.stop();
@@ -102,6 +104,17 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
 
   it('fail/image-without-digest-is-never-signed', async () => {
     expect(await checker().signedBy([images.signed as string, `${registry.host}/shop/orders:1.4`])).toEqual([]);
+  });
+
+  it('ok/registry-with-docker-token-auth', async () => {
+    const before = registry.tokensIssued();
+    const results: string[] = [];
+    const image = `${registry.tokenHost}/shop/orders@${(images['via-token'] as string).split('@')[1]}`;
+    const viaToken = createRegistryClient(() => ({ ca: registry.caPem }));
+    expect(await checker(viaToken, (result) => results.push(result)).signedBy([image])).toEqual(['release']);
+    expect(results).toEqual(['signed']);
+    // One token for the repository, reused for the payload blob.
+    expect(registry.tokensIssued() - before).toBe(1);
   });
 
   it('ok/verdicts-cached-by-digest', async () => {

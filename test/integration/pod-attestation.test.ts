@@ -288,8 +288,12 @@ describe('pod attestation through the cluster API', () => {
     const { token } = await podWithToken({ name: 'orders-7d4b9c8f6-outage' });
     await eventually(async () => (await exchange(token)).status === 200, 'first exchange');
     server.setDown(true);
+    const attemptsBefore = server.connectionAttempts();
     try {
       await eventually(() => server.openWatches() === 0, 'the watch to drop');
+      // Resumption backs off (50 ms doubling to 200 ms here): about five tries a second, not a burst.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(server.connectionAttempts() - attemptsBefore).toBeLessThanOrEqual(12);
       clock += 30_000;
       expect((await exchange(token)).status).toBe(200);
       clock += 31_000;

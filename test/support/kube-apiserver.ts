@@ -85,6 +85,8 @@ export interface KubeApiServer {
   dropWatches(): void;
   /** Pod watches open now. */
   openWatches(): number;
+  /** TCP connections accepted so far (refused ones while down included). */
+  connectionAttempts(): number;
   stop(): Promise<void>;
 }
 
@@ -142,7 +144,9 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     { cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false },
     (req, res) => void handle(req, res),
   );
+  let connectionCount = 0;
   server.on('connection', (socket: Socket) => {
+    connectionCount += 1;
     if (down) return void socket.destroy();
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -344,6 +348,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       watchers.clear();
     },
     openWatches: () => watchers.size,
+    connectionAttempts: () => connectionCount,
     hits: (path) => hitCounts.get(path) ?? 0,
     async stop() {
       for (const watcher of watchers) watcher.res.destroy();

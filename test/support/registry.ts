@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { stringify as toYaml } from 'yaml';
 import { createTestCa, issueLeaf } from './kube-apiserver-pki.js';
 import { freePort } from './net.js';
@@ -18,6 +20,13 @@ export { requireBinary } from './redis.js';
 export interface TestRegistry {
   /** `127.0.0.1:<port>`: the registry part of image references. */
   host: string;
+  /**
+   * With `tokenAuth`: a second registry process serving the same storage that demands Docker
+   * token auth (a Bearer challenge naming a token endpoint the test runs).
+   */
+  tokenHost?: string;
+  /** Tokens the token endpoint handed out. */
+  tokensIssued(): number;
   caFile: string;
   caPem: string;
   /** Push a tiny image; resolves to its manifest digest. */
@@ -49,7 +58,7 @@ export function cosignKeyPair(): { privateKey: KeyObject; publicPem: string } {
   return { privateKey, publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
 }
 
-export async function startRegistry(): Promise<TestRegistry> {
+export async function startRegistry(options: { tokenAuth?: boolean } = {}): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-registry-'));
   const ca = await createTestCa('tessera-test-registry-ca');
   const leaf = await issueLeaf(ca, 'server', 'CN=registry');
@@ -68,12 +77,71 @@ export async function startRegistry(): Promise<TestRegistry> {
       http: { addr: host, secret: 'test-only', tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') } },
     }),
   );
-  const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+  const children: ChildProcess[] = [];
+  const launch = async (config: string, ready: () => Promise<boolean>) => {
+    const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(child);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    await waitReady(child, ready, () => stderr);
+  };
   const base = `https://${host}/v2/`;
   const call = (path: string, init: RequestInit = {}) => tlsFetch(new URL(path, base), init, ca.certPem);
-  await waitReady(child, () => call('').then((response) => response.status === 200).catch(() => false), () => stderr);
+  await launch(join(dir, 'config.yml'), () => call('').then((response) => response.status === 200).catch(() => false));
+  let tokenHost: string | undefined;
+  let tokensIssued = 0;
+  let tokenServer: HttpsServer | undefined;
+  if (options.tokenAuth) {
+    const signer = await createTestCa('tessera-test-token-signer');
+    writeFileSync(join(dir, 'token-signer.pem'), signer.certPem);
+    const x5c = signer.certPem.replace(/-----[^-]+-----|\s/g, '');
+    tokenServer = createServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+      const url = new URL(req.url ?? '/', 'https://token');
+      const [, repository] = /^repository:([^:]+):/.exec(url.searchParams.get('scope') ?? '') ?? [];
+      tokensIssued += 1;
+      void new SignJWT({ access: repository ? [{ type: 'repository', name: repository, actions: ['pull'] }] : [] })
+        .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [x5c] })
+        .setIssuer('tessera-test-token-issuer')
+        .setAudience(url.searchParams.get('service') ?? '')
+        .setSubject('tessera')
+        .setIssuedAt()
+        .setNotBefore(Math.floor(Date.now() / 1000) - 60)
+        .setExpirationTime('5m')
+        .setJti(String(tokensIssued))
+        .sign(signer.keys.privateKey)
+        .then((token) => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ token, expires_in: 300 }));
+        });
+    });
+    await new Promise<void>((resolve) => tokenServer?.listen(0, '127.0.0.1', resolve));
+    const tokenPort = (tokenServer.address() as { port: number }).port;
+    const authPort = await freePort();
+    tokenHost = `127.0.0.1:${authPort}`;
+    writeFileSync(
+      join(dir, 'config-token.yml'),
+      toYaml({
+        version: 0.1,
+        log: { level: 'error', accesslog: { disabled: true } },
+        storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true } },
+        http: { addr: tokenHost, secret: 'test-only', tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') } },
+        auth: {
+          token: {
+            realm: `https://127.0.0.1:${tokenPort}/token`,
+            service: 'tessera-test-registry',
+            issuer: 'tessera-test-token-issuer',
+            rootcertbundle: join(dir, 'token-signer.pem'),
+          },
+        },
+      }),
+    );
+    const authBase = `https://${tokenHost}/v2/`;
+    await launch(join(dir, 'config-token.yml'), () =>
+      tlsFetch(new URL('', authBase), {}, ca.certPem)
+        .then((response) => response.status === 401)
+        .catch(() => false),
+    );
+  }
 
   async function pushBlob(repository: string, bytes: Buffer): Promise<string> {
     const digest = sha256(bytes);
@@ -100,6 +168,8 @@ export async function startRegistry(): Promise<TestRegistry> {
 
   return {
     host,
+    ...(tokenHost ? { tokenHost } : {}),
+    tokensIssued: () => tokensIssued,
     caFile,
     caPem: ca.certPem,
     async pushImage(repository, tag, content = `${repository}:${tag}`) {
@@ -151,12 +221,15 @@ export async function startRegistry(): Promise<TestRegistry> {
     },
     putManifest,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
+      for (const child of children) {
+        if (child.exitCode !== null || child.signalCode !== null) continue;
         await new Promise<void>((resolve) => {
           child.once('exit', () => resolve());
           child.kill('SIGTERM');
         });
       }
+      tokenServer?.closeAllConnections();
+      await new Promise((resolve) => (tokenServer ? tokenServer.close(resolve) : resolve(undefined)));
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -175,10 +248,9 @@ async function waitReady(child: ChildProcess, ready: () => Promise<boolean>, std
 
 /** fetch over TLS trusting only `ca`, through node:https (global fetch cannot take a CA). */
 async function tlsFetch(url: URL, init: RequestInit, ca: string): Promise<Response> {
-  const { request } = await import('node:https');
   const body = init.body === undefined || init.body === null ? undefined : Buffer.from(init.body as string | Buffer);
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: init.method ?? 'GET', headers: { ...(init.headers as Record<string, string>), ...(body ? { 'content-length': String(body.length) } : {}) }, ca, agent: false }, (res) => {
+    const req = httpsRequest(url, { method: init.method ?? 'GET', headers: { ...(init.headers as Record<string, string>), ...(body ? { 'content-length': String(body.length) } : {}) }, ca, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
