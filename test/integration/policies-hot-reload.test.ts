@@ -44,7 +44,7 @@ async function exchange(namespace: string, resource: string): Promise<number> {
   const body = new URLSearchParams({
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
     subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-    subject_token: app.devCluster.signToken({ namespace, serviceAccount: 'api', audience: 'tessera' }),
+    subject_token: await app.devCluster.signToken({ namespace, serviceAccount: 'api', audience: 'tessera' }),
     resource,
   });
   const response = await fetch(`${url}/v1/token`, { method: 'POST', body });
