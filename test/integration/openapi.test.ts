@@ -47,6 +47,14 @@ describe('the app matches openapi.yaml', () => {
     }
   });
 
+  it('GET /v1/trust-bundle: JSON and PEM', async () => {
+    for (const init of [{ path: '' }, { path: '?format=pem' }, { path: '', headers: { accept: 'application/x-pem-file' } }]) {
+      const response = await fetch(`${t.url}/v1/trust-bundle${init.path}`, { headers: init.headers ?? {} });
+      expect(response.status).toBe(200);
+      await conforms('/v1/trust-bundle', 'get', response);
+    }
+  });
+
   it('POST /v1/token: success and every error status', async () => {
     const subject = await t.devToken('orders', 'order-service');
     await conforms('/v1/token', 'post', await post(form({ subject_token: subject, resource: 'orders-reader', scope: 'orders.read' })));

@@ -131,19 +131,19 @@ describe('POST /v1/token', () => {
     expect(jtis.size).toBe(20);
   });
 
-  const refusals: Array<[string, () => Record<string, string | string[]>, number, string]> = [
-    ['fail/unknown-role', () => ({ resource: 'nope' }), 400, 'invalid_target'],
-    ['fail/ambiguous-audience', () => ({ audience: 'shared-aud' }), 400, 'invalid_target'],
-    ['fail/no-role-for-audience', () => ({ audience: 'https://unknown.example.com' }), 400, 'invalid_target'],
-    ['fail/audience-not-allowed-by-role', () => ({ resource: 'orders-reader', audience: 'sts.amazonaws.com' }), 400, 'invalid_target'],
-    ['fail/neither-resource-nor-audience', () => ({}), 400, 'invalid_target'],
-    ['fail/scope-not-listed', () => ({ resource: 'orders-reader', scope: 'orders.admin' }), 400, 'invalid_scope'],
-    ['fail/x509-without-profile', () => ({ resource: 'orders-reader', requested_token_type: 'urn:tessera:params:oauth:token-type:x509-svid', csr: 'x' }), 400, 'invalid_request'],
+  const refusals: Array<[string, () => Record<string, string | string[]>, number, string, string]> = [
+    ['fail/unknown-role', () => ({ resource: 'nope' }), 400, 'invalid_target', 'resource names no known role'],
+    ['fail/ambiguous-audience', () => ({ audience: 'shared-aud' }), 400, 'invalid_target', 'several roles issue for the requested audience; name one with resource'],
+    ['fail/no-role-for-audience', () => ({ audience: 'https://unknown.example.com' }), 400, 'invalid_target', 'no role issues for the requested audience'],
+    ['fail/audience-not-allowed-by-role', () => ({ resource: 'orders-reader', audience: 'sts.amazonaws.com' }), 400, 'invalid_target', 'audience is not allowed for role orders-reader'],
+    ['fail/neither-resource-nor-audience', () => ({}), 400, 'invalid_target', 'resource or audience is required to select a role'],
+    ['fail/scope-not-listed', () => ({ resource: 'orders-reader', scope: 'orders.admin' }), 400, 'invalid_scope', 'scope is not allowed for role orders-reader'],
+    ['fail/x509-without-profile', () => ({ resource: 'orders-reader', requested_token_type: 'urn:tessera:params:oauth:token-type:x509-svid', csr: 'x' }), 400, 'invalid_request', 'role orders-reader does not issue x509-svid credentials'],
   ];
-  it.each(refusals)('%s', async (_name, extra, status, error) => {
+  it.each(refusals)('%s', async (_name, extra, status, error, description) => {
     const response = await exchange(await t.devToken('orders', 'order-service'), extra());
     expect(response.status).toBe(status);
-    expect(response.json).toEqual({ error, error_description: expect.any(String) });
+    expect(response.json).toEqual({ error, error_description: description });
     expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
