@@ -3,7 +3,7 @@ import { LOOPBACK_HOSTS, SIGNING_ALGORITHMS } from '../constants.js';
 import { durationProblem, parseDuration } from './duration.js';
 
 /**
- * The config file of DESIGN.md. Every field is validated and unknown fields are rejected
+ * The config file (docs/architecture.md, "External contract"). Every field is validated and unknown fields are rejected
  * (`z.strictObject`), so a typo fails start-up instead of silently weakening security.
  */
 

@@ -20,7 +20,7 @@ async function verifyIssued(token: string, audience: string) {
 }
 
 describe('POST /v1/token', () => {
-  it('ok/role-by-resource: issues a JWT with the claims of DESIGN.md', async () => {
+  it('ok/role-by-resource: issues a JWT with the claims of docs/architecture.md', async () => {
     const subject = await t.devToken('orders', 'order-service');
     const { status, headers, json } = await exchange(subject, { resource: 'orders-reader' });
     expect(status).toBe(200);
