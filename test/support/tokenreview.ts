@@ -46,18 +46,32 @@ export function useKubeApiServer(): () => KubeApiServer {
 type ClusterInput = NonNullable<ConfigInput['clusters']>[number];
 
 /** The config entry of cluster `prod`, verified by TokenReview against `server` (as the config file would give it). */
-export function reviewClusterInput(server: KubeApiServer, overrides: Partial<ClusterInput> = {}, kubeconfig?: KubeconfigOptions): ClusterInput {
+export function reviewClusterInput(
+  server: KubeApiServer,
+  overrides: Partial<ClusterInput> = {},
+  kubeconfig?: KubeconfigOptions,
+): ClusterInput {
   return { name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig(kubeconfig), ...overrides };
 }
 
 /** The same entry after the config schema filled in its defaults. */
-export function reviewCluster(server: KubeApiServer, overrides: Partial<ClusterConfig> = {}, kubeconfig?: KubeconfigOptions): ClusterConfig {
+export function reviewCluster(
+  server: KubeApiServer,
+  overrides: Partial<ClusterConfig> = {},
+  kubeconfig?: KubeconfigOptions,
+): ClusterConfig {
   return clusterSchema.parse(reviewClusterInput(server, overrides, kubeconfig));
 }
 
 /** A projected token for pod `orders-1` of production/order-service, for the review audience. */
 export function issueReviewToken(server: KubeApiServer, overrides: Partial<IssueOptions> = {}): Promise<string> {
-  return server.issueToken({ namespace: 'production', serviceAccount: 'order-service', pod: 'orders-1', audiences: [REVIEW_AUDIENCE], ...overrides });
+  return server.issueToken({
+    namespace: 'production',
+    serviceAccount: 'order-service',
+    pod: 'orders-1',
+    audiences: [REVIEW_AUDIENCE],
+    ...overrides,
+  });
 }
 
 export interface ReviewVerifierOptions {
@@ -71,10 +85,20 @@ export interface ReviewVerifierOptions {
 export function reviewVerifier(server: KubeApiServer, options: ReviewVerifierOptions = {}) {
   let clock = Date.now();
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+  });
   const metrics = createMetrics();
   const cluster = reviewCluster(server, options.cluster, options.kubeconfig);
   const cache = options.cache ?? createMemoryCache({ now: () => clock });
-  const verifier = createTokenReviewVerifier(cluster, { cache, logger, metrics, now: () => clock, audiences: [REVIEW_AUDIENCE], ...options.deps });
+  const verifier = createTokenReviewVerifier(cluster, {
+    cache,
+    logger,
+    metrics,
+    now: () => clock,
+    audiences: [REVIEW_AUDIENCE],
+    ...options.deps,
+  });
   return { verifier, lines, metrics, cache, advance: (ms: number) => void (clock += ms) };
 }
