@@ -64,7 +64,7 @@ const broker = await startTestApp();
 const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-agent-'));
 try {
   const tokenFile = join(dir, 'sa-token');
-  writeFileSync(tokenFile, broker.devToken('default', 'demo'));
+  writeFileSync(tokenFile, (await broker.devToken('default', 'demo')));
   const out = join(dir, 'out');
   const agent = await idleRss([CLI, 'agent', '--endpoint', broker.url, '--token-file', tokenFile, '--resource', 'demo', '--out', out], () =>
     existsSync(join(out, 'token')),

@@ -22,7 +22,7 @@ export function registerDevTokenCommand(program: Command): void {
       if (!config.devCluster) throw new ConfigError('this config has no devCluster: dev-token signs only for the dev cluster');
       const dev = await loadDevCluster(config.devCluster, config.audience);
       process.stdout.write(
-        `${dev.signToken({ namespace: options.namespace, serviceAccount: options.serviceAccount, audience: options.audience ?? config.audience, ttlSeconds: options.ttl })}\n`,
+        `${await dev.signToken({ namespace: options.namespace, serviceAccount: options.serviceAccount, audience: options.audience ?? config.audience, ttlSeconds: options.ttl })}\n`,
       );
     });
 }

@@ -5,7 +5,7 @@ import { durationProblem, parseDuration } from './duration.js';
 import { issuerHostPath } from './issuer-host-path.js';
 
 /**
- * The config file of DESIGN.md. Every field is validated and unknown fields are rejected
+ * The config file (docs/architecture.md, "External contract"). Every field is validated and unknown fields are rejected
  * (`z.strictObject`), so a typo fails start-up instead of silently weakening security.
  */
 

@@ -1,8 +1,8 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { base64url, calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import type { ClusterConfig, Config } from '../config/index.js';
+import { signingKeyFromPrivateKey, signJws } from '../keys/index.js';
 
 /**
  * The dev cluster: a local stand-in for a Kubernetes service-account issuer, so a newcomer
@@ -14,7 +14,7 @@ export type DevClusterConfig = NonNullable<Config['devCluster']>;
 export interface DevCluster {
   /** The cluster entry the verifier sees: static JWKS, no network. */
   cluster: ClusterConfig;
-  signToken(options: DevTokenOptions): string;
+  signToken(options: DevTokenOptions): Promise<string>;
 }
 
 export interface DevTokenOptions {
@@ -48,22 +48,19 @@ function loadOrCreateKey(dir: string): KeyObject {
  * @example const dev = await loadDevCluster(config.devCluster, config.audience);
  */
 export async function loadDevCluster(config: DevClusterConfig, audience: string): Promise<DevCluster> {
-  const privateKey = loadOrCreateKey(config.keyDir);
-  const publicJwk: JWK = await exportJWK(createPublicKey(privateKey));
-  const kid = await calculateJwkThumbprint(publicJwk);
-  const jwk = { ...publicJwk, kty: 'EC', kid, alg: 'ES256', use: 'sig' };
+  // Signed like the broker's own tokens (same JWK, kid thumbprint and JWS form), from a key kept in the keyDir.
+  const key = signingKeyFromPrivateKey(loadOrCreateKey(config.keyDir), 'ES256');
   const cluster: ClusterConfig = {
     name: config.name,
     issuer: config.issuer,
     verify: 'jwks',
     audiences: [audience],
-    jwks: { keys: [jwk] },
+    jwks: { keys: [{ ...key.publicJwk, kty: 'EC' }] },
     allowInsecure: false,
   };
-  const encode = (value: unknown): string => base64url.encode(JSON.stringify(value));
   return {
     cluster,
-    signToken(options) {
+    async signToken(options) {
       const now = options.now ?? Math.floor(Date.now() / 1000);
       const pod = options.pod ?? `${options.serviceAccount}-${randomUUID().slice(0, 8)}`;
       const claims = {
@@ -81,9 +78,7 @@ export async function loadDevCluster(config: DevClusterConfig, audience: string)
         },
         sub: `system:serviceaccount:${options.namespace}:${options.serviceAccount}`,
       };
-      const input = `${encode({ alg: 'ES256', kid, typ: 'JWT' })}.${encode(claims)}`;
-      const signature = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
-      return `${input}.${base64url.encode(signature)}`;
+      return signJws(key, {}, claims);
     },
   };
 }

@@ -9,6 +9,7 @@ export {
   type KeyProviderDeps,
 } from './create.js';
 export { signJws } from './jws.js';
+export { signingKeyFromPrivateKey } from './local.js';
 export { jwkThumbprint } from './jwk.js';
 export { KeyStoreError } from './errors.js';
 export { planRotation, type RotationPolicy, type RotationAction } from './rotation.js';

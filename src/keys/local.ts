@@ -170,6 +170,16 @@ function namedSigningKey(key: LoadedKey, alg: JwsAlgorithm): SigningKey {
   return { kid: key.publicJwk.kid as string, alg, publicJwk: key.publicJwk, sign: nodeSigner(key.privateKey, alg) };
 }
 
+/**
+ * A signing key for a private key held in memory (the dev cluster's), with the same JWK, kid
+ * and signature form as the keys the broker issues with.
+ *
+ * @example const jwt = await signJws(signingKeyFromPrivateKey(privateKey, 'ES256'), {}, claims);
+ */
+export function signingKeyFromPrivateKey(privateKey: KeyObject, alg: JwsAlgorithm): SigningKey {
+  return namedSigningKey({ privateKey, publicJwk: jwkFromKeyObject(privateKey, alg) }, alg);
+}
+
 async function ensurePrivateDir(dir: string, logger: Logger): Promise<void> {
   const created = await mkdir(dir, { recursive: true, mode: 0o700 });
   if (created) {

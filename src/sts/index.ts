@@ -59,7 +59,7 @@ export interface StsDeps extends ExchangeDeps {
 }
 
 /**
- * The HTTP surface of DESIGN.md: handlers only parse, call a domain function and serialize.
+ * The HTTP surface (docs/architecture.md, "External contract"; openapi.yaml): handlers only parse, call a domain function and serialize.
  *
  * @example const app = createStsApp(deps); const res = await app.request('/healthz');
  */

@@ -3,7 +3,7 @@ import { POD_KEYS, resolvePodKey } from './pod-keys.js';
 import type { PreparedInput } from './types.js';
 
 /**
- * Condition keys (DESIGN.md): how each one reads its value from a request. Key names are
+ * Condition keys (docs/architecture.md, "Add a condition key"): how each one reads its value from a request. Key names are
  * case-insensitive as in AWS IAM, except the claim path after `token:` (JWT claims are not)
  * and the issuer path of an IRSA key (only its host is case-insensitive).
  */

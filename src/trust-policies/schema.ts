@@ -3,7 +3,7 @@ import { durationSchema } from '../config/index.js';
 import { SIGNING_ALGORITHMS } from '../constants.js';
 
 /**
- * The policy file format of DESIGN.md ("Trust-policy file"): an external contract. Objects
+ * The policy file format (docs/architecture.md, "External contract"; docs/policies.md). Objects
  * are strict so a misspelt field fails instead of silently weakening a policy. Operators and
  * condition keys are checked by the compiler (it knows their grammar and gives better messages).
  */

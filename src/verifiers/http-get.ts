@@ -1,4 +1,4 @@
-import { Agent, fetch } from 'undici';
+import type { Agent, fetch as undiciFetch } from 'undici';
 import type { KeyFetchFailure } from './types.js';
 
 /** Limits on every discovery and JWKS fetch: a slow or huge answer must not stall the broker. */
@@ -47,7 +47,9 @@ export class FetchError extends Error {
  * every few minutes per cluster, and nothing is left open between them.
  */
 export async function httpGet(url: string, options: HttpGetOptions = {}): Promise<HttpGetResult> {
-  const dispatcher = new Agent({ connect: options.ca ? { ca: options.ca } : {} });
+  // Loaded on the first fetch: commands that never fetch (dev-token, policy lint) skip its start-up cost.
+  const undici = await import('undici');
+  const dispatcher = new undici.Agent({ connect: options.ca ? { ca: options.ca } : {} });
   const signal = AbortSignal.timeout(options.timeoutMs ?? FETCH_TIMEOUT_MS);
   try {
     let current = new URL(url);
@@ -56,7 +58,7 @@ export async function httpGet(url: string, options: HttpGetOptions = {}): Promis
       if (current.protocol !== 'https:' && !(options.allowHttp && current.protocol === 'http:')) {
         throw new FetchError(`refusing ${current.protocol} URL`, 'insecure-url');
       }
-      const answer = await getOnce(current, dispatcher, signal, options.maxBytes ?? FETCH_MAX_BYTES);
+      const answer = await getOnce(undici.fetch, current, dispatcher, signal, options.maxBytes ?? FETCH_MAX_BYTES);
       if (!('redirect' in answer)) return answer;
       const next = new URL(answer.redirect, current);
       if (next.origin !== origin) throw new FetchError(`redirect to another origin refused: ${next.origin}`, 'redirect');
@@ -72,7 +74,7 @@ export async function httpGet(url: string, options: HttpGetOptions = {}): Promis
 
 type Answer = HttpGetResult | { redirect: string };
 
-async function getOnce(url: URL, dispatcher: Agent, signal: AbortSignal, maxBytes: number): Promise<Answer> {
+async function getOnce(fetch: typeof undiciFetch, url: URL, dispatcher: Agent, signal: AbortSignal, maxBytes: number): Promise<Answer> {
   const response = await fetch(url, { dispatcher, signal, redirect: 'manual', headers: { accept: 'application/json' } });
   const location = response.headers.get('location');
   if (response.status >= 300 && response.status < 400 && location) {

@@ -74,7 +74,7 @@ const form = (subjectToken: string, extra: Record<string, string> = {}) =>
 
 describe('audit events of POST /v1/token', () => {
   it('ok/allow-names-identity-role-decision-and-issued-credential-digest', async () => {
-    const { response, json, event } = await post(form(t.devToken('orders', 'order-service'), { resource: 'orders-reader' }), {
+    const { response, json, event } = await post(form((await t.devToken('orders', 'order-service')), { resource: 'orders-reader' }), {
       'x-request-id': 'req-123_abc=',
       'user-agent': 'tessera-test/1.0',
     });
@@ -113,7 +113,7 @@ describe('audit events of POST /v1/token', () => {
     const { dir, cleanup } = tempDir();
     try {
       const { csrPem, keyPem } = opensslCsr(dir, EC_P256);
-      const { response, json, event } = await post(form(t.devToken('web', 'frontend'), { resource: 'guarded', requested_token_type: X509_TYPE, csr: csrPem }));
+      const { response, json, event } = await post(form((await t.devToken('web', 'frontend')), { resource: 'guarded', requested_token_type: X509_TYPE, csr: csrPem }));
       expect(response.status).toBe(200);
       const { createHash } = await import('node:crypto');
       expect(event).toMatchObject({ outcome: 'allow', role: 'guarded', requestedTokenType: X509_TYPE, decidedBy: 'AnyDevWorkload' });
@@ -128,7 +128,7 @@ describe('audit events of POST /v1/token', () => {
   });
 
   it('deny/explicit-deny-names-the-statement', async () => {
-    const { response, event } = await post(form(t.devToken('kube-system', 'admin'), { resource: 'guarded' }));
+    const { response, event } = await post(form((await t.devToken('kube-system', 'admin')), { resource: 'guarded' }));
     expect(response.status).toBe(403);
     expect(event).toMatchObject({ outcome: 'deny', error: 'access_denied', status: 403, role: 'guarded', decidedBy: 'NotKubeSystem', namespace: 'kube-system' });
     expect(event).not.toHaveProperty('failedCondition');
@@ -136,25 +136,25 @@ describe('audit events of POST /v1/token', () => {
   });
 
   it('deny/no-allow-matched-names-the-failing-condition', async () => {
-    const { event } = await post(form(t.devToken('payments', 'order-x'), { resource: 'orders-reader' }));
+    const { event } = await post(form((await t.devToken('payments', 'order-x')), { resource: 'orders-reader' }));
     expect(event).toMatchObject({ outcome: 'deny', status: 403, role: 'orders-reader', failedCondition: 'OrdersNamespace: StringEquals kubernetes.io/namespace' });
     expect(event).not.toHaveProperty('decidedBy');
   });
 
-  const token = () => t.devToken('orders', 'order-service');
+  const token = async () => (await t.devToken('orders', 'order-service'));
   const tamper = (jwt: string) => `${jwt.slice(0, -4)}${jwt.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
   // The subject token is verified before anything about the role is looked at, so a refusal
   // after verification names the workload, and one before it names neither workload nor role.
-  const refusals: Array<{ name: string; body: () => string; status: number; error: string; has?: Event; verified?: boolean }> = [
+  const refusals: Array<{ name: string; body: () => string | Promise<string>; status: number; error: string; has?: Event; verified?: boolean }> = [
     { name: 'error/bad-request', body: () => exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE }), status: 400, error: 'invalid_request' },
     { name: 'error/unsupported-grant', body: () => exchangeForm({ grant_type: 'password', subject_token: 'x', subject_token_type: JWT_TYPE }), status: 400, error: 'unsupported_grant_type' },
-    { name: 'error/unknown-role', body: () => form(token(), { resource: 'no-such-role' }), status: 400, error: 'invalid_target', has: { requestedTokenType: JWT_TYPE }, verified: true },
-    { name: 'error/bad-signature', body: () => form(tamper(token()), { resource: 'orders-reader' }), status: 400, error: 'invalid_request' },
-    { name: 'error/scope-not-allowed', body: () => form(token(), { resource: 'orders-reader', scope: 'orders.admin' }), status: 400, error: 'invalid_scope', has: { role: 'orders-reader' }, verified: true },
+    { name: 'error/unknown-role', body: async () => form(await token(), { resource: 'no-such-role' }), status: 400, error: 'invalid_target', has: { requestedTokenType: JWT_TYPE }, verified: true },
+    { name: 'error/bad-signature', body: async () => form(tamper(await token()), { resource: 'orders-reader' }), status: 400, error: 'invalid_request' },
+    { name: 'error/scope-not-allowed', body: async () => form(await token(), { resource: 'orders-reader', scope: 'orders.admin' }), status: 400, error: 'invalid_scope', has: { role: 'orders-reader' }, verified: true },
     { name: 'error/body-too-large', body: () => form('x'.repeat(70 * 1024)), status: 413, error: 'invalid_request' },
   ];
   it.each(refusals)('$name: refused before the policy, still one event', async ({ body, status, error, has, verified }) => {
-    const { response, event } = await post(body());
+    const { response, event } = await post(await body());
     expect(response.status).toBe(status);
     expect(event).toMatchObject({ outcome: 'error', status, error, clientAddress: '127.0.0.1', ...has });
     if (verified) expect(event).toMatchObject({ sub: 'system:serviceaccount:orders:order-service', namespace: 'orders', serviceAccount: 'order-service' });
@@ -166,12 +166,12 @@ describe('audit events of POST /v1/token', () => {
 
   it('request-id/unsafe-or-too-long-ids-are-replaced-by-a-generated-one', async () => {
     for (const sent of ['a'.repeat(129), 'evil id\\n', '"quoted"', '']) {
-      const { response, event } = await post(form(token(), { resource: 'orders-reader' }), sent ? { 'x-request-id': sent } : {});
+      const { response, event } = await post(form(await token(), { resource: 'orders-reader' }), sent ? { 'x-request-id': sent } : {});
       const echoed = response.headers.get('x-request-id');
       expect(echoed).toMatch(/^[0-9a-f-]{36}$/);
       expect(event.requestId).toBe(echoed);
     }
-    expect((await post(form(token()), { 'x-request-id': 'a'.repeat(128) })).event.requestId).toBe('a'.repeat(128));
+    expect((await post(form(await token()), { 'x-request-id': 'a'.repeat(128) })).event.requestId).toBe('a'.repeat(128));
   });
 
   it('request-id/echoed-on-every-response', async () => {
@@ -189,7 +189,7 @@ describe('audit events of POST /v1/token', () => {
   });
 
   it('secrets/no-issued-or-subject-token-in-any-log-line', async () => {
-    const subject = token();
+    const subject = await token();
     const { json } = await post(form(subject, { resource: 'orders-reader' }));
     const text = t.logs.text();
     for (const jwt of [subject, json.access_token as string]) {
@@ -209,7 +209,7 @@ describe('rate-limited requests', () => {
   });
 
   it('error/rate-limited: slow_down is audited too', async () => {
-    const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: limited.devToken('orders', 'order-service'), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
+    const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: (await limited.devToken('orders', 'order-service')), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
     const send = () => fetch(`${limited.url}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
     expect((await send()).status).toBe(200);
     expect((await send()).status).toBe(429);
@@ -228,7 +228,7 @@ describe('audit: { file }', () => {
     const file = join(dir, 'audit', 'events.log');
     const own = await startTestApp({ policies: writePolicies(ENDPOINT_ROLES), audit: { file } });
     try {
-      const subject = own.devToken('orders', 'order-service');
+      const subject = (await own.devToken('orders', 'order-service'));
       const send = (resource: string) =>
         fetch(`${own.url}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form(subject, { resource }) });
       const issued = (await (await send('orders-reader')).json()) as { access_token: string };

@@ -29,7 +29,7 @@ afterAll(async () => {
 async function exchange(resource: string, serviceAccount: string): Promise<{ status: number; body: Record<string, string> }> {
   const response = await fetch(`${t.url}/v1/token`, {
     method: 'POST',
-    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: t.devToken('default', serviceAccount), resource }),
+    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: (await t.devToken('default', serviceAccount)), resource }),
   });
   return { status: response.status, body: (await response.json()) as Record<string, string> };
 }

@@ -36,7 +36,7 @@ describe.skipIf(skipSoftHsm())('keys: exchanges signed in the HSM', () => {
       ['RS256', 'sig'],
     ]);
     for (const serviceAccount of ['a', 'b', 'c']) {
-      const { status, json } = await exchange(broker.devToken('default', serviceAccount));
+      const { status, json } = await exchange(await broker.devToken('default', serviceAccount));
       expect(status).toBe(200);
       const issued = json.access_token as string;
       const { payload } = await jwtVerify(issued, jwks, { issuer: broker.url, audience: 'demo' });
@@ -66,7 +66,7 @@ describe.skipIf(skipSoftHsm())('keys: exchanges signed in the HSM', () => {
     const slot = other.C_GetSlotList(true).find((candidate) => other.C_GetTokenInfo(candidate).label.trim() === 'broker') as Buffer;
     other.C_CloseAllSessions(slot);
     const jwks = createRemoteJWKSet(new URL(`${broker.url}/.well-known/jwks.json`));
-    const results = await Promise.all(['d', 'e', 'f', 'g'].map((serviceAccount) => exchange(broker.devToken('default', serviceAccount))));
+    const results = await Promise.all(['d', 'e', 'f', 'g'].map(async (serviceAccount) => exchange(await broker.devToken('default', serviceAccount))));
     expect(results.map((result) => result.status)).toEqual([200, 200, 200, 200]);
     for (const result of results) await jwtVerify(result.json.access_token as string, jwks, { issuer: broker.url, audience: 'demo' });
     const ready = await fetch(`${broker.url}/readyz`);

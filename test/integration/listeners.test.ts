@@ -20,7 +20,7 @@ describe('separate listeners', () => {
     for (const path of ['/.well-known/openid-configuration', '/.well-known/jwks.json', '/v1/trust-bundle']) {
       expect((await fetch(`${publicUrl}${path}`)).status, path).toBe(200);
     }
-    const token = await exchange(publicUrl, t.devToken());
+    const token = await exchange(publicUrl, (await t.devToken()));
     expect(token.status).toBe(404);
     expect(await token.json()).toEqual({ error: 'not_found', error_description: 'no such route' });
     for (const path of ['/metrics', '/healthz', '/readyz', '/%72eadyz']) expect((await fetch(`${publicUrl}${path}`)).status, path).toBe(404);
@@ -31,12 +31,12 @@ describe('separate listeners', () => {
       expect((await fetch(`${adminUrl}${path}`)).status, path).toBe(200);
       expect((await fetch(`${t.url}${path}`)).status, path).toBe(404);
     }
-    expect((await exchange(adminUrl, t.devToken())).status).toBe(404);
+    expect((await exchange(adminUrl, (await t.devToken()))).status).toBe(404);
     expect((await fetch(`${adminUrl}/.well-known/jwks.json`)).status).toBe(404);
   });
 
   it('ok/the-main-listener-still-serves-exchanges-and-discovery', async () => {
-    expect((await exchange(t.url, t.devToken())).status).toBe(200);
+    expect((await exchange(t.url, (await t.devToken()))).status).toBe(200);
     expect((await fetch(`${t.url}/.well-known/openid-configuration`)).status).toBe(200);
   });
 });
@@ -65,7 +65,7 @@ describe('readiness', () => {
       const ready = await fetch(`${t.url}/readyz`);
       expect(ready.status).toBe(503);
       expect(((await ready.json()) as { checks: { lifecycle?: string } }).checks.lifecycle).toBe('draining');
-      expect((await exchange(t.url, t.devToken())).status).toBe(200);
+      expect((await exchange(t.url, (await t.devToken()))).status).toBe(200);
     } finally {
       await t.close();
     }

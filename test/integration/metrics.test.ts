@@ -91,7 +91,7 @@ describe('/metrics', () => {
   });
 
   it('ok/signing-latency-is-observed-per-provider-and-algorithm', async () => {
-    const subject = t.devToken('orders', 'order-service');
+    const subject = await t.devToken('orders', 'order-service');
     const response = await postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: JWT_TYPE, resource: 'orders-reader' }));
     expect(response.status).toBe(200);
     const { samples } = await scrape();
@@ -131,7 +131,7 @@ describe.skipIf(skipSoftHsm())('/metrics with keys in an HSM', () => {
   });
 
   it('ok/hsm-up-and-hsm-signing-latency', async () => {
-    const subject = broker.devToken('orders', 'order-service');
+    const subject = await broker.devToken('orders', 'order-service');
     const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: JWT_TYPE, resource: 'orders-reader' });
     expect((await postToken(broker.url, body)).status).toBe(200);
     const text = await (await fetch(`${broker.url}/metrics`)).text();

@@ -47,11 +47,19 @@ describe('the app matches openapi.yaml', () => {
     }
   });
 
+  it('GET /v1/trust-bundle: JSON and PEM', async () => {
+    for (const init of [{ path: '' }, { path: '?format=pem' }, { path: '', headers: { accept: 'application/x-pem-file' } }]) {
+      const response = await fetch(`${t.url}/v1/trust-bundle${init.path}`, { headers: init.headers ?? {} });
+      expect(response.status).toBe(200);
+      await conforms('/v1/trust-bundle', 'get', response);
+    }
+  });
+
   it('POST /v1/token: success and every error status', async () => {
-    const subject = t.devToken('orders', 'order-service');
+    const subject = await t.devToken('orders', 'order-service');
     await conforms('/v1/token', 'post', await post(form({ subject_token: subject, resource: 'orders-reader', scope: 'orders.read' })));
     await conforms('/v1/token', 'post', await post(form({ subject_token: subject, resource: 'nope' })));
-    await conforms('/v1/token', 'post', await post(form({ subject_token: t.devToken('payments', 'x'), resource: 'orders-reader' })));
+    await conforms('/v1/token', 'post', await post(form({ subject_token: await t.devToken('payments', 'x'), resource: 'orders-reader' })));
     await conforms('/v1/token', 'post', await post(form({ subject_token: 'x'.repeat(70_000) })));
     await conforms('/v1/token', 'post', await post('grant_type=password'));
     await conforms('/v1/token', 'post', await post('{', 'application/json'));

@@ -59,7 +59,7 @@ let env: NodeJS.ProcessEnv;
 beforeAll(async () => {
   [installed, t] = await Promise.all([packAndInstall(), startTestApp()]);
   const tokenFile = join(installed.dir, 'sa-token');
-  writeFileSync(tokenFile, t.devToken('default', 'demo'));
+  writeFileSync(tokenFile, (await t.devToken('default', 'demo')));
   writeFileSync(join(installed.dir, 'caller.mjs'), ESM_CALLER);
   writeFileSync(join(installed.dir, 'caller.cjs'), CJS_CALLER);
   env = { ...process.env, ENDPOINT: t.url, TOKEN_FILE: tokenFile, NODE_NO_WARNINGS: '1' };

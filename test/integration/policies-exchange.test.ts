@@ -80,16 +80,16 @@ afterAll(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-function token(namespace: string, serviceAccount: string, pod?: string): string {
+async function token(namespace: string, serviceAccount: string, pod?: string): Promise<string> {
   if (!app.devCluster) throw new Error('the test config has a dev cluster');
-  return app.devCluster.signToken({ namespace, serviceAccount, audience: 'tessera', ...(pod ? { pod } : {}) });
+  return await app.devCluster.signToken({ namespace, serviceAccount, audience: 'tessera', ...(pod ? { pod } : {}) });
 }
 
-async function exchange(subject: string, params: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+async function exchange(subject: string | Promise<string>, params: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
   const body = new URLSearchParams({
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
     subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-    subject_token: subject,
+    subject_token: await subject,
     ...params,
   });
   const response = await app.request('/v1/token', { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
@@ -217,7 +217,7 @@ describe('policy explain agrees with the live decision', () => {
         fc.constantFrom('deployer-1', 'web-2'),
         fc.constantFrom('orders-reader', 'ci-deployer', 'shadowed', 'aws-abac'),
         async (namespace, serviceAccount, pod, role) => {
-          const subject = token(namespace, serviceAccount, pod);
+          const subject = await token(namespace, serviceAccount, pod);
           writeFileSync(tokenFile, subject);
           const live = await exchange(subject, { resource: role });
           expect([200, 403]).toContain(live.status);

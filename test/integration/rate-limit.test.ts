@@ -13,20 +13,20 @@ afterAll(async () => {
 
 describe('rate limit', () => {
   it('answers 429 slow_down with Retry-After past the burst, and recovers as the bucket refills', async () => {
-    const body = () =>
+    const body = async () =>
       exchangeForm({
         grant_type: TOKEN_EXCHANGE,
-        subject_token: t.devToken('orders', 'order-service', { now: Math.floor(clock / 1000) }),
+        subject_token: await t.devToken('orders', 'order-service', { now: Math.floor(clock / 1000) }),
         subject_token_type: JWT_TYPE,
         resource: 'orders-reader',
       });
-    expect((await postToken(t.url, body())).status).toBe(200);
-    expect((await postToken(t.url, body())).status).toBe(200);
-    const limited = await postToken(t.url, body());
+    expect((await postToken(t.url, await body())).status).toBe(200);
+    expect((await postToken(t.url, await body())).status).toBe(200);
+    const limited = await postToken(t.url, await body());
     expect(limited.status).toBe(429);
     expect(limited.json).toEqual({ error: 'slow_down', error_description: 'too many requests; retry later' });
     expect(limited.headers.get('retry-after')).toBe('1');
     clock += 1000;
-    expect((await postToken(t.url, body())).status).toBe(200);
+    expect((await postToken(t.url, await body())).status).toBe(200);
   });
 });

@@ -165,7 +165,7 @@ describe.skipIf(!available)('replicas under fault', () => {
       while (running) {
         const index = turn++ % replicas.length;
         const replica = replicas[index] as Replica;
-        const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: dev.signToken({ namespace: 'orders', serviceAccount: 'order-service', audience: 'tessera' }), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
+        const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: (await dev.signToken({ namespace: 'orders', serviceAccount: 'order-service', audience: 'tessera' })), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
         let response: Response;
         try {
           response = await fetch(`${replica.url}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, signal: AbortSignal.timeout(10_000) });

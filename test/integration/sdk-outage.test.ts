@@ -45,9 +45,9 @@ function switchableFetch() {
   return { state, fetch: wrapped };
 }
 
-function tokenFile(name: string, namespace = 'orders', serviceAccount = 'order-service', app = t): string {
+async function tokenFile(name: string, namespace = 'orders', serviceAccount = 'order-service', app = t): Promise<string> {
   const file = join(dir, name);
-  writeFileSync(file, app.devToken(namespace, serviceAccount));
+  writeFileSync(file, (await app.devToken(namespace, serviceAccount)));
   return file;
 }
 
@@ -58,7 +58,7 @@ describe('sdk when the broker is down', () => {
     const refreshErrors: unknown[] = [];
     const client = createClient({
       endpoint: t.url,
-      tokenFile: tokenFile('token-outage'),
+      tokenFile: await tokenFile('token-outage'),
       resource: 'orders-reader',
       fetch: broker.fetch,
       now: () => clock,
@@ -89,14 +89,14 @@ describe('sdk when the broker is down', () => {
   });
 
   it('a broker that does not answer is a NetworkError naming the endpoint and the timeout', async () => {
-    const client = createClient({ endpoint: silentUrl, tokenFile: tokenFile('token-silent'), resource: 'orders-reader', timeoutMs: 300 });
+    const client = createClient({ endpoint: silentUrl, tokenFile: await tokenFile('token-silent'), resource: 'orders-reader', timeoutMs: 300 });
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(NetworkError);
     expect(error).toMatchObject({ timedOut: true, endpoint: `${silentUrl}/v1/token`, message: `no answer from ${silentUrl}/v1/token within 300 ms` });
   });
 
   it('a refusal carries the OAuth code, the description and the endpoint', async () => {
-    const client = createClient({ endpoint: t.url, tokenFile: tokenFile('token-refused', 'payments'), resource: 'orders-reader' });
+    const client = createClient({ endpoint: t.url, tokenFile: await tokenFile('token-refused', 'payments'), resource: 'orders-reader' });
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ExchangeError);
     expect(error).toMatchObject({ status: 403, code: 'access_denied', endpoint: `${t.url}/v1/token` });
@@ -112,7 +112,7 @@ describe('agent --once (init container)', () => {
     const out = join(dir, 'once-retry');
     const agent = runAgent({
       endpoint: t.url,
-      tokenFile: tokenFile('token-once'),
+      tokenFile: await tokenFile('token-once'),
       resource: 'orders-reader',
       out,
       type: 'jwt',
@@ -135,7 +135,7 @@ describe('agent --once (init container)', () => {
     broker.state.down = true;
     const failure = runAgent({
       endpoint: t.url,
-      tokenFile: tokenFile('token-deadline'),
+      tokenFile: await tokenFile('token-deadline'),
       resource: 'orders-reader',
       out: join(dir, 'once-deadline'),
       type: 'jwt',
@@ -152,7 +152,7 @@ describe('agent --once (init container)', () => {
     const broker = switchableFetch();
     const failure = runAgent({
       endpoint: t.url,
-      tokenFile: tokenFile('token-once-denied', 'payments'),
+      tokenFile: await tokenFile('token-once-denied', 'payments'),
       resource: 'orders-reader',
       out: join(dir, 'once-denied'),
       type: 'jwt',
@@ -174,7 +174,7 @@ describe('agent --group / --mode (an app container running as another user)', ()
     ['ok/group-world-readable-cert-not-key', 0o644, 0o644, 0o640, 0o755],
   ] as const)('%s', async (name, requested, fileMode, keyMode, dirMode) => {
     const out = join(dir, name.replace(/\W+/g, '-'));
-    await runAgent({ endpoint: repo.url, tokenFile: tokenFile(`token-${name.replace(/\W+/g, '-')}`, 'default', 'demo', repo), resource: 'demo', out, type: 'x509', once: true, group: gid, mode: requested });
+    await runAgent({ endpoint: repo.url, tokenFile: await tokenFile(`token-${name.replace(/\W+/g, '-')}`, 'default', 'demo', repo), resource: 'demo', out, type: 'x509', once: true, group: gid, mode: requested });
     for (const file of ['svid.pem', 'bundle.pem', 'token']) {
       expect({ file, mode: mode(join(out, file)), gid: statSync(join(out, file)).gid }).toEqual({ file, mode: fileMode, gid });
     }
@@ -188,7 +188,7 @@ describe('agent --group / --mode (an app container running as another user)', ()
 
   it('a JWT agent with --group writes a group-readable token', async () => {
     const out = join(dir, 'jwt-group');
-    await runAgent({ endpoint: t.url, tokenFile: tokenFile('token-jwt-group'), resource: 'orders-reader', out, type: 'jwt', once: true, group: gid });
+    await runAgent({ endpoint: t.url, tokenFile: await tokenFile('token-jwt-group'), resource: 'orders-reader', out, type: 'jwt', once: true, group: gid });
     expect(mode(join(out, 'token'))).toBe(0o640);
     expect(statSync(join(out, 'token')).gid).toBe(gid);
   });

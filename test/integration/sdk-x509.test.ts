@@ -21,7 +21,7 @@ afterAll(async () => {
 describe('sdk x509', () => {
   it('getCertificate returns an SVID for a key generated in the pod', async () => {
     const tokenFile = join(dir, 'token');
-    writeFileSync(tokenFile, t.devToken('default', 'web'));
+    writeFileSync(tokenFile, await t.devToken('default', 'web'));
     const svid = await createClient({ endpoint: t.url, tokenFile, resource: 'demo' }).getCertificate();
     const leaf = new X509Certificate(svid.certificatePem);
     expect(leaf.subjectAltName).toBe('URI:spiffe://example.org/ns/default/sa/web');
@@ -34,7 +34,7 @@ describe('sdk x509', () => {
 
   it('agent --once writes svid.pem, svid-key.pem (0600) and bundle.pem that openssl verifies', async () => {
     const tokenFile = join(dir, 'token-agent');
-    writeFileSync(tokenFile, t.devToken('default', 'api'));
+    writeFileSync(tokenFile, await t.devToken('default', 'api'));
     const out = join(dir, 'agent');
     await runAgent({ endpoint: t.url, tokenFile, resource: 'demo', out, type: 'x509', once: true });
     expect(statSync(join(out, 'svid-key.pem')).mode & 0o777).toBe(0o600);

@@ -31,7 +31,7 @@ function countingFetch() {
 describe('sdk createClient', () => {
   it('getToken exchanges once and serves the cached token until it nears expiry', async () => {
     const tokenFile = join(dir, 'token-cache');
-    writeFileSync(tokenFile, `${t.devToken('orders', 'order-service')}\n`);
+    writeFileSync(tokenFile, `${await t.devToken('orders', 'order-service')}\n`);
     let clock = Date.now();
     const counter = countingFetch();
     const client = createClient({ endpoint: t.url, tokenFile, resource: 'orders-reader', fetch: counter.fetch, now: () => clock });
@@ -42,7 +42,7 @@ describe('sdk createClient', () => {
     expect(decodeJwt(first).sub).toBe('system:serviceaccount:orders:order-service');
 
     // 80 % into the 15-minute lifetime the next call refreshes, re-reading the rotated SA token.
-    writeFileSync(tokenFile, t.devToken('orders', 'order-worker'));
+    writeFileSync(tokenFile, await t.devToken('orders', 'order-worker'));
     clock += 0.81 * 900 * 1000;
     const refreshed = await client.getToken();
     expect(counter.calls).toHaveLength(2);
@@ -51,7 +51,7 @@ describe('sdk createClient', () => {
 
   it('a refusal is an ExchangeError with the RFC 6749 code', async () => {
     const tokenFile = join(dir, 'token-denied');
-    writeFileSync(tokenFile, t.devToken('payments', 'order-service'));
+    writeFileSync(tokenFile, await t.devToken('payments', 'order-service'));
     const client = createClient({ endpoint: t.url, tokenFile, resource: 'orders-reader' });
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ExchangeError);
@@ -77,7 +77,7 @@ describe('sdk createClient', () => {
 
   it('runAgent renews at the refresh point, not before it', async () => {
     const tokenFile = join(dir, 'token-renew');
-    writeFileSync(tokenFile, t.devToken('orders', 'order-service'));
+    writeFileSync(tokenFile, await t.devToken('orders', 'order-service'));
     const counter = countingFetch();
     const controller = new AbortController();
     const written: string[] = [];
@@ -114,7 +114,7 @@ describe('sdk createClient', () => {
 
   it('runAgent keeps DIR/token fresh until stopped', async () => {
     const tokenFile = join(dir, 'token-agent');
-    writeFileSync(tokenFile, t.devToken('orders', 'order-service'));
+    writeFileSync(tokenFile, await t.devToken('orders', 'order-service'));
     const out = join(dir, 'agent');
     const controller = new AbortController();
     const writes: string[][] = [];

@@ -137,7 +137,7 @@ async function startTlsBroker(options: { clientCa?: boolean } = {}): Promise<Tls
   };
 }
 
-const devToken = (broker: TlsBroker, namespace: string, serviceAccount: string): string =>
+const devToken = (broker: TlsBroker, namespace: string, serviceAccount: string): Promise<string> =>
   (broker.app.devCluster as NonNullable<TesseraApp['devCluster']>).signToken({ namespace, serviceAccount, audience: 'tessera' });
 
 const exchangeBody = (subjectToken: string, resource: string) => new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource });
@@ -179,7 +179,7 @@ describe('TLS on the listener', () => {
     expect(config.serverMetadata().issuer).toBe(broker.url);
     config[client.customFetch] = customFetch;
     const response = await client.genericGrantRequest(config, TOKEN_EXCHANGE, {
-      subject_token: devToken(broker, 'default', 'demo'),
+      subject_token: await devToken(broker, 'default', 'demo'),
       subject_token_type: JWT_TYPE,
       resource: 'demo',
     });
@@ -297,7 +297,7 @@ describe('mutual TLS for the token endpoint', () => {
 
   it('fail/no-client-certificate-is-401-invalid_client, discovery, JWKS and trust bundle stay public', async () => {
     const anonymous = withCert();
-    const refused = await anonymous(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(devToken(broker, 'orders', 'order-service'), 'svid-only') });
+    const refused = await anonymous(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
     expect(refused.status).toBe(401);
     expect(await refused.json()).toEqual({ error: 'invalid_client', error_description: 'a client certificate issued by a trusted CA is required' });
     for (const path of ['/.well-known/openid-configuration', '/.well-known/jwks.json', '/v1/trust-bundle']) {
@@ -306,26 +306,26 @@ describe('mutual TLS for the token endpoint', () => {
   });
 
   it('fail/a-certificate-from-another-ca-is-401', async () => {
-    const refused = await withCert(pki.foreign)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(devToken(broker, 'orders', 'order-service'), 'svid-only') });
+    const refused = await withCert(pki.foreign)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
     expect(refused.status).toBe(401);
     expect(((await refused.json()) as { error: string }).error).toBe('invalid_client');
   });
 
   it('ok/the-svid-uri-is-a-condition-key-and-goes-into-the-audit-event', async () => {
-    const allowed = await withCert(pki.svid)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(devToken(broker, 'orders', 'order-service'), 'svid-only') });
+    const allowed = await withCert(pki.svid)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
     expect(allowed.status).toBe(200);
     const audit = broker.logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.event === 'token_exchange' && entry.role === 'svid-only');
     expect(audit.at(-1)).toMatchObject({ clientCertSubject: 'O=SPIRE', clientCertUris: ['spiffe://example.org/ns/orders/sa/order-service'] });
 
     // A valid certificate of the same CA with another identity does not satisfy the condition.
-    const denied = await withCert(pki.gateway)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(devToken(broker, 'orders', 'order-service'), 'svid-only') });
+    const denied = await withCert(pki.gateway)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
     expect(denied.status).toBe(403);
   });
 
   it('ok/the-subject-dn-is-a-condition-key', async () => {
     const fetchAs = withCert(pki.gateway);
-    expect((await fetchAs(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(devToken(broker, 'edge', 'gateway'), 'by-subject') })).status).toBe(200);
-    const denied = await withCert(pki.svid)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(devToken(broker, 'edge', 'gateway'), 'by-subject') });
+    expect((await fetchAs(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'edge', 'gateway'), 'by-subject') })).status).toBe(200);
+    const denied = await withCert(pki.svid)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'edge', 'gateway'), 'by-subject') });
     expect(denied.status).toBe(403);
   });
 });

@@ -20,8 +20,8 @@ async function verifyIssued(token: string, audience: string) {
 }
 
 describe('POST /v1/token', () => {
-  it('ok/role-by-resource: issues a JWT with the claims of DESIGN.md', async () => {
-    const subject = t.devToken('orders', 'order-service');
+  it('ok/role-by-resource: issues a JWT with the claims of docs/architecture.md', async () => {
+    const subject = await t.devToken('orders', 'order-service');
     const { status, headers, json } = await exchange(subject, { resource: 'orders-reader' });
     expect(status).toBe(200);
     expect(headers.get('cache-control')).toBe('no-store');
@@ -49,7 +49,7 @@ describe('POST /v1/token', () => {
   });
 
   it('ok/role-by-urn-and-requested-audience-and-duration', async () => {
-    const { status, json } = await exchange(t.devToken('orders', 'order-api'), {
+    const { status, json } = await exchange(await t.devToken('orders', 'order-api'), {
       resource: 'urn:tessera:role:orders-reader',
       audience: 'orders-api',
       duration_seconds: '120',
@@ -61,12 +61,12 @@ describe('POST /v1/token', () => {
   });
 
   it('ok/duration-capped-by-role-max', async () => {
-    const { json } = await exchange(t.devToken('billing', 'payer'), { resource: 'billing', duration_seconds: '86400' });
+    const { json } = await exchange(await t.devToken('billing', 'payer'), { resource: 'billing', duration_seconds: '86400' });
     expect(json.expires_in).toBe(1800);
   });
 
   it('ok/role-by-audience-rsa-and-subject-template', async () => {
-    const { status, json } = await exchange(t.devToken('billing', 'payer'), { audience: 'sts.amazonaws.com' });
+    const { status, json } = await exchange(await t.devToken('billing', 'payer'), { audience: 'sts.amazonaws.com' });
     expect(status).toBe(200);
     expect(decodeProtectedHeader(json.access_token as string).alg).toBe('RS256');
     const { payload } = await verifyIssued(json.access_token as string, 'sts.amazonaws.com');
@@ -74,7 +74,7 @@ describe('POST /v1/token', () => {
   });
 
   it('ok/access-token-type-is-bearer', async () => {
-    const { json } = await exchange(t.devToken('orders', 'order-service'), {
+    const { json } = await exchange(await t.devToken('orders', 'order-service'), {
       resource: 'orders-reader',
       requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
     });
@@ -83,28 +83,28 @@ describe('POST /v1/token', () => {
   });
 
   it('ok/scopes-listed-by-role-are-carried', async () => {
-    const { json } = await exchange(t.devToken('orders', 'order-service'), { resource: 'orders-reader', scope: 'orders.read' });
+    const { json } = await exchange(await t.devToken('orders', 'order-service'), { resource: 'orders-reader', scope: 'orders.read' });
     expect(json.scope).toBe('orders.read');
     const { payload } = await verifyIssued(json.access_token as string, 'https://vault.example.com');
     expect(payload.scope).toBe('orders.read');
   });
 
   it('ok/scope-ignored-when-role-lists-none', async () => {
-    const { status, json } = await exchange(t.devToken('billing', 'payer'), { resource: 'billing', scope: 'https://www.googleapis.com/auth/cloud-platform' });
+    const { status, json } = await exchange(await t.devToken('billing', 'payer'), { resource: 'billing', scope: 'https://www.googleapis.com/auth/cloud-platform' });
     expect(status).toBe(200);
     expect(json.scope).toBeUndefined();
   });
 
   it('ok/json-body', async () => {
-    const body = JSON.stringify({ grant_type: TOKEN_EXCHANGE, subject_token: t.devToken('orders', 'order-service'), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
+    const body = JSON.stringify({ grant_type: TOKEN_EXCHANGE, subject_token: await t.devToken('orders', 'order-service'), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
     const { status } = await postToken(t.url, body, 'application/json');
     expect(status).toBe(200);
   });
 
   it('ok/actor-token-becomes-act-claim', async () => {
-    const { json } = await exchange(t.devToken('orders', 'order-service'), {
+    const { json } = await exchange(await t.devToken('orders', 'order-service'), {
       resource: 'orders-reader',
-      actor_token: t.devToken('platform', 'gateway'),
+      actor_token: await t.devToken('platform', 'gateway'),
       actor_token_type: JWT_TYPE,
     });
     const { payload } = await verifyIssued(json.access_token as string, 'https://vault.example.com');
@@ -112,9 +112,9 @@ describe('POST /v1/token', () => {
   });
 
   it('fail/expired-actor-token-is-named-as-such', async () => {
-    const { status, json } = await exchange(t.devToken('orders', 'order-service'), {
+    const { status, json } = await exchange(await t.devToken('orders', 'order-service'), {
       resource: 'orders-reader',
-      actor_token: t.devToken('platform', 'gateway', { now: Math.floor(Date.now() / 1000) - 7200 }),
+      actor_token: await t.devToken('platform', 'gateway', { now: Math.floor(Date.now() / 1000) - 7200 }),
       actor_token_type: JWT_TYPE,
     });
     expect(status).toBe(400);
@@ -122,7 +122,7 @@ describe('POST /v1/token', () => {
   });
 
   it('ok/every-jti-is-unique', async () => {
-    const subject = t.devToken('orders', 'order-service');
+    const subject = await t.devToken('orders', 'order-service');
     const jtis = new Set<string>();
     for (let i = 0; i < 20; i++) {
       const { json } = await exchange(subject, { resource: 'orders-reader' });
@@ -131,30 +131,30 @@ describe('POST /v1/token', () => {
     expect(jtis.size).toBe(20);
   });
 
-  const refusals: Array<[string, () => Record<string, string | string[]>, number, string]> = [
-    ['fail/unknown-role', () => ({ resource: 'nope' }), 400, 'invalid_target'],
-    ['fail/ambiguous-audience', () => ({ audience: 'shared-aud' }), 400, 'invalid_target'],
-    ['fail/no-role-for-audience', () => ({ audience: 'https://unknown.example.com' }), 400, 'invalid_target'],
-    ['fail/audience-not-allowed-by-role', () => ({ resource: 'orders-reader', audience: 'sts.amazonaws.com' }), 400, 'invalid_target'],
-    ['fail/neither-resource-nor-audience', () => ({}), 400, 'invalid_target'],
-    ['fail/scope-not-listed', () => ({ resource: 'orders-reader', scope: 'orders.admin' }), 400, 'invalid_scope'],
-    ['fail/x509-without-profile', () => ({ resource: 'orders-reader', requested_token_type: 'urn:tessera:params:oauth:token-type:x509-svid', csr: 'x' }), 400, 'invalid_request'],
+  const refusals: Array<[string, () => Record<string, string | string[]>, number, string, string]> = [
+    ['fail/unknown-role', () => ({ resource: 'nope' }), 400, 'invalid_target', 'resource names no known role'],
+    ['fail/ambiguous-audience', () => ({ audience: 'shared-aud' }), 400, 'invalid_target', 'several roles issue for the requested audience; name one with resource'],
+    ['fail/no-role-for-audience', () => ({ audience: 'https://unknown.example.com' }), 400, 'invalid_target', 'no role issues for the requested audience'],
+    ['fail/audience-not-allowed-by-role', () => ({ resource: 'orders-reader', audience: 'sts.amazonaws.com' }), 400, 'invalid_target', 'audience is not allowed for role orders-reader'],
+    ['fail/neither-resource-nor-audience', () => ({}), 400, 'invalid_target', 'resource or audience is required to select a role'],
+    ['fail/scope-not-listed', () => ({ resource: 'orders-reader', scope: 'orders.admin' }), 400, 'invalid_scope', 'scope is not allowed for role orders-reader'],
+    ['fail/x509-without-profile', () => ({ resource: 'orders-reader', requested_token_type: 'urn:tessera:params:oauth:token-type:x509-svid', csr: 'x' }), 400, 'invalid_request', 'role orders-reader does not issue x509-svid credentials'],
   ];
-  it.each(refusals)('%s', async (_name, extra, status, error) => {
-    const response = await exchange(t.devToken('orders', 'order-service'), extra());
+  it.each(refusals)('%s', async (_name, extra, status, error, description) => {
+    const response = await exchange(await t.devToken('orders', 'order-service'), extra());
     expect(response.status).toBe(status);
-    expect(response.json).toEqual({ error, error_description: expect.any(String) });
+    expect(response.json).toEqual({ error, error_description: description });
     expect(response.headers.get('cache-control')).toBe('no-store');
   });
 
   it('fail/unknown-role-is-refused-after-the-token-check', async () => {
     expect((await exchange('not-even-a-jwt', { resource: 'nope' })).json).toEqual({ error: 'invalid_request', error_description: 'subject_token is malformed' });
-    const response = await exchange(t.devToken('orders', 'order-service'), { resource: 'nope' });
+    const response = await exchange((await t.devToken('orders', 'order-service')), { resource: 'nope' });
     expect(response.json).toEqual({ error: 'invalid_target', error_description: 'resource names no known role' });
   });
 
   it('fail/policy-denies-namespace: 403 naming the role', async () => {
-    const response = await exchange(t.devToken('payments', 'order-service'), { resource: 'orders-reader' });
+    const response = await exchange(await t.devToken('payments', 'order-service'), { resource: 'orders-reader' });
     expect(response.status).toBe(403);
     expect(response.json.error).toBe('access_denied');
     expect(response.json.error_description).toContain('orders-reader');
@@ -162,21 +162,21 @@ describe('POST /v1/token', () => {
   });
 
   it('fail/role-algorithm-not-enabled-is-503-not-500', async () => {
-    const response = await exchange(t.devToken('orders', 'order-service'), { resource: 'pss-only' });
+    const response = await exchange(await t.devToken('orders', 'order-service'), { resource: 'pss-only' });
     expect(response.status).toBe(503);
     expect(response.json).toEqual({ error: 'temporarily_unavailable', error_description: 'no PS256 signing key is configured' });
     expect(t.logs.text()).toContain('role signs with an algorithm keys.algorithms does not enable');
   });
 
   it('fail/expired-subject-token', async () => {
-    const expired = t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 });
+    const expired = await t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 });
     const response = await exchange(expired, { resource: 'orders-reader' });
     expect(response.status).toBe(400);
     expect(response.json).toEqual({ error: 'invalid_request', error_description: 'subject_token is expired' });
   });
 
   it('fail/subject-token-for-another-audience', async () => {
-    const response = await exchange(t.devToken('orders', 'order-service', { audience: 'kubernetes.default.svc' }), { resource: 'orders-reader' });
+    const response = await exchange(await t.devToken('orders', 'order-service', { audience: 'kubernetes.default.svc' }), { resource: 'orders-reader' });
     expect(response.status).toBe(400);
     expect(response.json).toEqual({ error: 'invalid_request', error_description: 'subject_token audience not accepted' });
   });
@@ -194,10 +194,10 @@ describe('POST /v1/token', () => {
   });
 
   it('logs/no-token-in-any-log-line', async () => {
-    const subject = t.devToken('orders', 'order-service');
+    const subject = await t.devToken('orders', 'order-service');
     const { json } = await exchange(subject, { resource: 'orders-reader' });
     await exchange(subject, { resource: 'orders-reader', scope: 'orders.admin' });
-    await exchange(t.devToken('payments', 'x'), { resource: 'orders-reader' });
+    await exchange(await t.devToken('payments', 'x'), { resource: 'orders-reader' });
     const logs = t.logs.text();
     const outcomes = t.logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.event === 'token_exchange');
     expect(outcomes.map((event) => event.outcome).slice(-3)).toEqual(['allow', 'error', 'deny']);
@@ -261,8 +261,8 @@ describe('broker endpoints', () => {
     const ok = 'result="ok",role="billing",token_type="urn:ietf:params:oauth:token-type:jwt"';
     const denied = 'result="access_denied",role="billing",token_type="urn:ietf:params:oauth:token-type:jwt"';
     const [okBefore, deniedBefore] = [await count(ok), await count(denied)];
-    await exchange(t.devToken('billing', 'payer'), { resource: 'billing' });
-    await exchange(t.devToken('orders', 'payer'), { resource: 'billing' });
+    await exchange(await t.devToken('billing', 'payer'), { resource: 'billing' });
+    await exchange(await t.devToken('orders', 'payer'), { resource: 'billing' });
     expect([(await count(ok)) - okBefore, (await count(denied)) - deniedBefore]).toEqual([1, 1]);
   });
 });

@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryCache } from '../../src/cache/index.js';
 import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
-import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
+import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewClusterInput, useKubeApiServer } from '../support/tokenreview.js';
 import { writePolicies } from '../support/policies.js';
 
 /** Token exchange end to end for a `verify: tokenreview` cluster, against the API server stand-in. */
 
-const AUDIENCE = 'sts.example.com';
 const ROLE = `apiVersion: tessera.dev/v1
 kind: Role
 metadata: { name: orders-reader }
@@ -28,15 +27,14 @@ issue:
 `;
 
 describe('token exchange with TokenReview', () => {
-  let server: KubeApiServer;
+  const kube = useKubeApiServer();
   let broker: TestApp;
   let clock = Date.now();
 
   beforeAll(async () => {
-    server = await startKubeApiServer();
     broker = await startTestApp(
       {
-        clusters: [{ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig(), audiences: [AUDIENCE] }],
+        clusters: [reviewClusterInput(kube(), { audiences: [AUDIENCE] })],
         policies: writePolicies({ 'orders-reader.yaml': ROLE }),
       },
       { now: () => clock, cache: createMemoryCache({ now: () => clock }) },
@@ -44,12 +42,11 @@ describe('token exchange with TokenReview', () => {
   });
   afterAll(async () => {
     await broker?.close();
-    await server?.stop();
   });
 
   const exchange = (subjectToken: string) =>
     postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: 'orders-reader' }));
-  const issue = () => server.issueToken({ namespace: 'production', serviceAccount: 'order-service', pod: 'orders-1', node: 'node-a', audiences: [AUDIENCE] });
+  const issue = () => issueReviewToken(kube(), { node: 'node-a' });
 
   it('ok/exchange-then-pod-deleted-refused-after-cache-window', async () => {
     const token = await issue();
@@ -57,7 +54,7 @@ describe('token exchange with TokenReview', () => {
     expect(first.status).toBe(200);
     expect(first.json.issued_token_type).toBe(JWT_TYPE);
 
-    server.revoke(token);
+    kube().revoke(token);
     clock += 30_000;
     expect((await exchange(token)).status).toBe(200);
     clock += 31_000;
@@ -67,7 +64,7 @@ describe('token exchange with TokenReview', () => {
   });
 
   it('fail/api-server-down-is-503', async () => {
-    server.setDown(true);
+    kube().setDown(true);
     try {
       const answer = await exchange(await issue());
       expect(answer).toMatchObject({
@@ -75,7 +72,7 @@ describe('token exchange with TokenReview', () => {
         json: { error: 'temporarily_unavailable', error_description: 'the cluster API server cannot verify tokens right now; retry later' },
       });
     } finally {
-      server.setDown(false);
+      kube().setDown(false);
     }
   });
 });

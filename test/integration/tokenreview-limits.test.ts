@@ -1,40 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createMemoryCache } from '../../src/cache/index.js';
-import { clusterSchema } from '../../src/config/index.js';
-import { createLogger, createMetrics } from '../../src/observability/index.js';
-import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
-import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
+import { issueReviewToken, reviewVerifier, useKubeApiServer } from '../support/tokenreview.js';
 
 /**
  * Any well-formed JWT naming a TokenReview cluster costs an API-server call, so the calls in
  * flight are bounded per cluster: beyond the limit a request is answered 503 at once, never queued.
  */
-const AUDIENCE = 'sts.example.com';
-let server: KubeApiServer;
-beforeAll(async () => {
-  server = await startKubeApiServer();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-afterEach(() => server.setDelay(0));
+const kube = useKubeApiServer();
 
-function setup(maxConcurrentReviews?: number) {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
-  const metrics = createMetrics();
-  const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
-  const verifier = createTokenReviewVerifier(cluster, {
-    cache: createMemoryCache(),
-    logger,
-    metrics,
-    audiences: [AUDIENCE],
-    ...(maxConcurrentReviews ? { maxConcurrentReviews } : {}),
-  });
-  return { verifier, lines, metrics };
-}
-
-const issue = (pod: string) => server.issueToken({ namespace: 'production', serviceAccount: 'orders', pod, audiences: [AUDIENCE] });
+const setup = (maxConcurrentReviews?: number) =>
+  reviewVerifier(kube(), { cache: createMemoryCache(), ...(maxConcurrentReviews ? { deps: { maxConcurrentReviews } } : {}) });
+const issue = (pod: string) => issueReviewToken(kube(), { serviceAccount: 'orders', pod });
 const outcome = (promise: Promise<unknown>) =>
   promise.then(
     () => 'ok',
@@ -46,15 +22,15 @@ describe('TokenReview concurrency limit', () => {
   it('fail/reviews-beyond-the-limit-are-503-at-once-and-never-reach-the-api-server', async () => {
     const { verifier, lines, metrics } = setup(2);
     const tokens = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((pod) => issue(`orders-${pod}`)));
-    const reviewedBefore = server.reviews().length;
-    server.setDelay(300); // keeps the first reviews in flight while the others arrive
+    const reviewedBefore = kube().reviews().length;
+    kube().setDelay(300); // keeps the first reviews in flight while the others arrive
     const results = await Promise.all(tokens.map((token) => outcome(verifier.verify(token))));
     expect(results).toEqual([
       'ok',
       'ok',
       ...Array(3).fill('503 temporarily_unavailable: too many subject tokens are being verified for this cluster; retry later'),
     ]);
-    expect(server.reviews().length - reviewedBefore).toBe(2);
+    expect(kube().reviews().length - reviewedBefore).toBe(2);
     expect((await metrics.tokenReviews.get()).values.map(({ labels, value }) => [labels.result, value]).sort()).toEqual([
       ['authenticated', 2],
       ['throttled', 3],
@@ -63,14 +39,14 @@ describe('TokenReview concurrency limit', () => {
       expect.objectContaining({ level: 40, cluster: 'prod', maxConcurrentReviews: 2 }),
     ]);
     // Slots free again once the reviews finish.
-    server.setDelay(0);
+    kube().setDelay(0);
     for (const token of tokens.slice(2)) expect(await outcome(verifier.verify(token))).toBe('ok');
   });
 
   it('ok/one-token-asked-for-many-times-takes-one-slot', async () => {
     const { verifier } = setup(1);
     const token = await issue('orders-same');
-    server.setDelay(200);
+    kube().setDelay(200);
     expect(new Set(await Promise.all(Array.from({ length: 10 }, () => outcome(verifier.verify(token)))))).toEqual(new Set(['ok']));
   });
 });

@@ -1,12 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createMemoryCache } from '../../src/cache/index.js';
-import { clusterSchema } from '../../src/config/index.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { createSubjectTokenVerifier } from '../../src/verifiers/index.js';
 import type * as strictJson from '../../src/verifiers/strict-json.js';
 import { parseStrictJson } from '../../src/verifiers/strict-json.js';
 import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
-import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
+import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, useKubeApiServer } from '../support/tokenreview.js';
 
 /**
  * A token routed to a TokenReview cluster is parsed once: the claims the router read are the
@@ -18,20 +17,12 @@ vi.mock('../../src/verifiers/strict-json.js', async (importOriginal) => {
 });
 const parses = vi.mocked(parseStrictJson);
 
-const AUDIENCE = 'sts.example.com';
-let server: KubeApiServer;
-beforeAll(async () => {
-  server = await startKubeApiServer();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-
-const issue = () => server.issueToken({ namespace: 'production', serviceAccount: 'orders', pod: 'orders-1', audiences: [AUDIENCE] });
+const kube = useKubeApiServer();
+const issue = () => issueReviewToken(kube(), { serviceAccount: 'orders' });
 
 describe('TokenReview clusters parse the token once', () => {
   it.each(['tokenreview', 'jwks+tokenreview'] as const)('ok/header-and-payload-parsed-once (verify: %s)', async (verify) => {
-    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify, kubeconfig: server.kubeconfig(), caFile: server.caFile });
+    const cluster = reviewCluster(kube(), { verify, caFile: kube().caFile });
     const verifier = createSubjectTokenVerifier({ clusters: [cluster], audience: AUDIENCE, cache: createMemoryCache(), logger: silentLogger() });
     const token = await issue();
     parses.mockClear();
@@ -41,7 +32,7 @@ describe('TokenReview clusters parse the token once', () => {
   });
 
   it('ok/createTokenReviewVerifier-uses-the-claims-it-is-given', async () => {
-    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
+    const cluster = reviewCluster(kube());
     const verifier = createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: silentLogger(), audiences: [AUDIENCE] });
     const token = await issue();
     const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
@@ -52,7 +43,7 @@ describe('TokenReview clusters parse the token once', () => {
   });
 
   it('ok/createTokenReviewVerifier-alone-still-decodes-strictly', async () => {
-    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
+    const cluster = reviewCluster(kube());
     const verifier = createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: silentLogger(), audiences: [AUDIENCE] });
     parses.mockClear();
     expect((await verifier.verify(await issue())).namespace).toBe('production');

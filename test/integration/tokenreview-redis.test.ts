@@ -1,38 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createRedisCache, type SharedCache } from '../../src/cache/index.js';
-import { clusterSchema } from '../../src/config/index.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
-import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
+import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, useKubeApiServer } from '../support/tokenreview.js';
 import { requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
 
 /** TokenReview results shared across broker replicas through one real Redis. */
 
 const hasRedis = requireBinary('redis-server');
-const AUDIENCE = 'sts.example.com';
 
 describe.skipIf(!hasRedis)('TokenReview verifier with a Redis cache', () => {
   let redis: TestRedis;
-  let server: KubeApiServer;
+  const kube = useKubeApiServer();
   const caches: SharedCache[] = [];
 
   beforeAll(async () => {
-    [redis, server] = await Promise.all([startRedis(), startKubeApiServer()]);
+    redis = await startRedis();
   });
   afterAll(async () => {
     await Promise.all(caches.map((cache) => cache.close()));
-    await Promise.all([redis?.stop(), server?.stop()]);
+    await redis?.stop();
   });
 
   const replica = (prefix: string) => {
     const cache = createRedisCache({ redis: redis.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), keyPrefix: prefix, timeoutMs: 1000, probeIntervalMs: 100 });
     caches.push(cache);
-    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() });
+    const cluster = reviewCluster(kube());
     return { cache, verifier: createTokenReviewVerifier(cluster, { cache, logger: silentLogger(), audiences: [AUDIENCE] }) };
   };
-  const issue = () => server.issueToken({ namespace: 'production', serviceAccount: 'order-service', pod: 'orders-1', audiences: [AUDIENCE] });
-  const reviewsOf = (token: string) => server.reviews().filter((review) => review.token === token).length;
+  const issue = () => issueReviewToken(kube());
+  const reviewsOf = (token: string) => kube().reviews().filter((review) => review.token === token).length;
 
   it('ok/second-replica-makes-zero-reviews-and-redis-holds-no-token', async () => {
     const [first, second] = [replica('share:'), replica('share:')];

@@ -1,49 +1,18 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';
 import { createMemoryCache } from '../../src/cache/index.js';
-import { clusterSchema, type ClusterConfig } from '../../src/config/index.js';
 import { TesseraError } from '../../src/errors.js';
-import { createLogger, createMetrics } from '../../src/observability/index.js';
+import { createLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier, type TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
-import { startKubeApiServer, type KubeApiServer, type KubeconfigOptions } from '../support/kube-apiserver.js';
+import type { KubeconfigOptions } from '../support/kube-apiserver.js';
+import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, reviewVerifier, useKubeApiServer, type ReviewVerifierOptions } from '../support/tokenreview.js';
 
 /** TokenReview verification against the API server stand-in, through the real @kubernetes/client-node. */
 
-const AUDIENCE = 'sts.example.com';
-let server: KubeApiServer;
+const kube = useKubeApiServer();
+const setup = (options: ReviewVerifierOptions = {}) => reviewVerifier(kube(), options);
 
-beforeAll(async () => {
-  server = await startKubeApiServer();
-});
-afterAll(async () => {
-  await server?.stop();
-});
-afterEach(() => {
-  server.setDown(false);
-  server.setDelay(0);
-  server.setForbidden(false);
-  server.failWith(undefined);
-});
-
-function setup(options: { kubeconfig?: KubeconfigOptions; cluster?: Partial<ClusterConfig>; deps?: Partial<TokenReviewDeps> } = {}) {
-  let clock = Date.now();
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
-  const metrics = createMetrics();
-  const cluster = clusterSchema.parse({
-    name: 'prod',
-    issuer: server.issuer,
-    verify: 'tokenreview',
-    kubeconfig: server.kubeconfig(options.kubeconfig),
-    ...options.cluster,
-  });
-  const cache = createMemoryCache({ now: () => clock });
-  const verifier = createTokenReviewVerifier(cluster, { cache, logger, metrics, now: () => clock, audiences: [AUDIENCE], ...options.deps });
-  return { verifier, lines, metrics, cache, advance: (ms: number) => void (clock += ms) };
-}
-
-const issue = (overrides: { audiences?: string[]; ttlSeconds?: number } = {}) =>
-  server.issueToken({ namespace: 'production', serviceAccount: 'order-service', pod: 'orders-7d9f', node: 'node-a', audiences: [AUDIENCE], ...overrides });
+const issue = (overrides: { audiences?: string[]; ttlSeconds?: number } = {}) => issueReviewToken(kube(), { pod: 'orders-7d9f', node: 'node-a', ...overrides });
 
 /** A JWT-shaped token the stand-in knows only through addToken (its signature is never checked here). */
 const opaqueJwt = (claims: Record<string, unknown>) =>
@@ -58,7 +27,7 @@ async function failure(promise: Promise<unknown>): Promise<TesseraError> {
   return error as TesseraError;
 }
 
-const reviewsOf = (token: string) => server.reviews().filter((review) => review.token === token);
+const reviewsOf = (token: string) => kube().reviews().filter((review) => review.token === token);
 
 describe('TokenReview verifier', () => {
   it('ok/authenticated-pod-bound-token', async () => {
@@ -68,7 +37,7 @@ describe('TokenReview verifier', () => {
     const binding = claims['kubernetes.io'];
     expect(await verifier.verify(token)).toEqual({
       cluster: 'prod',
-      iss: server.issuer,
+      iss: kube().issuer,
       sub: 'system:serviceaccount:production:order-service',
       aud: [AUDIENCE],
       namespace: 'production',
@@ -80,14 +49,14 @@ describe('TokenReview verifier', () => {
       jti: claims.jti,
       verifiedBy: 'tokenreview',
     });
-    expect(reviewsOf(token)).toEqual([{ token, audiences: [AUDIENCE], caller: server.reviewerUsername }]);
+    expect(reviewsOf(token)).toEqual([{ token, audiences: [AUDIENCE], caller: kube().reviewerUsername }]);
   });
 
   it('ok/client-certificate-credentials', async () => {
     const { verifier } = setup({ kubeconfig: { auth: 'client-cert' } });
     const token = await issue();
     expect((await verifier.verify(token)).sub).toBe('system:serviceaccount:production:order-service');
-    expect(reviewsOf(token)[0]?.caller).toBe(server.reviewerUsername);
+    expect(reviewsOf(token)[0]?.caller).toBe(kube().reviewerUsername);
   });
 
   it('ok/audiences-passed-and-intersected', async () => {
@@ -98,7 +67,7 @@ describe('TokenReview verifier', () => {
   });
 
   it('ok/ca-file-overrides-kubeconfig-ca', async () => {
-    const { verifier } = setup({ kubeconfig: { trust: 'other-ca' }, cluster: { caFile: server.caFile } });
+    const { verifier } = setup({ kubeconfig: { trust: 'other-ca' }, cluster: { caFile: kube().caFile } });
     expect((await verifier.verify(await issue())).namespace).toBe('production');
   });
 
@@ -133,7 +102,7 @@ describe('TokenReview verifier', () => {
 
   it('ok/two-verifiers-share-the-cache', async () => {
     const first = setup();
-    const second = createTokenReviewVerifier(clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig() }), {
+    const second = createTokenReviewVerifier(reviewCluster(kube()), {
       cache: first.cache,
       logger: createLogger({ level: 'silent' }),
       audiences: [AUDIENCE],
@@ -146,7 +115,7 @@ describe('TokenReview verifier', () => {
 
   it('fail/unauthenticated-refusal-reused-for-10s (a token replayed in a loop costs one review per 10 s)', async () => {
     const { verifier, metrics, advance } = setup();
-    const token = opaqueJwt({ iss: server.issuer, sub: 'system:serviceaccount:production:order-service' });
+    const token = opaqueJwt({ iss: kube().issuer, sub: 'system:serviceaccount:production:order-service' });
     const attempt = async () => {
       const error = await failure(verifier.verify(token));
       expect([error.status, error.code, error.description]).toEqual([400, 'invalid_request', 'subject_token is not valid']);
@@ -171,26 +140,26 @@ describe('TokenReview verifier', () => {
 
   it('fail/not-a-service-account', async () => {
     const { verifier } = setup();
-    const token = opaqueJwt({ iss: server.issuer, sub: 'alice' });
-    server.addToken(token, { username: 'alice', groups: ['system:authenticated'] });
+    const token = opaqueJwt({ iss: kube().issuer, sub: 'alice' });
+    kube().addToken(token, { username: 'alice', groups: ['system:authenticated'] });
     const error = await failure(verifier.verify(token));
     expect([error.status, error.description]).toEqual([400, 'subject_token is not a service-account token']);
   });
 
   it('fail/sub-disagrees-with-reviewed-user', async () => {
     const { verifier } = setup();
-    const token = opaqueJwt({ iss: server.issuer, sub: 'system:serviceaccount:kube-system:admin' });
-    server.addToken(token, { username: 'system:serviceaccount:production:order-service' });
+    const token = opaqueJwt({ iss: kube().issuer, sub: 'system:serviceaccount:kube-system:admin' });
+    kube().addToken(token, { username: 'system:serviceaccount:production:order-service' });
     const error = await failure(verifier.verify(token));
     expect([error.status, error.code]).toEqual([400, 'invalid_request']);
   });
 
   it('fail/malformed-token-never-reviewed', async () => {
     const { verifier } = setup();
-    const before = server.reviews().length;
+    const before = kube().reviews().length;
     const error = await failure(verifier.verify('not-a-jwt'));
     expect([error.status, error.code]).toEqual([400, 'invalid_request']);
-    expect(server.reviews()).toHaveLength(before);
+    expect(kube().reviews()).toHaveLength(before);
   });
 
   it.each([
@@ -200,7 +169,7 @@ describe('TokenReview verifier', () => {
     const { verifier, advance } = setup({ cluster: { verify } });
     const token = await issue();
     expect((await verifier.verify(token)).verifiedBy).toBe(verify);
-    server.revoke(token);
+    kube().revoke(token);
     advance(window - 1000);
     expect((await verifier.verify(token)).pod?.name).toBe('orders-7d9f');
     advance(2000);
@@ -219,10 +188,10 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
     logged: Record<string, unknown>;
     message: RegExp;
   }> = [
-    { name: 'fail/api-down', arrange: () => server.setDown(true), logged: { level: 40, failure: 'network', cluster: 'prod' }, message: /failed \(network\)/ },
+    { name: 'fail/api-down', arrange: () => kube().setDown(true), logged: { level: 40, failure: 'network', cluster: 'prod' }, message: /failed \(network\)/ },
     {
       name: 'fail/timeout',
-      arrange: () => server.setDelay(1500),
+      arrange: () => kube().setDelay(1500),
       deps: { timeoutMs: 200 },
       logged: { level: 40, failure: 'timeout', reason: 'no answer within 200 ms' },
       message: /failed \(timeout\)/,
@@ -233,8 +202,8 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
       logged: { level: 50, status: 401, reason: 'Unauthorized', cluster: 'prod' },
       message: /did not accept the broker's credentials \(401\)/,
     },
-    { name: 'fail/missing-rbac', arrange: () => server.setForbidden(true), logged: { level: 50, status: 403, reason: 'Forbidden' }, message: /system:auth-delegator/ },
-    { name: 'fail/api-server-error', arrange: () => server.failWith(500), logged: { level: 40, status: 500, reason: 'InternalError' }, message: /failed \(http\)/ },
+    { name: 'fail/missing-rbac', arrange: () => kube().setForbidden(true), logged: { level: 50, status: 403, reason: 'Forbidden' }, message: /system:auth-delegator/ },
+    { name: 'fail/api-server-error', arrange: () => kube().failWith(500), logged: { level: 40, status: 500, reason: 'InternalError' }, message: /failed \(http\)/ },
     { name: 'fail/untrusted-server-certificate', kubeconfig: { trust: 'other-ca' }, logged: { level: 40, failure: 'network' }, message: /failed \(network\)/ },
   ];
 
@@ -246,7 +215,7 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
     expect([error.status, error.code]).toEqual([503, 'temporarily_unavailable']);
     expect(error.description).toBe('the cluster API server cannot verify tokens right now; retry later');
     const line = lines.find((entry) => message.test(String(entry.msg)));
-    expect(line).toMatchObject({ ...logged, module: 'tokenreview', server: server.url });
+    expect(line).toMatchObject({ ...logged, module: 'tokenreview', server: kube().url });
     for (const entry of lines) {
       expect(JSON.stringify(entry)).not.toContain(token);
       expect(JSON.stringify(entry)).not.toContain('wrong-reviewer-credential');
@@ -254,24 +223,24 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
     const results = (await metrics.tokenReviews.get()).values.map((sample) => sample.labels.result);
     expect(results).toEqual([logged.failure === 'timeout' ? 'timeout' : 'error']);
     // Negative outcomes are not cached: once the API server is healthy again, the token passes.
-    server.setDown(false);
-    server.setDelay(0);
-    server.setForbidden(false);
-    server.failWith(undefined);
+    kube().setDown(false);
+    kube().setDelay(0);
+    kube().setForbidden(false);
+    kube().failWith(undefined);
     if (!kubeconfig) expect((await verifier.verify(token)).namespace).toBe('production');
   });
 });
 
 describe('TokenReview verifier: configuration', () => {
   it('fail/missing-kubeconfig-file-at-start', () => {
-    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: '/nonexistent/kubeconfig' });
+    const cluster = reviewCluster(kube(), { kubeconfig: '/nonexistent/kubeconfig' });
     expect(() =>
       createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: createLogger({ level: 'silent' }), audiences: [AUDIENCE] }),
     ).toThrow(/cluster prod: cannot load kubeconfig \/nonexistent\/kubeconfig/);
   });
 
   it.skipIf(Boolean(process.env.KUBERNETES_SERVICE_HOST))('fail/in-cluster-outside-a-pod', () => {
-    const cluster = clusterSchema.parse({ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: 'in-cluster' });
+    const cluster = reviewCluster(kube(), { kubeconfig: 'in-cluster' });
     expect(() =>
       createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: createLogger({ level: 'silent' }), audiences: [AUDIENCE] }),
     ).toThrow('cluster prod: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)');

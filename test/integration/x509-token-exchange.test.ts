@@ -44,10 +44,10 @@ afterAll(async () => {
   workspace.cleanup();
 });
 
-const exchange = (params: Record<string, string>) =>
+const exchange = async (params: Record<string, string>) =>
   postToken(
     test.url,
-    exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: test.devToken('shop', 'orders'), requested_token_type: X509_SVID, ...params }),
+    exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: await test.devToken('shop', 'orders'), requested_token_type: X509_SVID, ...params }),
   );
 
 describe('POST /v1/token for an x509-svid', () => {

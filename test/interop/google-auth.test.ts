@@ -25,7 +25,7 @@ afterAll(async () => {
 describe('google-auth-library external account client', () => {
   it('exchanges a file-sourced SA token at Tessera and gets a usable access token', async () => {
     const tokenFile = join(dir, 'token');
-    writeFileSync(tokenFile, t.devToken('billing', 'payer'));
+    writeFileSync(tokenFile, await t.devToken('billing', 'payer'));
     const client = ExternalAccountClient.fromJSON({
       type: 'external_account',
       audience: 'sts.amazonaws.com',

@@ -17,7 +17,7 @@ describe('interop with third-party clients', () => {
     const config = await client.discovery(new URL(t.url), 'orders-pod', undefined, client.None(), { execute: [client.allowInsecureRequests] });
     expect(config.serverMetadata().token_endpoint).toBe(`${t.url}/v1/token`);
     const response = await client.genericGrantRequest(config, TOKEN_EXCHANGE, {
-      subject_token: t.devToken('orders', 'order-service'),
+      subject_token: await t.devToken('orders', 'order-service'),
       subject_token_type: JWT_TYPE,
       resource: 'orders-reader',
       requested_token_type: 'urn:ietf:params:oauth:token-type:access_token',
@@ -35,7 +35,7 @@ describe('interop with third-party clients', () => {
   it('openid-client surfaces the RFC 6749 error of a refused exchange', async () => {
     const config = await client.discovery(new URL(t.url), 'orders-pod', undefined, client.None(), { execute: [client.allowInsecureRequests] });
     const refused = client.genericGrantRequest(config, TOKEN_EXCHANGE, {
-      subject_token: t.devToken('payments', 'order-service'),
+      subject_token: await t.devToken('payments', 'order-service'),
       subject_token_type: JWT_TYPE,
       resource: 'orders-reader',
     });
@@ -48,7 +48,7 @@ describe('interop with third-party clients', () => {
       ['orders', 'orders-reader', 'https://vault.example.com', 'ES256'],
       ['billing', 'billing', 'sts.amazonaws.com', 'RS256'],
     ] as const) {
-      const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: t.devToken(namespace, 'order-service'), subject_token_type: JWT_TYPE, resource });
+      const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: await t.devToken(namespace, 'order-service'), subject_token_type: JWT_TYPE, resource });
       const response = await fetch(`${t.url}/v1/token`, { method: 'POST', body });
       const { access_token: token } = (await response.json()) as { access_token: string };
       const { protectedHeader } = await jwtVerify(token, jwks, { issuer: t.url, audience, algorithms: [alg] });

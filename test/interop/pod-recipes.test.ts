@@ -58,7 +58,7 @@ beforeAll(async () => {
   ]);
   dir = mkdtempSync(join(tmpdir(), 'tessera-recipes-'));
   saToken = join(dir, 'sa-token');
-  writeFileSync(saToken, t.devToken('shop', 'checkout'));
+  writeFileSync(saToken, (await t.devToken('shop', 'checkout')));
 });
 afterAll(async () => {
   await Promise.all([aws?.close(), gcp?.close(), entra?.close()]);

@@ -8,8 +8,10 @@ import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
  * 500, never a stack trace, never an echo of the subject token.
  */
 let t: TestApp;
+let realToken: string;
 beforeAll(async () => {
   t = await startTestApp({ policies: writePolicies(ENDPOINT_ROLES) });
+  realToken = await t.devToken('orders', 'order-service');
 });
 afterAll(async () => {
   await t?.close();
@@ -58,7 +60,7 @@ const withRealToken = fc
     body: new URLSearchParams([
       ['grant_type', TOKEN_EXCHANGE],
       ['subject_token_type', JWT_TYPE],
-      ['subject_token', t.devToken('orders', 'order-service')],
+      ['subject_token', realToken],
       ['resource', resource],
       ...extra.filter(([name]) => name !== 'subject_token'),
     ]).toString(),

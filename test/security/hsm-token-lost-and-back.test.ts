@@ -15,8 +15,8 @@ const PIN_ENV = 'TESSERA_TEST_PKCS11_PIN';
 let token: SoftHsmToken;
 let broker: TestApp;
 
-const exchange = () =>
-  postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: broker.devToken('default', 'demo'), resource: 'demo' }));
+const exchange = async () =>
+  postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: (await broker.devToken('default', 'demo')), resource: 'demo' }));
 const readiness = async () => (await fetch(`${broker.url}/readyz`)).status;
 
 describe.skipIf(skipSoftHsm())('HSM token lost and back', () => {

@@ -24,10 +24,10 @@ const post = async (app: TestApp, body: string, forwardedFor?: string) => {
   return { status: response.status, retryAfter: response.headers.get('retry-after'), json: (await response.json()) as Record<string, unknown> };
 };
 const garbage = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: 'not-a-token', subject_token_type: JWT_TYPE, resource: 'orders-reader' });
-const valid = (app: TestApp, serviceAccount = 'order-service') =>
+const valid = async (app: TestApp, serviceAccount = 'order-service') =>
   exchangeForm({
     grant_type: TOKEN_EXCHANGE,
-    subject_token: app.devToken('orders', serviceAccount, { now: Math.floor(clock / 1000) }),
+    subject_token: (await app.devToken('orders', serviceAccount, { now: Math.floor(clock / 1000) })),
     subject_token_type: JWT_TYPE,
     resource: 'orders-reader',
   });
@@ -74,10 +74,10 @@ describe('rate limits', () => {
   it('ok/per-workload-identity-after-verification', async () => {
     t = await start({ rateLimit: { perSecond: 100, burst: 100, perIdentity: { perSecond: 1, burst: 2 } }, trustedProxies: ['127.0.0.1/32'] });
     // One service account from three pods (three addresses): one bucket.
-    const sameAccount = await statuses(3, (index) => post(t as TestApp, valid(t as TestApp), `203.0.113.${index + 1}`));
+    const sameAccount = await statuses(3, async (index) => post(t as TestApp, await valid(t as TestApp), `203.0.113.${index + 1}`));
     expect(sameAccount).toEqual([200, 200, 429]);
     // Another service account of the same namespace has its own.
-    expect((await post(t, valid(t, 'order-worker'), '203.0.113.1')).status).toBe(200);
+    expect((await post(t, await valid(t, 'order-worker'), '203.0.113.1')).status).toBe(200);
     // Garbage never reaches the identity limit, so it cannot spend a workload's budget.
     expect((await post(t, garbage, '203.0.113.9')).status).toBe(400);
   });

@@ -111,7 +111,7 @@ describe('refusal descriptions never carry library errors or rendered values', (
     },
   ];
   it.each(cases)('$name', async ({ namespace, serviceAccount, params, status, description, logged }) => {
-    const answer = await exchange(t.devToken(namespace ?? 'default', serviceAccount), params());
+    const answer = await exchange((await t.devToken(namespace ?? 'default', serviceAccount)), params());
     expect({ status: answer.status, description: answer.json.error_description }).toEqual({ status, description });
     if (logged) expect(t.logs.text()).toMatch(logged);
   });

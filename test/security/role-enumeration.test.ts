@@ -49,14 +49,14 @@ describe('roles cannot be enumerated without a valid token (jwks cluster)', () =
   const ask = (subjectToken: string, params: Record<string, string>) =>
     postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, ...params }));
 
-  const garbage: Array<[string, () => string]> = [
+  const garbage: Array<[string, () => string | Promise<string>]> = [
     ['fail/garbage-token', () => '%%%not-a-token%%%'],
     ['fail/unknown-issuer', () => forged({ iss: 'https://evil.example.com', sub: 'system:serviceaccount:a:b', aud: 'tessera', exp: 9_999_999_999 })],
     ['fail/dev-cluster-issuer-foreign-key', () => forged({ iss: 'https://dev-cluster.tessera.local', sub: 'system:serviceaccount:orders:order-x', aud: 'tessera', exp: 9_999_999_999 })],
-    ['fail/expired-dev-token', () => t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 })],
+    ['fail/expired-dev-token', async () => (await t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 }))],
   ];
   it.each(garbage)('%s: every probe gets the same answer', async (_name, token) => {
-    const subject = token();
+    const subject = await token();
     const answers = await Promise.all(PROBES.map(async ([probe, params]) => [probe, await ask(subject, params)] as const));
     const [, first] = answers[0] as (typeof answers)[number];
     expect(first.status).toBe(400);
@@ -65,7 +65,7 @@ describe('roles cannot be enumerated without a valid token (jwks cluster)', () =
   });
 
   it('ok/with-a-valid-token-the-probes-are-told-apart', async () => {
-    const subject = t.devToken('orders', 'order-service');
+    const subject = (await t.devToken('orders', 'order-service'));
     const unknown = await ask(subject, { resource: 'no-such-role' });
     const wrongScope = await ask(subject, { resource: 'orders-reader', scope: 'admin' });
     expect([unknown.status, unknown.json.error, wrongScope.status, wrongScope.json.error]).toEqual([400, 'invalid_target', 400, 'invalid_scope']);

@@ -35,7 +35,7 @@ export interface TestApp {
   logs: LogCapture;
   dir: string;
   /** A dev-cluster token for `namespace`/`serviceAccount`. */
-  devToken(namespace?: string, serviceAccount?: string, options?: { audience?: string | string[]; ttlSeconds?: number; now?: number }): string;
+  devToken(namespace?: string, serviceAccount?: string, options?: { audience?: string | string[]; ttlSeconds?: number; now?: number }): Promise<string>;
   close(): Promise<void>;
 }
 

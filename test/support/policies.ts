@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A policies directory written for one test, one role a file, in the format of DESIGN.md. */
+/** A policies directory written for one test, one role a file, in the format of docs/architecture.md ("External contract"). */
 export function writePolicies(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-policies-'));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
