@@ -1,7 +1,9 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { configSchema } from '../src/config/index.js';
 import type { Fixtures } from './fixtures.js';
 import { freePort, startProcess, stopProcess, waitForHttp } from './support.js';
 
@@ -39,6 +41,18 @@ export function cliSupportsWorkers(): boolean {
   }
 }
 
+/**
+ * The bench is one client sending as fast as it can: per-address rate limiting is turned off
+ * where the config has that switch (`rateLimit.enabled`), and left unset where it is opt-in.
+ */
+function rateLimitOff(): Record<string, unknown> {
+  const candidate = { issuer: 'https://bench.test', audience: 'bench', rateLimit: { enabled: false } };
+  return configSchema.safeParse(candidate).success ? { rateLimit: { enabled: false } } : {};
+}
+
+/** The secret replicas authenticate shared-cache entries with, where the config asks for one. */
+const CACHE_KEY_ENV = { TESSERA_CACHE_KEY: randomBytes(32).toString('base64url') };
+
 export async function startBroker(fixtures: Fixtures, options: BrokerOptions): Promise<Broker> {
   const port = await freePort();
   const config = {
@@ -50,15 +64,14 @@ export async function startBroker(fixtures: Fixtures, options: BrokerOptions): P
     keys: { ...options.keys, algorithms: ['ES256', 'RS256'] },
     x509: { trustDomain: 'example.org', dir: join(fixtures.dir, `ca-${options.keys.provider}`) },
     ...(options.redisUrl && { cache: { redis: options.redisUrl } }),
-    // One load generator on one address: the throughput of exchanges, not of the rate limiter.
-    rateLimit: { enabled: false },
+    ...rateLimitOff(),
     logging: { level: 'info' },
   };
   const file = join(fixtures.dir, `config-${options.name}.yaml`);
   writeFileSync(file, stringify(config));
   const nodeArgs = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.name}.cpuprofile`] : [];
   const args = [...nodeArgs, CLI, 'serve', '--config', file, ...(options.workers ? ['--workers', String(options.workers)] : [])];
-  const child = startProcess(args, { TESSERA_CACHE_KEY: 'bench-cache-secret-0123456789abcdef0123', ...options.env });
+  const child = startProcess(args, { ...CACHE_KEY_ENV, ...options.env });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/readyz`, 60_000, child);

@@ -3,28 +3,34 @@ import { pino, type Logger, type DestinationStream } from 'pino';
 export type { Logger };
 
 /**
- * Paths that may hold secrets are censored wherever they appear, as a second line of defence:
- * code logs identities (iss, sub, namespace, role, jti), never tokens, PINs or keys.
+ * Member names that may hold secrets, censored at the top level of a log line and one level
+ * down (`{ request: { subject_token } }`), as a second line of defence: code logs identities
+ * (iss, sub, namespace, role, jti), never tokens, PINs or keys.
  */
-const REDACT = [
-  'token',
-  'subject_token',
-  'actor_token',
-  'access_token',
-  'pin',
-  'password',
-  'privateKey',
-  'authorization',
-  '*.token',
-  '*.subject_token',
-  '*.actor_token',
-  '*.access_token',
-  '*.pin',
-  '*.password',
-  '*.privateKey',
-  '*.authorization',
-  'req.headers.authorization',
-];
+const SECRET_NAMES = ['token', 'subject_token', 'actor_token', 'access_token', 'pin', 'password', 'privateKey', 'authorization'];
+const CENSOR = '[redacted]';
+
+/**
+ * pino's path redaction handles the top level (and child bindings) cheaply; a wildcard path such
+ * as `*.token` would instead run its redactor (a clone and a JSON pass) on every member of every
+ * line, about 80 µs per audit line. The level below is censored here, copying only an object
+ * that holds a secret-named member.
+ */
+function censorNested(line: Record<string, unknown>): Record<string, unknown> {
+  let censored: Record<string, unknown> | undefined;
+  for (const key of Object.keys(line)) {
+    const value = line[key];
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) continue;
+    const names = SECRET_NAMES.filter((name) => Object.hasOwn(value, name) && (value as Record<string, unknown>)[name] !== undefined);
+    if (names.length === 0) continue;
+    // A copy with the same prototype and descriptors: an Error stays an Error for its serializer.
+    const copy = Object.create(Object.getPrototypeOf(value) as object | null, Object.getOwnPropertyDescriptors(value)) as Record<string, unknown>;
+    for (const name of names) Object.defineProperty(copy, name, { value: CENSOR, enumerable: true, writable: true, configurable: true });
+    censored ??= { ...line };
+    censored[key] = copy;
+  }
+  return censored ?? line;
+}
 
 /**
  * The structured logger. Tests pass a `destination` to read what was logged.
@@ -36,7 +42,8 @@ export function createLogger(options: { level?: string; destination?: Destinatio
     {
       level: options.level ?? 'info',
       base: { service: 'tessera' },
-      redact: { paths: REDACT, censor: '[redacted]' },
+      redact: { paths: [...SECRET_NAMES, 'req.headers.authorization'], censor: CENSOR },
+      formatters: { log: censorNested },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     options.destination,

@@ -9,8 +9,13 @@ import type { AcceptedAlgorithm } from './keys.js';
  * and curve must fit the algorithm, RSA keys have at least 2048 bits, EdDSA means Ed25519 (jose
  * refuses Ed448 keys for it), PS* use a salt as long as the hash (RFC 7518 §3.5).
  *
- * fast-jwt was not taken: its verifier also calls node:crypto, so it cannot be faster than
- * this call, and it would bring its own parser and algorithm handling in front of ours.
+ * The KeyObject is handed over bare wherever the defaults fit (PKCS#1 v1.5 for RSA, DER for
+ * ECDSA): Node 24 answers a `{ key, …options }` object by first probing it as a KeyObject and
+ * as a CryptoKey, two caught exceptions that double the cost of a P-256 operation. ECDSA
+ * signatures are therefore turned from JWS r‖s into DER here; only PS* pays for the options.
+ *
+ * fast-jwt was not taken: its verifier calls node:crypto too, so it cannot beat this call, and
+ * it would bring a parser and algorithm handling of its own in front of ours.
  */
 interface Scheme {
   /** `null` for EdDSA (the hash is part of the algorithm). */
@@ -20,13 +25,14 @@ interface Scheme {
   curve?: string;
   /** ECDSA: exact length of r‖s (RFC 7518 §3.4). */
   signatureBytes?: number;
-  options: Omit<VerifyKeyObjectInput, 'key'>;
+  /** Only where the defaults do not fit (RSA-PSS). */
+  options?: Omit<VerifyKeyObjectInput, 'key'>;
 }
 
 const MIN_RSA_BITS = 2048;
-const pkcs1 = (hash: string): Scheme => ({ hash, keyType: 'rsa', options: { padding: constants.RSA_PKCS1_PADDING } });
+const pkcs1 = (hash: string): Scheme => ({ hash, keyType: 'rsa' });
 const pss = (hash: string, saltLength: number): Scheme => ({ hash, keyType: 'rsa', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength } });
-const ecdsa = (hash: string, curve: string, signatureBytes: number): Scheme => ({ hash, keyType: 'ec', curve, signatureBytes, options: { dsaEncoding: 'ieee-p1363' } });
+const ecdsa = (hash: string, curve: string, signatureBytes: number): Scheme => ({ hash, keyType: 'ec', curve, signatureBytes });
 
 const SCHEMES: Record<AcceptedAlgorithm, Scheme> = {
   RS256: pkcs1('sha256'),
@@ -38,7 +44,7 @@ const SCHEMES: Record<AcceptedAlgorithm, Scheme> = {
   ES256: ecdsa('sha256', 'prime256v1', 64),
   ES384: ecdsa('sha384', 'secp384r1', 96),
   ES512: ecdsa('sha512', 'secp521r1', 132),
-  EdDSA: { hash: null, keyType: 'ed25519', options: {} },
+  EdDSA: { hash: null, keyType: 'ed25519' },
 };
 
 /** Whether `key` is a public key of the type, curve and size `scheme` needs. */
@@ -47,6 +53,28 @@ function keyFits(scheme: Scheme, key: KeyObject): boolean {
   const details = key.asymmetricKeyDetails;
   if (scheme.keyType === 'rsa') return (details?.modulusLength ?? 0) >= MIN_RSA_BITS;
   return scheme.curve === undefined || details?.namedCurve === scheme.curve;
+}
+
+/** One half of r‖s as a minimal positive DER INTEGER (zero stays zero, which OpenSSL refuses). */
+function derInteger(value: Uint8Array): Buffer {
+  let start = 0;
+  while (start < value.length - 1 && value[start] === 0) start += 1;
+  const pad = (value[start] as number) & 0x80 ? 1 : 0;
+  const length = pad + value.length - start;
+  const out = Buffer.alloc(2 + length);
+  out[0] = 0x02;
+  out[1] = length;
+  out.set(value.subarray(start), 2 + pad);
+  return out;
+}
+
+/** JWS r‖s → `SEQUENCE { r INTEGER, s INTEGER }` (P-521's needs a long-form length). */
+export function ecdsaRawToDer(raw: Uint8Array): Buffer {
+  const half = raw.length / 2;
+  const r = derInteger(raw.subarray(0, half));
+  const s = derInteger(raw.subarray(half));
+  const length = r.length + s.length;
+  return Buffer.concat([Buffer.from(length < 0x80 ? [0x30, length] : [0x30, 0x81, length]), r, s]);
 }
 
 /**
@@ -60,7 +88,8 @@ export function verifyJwsSignature(alg: AcceptedAlgorithm, key: KeyObject, signi
   if (!scheme || !keyFits(scheme, key)) return false;
   if (scheme.signatureBytes !== undefined && signature.length !== scheme.signatureBytes) return false;
   try {
-    return verify(scheme.hash, signingInput, { key, ...scheme.options }, signature);
+    if (scheme.options) return verify(scheme.hash, signingInput, { key, ...scheme.options }, signature);
+    return verify(scheme.hash, signingInput, key, scheme.signatureBytes === undefined ? signature : ecdsaRawToDer(signature));
   } catch {
     // OpenSSL refuses some malformed signatures (e.g. longer than the modulus) with an error.
     return false;

@@ -1,7 +1,7 @@
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { invalidRequest } from '../../errors.js';
 import { DerError, children, expectTlv, oid, positiveIntegerContent, sequence, type Tlv } from './der.js';
-import { ecdsaDerToRaw } from './ecdsa-signature.js';
+import { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
 
 /**
  * CSR checks, the first stage of issuance: parse a PKCS#10 request strictly, allow only
@@ -171,12 +171,14 @@ function rsaKey(bits: Uint8Array): { publicKey: KeyObject; modulusBits: number }
 
 function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, signature: Uint8Array): boolean {
   if (key.keyType === 'rsa') return verify(hash, signed, key.publicKey, signature);
-  let raw: Uint8Array;
+  let canonical: Uint8Array;
   try {
-    raw = ecdsaDerToRaw(signature, key.ecSize);
+    // The strict parse refuses BER; the re-encoding hands OpenSSL exactly one DER form. A bare
+    // KeyObject: Node 24 probes a `{ key, dsaEncoding }` object with two caught exceptions.
+    canonical = ecdsaRawToDer(ecdsaDerToRaw(signature, key.ecSize));
   } catch {
     return false;
   }
-  return verify(hash, signed, { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, raw);
+  return verify(hash, signed, key.publicKey, canonical);
 }
 

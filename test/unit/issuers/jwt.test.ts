@@ -66,3 +66,25 @@ describe('issueJwt', () => {
     expect(payload).toMatchObject({ sub: 'system:serviceaccount:orders:api', exp: 1_800_000_600, tessera: { role: 'orders', cluster: 'prod' }, aud: ['a', 'b'], team: 'orders' });
   });
 });
+
+describe('issueJwt: jti', () => {
+  it('ok/every-token-has-its-own-128-bit-jti', async () => {
+    const jtis = new Set<string>();
+    for (let index = 0; index < 600; index += 1) {
+      const issued = await issueJwt({ key, issuer: 'https://sts.example.com', role: role({}), identity, audience: ['a'], lifetimeSeconds: 60, now: 1_800_000_000 });
+      expect(issued.jti).toMatch(/^[A-Za-z0-9_-]{22}$/);
+      expect(issued.claims.jti).toBe(issued.jti);
+      jtis.add(issued.jti);
+    }
+    expect(jtis.size).toBe(600);
+  });
+
+  it('ok/a-role-claim-named-__proto__-is-an-ordinary-member', async () => {
+    const claims = JSON.parse('{"__proto__":{"admin":true},"team":"orders"}') as Record<string, unknown>;
+    const issued = await issueJwt({ key, issuer: 'https://sts.example.com', role: role(claims), identity, audience: ['a'], lifetimeSeconds: 60, now: 1_800_000_000 });
+    const payload = await payloadOf(issued.token);
+    expect(Object.getPrototypeOf(issued.claims)).toBe(Object.prototype);
+    expect((issued.claims as { admin?: unknown }).admin).toBeUndefined();
+    expect(Object.keys(payload)).toContain('__proto__');
+  });
+});

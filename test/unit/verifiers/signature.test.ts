@@ -1,11 +1,13 @@
 import { constants, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { compactVerify } from 'jose';
 import { describe, expect, test } from 'vitest';
 import { checkJwk, parseCompactJws } from '../../../src/verifiers/index.js';
 import { checkHeader } from '../../../src/verifiers/jws.js';
 import { ACCEPTED_ALGORITHMS, type AcceptedAlgorithm } from '../../../src/verifiers/keys.js';
-import { verifyJwsSignature } from '../../../src/verifiers/signature.js';
+import { ecdsaRawToDer as strictRawToDer } from '../../../src/issuers/x509/ecdsa-signature.js';
+import { ecdsaRawToDer, verifyJwsSignature } from '../../../src/verifiers/signature.js';
 
 /**
  * The node:crypto signature check must say what jose's `compactVerify` says for every token
@@ -128,5 +130,28 @@ describe('verifyJwsSignature agrees with jose across algorithms and key types', 
     const token = signToken('ES256', pairs['p-256'].privateKey);
     expect(nodeVerdict(token, 'ES256', pairs['p-256'].privateKey)).toBe(false);
     expect(nodeVerdict(token, 'ES256', createPublicKey(pairs['p-256'].privateKey))).toBe(true);
+  });
+});
+
+describe('ecdsaRawToDer', () => {
+  test('ok/matches-the-strict-x509-encoder-for-every-curve-width', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(32, 48, 66).chain((size) => fc.tuple(fc.uint8Array({ minLength: size, maxLength: size }), fc.uint8Array({ minLength: size, maxLength: size }))),
+        ([r, s]) => {
+          fc.pre(r.some((byte) => byte !== 0) && s.some((byte) => byte !== 0));
+          const raw = Uint8Array.from([...r, ...s]);
+          expect(Buffer.from(ecdsaRawToDer(raw)).toString('hex')).toBe(Buffer.from(strictRawToDer(raw)).toString('hex'));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  test.each([
+    ['high-bit-r-gets-a-zero-byte', `ff${'00'.repeat(31)}${'01'.repeat(32)}`, `3045022100ff${'00'.repeat(31)}0220${'01'.repeat(32)}`],
+    ['leading-zeros-are-dropped', `${'00'.repeat(31)}05${'00'.repeat(30)}0102`, '300702010502020102'],
+  ])('ok/%s', (_name, raw, der) => {
+    expect(ecdsaRawToDer(Buffer.from(raw, 'hex')).toString('hex')).toBe(der);
   });
 });
