@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -43,7 +43,7 @@ const files = (dir: string): string[] =>
 describe.skipIf(skipRuntime())('runtime package (the Dockerfile runtime stage)', () => {
   let work: string;
   let app: string;
-  let child: import('node:child_process').ChildProcess | undefined;
+  let child: ChildProcess | undefined;
 
   beforeAll(() => {
     work = mkdtempSync(join(tmpdir(), 'tessera-runtime-'));
@@ -108,7 +108,6 @@ describe.skipIf(skipRuntime())('runtime package (the Dockerfile runtime stage)',
     expect(statSync(configFile).uid).toBe(0);
 
     const bin = (JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')) as { bin: { tessera: string } }).bin.tessera;
-    const { spawn } = await import('node:child_process');
     child = spawn(
       'setpriv',
       [`--reuid=${UID}`, `--regid=${UID}`, '--clear-groups', '--', process.execPath, join(app, bin), 'serve', '--config', configFile],
