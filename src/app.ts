@@ -31,7 +31,8 @@ export interface AppOverrides {
 }
 
 export interface TesseraApp {
-  config: Config;
+  /** The config in force; `issuer` filled in (from the listener when the file has none). */
+  config: Config & { issuer: string };
   hono: Hono;
   /** The fetch handler, for `app.request()`-style tests and embedding. */
   fetch: (request: Request) => Response | Promise<Response>;
@@ -109,8 +110,9 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
 
     let draining = false;
+    const issuerFollowsListener = config.issuer === undefined;
     const stsDeps: Parameters<typeof createStsApp>[0] = {
-      issuer: config.issuer,
+      issuer: config.issuer ?? issuerOfListener(config.listen),
       verifier,
       policies,
       keys,
@@ -159,7 +161,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await Promise.all(listeners.map((listener) => listener.stop()));
     };
     const app: TesseraApp = {
-      config,
+      config: { ...config, issuer: stsDeps.issuer },
       hono,
       fetch: (request) => hono.fetch(request),
       request: hono.request.bind(hono),
@@ -198,7 +200,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
             intervalMs: overrides.tlsReloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
           });
         }
-        if (config.issuerFollowsListener) {
+        if (issuerFollowsListener) {
           stsDeps.issuer = issuerOfListener({ ...listen, port: main.port });
           app.config = { ...config, issuer: stsDeps.issuer };
         }

@@ -105,7 +105,8 @@ export async function exchangeToken(deps: ExchangeDeps, request: TokenExchangeRe
     role: role.name,
     ...identityForLog(identity),
     ...(actor && { actorSub: actor.sub }),
-    ...(request.clientCert && { clientCertSubject: request.clientCert.subject, clientCertUris: request.clientCert.uris }),
+    // An X.509-SVID has an empty subject DN: its identity is the SPIFFE ID in the URI SAN.
+    ...(request.clientCert && { clientCertSubject: request.clientCert.subject || request.clientCert.uris[0], clientCertUris: request.clientCert.uris }),
     requestedTokenType: request.requestedTokenType,
     decision: decision.decision,
     decidedBy: decision.decidedBy,

@@ -138,7 +138,7 @@ describe.skipIf(skipKubectl())('deploy/ kustomizations', () => {
       } finally {
         rmSync(policyDir, { recursive: true, force: true });
       }
-      expect(config.issuerFollowsListener).toBe(false);
+      expect(config.issuer).toBe('https://sts.example.com');
       expect(config.listen.tls).toBeDefined();
     });
 
