@@ -34,7 +34,8 @@ export interface AppOverrides {
 }
 
 export interface TesseraApp {
-  config: Config;
+  /** The config in force; `issuer` filled in (from the listener when the file has none). */
+  config: Config & { issuer: string };
   hono: Hono;
   /** The fetch handler, for `app.request()`-style tests and embedding. */
   fetch: (request: Request) => Response | Promise<Response>;
@@ -120,8 +121,9 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
 
     const proxies = trustedProxies(config.trustedProxies);
     let draining = false;
+    const issuerFollowsListener = config.issuer === undefined;
     const stsDeps: Parameters<typeof createStsApp>[0] = {
-      issuer: config.issuer,
+      issuer: config.issuer ?? issuerOfListener(config.listen),
       verifier,
       policies,
       keys,
@@ -175,7 +177,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await Promise.all(listeners.map((listener) => listener.stop()));
     };
     const app: TesseraApp = {
-      config,
+      config: { ...config, issuer: stsDeps.issuer },
       hono,
       fetch: (request) => hono.fetch(request),
       request: hono.request.bind(hono),
@@ -214,7 +216,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
             intervalMs: overrides.tlsReloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
           });
         }
-        if (config.issuerFollowsListener) {
+        if (issuerFollowsListener) {
           stsDeps.issuer = issuerOfListener({ ...listen, port: main.port });
           app.config = { ...config, issuer: stsDeps.issuer };
         }

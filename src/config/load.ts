@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, issuerOfListener, type Config, type ConfigInput } from './schema.js';
+import { configSchema, type Config, type ConfigInput } from './schema.js';
 
 /** A config that cannot be used; `message` lists every problem as `path: reason`. */
 export class ConfigError extends Error {
@@ -54,8 +54,7 @@ export function parseConfig(input: unknown, source = 'config'): Config {
     const problems = formatIssues(result.error.issues);
     throw new ConfigError(`${source} is invalid:\n  ${problems.join('\n  ')}`, problems);
   }
-  const { issuer, ...rest } = result.data;
-  return { ...rest, issuer: issuer ?? issuerOfListener(rest.listen), issuerFollowsListener: issuer === undefined };
+  return result.data;
 }
 
 /** Environment overrides, for containers where the file is shared and the port is not. */

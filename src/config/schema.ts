@@ -392,13 +392,8 @@ function isLoopbackUrl(value: string): boolean {
 
 /** The raw file shape, before defaults. */
 export type ConfigInput = z.input<typeof configSchema>;
-type ParsedConfig = z.output<typeof configSchema>;
-/** A validated config with every default filled in; `issuer` is always set (see {@link issuerOfListener}). */
-export type Config = Omit<ParsedConfig, 'issuer'> & {
-  issuer: string;
-  /** True when `issuer` was not configured and follows the main listener. */
-  issuerFollowsListener: boolean;
-};
+/** A validated config with every default filled in; without `issuer`, see {@link issuerOfListener}. */
+export type Config = z.output<typeof configSchema>;
 export type ListenConfig = Config['listen'];
 export type ListenerConfig = NonNullable<Config['publicListen']>;
 export type ClusterConfig = z.output<typeof clusterSchema>;

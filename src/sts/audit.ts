@@ -41,7 +41,8 @@ export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandle
       outcome: 'error',
       status: 0,
       clientAddress: options.clientAddress?.(c),
-      clientCertSubject: clientCert?.subject,
+      // An X.509-SVID often has an empty subject DN: its identity is the SPIFFE ID in the URI SAN.
+      clientCertSubject: clientCert ? clientCert.subject || clientCert.uris[0] : undefined,
       // An X.509-SVID's identity is its URI SAN; its subject is often empty or generic.
       clientCertUris: clientCert && clientCert.uris.length > 0 ? clientCert.uris : undefined,
       userAgent: userAgent && userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent,

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig, parseDuration } from '../../../src/config/index.js';
+import { ConfigError, issuerOfListener, loadConfig, parseConfig, parseDuration } from '../../../src/config/index.js';
 
 const minimal = { issuer: 'https://sts.example.com', audience: 'sts.example.com' };
 
@@ -154,7 +154,9 @@ describe('config', () => {
 
   it('ok/embedded-defaults-have-the-dev-cluster', () => {
     const config = loadConfig({ env: {} });
-    expect(config.issuer).toBe('http://127.0.0.1:8080');
+    // No issuer in the defaults: it follows the listener (http://127.0.0.1:8080 unless TESSERA_PORT says otherwise).
+    expect(config.issuer).toBeUndefined();
+    expect(issuerOfListener(config.listen)).toBe('http://127.0.0.1:8080');
     expect(config.devCluster?.name).toBe('dev');
     expect(config.cache.redis).toBeUndefined();
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from '../../../src/config/index.js';
+import { ConfigError, issuerOfListener, loadConfig, parseConfig } from '../../../src/config/index.js';
 
 const minimal = { audience: 'sts.example.com' };
 
@@ -20,13 +20,14 @@ describe('config: listeners, TLS, life cycle', () => {
     ['ok/TESSERA_ISSUER-wins', { TESSERA_PORT: '9123', TESSERA_ISSUER: 'https://sts.example.com' }, 'https://sts.example.com'],
   ])('%s', (_name, env, issuer) => {
     const config = loadConfig({ env });
-    expect(config.issuer).toBe(issuer);
-    expect(config.issuerFollowsListener).toBe(!('TESSERA_ISSUER' in env));
+    expect(config.issuer ?? issuerOfListener(config.listen)).toBe(issuer);
+    expect(config.issuer === undefined).toBe(!('TESSERA_ISSUER' in env));
   });
 
   it('ok/tls-listener-issuer-is-https-and-defaults', () => {
     const config = parseConfig({ ...minimal, listen: { host: '127.0.0.1', port: 8443, tls: { certFile: '/t/tls.crt', keyFile: '/t/tls.key' } } });
-    expect(config.issuer).toBe('https://127.0.0.1:8443');
+    expect(config.issuer).toBeUndefined();
+    expect(issuerOfListener(config.listen)).toBe('https://127.0.0.1:8443');
     expect(config.lifecycle).toEqual({ drainSeconds: 5 });
     expect(config.workers).toBe(1);
     expect(config.listen.maxConnections).toBe(512);
@@ -44,7 +45,7 @@ describe('config: listeners, TLS, life cycle', () => {
     });
     expect(config.adminListen).toEqual({ host: '0.0.0.0', port: 9090, maxConnections: 512 });
     expect(config.workers).toBe('auto');
-    expect(config.issuerFollowsListener).toBe(false);
+    expect(config.issuer).toBe('https://sts.example.com');
   });
 
   it.each([
