@@ -9,10 +9,9 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /src
 # pkcs11js is a native addon: it compiles here, never in the runtime image.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
-COPY package.json package-lock.json ./
-RUN npm ci
+# npm ci runs `prepare`, which compiles src/ to dist/: the sources come first.
 COPY . .
-RUN npm run build && npm pack --pack-destination /tmp/pack \
+RUN npm ci && npm pack --pack-destination /tmp/pack \
   && mkdir /app && tar -xzf /tmp/pack/tessera-sts-*.tgz -C /app --strip-components=1 \
   && cp package-lock.json /app/ && cd /app && npm pkg delete scripts.prepare && npm ci --omit=dev && npm cache clean --force \
   && rm -f /app/package-lock.json
