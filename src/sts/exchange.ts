@@ -157,6 +157,8 @@ async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: Workl
   const { profile, svids } = x509Profile(deps, role);
   const vars = templateVars(identity);
   const ttlSeconds = Math.min(request.durationSeconds ?? profile.maxTtl, profile.maxTtl);
+  // Read before issuing: a second ticking over during issuance must not shorten the answer to 599.
+  const issuedAt = Math.floor(deps.now() / 1000);
   const svid = await svids.issueSvid({
     csr: request.csr as string,
     spiffeId: profile.spiffeId(vars),
@@ -167,7 +169,7 @@ async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: Workl
     access_token: svid.certificatePem,
     issued_token_type: TOKEN_TYPE_X509_SVID,
     token_type: 'N_A',
-    expires_in: Math.max(0, svid.expiresAt - Math.floor(deps.now() / 1000)),
+    expires_in: Math.max(0, Math.min(ttlSeconds, svid.expiresAt - issuedAt)),
     certificate: svid.certificatePem,
     certificate_chain: svid.chainPem,
     trust_bundle: svid.trustBundlePem,

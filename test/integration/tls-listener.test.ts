@@ -1,5 +1,6 @@
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { Agent } from 'node:https';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
@@ -105,7 +106,7 @@ interface TlsBroker {
 }
 
 /** A broker on https with the server pair copied to files it watches; no `issuer` in the config. */
-async function startTlsBroker(options: { clientCa?: boolean } = {}): Promise<TlsBroker> {
+async function startTlsBroker(options: { clientCa?: boolean; headersTimeout?: number } = {}): Promise<TlsBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-tls-broker-'));
   const certFile = join(dir, 'tls.crt');
   const keyFile = join(dir, 'tls.key');
@@ -113,7 +114,12 @@ async function startTlsBroker(options: { clientCa?: boolean } = {}): Promise<Tls
   copyFileSync(pki.server.keyFile, keyFile);
   const port = await freePort();
   const config = parseConfig({
-    listen: { host: '127.0.0.1', port, tls: { certFile, keyFile, ...(options.clientCa && { clientCaFile: pki.clientCa.certFile }) } },
+    listen: {
+      host: '127.0.0.1',
+      port,
+      ...(options.headersTimeout && { headersTimeout: options.headersTimeout }),
+      tls: { certFile, keyFile, ...(options.clientCa && { clientCaFile: pki.clientCa.certFile }) },
+    },
     audience: 'tessera',
     devCluster: { keyDir: join(dir, 'dev-cluster') },
     policies: writePolicies(ROLES),
@@ -282,6 +288,29 @@ describe('TLS on the listener', () => {
     } finally {
       await app.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('TLS handshake timeout', () => {
+  it('fail/a-client-that-never-starts-the-handshake-is-disconnected', async () => {
+    const broker = await startTlsBroker({ headersTimeout: 1 });
+    try {
+      const { port } = new URL(broker.url);
+      const socket = createConnection(Number(port), '127.0.0.1');
+      socket.on('error', () => undefined);
+      // Node's default handshake timeout is 120 s; this one follows headersTimeout (1 s).
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 15_000);
+        socket.on('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      socket.destroy();
+      expect(closed).toBe(true);
+    } finally {
+      await broker.close();
     }
   });
 });
