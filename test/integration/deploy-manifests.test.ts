@@ -8,7 +8,7 @@ import { Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Ingress, NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { ClusterRole, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseConfig, type Config } from '../../src/config/index.js';
@@ -49,6 +49,7 @@ const MODELS: Record<string, Model> = {
   'v1/Service': Service,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim,
   'apps/v1/Deployment': Deployment,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
   'networking.k8s.io/v1/Ingress': Ingress,
   'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
@@ -114,7 +115,7 @@ describe.skipIf(skipKubectl())('deploy/ kustomizations', () => {
       const Model = MODELS[key];
       expect(Model, `no schema for ${key}`).toBeDefined();
       expect(() => new (Model as Model)(object).validate(), `${key} ${object.metadata.name}`).not.toThrow();
-      if (object.kind !== 'Namespace' && object.kind !== 'ClusterRoleBinding') expect(object.metadata.namespace, `${key} ${object.metadata.name}`).toBe('tessera');
+      if (object.kind !== 'Namespace' && object.kind !== 'ClusterRoleBinding' && object.kind !== 'ClusterRole') expect(object.metadata.namespace, `${key} ${object.metadata.name}`).toBe('tessera');
     }
   });
 
@@ -237,7 +238,7 @@ describe.skipIf(skipKubectl())('deploy/ kustomizations', () => {
     it('ok/service-monitor-and-alerts', () => {
       const rule = one(objects, 'PrometheusRule', 'tessera') as K8sObject & { spec: { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> } };
       const alerts = rule.spec.groups.flatMap((group) => group.rules.map((entry) => entry.alert));
-      expect(alerts).toEqual(expect.arrayContaining(['TesseraDown', 'TesseraExchangeServerErrors', 'TesseraClusterKeysStale']));
+      expect(alerts).toEqual(expect.arrayContaining(['TesseraDown', 'TesseraExchangesFailing', 'TesseraJwksStale']));
     });
   });
 

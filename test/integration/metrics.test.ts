@@ -9,7 +9,7 @@ import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
 import { createSoftHsmToken, skipSoftHsm, type SoftHsmToken } from '../support/softhsm.js';
 
 const ROOT = join(import.meta.dirname, '../..');
-const RULES = join(ROOT, 'deploy/prometheus-rules.yaml');
+const RULES = join(ROOT, 'deploy/base/prometheusrule.yaml');
 const OPERATIONS = join(ROOT, 'docs/operations.md');
 
 let idp: OidcIssuer;
@@ -148,7 +148,7 @@ interface Rule {
   annotations?: Record<string, unknown>;
 }
 
-describe('deploy/prometheus-rules.yaml', () => {
+describe('deploy/base/prometheusrule.yaml', () => {
   const manifest = parseYaml(readFileSync(RULES, 'utf8')) as { apiVersion: string; kind: string; spec: { groups: Array<{ name: string; rules: Rule[] }> } };
   const rules = manifest.spec.groups.flatMap((group) => group.rules);
 

@@ -75,9 +75,7 @@ describe.skipIf(skipRuntime())('runtime package (the Dockerfile runtime stage)',
     expect(installed).toContain('hono');
   });
 
-  // Marked: holds once the package ships compiled JavaScript (dist/) only. Until then the package
-  // runs its TypeScript sources through a loader, and this expectation fails; flip `it.fails` to `it`.
-  it.fails('pending-packaging/the-package-holds-compiled-javascript-and-no-typescript-sources', () => {
+  it('ok/the-package-holds-compiled-javascript-and-no-typescript-sources', () => {
     const sources = files(app).filter((file) => !file.startsWith('node_modules/') && file.endsWith('.ts') && !file.endsWith('.d.ts'));
     expect(sources).toEqual([]);
     expect(existsSync(join(app, 'dist'))).toBe(true);
