@@ -1,5 +1,6 @@
 import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, Observable, Watch, type ObservableMiddleware } from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/index.js';
+import { loadClusterKubeConfig } from '../verifiers/index.js';
 
 /**
  * The cluster API calls pod attestation makes, through `@kubernetes/client-node`: every call
@@ -42,31 +43,8 @@ const LIST_PAGE = 500;
 /** A namespace with more pods than this is not cached (its pods are read one GET at a time). */
 export const MAX_PODS_PER_NAMESPACE = 20_000;
 
-export function loadKubeConfig(cluster: ClusterConfig): KubeConfig {
-  const config = new KubeConfig();
-  const source = cluster.kubeconfig;
-  if (!source) throw new Error(`cluster ${cluster.name}: podAttestation needs a kubeconfig (a path or in-cluster)`);
-  if (source === 'in-cluster' && !process.env.KUBERNETES_SERVICE_HOST) {
-    throw new Error(`cluster ${cluster.name}: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)`);
-  }
-  try {
-    if (source === 'in-cluster') config.loadFromCluster();
-    else config.loadFromFile(source);
-  } catch (error) {
-    throw new Error(`cluster ${cluster.name}: cannot load kubeconfig ${source}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  const current = config.getCurrentCluster();
-  if (!current?.server) throw new Error(`cluster ${cluster.name}: kubeconfig ${source} names no current cluster with a server`);
-  if (cluster.caFile) {
-    config.loadFromOptions({
-      clusters: config.getClusters().map((entry) => (entry.name === current.name ? { ...entry, caData: undefined, caFile: cluster.caFile } : entry)),
-      users: config.getUsers(),
-      contexts: config.getContexts(),
-      currentContext: config.getCurrentContext(),
-    });
-  }
-  return config;
-}
+/** The cluster's kubeconfig (a file or in-cluster), as TokenReview reads it. */
+export const loadKubeConfig = (cluster: ClusterConfig): KubeConfig => loadClusterKubeConfig(cluster, 'podAttestation');
 
 export function createKubeApi(config: KubeConfig, options: { timeoutMs: number }): KubeApi {
   const core = config.makeApiClient(CoreV1Api);

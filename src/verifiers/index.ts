@@ -13,6 +13,7 @@ export { decodeUnverified, parseCompactJws, MAX_TOKEN_BYTES } from './compact.js
 export { checkJwk, ingestJwks, ACCEPTED_ALGORITHMS, type VerificationKey } from './keys.js';
 export { verifyCompactJws } from './jws.js';
 export { boundedMaxAge } from './jwks-fetch.js';
+export { loadClusterKubeConfig } from './tokenreview-client.js';
 export { LEEWAY_SECONDS, identityFromClaims } from './claims.js';
 export { parseStrictJson, StrictJsonError } from './strict-json.js';
 

@@ -38,7 +38,7 @@ export interface TokenReviewClient {
  * `caFile`, when set, replaces the kubeconfig's certificate authority.
  */
 export function createTokenReviewClient(cluster: ClusterConfig, options: { timeoutMs: number }): TokenReviewClient {
-  const config = loadKubeConfig(cluster);
+  const config = loadClusterKubeConfig(cluster);
   const api = config.makeApiClient(AuthenticationV1Api);
   const server = config.getCurrentCluster()?.server ?? 'unknown';
 
@@ -67,10 +67,14 @@ export function createTokenReviewClient(cluster: ClusterConfig, options: { timeo
   };
 }
 
-function loadKubeConfig(cluster: ClusterConfig): KubeConfig {
+/**
+ * A cluster's kubeconfig: a file, or `in-cluster` (the pod's service account), with the cluster's
+ * `caFile` in place of the file's CA. `purpose` names what needs it in the error.
+ */
+export function loadClusterKubeConfig(cluster: ClusterConfig, purpose = `verify: ${cluster.verify}`): KubeConfig {
   const config = new KubeConfig();
   const source = cluster.kubeconfig;
-  if (!source) throw new Error(`cluster ${cluster.name}: kubeconfig is required for verify: ${cluster.verify}`);
+  if (!source) throw new Error(`cluster ${cluster.name}: kubeconfig is required for ${purpose}`);
   if (source === 'in-cluster' && !process.env.KUBERNETES_SERVICE_HOST) {
     throw new Error(`cluster ${cluster.name}: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)`);
   }

@@ -10,35 +10,44 @@ import { describe, expect, it } from 'vitest';
 const SRC = resolve(import.meta.dirname, '../../../src');
 const IMPORT = /(?:^|\n)\s*(?:import|export)\s(?:type\s)?[^'"]*?from\s+'([^']+)'|(?:^|\n)\s*import\s+'([^']+)'/g;
 
+/** Leaf modules that import nothing themselves (checked below), so any entry point may use them. */
+const LEAVES = { constants: '../constants.js', terminal: '../terminal/index.js' } as const;
+
 function staticImports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
   return [...text.matchAll(IMPORT)].map((match) => (match[1] ?? match[2]) as string);
 }
 
 describe('module boundaries', () => {
-  it('src/sdk imports only node:, zod, @peculiar/x509, reflect-metadata and its own files', () => {
+  it('the shared leaf modules (src/constants.ts, src/terminal/) import nothing but each other and node:', () => {
+    const files = [join(SRC, 'constants.ts'), ...readdirSync(join(SRC, 'terminal')).map((name) => join(SRC, 'terminal', name))];
+    const offending = files.flatMap((file) => staticImports(file).filter((spec) => !(spec.startsWith('node:') || spec.startsWith('./'))));
+    expect(offending).toEqual([]);
+  });
+
+  it('src/sdk imports only node:, zod, @peculiar/x509, reflect-metadata, src/constants.ts and its own files', () => {
     const offending = readdirSync(join(SRC, 'sdk'))
       .filter((name) => name.endsWith('.ts'))
       .flatMap((name) =>
         staticImports(join(SRC, 'sdk', name))
-          .filter((spec) => !(spec.startsWith('node:') || spec.startsWith('./') || ['zod', '@peculiar/x509', 'reflect-metadata'].includes(spec)))
+          .filter((spec) => !(spec.startsWith('node:') || spec.startsWith('./') || ['zod', '@peculiar/x509', 'reflect-metadata', LEAVES.constants].includes(spec)))
           .map((spec) => `${name}: ${spec}`),
       );
     expect(offending).toEqual([]);
   });
 
-  it('the command entry (src/cli/main.ts, groups.ts) statically imports only commander and node:', () => {
+  it('the command entry (src/cli/main.ts, groups.ts) statically imports only commander, node: and src/terminal/', () => {
     const offending = ['main.ts', 'groups.ts'].flatMap((name) =>
       staticImports(join(SRC, 'cli', name))
-        .filter((spec) => !(spec.startsWith('node:') || spec === 'commander' || spec === './groups.js'))
+        .filter((spec) => !(spec.startsWith('node:') || spec === 'commander' || spec === './groups.js' || spec === LEAVES.terminal))
         .map((spec) => `${name}: ${spec}`),
     );
     expect(offending).toEqual([]);
   });
 
-  it('the agent and exchange commands (src/cli/client.ts) import only the SDK', () => {
+  it('the agent and exchange commands (src/cli/client.ts) import only the SDK and src/terminal/', () => {
     const offending = staticImports(join(SRC, 'cli', 'client.ts')).filter(
-      (spec) => !(spec.startsWith('node:') || spec === 'commander' || spec === '../sdk/index.js'),
+      (spec) => !(spec.startsWith('node:') || spec === 'commander' || spec === '../sdk/index.js' || spec === LEAVES.terminal),
     );
     expect(offending).toEqual([]);
   });
