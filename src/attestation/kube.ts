@@ -1,4 +1,5 @@
-import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, Observable, Watch, type ObservableMiddleware } from '@kubernetes/client-node';
+import type { KubeConfig} from '@kubernetes/client-node';
+import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, Observable, Watch, type ObservableMiddleware } from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/index.js';
 import { loadClusterKubeConfig } from '../verifiers/index.js';
 
