@@ -41,8 +41,9 @@ function addRoleClaims(claims: Record<string, unknown>, rendered: Record<string,
   for (const name of Object.keys(rendered)) {
     if (reserved.has(name)) continue;
     // An own member like any other, never the object's prototype.
-    if (name === '__proto__') Object.defineProperty(claims, name, { value: rendered[name], enumerable: true, writable: true, configurable: true });
-    else claims[name] = rendered[name];
+    const value = rendered[name];
+    if (name === '__proto__') Object.defineProperty(claims, name, { value, enumerable: true, writable: true, configurable: true });
+    else claims[name] = value;
   }
 }
 

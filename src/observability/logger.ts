@@ -24,7 +24,8 @@ function censorNested(line: Record<string, unknown>): Record<string, unknown> {
     const names = SECRET_NAMES.filter((name) => Object.hasOwn(value, name) && (value as Record<string, unknown>)[name] !== undefined);
     if (names.length === 0) continue;
     // A copy with the same prototype and descriptors: an Error stays an Error for its serializer.
-    const copy = Object.create(Object.getPrototypeOf(value) as object | null, Object.getOwnPropertyDescriptors(value)) as Record<string, unknown>;
+    const prototype = Object.getPrototypeOf(value) as object | null;
+    const copy = Object.create(prototype, Object.getOwnPropertyDescriptors(value)) as Record<string, unknown>;
     for (const name of names) Object.defineProperty(copy, name, { value: CENSOR, enumerable: true, writable: true, configurable: true });
     censored ??= { ...line };
     censored[key] = copy;

@@ -31,7 +31,11 @@ interface Scheme {
 
 const MIN_RSA_BITS = 2048;
 const pkcs1 = (hash: string): Scheme => ({ hash, keyType: 'rsa' });
-const pss = (hash: string, saltLength: number): Scheme => ({ hash, keyType: 'rsa', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength } });
+const pss = (hash: string, saltLength: number): Scheme => ({
+  hash,
+  keyType: 'rsa',
+  options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength },
+});
 const ecdsa = (hash: string, curve: string, signatureBytes: number): Scheme => ({ hash, keyType: 'ec', curve, signatureBytes });
 
 const SCHEMES: Record<AcceptedAlgorithm, Scheme> = {
