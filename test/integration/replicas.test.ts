@@ -106,6 +106,8 @@ describe.skipIf(!available)('replicas under fault', () => {
         keys: { provider: 'local', dir: './keys', algorithms: ['ES256'], rotation: { every: '1m' } },
         x509: { dir: './ca' },
         cache: { redis: redis.url },
+        // One load generator on one address: the replicas' answers, not the per-address limit.
+        rateLimit: { enabled: false },
         logging: { level: 'warn' },
       }),
     );

@@ -37,6 +37,8 @@ export async function startBrokerProcess(options: { config?: Record<string, unkn
     policies: REPO_POLICIES,
     keys: { provider: 'local', dir: join(dir, 'keys') },
     x509: { dir: join(dir, 'ca') },
+    // Load from one test client on one address measures the broker, not the per-address limit.
+    rateLimit: { enabled: false },
     logging: { level: 'info' },
     ...options.config,
   };
