@@ -75,6 +75,8 @@ try {
         clusters: [{ name: 'bench', issuer: server.issuer, caFile: server.caFile, kubeconfig, podAttestation }],
         policies: join(dir, 'policies'),
         keys: { provider: 'local', dir: join(dir, 'keys') },
+        // One load generator on one address: the exchange rate, not the per-address limit.
+        rateLimit: { enabled: false },
         logging: { level: 'warn' },
       }),
     );
