@@ -3,3 +3,4 @@ export type { Config, ConfigInput, ClusterConfig, KeysConfig, ListenConfig, List
 export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG, formatIssues, formatPath } from './load.js';
 export { parseDuration, formatDuration } from './duration.js';
 export { issuerHostPath, normalizeHostPath } from './issuer-host-path.js';
+export { parseCidr } from './cidr.js';

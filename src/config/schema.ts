@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LOOPBACK_HOSTS, SIGNING_ALGORITHMS } from '../constants.js';
-import { parseCidr } from '../sts/client-address.js';
+import { parseCidr } from './cidr.js';
 import { durationProblem, parseDuration } from './duration.js';
 import { issuerHostPath } from './issuer-host-path.js';
 

@@ -22,7 +22,7 @@ export type { ExchangeDeps, ExchangeResponse, SvidIssuer } from './exchange.js';
 export { discoveryDocument } from './discovery.js';
 export { auditExchange, auditIdentity, auditDecision, auditIssued, type ExchangeAudit } from './audit.js';
 export { selectRole } from './select-role.js';
-export { clientAddress, trustedProxies, parseCidr } from './client-address.js';
+export { clientAddress, trustedProxies } from './client-address.js';
 export type { TrustedProxies } from './client-address.js';
 export type { RateLimitSettings } from './rate-limit.js';
 export { LISTENER_SCOPE_ENV, servesRoute, type ListenerScope } from './listener-scope.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { clientAddress, parseCidr, trustedProxies } from '../../../src/sts/index.js';
+import { parseCidr } from '../../../src/config/index.js';
+import { clientAddress, trustedProxies } from '../../../src/sts/index.js';
 
 const proxies = trustedProxies(['10.0.0.0/8', '192.168.1.7', 'fd00::/8']);
 
