@@ -117,7 +117,9 @@ function classify(error: unknown, aborted: boolean, timeoutMs: number): ReviewCa
   if (error instanceof ApiException) {
     return new ReviewCallError({ kind: 'http', status: error.code, reason: statusReason(error.code, error.body) });
   }
-  const code = (error as { code?: unknown } | undefined)?.code;
+  // undici (the client's fetch) reports `fetch failed` and puts the system error under `cause`.
+  const failure = error as { code?: unknown; cause?: { code?: unknown } } | undefined;
+  const code = failure?.code ?? failure?.cause?.code;
   if (typeof code === 'string') return new ReviewCallError({ kind: 'network', reason: code });
   // Anything else (a deserialisation error, a kubeconfig auth plugin failing): the class name is
   // enough for the log and cannot carry the request body.
