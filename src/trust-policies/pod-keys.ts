@@ -1,4 +1,4 @@
-import type { PodFacts } from '../attestation/types.js';
+import type { PodFacts } from '../attestation/index.js';
 import type { KeyReader, ResolvedKey } from './keys.js';
 
 /**

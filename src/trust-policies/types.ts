@@ -1,4 +1,4 @@
-import type { PodFacts } from '../attestation/types.js';
+import type { PodFacts } from '../attestation/index.js';
 import type { JwsAlgorithm } from '../keys/types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 

@@ -1,4 +1,4 @@
-import type { PodFacts } from '../attestation/types.js';
+import type { PodFacts } from '../attestation/index.js';
 
 /**
  * What every verifier returns: the identity of the workload behind a subject token,
