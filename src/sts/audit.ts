@@ -12,6 +12,8 @@ export type ExchangeAudit = AuditEvent;
 declare module 'hono' {
   interface ContextVariableMap {
     tesseraAudit: ExchangeAudit;
+    /** Who is calling, resolved once per request for the audit event, the rate limit and mTLS. */
+    tesseraCaller: { address?: string | undefined; certificate?: ClientCertificate | undefined };
   }
 }
 
@@ -35,15 +37,16 @@ export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandle
     const started = performance.now();
     const userAgent = c.req.header('user-agent');
     const clientCert = options.clientCertificate?.(c);
+    const address = options.clientAddress?.(c);
+    c.set('tesseraCaller', { address, certificate: clientCert });
     const audit: ExchangeAudit = {
       event: 'token_exchange',
       requestId: c.get('requestId'),
       outcome: 'error',
       status: 0,
-      clientAddress: options.clientAddress?.(c),
+      clientAddress: address,
       // An X.509-SVID often has an empty subject DN: its identity is the SPIFFE ID in the URI SAN.
       clientCertSubject: clientCert ? clientCert.subject || clientCert.uris[0] : undefined,
-      // An X.509-SVID's identity is its URI SAN; its subject is often empty or generic.
       clientCertUris: clientCert && clientCert.uris.length > 0 ? clientCert.uris : undefined,
       userAgent: userAgent && userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent,
       durationMs: 0,

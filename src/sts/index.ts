@@ -100,8 +100,9 @@ export function createStsApp(deps: StsDeps): Hono {
       let tokenType = '';
       let role = '';
       try {
-        const clientCert = deps.clientCertificate && requireClientCertificate(deps.clientCertificate, c);
-        takeToken?.(deps.clientAddress?.(c) ?? 'unknown');
+        const caller = c.get('tesseraCaller');
+        const clientCert = deps.clientCertificate && requireClientCertificate(caller.certificate);
+        takeToken?.(caller.address ?? 'unknown');
         const request = { ...parseTokenExchange(await readBody(c, MAX_BODY_BYTES), c.req.header('content-type')), ...(clientCert && { clientCert }) };
         tokenType = request.requestedTokenType;
         const audit = c.get('tesseraAudit');
@@ -152,8 +153,7 @@ export function createStsApp(deps: StsDeps): Hono {
   return app;
 }
 
-function requireClientCertificate(read: (c: Context) => ClientCertificate | undefined, c: Context): ClientCertificate {
-  const certificate = read(c);
+function requireClientCertificate(certificate: ClientCertificate | undefined): ClientCertificate {
   if (!certificate) throw invalidClient('a client certificate issued by a trusted CA is required');
   return certificate;
 }
