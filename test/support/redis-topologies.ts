@@ -117,10 +117,21 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
   try {
     for (let index = 0; index < 3; index += 1) {
       const port = await freePort();
+      // The bus port defaults to port + 10000, past 65535 for half the ephemeral range: name a free one.
+      const busPort = await freePort();
       servers.push(
         await startRedis({
           port,
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000'],
+          args: [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-port',
+            String(busPort),
+            '--cluster-config-file',
+            join(dir, `nodes-${port}.conf`),
+            '--cluster-node-timeout',
+            '2000',
+          ],
         }),
       );
     }
