@@ -19,7 +19,38 @@ export type OAuthErrorCode =
   | 'not_found'
   | 'method_not_allowed';
 
+/**
+ * Why a request was refused, as a stable token machines can match on (as jose's `code`):
+ * logs, tests and the CLI read this, never the prose of `description` or `detail`.
+ * Each module adds the reasons it raises; a reason names the cause, not the HTTP outcome.
+ */
+export const ERROR_REASONS = [
+  // request parsing (src/sts/request.ts, body.ts)
+  'unsupported_content_type',
+  'malformed_body',
+  'body_too_large',
+  'unreadable_body',
+  'missing_parameter',
+  'duplicated_parameter',
+  'parameter_too_long',
+  'unsupported_grant_type',
+  'unsupported_token_type',
+  'actor_token_type_mismatch',
+  'invalid_duration',
+  'csr_not_allowed',
+  'csr_required',
+  // listener and routing
+  'not_found',
+  'method_not_allowed',
+  'client_certificate_required',
+  'rate_limited',
+] as const;
+
+export type ErrorReason = (typeof ERROR_REASONS)[number];
+
 export interface TesseraErrorOptions {
+  /** The machine-readable cause; see ERROR_REASONS. */
+  reason?: ErrorReason;
   /** Log-only context: never sent to the client. Must not contain tokens, PINs or keys. */
   detail?: Record<string, unknown>;
   cause?: unknown;
@@ -31,6 +62,7 @@ export interface TesseraErrorOptions {
 
 export class TesseraError extends Error {
   readonly code: OAuthErrorCode;
+  readonly reason: ErrorReason | undefined;
   readonly status: number;
   readonly description: string;
   readonly detail: Record<string, unknown> | undefined;
@@ -41,6 +73,7 @@ export class TesseraError extends Error {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TesseraError';
     this.code = code;
+    this.reason = options.reason;
     this.status = status;
     this.description = description;
     this.detail = options.detail;
