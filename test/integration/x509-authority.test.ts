@@ -172,7 +172,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
   it.skipIf(skip)('fail/csr-with-bad-signature', async () => {
     const { csrPem } = opensslCsr(workspace.dir, EC_P256);
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-    der[der.length - 3] ^= 0x01;
+    der.writeUInt8(der.readUInt8(der.length - 3) ^ 0x01, der.length - 3);
     expect(await expectError(authority.issueSvid({ csr: der.toString('base64url'), spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
       code: 'invalid_request',
       status: 400,

@@ -102,6 +102,6 @@ describe('POST /v1/token for an x509-svid', () => {
 
 function tamperedCsr(): string {
   const der = Buffer.from(opensslCsr(workspace.dir, EC_P256).csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-  der[der.length - 3] ^= 0x01;
+  der.writeUInt8(der.readUInt8(der.length - 3) ^ 0x01, der.length - 3);
   return der.toString('base64url');
 }

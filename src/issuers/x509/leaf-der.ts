@@ -62,7 +62,7 @@ export function authorityKeyIdentifierExtension(caKeyIdentifier: Uint8Array): Ui
 /** A random positive serial of exactly 128 bits (top bit set, so always 17 DER content bytes). */
 function serialNumber(): Uint8Array {
   const bytes = randomBytes(16);
-  bytes[0] |= 0x80;
+  bytes[0] = (bytes[0] ?? 0) | 0x80;
   return tlv(0x02, Uint8Array.of(0), bytes);
 }
 

@@ -97,7 +97,7 @@ describe('verifyJwsSignature agrees with jose across algorithms and key types', 
   const flipLastSignatureBit = (token: string) => {
     const dot = token.lastIndexOf('.');
     const signature = Buffer.from(token.slice(dot + 1), 'base64url');
-    signature[signature.length - 1] ^= 1;
+    signature.writeUInt8(signature.readUInt8(signature.length - 1) ^ 1, signature.length - 1);
     return `${token.slice(0, dot)}.${signature.toString('base64url')}`;
   };
   const dropLastSignatureByte = (token: string) => {

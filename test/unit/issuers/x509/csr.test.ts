@@ -25,7 +25,7 @@ beforeAll(() => {
   csrs.caTrueAndForeignSans = make(EC_P256, ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'subjectAltName=URI:spiffe://evil.org/x,DNS:evil.example.com']);
   // A signature byte flipped: the request no longer proves possession of the key.
   const tampered = derOf(csrs.p256);
-  tampered[tampered.length - 5] ^= 0x01;
+  tampered.writeUInt8(tampered.readUInt8(tampered.length - 5) ^ 0x01, tampered.length - 5);
   csrs.badSignature = pemOf(tampered);
   // The subject changed after signing.
   const altered = derOf(csrs.p256);
