@@ -44,6 +44,9 @@ export const ERROR_REASONS = [
   'method_not_allowed',
   'client_certificate_required',
   'rate_limited',
+  // signing keys (src/keys/)
+  'signing_key_unavailable',
+  'signing_algorithm_not_configured',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -13,3 +13,9 @@ export class KeyStoreError extends Error {
     this.code = code;
   }
 }
+
+/** Error name, code and message only: never the error object (it may carry a stack with data). */
+export function errorSummary(error: unknown): Record<string, unknown> {
+  if (error instanceof Error) return { name: error.name, message: error.message, code: (error as { code?: unknown }).code };
+  return { message: String(error) };
+}

@@ -30,7 +30,7 @@ export function publicSigningJwk(jwk: JWK, alg: JwsAlgorithm): JWK {
 /** Public JWK of a Node key (private or public). */
 export function jwkFromKeyObject(key: KeyObject, alg: JwsAlgorithm): JWK {
   const publicKey = key.type === 'private' ? createPublicKey(key) : key;
-  return publicSigningJwk(publicKey.export({ format: 'jwk' }) as JWK, alg);
+  return publicSigningJwk(publicKey.export({ format: 'jwk' }), alg);
 }
 
 /** P-256 public point (uncompressed SEC1 `04‖X‖Y`) → JWK. */

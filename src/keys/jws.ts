@@ -14,7 +14,7 @@ function encodeHeader(key: SigningKey, header: Record<string, unknown>): string 
   if (!typOnly) return base64url(JSON.stringify({ typ: 'JWT', ...header, alg: key.alg, kid: key.kid }));
   const typ = (header.typ as string | undefined) ?? 'JWT';
   let byTyp = encodedHeaders.get(key);
-  if (!byTyp) encodedHeaders.set(key, (byTyp = new Map()));
+  if (!byTyp) encodedHeaders.set(key, (byTyp = new Map<string, string>()));
   let encoded = byTyp.get(typ);
   if (encoded === undefined) byTyp.set(typ, (encoded = base64url(JSON.stringify({ typ, alg: key.alg, kid: key.kid }))));
   return encoded;

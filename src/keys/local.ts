@@ -157,11 +157,10 @@ export async function createLocalStore(options: LocalStoreOptions): Promise<KeyS
       return namedSigningKey(key, alg);
     },
     tryLock: () => tryLockFile(join(dir, LOCK_FILE)),
-    async ready() {
-      return true;
-    },
-    async close() {
+    ready: () => Promise.resolve(true),
+    close() {
       loaded.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -1,6 +1,7 @@
 import pkcs11js from 'pkcs11js';
 import type { JWK } from 'jose';
 import { SIGNING_ALGORITHMS } from '../constants.js';
+import { KeyStoreError } from './errors.js';
 import { jwkFromEcPoint, jwkFromRsa } from './jwk.js';
 import type { JwsAlgorithm, KeyRecord, KeyState } from './types.js';
 
@@ -50,17 +51,40 @@ export function findObjects(pkcs11: pkcs11js.PKCS11, session: Session, template:
   }
 }
 
-/** Both halves of the pair with this CKA_ID. */
+/** Both halves of the pair with this CKA_ID, as stored on the token (never a session copy). */
 export function findPair(pkcs11: pkcs11js.PKCS11, session: Session, id: Buffer): { privateKey?: Handle; publicKey?: Handle } {
   const [privateKey] = findObjects(pkcs11, session, [
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+    { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_ID, value: id },
   ]);
   const [publicKey] = findObjects(pkcs11, session, [
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+    { type: pkcs11js.CKA_TOKEN, value: true },
     { type: pkcs11js.CKA_ID, value: id },
   ]);
   return { privateKey, publicKey };
+}
+
+/**
+ * A session-object copy of a private key (`CKA_TOKEN` false), or `undefined` when the token
+ * refuses to copy it (`CKA_COPYABLE` false, or no C_CopyObject). The copy stays inside the
+ * token, as sensitive and unextractable as the original (a copy can only tighten those), and
+ * disappears with the session that made it. SoftHSM2 rereads a token object's file on every
+ * use; a session object is in memory, which halves the cost of an ECDSA signature (measured).
+ */
+export function sessionCopy(pkcs11: pkcs11js.PKCS11, session: Session, privateKey: Handle): Handle | undefined {
+  try {
+    return pkcs11.C_CopyObject(session, privateKey, [{ type: pkcs11js.CKA_TOKEN, value: false }]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The CKA_ID of an object, when it has one. */
+export function objectId(pkcs11: pkcs11js.PKCS11, session: Session, handle: Handle): Buffer | undefined {
+  const value = pkcs11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_ID }])[0]?.value;
+  return Buffer.isBuffer(value) && value.length > 0 ? value : undefined;
 }
 
 /**
@@ -92,10 +116,15 @@ export function generatePair(pkcs11: pkcs11js.PKCS11, session: Session, alg: Jws
 export function readPublicJwk(pkcs11: pkcs11js.PKCS11, session: Session, publicKey: Handle, alg: JwsAlgorithm): JWK {
   if (alg === 'ES256') {
     const [point] = pkcs11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_EC_POINT }]);
-    return jwkFromEcPoint(unwrapOctetString(point?.value as Buffer), alg);
+    return jwkFromEcPoint(unwrapOctetString(bufferOf(point, 'CKA_EC_POINT')), alg);
   }
   const [modulus, exponent] = pkcs11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
-  return jwkFromRsa(modulus?.value as Buffer, exponent?.value as Buffer, alg);
+  return jwkFromRsa(bufferOf(modulus, 'CKA_MODULUS'), bufferOf(exponent, 'CKA_PUBLIC_EXPONENT'), alg);
+}
+
+function bufferOf(attribute: pkcs11js.Attribute | undefined, name: string): Buffer {
+  if (!Buffer.isBuffer(attribute?.value)) throw new KeyStoreError(`PKCS#11 public key has no ${name}`, 'KEY_MISSING');
+  return attribute.value;
 }
 
 /** CKA_EC_POINT is a DER OCTET STRING around the SEC1 point (PKCS#11 v2.40 §2.3.3); some tokens omit the wrapper. */
@@ -116,10 +145,9 @@ export function signMechanism(alg: JwsAlgorithm): pkcs11js.Mechanism {
       return { mechanism: pkcs11js.CKM_ECDSA };
     case 'RS256':
       return { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS };
-    case 'PS256':
-      return {
-        mechanism: pkcs11js.CKM_SHA256_RSA_PKCS_PSS,
-        parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, saltLen: 32 } as pkcs11js.RsaPSS,
-      };
+    case 'PS256': {
+      const parameter: pkcs11js.RsaPSS = { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, saltLen: 32 };
+      return { mechanism: pkcs11js.CKM_SHA256_RSA_PKCS_PSS, parameter };
+    }
   }
 }

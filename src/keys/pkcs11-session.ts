@@ -30,8 +30,19 @@ export interface TokenConnection {
   readonly pkcs11: pkcs11js.PKCS11;
   /** `token "label"` or `slot N`, for messages. */
   readonly description: string;
+  /**
+   * A software token (no `CKF_HW_SLOT`, e.g. SoftHSM2): the library signs in this process, as
+   * node:crypto does, so a short signature is cheaper in-line than through the libuv pool.
+   */
+  readonly software: boolean;
   /** Runs `operation` on a logged-in session; on a lost session or token, reconnects and retries once. */
   withSession<T>(operation: (session: Buffer, generation: number) => Promise<T> | T): Promise<T>;
+  /**
+   * Runs a synchronous `operation` at once on a free session (no promise, no pool hop), or
+   * returns `undefined` when none is free or the token is down. A failure rethrows and drops the
+   * session; the caller then goes through {@link withSession}, which recovers.
+   */
+  withFreeSession<T>(operation: (session: Buffer, generation: number) => T): T | undefined;
   /** False from a failure a new session could not fix until the background recovery succeeds. */
   up(): boolean;
   /** Reports a failure an operation saw (e.g. the key gone with the token): starts recovery. */
@@ -58,6 +69,9 @@ const RECOVERABLE = new Set([
  */
 const TOKEN_LOST = new Set([...RECOVERABLE, 'CKR_GENERAL_ERROR', 'CKR_TOKEN_NOT_RECOGNIZED', 'CKR_SLOT_ID_INVALID', 'CKR_DEVICE_MEMORY']);
 
+/** PKCS#11 §5.2 CK_SLOT_INFO flag (not in pkcs11js's constants): a hardware slot, not a soft token. */
+const CKF_HW_SLOT = 0x4;
+
 /** The native library is process-wide: finalise it only when the last user in this process closes. */
 const moduleUsers = new Map<string, number>();
 
@@ -66,250 +80,358 @@ export function pkcs11Code(error: unknown): string | undefined {
   return /^CKR_[A-Z_]+/.exec(message)?.[0];
 }
 
-export async function connectToken(options: TokenOptions): Promise<TokenConnection> {
-  const { module, tokenLabel, slot: slotId, pin, poolSize, logger } = options;
-  const retryMinMs = options.retryMinMs ?? 250;
-  const retryMaxMs = options.retryMaxMs ?? 5000;
-  const description = tokenLabel !== undefined ? `token "${tokenLabel}"` : `slot ${String(slotId)}`;
-  const fail = (what: string, error: unknown): KeyStoreError => {
-    const code = pkcs11Code(error) ?? 'PKCS11_ERROR';
-    return new KeyStoreError(`PKCS#11 ${what} for ${description} failed: ${code} (module ${module})`, code);
-  };
+interface Lease {
+  session: Buffer;
+  generation: number;
+}
 
+interface Waiter {
+  resolve: (lease: Lease) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Everything one connection knows; the functions below each do one job on it. */
+interface TokenState {
+  readonly options: TokenOptions;
+  readonly pkcs11: pkcs11js.PKCS11;
+  readonly description: string;
+  readonly software: boolean;
+  slot: Buffer;
+  /** Bumped each time the sessions are re-established; handles of older generations are stale. */
+  generation: number;
+  free: Buffer[];
+  /** Sessions open in this generation, leased or free. */
+  size: number;
+  readonly waiters: Waiter[];
+  recovering: Promise<void> | undefined;
+  down: { since: number; code: string } | undefined;
+  retryTimer: NodeJS.Timeout | undefined;
+  closed: boolean;
+}
+
+/**
+ * Loads the module, initialises it, finds the token and logs in; the connection then keeps a
+ * pool of sessions and recovers from lost sessions and tokens (see {@link TokenOptions}).
+ */
+export function connectToken(options: TokenOptions): Promise<TokenConnection> {
+  // The executor's throw is the rejection: the library calls are synchronous.
+  return new Promise((resolve) => resolve(openToken(options)));
+}
+
+function openToken(options: TokenOptions): TokenConnection {
+  const pkcs11 = loadModule(options.module);
+  const description = options.tokenLabel !== undefined ? `token "${options.tokenLabel}"` : `slot ${String(options.slot)}`;
+  try {
+    initialize(pkcs11);
+  } catch (error) {
+    throw failure(options, description, 'C_Initialize', error);
+  }
+  moduleUsers.set(options.module, (moduleUsers.get(options.module) ?? 0) + 1);
+  let first: { slot: Buffer; session: Buffer; software: boolean };
+  try {
+    first = firstSession(pkcs11, options, description);
+  } catch (error) {
+    releaseModule(pkcs11, options.module);
+    throw error;
+  }
+  const state: TokenState = {
+    options,
+    pkcs11,
+    description,
+    software: first.software,
+    slot: first.slot,
+    generation: 0,
+    free: [first.session],
+    size: 1,
+    waiters: [],
+    recovering: undefined,
+    down: undefined,
+    retryTimer: undefined,
+    closed: false,
+  };
+  return {
+    pkcs11,
+    description,
+    software: state.software,
+    withSession: (operation) => withSession(state, operation),
+    withFreeSession: (operation) => withFreeSession(state, operation),
+    up: () => !state.down && !state.closed,
+    markDown: (code) => markDown(state, code),
+    close: () => closeToken(state),
+  };
+}
+
+function loadModule(module: string): pkcs11js.PKCS11 {
   const pkcs11 = new pkcs11js.PKCS11();
   try {
     pkcs11.load(module);
   } catch (error) {
     throw new KeyStoreError(`cannot load PKCS#11 module ${module}: ${error instanceof Error ? error.message : String(error)}`, 'MODULE_LOAD');
   }
-  const initialize = (): void => {
-    try {
-      // Without OS locking, concurrent C_SignAsync calls crash SoftHSM2.
-      pkcs11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
-    } catch (error) {
-      if (pkcs11Code(error) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw error;
-    }
-  };
+  return pkcs11;
+}
+
+function failure(options: TokenOptions, description: string, what: string, error: unknown): KeyStoreError {
+  const code = pkcs11Code(error) ?? 'PKCS11_ERROR';
+  return new KeyStoreError(`PKCS#11 ${what} for ${description} failed: ${code} (module ${options.module})`, code);
+}
+
+function initialize(pkcs11: pkcs11js.PKCS11): void {
   try {
-    initialize();
+    // Without OS locking, concurrent C_SignAsync calls crash SoftHSM2.
+    pkcs11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
   } catch (error) {
-    throw fail('C_Initialize', error);
+    if (pkcs11Code(error) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw error;
   }
-  moduleUsers.set(module, (moduleUsers.get(module) ?? 0) + 1);
+}
 
-  const findSlot = (): Buffer => {
-    for (const candidate of pkcs11.C_GetSlotList(true)) {
-      if (tokenLabel !== undefined ? pkcs11.C_GetTokenInfo(candidate).label.trim() === tokenLabel : slotNumber(candidate) === slotId) return candidate;
-    }
-    throw new KeyStoreError(`PKCS#11 ${description} not found: CKR_TOKEN_NOT_PRESENT (module ${module})`, 'CKR_TOKEN_NOT_PRESENT');
-  };
-  const openSession = (slot: Buffer): Buffer => pkcs11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-  const login = (session: Buffer): void => {
-    try {
-      pkcs11.C_Login(session, pkcs11js.CKU_USER, pin);
-    } catch (error) {
-      if (pkcs11Code(error) !== 'CKR_USER_ALREADY_LOGGED_IN') throw error;
-    }
-  };
-
+/** The start-up session: its errors name the step that failed, for the operator. */
+function firstSession(pkcs11: pkcs11js.PKCS11, options: TokenOptions, description: string): { slot: Buffer; session: Buffer; software: boolean } {
   let slot: Buffer;
-  let first: Buffer;
+  let session: Buffer;
   try {
-    slot = findSlot();
-    first = openSession(slot);
+    slot = findSlot(pkcs11, options, description);
+    session = openSession(pkcs11, slot);
   } catch (error) {
-    releaseModule();
-    throw error instanceof KeyStoreError ? error : fail('C_OpenSession', error);
+    throw error instanceof KeyStoreError ? error : failure(options, description, 'C_OpenSession', error);
   }
   try {
-    login(first);
+    login(pkcs11, session, options.pin);
   } catch (error) {
-    pkcs11.C_CloseSession(first);
-    releaseModule();
-    throw fail('login', error);
+    closeQuietly(pkcs11, session);
+    throw failure(options, description, 'login', error);
   }
+  const software = (pkcs11.C_GetSlotInfo(slot).flags & CKF_HW_SLOT) === 0;
+  return { slot, session, software };
+}
 
-  let generation = 0;
-  let free: Buffer[] = [first];
-  let size = 1;
-  const waiters: Array<{ resolve: (lease: Lease) => void; reject: (error: unknown) => void }> = [];
-  let recovering: Promise<void> | undefined;
-  let closed = false;
-
-  interface Lease {
-    session: Buffer;
-    generation: number;
+function findSlot(pkcs11: pkcs11js.PKCS11, options: TokenOptions, description: string): Buffer {
+  const { tokenLabel, slot: slotId } = options;
+  for (const candidate of pkcs11.C_GetSlotList(true)) {
+    if (tokenLabel !== undefined ? pkcs11.C_GetTokenInfo(candidate).label.trim() === tokenLabel : slotNumber(candidate) === slotId) return candidate;
   }
+  throw new KeyStoreError(`PKCS#11 ${description} not found: CKR_TOKEN_NOT_PRESENT (module ${options.module})`, 'CKR_TOKEN_NOT_PRESENT');
+}
 
-  const dispatch = (): void => {
-    while (waiters.length > 0 && (free.length > 0 || size < poolSize)) {
-      const waiter = waiters.shift() as (typeof waiters)[number];
-      const reused = free.pop();
-      if (reused) {
-        waiter.resolve({ session: reused, generation });
-        continue;
-      }
-      size += 1;
-      try {
-        waiter.resolve({ session: openSession(slot), generation });
-      } catch (error) {
-        size -= 1;
-        waiter.reject(error);
-      }
-    }
-  };
-  const acquire = (): Promise<Lease> => {
-    if (closed) return Promise.reject(new KeyStoreError(`PKCS#11 ${description} is closed`, 'CLOSED'));
-    return new Promise((resolve, reject) => {
-      waiters.push({ resolve, reject });
-      dispatch();
-    });
-  };
-  const release = (lease: Lease, healthy: boolean): void => {
-    // A session of an older generation is never closed: after a re-initialisation its handle
-    // number may already name one of the new sessions.
-    if (lease.generation === generation) {
-      if (healthy && !closed) free.push(lease.session);
-      else {
-        size -= 1;
-        closeQuietly(lease.session);
-      }
-    }
-    dispatch();
-  };
-  const closeQuietly = (session: Buffer): void => {
-    try {
-      pkcs11.C_CloseSession(session);
-    } catch {
-      // Invalid already.
-    }
-  };
+const openSession = (pkcs11: pkcs11js.PKCS11, slot: Buffer): Buffer => pkcs11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
 
-  const recover = (failedGeneration: number, code: string): Promise<void> => {
-    if (generation > failedGeneration) return Promise.resolve();
-    recovering ??= (async () => {
-      logger.warn({ token: description, code }, 'PKCS#11 session lost; reconnecting');
-      if (code === 'CKR_CRYPTOKI_NOT_INITIALIZED') initialize();
-      else free.forEach(closeQuietly);
-      free = [];
-      slot = findSlot();
-      const session = openSession(slot);
-      login(session);
-      generation += 1;
-      free = [session];
-      size = 1;
-      dispatch();
-    })().finally(() => {
-      recovering = undefined;
-    });
-    return recovering;
-  };
+function login(pkcs11: pkcs11js.PKCS11, session: Buffer, pin: string): void {
+  try {
+    pkcs11.C_Login(session, pkcs11js.CKU_USER, pin);
+  } catch (error) {
+    if (pkcs11Code(error) !== 'CKR_USER_ALREADY_LOGGED_IN') throw error;
+  }
+}
 
-  let down: { since: number; code: string } | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
-  /** Start over as a fresh process would: finalise, initialise, find the token, log in. */
-  const reinitialise = (): void => {
-    try {
-      pkcs11.C_Finalize();
-    } catch {
-      // Not initialised, or finalised by another connection: either way initialise next.
+function closeQuietly(pkcs11: pkcs11js.PKCS11, session: Buffer): void {
+  try {
+    pkcs11.C_CloseSession(session);
+  } catch {
+    // Invalid already.
+  }
+}
+
+/** A new generation: one fresh logged-in session in place of every earlier one. */
+function startGeneration(state: TokenState, session: Buffer): void {
+  state.generation += 1;
+  state.free = [session];
+  state.size = 1;
+}
+
+// ---- the session pool ----
+
+function dispatch(state: TokenState): void {
+  while (state.free.length > 0 || state.size < state.options.poolSize) {
+    const waiter = state.waiters.shift();
+    if (!waiter) return;
+    const reused = state.free.pop();
+    if (reused) {
+      waiter.resolve({ session: reused, generation: state.generation });
+      continue;
     }
-    initialize();
-    slot = findSlot();
-    const session = openSession(slot);
+    state.size += 1;
     try {
-      login(session);
+      waiter.resolve({ session: openSession(state.pkcs11, state.slot), generation: state.generation });
     } catch (error) {
-      closeQuietly(session);
-      throw error;
+      state.size -= 1;
+      waiter.reject(error);
     }
-    generation += 1;
-    free = [session];
-    size = 1;
-  };
-  const scheduleRetry = (delayMs: number): void => {
-    if (closed) return;
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      if (closed || !down) return;
-      try {
-        reinitialise();
-        logger.info({ token: description, downForMs: Date.now() - down.since }, 'PKCS#11 token back: signing restored');
-        down = undefined;
-        dispatch();
-      } catch (error) {
-        logger.debug({ token: description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' }, 'PKCS#11 token still unavailable');
-        scheduleRetry(Math.min(delayMs * 2, retryMaxMs));
-      }
-    }, delayMs);
-    retryTimer.unref();
-  };
-  const markDown = (code: string): void => {
-    if (down || closed) return;
-    down = { since: Date.now(), code };
-    logger.error({ token: description, code }, 'PKCS#11 token unavailable: signing fails until it is back; retrying in the background');
-    scheduleRetry(retryMinMs);
-  };
-  const unavailable = (): KeyStoreError =>
-    new KeyStoreError(`PKCS#11 ${description} unavailable (${down?.code ?? 'unknown'}); recovering in the background`, down?.code ?? 'CKR_TOKEN_NOT_PRESENT');
+  }
+}
 
-  return {
-    pkcs11,
-    description,
-    async withSession(operation) {
-      for (let attempt = 0; ; attempt += 1) {
-        if (down) throw unavailable();
-        let lease: Lease | undefined;
-        let healthy = true;
-        try {
-          lease = await acquire();
-          return await operation(lease.session, lease.generation);
-        } catch (error) {
-          healthy = false;
-          const code = pkcs11Code(error);
-          if (closed || !code) throw error;
-          if (attempt === 0 && RECOVERABLE.has(code)) {
-            try {
-              await recover(lease?.generation ?? generation, code);
-              continue;
-            } catch (recoveryError) {
-              markDown(pkcs11Code(recoveryError) ?? code);
-              throw error;
-            }
-          }
-          if (TOKEN_LOST.has(code)) markDown(code);
-          throw error;
-        } finally {
-          if (lease) release(lease, healthy);
-        }
-      }
-    },
-    up: () => !down && !closed,
-    markDown,
-    close() {
-      if (closed) return;
-      closed = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      for (const waiter of waiters.splice(0)) waiter.reject(new KeyStoreError(`PKCS#11 ${description} is closed`, 'CLOSED'));
-      free.splice(0).forEach(closeQuietly);
-      // The last user finalises the library, which also logs out; earlier users leave the
-      // shared login to the others still holding sessions.
-      releaseModule();
-    },
-  };
+function acquire(state: TokenState): Promise<Lease> {
+  if (state.closed) return Promise.reject(closedError(state));
+  return new Promise((resolve, reject) => {
+    state.waiters.push({ resolve, reject });
+    dispatch(state);
+  });
+}
 
-  function releaseModule(): void {
-    const users = (moduleUsers.get(module) ?? 1) - 1;
-    if (users > 0) {
-      moduleUsers.set(module, users);
-      return;
+function release(state: TokenState, lease: Lease, healthy: boolean): void {
+  // A session of an older generation is never closed: after a re-initialisation its handle
+  // number may already name one of the new sessions.
+  if (lease.generation === state.generation) {
+    if (healthy && !state.closed) state.free.push(lease.session);
+    else {
+      state.size -= 1;
+      closeQuietly(state.pkcs11, lease.session);
     }
-    moduleUsers.delete(module);
+  }
+  dispatch(state);
+}
+
+const closedError = (state: TokenState): KeyStoreError => new KeyStoreError(`PKCS#11 ${state.description} is closed`, 'CLOSED');
+
+async function withSession<T>(state: TokenState, operation: (session: Buffer, generation: number) => Promise<T> | T): Promise<T> {
+  for (let attempt = 0; ; attempt += 1) {
+    if (state.down) throw unavailable(state);
+    let lease: Lease | undefined;
+    let healthy = true;
     try {
-      pkcs11.C_Finalize();
-    } catch {
-      // Finalised by another handle already.
+      lease = await acquire(state);
+      return await operation(lease.session, lease.generation);
+    } catch (error) {
+      healthy = false;
+      if (!(await recovered(state, error, attempt, lease))) throw error;
+    } finally {
+      if (lease) release(state, lease, healthy);
     }
+  }
+}
+
+function withFreeSession<T>(state: TokenState, operation: (session: Buffer, generation: number) => T): T | undefined {
+  if (state.down || state.closed || state.waiters.length > 0) return undefined;
+  const session = state.free.pop();
+  if (!session) return undefined;
+  const lease = { session, generation: state.generation };
+  let healthy = false;
+  try {
+    const result = operation(session, lease.generation);
+    healthy = true;
+    return result;
+  } finally {
+    release(state, lease, healthy);
+  }
+}
+
+// ---- recovery ----
+
+/** After a failed operation: true when the sessions were re-established and it may run again. */
+async function recovered(state: TokenState, error: unknown, attempt: number, lease: Lease | undefined): Promise<boolean> {
+  const code = pkcs11Code(error);
+  if (state.closed || !code) return false;
+  if (attempt === 0 && RECOVERABLE.has(code)) {
+    try {
+      await recover(state, lease?.generation ?? state.generation, code);
+      return true;
+    } catch (recoveryError) {
+      markDown(state, pkcs11Code(recoveryError) ?? code);
+      return false;
+    }
+  }
+  if (TOKEN_LOST.has(code)) markDown(state, code);
+  return false;
+}
+
+/** A new session and login once per failed generation, however many operations saw the failure. */
+function recover(state: TokenState, failedGeneration: number, code: string): Promise<void> {
+  if (state.generation > failedGeneration) return Promise.resolve();
+  state.recovering ??= Promise.resolve()
+    .then(() => {
+      const { pkcs11, options } = state;
+      options.logger.warn({ token: state.description, code }, 'PKCS#11 session lost; reconnecting');
+      if (code === 'CKR_CRYPTOKI_NOT_INITIALIZED') initialize(pkcs11);
+      else state.free.forEach((session) => closeQuietly(pkcs11, session));
+      state.free = [];
+      state.slot = findSlot(pkcs11, options, state.description);
+      const session = openSession(pkcs11, state.slot);
+      login(pkcs11, session, options.pin);
+      startGeneration(state, session);
+      dispatch(state);
+    })
+    .finally(() => {
+      state.recovering = undefined;
+    });
+  return state.recovering;
+}
+
+/** Start over as a fresh process would: finalise, initialise, find the token, log in. */
+function reinitialise(state: TokenState): void {
+  const { pkcs11, options } = state;
+  try {
+    pkcs11.C_Finalize();
+  } catch {
+    // Not initialised, or finalised by another connection: either way initialise next.
+  }
+  initialize(pkcs11);
+  state.slot = findSlot(pkcs11, options, state.description);
+  const session = openSession(pkcs11, state.slot);
+  try {
+    login(pkcs11, session, options.pin);
+  } catch (error) {
+    closeQuietly(pkcs11, session);
+    throw error;
+  }
+  startGeneration(state, session);
+}
+
+function markDown(state: TokenState, code: string): void {
+  if (state.down || state.closed) return;
+  state.down = { since: Date.now(), code };
+  state.options.logger.error({ token: state.description, code }, 'PKCS#11 token unavailable: signing fails until it is back; retrying in the background');
+  scheduleRetry(state, state.options.retryMinMs ?? 250);
+}
+
+function scheduleRetry(state: TokenState, delayMs: number): void {
+  if (state.closed) return;
+  state.retryTimer = setTimeout(() => {
+    state.retryTimer = undefined;
+    retry(state, delayMs);
+  }, delayMs);
+  state.retryTimer.unref();
+}
+
+function retry(state: TokenState, delayMs: number): void {
+  const { down, options } = state;
+  if (state.closed || !down) return;
+  try {
+    reinitialise(state);
+    options.logger.info({ token: state.description, downForMs: Date.now() - down.since }, 'PKCS#11 token back: signing restored');
+    state.down = undefined;
+    dispatch(state);
+  } catch (error) {
+    options.logger.debug({ token: state.description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' }, 'PKCS#11 token still unavailable');
+    scheduleRetry(state, Math.min(delayMs * 2, options.retryMaxMs ?? 5000));
+  }
+}
+
+function unavailable(state: TokenState): KeyStoreError {
+  const code = state.down?.code;
+  return new KeyStoreError(`PKCS#11 ${state.description} unavailable (${code ?? 'unknown'}); recovering in the background`, code ?? 'CKR_TOKEN_NOT_PRESENT');
+}
+
+function closeToken(state: TokenState): void {
+  if (state.closed) return;
+  state.closed = true;
+  if (state.retryTimer) clearTimeout(state.retryTimer);
+  for (const waiter of state.waiters.splice(0)) waiter.reject(closedError(state));
+  state.free.splice(0).forEach((session) => closeQuietly(state.pkcs11, session));
+  // The last user finalises the library, which also logs out; earlier users leave the
+  // shared login to the others still holding sessions.
+  releaseModule(state.pkcs11, state.options.module);
+}
+
+function releaseModule(pkcs11: pkcs11js.PKCS11, module: string): void {
+  const users = (moduleUsers.get(module) ?? 1) - 1;
+  if (users > 0) {
+    moduleUsers.set(module, users);
+    return;
+  }
+  moduleUsers.delete(module);
+  try {
+    pkcs11.C_Finalize();
+  } catch {
+    // Finalised by another handle already.
   }
 }
 

@@ -1,15 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import type { JWK } from 'jose';
 import pkcs11js from 'pkcs11js';
 import type { KeysConfig } from '../config/index.js';
-import { temporarilyUnavailable } from '../errors.js';
 import type { Logger } from '../observability/index.js';
 import { KeyStoreError } from './errors.js';
-import { findObjects, findPair, generatePair, jwtKeyLabel, namedKeyLabel, parseJwtKeyLabel, readPublicJwk, setLabel, signMechanism } from './pkcs11-objects.js';
-import { connectToken, pkcs11Code, type TokenConnection } from './pkcs11-session.js';
-import { errorSummary } from './provider.js';
-import type { JwsAlgorithm, KeyStore, Signer, SigningKey, StoredKey } from './types.js';
+import { findObjects, findPair, generatePair, jwtKeyLabel, namedKeyLabel, objectId, parseJwtKeyLabel, readPublicJwk, setLabel } from './pkcs11-objects.js';
+import { connectToken, type TokenConnection } from './pkcs11-session.js';
+import { keyHandles, tokenSigner, type KeyHandles } from './pkcs11-signer.js';
+import type { JwsAlgorithm, KeyRecord, KeyStore, Signer, SigningKey, StoredKey } from './types.js';
 
 /**
  * Keys on a PKCS#11 token (an HSM, or SoftHSM2 in tests). Private keys are generated on the
@@ -54,149 +53,142 @@ async function readPinFile(path: string): Promise<string> {
   }
 }
 
+/** What the store's operations share: the connection, and what was learnt from the token. */
+interface TokenStore {
+  token: TokenConnection;
+  config: KeysConfig;
+  logger: Logger;
+  handles: KeyHandles;
+  /** kid → CKA_ID, learnt from load() and create(). */
+  ids: Map<string, Buffer>;
+  /** CKA_ID (hex) and alg → public JWK: a public key never changes, so it is read once. */
+  publicJwks: Map<string, JWK>;
+}
+
 export async function createPkcs11Store(options: Pkcs11StoreOptions): Promise<KeyStore> {
   const { config, logger } = options;
+  if (!config.module) throw new KeyStoreError('PKCS#11: keys.module is required', 'MODULE_LOAD');
   const token = await connectToken({
-    module: config.module as string,
+    module: config.module,
     tokenLabel: config.tokenLabel,
     slot: config.slot,
     pin: await readPin(config, options.env),
     poolSize: options.poolSize ?? (Number(options.env.UV_THREADPOOL_SIZE) || 4),
     logger,
   });
-  const { pkcs11 } = token;
-  /** kid → CKA_ID, learnt from load() and create(). */
-  const ids = new Map<string, Buffer>();
-  /** CKA_ID (hex) → public JWK: a public key never changes, so it is read once. */
-  const publicJwks = new Map<string, JWK>();
-
-  const jwkOf = (session: Buffer, publicKey: Buffer, id: Buffer, alg: JwsAlgorithm): JWK => {
-    const cacheKey = `${id.toString('hex')}:${alg}`;
-    let jwk = publicJwks.get(cacheKey);
-    if (!jwk) {
-      jwk = readPublicJwk(pkcs11, session, publicKey, alg);
-      publicJwks.set(cacheKey, jwk);
-    }
-    return jwk;
-  };
-
-  const idOf = (kid: string): Buffer => {
-    const id = ids.get(kid);
-    if (!id) throw new KeyStoreError(`no key ${kid} on ${token.description}`, 'KEY_MISSING');
-    return id;
-  };
-
-  const store: KeyStore = {
+  const store: TokenStore = { token, config, logger, handles: keyHandles(token), ids: new Map(), publicJwks: new Map() };
+  return {
     kind: 'pkcs11',
-    load() {
-      return token.withSession((session) => {
-        const keys: StoredKey[] = [];
-        for (const publicKey of findObjects(pkcs11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY }])) {
-          const [label, id] = pkcs11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
-          const record = parseJwtKeyLabel((label?.value as Buffer | undefined)?.toString('utf8') ?? '');
-          if (!record || !id?.value) continue;
-          const publicJwk = jwkOf(session, publicKey, id.value as Buffer, record.alg);
-          const kid = publicJwk.kid as string;
-          ids.set(kid, id.value as Buffer);
-          keys.push({ ...record, kid, publicJwk });
-        }
-        return keys.sort((a, b) => a.createdAt - b.createdAt);
-      });
-    },
-    create(alg, record) {
-      return token.withSession((session) => {
-        const id = randomBytes(16);
-        const pair = generatePair(pkcs11, session, alg, config.rsaBits, jwtKeyLabel({ ...record, alg }), id);
-        const publicJwk = jwkOf(session, pair.publicKey, id, alg);
-        const kid = publicJwk.kid as string;
-        ids.set(kid, id);
-        logger.info({ kid, alg, state: record.state, provider: 'pkcs11', token: token.description }, 'signing key generated on the token');
-        return { ...record, kid, alg, publicJwk };
-      });
-    },
-    save(records) {
-      return token.withSession((session) => {
-        for (const record of records) {
-          const { privateKey, publicKey } = findPair(pkcs11, session, idOf(record.kid));
-          // Public half last: it is the one load() reads, so a crash leaves the old state visible.
-          setLabel(pkcs11, session, [privateKey, publicKey].filter((handle): handle is Buffer => handle !== undefined), jwtKeyLabel(record));
-        }
-      });
-    },
-    remove(kid) {
-      return token.withSession((session) => {
-        const { privateKey, publicKey } = findPair(pkcs11, session, idOf(kid));
-        if (privateKey) pkcs11.C_DestroyObject(session, privateKey);
-        if (publicKey) pkcs11.C_DestroyObject(session, publicKey);
-        ids.delete(kid);
-      });
-    },
-    async signer(key) {
-      return tokenSigner(token, idOf(key.kid), key.alg, key.publicJwk, logger);
-    },
-    namedKey(name, alg, create) {
-      return token.withSession((session): SigningKey | undefined => {
-        const label = namedKeyLabel(name, alg);
-        let [publicKey] = findObjects(pkcs11, session, [
-          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
-          { type: pkcs11js.CKA_LABEL, value: label },
-        ]);
-        let id: Buffer;
-        if (publicKey) {
-          id = pkcs11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_ID }])[0]?.value as Buffer;
-        } else {
-          if (!create) return undefined;
-          id = randomBytes(16);
-          publicKey = generatePair(pkcs11, session, alg, config.rsaBits, label, id).publicKey;
-          logger.info({ name, alg, provider: 'pkcs11', token: token.description }, 'named key generated on the token');
-        }
-        const publicJwk = jwkOf(session, publicKey, id, alg);
-        return { kid: publicJwk.kid as string, alg, publicJwk, sign: tokenSigner(token, id, alg, publicJwk, logger) };
-      });
-    },
-    async ready() {
-      // Down from a failed signature until the background recovery has the token back.
-      if (!token.up()) return false;
-      try {
-        // A session alone survives a lost token; finding our keys does not.
-        const found = await token.withSession((session) => findObjects(pkcs11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).length);
-        if (found === 0 && ids.size > 0) token.markDown('CKR_KEY_HANDLE_INVALID');
-        return token.up();
-      } catch {
-        return false;
-      }
-    },
-    async close() {
-      token.close();
-    },
+    load: () => token.withSession((session) => loadKeys(store, session)),
+    create: (alg, record) => token.withSession((session) => createKey(store, session, alg, record)),
+    save: (records) => token.withSession((session) => saveRecords(store, session, records)),
+    remove: (kid) => token.withSession((session, generation) => removeKey(store, session, generation, kid)),
+    signer: (key) => Promise.resolve(signerFor(store, idOf(store, key.kid), key.alg, key.publicJwk)),
+    namedKey: (name, alg, create) => token.withSession((session) => findNamedKey(store, session, name, alg, create)),
+    ready: () => tokenReady(store),
+    close: () => Promise.resolve(token.close()),
   };
-  return store;
 }
 
-/**
- * Signs with the private key whose CKA_ID is `id`. The handle is found once per session
- * generation (a label search costs ~90 µs); C_SignAsync runs on the libuv pool.
- */
-function tokenSigner(token: TokenConnection, id: Buffer, alg: JwsAlgorithm, publicJwk: JWK, logger: Logger): Signer {
-  const { pkcs11 } = token;
-  const mechanism = signMechanism(alg);
-  const signatureLength = alg === 'ES256' ? 64 : Buffer.from(publicJwk.n as string, 'base64url').length;
-  let cached: { generation: number; handle: Buffer } | undefined;
-  return async (data) => {
-    const input = alg === 'ES256' ? createHash('sha256').update(data).digest() : Buffer.from(data);
-    try {
-      return await token.withSession(async (session, generation) => {
-        if (cached?.generation !== generation) {
-          const { privateKey } = findPair(pkcs11, session, id);
-          if (!privateKey) throw new KeyStoreError(`private key ${String(publicJwk.kid)} not found on ${token.description}`, 'KEY_MISSING');
-          cached = { generation, handle: privateKey };
-        }
-        pkcs11.C_SignInit(session, mechanism, cached.handle);
-        return new Uint8Array(await pkcs11.C_SignAsync(session, input, Buffer.alloc(signatureLength)));
-      });
-    } catch (error) {
-      logger.error({ kid: publicJwk.kid, alg, token: token.description, err: errorSummary(error) }, 'HSM signing failed');
-      throw temporarilyUnavailable('signing key unavailable', { detail: { kid: publicJwk.kid, code: pkcs11Code(error) }, cause: error });
-    }
-  };
+function jwkOf(store: TokenStore, session: Buffer, publicKey: Buffer, id: Buffer, alg: JwsAlgorithm): JWK & { kid: string } {
+  const cacheKey = `${id.toString('hex')}:${alg}`;
+  let jwk = store.publicJwks.get(cacheKey);
+  if (!jwk) {
+    jwk = readPublicJwk(store.token.pkcs11, session, publicKey, alg);
+    store.publicJwks.set(cacheKey, jwk);
+  }
+  if (typeof jwk.kid !== 'string') throw new KeyStoreError(`public key ${id.toString('hex')} has no kid`, 'KEY_MISSING');
+  return { ...jwk, kid: jwk.kid };
+}
+
+function idOf(store: TokenStore, kid: string): Buffer {
+  const id = store.ids.get(kid);
+  if (!id) throw new KeyStoreError(`no key ${kid} on ${store.token.description}`, 'KEY_MISSING');
+  return id;
+}
+
+function signerFor(store: TokenStore, id: Buffer, alg: JwsAlgorithm, publicJwk: JWK): Signer {
+  return tokenSigner({ token: store.token, handles: store.handles, id, alg, publicJwk, logger: store.logger });
+}
+
+/** JWT signing keys are the public halves labelled `tessera:jwt:…`; the label is their record. */
+function loadKeys(store: TokenStore, session: Buffer): StoredKey[] {
+  const { pkcs11 } = store.token;
+  const keys: StoredKey[] = [];
+  const publicKeys = findObjects(pkcs11, session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+  ]);
+  for (const publicKey of publicKeys) {
+    const [label, id] = pkcs11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
+    const record = parseJwtKeyLabel(Buffer.isBuffer(label?.value) ? label.value.toString('utf8') : '');
+    if (!record || !Buffer.isBuffer(id?.value)) continue;
+    const publicJwk = jwkOf(store, session, publicKey, id.value, record.alg);
+    store.ids.set(publicJwk.kid, id.value);
+    keys.push({ ...record, kid: publicJwk.kid, publicJwk });
+  }
+  return keys.sort((a, b) => a.createdAt - b.createdAt);
+}
+
+function createKey(store: TokenStore, session: Buffer, alg: JwsAlgorithm, record: Omit<KeyRecord, 'kid' | 'alg'>): StoredKey {
+  const id = randomBytes(16);
+  const pair = generatePair(store.token.pkcs11, session, alg, store.config.rsaBits, jwtKeyLabel({ ...record, alg }), id);
+  const publicJwk = jwkOf(store, session, pair.publicKey, id, alg);
+  store.ids.set(publicJwk.kid, id);
+  store.logger.info({ kid: publicJwk.kid, alg, state: record.state, provider: 'pkcs11', token: store.token.description }, 'signing key generated on the token');
+  return { ...record, kid: publicJwk.kid, alg, publicJwk };
+}
+
+function saveRecords(store: TokenStore, session: Buffer, records: KeyRecord[]): void {
+  for (const record of records) {
+    const { privateKey, publicKey } = findPair(store.token.pkcs11, session, idOf(store, record.kid));
+    // Public half last: it is the one load() reads, so a crash leaves the old state visible.
+    setLabel(store.token.pkcs11, session, [privateKey, publicKey].filter((handle): handle is Buffer => handle !== undefined), jwtKeyLabel(record));
+  }
+}
+
+function removeKey(store: TokenStore, session: Buffer, generation: number, kid: string): void {
+  const { pkcs11 } = store.token;
+  const id = idOf(store, kid);
+  store.handles.forget(id, session, generation);
+  const { privateKey, publicKey } = findPair(pkcs11, session, id);
+  if (privateKey) pkcs11.C_DestroyObject(session, privateKey);
+  if (publicKey) pkcs11.C_DestroyObject(session, publicKey);
+  store.ids.delete(kid);
+}
+
+/** A long-lived key found by its label (`tessera:named:<name>:<alg>`), generated when absent and asked to. */
+function findNamedKey(store: TokenStore, session: Buffer, name: string, alg: JwsAlgorithm, create: boolean): SigningKey | undefined {
+  const { pkcs11 } = store.token;
+  const label = namedKeyLabel(name, alg);
+  let [publicKey] = findObjects(pkcs11, session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+    { type: pkcs11js.CKA_TOKEN, value: true },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ]);
+  let id = publicKey ? objectId(pkcs11, session, publicKey) : undefined;
+  if (!publicKey || !id) {
+    if (!create) return undefined;
+    id = randomBytes(16);
+    publicKey = generatePair(pkcs11, session, alg, store.config.rsaBits, label, id).publicKey;
+    store.logger.info({ name, alg, provider: 'pkcs11', token: store.token.description }, 'named key generated on the token');
+  }
+  const publicJwk = jwkOf(store, session, publicKey, id, alg);
+  return { kid: publicJwk.kid, alg, publicJwk, sign: signerFor(store, id, alg, publicJwk) };
+}
+
+async function tokenReady(store: TokenStore): Promise<boolean> {
+  const { token } = store;
+  // Down from a failed signature until the background recovery has the token back.
+  if (!token.up()) return false;
+  try {
+    // A session alone survives a lost token, and so do session copies of keys; the token's own key objects do not.
+    const found = await token.withSession(
+      (session) => findObjects(token.pkcs11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_TOKEN, value: true }]).length,
+    );
+    if (found === 0 && store.ids.size > 0) token.markDown('CKR_KEY_HANDLE_INVALID');
+    return token.up();
+  } catch {
+    return false;
+  }
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { SharedCache } from '../cache/index.js';
 import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { KeyStoreError } from './errors.js';
+import { errorSummary, KeyStoreError } from './errors.js';
 import { planRotation, recordOf, removeAfter, type RotationAction, type RotationPolicy, type RotationRequest } from './rotation.js';
 import type { JwsAlgorithm, KeyInfo, KeyProvider, KeyStore, PublishedKey, SigningKey, StoredKey } from './types.js';
 
@@ -29,215 +29,253 @@ export interface RotatingProviderOptions {
 export const ROTATION_LOCK = 'tessera:keys:rotation-lock';
 const LOCK_TTL_MS = 60_000;
 
+/** What the provider's functions share: the options and the snapshot of the store they keep. */
+interface ProviderState {
+  readonly options: RotatingProviderOptions;
+  /** kid → signing key of every loaded key that signed (or may sign) in this process. */
+  readonly signers: Map<string, SigningKey>;
+  readonly named: Map<string, Promise<SigningKey>>;
+  active: Map<JwsAlgorithm, SigningKey>;
+  snapshot: StoredKey[];
+  /** The tail of the serialised tasks: the timer, `rotate` and `generate` never interleave. */
+  running: Promise<unknown>;
+  closed: boolean;
+}
+
 export async function createRotatingProvider(options: RotatingProviderOptions): Promise<KeyProvider> {
-  const { store, policy, logger, metrics, cache, now } = options;
-  const nowSeconds = (): number => Math.floor(now() / 1000);
-  const signers = new Map<string, SigningKey>();
-  const named = new Map<string, Promise<SigningKey>>();
-  let active = new Map<JwsAlgorithm, SigningKey>();
-  let snapshot: StoredKey[] = [];
-  let running: Promise<unknown> = Promise.resolve();
-  let closed = false;
-
-  /** Every signature is timed: an HSM slowing down shows in the latency histogram before requests fail. */
-  const timed = (alg: JwsAlgorithm, sign: SigningKey['sign']): SigningKey['sign'] => {
-    const histogram = metrics?.signDuration;
-    if (!histogram) return sign;
-    const labels = { provider: store.kind, alg };
-    return async (data) => {
-      const started = performance.now();
-      try {
-        return await sign(data);
-      } finally {
-        histogram.observe(labels, (performance.now() - started) / 1000);
-      }
-    };
-  };
-
-  const signingKeyFor = async (key: StoredKey): Promise<SigningKey> => {
-    const cached = signers.get(key.kid);
-    if (cached) return cached;
-    const sign = timed(key.alg, await store.signer(key));
-    const signingKey: SigningKey = { kid: key.kid, alg: key.alg, publicJwk: key.publicJwk, sign };
-    signers.set(key.kid, signingKey);
-    return signingKey;
-  };
-
-  const install = async (keys: StoredKey[]): Promise<void> => {
-    const nextActive = new Map<JwsAlgorithm, SigningKey>();
-    for (const key of keys) if (key.state === 'active') nextActive.set(key.alg, await signingKeyFor(key));
-    const kept = new Set(keys.map((key) => key.kid));
-    for (const kid of signers.keys()) if (!kept.has(kid)) signers.delete(kid);
-    snapshot = keys;
-    active = nextActive;
-  };
-
-  const apply = async (actions: RotationAction[], request: RotationRequest): Promise<void> => {
-    const at = nowSeconds();
-    for (const action of actions) {
-      if (action.kind !== 'create') continue;
-      const record = { state: action.state, createdAt: at, activateAt: action.activateAt, activatedAt: action.state === 'active' ? at : undefined };
-      const key = await store.create(action.alg, record);
-      logger.info({ kid: key.kid, alg: key.alg, state: key.state, activateAt: key.activateAt }, 'signing key added');
-      if (action.state === 'active' && request.immediate) metrics?.keyRotations.inc({ alg: action.alg });
-    }
-    const updates = actions.flatMap((action) => (action.kind === 'update' ? [recordOf(action.record)] : []));
-    if (updates.length > 0) {
-      await store.save(updates);
-      for (const record of updates) {
-        logger.info({ kid: record.kid, alg: record.alg, state: record.state }, `signing key ${record.state === 'active' ? 'activated' : record.state}`);
-        if (record.state === 'active') metrics?.keyRotations.inc({ alg: record.alg });
-      }
-    }
-    for (const action of actions) {
-      if (action.kind !== 'remove') continue;
-      await store.remove(action.kid);
-      logger.info({ kid: action.kid }, 'signing key removed');
-    }
-  };
-
-  /** The shared-cache lock (Redis across replicas), then the store's own lock if it has one. */
-  const acquireLocks = async (): Promise<(() => Promise<void>) | undefined> => {
-    // Our own token in the lock: if this apply outlives the TTL and a peer takes the lock, the
-    // release below leaves the peer's lock alone.
-    const owner = randomUUID();
-    if (cache && !(await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS, owner))) return undefined;
-    const releaseCache = async (): Promise<void> => {
-      if (cache && !(await cache.releaseLock(ROTATION_LOCK, owner))) {
-        logger.warn({ lock: ROTATION_LOCK, ttlMs: LOCK_TTL_MS }, 'key rotation outlived its lock; another replica may have taken it meanwhile');
-      }
-    };
-    const releaseStore = store.tryLock ? await store.tryLock().catch(async (error: unknown) => {
-      await releaseCache();
-      throw error;
-    }) : async () => undefined;
-    if (!releaseStore) {
-      await releaseCache();
-      return undefined;
-    }
-    return async () => {
-      await releaseStore();
-      await releaseCache();
-    };
-  };
-
-  /** One sync: reread, plan, and apply under the lock when something is due. */
-  const sync = async (request: RotationRequest, requireLock: boolean): Promise<void> => {
-    let keys = await store.load();
-    if (planRotation(keys, policy, nowSeconds(), request).length > 0) {
-      const release = await acquireLocks();
-      if (release) {
-        try {
-          keys = await store.load();
-          await apply(planRotation(keys, policy, nowSeconds(), request), request);
-          keys = await store.load();
-        } finally {
-          await release();
-        }
-      } else if (requireLock) {
-        throw new KeyStoreError('another replica is rotating keys right now; try again in a minute', 'ROTATION_LOCKED');
-      } else {
-        logger.debug('key rotation due but another replica holds the lock');
-      }
-    }
-    await install(keys);
-  };
-
-  // Serialised: the timer, `rotate` and `generate` never interleave within one process.
-  const serial = <T>(task: () => Promise<T>): Promise<T> => {
-    const result = running.then(task, task);
-    running = result.catch(() => undefined);
-    return result;
-  };
-
-  /** An active key, or a next one that will sign once published long enough. */
-  const hasKey = (alg: JwsAlgorithm): boolean => active.has(alg) || snapshot.some((key) => key.alg === alg && key.state === 'next');
-
-  const order = (key: StoredKey): number => key.activatedAt ?? key.activateAt ?? Number.MAX_SAFE_INTEGER;
-  const list = async (): Promise<KeyInfo[]> =>
-    (await store.load())
-      .sort((a, b) => a.createdAt - b.createdAt || order(a) - order(b))
-      .map((key) => ({ ...key, removeAfter: removeAfter(key, policy) }));
-
-  if (options.applyAtStart) {
-    await sync({}, false);
-    // A fresh replica whose peer holds the lock while creating the first keys: wait for them
-    // (not for a next key waiting out its publish delay: that takes minutes, by design).
-    for (let attempt = 0; attempt < 20 && !policy.algorithms.every(hasKey); attempt += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      await sync({}, false);
-    }
-  } else {
-    await install(await store.load());
-  }
-
+  const { store, policy, logger } = options;
+  const state: ProviderState = { options, signers: new Map(), named: new Map(), active: new Map(), snapshot: [], running: Promise.resolve(), closed: false };
+  await startUp(state);
   const timer = options.autoRotate
     ? setInterval(() => {
-        void serial(() => sync({}, false)).catch((error: unknown) => logger.error({ err: errorSummary(error) }, 'key sync failed'));
+        serial(state, () => sync(state, {}, false)).catch((error: unknown) => logger.error({ err: errorSummary(error) }, 'key sync failed'));
       }, options.syncSeconds * 1000)
     : undefined;
   timer?.unref();
 
   return {
     kind: store.kind,
-    async signingKey(alg) {
-      const key = active.get(alg);
-      if (key) return key;
-      if (!policy.algorithms.includes(alg)) {
-        // A role asking for an algorithm the operator did not enable is a configuration gap, not a
-        // client error: the role cannot be served until keys.algorithms lists it.
-        throw temporarilyUnavailable(`no ${alg} signing key is configured`, { detail: { alg, configured: policy.algorithms } });
-      }
-      throw temporarilyUnavailable('signing key unavailable', { detail: { alg, provider: store.kind } });
-    },
-    async publishedKeys(): Promise<PublishedKey[]> {
-      const at = nowSeconds();
-      return snapshot
-        .filter((key) => key.state !== 'retired' || at < (removeAfter(key, policy) ?? 0))
-        .map((key) => ({ jwk: key.publicJwk, state: key.state }));
-    },
-    namedKey(name, alg) {
-      const id = `${name}:${alg}`;
-      let key = named.get(id);
-      if (!key) {
-        key = store.namedKey(name, alg, true).then((found) => {
-          if (!found) throw new KeyStoreError(`named key ${name} could not be created`, 'KEY_MISSING');
-          return { kid: found.kid, alg: found.alg, publicJwk: found.publicJwk, sign: timed(found.alg, found.sign) };
-        });
-        key.catch(() => named.delete(id));
-        named.set(id, key);
-      }
-      return key;
-    },
-    async ready() {
-      // An algorithm added to a running broker has only a next key for the publish delay: its
-      // roles wait with temporarily_unavailable, but the other algorithms keep the replica ready.
-      return !closed && policy.algorithms.every(hasKey) && (await store.ready());
-    },
-    list,
+    signingKey: (alg) => signingKey(state, alg),
+    publishedKeys: () => Promise.resolve(publishedKeys(state)),
+    namedKey: (name, alg) => namedKey(state, name, alg),
+    // An algorithm added to a running broker has only a next key for the publish delay: its
+    // roles wait with temporarily_unavailable, but the other algorithms keep the replica ready.
+    ready: async () => !state.closed && policy.algorithms.every((alg) => hasKey(state, alg)) && (await store.ready()),
+    list: () => listKeys(state),
     async rotate(request = {}) {
       const force = request.algorithms ?? [...policy.algorithms];
-      await serial(() => sync({ force, immediate: request.immediate }, true));
-      return list();
+      await serial(state, () => sync(state, { force, immediate: request.immediate }, true));
+      return listKeys(state);
     },
     async generate() {
-      await serial(() => sync({ createOnly: true }, true));
-      return list();
+      await serial(state, () => sync(state, { createOnly: true }, true));
+      return listKeys(state);
     },
-    refresh: () => serial(() => sync({}, false)),
+    refresh: () => serial(state, () => sync(state, {}, false)),
     async close() {
-      if (closed) return;
-      closed = true;
+      if (state.closed) return;
+      state.closed = true;
       if (timer) clearInterval(timer);
-      await running;
+      await state.running;
       await store.close();
     },
   };
 }
 
-/** Error name, code and message only: never the error object (it may carry a stack with data). */
-export function errorSummary(error: unknown): Record<string, unknown> {
-  if (error instanceof Error) return { name: error.name, message: error.message, code: (error as { code?: unknown }).code };
-  return { message: String(error) };
+const nowSeconds = (state: ProviderState): number => Math.floor(state.options.now() / 1000);
+
+/** Creates missing keys and applies due transitions (the server, `keys generate`), or only reads them. */
+async function startUp(state: ProviderState): Promise<void> {
+  const { options } = state;
+  if (!options.applyAtStart) {
+    await install(state, await options.store.load());
+    return;
+  }
+  await sync(state, {}, false);
+  // A fresh replica whose peer holds the lock while creating the first keys: wait for them
+  // (not for a next key waiting out its publish delay: that takes minutes, by design).
+  for (let attempt = 0; attempt < 20 && !options.policy.algorithms.every((alg) => hasKey(state, alg)); attempt += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sync(state, {}, false);
+  }
 }
 
+/** Every signature is timed: an HSM slowing down shows in the latency histogram before requests fail. */
+function timedSigner(state: ProviderState, alg: JwsAlgorithm, sign: SigningKey['sign']): SigningKey['sign'] {
+  const histogram = state.options.metrics?.signDuration;
+  if (!histogram) return sign;
+  // The labelled child is looked up once per key, not once per signature.
+  const child = histogram.labels({ provider: state.options.store.kind, alg });
+  return async (data) => {
+    const started = performance.now();
+    try {
+      return await sign(data);
+    } finally {
+      child.observe((performance.now() - started) / 1000);
+    }
+  };
+}
+
+async function signingKeyFor(state: ProviderState, key: StoredKey): Promise<SigningKey> {
+  const cached = state.signers.get(key.kid);
+  if (cached) return cached;
+  const sign = timedSigner(state, key.alg, await state.options.store.signer(key));
+  const signing: SigningKey = { kid: key.kid, alg: key.alg, publicJwk: key.publicJwk, sign };
+  state.signers.set(key.kid, signing);
+  return signing;
+}
+
+/** Makes `keys` the snapshot: the active key per algorithm signs, signers of removed keys go. */
+async function install(state: ProviderState, keys: StoredKey[]): Promise<void> {
+  const active = new Map<JwsAlgorithm, SigningKey>();
+  for (const key of keys) if (key.state === 'active') active.set(key.alg, await signingKeyFor(state, key));
+  const kept = new Set(keys.map((key) => key.kid));
+  for (const kid of state.signers.keys()) if (!kept.has(kid)) state.signers.delete(kid);
+  state.snapshot = keys;
+  state.active = active;
+}
+
+/** One sync: reread, plan, and apply under the lock when something is due. */
+async function sync(state: ProviderState, request: RotationRequest, requireLock: boolean): Promise<void> {
+  const { store, policy, logger } = state.options;
+  let keys = await store.load();
+  if (planRotation(keys, policy, nowSeconds(state), request).length > 0) {
+    const release = await acquireLocks(state);
+    if (release) {
+      try {
+        keys = await store.load();
+        await applyActions(state, planRotation(keys, policy, nowSeconds(state), request), request);
+        keys = await store.load();
+      } finally {
+        await release();
+      }
+    } else if (requireLock) {
+      throw new KeyStoreError('another replica is rotating keys right now; try again in a minute', 'ROTATION_LOCKED');
+    } else {
+      logger.debug('key rotation due but another replica holds the lock');
+    }
+  }
+  await install(state, keys);
+}
+
+function serial<T>(state: ProviderState, task: () => Promise<T>): Promise<T> {
+  const result = state.running.then(task, task);
+  state.running = result.catch(() => undefined);
+  return result;
+}
+
+/** The shared-cache lock (Redis across replicas), then the store's own lock if it has one. */
+async function acquireLocks(state: ProviderState): Promise<(() => Promise<void>) | undefined> {
+  const { cache, store, logger } = state.options;
+  // Our own token in the lock: if this apply outlives the TTL and a peer takes the lock, the
+  // release below leaves the peer's lock alone.
+  const owner = randomUUID();
+  if (cache && !(await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS, owner))) return undefined;
+  const releaseCache = async (): Promise<void> => {
+    if (cache && !(await cache.releaseLock(ROTATION_LOCK, owner))) {
+      logger.warn({ lock: ROTATION_LOCK, ttlMs: LOCK_TTL_MS }, 'key rotation outlived its lock; another replica may have taken it meanwhile');
+    }
+  };
+  let releaseStore: (() => Promise<void>) | undefined;
+  try {
+    releaseStore = store.tryLock ? await store.tryLock() : () => Promise.resolve();
+  } catch (error) {
+    await releaseCache();
+    throw error;
+  }
+  if (!releaseStore) {
+    await releaseCache();
+    return undefined;
+  }
+  const held = releaseStore;
+  return async () => {
+    await held();
+    await releaseCache();
+  };
+}
+
+/** Creates, then updates, then removes, so a crash part-way never leaves an algorithm without a key. */
+async function applyActions(state: ProviderState, actions: RotationAction[], request: RotationRequest): Promise<void> {
+  await createKeys(state, actions, request);
+  await saveRecords(state, actions);
+  await removeKeys(state, actions);
+}
+
+async function createKeys(state: ProviderState, actions: RotationAction[], request: RotationRequest): Promise<void> {
+  const { store, logger, metrics } = state.options;
+  const at = nowSeconds(state);
+  for (const action of actions) {
+    if (action.kind !== 'create') continue;
+    const record = { state: action.state, createdAt: at, activateAt: action.activateAt, activatedAt: action.state === 'active' ? at : undefined };
+    const key = await store.create(action.alg, record);
+    logger.info({ kid: key.kid, alg: key.alg, state: key.state, activateAt: key.activateAt }, 'signing key added');
+    if (action.state === 'active' && request.immediate) metrics?.keyRotations.inc({ alg: action.alg });
+  }
+}
+
+async function saveRecords(state: ProviderState, actions: RotationAction[]): Promise<void> {
+  const { store, logger, metrics } = state.options;
+  const updates = actions.flatMap((action) => (action.kind === 'update' ? [recordOf(action.record)] : []));
+  if (updates.length === 0) return;
+  await store.save(updates);
+  for (const record of updates) {
+    logger.info({ kid: record.kid, alg: record.alg, state: record.state }, `signing key ${record.state === 'active' ? 'activated' : record.state}`);
+    if (record.state === 'active') metrics?.keyRotations.inc({ alg: record.alg });
+  }
+}
+
+async function removeKeys(state: ProviderState, actions: RotationAction[]): Promise<void> {
+  for (const action of actions) {
+    if (action.kind !== 'remove') continue;
+    await state.options.store.remove(action.kid);
+    state.options.logger.info({ kid: action.kid }, 'signing key removed');
+  }
+}
+
+/** An active key, or a next one that will sign once published long enough. */
+const hasKey = (state: ProviderState, alg: JwsAlgorithm): boolean =>
+  state.active.has(alg) || state.snapshot.some((key) => key.alg === alg && key.state === 'next');
+
+function signingKey(state: ProviderState, alg: JwsAlgorithm): Promise<SigningKey> {
+  const key = state.active.get(alg);
+  if (key) return Promise.resolve(key);
+  const { policy, store } = state.options;
+  if (!policy.algorithms.includes(alg)) {
+    // A role asking for an algorithm the operator did not enable is a configuration gap, not a
+    // client error: the role cannot be served until keys.algorithms lists it.
+    return Promise.reject(
+      temporarilyUnavailable(`no ${alg} signing key is configured`, { reason: 'signing_algorithm_not_configured', detail: { alg, configured: policy.algorithms } }),
+    );
+  }
+  return Promise.reject(temporarilyUnavailable('signing key unavailable', { reason: 'signing_key_unavailable', detail: { alg, provider: store.kind } }));
+}
+
+function publishedKeys(state: ProviderState): PublishedKey[] {
+  const at = nowSeconds(state);
+  return state.snapshot
+    .filter((key) => key.state !== 'retired' || at < (removeAfter(key, state.options.policy) ?? 0))
+    .map((key) => ({ jwk: key.publicJwk, state: key.state }));
+}
+
+/** Long-lived keys are found (or created) once per name and algorithm; a failure is retried next time. */
+function namedKey(state: ProviderState, name: string, alg: JwsAlgorithm): Promise<SigningKey> {
+  const id = `${name}:${alg}`;
+  let key = state.named.get(id);
+  if (!key) {
+    key = state.options.store.namedKey(name, alg, true).then((found) => {
+      if (!found) throw new KeyStoreError(`named key ${name} could not be created`, 'KEY_MISSING');
+      return { kid: found.kid, alg: found.alg, publicJwk: found.publicJwk, sign: timedSigner(state, found.alg, (data) => found.sign(data)) };
+    });
+    key.catch(() => state.named.delete(id));
+    state.named.set(id, key);
+  }
+  return key;
+}
+
+const order = (key: StoredKey): number => key.activatedAt ?? key.activateAt ?? Number.MAX_SAFE_INTEGER;
+
+async function listKeys(state: ProviderState): Promise<KeyInfo[]> {
+  return (await state.options.store.load())
+    .sort((a, b) => a.createdAt - b.createdAt || order(a) - order(b))
+    .map((key) => ({ ...key, removeAfter: removeAfter(key, state.options.policy) }));
+}

@@ -49,6 +49,18 @@ export function planRotation(records: readonly KeyRecord[], policy: RotationPoli
   return actions;
 }
 
+/** What planning one algorithm needs besides its records. */
+interface PlanContext {
+  alg: JwsAlgorithm;
+  policy: RotationPolicy;
+  now: number;
+  request: RotationRequest;
+  /** Rotate this algorithm now (`keys rotate`). */
+  forced: boolean;
+  /** Every algorithm's records: whether any JWKS was ever published. */
+  records: readonly KeyRecord[];
+}
+
 function planAlgorithm(
   alg: JwsAlgorithm,
   own: KeyRecord[],
@@ -57,73 +69,73 @@ function planAlgorithm(
   request: RotationRequest,
   records: readonly KeyRecord[],
 ): RotationAction[] {
-  const actions: RotationAction[] = [];
-  const retire = (record: KeyRecord): void => {
-    actions.push({ kind: 'update', record: { ...record, state: 'retired', retiredAt: now } });
-  };
+  const context: PlanContext = { alg, policy, now, request, forced: request.force?.includes(alg) ?? false, records };
+  const { actions, active, next } = tidyUp(own, policy, now);
+  return [...actions, ...nextSteps(context, active, next)];
+}
 
+const retire = (record: KeyRecord, now: number): RotationAction => ({ kind: 'update', record: { ...record, state: 'retired', retiredAt: now } });
+const remove = (record: KeyRecord): RotationAction => ({ kind: 'remove', kid: record.kid });
+
+/** One active and one next at most, and no retired key kept past its retention. */
+function tidyUp(own: KeyRecord[], policy: RotationPolicy, now: number): { actions: RotationAction[]; active?: KeyRecord; next?: KeyRecord } {
   // Several actives (two replicas raced, or a crash mid-rotation): the latest one wins.
   const actives = own.filter((record) => record.state === 'active').sort((a, b) => (b.activatedAt ?? 0) - (a.activatedAt ?? 0));
-  const active = actives[0];
-  actives.slice(1).forEach(retire);
   // Several nexts: keep the oldest (published longest); the others never signed anything.
   const nexts = own.filter((record) => record.state === 'next').sort((a, b) => a.createdAt - b.createdAt || a.kid.localeCompare(b.kid));
-  let next = nexts[0];
-  for (const extra of nexts.slice(1)) actions.push({ kind: 'remove', kid: extra.kid });
+  const expired = own.filter((record) => record.state === 'retired' && now >= (record.retiredAt ?? 0) + policy.retention);
+  const actions = [...actives.slice(1).map((record) => retire(record, now)), ...nexts.slice(1).map(remove), ...expired.map(remove)];
+  return { actions, active: actives[0], next: nexts[0] };
+}
 
-  for (const record of own) {
-    if (record.state === 'retired' && now >= (record.retiredAt ?? 0) + policy.retention) actions.push({ kind: 'remove', kid: record.kid });
-  }
-
+function nextSteps(context: PlanContext, active: KeyRecord | undefined, next: KeyRecord | undefined): RotationAction[] {
+  const { alg, policy, now, request, forced } = context;
+  const retiring = active ? [retire(active, now)] : [];
   if (!policy.algorithms.includes(alg)) {
     // Algorithm dropped from the config: stop publishing what never signed, let the rest expire.
-    if (active) retire(active);
-    if (next) actions.push({ kind: 'remove', kid: next.kid });
-    return actions;
+    return [...retiring, ...(next ? [remove(next)] : [])];
   }
+  if (forced && request.immediate) return [...retiring, { kind: 'create', alg, state: 'active' }];
+  if (next) return advanceNext(context, next, active);
+  if (active) return successor(context, active);
+  return [firstKey(alg, policy, now, context.records.length > 0)];
+}
 
-  const forced = request.force?.includes(alg) ?? false;
-  if (forced && request.immediate) {
-    if (active) retire(active);
-    actions.push({ kind: 'create', alg, state: 'active' });
-    return actions;
-  }
-  if (!active && !next) {
-    actions.push(firstKey(alg, policy, now, records.length > 0));
-    return actions;
-  }
-  if (next && !active && next.activateAt === undefined) {
+/** A next key: given its start time if it has none, brought forward when forced, activated when due. */
+function advanceNext(context: PlanContext, next: KeyRecord, active: KeyRecord | undefined): RotationAction[] {
+  const { policy, now } = context;
+  const actions: RotationAction[] = [];
+  let scheduled = next;
+  if (!active && next.activateAt === undefined) {
     // A next without a start time (written by hand or by an older version): it may sign at once
     // only if it was the first key ever published; otherwise it waits out the publish delay.
-    const publishedBefore = records.some((record) => record.kid !== next?.kid);
-    const activateAt = publishedBefore ? next.createdAt + policy.publishDelay : now;
-    next = { ...next, activateAt };
-    if (activateAt > now) actions.push({ kind: 'update', record: next });
+    const publishedBefore = context.records.some((record) => record.kid !== next.kid);
+    scheduled = { ...next, activateAt: publishedBefore ? next.createdAt + policy.publishDelay : now };
+    if ((scheduled.activateAt ?? now) > now) actions.push({ kind: 'update', record: scheduled });
   }
-  if (next && forced) {
-    const earliest = Math.max(next.createdAt + policy.publishDelay, now);
-    if ((next.activateAt ?? Infinity) > earliest) {
-      next = { ...next, activateAt: earliest };
-      actions.push({ kind: 'update', record: next });
+  if (context.forced) {
+    const earliest = Math.max(scheduled.createdAt + policy.publishDelay, now);
+    if ((scheduled.activateAt ?? Infinity) > earliest) {
+      scheduled = { ...scheduled, activateAt: earliest };
+      actions.push({ kind: 'update', record: scheduled });
     }
   }
   // With or without an active key: a relying party may hold a JWKS fetched before `next` existed.
-  if (next && now >= (next.activateAt ?? Infinity)) {
-    actions.push({ kind: 'update', record: { ...next, state: 'active', activatedAt: now, activateAt: undefined } });
-    if (active) retire(active);
-    return actions;
-  }
-  if (!next && active) {
-    if (forced) {
-      actions.push({ kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay });
-    } else if (policy.every !== undefined) {
-      const due = (active.activatedAt ?? active.createdAt) + policy.every;
-      if (now >= due - Math.max(policy.lead, policy.publishDelay)) {
-        actions.push({ kind: 'create', alg, state: 'next', activateAt: Math.max(due, now + policy.publishDelay) });
-      }
-    }
+  if (now >= (scheduled.activateAt ?? Infinity)) {
+    actions.push({ kind: 'update', record: { ...scheduled, state: 'active', activatedAt: now, activateAt: undefined } });
+    if (active) actions.push(retire(active, now));
   }
   return actions;
+}
+
+/** The successor of an active key without one: now when forced, else `lead` before its scheduled end. */
+function successor(context: PlanContext, active: KeyRecord): RotationAction[] {
+  const { alg, policy, now } = context;
+  if (context.forced) return [{ kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay }];
+  if (policy.every === undefined) return [];
+  const due = (active.activatedAt ?? active.createdAt) + policy.every;
+  if (now < due - Math.max(policy.lead, policy.publishDelay)) return [];
+  return [{ kind: 'create', alg, state: 'next', activateAt: Math.max(due, now + policy.publishDelay) }];
 }
 
 /**

@@ -18,7 +18,8 @@ const generateKeyPairAsync = promisify(generateKeyPair);
 export function nodeSigner(privateKey: KeyObject, alg: JwsAlgorithm): Signer {
   switch (alg) {
     case 'ES256':
-      return async (data) => ecdsaDerToRaw(sign('sha256', data, privateKey), 32);
+      // The executor's throw is the rejection, as in an async function, without awaiting anything.
+      return (data) => new Promise((resolve) => resolve(ecdsaDerToRaw(sign('sha256', data, privateKey), 32)));
     case 'RS256':
       // PKCS#1 v1.5 is the default padding of an RSA key.
       return async (data) => signAsync('sha256', data, privateKey);
