@@ -47,6 +47,8 @@ export const ERROR_REASONS = [
   // signing keys (src/keys/)
   'signing_key_unavailable',
   'signing_algorithm_not_configured',
+  // trust policies (src/trust-policies/)
+  'session_tag_invalid',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

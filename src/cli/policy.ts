@@ -16,9 +16,9 @@ import {
   formatExplain,
   formatProblem,
   formatWhoCan,
-  identityFromClaims,
   lintDirectory,
   loadPolicySet,
+  offlineIdentity,
   PolicyLoadError,
   policyJsonSchema,
   whoCan,
@@ -135,7 +135,7 @@ async function explain(options: ExplainOptions, command: Command, io: PolicyCliI
     io.err(`policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}\n`);
     return io.exit(2);
   }
-  let identity = identityFromClaims(claims, clusterFor(claims, knownClusters(config), options.cluster));
+  let identity = offlineIdentity(claims, clusterFor(claims, knownClusters(config), options.cluster));
   if (options.pod) {
     try {
       identity = { ...identity, attestation: factsFromPodObject(parseYaml(readFileSync(options.pod, 'utf8'))).facts };

@@ -1,5 +1,5 @@
 import { compileCel } from './cel.js';
-import { resolveKey } from './keys.js';
+import { resolveKey } from './condition-keys.js';
 import { OPERATORS, parseOperator, type Matcher } from './operators.js';
 import type { CompiledCondition, ConditionTrace, PreparedInput } from './types.js';
 import type { Path } from './source.js';

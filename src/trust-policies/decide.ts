@@ -1,4 +1,4 @@
-import { issuerHostPath } from './issuer.js';
+import { issuerHostPath } from './principals.js';
 import { evaluateStatement } from './statement.js';
 import type { CompiledRole, CompiledStatement, Decision, EvaluationInput, PreparedInput, StatementTrace } from './types.js';
 

@@ -9,7 +9,8 @@ export function describeSeen(seen: unknown): string {
   return text.length > MAX_SEEN ? `${text.slice(0, MAX_SEEN)}…` : text;
 }
 
-function describeCondition(condition: ConditionTrace): string {
+/** The condition an Allow failed on, in words the caller may read: never the expected values. */
+function failedConditionDescription(condition: ConditionTrace): string {
   // Why a CEL expression could not be evaluated is the CEL library's message, which may quote
   // claim names and values or the policy: it stays in the trace (the log, policy explain).
   if (condition.operator === 'Cel') return `condition ${condition.key} ${condition.note ? 'could not be evaluated' : 'evaluated to false'}`;
@@ -42,5 +43,5 @@ export function denialDescription(role: CompiledRole, decision: Decision): strin
   if (!allow.principalMatched) return `${prefix}: no Allow statement names the token's cluster as Principal`;
   if (!allow.actionMatched) return `${prefix}: no Allow statement allows the token exchange action`;
   const failed = allow.conditions.find((condition) => !condition.matched);
-  return failed ? `${prefix}: ${describeCondition(failed)}` : `${prefix}: no Allow statement matched`;
+  return failed ? `${prefix}: ${failedConditionDescription(failed)}` : `${prefix}: no Allow statement matched`;
 }

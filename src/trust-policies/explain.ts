@@ -2,15 +2,13 @@ import type { ClusterConfig } from '../config/index.js';
 import { escapeLines } from '../terminal/index.js';
 import { identityFromClaims as verifiedIdentity } from '../verifiers/index.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
-import { issuerHostPath } from './issuer.js';
+import { issuerHostPath } from './principals.js';
 import type { CompiledRole, CompiledStatement, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';
 
 /**
  * `policy explain`: the live evaluator run offline on a claim set, and its trace in words.
  * Claims are read the way the verifier reads a projected token (`kubernetes.io` object).
  */
-
-
 
 /** The cluster a claim set belongs to: `--cluster`, else the configured cluster whose issuer is `iss`, else `iss`'s host. */
 export function clusterFor(claims: Record<string, unknown>, clusters: readonly ClusterConfig[], explicit?: string): string {
@@ -20,8 +18,8 @@ export function clusterFor(claims: Record<string, unknown>, clusters: readonly C
   return cluster?.name ?? issuerHostPath(iss);
 }
 
-/** The identity the verifier would derive from `claims`, for offline evaluation. */
-export function identityFromClaims(claims: Record<string, unknown>, cluster: string): WorkloadIdentity {
+/** The identity a `jwks` verifier would derive from `claims`, for evaluating a claim set offline. */
+export function offlineIdentity(claims: Record<string, unknown>, cluster: string): WorkloadIdentity {
   return verifiedIdentity(claims, cluster, 'jwks');
 }
 

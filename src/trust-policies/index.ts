@@ -9,7 +9,7 @@ export { formatProblem, type Problem } from './source.js';
 export { policyFileSchema, policyJsonSchema, HARD_MAX_LIFETIME, API_VERSION } from './schema.js';
 export { templateVars, compileTemplate, TEMPLATE_VARIABLES } from './template.js';
 export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
-export { identityFromClaims, formatExplain, explainJson, clusterFor } from './explain.js';
+export { offlineIdentity, formatExplain, explainJson, clusterFor } from './explain.js';
 export { whoCan, formatWhoCan } from './who-can.js';
 export { policyVersion, gitBlobId } from './version.js';
 export { subjectLimitProblem, SUBJECT_LIMITS, AZURE_AUDIENCE } from './cloud-limits.js';

@@ -1,5 +1,5 @@
 import type { ClusterConfig } from '../config/index.js';
-import { issuerHostPath, principalMatcher } from './issuer.js';
+import { issuerHostPath, principalMatcher } from './principals.js';
 import type { ValidFile } from './load.js';
 import { isPodKey } from './pod-keys.js';
 import type { Path, Problem } from './source.js';

@@ -1,8 +1,8 @@
 import type { ClusterConfig } from '../config/index.js';
 import { AZURE_AUDIENCE, AZURE_MIN_LIFETIME_SECONDS, maxSubjectSize, pinnedBy, subjectLimitsFor } from './cloud-limits.js';
 import { formatDuration } from '../config/index.js';
-import { issuerHostPath, principalMatcher } from './issuer.js';
-import { parseIrsaKey } from './keys.js';
+import { issuerHostPath, principalMatcher } from './principals.js';
+import { parseIrsaKey } from './condition-keys.js';
 import { compileFile, duplicateProblems, listPolicyFiles, type ValidFile } from './load.js';
 import { podKeyProblems } from './lint-pod-keys.js';
 import { globToRegExp } from './operators.js';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterConfig } from '../config/index.js';
@@ -94,13 +95,11 @@ export interface LoadOptions {
   metrics?: Pick<Metrics, 'shadowDisagreements'>;
 }
 
-/**
- * Load and compile every policy file of `dir`. Any error is fatal (start-up): throws
- * {@link PolicyLoadError}; warnings are logged.
- *
- * @example const set = loadPolicySet('./policies');
- */
-export function loadPolicySet(dir: string, options: LoadOptions = {}): PolicySet {
+/** A readable or unreadable policy file; files deleted since the listing are left out. */
+export type PresentFile = Exclude<FileRead, 'gone'>;
+
+/** Every listed file's text or read error, by path; throws {@link PolicyLoadError} when `dir` cannot be listed. */
+export function readPolicyDirectory(dir: string): Map<string, PresentFile> {
   let paths: string[];
   try {
     paths = listPolicyFiles(dir);
@@ -108,10 +107,51 @@ export function loadPolicySet(dir: string, options: LoadOptions = {}): PolicySet
     const reason = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new PolicyLoadError([{ file: dir, line: 1, col: 1, severity: 'error', message: `cannot read policy directory: ${reason}` }]);
   }
-  const compiled = paths.map(compileFile);
+  const files = new Map<string, PresentFile>();
+  for (const path of paths) {
+    const read = readPolicyFile(path);
+    if (read !== 'gone') files.set(path, read);
+  }
+  return files;
+}
+
+/** The compiled file, or an invalid one carrying why it could not be read. */
+export function compileRead(path: string, read: PresentFile): CompiledFile {
+  return 'error' in read ? { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] } : compilePolicy(path, read.text);
+}
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/** A file's identity for change detection; a read error has its own, so it is reported once until it changes. */
+export const contentHash = (read: PresentFile): string => ('error' in read ? `unreadable:${read.error}` : sha256(read.text));
+
+/** One file of a loaded directory, with the hash of the text it was compiled from. */
+export interface LoadedFile {
+  hash: string;
+  file: ValidFile;
+}
+
+/**
+ * The one start-up path, for the server's store and the `policy` and `config` commands alike:
+ * read and compile every policy file of `dir`; any error (an unreadable file, a duplicate name)
+ * is fatal and throws {@link PolicyLoadError}; warnings are logged.
+ */
+export function loadDirectory(dir: string, options: LoadOptions = {}): { set: PolicySet; files: LoadedFile[] } {
+  const reads = readPolicyDirectory(dir);
+  const compiled = [...reads].map(([path, read]) => compileRead(path, read));
   const valid = compiled.filter((file): file is ValidFile => file.kind !== 'invalid');
   const problems = [...compiled.flatMap((file) => file.problems), ...duplicateProblems(valid)];
   if (hasErrors(problems)) throw new PolicyLoadError(problems.filter((problem) => problem.severity === 'error'));
   for (const warning of problems) options.logger?.warn({ file: warning.file, line: warning.line }, formatProblem(warning));
-  return buildPolicySet(valid, options);
+  const files = valid.map((file) => ({ hash: contentHash(reads.get(file.file) ?? { text: '' }), file }));
+  return { set: buildPolicySet(valid, options), files };
+}
+
+/**
+ * Load and compile every policy file of `dir` (see {@link loadDirectory}).
+ *
+ * @example const set = loadPolicySet('./policies');
+ */
+export function loadPolicySet(dir: string, options: LoadOptions = {}): PolicySet {
+  return loadDirectory(dir, options).set;
 }

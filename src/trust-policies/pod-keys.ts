@@ -1,5 +1,5 @@
 import type { PodFacts } from '../attestation/index.js';
-import type { KeyReader, ResolvedKey } from './keys.js';
+import type { KeyReader, ResolvedKey } from './condition-keys.js';
 
 /**
  * Condition keys filled by pod attestation (docs/attestation.md). The key prefix is

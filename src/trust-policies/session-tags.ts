@@ -91,7 +91,7 @@ export function compileSessionTags(tags: unknown, report: Report): SessionTagsRe
       const value = render(vars);
       if (value === undefined || value === null) continue;
       const problem = valueProblem(key, value);
-      if (problem) throw invalidRequest(`cannot issue the role's AWS session tags: ${problem}`, { detail: { tag: key } });
+      if (problem) throw invalidRequest(`cannot issue the role's AWS session tags: ${problem}`, { reason: 'session_tag_invalid', detail: { tag: key } });
       rendered[key] = [String(value)];
     }
     const keys = transitiveKeys?.filter((key) => Object.hasOwn(rendered, key));

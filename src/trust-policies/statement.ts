@@ -1,5 +1,5 @@
 import { compileConditions, type Report } from './conditions.js';
-import { principalMatcher } from './issuer.js';
+import { principalMatcher } from './principals.js';
 import { globToRegExp } from './operators.js';
 import type { StatementInput } from './schema.js';
 import type { CompiledPolicy, CompiledStatement, PreparedInput, StatementTrace } from './types.js';

@@ -1,5 +1,5 @@
 import { invalidRequest } from '../errors.js';
-import { lookupPath } from './keys.js';
+import { lookupPath } from './condition-keys.js';
 import { POD_TEMPLATE_VARIABLES, podTemplateVariable } from './pod-template.js';
 import type { Template, TemplateVars } from './types.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';

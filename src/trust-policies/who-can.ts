@@ -43,7 +43,8 @@ const ABSENT = ' (or key absent)';
 /** A list of values; when one came from an IfExists condition, it admits the key's absence too. */
 const withAbsent = (values: string[], ifExists: boolean) => (ifExists && values.length > 0 ? [...values.slice(0, -1), `${values.at(-1)}${ABSENT}`] : values);
 
-export function describeCondition(condition: CompiledCondition): string {
+/** A condition as the policy states it (operator, key, expected values), for the who-can listing. */
+function conditionText(condition: CompiledCondition): string {
   if (condition.operator === 'Cel') return `Cel ${String(condition.expected[0])}`;
   return `${condition.operator} ${condition.key} ${condition.expected.map((value) => JSON.stringify(value)).join(' | ')}${condition.ifExists ? ABSENT : ''}`;
 }
@@ -70,7 +71,7 @@ function summarize(statement: CompiledStatement): AllowSummary {
     serviceAccounts: serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? fromSub(2) : ['*'],
     subjects: listed(subConditions),
     ...(pod.length > 0 ? { pod } : {}),
-    also: statement.conditions.filter((c) => !used.has(c) && !isPodCondition(c)).map(describeCondition),
+    also: statement.conditions.filter((c) => !used.has(c) && !isPodCondition(c)).map(conditionText),
   };
 }
 
@@ -88,7 +89,7 @@ export function whoCan(set: PolicySet, role: CompiledRole): WhoCan {
       source: statement.source,
       when: [
         ...(statement.principals.includes('*') ? [] : [`cluster ${statement.principals.join(' | ')}`]),
-        ...(statement.conditions.length > 0 ? statement.conditions.map(describeCondition) : ['always']),
+        ...(statement.conditions.length > 0 ? statement.conditions.map(conditionText) : ['always']),
       ],
     })),
   };

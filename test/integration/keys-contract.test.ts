@@ -143,7 +143,7 @@ for (const backend of [localBackend, hsmBackend]) {
       const store = backend.fresh();
       const provider = await open(store.config({ algorithms: ['ES256'] }), store.env);
       try {
-        await expect(provider.signingKey('PS256')).rejects.toMatchObject({ code: 'temporarily_unavailable', status: 503, description: 'no PS256 signing key is configured' });
+        await expect(provider.signingKey('PS256')).rejects.toMatchObject({ code: 'temporarily_unavailable', reason: 'signing_algorithm_not_configured', status: 503, description: 'no PS256 signing key is configured' });
         expect(await provider.ready()).toBe(true);
       } finally {
         await provider.close();

@@ -100,6 +100,7 @@ describe('AWS session tags rendered at issue time', () => {
       return role?.issue.claims(templateVars(identity({}, team === undefined ? {} : { team })))['https://aws.amazon.com/tags'];
     } catch (error) {
       const e = error as TesseraError;
+      expect(e.reason).toBe('session_tag_invalid');
       return `${e.code}: ${e.description}`;
     }
   };

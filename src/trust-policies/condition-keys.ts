@@ -1,4 +1,4 @@
-import { normalizeHostPath, OIDC_PROVIDER_ARN } from './issuer.js';
+import { normalizeHostPath, OIDC_PROVIDER_ARN } from './principals.js';
 import { POD_KEYS, resolvePodKey } from './pod-keys.js';
 import type { PreparedInput } from './types.js';
 
