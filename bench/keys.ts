@@ -6,13 +6,14 @@ import { parseConfig } from '../src/config/index.js';
 import { createKeyProvider, type JwsAlgorithm, type KeyProvider } from '../src/keys/index.js';
 import { silentLogger } from '../src/observability/index.js';
 import { createSoftHsmToken, softHsmMissing } from '../test/support/softhsm.js';
+import { measureSoftHsmSign } from './ceiling.js';
 
 /**
  * JWS signing throughput of the key providers, local files vs PKCS#11 (SoftHSM2), one run:
  * the median of 5 batches, each signing a JWT-sized input one at a time ("serial") and 64 in
  * flight ("concurrent"), with the event-loop utilisation of the concurrent batches (how much
  * of the main thread signing takes; C_SignAsync and crypto.sign's callback form run on the
- * libuv pool). Prints figures; asserts nothing.
+ * libuv pool), and SoftHSM2's raw ES256 rate next to the provider's. Prints figures; asserts nothing.
  */
 const BATCHES = 5;
 const SECONDS_PER_BATCH = 0.4;
@@ -38,7 +39,7 @@ async function batch(sign: () => Promise<unknown>, inFlight: number): Promise<{ 
   return { perSecond: done / elapsed, elu: performance.eventLoopUtilization(eluStart).utilization };
 }
 
-async function measure(provider: KeyProvider, alg: JwsAlgorithm): Promise<string> {
+async function measure(provider: KeyProvider, alg: JwsAlgorithm): Promise<{ row: string; serial: number }> {
   const key = await provider.signingKey(alg);
   const sign = (): Promise<Uint8Array> => key.sign(input);
   await batch(sign, IN_FLIGHT); // warm-up: sessions opened, handles found, JIT settled
@@ -52,7 +53,7 @@ async function measure(provider: KeyProvider, alg: JwsAlgorithm): Promise<string
     elu.push(result.elu);
   }
   const row = [provider.kind.padEnd(7), alg.padEnd(6), median(serial).toFixed(0).padStart(10), median(concurrent).toFixed(0).padStart(12), `${(median(elu) * 100).toFixed(0)}%`.padStart(8)];
-  return row.join('  ');
+  return { row: row.join('  '), serial: median(serial) };
 }
 
 const keysConfig = (keys: Record<string, unknown>) => parseConfig({ issuer: 'https://bench.test', audience: 'bench', keys: { algorithms: ['ES256', 'RS256'], ...keys } }).keys;
@@ -63,7 +64,7 @@ console.log(['provider', 'alg   ', '    serial', '  concurrent', 'loop use'].joi
 const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-keys-'));
 try {
   const local = await createKeyProvider(keysConfig({ provider: 'local', dir: join(dir, 'keys') }), { logger: silentLogger(), autoRotate: false });
-  for (const alg of ['ES256', 'RS256'] as const) console.log(await measure(local, alg));
+  for (const alg of ['ES256', 'RS256'] as const) console.log((await measure(local, alg)).row);
   await local.close();
 
   const missing = softHsmMissing();
@@ -76,8 +77,15 @@ try {
         env: { ...process.env, BENCH_PIN: token.pin },
         autoRotate: false,
       });
-      for (const alg of ['ES256', 'RS256'] as const) console.log(await measure(hsm, alg));
+      const es256 = await measure(hsm, 'ES256');
+      console.log(es256.row);
+      console.log((await measure(hsm, 'RS256')).row);
       await hsm.close();
+      // The raw rate the exchange bench compares with, measured the same way the provider signs
+      // ES256 on SoftHSM2: one thread, one session, C_SignInit + C_Sign on a session key.
+      const raw = median(Array.from({ length: BATCHES }, () => measureSoftHsmSign({ module: token.module, label: 'bench', pin: token.pin })));
+      console.log(`${'raw'.padEnd(7)}  ${'ES256'.padEnd(6)}  ${raw.toFixed(0).padStart(10)}  (SoftHSM2 C_SignInit + C_Sign, no JWS)`);
+      console.log(`pkcs11 ES256 serial signatures through the provider: ${((es256.serial / raw) * 100).toFixed(0)} % of raw`);
     } finally {
       token.cleanup();
     }

@@ -46,7 +46,7 @@ function nestedComprehension(node: unknown, inside: boolean): string | undefined
   }
   const { op, args } = node as ASTNode;
   if (op === 'rcall') {
-    const [name, receiver, callArgs] = args as [string, ASTNode, ASTNode[]];
+    const [name, receiver, callArgs] = args;
     const iterates = COMPREHENSIONS.has(name);
     if (iterates && inside) return name;
     // The receiver is evaluated once; the arguments run once per element.

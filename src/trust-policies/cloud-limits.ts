@@ -78,7 +78,7 @@ export function maxSubjectSize(template: string | undefined, pinned: Pinned, uni
 }
 
 const asList = (value: unknown): string[] | undefined =>
-  typeof value === 'string' ? [value] : Array.isArray(value) && value.every((item) => typeof item === 'string') ? (value as string[]) : undefined;
+  typeof value === 'string' ? [value] : Array.isArray(value) && value.every((item) => typeof item === 'string') ? (value) : undefined;
 
 /**
  * Literal namespaces and service accounts one Allow statement pins with `StringEquals` (on

@@ -138,7 +138,7 @@ function bestBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
   const depth = (branch: z.core.$ZodIssue[]) => Math.max(...branch.map((inner) => inner.path.length));
   const best = issue.errors.reduce((a, b) => (depth(b) > depth(a) ? b : a));
   if (depth(best) === 0) return [issue];
-  return best.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as z.core.$ZodIssue).flatMap(bestBranch);
+  return best.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] })).flatMap(bestBranch);
 }
 
 function zodProblems(source: PolicySource, issues: ReadonlyArray<z.core.$ZodIssue>): Problem[] {

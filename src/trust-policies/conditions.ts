@@ -68,9 +68,9 @@ export function compileConditions(block: Block | undefined, effect: 'Allow' | 'D
         negated = spec.negated;
       }
       if (parsed.base === 'StringEquals' || parsed.base === 'StringNotEquals') {
-        const wildcard = expected.find((value) => typeof value === 'string' && /[*?]/.test(value));
+        const wildcard = expected.find((value): value is string => typeof value === 'string' && /[*?]/.test(value));
         if (wildcard !== undefined) {
-          report([operator, key], `${operator} compares "${String(wildcard)}" literally: * and ? are wildcards only in StringLike`, {
+          report([operator, key], `${operator} compares "${wildcard}" literally: * and ? are wildcards only in StringLike`, {
             severity: 'warning',
           });
         }

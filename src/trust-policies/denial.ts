@@ -5,7 +5,8 @@ const MAX_SEEN = 120;
 /** The value a request carried, short and JSON-quoted; it is the caller's own data. */
 export function describeSeen(seen: unknown): string {
   if (seen === undefined || seen === null || (Array.isArray(seen) && seen.length === 0)) return 'no value';
-  const text = JSON.stringify(seen) ?? String(seen);
+  // Claims and request values come from JSON, so they always serialise; `typeof` covers the rest.
+  const text = (JSON.stringify(seen) as string | undefined) ?? typeof seen;
   return text.length > MAX_SEEN ? `${text.slice(0, MAX_SEEN)}…` : text;
 }
 

@@ -22,10 +22,17 @@ type Report = (path: Array<string | number>, message: string, options?: { key?: 
 /** Renders the tag claim for one request; throws `invalid_request` when a rendered value breaks AWS's rules. */
 export type SessionTagsRenderer = (vars: TemplateVars) => Record<string, unknown>;
 
+/** A claim's scalar (string, number, boolean) as tag text. */
+function scalarText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return JSON.stringify(value) ?? '';
+}
+
 /** Why a rendered value cannot be a tag value; `undefined` when it can. Never echoes the value. */
 function valueProblem(key: string, value: unknown): string | undefined {
   if (typeof value === 'object') return `session tag "${key}" must render to one string, not a list or an object`;
-  const text = String(value);
+  const text = scalarText(value);
   if (text.length > AWS_TAG_LIMITS.valueLength) return `session tag "${key}" is longer than ${AWS_TAG_LIMITS.valueLength} characters`;
   if (!TAG_VALUE.test(text)) return `session tag "${key}" has characters AWS does not allow in a tag value`;
   return undefined;
@@ -63,7 +70,7 @@ export function compileSessionTags(tags: unknown, report: Report): SessionTagsRe
       report(at, `session tag "${key}" must have exactly one string value`);
       continue;
     }
-    const text = list[0] as string;
+    const text = list[0];
     const compiled = compileClaimValue(text);
     if (typeof compiled === 'string') {
       report(at, compiled);
@@ -92,7 +99,7 @@ export function compileSessionTags(tags: unknown, report: Report): SessionTagsRe
       if (value === undefined || value === null) continue;
       const problem = valueProblem(key, value);
       if (problem) throw invalidRequest(`cannot issue the role's AWS session tags: ${problem}`, { reason: 'session_tag_invalid', detail: { tag: key } });
-      rendered[key] = [String(value)];
+      rendered[key] = [scalarText(value)];
     }
     const keys = transitiveKeys?.filter((key) => Object.hasOwn(rendered, key));
     return { principal_tags: rendered, ...(keys ? { transitive_tag_keys: keys } : {}) };

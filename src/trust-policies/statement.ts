@@ -33,7 +33,7 @@ export function compilePolicyDocument(
       if (!matchesAction) {
         report(at, ['Action'], `Action ${JSON.stringify(statement.Action)} never matches a token exchange (use ${EXCHANGE_ACTIONS.join(' or ')})`);
       }
-      const conditions = compileConditions(statement.Condition as Parameters<typeof compileConditions>[0], statement.Effect, (path, message, options) =>
+      const conditions = compileConditions(statement.Condition, statement.Effect, (path, message, options) =>
         report(at, ['Condition', ...path], message, options),
       );
       const matchers = principals.map(principalMatcher);

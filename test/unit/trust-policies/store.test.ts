@@ -102,7 +102,7 @@ describe('policy store (hot reload)', () => {
     expect(s.reload()).toBe(true);
     expect(s.current().roles.has('b')).toBe(false);
 
-    const counts = Object.fromEntries((await metrics.policyReloads.get()).values.map((v) => [v.labels.result, v.value]));
+    const counts = Object.fromEntries((await metrics.policyReloads.get()).values.map((v): [string, number] => [String(v.labels.result), v.value]));
     expect(counts.failure).toBeGreaterThanOrEqual(2);
     expect(counts.success).toBe(reloads.length);
     expect(reloads.length).toBeGreaterThanOrEqual(4);
