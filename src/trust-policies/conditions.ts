@@ -19,16 +19,7 @@ export function compileConditions(block: Block | undefined, effect: 'Allow' | 'D
   const out: CompiledCondition[] = [];
   for (const [operator, entries] of Object.entries(block ?? {})) {
     if (operator === 'Cel') {
-      const expressions = typeof entries === 'string' ? [entries] : Array.isArray(entries) ? entries : undefined;
-      if (!expressions) {
-        report([operator], 'Cel takes an expression or a list of expressions');
-        continue;
-      }
-      expressions.forEach((expression, index) => {
-        const compiled = compileCelCondition(expression, index, effect);
-        if (typeof compiled === 'string') report(typeof entries === 'string' ? [operator] : [operator, index], compiled);
-        else out.push(compiled);
-      });
+      out.push(...compileCelBlock(entries, effect, report));
       continue;
     }
     const parsed = parseOperator(operator);
@@ -41,63 +32,89 @@ export function compileConditions(block: Block | undefined, effect: 'Allow' | 'D
       continue;
     }
     for (const [key, raw] of Object.entries(entries)) {
-      const expected = Array.isArray(raw) ? raw : [raw];
-      const resolved = resolveKey(key);
-      if (typeof resolved === 'string') {
-        report([operator, key], resolved, { key: true });
-        continue;
-      }
-      let matcher: Matcher;
-      let negated = false;
-      if (parsed.base === 'Null') {
-        const wanted = expected.map((value) => (typeof value === 'boolean' ? value : /^(true|false)$/i.test(String(value)) ? String(value).toLowerCase() === 'true' : undefined));
-        if (wanted.includes(undefined)) {
-          report([operator, key], 'Null takes true (the key is absent) or false (the key is present)');
-          continue;
-        }
-        matcher = (isMissing) => wanted.includes(isMissing as boolean);
-      } else {
-        const spec = OPERATORS[parsed.base];
-        if (!spec) continue;
-        const compiled = spec.compile(expected);
-        if (typeof compiled === 'string') {
-          report([operator, key], `${operator}: ${compiled}`);
-          continue;
-        }
-        matcher = compiled;
-        negated = spec.negated;
-      }
-      if (parsed.base === 'StringEquals' || parsed.base === 'StringNotEquals') {
-        const wildcard = expected.find((value): value is string => typeof value === 'string' && /[*?]/.test(value));
-        if (wildcard !== undefined) {
-          report([operator, key], `${operator} compares "${wildcard}" literally: * and ? are wildcards only in StringLike`, {
-            severity: 'warning',
-          });
-        }
-      }
-      if (parsed.qualifier && !resolved.multiValued) {
-        report([operator, key], `${parsed.qualifier}: is for multi-valued keys; "${key}" has one value`, { key: true, severity: 'warning' });
-      }
-      const condition: Omit<CompiledCondition, 'evaluate'> = {
-        operator,
-        baseOperator: parsed.base,
-        ...(parsed.qualifier ? { qualifier: parsed.qualifier } : {}),
-        ifExists: parsed.ifExists,
-        negated,
-        key,
-        expected,
-      };
-      const decide = parsed.base === 'Null' ? nullRule(matcher) : setRule(condition, matcher);
-      out.push({
-        ...condition,
-        evaluate(input: PreparedInput): ConditionTrace {
-          const seen = resolved.read(input);
-          return { operator, key, expected, seen, matched: decide(valuesOf(seen)) };
-        },
-      });
+      const compiled = compileCondition(operator, parsed, key, Array.isArray(raw) ? raw : [raw], report);
+      if (compiled) out.push(compiled);
     }
   }
   return out;
+}
+
+/** `Cel: expression` or `Cel: [expressions]`: each one a condition. */
+function compileCelBlock(entries: Block[string], effect: 'Allow' | 'Deny', report: Report): CompiledCondition[] {
+  const expressions = typeof entries === 'string' ? [entries] : Array.isArray(entries) ? entries : undefined;
+  if (!expressions) {
+    report(['Cel'], 'Cel takes an expression or a list of expressions');
+    return [];
+  }
+  return expressions.flatMap((expression, index) => {
+    const compiled = compileCelCondition(expression, index, effect);
+    if (typeof compiled !== 'string') return [compiled];
+    report(typeof entries === 'string' ? ['Cel'] : ['Cel', index], compiled);
+    return [];
+  });
+}
+
+type ParsedOperator = Exclude<ReturnType<typeof parseOperator>, string>;
+
+/** One operator on one key, or `undefined` (reported) when it cannot be compiled. */
+function compileCondition(operator: string, parsed: ParsedOperator, key: string, expected: unknown[], report: Report): CompiledCondition | undefined {
+  const resolved = resolveKey(key);
+  if (typeof resolved === 'string') {
+    report([operator, key], resolved, { key: true });
+    return undefined;
+  }
+  const compiled = compileMatcher(operator, parsed, key, expected, report);
+  if (!compiled) return undefined;
+  warnAboutUse(operator, parsed, key, expected, resolved.multiValued, report);
+  const condition: Omit<CompiledCondition, 'evaluate'> = {
+    operator,
+    baseOperator: parsed.base,
+    ...(parsed.qualifier ? { qualifier: parsed.qualifier } : {}),
+    ifExists: parsed.ifExists,
+    negated: compiled.negated,
+    key,
+    expected,
+  };
+  const decide = parsed.base === 'Null' ? nullRule(compiled.matcher) : setRule(condition, compiled.matcher);
+  return {
+    ...condition,
+    evaluate(input: PreparedInput): ConditionTrace {
+      const seen = resolved.read(input);
+      return { operator, key, expected, seen, matched: decide(valuesOf(seen)) };
+    },
+  };
+}
+
+function compileMatcher(operator: string, parsed: ParsedOperator, key: string, expected: unknown[], report: Report): { matcher: Matcher; negated: boolean } | undefined {
+  if (parsed.base === 'Null') {
+    const wanted = expected.map((value) => (typeof value === 'boolean' ? value : /^(true|false)$/i.test(String(value)) ? String(value).toLowerCase() === 'true' : undefined));
+    if (wanted.includes(undefined)) {
+      report([operator, key], 'Null takes true (the key is absent) or false (the key is present)');
+      return undefined;
+    }
+    return { matcher: (isMissing) => wanted.includes(isMissing as boolean), negated: false };
+  }
+  const spec = OPERATORS[parsed.base];
+  if (!spec) return undefined;
+  const compiled = spec.compile(expected);
+  if (typeof compiled === 'string') {
+    report([operator, key], `${operator}: ${compiled}`);
+    return undefined;
+  }
+  return { matcher: compiled, negated: spec.negated };
+}
+
+/** Valid but probably not what the author meant: lint shows these as warnings. */
+function warnAboutUse(operator: string, parsed: ParsedOperator, key: string, expected: unknown[], multiValued: boolean, report: Report): void {
+  if (parsed.base === 'StringEquals' || parsed.base === 'StringNotEquals') {
+    const wildcard = expected.find((value): value is string => typeof value === 'string' && /[*?]/.test(value));
+    if (wildcard !== undefined) {
+      report([operator, key], `${operator} compares "${wildcard}" literally: * and ? are wildcards only in StringLike`, { severity: 'warning' });
+    }
+  }
+  if (parsed.qualifier && !multiValued) {
+    report([operator, key], `${parsed.qualifier}: is for multi-valued keys; "${key}" has one value`, { key: true, severity: 'warning' });
+  }
 }
 
 function valuesOf(seen: unknown): unknown[] {

@@ -60,38 +60,49 @@ export function compileSessionTags(tags: unknown, report: Report): SessionTagsRe
   if (entries.length > AWS_TAG_LIMITS.tags) {
     report(['principal_tags'], `AWS allows at most ${AWS_TAG_LIMITS.tags} session tags; principal_tags has ${entries.length}`);
   }
-  const values: Array<[string, (vars: TemplateVars) => unknown]> = [];
-  for (const [key, value] of entries) {
-    const at = ['principal_tags', key];
-    if (key.length > AWS_TAG_LIMITS.keyLength) report(at, `session tag key "${key.slice(0, 20)}…" is longer than ${AWS_TAG_LIMITS.keyLength} characters`, { key: true });
-    else if (!TAG_KEY.test(key)) report(at, `session tag key "${key}" has characters AWS does not allow (letters, digits, spaces, _ . : / = + - @)`, { key: true });
-    const list = Array.isArray(value) ? value : [value];
-    if (list.length !== 1 || typeof list[0] !== 'string') {
-      report(at, `session tag "${key}" must have exactly one string value`);
-      continue;
-    }
-    const text = list[0];
-    const compiled = compileClaimValue(text);
-    if (typeof compiled === 'string') {
-      report(at, compiled);
-      continue;
-    }
-    if (!text.includes('{{') && text.length > AWS_TAG_LIMITS.valueLength) {
-      report(at, `session tag "${key}" value is longer than ${AWS_TAG_LIMITS.valueLength} characters`);
-    }
-    values.push([key, compiled]);
+  const values = entries.flatMap(([key, value]) => {
+    const compiled = compileTag(key, value, report);
+    return compiled ? [[key, compiled] as const] : [];
+  });
+  const transitiveKeys = checkTransitiveKeys(transitive, principalTags, report);
+  return renderTags(values, transitiveKeys);
+}
+
+/** One `principal_tags` entry: its key checked against AWS's rules, its value compiled as a template. */
+function compileTag(key: string, value: unknown, report: Report): ((vars: TemplateVars) => unknown) | undefined {
+  const at = ['principal_tags', key];
+  if (key.length > AWS_TAG_LIMITS.keyLength) report(at, `session tag key "${key.slice(0, 20)}…" is longer than ${AWS_TAG_LIMITS.keyLength} characters`, { key: true });
+  else if (!TAG_KEY.test(key)) report(at, `session tag key "${key}" has characters AWS does not allow (letters, digits, spaces, _ . : / = + - @)`, { key: true });
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  const text = list[0];
+  if (list.length !== 1 || typeof text !== 'string') {
+    report(at, `session tag "${key}" must have exactly one string value`);
+    return undefined;
   }
-  let transitiveKeys: string[] | undefined;
-  if (transitive !== undefined) {
-    if (!Array.isArray(transitive) || transitive.some((key) => typeof key !== 'string')) {
-      report(['transitive_tag_keys'], 'transitive_tag_keys must be a list of tag keys');
-    } else {
-      transitiveKeys = transitive as string[];
-      transitiveKeys.forEach((key, index) => {
-        if (!Object.hasOwn(principalTags, key)) report(['transitive_tag_keys', index], `transitive tag key "${key}" is not in principal_tags`);
-      });
-    }
+  const compiled = compileClaimValue(text);
+  if (typeof compiled === 'string') {
+    report(at, compiled);
+    return undefined;
   }
+  if (!text.includes('{{') && text.length > AWS_TAG_LIMITS.valueLength) {
+    report(at, `session tag "${key}" value is longer than ${AWS_TAG_LIMITS.valueLength} characters`);
+  }
+  return compiled;
+}
+
+function checkTransitiveKeys(transitive: unknown, principalTags: object, report: Report): string[] | undefined {
+  if (transitive === undefined) return undefined;
+  if (!Array.isArray(transitive) || !transitive.every((key): key is string => typeof key === 'string')) {
+    report(['transitive_tag_keys'], 'transitive_tag_keys must be a list of tag keys');
+    return undefined;
+  }
+  transitive.forEach((key, index) => {
+    if (!Object.hasOwn(principalTags, key)) report(['transitive_tag_keys', index], `transitive tag key "${key}" is not in principal_tags`);
+  });
+  return transitive;
+}
+
+function renderTags(values: ReadonlyArray<readonly [string, (vars: TemplateVars) => unknown]>, transitiveKeys: string[] | undefined): SessionTagsRenderer {
   return (vars) => {
     const rendered: Record<string, string[]> = {};
     for (const [key, render] of values) {
