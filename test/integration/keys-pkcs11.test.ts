@@ -58,9 +58,36 @@ async function signAndVerify(provider: KeyProvider, count = 1): Promise<void> {
 describe.skipIf(skipSoftHsm())('keys: pkcs11 (SoftHSM2)', () => {
   beforeAll(() => {
     token = createSoftHsmToken({ label: 'attributes' });
-    for (const label of ['no-files', 'wrong-pin', 'closed-sessions', 'finalized']) token.addToken(label);
+    for (const label of ['no-files', 'wrong-pin', 'closed-sessions', 'finalized', 'copies']) token.addToken(label);
   });
   afterAll(() => token?.cleanup());
+
+  it('ok/signing-copies-stay-in-the-token-sensitive-unextractable-and-unsaved', async () => {
+    const provider = await open('copies');
+    try {
+      await signAndVerify(provider, 6);
+      // The same process sees the provider's session objects; another process never would.
+      // Logged in already: a login is shared by every session of the process.
+      const { pkcs11, session } = otherHandle('copies');
+      const privateKeys = (onToken: boolean) => {
+        pkcs11.C_FindObjectsInit(session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_TOKEN, value: onToken }]);
+        const found = pkcs11.C_FindObjects(session, 100);
+        pkcs11.C_FindObjectsFinal(session);
+        return found;
+      };
+      const copies = privateKeys(false);
+      expect(copies).toHaveLength(2); // one per signing key (ES256, RS256), however many signatures
+      expect(privateKeys(true)).toHaveLength(2);
+      for (const copy of copies) {
+        const values = pkcs11.C_GetAttributeValue(session, copy, [{ type: pkcs11js.CKA_SENSITIVE }, { type: pkcs11js.CKA_EXTRACTABLE }]).map((attribute) =>
+          Buffer.isBuffer(attribute.value) ? attribute.value[0] : undefined,
+        );
+        expect(values).toEqual([1, 0]);
+      }
+    } finally {
+      await provider.close();
+    }
+  });
 
   it('ok/private-keys-sensitive-and-never-extractable', async () => {
     const provider = await open('attributes');
