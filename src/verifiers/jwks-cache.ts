@@ -6,7 +6,7 @@ import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { FETCH_TIMEOUT_MS, FetchError } from './http-get.js';
 import { createJwksFetcher } from './jwks-fetch.js';
-import { ingestJwks, type VerificationKey } from './keys.js';
+import { ingestJwks, type VerificationKey } from './verification-keys.js';
 import type { ClusterStatus, KeyFetchFailure } from './types.js';
 
 /** At most one fetch per issuer in this window, across every replica sharing the cache. */
