@@ -150,7 +150,7 @@ function isLegacySecretToken(claims: Record<string, unknown>): boolean {
 
 function audienceList(aud: unknown): string[] | undefined {
   if (typeof aud === 'string') return [aud];
-  if (Array.isArray(aud) && aud.length > 0 && aud.every((value) => typeof value === 'string')) return aud as string[];
+  if (Array.isArray(aud) && aud.length > 0 && aud.every((value) => typeof value === 'string')) return aud;
   return undefined;
 }
 

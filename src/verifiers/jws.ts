@@ -55,7 +55,7 @@ export function verifySignature(jws: CompactJws, alg: AcceptedAlgorithm, keys: r
  * The whole signature layer for one token against a fixed key list, for tooling and tests:
  * strict compact parse, header checks, signature. The payload need not be JSON here.
  */
-export async function verifyCompactJws(token: string, keys: readonly VerificationKey[]): Promise<{ header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey }> {
+export function verifyCompactJws(token: string, keys: readonly VerificationKey[]): { header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey } {
   const jws = parseCompactJws(token);
   const alg = checkHeader(jws.header);
   const result = verifySignature(jws, alg, keys);

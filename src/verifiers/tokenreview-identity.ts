@@ -70,14 +70,8 @@ export function identityFromReview(input: {
   const aud = (status.audiences ?? []).filter((value) => input.audiences.includes(value));
   if (aud.length === 0) throw refuse('review_audience_not_accepted', { cluster: cluster.name });
   checkReviewedClaims(cluster, claims, input.nowSeconds ?? Math.floor(Date.now() / 1000));
-
-  const extra = status.user?.extra ?? {};
-  const first = (key: string): string | undefined => extra[EXTRA + key]?.[0];
-  const credential = first('credential-id');
-  const jti = credential?.startsWith('JTI=') ? credential.slice(4) : typeof claims.jti === 'string' ? claims.jti : undefined;
   const serviceAccountUid = status.user?.uid;
-
-  const identity: WorkloadIdentity = {
+  return {
     cluster: cluster.name,
     iss: typeof claims.iss === 'string' ? claims.iss : cluster.issuer,
     sub: user.username,
@@ -86,14 +80,27 @@ export function identityFromReview(input: {
     serviceAccount: { name: user.serviceAccount, ...(serviceAccountUid ? { uid: serviceAccountUid } : {}) },
     claims,
     verifiedBy: 'tokenreview',
+    ...boundObjects(status, claims),
   };
+}
+
+/**
+ * What the review says the token is bound to (`user.extra`: pod, node, credential id), with
+ * the token's own `jti` and `exp` where the review is silent.
+ */
+function boundObjects(status: ReviewStatus, claims: Record<string, unknown>): Pick<WorkloadIdentity, 'pod' | 'node' | 'jti' | 'expiresAt'> {
+  const extra = status.user?.extra ?? {};
+  const first = (key: string): string | undefined => extra[EXTRA + key]?.[0];
+  const credential = first('credential-id');
+  const jti = credential?.startsWith('JTI=') ? credential.slice(4) : typeof claims.jti === 'string' ? claims.jti : undefined;
   const pod = named(first('pod-name'), first('pod-uid'));
   const node = named(first('node-name'), first('node-uid'));
-  if (pod) identity.pod = pod;
-  if (node) identity.node = node;
-  if (jti) identity.jti = jti;
-  if (typeof claims.exp === 'number' && Number.isFinite(claims.exp)) identity.expiresAt = claims.exp;
-  return identity;
+  return {
+    ...(pod ? { pod } : {}),
+    ...(node ? { node } : {}),
+    ...(jti ? { jti } : {}),
+    ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? { expiresAt: claims.exp } : {}),
+  };
 }
 
 /** The service account an authenticated review names, or the refusal of the token. */

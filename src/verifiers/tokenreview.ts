@@ -63,16 +63,7 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
 
   const count = (result: string) => deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
 
-  const readCached = async (key: string): Promise<CachedReview | undefined> => {
-    const raw = await deps.cache.get(key);
-    if (raw === undefined) return undefined;
-    try {
-      return cachedReviewSchema.parse(JSON.parse(raw));
-    } catch {
-      log.warn({ key }, 'ignoring an unreadable cached token review');
-      return undefined;
-    }
-  };
+  const readCached = (key: string) => readCachedReview(deps.cache, key, log);
 
   const reviewAndCache = async (token: string, claims: Record<string, unknown>, key: string): Promise<WorkloadIdentity> => {
     let rawStatus: unknown;
@@ -144,6 +135,18 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
       return Promise.resolve();
     },
   };
+}
+
+/** The cached answer for a token, or undefined; an unreadable one counts as absent. */
+async function readCachedReview(cache: SharedCache, key: string, log: Logger): Promise<CachedReview | undefined> {
+  const raw = await cache.get(key);
+  if (raw === undefined) return undefined;
+  try {
+    return cachedReviewSchema.parse(JSON.parse(raw));
+  } catch {
+    log.warn({ key }, 'ignoring an unreadable cached token review');
+    return undefined;
+  }
 }
 
 /** min(positive TTL, the token's remaining life); 0 (do not cache) once it has expired. */
