@@ -133,7 +133,7 @@ describe('TokenReview verifier', () => {
     };
     const first = await attempt();
     expect(first.reason).toBe('review_refused');
-    expect(first.detail).toEqual({ cluster: 'prod', reviewError: expect.stringMatching(/^\[invalid bearer token/) });
+    expect(first.detail).toEqual({ cluster: 'prod', reviewError: expect.stringMatching(/^\[invalid bearer token/) as unknown });
     advance(9_000);
     const cached = await attempt();
     expect([cached.reason, cached.detail]).toEqual(['review_refused', { ...first.detail, cached: true }]);

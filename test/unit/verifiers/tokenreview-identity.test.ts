@@ -7,10 +7,15 @@ import { cacheTtlMs } from '../../../src/verifiers/tokenreview.js';
 import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from '../../../src/verifiers/tokenreview-identity.js';
 
 const FIXTURES = '/work/shared/fixtures/kubernetes/tokenreview';
-const fixture = (name: string) => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8'));
-const docs = fixture('kubernetes-website__bound-token-tokenreview');
-const consul = fixture('consul__captured-apiserver-responses');
-const webhook = fixture('kubernetes-website__webhook-tokenreview-v1');
+/** The `status` of a TokenReview as the fixture files hold it (what the API server sent). */
+interface FixtureStatus {
+  user?: Record<string, unknown>;
+  [member: string]: unknown;
+}
+const fixture = <T>(name: string): T => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8')) as T;
+const docs = fixture<{ response: { status: FixtureStatus } }>('kubernetes-website__bound-token-tokenreview');
+const consul = fixture<{ responses: Record<'invalidatedToken' | 'authenticated', { body: { status: FixtureStatus } }> }>('consul__captured-apiserver-responses');
+const webhook = fixture<{ responseFailure: { status: FixtureStatus }; responseSuccess: { status: FixtureStatus } }>('kubernetes-website__webhook-tokenreview-v1');
 
 const API_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 const cluster = clusterSchema.parse({ name: 'kind', issuer: API_AUDIENCE, verify: 'tokenreview', kubeconfig: 'in-cluster' });
