@@ -1,8 +1,8 @@
 import { createHmac, sign as cryptoSign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { SubjectTokenVerifier } from '../../src/verifiers/index.js';
+import type { SubjectTokenVerifier, VerifierReason } from '../../src/verifiers/index.js';
 import { generateSigningKey, projectedClaims, startOidcIssuer, type OidcIssuer, type SigningKey } from '../support/oidc-issuer.js';
-import { cluster, makeVerifier, outcome } from '../unit/verifiers/helpers.js';
+import { cluster, makeVerifier, outcome, refusal } from '../unit/verifiers/helpers.js';
 
 /**
  * Every hostile subject token is a 400 invalid_request with a client-safe description, never a
@@ -110,8 +110,24 @@ describe('subject-token attacks', () => {
     ['fail/deeply-nested-payload', () => rawToken(header(), `{"a":${'['.repeat(100)}${']'.repeat(100)}}`), MALFORMED],
   ];
 
+  /** What tools and logs match on: each client description above comes from one cause here. */
+  const REASON_OF: Record<string, VerifierReason> = {
+    [MALFORMED]: 'malformed_token',
+    [ALG]: 'algorithm_not_accepted',
+    [HEADER]: 'header_not_accepted',
+    [SIGNATURE]: 'bad_signature',
+    '400 invalid_request: subject_token is expired': 'token_expired',
+    '400 invalid_request: subject_token is not yet valid': 'token_not_yet_valid',
+    '400 invalid_request: subject_token issuer is not trusted': 'unknown_issuer',
+    '400 invalid_request: subject_token audience not accepted': 'audience_not_accepted',
+    '400 invalid_request: subject_token has no expiry': 'missing_expiry',
+    '400 invalid_request: subject_token signing key is unknown': 'unknown_kid',
+    '400 invalid_request: subject_token is too large': 'token_too_large',
+  };
   test.each(cases)('%s', async (_name, makeToken, expected) => {
-    expect(await outcome(verifier.verify(await makeToken()))).toBe(expected);
+    const verified = verifier.verify(await makeToken());
+    expect(await outcome(verified)).toBe(expected);
+    expect((await refusal(verified)).reason).toBe(REASON_OF[expected]);
   });
 
   const pointerCases: Array<[string, () => Record<string, unknown>]> = [
@@ -123,7 +139,9 @@ describe('subject-token attacks', () => {
   ];
   test.each(pointerCases)('%s: refused and the URL is never fetched', async (_name, extra) => {
     const token = rawToken(header({ kid: attackerKey.kid, ...extra() }), claims(), attackerKey);
-    expect(await outcome(verifier.verify(token))).toBe(HEADER);
+    const verified = verifier.verify(token);
+    expect(await outcome(verified)).toBe(HEADER);
+    expect((await refusal(verified)).reason).toBe('header_not_accepted');
     expect(attacker.requests()).toBe(0);
   });
 });
