@@ -72,7 +72,7 @@ export function forParameter(error: TesseraError, parameter: TokenParameter): Te
   if (parameter === 'subject_token' || !isVerifierReason(error.reason)) return error;
   return new TesseraError(error.code, error.status, describeRefusal(error.reason, parameter), {
     reason: error.reason,
-    detail: { ...error.detail, token: parameter === 'actor_token' ? 'actor' : 'subject' },
+    detail: { ...error.detail, token: 'actor' },
     cause: error.cause,
     ...(error.headers ? { headers: error.headers } : {}),
     ...(error.logLevel ? { logLevel: error.logLevel } : {}),
