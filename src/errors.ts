@@ -49,6 +49,30 @@ export const ERROR_REASONS = [
   'signing_algorithm_not_configured',
   // trust policies (src/trust-policies/)
   'session_tag_invalid',
+  // subject- and actor-token verification (src/verifiers/)
+  'token_too_large',
+  'malformed_token',
+  'algorithm_not_accepted',
+  'header_not_accepted',
+  'unknown_issuer',
+  'unknown_kid',
+  'no_key_for_algorithm',
+  'bad_signature',
+  'legacy_token',
+  'missing_expiry',
+  'token_expired',
+  'token_not_yet_valid',
+  'lifetime_too_long',
+  'audience_not_accepted',
+  'not_projected_token',
+  'review_refused',
+  'review_not_service_account',
+  'review_subject_mismatch',
+  'review_audience_not_accepted',
+  'keys_unavailable',
+  'review_unavailable',
+  'review_busy',
+  'verifier_fault',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -1,6 +1,6 @@
 import type { ClusterConfig } from '../config/index.js';
 import { escapeLines } from '../terminal/index.js';
-import { identityFromClaims as verifiedIdentity } from '../verifiers/index.js';
+import { identityFromProjectedToken as verifiedIdentity } from '../verifiers/index.js';
 import type { WorkloadIdentity } from '../verifiers/types.js';
 import { issuerHostPath } from './principals.js';
 import type { CompiledRole, CompiledStatement, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';

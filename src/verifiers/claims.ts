@@ -1,4 +1,4 @@
-import { invalidRequest } from '../errors.js';
+import { refuse, type VerifierReason } from './refusals.js';
 import type { WorkloadIdentity } from './types.js';
 
 /** Clock skew tolerated between the cluster and the broker, for `exp`, `nbf` and `iat`. */
@@ -17,34 +17,45 @@ export interface ClaimRules {
 /**
  * Checks the registered claims of a projected service-account token and refuses the legacy
  * Secret-based kind (no `exp`, no `aud`: it never expires and is meant for any audience).
+ * Each refusal's detail names the token (`iss`, `sub`, `jti`) and the `claim` that failed.
  */
 export function checkClaims(claims: Record<string, unknown>, rules: ClaimRules): void {
-  const identity = { iss: claims.iss, sub: claims.sub, jti: claims.jti };
-  const fail = (description: string, reason: string, extra: Record<string, unknown> = {}) =>
-    invalidRequest(description, { detail: { ...identity, reason, ...extra } });
-
-  if (claims.iss !== rules.issuer) throw fail('subject_token issuer is not trusted', 'iss differs from the cluster issuer');
-  if (isLegacySecretToken(claims)) throw fail('subject_token is a legacy service-account token; use a projected token', 'legacy secret token');
-  for (const name of ['exp', 'nbf', 'iat'] as const) {
-    if (claims[name] !== undefined && !(typeof claims[name] === 'number' && Number.isFinite(claims[name]))) {
-      throw fail('subject_token is malformed', `${name} is not a number`);
-    }
-  }
-  const exp = claims.exp as number | undefined;
-  const nbf = claims.nbf as number | undefined;
-  const iat = claims.iat as number | undefined;
-  if (exp === undefined) throw fail('subject_token has no expiry', 'exp missing');
-  if (rules.nowSeconds >= exp + LEEWAY_SECONDS) throw fail('subject_token is expired', 'exp passed', { exp });
-  if (nbf !== undefined && nbf > rules.nowSeconds + LEEWAY_SECONDS) throw fail('subject_token is not yet valid', 'nbf in the future', { nbf });
-  if (iat !== undefined && iat > rules.nowSeconds + LEEWAY_SECONDS) throw fail('subject_token is not yet valid', 'iat in the future', { iat });
+  if (claims.iss !== rules.issuer) throw refuseClaim(claims, 'unknown_issuer', 'iss');
+  if (isLegacySecretToken(claims)) throw refuseClaim(claims, 'legacy_token', 'kubernetes.io/serviceaccount');
+  checkTimes(claims, rules.nowSeconds);
   checkLifetime(claims, rules.maxLifetimeSeconds, rules.nowSeconds);
-  if (typeof claims.sub !== 'string' || claims.sub === '') throw fail('subject_token is malformed', 'sub missing');
-  const aud = audienceList(claims.aud);
-  if (aud === undefined) throw fail('subject_token audience not accepted', 'aud missing or not strings');
-  if (!aud.some((value) => rules.audiences.includes(value))) {
-    throw fail('subject_token audience not accepted', 'no accepted audience', { aud: aud.slice(0, 8), accepted: rules.audiences });
-  }
+  if (typeof claims.sub !== 'string' || claims.sub === '') throw refuseClaim(claims, 'malformed_token', 'sub');
+  checkAudience(claims, rules.audiences);
   checkProjectedShape(claims);
+}
+
+function refuseClaim(claims: Record<string, unknown>, reason: VerifierReason, claim: string, extra: Record<string, unknown> = {}) {
+  return refuse(reason, { iss: claims.iss, sub: claims.sub, jti: claims.jti, claim, ...extra });
+}
+
+/** `exp` is required; `exp`, `nbf` and `iat` are numbers, within the clock leeway of now. */
+function checkTimes(claims: Record<string, unknown>, nowSeconds: number): void {
+  const times: Partial<Record<'exp' | 'nbf' | 'iat', number>> = {};
+  for (const name of ['exp', 'nbf', 'iat'] as const) {
+    const value = claims[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value)) throw refuseClaim(claims, 'malformed_token', name);
+    times[name] = value;
+  }
+  const { exp, nbf, iat } = times;
+  if (exp === undefined) throw refuseClaim(claims, 'missing_expiry', 'exp');
+  if (nowSeconds >= exp + LEEWAY_SECONDS) throw refuseClaim(claims, 'token_expired', 'exp', { exp });
+  if (nbf !== undefined && nbf > nowSeconds + LEEWAY_SECONDS) throw refuseClaim(claims, 'token_not_yet_valid', 'nbf', { nbf });
+  if (iat !== undefined && iat > nowSeconds + LEEWAY_SECONDS) throw refuseClaim(claims, 'token_not_yet_valid', 'iat', { iat });
+}
+
+/** `aud` must be a string or a non-empty list of strings, naming at least one accepted audience. */
+function checkAudience(claims: Record<string, unknown>, accepted: readonly string[]): void {
+  const aud = audienceList(claims.aud);
+  if (aud === undefined) throw refuseClaim(claims, 'audience_not_accepted', 'aud');
+  if (!aud.some((value) => accepted.includes(value))) {
+    throw refuseClaim(claims, 'audience_not_accepted', 'aud', { aud: aud.slice(0, 8), accepted });
+  }
 }
 
 /**
@@ -55,19 +66,15 @@ export function checkClaims(claims: Record<string, unknown>, rules: ClaimRules):
  * issue from now on.
  */
 export function checkLifetime(claims: Record<string, unknown>, maxLifetimeSeconds: number, nowSeconds: number): void {
-  const identity = { iss: claims.iss, sub: claims.sub, jti: claims.jti };
   const exp = claims.exp;
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) {
-    throw invalidRequest('subject_token has no expiry', { detail: { ...identity, reason: 'exp missing or not a number' } });
-  }
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw refuseClaim(claims, 'missing_expiry', 'exp');
   const iat = claims.iat;
   const hasIat = typeof iat === 'number' && Number.isFinite(iat);
   const lifetime = hasIat ? exp - iat : exp - nowSeconds;
   const allowed = hasIat ? maxLifetimeSeconds : maxLifetimeSeconds + LEEWAY_SECONDS;
   if (lifetime > allowed) {
-    throw invalidRequest("subject_token lifetime exceeds the cluster's maxTokenLifetime", {
-      detail: { ...identity, reason: hasIat ? 'exp - iat above maxTokenLifetime' : 'no iat and exp - now above maxTokenLifetime', lifetime, maxTokenLifetime: maxLifetimeSeconds },
-    });
+    // Without iat, what is bounded is the remaining life, exp − now.
+    throw refuseClaim(claims, 'lifetime_too_long', hasIat ? 'iat' : 'exp', { lifetime, maxTokenLifetime: maxLifetimeSeconds });
   }
 }
 
@@ -77,34 +84,35 @@ export function checkLifetime(claims: Record<string, unknown>, maxLifetimeSecond
  * `system:serviceaccount:<namespace>:<name>`. A token without it would be evaluated with a
  * missing or disagreeing namespace, and a guardrail Deny keyed on the namespace would silently
  * not fire. Pod and node, when present, must be objects whose name and uid are strings.
+ * A refusal's `detail.claim` names the claim that broke the shape.
  */
 export function checkProjectedShape(claims: Record<string, unknown>): void {
-  const refuse = (reason: string) =>
-    invalidRequest('subject_token is not a projected service-account token', { detail: { iss: claims.iss, sub: claims.sub, jti: claims.jti, reason } });
+  const refuseShape = (claim: string) => refuseClaim(claims, 'not_projected_token', claim);
   const k8s = asRecord(claims['kubernetes.io']);
-  if (!k8s) throw refuse('kubernetes.io claim missing or not an object');
+  if (!k8s) throw refuseShape('kubernetes.io');
   const namespace = k8s.namespace;
-  if (typeof namespace !== 'string' || namespace === '') throw refuse('kubernetes.io.namespace is not a string');
+  if (typeof namespace !== 'string' || namespace === '') throw refuseShape('kubernetes.io.namespace');
   const serviceAccount = asRecord(k8s.serviceaccount);
   if (!serviceAccount || typeof serviceAccount.name !== 'string' || serviceAccount.name === '') {
-    throw refuse('kubernetes.io.serviceaccount.name is not a string');
+    throw refuseShape('kubernetes.io.serviceaccount.name');
   }
   for (const part of ['serviceaccount', 'pod', 'node'] as const) {
     const value = k8s[part];
     if (value === undefined) continue;
     const record = asRecord(value);
-    if (!record) throw refuse(`kubernetes.io.${part} is not an object`);
+    if (!record) throw refuseShape(`kubernetes.io.${part}`);
     for (const field of ['name', 'uid'] as const) {
-      if (record[field] !== undefined && typeof record[field] !== 'string') throw refuse(`kubernetes.io.${part}.${field} is not a string`);
+      if (record[field] !== undefined && typeof record[field] !== 'string') throw refuseShape(`kubernetes.io.${part}.${field}`);
     }
   }
-  if (claims.sub !== `system:serviceaccount:${namespace}:${serviceAccount.name}`) {
-    throw refuse('sub differs from kubernetes.io namespace and service account');
-  }
+  if (claims.sub !== `system:serviceaccount:${namespace}:${serviceAccount.name}`) throw refuseShape('sub');
 }
 
-/** The identity carried by a projected token's claims (`kubernetes.io` object). */
-export function identityFromClaims(
+/**
+ * The workload identity a projected token's claims carry (`kubernetes.io` object), as the JWKS
+ * verifier returns it once the signature and claims are checked.
+ */
+export function identityFromProjectedToken(
   claims: Record<string, unknown>,
   cluster: string,
   verifiedBy: WorkloadIdentity['verifiedBy'],
@@ -142,7 +150,7 @@ function isLegacySecretToken(claims: Record<string, unknown>): boolean {
 
 function audienceList(aud: unknown): string[] | undefined {
   if (typeof aud === 'string') return [aud];
-  if (Array.isArray(aud) && aud.length > 0 && aud.every((value) => typeof value === 'string')) return aud as string[];
+  if (Array.isArray(aud) && aud.length > 0 && aud.every((value) => typeof value === 'string')) return aud;
   return undefined;
 }
 

@@ -1,4 +1,4 @@
-import { invalidRequest } from '../errors.js';
+import { refuse } from './refusals.js';
 import { StrictJsonError, parseStrictJson } from './strict-json.js';
 
 /** Subject tokens above this size are refused before any parsing (projected tokens are ~1 KiB). */
@@ -25,7 +25,7 @@ export interface CompactJws {
 export function parseCompactJws(token: string): CompactJws {
   if (typeof token !== 'string' || token.length === 0) throw malformed('empty token');
   if (Buffer.byteLength(token, 'utf8') > MAX_TOKEN_BYTES) {
-    throw invalidRequest('subject_token is too large', { detail: { reason: 'token over 16 KiB', bytes: Buffer.byteLength(token) } });
+    throw refuse('token_too_large', { bytes: Buffer.byteLength(token), maxBytes: MAX_TOKEN_BYTES });
   }
   const segments = token.split('.');
   if (segments.length !== 3) throw malformed(`${segments.length} segments, expected 3 (compact JWS)`);
@@ -79,6 +79,7 @@ function toObject(text: string, name: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function malformed(reason: string) {
-  return invalidRequest('subject_token is malformed', { detail: { reason } });
+/** `problem` says, for the log, which part of the compact form broke which rule. */
+function malformed(problem: string) {
+  return refuse('malformed_token', { problem });
 }

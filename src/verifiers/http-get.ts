@@ -94,6 +94,7 @@ async function getOnce(fetch: typeof undiciFetch, url: URL, dispatcher: Agent, s
   let size = 0;
   // A chunked answer declares no length: count while reading and stop at the cap.
   for await (const chunk of response.body ?? []) {
+    if (!(chunk instanceof Uint8Array)) throw new FetchError('response body is not bytes', 'unknown');
     size += chunk.length;
     if (size > maxBytes) throw new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large');
     chunks.push(chunk);
@@ -112,11 +113,18 @@ function messageChain(error: unknown): string {
   const parts: string[] = [];
   for (let current = error, depth = 0; current !== undefined && current !== null && depth < 4; depth += 1) {
     const { message, code, cause } = current as { message?: unknown; code?: unknown; cause?: unknown };
-    const text = typeof message === 'string' ? message : String(current);
+    const text = typeof message === 'string' ? message : thrownValueText(current);
     parts.push(typeof code === 'string' ? `${text} (${code})` : text);
     current = cause === current ? undefined : cause;
   }
   return parts.join(': ');
+}
+
+/** Something thrown that is not an Error: primitives as they are, anything else unnamed. */
+function thrownValueText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return value.toString();
+  return 'unknown error';
 }
 
 /** OpenSSL's certificate verification codes as Node reports them, and TLS/SSL handshake errors. */

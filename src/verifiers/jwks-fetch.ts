@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { ClusterConfig } from '../config/index.js';
 import type { Logger } from '../observability/index.js';
 import { FetchError, httpGet, type HttpGetOptions } from './http-get.js';
-import { ingestJwks, type VerificationKey } from './keys.js';
+import { ingestJwks, type VerificationKey } from './verification-keys.js';
 import type { KeyFetchFailure } from './types.js';
 
 /** Bounds on how long a fetched JWKS counts as fresh, whatever the issuer's Cache-Control says. */

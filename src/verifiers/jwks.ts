@@ -1,31 +1,21 @@
 import { DEFAULT_MAX_TOKEN_LIFETIME, type ClusterConfig } from '../config/index.js';
-import type { CompactJws } from './compact.js';
-import { checkClaims, identityFromClaims } from './claims.js';
+import { checkClaims, identityFromProjectedToken } from './claims.js';
 import { createKeySource, createStaticKeySource, type KeySourceDeps } from './jwks-cache.js';
 import { signatureError, verifySignature } from './jws.js';
-import type { AcceptedAlgorithm } from './keys.js';
-import type { ClusterStatus, WorkloadIdentity } from './types.js';
+import type { ClusterVerifier } from './types.js';
 
-/** A token already through the strict parse and header checks, routed to this cluster by `iss`. */
-export interface RoutedToken {
-  jws: CompactJws;
-  alg: AcceptedAlgorithm;
-  claims: Record<string, unknown>;
-}
-
-export interface ClusterJwksVerifier {
-  verify(token: RoutedToken): Promise<WorkloadIdentity>;
-  /** Loads the keys ahead of the first token; a failure is only recorded in status(). */
-  warm(): Promise<void>;
-  status(): ClusterStatus;
-  close(): Promise<void>;
-}
+export type JwksVerifierDeps = KeySourceDeps & { audiences: readonly string[] };
 
 /**
- * Verifies a cluster's tokens against its JWKS (static from config, or fetched and cached):
- * signature first, with one rate-limited refresh when the `kid` is unknown, then the claims.
+ * `verify: jwks`: verifies a cluster's tokens against its JWKS (static from config, or fetched
+ * and cached): signature first, with one rate-limited refresh when the `kid` is unknown, then
+ * the claims and the projected-token shape.
  */
-export function createJwksVerifier(cluster: ClusterConfig, deps: KeySourceDeps & { audiences: readonly string[] }): ClusterJwksVerifier {
+export function createJwksVerifier(cluster: ClusterConfig, deps: JwksVerifierDeps): ClusterVerifier {
+  // Whenever allowed, not only for an http issuer: an https issuer's discovery may name an http jwks_uri.
+  if (cluster.allowInsecure && !cluster.jwks) {
+    deps.logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster keys may be fetched over plain http (allowInsecure): development only');
+  }
   const source = cluster.jwks ? createStaticKeySource(cluster, deps.logger) : createKeySource(cluster, deps);
   return {
     async verify({ jws, alg, claims }) {
@@ -42,7 +32,7 @@ export function createJwksVerifier(cluster: ClusterConfig, deps: KeySourceDeps &
         nowSeconds: Math.floor(deps.now() / 1000),
         maxLifetimeSeconds: cluster.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME,
       });
-      return identityFromClaims(claims, cluster.name, 'jwks');
+      return identityFromProjectedToken(claims, cluster.name, 'jwks');
     },
     warm: () => source.current().then(
       () => undefined,

@@ -1,6 +1,6 @@
-import { invalidRequest } from '../errors.js';
 import { parseCompactJws, type CompactJws } from './compact.js';
-import { isAcceptedAlgorithm, keyFitsAlgorithm, type AcceptedAlgorithm, type VerificationKey } from './keys.js';
+import { isAcceptedAlgorithm, keyFitsAlgorithm, type AcceptedAlgorithm, type VerificationKey } from './verification-keys.js';
+import { refuse } from './refusals.js';
 import { verifyJwsSignature } from './signature.js';
 
 /** Headers that point at keys: an attacker controls them, so a token carrying one is refused. */
@@ -17,14 +17,12 @@ export type SignatureResult =
 export function checkHeader(header: Record<string, unknown>): AcceptedAlgorithm {
   const { alg } = header;
   if (!isAcceptedAlgorithm(alg)) {
-    throw invalidRequest('subject_token algorithm is not accepted', { detail: { alg: typeof alg === 'string' ? alg.slice(0, 32) : typeof alg } });
+    throw refuse('algorithm_not_accepted', { alg: typeof alg === 'string' ? alg.slice(0, 32) : typeof alg });
   }
   const pointer = KEY_POINTER_HEADERS.find((name) => name in header);
-  if (pointer) throw invalidRequest('subject_token header is not accepted', { detail: { reason: `${pointer} header present` } });
-  if ('crit' in header) throw invalidRequest('subject_token header is not accepted', { detail: { reason: 'crit header present' } });
-  if (header.kid !== undefined && typeof header.kid !== 'string') {
-    throw invalidRequest('subject_token is malformed', { detail: { reason: 'kid is not a string' } });
-  }
+  if (pointer) throw refuse('header_not_accepted', { header: pointer });
+  if ('crit' in header) throw refuse('header_not_accepted', { header: 'crit' });
+  if (header.kid !== undefined && typeof header.kid !== 'string') throw refuse('malformed_token', { header: 'kid', problem: 'kid is not a string' });
   return alg;
 }
 
@@ -57,7 +55,7 @@ export function verifySignature(jws: CompactJws, alg: AcceptedAlgorithm, keys: r
  * The whole signature layer for one token against a fixed key list, for tooling and tests:
  * strict compact parse, header checks, signature. The payload need not be JSON here.
  */
-export async function verifyCompactJws(token: string, keys: readonly VerificationKey[]): Promise<{ header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey }> {
+export function verifyCompactJws(token: string, keys: readonly VerificationKey[]): { header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey } {
   const jws = parseCompactJws(token);
   const alg = checkHeader(jws.header);
   const result = verifySignature(jws, alg, keys);
@@ -65,8 +63,9 @@ export async function verifyCompactJws(token: string, keys: readonly Verificatio
   return { header: jws.header, payload: jws.payload, key: result.key };
 }
 
-export function signatureError(reason: 'unknown-kid' | 'no-key-for-alg' | 'bad-signature', header: Record<string, unknown>) {
-  const detail = { reason, kid: headerKid(header), alg: header.alg };
-  if (reason === 'bad-signature') return invalidRequest('subject_token signature is invalid', { detail });
-  return invalidRequest('subject_token signing key is unknown', { detail });
+const SIGNATURE_REASONS = { 'unknown-kid': 'unknown_kid', 'no-key-for-alg': 'no_key_for_algorithm', 'bad-signature': 'bad_signature' } as const;
+
+/** The refusal for a failed {@link verifySignature}, naming the header's kid and alg for the log. */
+export function signatureError(failure: keyof typeof SIGNATURE_REASONS, header: Record<string, unknown>) {
+  return refuse(SIGNATURE_REASONS[failure], { kid: headerKid(header), alg: header.alg });
 }

@@ -1,5 +1,5 @@
 import { constants, verify, type KeyObject, type VerifyKeyObjectInput } from 'node:crypto';
-import type { AcceptedAlgorithm } from './keys.js';
+import type { AcceptedAlgorithm } from './verification-keys.js';
 
 /**
  * The JWS signature check on the hot path: node:crypto `verify()` on the `KeyObject` imported

@@ -27,7 +27,7 @@ export class ReviewCallError extends Error {
 
 export interface TokenReviewClient {
   /** Resolves to the review's `status`; rejects with {@link ReviewCallError}. */
-  review(token: string, audiences: string[]): Promise<RawReviewStatus>;
+  review(token: string, audiences: readonly string[]): Promise<RawReviewStatus>;
   /** The API server URL, for logs. */
   server: string;
 }
@@ -49,7 +49,7 @@ export function createTokenReviewClient(cluster: ClusterConfig, options: { timeo
       const timer = setTimeout(() => controller.abort(), options.timeoutMs);
       try {
         const call = api.createTokenReview(
-          { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } } },
+          { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [...audiences] } } },
           { middleware: [abortWith(controller.signal)], middlewareMergeStrategy: 'append' },
         );
         // The race also bounds work before the request is sent (token files, exec plugins).

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { DEFAULT_MAX_TOKEN_LIFETIME, type ClusterConfig } from '../config/index.js';
-import { invalidRequest, isTesseraError } from '../errors.js';
+import { isTesseraError } from '../errors.js';
 import { checkLifetime, checkProjectedShape } from './claims.js';
+import { isVerifierReason, refuse } from './refusals.js';
 import type { WorkloadIdentity } from './types.js';
 
 /**
@@ -57,52 +58,74 @@ export function identityFromReview(input: {
   cluster: ClusterConfig;
   status: ReviewStatus;
   claims: Record<string, unknown>;
-  audiences: string[];
+  audiences: readonly string[];
   /** Seconds since the epoch; default now. */
   nowSeconds?: number;
 }): WorkloadIdentity {
-  const { cluster, status, claims, audiences } = input;
-  const refuse = (description: string, reason: string) => invalidRequest(description, { detail: { cluster: cluster.name, reason } });
-
-  if (status.authenticated !== true) throw refuse('subject_token is not valid', `tokenreview: ${status.error ?? 'not authenticated'}`);
-  const username = status.user?.username ?? '';
-  const match = SERVICE_ACCOUNT_USER.exec(username);
-  if (!match) throw refuse('subject_token is not a service-account token', 'tokenreview user is not a service account');
-  if (claims.sub !== username) throw refuse('subject_token is not valid', 'token sub differs from the reviewed user');
+  const { cluster, status, claims } = input;
+  const user = reviewedServiceAccount(cluster, status);
+  if (claims.sub !== user.username) throw refuse('review_subject_mismatch', { cluster: cluster.name, claim: 'sub' });
   // An API server that is not audience-aware answers without status.audiences: the token is
   // then only valid for the API server itself, not for us.
-  const aud = (status.audiences ?? []).filter((value) => audiences.includes(value));
-  if (aud.length === 0) throw refuse('subject_token audience is not accepted', 'tokenreview vouched for none of our audiences');
-  try {
-    checkProjectedShape(claims);
-    checkLifetime(claims, cluster.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME, input.nowSeconds ?? Math.floor(Date.now() / 1000));
-  } catch (error) {
-    if (!isTesseraError(error)) throw error;
-    throw refuse(error.description, String(error.detail?.reason));
-  }
-
-  const extra = status.user?.extra ?? {};
-  const first = (key: string): string | undefined => extra[EXTRA + key]?.[0];
-  const named = (name: string | undefined, uid: string | undefined) => (name ? { name, ...(uid ? { uid } : {}) } : undefined);
-  const credential = first('credential-id');
-  const jti = credential?.startsWith('JTI=') ? credential.slice(4) : typeof claims.jti === 'string' ? claims.jti : undefined;
+  const aud = (status.audiences ?? []).filter((value) => input.audiences.includes(value));
+  if (aud.length === 0) throw refuse('review_audience_not_accepted', { cluster: cluster.name });
+  checkReviewedClaims(cluster, claims, input.nowSeconds ?? Math.floor(Date.now() / 1000));
   const serviceAccountUid = status.user?.uid;
-
-  const identity: WorkloadIdentity = {
+  return {
     cluster: cluster.name,
     iss: typeof claims.iss === 'string' ? claims.iss : cluster.issuer,
-    sub: username,
+    sub: user.username,
     aud,
-    namespace: match[1]!,
-    serviceAccount: { name: match[3]!, ...(serviceAccountUid ? { uid: serviceAccountUid } : {}) },
+    namespace: user.namespace,
+    serviceAccount: { name: user.serviceAccount, ...(serviceAccountUid ? { uid: serviceAccountUid } : {}) },
     claims,
-    verifiedBy: cluster.verify === 'jwks+tokenreview' ? 'jwks+tokenreview' : 'tokenreview',
+    verifiedBy: 'tokenreview',
+    ...boundObjects(status, claims),
   };
+}
+
+/**
+ * What the review says the token is bound to (`user.extra`: pod, node, credential id), with
+ * the token's own `jti` and `exp` where the review is silent.
+ */
+function boundObjects(status: ReviewStatus, claims: Record<string, unknown>): Pick<WorkloadIdentity, 'pod' | 'node' | 'jti' | 'expiresAt'> {
+  const extra = status.user?.extra ?? {};
+  const first = (key: string): string | undefined => extra[EXTRA + key]?.[0];
+  const credential = first('credential-id');
+  const jti = credential?.startsWith('JTI=') ? credential.slice(4) : typeof claims.jti === 'string' ? claims.jti : undefined;
   const pod = named(first('pod-name'), first('pod-uid'));
   const node = named(first('node-name'), first('node-uid'));
-  if (pod) identity.pod = pod;
-  if (node) identity.node = node;
-  if (jti) identity.jti = jti;
-  if (typeof claims.exp === 'number' && Number.isFinite(claims.exp)) identity.expiresAt = claims.exp;
-  return identity;
+  return {
+    ...(pod ? { pod } : {}),
+    ...(node ? { node } : {}),
+    ...(jti ? { jti } : {}),
+    ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? { expiresAt: claims.exp } : {}),
+  };
 }
+
+/** The service account an authenticated review names, or the refusal of the token. */
+function reviewedServiceAccount(cluster: ClusterConfig, status: ReviewStatus): { username: string; namespace: string; serviceAccount: string } {
+  if (status.authenticated !== true) {
+    // The API server's own words (e.g. "[invalid bearer token, Token has been invalidated]"), for the log only.
+    throw refuse('review_refused', { cluster: cluster.name, reviewError: status.error ?? 'not authenticated' });
+  }
+  const username = status.user?.username ?? '';
+  const match = SERVICE_ACCOUNT_USER.exec(username);
+  const namespace = match?.[1];
+  const serviceAccount = match?.[3];
+  if (namespace === undefined || serviceAccount === undefined) throw refuse('review_not_service_account', { cluster: cluster.name });
+  return { username, namespace, serviceAccount };
+}
+
+/** The rules a JWKS-verified token keeps, on the reviewed token's own claims; a refusal keeps its reason. */
+function checkReviewedClaims(cluster: ClusterConfig, claims: Record<string, unknown>, nowSeconds: number): void {
+  try {
+    checkProjectedShape(claims);
+    checkLifetime(claims, cluster.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME, nowSeconds);
+  } catch (error) {
+    if (!isTesseraError(error) || !isVerifierReason(error.reason)) throw error;
+    throw refuse(error.reason, { cluster: cluster.name, ...error.detail });
+  }
+}
+
+const named = (name: string | undefined, uid: string | undefined) => (name ? { name, ...(uid ? { uid } : {}) } : undefined);

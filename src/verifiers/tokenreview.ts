@@ -2,33 +2,21 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { SharedCache } from '../cache/index.js';
 import type { ClusterConfig } from '../config/index.js';
-import { invalidRequest, isTesseraError, temporarilyUnavailable } from '../errors.js';
+import { isTesseraError } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { decodeUnverified } from './compact.js';
+import { isVerifierReason, refuse, type VerifierReason } from './refusals.js';
 import { ReviewCallError, createTokenReviewClient, type ReviewCallFailure } from './tokenreview-client.js';
 import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from './tokenreview-identity.js';
-import type { WorkloadIdentity } from './types.js';
+import type { ClusterVerifier, TokenReviewLimits, WorkloadIdentity } from './types.js';
 
-export interface TokenReviewDeps {
+export interface TokenReviewDeps extends TokenReviewLimits {
   cache: SharedCache;
   logger: Logger;
   metrics?: Metrics;
   /** Milliseconds since the epoch. */
   now?: () => number;
   /** What the review asks the API server to vouch for (`spec.audiences`). */
-  audiences: string[];
-  /**
-   * How long a positive review is reused, capped by the token's remaining life. Default 60 s for
-   * `verify: tokenreview`, 10 s for `jwks+tokenreview` (where the review exists to notice
-   * revocation quickly).
-   */
-  positiveTtlSeconds?: number;
-  /** Budget for one TokenReview call. */
-  timeoutMs?: number;
-  /** Reviews of distinct tokens in flight at once for this cluster; beyond it, 503 at once. */
-  maxConcurrentReviews?: number;
-  /** How long a refusal by the API server is reused for the same token. */
-  refusalTtlSeconds?: number;
+  audiences: readonly string[];
 }
 
 /**
@@ -38,23 +26,17 @@ export interface TokenReviewDeps {
  */
 export const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
 export const DEFAULT_REFUSAL_TTL_SECONDS = 10;
+export const DEFAULT_POSITIVE_TTL_SECONDS = 60;
 
 /** A refusal shares the positive answer's cache key: one cache read per request either way. */
-const cachedRefusalSchema = z.strictObject({ refused: z.strictObject({ description: z.string(), reason: z.unknown() }) });
+const cachedRefusalSchema = z.strictObject({
+  refused: z.strictObject({ reason: z.custom<VerifierReason>(isVerifierReason), detail: z.record(z.string(), z.unknown()) }),
+});
 const cachedReviewSchema = z.union([cachedIdentitySchema, cachedRefusalSchema]);
 type CachedReview = z.infer<typeof cachedReviewSchema>;
 
-export interface TokenReviewVerifier {
-  /**
-   * Reviews `token`. `parsed` carries its claims when the caller already decoded it strictly
-   * (the router did); without it the token is decoded here, with the same strict checks.
-   */
-  verify(token: string, parsed?: { claims: Record<string, unknown> }): Promise<WorkloadIdentity>;
-  close(): Promise<void>;
-}
-
 /**
- * Verifies a subject token by asking the cluster's API server (TokenReview), which is the only
+ * `verify: tokenreview`: verifies a token by asking the cluster's API server (TokenReview), which is the only
  * way to notice that the pod a token is bound to is gone. A refused token is a 400
  * `invalid_request`; an API server that cannot be reached, refuses the broker's own credentials
  * or times out is a 503 `temporarily_unavailable`, logged with the cluster and status, never
@@ -65,15 +47,12 @@ export interface TokenReviewVerifier {
  *
  * @example
  *   const verifier = createTokenReviewVerifier(cluster, { cache, logger, audiences: ['sts.example.com'] });
- *   const identity = await verifier.verify(subjectToken);
+ *   const identity = await verifier.verify(routedToken);
  */
-export function createTokenReviewVerifier(
-  cluster: ClusterConfig,
-  deps: TokenReviewDeps,
-): TokenReviewVerifier {
+export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenReviewDeps): ClusterVerifier {
   const now = deps.now ?? Date.now;
   const timeoutMs = deps.timeoutMs ?? 5000;
-  const positiveTtlSeconds = deps.positiveTtlSeconds ?? (cluster.verify === 'jwks+tokenreview' ? 10 : 60);
+  const positiveTtlSeconds = deps.positiveTtlSeconds ?? DEFAULT_POSITIVE_TTL_SECONDS;
   const client = createTokenReviewClient(cluster, { timeoutMs });
   const log = deps.logger.child({ module: 'tokenreview', cluster: cluster.name });
   // Concurrent exchanges of one token share one review.
@@ -84,16 +63,7 @@ export function createTokenReviewVerifier(
 
   const count = (result: string) => deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
 
-  const readCached = async (key: string): Promise<CachedReview | undefined> => {
-    const raw = await deps.cache.get(key);
-    if (raw === undefined) return undefined;
-    try {
-      return cachedReviewSchema.parse(JSON.parse(raw));
-    } catch {
-      log.warn({ key }, 'ignoring an unreadable cached token review');
-      return undefined;
-    }
-  };
+  const readCached = (key: string) => readCachedReview(deps.cache, key, log);
 
   const reviewAndCache = async (token: string, claims: Record<string, unknown>, key: string): Promise<WorkloadIdentity> => {
     let rawStatus: unknown;
@@ -109,9 +79,9 @@ export function createTokenReviewVerifier(
       identity = identityFromReview({ cluster, status: parsed.data, claims, audiences: deps.audiences, nowSeconds: Math.floor(now() / 1000) });
     } catch (error) {
       count('unauthenticated');
-      if (isTesseraError(error)) {
-        log.info({ reason: error.detail?.reason }, 'token review refused the subject token');
-        const refusal: CachedReview = { refused: { description: error.description, reason: error.detail?.reason } };
+      if (isTesseraError(error) && isVerifierReason(error.reason)) {
+        log.info({ reason: error.reason, ...error.detail }, 'token review refused the subject token');
+        const refusal: CachedReview = { refused: { reason: error.reason, detail: error.detail ?? {} } };
         await deps.cache.set(key, JSON.stringify(refusal), refusalTtlMs);
       }
       throw error;
@@ -129,29 +99,22 @@ export function createTokenReviewVerifier(
     const fields = { server: client.server, status: failure.status, reason: failure.reason, failure: failure.kind };
     if (failure.status === 401 || failure.status === 403) log.error(fields, adviceFor(failure.status));
     else log.warn(fields, `token review failed (${failure.kind}): ${KIND_ADVICE[failure.kind]}; answering 503`);
-    return temporarilyUnavailable('the cluster API server cannot verify tokens right now; retry later', {
-      detail: { cluster: cluster.name, ...fields },
-    });
+    return refuse('review_unavailable', { cluster: cluster.name, server: client.server, status: failure.status, failure: failure.kind, serverReason: failure.reason });
   };
 
   const busy = () => {
     count('throttled');
     if (!saturated) log.warn({ server: client.server, maxConcurrentReviews: maxConcurrent }, 'token reviews at their concurrency limit: answering 503 until one finishes');
     saturated = true;
-    return temporarilyUnavailable('too many subject tokens are being verified for this cluster; retry later', {
-      detail: { cluster: cluster.name, reason: 'tokenreview concurrency limit', maxConcurrentReviews: maxConcurrent },
-    });
+    return refuse('review_busy', { cluster: cluster.name, maxConcurrentReviews: maxConcurrent });
   };
 
   return {
-    async verify(token, parsed) {
-      // Malformed or oversized tokens never reach the API server (400 from the strict decoder).
-      const { claims } = parsed ?? decodeUnverified(token);
+    // The router parsed the token strictly: malformed or oversized tokens never reach the API server.
+    async verify({ jws: { token }, claims }) {
       const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
       const cached = await readCached(key);
-      if (cached && 'refused' in cached) {
-        throw invalidRequest(cached.refused.description, { detail: { cluster: cluster.name, reason: cached.refused.reason, cached: true } });
-      }
+      if (cached && 'refused' in cached) throw refuse(cached.refused.reason, { ...cached.refused.detail, cluster: cluster.name, cached: true });
       if (cached) return cached;
       let pending = inFlight.get(key);
       if (!pending) {
@@ -164,10 +127,26 @@ export function createTokenReviewVerifier(
       }
       return pending;
     },
-    async close() {
+    warm: () => Promise.resolve(),
+    // Nothing is kept that could go stale: each answer comes from the API server (or its cache).
+    status: () => ({ cluster: cluster.name, issuer: cluster.issuer, ready: true, stale: false }),
+    close() {
       inFlight.clear();
+      return Promise.resolve();
     },
   };
+}
+
+/** The cached answer for a token, or undefined; an unreadable one counts as absent. */
+async function readCachedReview(cache: SharedCache, key: string, log: Logger): Promise<CachedReview | undefined> {
+  const raw = await cache.get(key);
+  if (raw === undefined) return undefined;
+  try {
+    return cachedReviewSchema.parse(JSON.parse(raw));
+  } catch {
+    log.warn({ key }, 'ignoring an unreadable cached token review');
+    return undefined;
+  }
 }
 
 /** min(positive TTL, the token's remaining life); 0 (do not cache) once it has expired. */

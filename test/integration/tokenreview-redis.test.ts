@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { createRedisCache, type SharedCache } from '../../src/cache/index.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
-import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, useKubeApiServer } from '../support/tokenreview.js';
+import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, useKubeApiServer, withRawTokens } from '../support/tokenreview.js';
 import { requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
 
 /** TokenReview results shared across broker replicas through one real Redis. */
@@ -27,7 +27,7 @@ describe.skipIf(!hasRedis)('TokenReview verifier with a Redis cache', () => {
     const cache = createRedisCache({ redis: redis.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), keyPrefix: prefix, timeoutMs: 1000, probeIntervalMs: 100 });
     caches.push(cache);
     const cluster = reviewCluster(kube());
-    return { cache, verifier: createTokenReviewVerifier(cluster, { cache, logger: silentLogger(), audiences: [AUDIENCE] }) };
+    return { cache, verifier: withRawTokens(createTokenReviewVerifier(cluster, { cache, logger: silentLogger(), audiences: [AUDIENCE] })) };
   };
   const issue = () => issueReviewToken(kube());
   const reviewsOf = (token: string) => kube().reviews().filter((review) => review.token === token).length;

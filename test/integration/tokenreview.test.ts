@@ -5,7 +5,15 @@ import { TesseraError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier, type TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
 import type { KubeconfigOptions } from '../support/kube-apiserver.js';
-import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, reviewVerifier, useKubeApiServer, type ReviewVerifierOptions } from '../support/tokenreview.js';
+import {
+  issueReviewToken,
+  REVIEW_AUDIENCE as AUDIENCE,
+  reviewCluster,
+  reviewVerifier,
+  useKubeApiServer,
+  withRawTokens,
+  type ReviewVerifierOptions,
+} from '../support/tokenreview.js';
 
 /** TokenReview verification against the API server stand-in, through the real @kubernetes/client-node. */
 
@@ -102,11 +110,13 @@ describe('TokenReview verifier', () => {
 
   it('ok/two-verifiers-share-the-cache', async () => {
     const first = setup();
-    const second = createTokenReviewVerifier(reviewCluster(kube()), {
-      cache: first.cache,
-      logger: createLogger({ level: 'silent' }),
-      audiences: [AUDIENCE],
-    });
+    const second = withRawTokens(
+      createTokenReviewVerifier(reviewCluster(kube()), {
+        cache: first.cache,
+        logger: createLogger({ level: 'silent' }),
+        audiences: [AUDIENCE],
+      }),
+    );
     const token = await issue();
     await first.verifier.verify(token);
     await second.verify(token);
@@ -122,9 +132,11 @@ describe('TokenReview verifier', () => {
       return error;
     };
     const first = await attempt();
-    expect(first.detail).toEqual({ cluster: 'prod', reason: expect.stringMatching(/^tokenreview: \[invalid bearer token/) });
+    expect(first.reason).toBe('review_refused');
+    expect(first.detail).toEqual({ cluster: 'prod', reviewError: expect.stringMatching(/^\[invalid bearer token/) as unknown });
     advance(9_000);
-    expect((await attempt()).detail).toEqual({ ...first.detail, cached: true });
+    const cached = await attempt();
+    expect([cached.reason, cached.detail]).toEqual(['review_refused', { ...first.detail, cached: true }]);
     expect(reviewsOf(token)).toHaveLength(1);
     advance(1_001);
     await attempt();
@@ -135,7 +147,8 @@ describe('TokenReview verifier', () => {
   it('fail/wrong-audience', async () => {
     const { verifier } = setup();
     const error = await failure(verifier.verify(await issue({ audiences: ['https://other.example.com'] })));
-    expect([error.status, error.code]).toEqual([400, 'invalid_request']);
+    // The API server itself refuses a token not meant for the audiences asked about.
+    expect([error.status, error.code, error.reason]).toEqual([400, 'invalid_request', 'review_refused']);
   });
 
   it('fail/not-a-service-account', async () => {
@@ -143,7 +156,7 @@ describe('TokenReview verifier', () => {
     const token = opaqueJwt({ iss: kube().issuer, sub: 'alice' });
     kube().addToken(token, { username: 'alice', groups: ['system:authenticated'] });
     const error = await failure(verifier.verify(token));
-    expect([error.status, error.description]).toEqual([400, 'subject_token is not a service-account token']);
+    expect([error.status, error.description, error.reason]).toEqual([400, 'subject_token is not a service-account token', 'review_not_service_account']);
   });
 
   it('fail/sub-disagrees-with-reviewed-user', async () => {
@@ -151,14 +164,14 @@ describe('TokenReview verifier', () => {
     const token = opaqueJwt({ iss: kube().issuer, sub: 'system:serviceaccount:kube-system:admin' });
     kube().addToken(token, { username: 'system:serviceaccount:production:order-service' });
     const error = await failure(verifier.verify(token));
-    expect([error.status, error.code]).toEqual([400, 'invalid_request']);
+    expect([error.status, error.code, error.reason]).toEqual([400, 'invalid_request', 'review_subject_mismatch']);
   });
 
   it('fail/malformed-token-never-reviewed', async () => {
     const { verifier } = setup();
     const before = kube().reviews().length;
     const error = await failure(verifier.verify('not-a-jwt'));
-    expect([error.status, error.code]).toEqual([400, 'invalid_request']);
+    expect([error.status, error.code, error.reason]).toEqual([400, 'invalid_request', 'malformed_token']);
     expect(kube().reviews()).toHaveLength(before);
   });
 
@@ -166,7 +179,8 @@ describe('TokenReview verifier', () => {
     { name: 'verify: tokenreview', verify: 'tokenreview', window: 60_000 },
     { name: 'verify: jwks+tokenreview', verify: 'jwks+tokenreview', window: 10_000 },
   ] as const)('fail/pod-deleted-after-issuance ($name)', async ({ verify, window }) => {
-    const { verifier, advance } = setup({ cluster: { verify } });
+    // jwks+tokenreview also fetches the keys from the stand-in's discovery document.
+    const { verifier, advance } = setup({ cluster: { verify, caFile: kube().caFile } });
     const token = await issue();
     expect((await verifier.verify(token)).verifiedBy).toBe(verify);
     kube().revoke(token);
@@ -175,7 +189,8 @@ describe('TokenReview verifier', () => {
     advance(2000);
     const error = await failure(verifier.verify(token));
     expect([error.status, error.code]).toEqual([400, 'invalid_request']);
-    expect(error.detail).toMatchObject({ cluster: 'prod', reason: 'tokenreview: [invalid bearer token, Token has been invalidated]' });
+    expect(error.reason).toBe('review_refused');
+    expect(error.detail).toMatchObject({ cluster: 'prod', reviewError: '[invalid bearer token, Token has been invalidated]' });
   });
 });
 
@@ -213,7 +228,7 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
     arrange?.();
     const error = await failure(verifier.verify(token));
     expect([error.status, error.code]).toEqual([503, 'temporarily_unavailable']);
-    expect(error.description).toBe('the cluster API server cannot verify tokens right now; retry later');
+    expect([error.reason, error.description]).toEqual(['review_unavailable', 'the cluster API server cannot verify tokens right now; retry later']);
     const line = lines.find((entry) => message.test(String(entry.msg)));
     expect(line).toMatchObject({ ...logged, module: 'tokenreview', server: kube().url });
     for (const entry of lines) {

@@ -35,7 +35,7 @@ describe('start-up', () => {
     const readiness = JSON.parse(body) as { checks: { clusters: Array<Record<string, unknown>> } };
     expect(readiness.checks.clusters.find((cluster) => cluster.cluster === 'broken')).toEqual({
       cluster: 'broken',
-      issuer: expect.stringMatching(/\/broken$/),
+      issuer: expect.stringMatching(/\/broken$/) as unknown,
       ready: false,
       stale: false,
       lastError: 'ca-file',

@@ -94,7 +94,7 @@ describe('TokenReview-verified identities keep the same rules', () => {
       return identityFromReview({ cluster: reviewCluster, status, claims: claimSet, audiences: ['sts.example.com'], nowSeconds: t }).namespace;
     } catch (error) {
       if (!isTesseraError(error)) throw error;
-      return `${error.status} ${error.code}: ${error.description} (${String(error.detail?.reason)})`;
+      return `${error.status} ${error.code}: ${error.description} (${String(error.reason)} ${String(error.detail?.claim)})`;
     }
   };
   const cases: Array<[string, Record<string, unknown>, string | undefined]> = [
@@ -102,29 +102,29 @@ describe('TokenReview-verified identities keep the same rules', () => {
     [
       'fail/reviewed-token-without-kubernetes-io',
       { iss: ISSUER, sub: 'system:serviceaccount:prod:api', iat: t, exp: t + 600 },
-      '400 invalid_request: subject_token is not a projected service-account token (kubernetes.io claim missing or not an object)',
+      '400 invalid_request: subject_token is not a projected service-account token (not_projected_token kubernetes.io)',
     ],
     [
       'fail/reviewed-token-claims-of-another-namespace',
       { ...good, 'kubernetes.io': { namespace: 'kube-system', serviceaccount: { name: 'api' } } },
-      '400 invalid_request: subject_token is not a projected service-account token (sub differs from kubernetes.io namespace and service account)',
+      '400 invalid_request: subject_token is not a projected service-account token (not_projected_token sub)',
     ],
     [
       'fail/reviewed-token-namespace-an-array',
       { ...good, 'kubernetes.io': { namespace: ['prod'], serviceaccount: { name: 'api' } } },
-      '400 invalid_request: subject_token is not a projected service-account token (kubernetes.io.namespace is not a string)',
+      '400 invalid_request: subject_token is not a projected service-account token (not_projected_token kubernetes.io.namespace)',
     ],
     [
       'fail/reviewed-token-without-sub',
       { ...good, sub: undefined },
-      '400 invalid_request: subject_token is not valid (token sub differs from the reviewed user)',
+      '400 invalid_request: subject_token is not valid (review_subject_mismatch sub)',
     ],
     [
       'fail/reviewed-token-above-max-lifetime',
       { ...good, exp: t + 7200 },
-      "400 invalid_request: subject_token lifetime exceeds the cluster's maxTokenLifetime (exp - iat above maxTokenLifetime)",
+      "400 invalid_request: subject_token lifetime exceeds the cluster's maxTokenLifetime (lifetime_too_long iat)",
     ],
-    ['fail/reviewed-legacy-token-without-exp', { ...good, exp: undefined }, '400 invalid_request: subject_token has no expiry (exp missing or not a number)'],
+    ['fail/reviewed-legacy-token-without-exp', { ...good, exp: undefined }, '400 invalid_request: subject_token has no expiry (missing_expiry exp)'],
   ];
   test.each(cases)('%s', (_name, claimSet, expected) => {
     expect(review(claimSet)).toBe(expected);

@@ -39,9 +39,9 @@ function keysOf(group: Group): VerificationKey[] {
   });
 }
 
-async function verdict(jws: unknown, keys: VerificationKey[]): Promise<'valid' | 'invalid'> {
+function verdict(jws: unknown, keys: VerificationKey[]): 'valid' | 'invalid' {
   try {
-    await verifyCompactJws(typeof jws === 'string' ? jws : JSON.stringify(jws), keys);
+    verifyCompactJws(typeof jws === 'string' ? jws : JSON.stringify(jws), keys);
     return 'valid';
   } catch (error) {
     expect((error as { code?: string }).code).toBe('invalid_request');
@@ -71,8 +71,8 @@ for (const file of ['json_web_signature_test.json', 'json_web_key_test.json']) {
       expect(rows.filter((row) => row.expected === 'valid').length).toBeGreaterThan(20 * Number(file === 'json_web_signature_test.json'));
     });
 
-    test.each(rows)('$name', async ({ group, vector, expected }) => {
-      expect(await verdict(vector.jws, keysOf(group))).toBe(expected);
+    test.each(rows)('$name', ({ group, vector, expected }) => {
+      expect(verdict(vector.jws, keysOf(group))).toBe(expected);
     });
   });
 }

@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createMemoryCache, type SharedCache } from '../../src/cache/index.js';
 import { clusterSchema, type ClusterConfig, type ConfigInput } from '../../src/config/index.js';
 import { createLogger, createMetrics } from '../../src/observability/index.js';
-import { createTokenReviewVerifier, type TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
+import { createClusterVerifier, parseToken, type ClusterVerifier, type WorkloadIdentity } from '../../src/verifiers/index.js';
+import type { TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
 import { startKubeApiServer, type IssueOptions, type KubeApiServer, type KubeconfigOptions } from './kube-apiserver.js';
 
 /**
@@ -81,7 +82,22 @@ export interface ReviewVerifierOptions {
   cache?: SharedCache;
 }
 
-/** A TokenReview verifier for cluster `prod`, with captured log lines, metrics and a manual clock. */
+/**
+ * A cluster verifier that takes the token as a client sends it: the strict parse the router
+ * does, then `verifier`. (Routing by `iss` is the router's, tested in test/unit/verifiers.)
+ */
+export function withRawTokens(verifier: ClusterVerifier) {
+  return {
+    verify: async (token: string): Promise<WorkloadIdentity> => verifier.verify(parseToken(token)),
+    status: () => verifier.status(),
+    close: () => verifier.close(),
+  };
+}
+
+/**
+ * The verifier of cluster `prod` for its `verify` mode (TokenReview unless `options.cluster`
+ * says otherwise), as the registry builds it, with captured log lines, metrics and a manual clock.
+ */
 export function reviewVerifier(server: KubeApiServer, options: ReviewVerifierOptions = {}) {
   let clock = Date.now();
   const lines: Array<Record<string, unknown>> = [];
@@ -92,13 +108,14 @@ export function reviewVerifier(server: KubeApiServer, options: ReviewVerifierOpt
   const metrics = createMetrics();
   const cluster = reviewCluster(server, options.cluster, options.kubeconfig);
   const cache = options.cache ?? createMemoryCache({ now: () => clock });
-  const verifier = createTokenReviewVerifier(cluster, {
+  const verifier = createClusterVerifier(cluster, {
     cache,
     logger,
     metrics,
     now: () => clock,
-    audiences: [REVIEW_AUDIENCE],
-    ...options.deps,
+    audiences: options.deps?.audiences ?? [REVIEW_AUDIENCE],
+    maxStaleSeconds: 86_400,
+    ...(options.deps ? { tokenReview: options.deps } : {}),
   });
-  return { verifier, lines, metrics, cache, advance: (ms: number) => void (clock += ms) };
+  return { verifier: withRawTokens(verifier), lines, metrics, cache, advance: (ms: number) => void (clock += ms) };
 }

@@ -1,6 +1,7 @@
 import type { SharedCache } from '../../../src/cache/index.js';
 import { createMemoryCache } from '../../../src/cache/index.js';
 import type { ClusterConfig } from '../../../src/config/index.js';
+import { isTesseraError, type TesseraError } from '../../../src/errors.js';
 import { createMetrics, silentLogger } from '../../../src/observability/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifierOptions } from '../../../src/verifiers/index.js';
 
@@ -45,4 +46,14 @@ export async function outcome(promise: Promise<unknown>): Promise<string> {
     const { status, code, description } = error as { status?: number; code?: string; description?: string };
     return `${status} ${code}: ${description}`;
   }
+}
+
+/** The TesseraError `promise` rejects with; fails the test when it resolves or rejects with anything else. */
+export async function refusal(promise: Promise<unknown>): Promise<TesseraError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  if (!isTesseraError(error)) throw new Error(`expected a TesseraError, got ${error === undefined ? 'success' : 'another error'}`, { cause: error });
+  return error;
 }

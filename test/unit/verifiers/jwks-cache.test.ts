@@ -70,7 +70,7 @@ describe('discovery and fetch', () => {
     const { verifier, metrics } = newVerifier(configure({}), { logger });
     expect(await outcome(verifier.verify(await tokenNow()))).toBe(UNAVAILABLE);
     expect(verifier.status()).toEqual([{ cluster: 'prod', issuer: idp.issuer, ready: false, stale: false, lastError: code }]);
-    expect(lines.find((line) => line.msg === 'jwks refresh failed')).toMatchObject({ cluster: 'prod', failure: code, err: expect.stringMatching(logged) });
+    expect(lines.find((line) => line.msg === 'jwks refresh failed')).toMatchObject({ cluster: 'prod', failure: code, err: expect.stringMatching(logged) as unknown });
     expect((await metrics.jwksFetches.get()).values).toContainEqual({ labels: { cluster: 'prod', result: 'error' }, value: 1 });
   });
 

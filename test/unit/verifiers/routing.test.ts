@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../../src/observability/index.js';
 import type { SubjectTokenVerifier } from '../../../src/verifiers/index.js';
 import { projectedClaims, startOidcIssuer, type OidcIssuer } from '../../support/oidc-issuer.js';
-import { cluster, makeVerifier, outcome } from './helpers.js';
+import { cluster, makeVerifier, outcome, refusal } from './helpers.js';
 
 /**
  * Many clusters: the token's `iss` picks exactly one cluster by exact string match, never by
@@ -67,6 +67,14 @@ describe('routing by iss', () => {
   ];
   test.each(cases)('%s', async (_name, makeToken, expected) => {
     expect(await outcome(verifier.verify(await makeToken()))).toBe(expected);
+  });
+
+  test.each([
+    ['fail/a-subject-token-refusal-names-subject_token (the default)', undefined, 'subject_token issuer is not trusted', undefined],
+    ['fail/an-actor-token-refusal-names-actor_token', 'actor_token', 'actor_token issuer is not trusted', 'actor'],
+  ] as const)('%s', async (_name, parameter, description, token) => {
+    const error = await refusal(verifier.verify(await a.sign(projectedClaims(`${a.issuer}x`)), parameter ? { parameter } : {}));
+    expect([error.status, error.code, error.description, error.reason, error.detail?.token]).toEqual([400, 'invalid_request', description, 'unknown_issuer', token]);
   });
 
   test('ok/status-lists-every-cluster', () => {

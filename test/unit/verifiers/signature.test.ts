@@ -5,7 +5,7 @@ import { compactVerify } from 'jose';
 import { describe, expect, test } from 'vitest';
 import { checkJwk, parseCompactJws } from '../../../src/verifiers/index.js';
 import { checkHeader } from '../../../src/verifiers/jws.js';
-import { ACCEPTED_ALGORITHMS, type AcceptedAlgorithm } from '../../../src/verifiers/keys.js';
+import { ACCEPTED_ALGORITHMS, type AcceptedAlgorithm } from '../../../src/verifiers/verification-keys.js';
 import { ecdsaRawToDer as strictRawToDer } from '../../../src/issuers/x509/ecdsa-signature.js';
 import { ecdsaRawToDer, verifyJwsSignature } from '../../../src/verifiers/signature.js';
 

@@ -2,14 +2,20 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { clusterSchema } from '../../../src/config/index.js';
 import { TesseraError } from '../../../src/errors.js';
+import type { VerifierReason } from '../../../src/verifiers/index.js';
 import { cacheTtlMs } from '../../../src/verifiers/tokenreview.js';
 import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from '../../../src/verifiers/tokenreview-identity.js';
 
 const FIXTURES = '/work/shared/fixtures/kubernetes/tokenreview';
-const fixture = (name: string) => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8'));
-const docs = fixture('kubernetes-website__bound-token-tokenreview');
-const consul = fixture('consul__captured-apiserver-responses');
-const webhook = fixture('kubernetes-website__webhook-tokenreview-v1');
+/** The `status` of a TokenReview as the fixture files hold it (what the API server sent). */
+interface FixtureStatus {
+  user?: Record<string, unknown>;
+  [member: string]: unknown;
+}
+const fixture = <T>(name: string): T => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8')) as T;
+const docs = fixture<{ response: { status: FixtureStatus } }>('kubernetes-website__bound-token-tokenreview');
+const consul = fixture<{ responses: Record<'invalidatedToken' | 'authenticated', { body: { status: FixtureStatus } }> }>('consul__captured-apiserver-responses');
+const webhook = fixture<{ responseFailure: { status: FixtureStatus }; responseSuccess: { status: FixtureStatus } }>('kubernetes-website__webhook-tokenreview-v1');
 
 const API_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 const cluster = clusterSchema.parse({ name: 'kind', issuer: API_AUDIENCE, verify: 'tokenreview', kubeconfig: 'in-cluster' });
@@ -43,58 +49,75 @@ describe('identityFromReview', () => {
     expect(cachedIdentitySchema.parse(JSON.parse(JSON.stringify(identity)))).toEqual(identity);
   });
 
-  it('ok/jwks-plus-tokenreview-mode-and-jti-from-claims', () => {
+  // The review knows nothing of the cluster's mode: jwks+tokenreview is a composition (jwks-then-tokenreview.ts).
+  it('ok/same-identity-whatever-the-mode-and-jti-from-claims', () => {
     const hybrid = clusterSchema.parse({ ...cluster, verify: 'jwks+tokenreview' });
     const status = reviewStatusSchema.parse({ ...docs.response.status, user: { ...docs.response.status.user, extra: {} } });
     const identity = identityFromReview({ cluster: hybrid, status, claims, audiences: [API_AUDIENCE] });
-    expect([identity.verifiedBy, identity.jti, identity.pod, identity.node]).toEqual(['jwks+tokenreview', 'from-claims', undefined, undefined]);
+    expect([identity.verifiedBy, identity.jti, identity.pod, identity.node]).toEqual(['tokenreview', 'from-claims', undefined, undefined]);
   });
 
-  const refusals: Array<{ name: string; status: unknown; claims?: Record<string, unknown>; audiences?: string[]; description: string; reason: string }> = [
+  const refusals: Array<{
+    name: string;
+    status: unknown;
+    claims?: Record<string, unknown>;
+    audiences?: string[];
+    description: string;
+    reason: VerifierReason;
+    detail?: Record<string, unknown>;
+  }> = [
     {
       name: 'fail/invalidated-token',
       status: consul.responses.invalidatedToken.body.status,
       description: 'subject_token is not valid',
-      reason: 'tokenreview: [invalid bearer token, Token has been invalidated]',
+      reason: 'review_refused',
+      detail: { reviewError: '[invalid bearer token, Token has been invalidated]' },
     },
-    { name: 'fail/expired-credentials', status: webhook.responseFailure.status, description: 'subject_token is not valid', reason: 'tokenreview: Credentials are expired' },
+    {
+      name: 'fail/expired-credentials',
+      status: webhook.responseFailure.status,
+      description: 'subject_token is not valid',
+      reason: 'review_refused',
+      detail: { reviewError: 'Credentials are expired' },
+    },
     {
       name: 'fail/not-a-service-account',
       status: webhook.responseSuccess.status,
       audiences: ['https://myserver.example.com'],
       description: 'subject_token is not a service-account token',
-      reason: 'tokenreview user is not a service account',
+      reason: 'review_not_service_account',
     },
     {
       name: 'fail/api-server-not-audience-aware',
       status: consul.responses.authenticated.body.status,
       claims: { sub: 'system:serviceaccount:default:demo' },
       description: 'subject_token audience is not accepted',
-      reason: 'tokenreview vouched for none of our audiences',
+      reason: 'review_audience_not_accepted',
     },
     {
       name: 'fail/audience-not-ours',
       status: docs.response.status,
       audiences: ['sts.example.com'],
       description: 'subject_token audience is not accepted',
-      reason: 'tokenreview vouched for none of our audiences',
+      reason: 'review_audience_not_accepted',
     },
     {
       name: 'fail/sub-differs-from-reviewed-user',
       status: docs.response.status,
       claims: { sub: 'system:serviceaccount:kube-system:admin' },
       description: 'subject_token is not valid',
-      reason: 'token sub differs from the reviewed user',
+      reason: 'review_subject_mismatch',
+      detail: { claim: 'sub' },
     },
     {
       name: 'fail/username-with-extra-colon',
       status: { ...docs.response.status, user: { username: 'system:serviceaccount:default:my-sa:extra' } },
       description: 'subject_token is not a service-account token',
-      reason: 'tokenreview user is not a service account',
+      reason: 'review_not_service_account',
     },
   ];
 
-  it.each(refusals)('$name', ({ status, description, reason, ...input }) => {
+  it.each(refusals)('$name', ({ status, description, reason, detail, ...input }) => {
     let caught: unknown;
     try {
       identityFromReview({ cluster, status: reviewStatusSchema.parse(status), claims: input.claims ?? claims, audiences: input.audiences ?? [API_AUDIENCE] });
@@ -103,7 +126,13 @@ describe('identityFromReview', () => {
     }
     expect(caught).toBeInstanceOf(TesseraError);
     const error = caught as TesseraError;
-    expect([error.status, error.code, error.description, error.detail]).toEqual([400, 'invalid_request', description, { cluster: 'kind', reason }]);
+    expect([error.status, error.code, error.description, error.reason, error.detail]).toEqual([
+      400,
+      'invalid_request',
+      description,
+      reason,
+      { cluster: 'kind', ...detail },
+    ]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { createPublicKey, type JsonWebKey as NodeJwk, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../observability/index.js';
 import { looksLikeRoca } from './roca.js';
 
@@ -44,9 +44,9 @@ export function checkJwk(jwk: unknown): { ok: true; key: VerificationKey } | { o
   const publicJwk = publicMembers(candidate);
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: publicJwk as NodeJwk, format: 'jwk' });
+    key = createPublicKey({ key: publicJwk, format: 'jwk' });
   } catch (error) {
-    return { ok: false, reason: `does not import: ${(error as Error).message}` };
+    return { ok: false, reason: `does not import: ${error instanceof Error ? error.message : 'unknown error'}` };
   }
   const keyProblem = candidate.kty === 'RSA' ? rsaProblem(key, candidate.n as string) : undefined;
   if (keyProblem) return { ok: false, reason: keyProblem };
@@ -99,32 +99,48 @@ export function keyFitsAlgorithm(key: VerificationKey, alg: AcceptedAlgorithm): 
   return key.kty === 'EC' && key.crv === EC_CURVE_OF[alg];
 }
 
+/** What is wrong with a JWK's members, or undefined when they may verify signatures. */
 function describeProblem(jwk: Record<string, unknown>): string | undefined {
-  const { kty, crv, alg, use } = jwk;
-  if (kty !== 'RSA' && kty !== 'EC' && kty !== 'OKP') return `kty ${String(kty)} is not accepted`;
+  const { kty, alg, use } = jwk;
+  if (kty !== 'RSA' && kty !== 'EC' && kty !== 'OKP') return `kty ${show(kty)} is not accepted`;
   if (PRIVATE_MEMBERS.some((member) => member in jwk)) return 'contains private key members';
-  if (use !== undefined && use !== 'sig') return `use ${String(use)} is not sig`;
+  if (use !== undefined && use !== 'sig') return `use ${show(use)} is not sig`;
   if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return 'key_ops lacks verify';
-  if (alg !== undefined && !isAcceptedAlgorithm(alg)) return `alg ${String(alg)} is not accepted`;
-  if (kty === 'RSA') {
+  if (alg !== undefined && !isAcceptedAlgorithm(alg)) return `alg ${show(alg)} is not accepted`;
+  return MEMBER_PROBLEM[kty](jwk, alg);
+}
+
+/** Per key type: the members it needs and the algorithms that fit it (`alg` already accepted or absent). */
+const MEMBER_PROBLEM: Record<'RSA' | 'EC' | 'OKP', (jwk: Record<string, unknown>, alg: AcceptedAlgorithm | undefined) => string | undefined> = {
+  RSA(jwk, alg) {
     if (typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return 'RSA key without n and e';
-    if (alg !== undefined && !/^(RS|PS)/.test(alg as string)) return `alg ${String(alg)} does not fit an RSA key`;
-  }
-  if (kty === 'EC') {
+    if (alg !== undefined && !/^(RS|PS)/.test(alg)) return `alg ${alg} does not fit an RSA key`;
+    return undefined;
+  },
+  EC(jwk, alg) {
+    const crv = jwk.crv;
     const size = typeof crv === 'string' ? EC_COORDINATE_BYTES[crv] : undefined;
-    if (size === undefined) return `EC curve ${String(crv)} is not accepted`;
-    if (alg !== undefined && EC_CURVE_OF[alg as string] !== crv) return `alg ${String(alg)} does not fit curve ${String(crv)}`;
+    if (size === undefined) return `EC curve ${show(crv)} is not accepted`;
+    if (alg !== undefined && EC_CURVE_OF[alg] !== crv) return `alg ${alg} does not fit curve ${show(crv)}`;
     for (const coordinate of ['x', 'y'] as const) {
       const value = jwk[coordinate];
       if (typeof value !== 'string' || Buffer.from(value, 'base64url').length !== size) return `EC ${coordinate} has the wrong length`;
     }
-  }
-  if (kty === 'OKP') {
-    if (typeof crv !== 'string' || !OKP_CURVES.has(crv)) return `OKP curve ${String(crv)} is not accepted`;
-    if (alg !== undefined && alg !== 'EdDSA') return `alg ${String(alg)} does not fit an OKP key`;
+    return undefined;
+  },
+  OKP(jwk, alg) {
+    const crv = jwk.crv;
+    if (typeof crv !== 'string' || !OKP_CURVES.has(crv)) return `OKP curve ${show(crv)} is not accepted`;
+    if (alg !== undefined && alg !== 'EdDSA') return `alg ${alg} does not fit an OKP key`;
     if (typeof jwk.x !== 'string') return 'OKP key without x';
-  }
-  return undefined;
+    return undefined;
+  },
+};
+
+/** A member's value for a log line: strings as they are, anything else as (bounded) JSON. */
+function show(value: unknown): string {
+  if (typeof value === 'string') return value;
+  return (JSON.stringify(value) ?? typeof value).slice(0, 64);
 }
 
 function rsaProblem(key: KeyObject, modulus: string): string | undefined {
