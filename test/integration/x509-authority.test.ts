@@ -84,7 +84,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     if (kind === 'pkcs11') {
       // No self-signed CA appears by itself with an HSM: an operator runs `tessera ca init`.
       expect(authority.ready()).toBe(false);
-      expect(await expectError(authority.issueSvid({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
+      expect(await expectError(authority.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
         code: 'temporarily_unavailable',
         status: 503,
         description: 'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)',
@@ -106,8 +106,8 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
   it.skipIf(skip)('ok/leaf-verifies-with-openssl-and-follows-the-spiffe-profile', async () => {
     const { csrPem } = opensslCsr(workspace.dir, EC_P256);
     const issuedAt = Math.floor(now() / 1000);
-    const svid = await authority.issueSvid({ csr: csrPem, spiffeId: SPIFFE_ID, dnsNames: DNS_NAMES, ttlSeconds: 3600 });
-    const files = writeFiles(workspace.dir, { 'leaf.pem': svid.certificatePem, 'bundle.pem': svid.trustBundlePem.join('') });
+    const svid = await authority.issue({ csr: csrPem, spiffeId: SPIFFE_ID, dnsNames: DNS_NAMES, ttlSeconds: 3600 });
+    const files = writeFiles(workspace.dir, { 'leaf.pem': svid.fields.certificate, 'bundle.pem': svid.fields.trust_bundle.join('') });
     for (const purpose of ['sslclient', 'sslserver']) {
       expect(openssl(['verify', '-purpose', purpose, '-CAfile', files['bundle.pem']!, files['leaf.pem']!])).toBe(`${files['leaf.pem']}: OK\n`);
     }
@@ -115,9 +115,9 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       'X509v3 Subject Alternative Name: critical\n    URI:spiffe://example.org/ns/prod/sa/orders, DNS:orders.prod.svc, DNS:orders.example.com\n',
     );
 
-    const leaf = leafOf(svid.certificatePem);
-    const root = leafOf(svid.trustBundlePem[0]!);
-    expect(svid.chainPem).toEqual([svid.certificatePem]);
+    const leaf = leafOf(svid.fields.certificate);
+    const root = leafOf(svid.fields.trust_bundle[0]!);
+    expect(svid.fields.certificate_chain).toEqual([svid.fields.certificate]);
     expect(svid.expiresAt).toBe(issuedAt + 3600);
     expect(leaf.subject).toBe('');
     expect(leaf.issuer).toBe(root.subject);
@@ -152,8 +152,8 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       '-addext',
       'subjectAltName=URI:spiffe://evil.org/admin,URI:spiffe://example.org/admin,DNS:evil.example.com,IP:10.0.0.1',
     ]);
-    const svid = await authority.issueSvid({ csr: csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 600 });
-    const leaf = leafOf(svid.certificatePem);
+    const svid = await authority.issue({ csr: csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 600 });
+    const leaf = leafOf(svid.fields.certificate);
     expect(leaf.subject).toBe('');
     expect(leaf.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON()).toEqual([{ type: 'url', value: SPIFFE_ID }]);
     expect(leaf.getExtension(x509.BasicConstraintsExtension)!.ca).toBe(false);
@@ -162,10 +162,10 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
   });
 
   it.skipIf(skip)('ok/rsa-csr-gets-key-encipherment', async () => {
-    const svid = await authority.issueSvid({ csr: opensslCsr(workspace.dir, RSA_2048).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 600 });
-    const usages = leafOf(svid.certificatePem).getExtension(x509.KeyUsagesExtension)!.usages;
+    const svid = await authority.issue({ csr: opensslCsr(workspace.dir, RSA_2048).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 600 });
+    const usages = leafOf(svid.fields.certificate).getExtension(x509.KeyUsagesExtension)!.usages;
     expect(usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
-    const files = writeFiles(workspace.dir, { 'rsa-leaf.pem': svid.certificatePem, 'rsa-bundle.pem': svid.trustBundlePem.join('') });
+    const files = writeFiles(workspace.dir, { 'rsa-leaf.pem': svid.fields.certificate, 'rsa-bundle.pem': svid.fields.trust_bundle.join('') });
     expect(openssl(['verify', '-purpose', 'sslclient', '-CAfile', files['rsa-bundle.pem']!, files['rsa-leaf.pem']!])).toBe(`${files['rsa-leaf.pem']}: OK\n`);
   });
 
@@ -173,7 +173,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     const { csrPem } = opensslCsr(workspace.dir, EC_P256);
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der.writeUInt8(der.readUInt8(der.length - 3) ^ 0x01, der.length - 3);
-    expect(await expectError(authority.issueSvid({ csr: der.toString('base64url'), spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
+    expect(await expectError(authority.issue({ csr: der.toString('base64url'), spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
       code: 'invalid_request',
       status: 400,
       description: 'csr signature does not verify (proof of possession failed)',
@@ -182,7 +182,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
 
   it.skipIf(skip)('ok/trust-bundle-holds-the-root-and-jwt-keys', async () => {
     const bundle = await authority.trustBundle([{ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k1', alg: 'ES256', use: 'sig' }]);
-    const rootPem = (await authority.issueSvid({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 })).trustBundlePem[0]!;
+    const rootPem = (await authority.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 })).fields.trust_bundle[0]!;
     expect(bundle.pem).toBe(rootPem);
     const root = new NodeX509(rootPem);
     const rootJwk = root.publicKey.export({ format: 'jwk' });
@@ -208,10 +208,10 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     registerCaCommands(program, () => config, async () => ({ ...harness.provider, close: async () => {} }));
     await program.parseAsync(['node', 'tessera', 'ca', 'init', '--ttl', '10m']);
     const short = await createX509Authority({ provider: harness.provider, config: config.x509, logger: silentLogger(), now });
-    const svid = await short.issueSvid({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 3600 });
-    const caNotAfter = leafOf(svid.trustBundlePem[0]!).notAfter.getTime() / 1000;
+    const svid = await short.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 3600 });
+    const caNotAfter = leafOf(svid.fields.trust_bundle[0]!).notAfter.getTime() / 1000;
     expect(svid.expiresAt).toBe(caNotAfter);
-    expect(leafOf(svid.certificatePem).notAfter.getTime() / 1000).toBe(caNotAfter);
+    expect(leafOf(svid.fields.certificate).notAfter.getTime() / 1000).toBe(caNotAfter);
     expect(caNotAfter).toBeLessThan(started + 3600);
   });
 });

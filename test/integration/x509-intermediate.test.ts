@@ -96,14 +96,14 @@ describe('tessera ca csr + ca import', () => {
     expect(imported).toContain('(chain of 2 above it)');
 
     const authority = await createX509Authority({ provider, config: config.x509, keysDir: config.keys.dir, logger: silentLogger() });
-    const svid = await authority.issueSvid({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 600 });
+    const svid = await authority.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 600 });
     const pem = (name: string) => readFileSync(path(name), 'utf8');
     const normal = (text: string) => new x509.X509Certificate(text).toString('pem');
-    expect(svid.chainPem.slice(1).map(normal)).toEqual([normal(pem('tessera.pem')), normal(pem('sub.pem'))]);
-    expect(svid.trustBundlePem.map(normal)).toEqual([normal(pem('root.pem'))]);
-    expect((await authority.trustBundle()).pem).toBe(svid.trustBundlePem.join(''));
+    expect(svid.fields.certificate_chain.slice(1).map(normal)).toEqual([normal(pem('tessera.pem')), normal(pem('sub.pem'))]);
+    expect(svid.fields.trust_bundle.map(normal)).toEqual([normal(pem('root.pem'))]);
+    expect((await authority.trustBundle()).pem).toBe(svid.fields.trust_bundle.join(''));
 
-    const files = writeFiles(workspace.dir, { 'leaf.pem': svid.certificatePem, 'untrusted.pem': svid.chainPem.slice(1).join('') });
+    const files = writeFiles(workspace.dir, { 'leaf.pem': svid.fields.certificate, 'untrusted.pem': svid.fields.certificate_chain.slice(1).join('') });
     expect(openssl(['verify', '-purpose', 'sslclient', '-CAfile', path('root.pem'), '-untrusted', files['untrusted.pem']!, files['leaf.pem']!])).toBe(`${files['leaf.pem']}: OK\n`);
     // Without the intermediates the leaf does not verify: the chain is really needed.
     expect(() => openssl(['verify', '-CAfile', path('root.pem'), files['leaf.pem']!])).toThrow();

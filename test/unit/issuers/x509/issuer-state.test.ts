@@ -94,7 +94,7 @@ describe('issuerStateFor: leaf lifetime cap', () => {
     writeFileSync(join(dir, 'ca.pem'), toPem(certificate));
     writeFileSync(join(dir, 'chain.pem'), chain.map((der) => toPem(der)).join(''));
     const authority = await createX509Authority({ provider, config: { trustDomain: 'example.org', caTtl: DAY, dir }, logger: silentLogger(), now: () => NOW * 1000, autoInit: false });
-    const issued = await authority.issueSvid({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 90 * DAY });
+    const issued = await authority.issue({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 90 * DAY });
     expect(issued.expiresAt).toBe(expectedNotAfter);
   });
 });
