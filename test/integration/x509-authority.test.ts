@@ -53,14 +53,14 @@ async function pkcs11Harness(): Promise<Harness> {
 const leafOf = (pem: string) => new x509.X509Certificate(pem);
 const keyBits = (spki: ArrayBuffer) => new Uint8Array(AsnConvert.parse(spki, SubjectPublicKeyInfo).subjectPublicKey);
 
-async function expectError(promise: Promise<unknown>): Promise<{ code: string; status: number; description: string }> {
+async function expectError(promise: Promise<unknown>): Promise<{ code: string; status: number; reason?: string; description: string }> {
   const error = await promise.then(
     () => undefined,
     (caught: unknown) => caught,
   );
   expect(error).toBeInstanceOf(TesseraError);
-  const { code, status, description } = error as TesseraError;
-  return { code, status, description };
+  const { code, status, reason, description } = error as TesseraError;
+  return { code, status, reason, description };
 }
 
 const providers = [
@@ -87,11 +87,12 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       expect(await expectError(authority.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
         code: 'temporarily_unavailable',
         status: 503,
+        reason: 'ca_unavailable',
         description: 'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)',
       });
       const program = new Command().exitOverride();
       const config = { ...harness.config, x509: { ...harness.config.x509, dir: caDir } };
-      registerCaCommands(program, () => config, async () => ({ ...harness.provider, close: async () => {} }));
+      registerCaCommands(program, () => config, () => Promise.resolve({ ...harness.provider, close: () => Promise.resolve() }));
       await program.parseAsync(['node', 'tessera', 'ca', 'init']);
       clock += 5_000; // the authority retries loading at most every 5 s
       await authority.trustBundle();
@@ -176,6 +177,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     expect(await expectError(authority.issue({ csr: der.toString('base64url'), spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }))).toEqual({
       code: 'invalid_request',
       status: 400,
+      reason: 'csr_signature_invalid',
       description: 'csr signature does not verify (proof of possession failed)',
     });
   });
@@ -205,7 +207,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     const shortDir = join(workspace.dir, 'short-ca');
     const program = new Command().exitOverride();
     const config = { ...harness.config, x509: { ...harness.config.x509, dir: shortDir } };
-    registerCaCommands(program, () => config, async () => ({ ...harness.provider, close: async () => {} }));
+    registerCaCommands(program, () => config, () => Promise.resolve({ ...harness.provider, close: () => Promise.resolve() }));
     await program.parseAsync(['node', 'tessera', 'ca', 'init', '--ttl', '10m']);
     const short = await createX509Authority({ provider: harness.provider, config: config.x509, logger: silentLogger(), now });
     const svid = await short.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 3600 });

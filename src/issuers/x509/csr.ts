@@ -49,14 +49,15 @@ for (const [dotted, hash] of [['1.2.840.113549.1.1.11', 'sha256'], ['1.2.840.113
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'rsa', hash });
 }
 
-const malformed = (reason: string) =>
-  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { detail: { reason } });
+const malformed = (problem: string) =>
+  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { reason: 'malformed_csr', detail: { problem } });
+const keyNotAllowed = (description: string) => invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
 
 /** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
 export function decodeCsrInput(input: string): Uint8Array {
   const text = input.trim();
   const pem = /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END (?:NEW )?CERTIFICATE REQUEST-----$/.exec(text);
-  const body = pem ? pem[1]!.replace(/\s+/g, '') : text;
+  const body = pem ? (pem[1] ?? '').replace(/\s+/g, '') : text;
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(body)) throw malformed('not PEM or base64url');
   const der = new Uint8Array(Buffer.from(body, 'base64'));
   if (der.length === 0 || der.length > MAX_CSR_BYTES) throw malformed(`size ${der.length} bytes`);
@@ -76,11 +77,11 @@ export function verifyCsr(input: string): VerifiedCsr {
   const key = readKey(der, parts.spki);
   const algorithm = SIGNATURE_ALGORITHMS.get(hex(der.subarray(parts.algorithm.start, parts.algorithm.end)));
   if (!algorithm || algorithm.keyType !== key.keyType) {
-    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)');
+    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)', { reason: 'csr_signature_algorithm_not_allowed' });
   }
   const signed = der.subarray(parts.info.start, parts.info.end);
   if (!signatureVerifies(algorithm.hash, signed, key, parts.signature)) {
-    throw invalidRequest('csr signature does not verify (proof of possession failed)');
+    throw invalidRequest('csr signature does not verify (proof of possession failed)', { reason: 'csr_signature_invalid' });
   }
   return key;
 }
@@ -91,14 +92,19 @@ function splitCsr(der: Uint8Array): { info: Tlv; spki: Tlv; algorithm: Tlv; sign
   const [info, algorithm, signatureBits, ...extra] = children(der, outer);
   if (!info || !algorithm || !signatureBits || extra.length) throw new DerError('CertificationRequest must have 3 parts');
   if (info.tag !== 0x30 || algorithm.tag !== 0x30 || signatureBits.tag !== 0x03) throw new DerError('bad CertificationRequest tags');
+  if (der[signatureBits.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
+  return { info, spki: requestedKey(der, info), algorithm, signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end) };
+}
+
+/** The SubjectPublicKeyInfo of a CertificationRequestInfo; the subject and attributes are only checked to be well-formed. */
+function requestedKey(der: Uint8Array, info: Tlv): Tlv {
   const [version, subject, spki, attributes, ...rest] = children(der, info);
   if (!version || !subject || !spki || !attributes || rest.length) throw new DerError('CertificationRequestInfo must have 4 parts');
   if (hex(der.subarray(version.start, version.end)) !== '020100') throw new DerError('version must be 0');
   if (subject.tag !== 0x30 || spki.tag !== 0x30 || attributes.tag !== 0xa0) throw new DerError('bad CertificationRequestInfo tags');
   children(der, subject);
   children(der, attributes);
-  if (der[signatureBits.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
-  return { info, spki, algorithm, signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end) };
+  return spki;
 }
 
 interface KeyWithSize extends VerifiedCsr {
@@ -109,9 +115,9 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   let algorithm: Tlv;
   let bits: Tlv;
   try {
-    const parts = children(der, spkiTlv);
-    if (parts.length !== 2 || parts[0]!.tag !== 0x30 || parts[1]!.tag !== 0x03) throw new DerError('bad SubjectPublicKeyInfo');
-    [algorithm, bits] = parts as [Tlv, Tlv];
+    const [algorithmPart, bitsPart, ...extra] = children(der, spkiTlv);
+    if (!algorithmPart || !bitsPart || extra.length || algorithmPart.tag !== 0x30 || bitsPart.tag !== 0x03) throw new DerError('bad SubjectPublicKeyInfo');
+    [algorithm, bits] = [algorithmPart, bitsPart];
     if (der[bits.contentStart] !== 0) throw new DerError('key BIT STRING has unused bits');
   } catch (error) {
     if (error instanceof DerError) throw malformed(error.message);
@@ -129,9 +135,9 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
     return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKey };
   }
   if (algorithmHex.slice(4).startsWith(hex(EC_PUBLIC_KEY))) {
-    throw invalidRequest('csr key is not allowed: EC keys must use curve P-256 or P-384');
+    throw keyNotAllowed('EC keys must use curve P-256 or P-384');
   }
-  throw invalidRequest('csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted');
+  throw keyNotAllowed('only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted');
 }
 
 function ecKey(spki: Uint8Array, point: Uint8Array, curve: { crv: string; size: number }): KeyObject {
@@ -143,7 +149,7 @@ function ecKey(spki: Uint8Array, point: Uint8Array, curve: { crv: string; size: 
     }
     return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
   } catch (cause) {
-    throw invalidRequest('csr public key is not a valid EC point', { cause });
+    throw invalidRequest('csr public key is not a valid EC point', { reason: 'malformed_csr', cause });
   }
 }
 
@@ -153,18 +159,19 @@ function rsaKey(bits: Uint8Array): { publicKey: KeyObject; modulusBits: number }
   try {
     const outer = expectTlv(bits, 0, 0x30);
     if (outer.end !== bits.length) throw new DerError('trailing bytes in RSA key');
-    const parts = children(bits, outer);
-    if (parts.length !== 2) throw new DerError('RSA key must hold n and e');
-    modulus = positiveIntegerContent(bits, parts[0]!);
-    exponent = positiveIntegerContent(bits, parts[1]!);
+    const [n, e, ...extra] = children(bits, outer);
+    if (!n || !e || extra.length) throw new DerError('RSA key must hold n and e');
+    modulus = positiveIntegerContent(bits, n);
+    exponent = positiveIntegerContent(bits, e);
   } catch (error) {
     if (error instanceof DerError) throw malformed(error.message);
     throw error;
   }
-  const modulusBits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!));
-  if (modulusBits < 2048) throw invalidRequest(`csr key is not allowed: RSA keys must be at least 2048 bits (got ${modulusBits})`);
-  if (modulusBits > 8192) throw invalidRequest(`csr key is not allowed: RSA keys must be at most 8192 bits (got ${modulusBits})`);
-  if (hex(exponent) !== '010001') throw invalidRequest('csr key is not allowed: RSA public exponent must be 65537');
+  // positiveIntegerContent never returns an empty magnitude; the fallback only satisfies the type.
+  const modulusBits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0] ?? 0));
+  if (modulusBits < 2048) throw keyNotAllowed(`RSA keys must be at least 2048 bits (got ${modulusBits})`);
+  if (modulusBits > 8192) throw keyNotAllowed(`RSA keys must be at most 8192 bits (got ${modulusBits})`);
+  if (hex(exponent) !== '010001') throw keyNotAllowed('RSA public exponent must be 65537');
   const n = Buffer.from(modulus).toString('base64url');
   return { publicKey: createPublicKey({ key: { kty: 'RSA', n, e: 'AQAB' }, format: 'jwk' }), modulusBits };
 }

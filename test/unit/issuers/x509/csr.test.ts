@@ -54,21 +54,21 @@ describe('verifyCsr', () => {
 
   const malformed = 'csr is not a valid PKCS#10 certificate request (PEM or base64url DER)';
   it.each([
-    ['fail/bad-signature', () => csrs.badSignature!, 'csr signature does not verify (proof of possession failed)'],
-    ['fail/subject-altered-after-signing', () => csrs.alteredSubject!, 'csr signature does not verify (proof of possession failed)'],
-    ['fail/rsa-1024', () => csrs.rsa1024!, 'csr key is not allowed: RSA keys must be at least 2048 bits (got 1024)'],
-    ['fail/rsa-exponent-3', () => csrs.rsaExponent3!, 'csr key is not allowed: RSA public exponent must be 65537'],
-    ['fail/ec-p192', () => csrs.p192!, 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
-    ['fail/ec-secp256k1', () => csrs.secp256k1!, 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
-    ['fail/ed25519', () => csrs.ed25519!, 'csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted'],
-    ['fail/sha1-signature', () => csrs.sha1!, 'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)'],
-    ['fail/trailing-bytes', () => csrs.trailingBytes!, malformed],
-    ['fail/truncated', () => csrs.truncated!, malformed],
-    ['fail/not-base64', () => 'not a csr!', malformed],
-    ['fail/empty', () => '', malformed],
-    ['fail/certificate-pem', () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----', malformed],
-    ['fail/too-large', () => Buffer.alloc(20_000, 0x30).toString('base64url'), malformed],
-  ])('%s', (_name, csr, description) => {
+    ['fail/bad-signature', () => csrs.badSignature!, 'csr_signature_invalid', 'csr signature does not verify (proof of possession failed)'],
+    ['fail/subject-altered-after-signing', () => csrs.alteredSubject!, 'csr_signature_invalid', 'csr signature does not verify (proof of possession failed)'],
+    ['fail/rsa-1024', () => csrs.rsa1024!, 'csr_key_not_allowed', 'csr key is not allowed: RSA keys must be at least 2048 bits (got 1024)'],
+    ['fail/rsa-exponent-3', () => csrs.rsaExponent3!, 'csr_key_not_allowed', 'csr key is not allowed: RSA public exponent must be 65537'],
+    ['fail/ec-p192', () => csrs.p192!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
+    ['fail/ec-secp256k1', () => csrs.secp256k1!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
+    ['fail/ed25519', () => csrs.ed25519!, 'csr_key_not_allowed', 'csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted'],
+    ['fail/sha1-signature', () => csrs.sha1!, 'csr_signature_algorithm_not_allowed', 'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)'],
+    ['fail/trailing-bytes', () => csrs.trailingBytes!, 'malformed_csr', malformed],
+    ['fail/truncated', () => csrs.truncated!, 'malformed_csr', malformed],
+    ['fail/not-base64', () => 'not a csr!', 'malformed_csr', malformed],
+    ['fail/empty', () => '', 'malformed_csr', malformed],
+    ['fail/certificate-pem', () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----', 'malformed_csr', malformed],
+    ['fail/too-large', () => Buffer.alloc(20_000, 0x30).toString('base64url'), 'malformed_csr', malformed],
+  ])('%s', (_name, csr, reason, description) => {
     let caught: unknown;
     try {
       verifyCsr(csr());
@@ -76,10 +76,7 @@ describe('verifyCsr', () => {
       caught = error;
     }
     expect(caught).toBeInstanceOf(TesseraError);
-    expect({ code: (caught as TesseraError).code, status: (caught as TesseraError).status, description: (caught as TesseraError).description }).toEqual({
-      code: 'invalid_request',
-      status: 400,
-      description,
-    });
+    const { code, status, reason: actual, description: said } = caught as TesseraError;
+    expect({ code, status, reason: actual, description: said }).toEqual({ code: 'invalid_request', status: 400, reason, description });
   });
 });

@@ -53,13 +53,13 @@ describe('buildLeafProfile', () => {
   });
 
   it.each([
-    ['fail/foreign-trust-domain', context({ spiffeId: 'spiffe://evil.org/ns/a' }), 'invalid_request', "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must be in trust domain example.org"],
-    ['fail/spiffe-id-without-path', context({ spiffeId: 'spiffe://example.org' }), 'invalid_request', "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must have a path"],
-    ['fail/bad-dns-name', context({ dnsNames: ['Bad_Name'] }), 'invalid_request', "the role's x509.dnsNames do not render to valid DNS names: one must be lowercase letters, digits and hyphens in labels of 1 to 63 characters"],
-    ['fail/zero-ttl', context({ ttlSeconds: 0 }), 'invalid_request', 'x509-svid lifetime must be a positive whole number of seconds'],
-    ['fail/fractional-ttl', context({ ttlSeconds: 1.5 }), 'invalid_request', 'x509-svid lifetime must be a positive whole number of seconds'],
-    ['fail/ca-expired', context({}, 'ec', NOW), 'temporarily_unavailable', 'the X.509 CA certificate has expired'],
-  ])('%s', (_name, leafContext, code, description) => {
+    ['fail/foreign-trust-domain', context({ spiffeId: 'spiffe://evil.org/ns/a' }), 'invalid_request', 'invalid_spiffe_id', "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must be in trust domain example.org"],
+    ['fail/spiffe-id-without-path', context({ spiffeId: 'spiffe://example.org' }), 'invalid_request', 'invalid_spiffe_id', "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must have a path"],
+    ['fail/bad-dns-name', context({ dnsNames: ['Bad_Name'] }), 'invalid_request', 'invalid_dns_name', "the role's x509.dnsNames do not render to valid DNS names: one must be lowercase letters, digits and hyphens in labels of 1 to 63 characters"],
+    ['fail/zero-ttl', context({ ttlSeconds: 0 }), 'invalid_request', 'invalid_duration', 'x509-svid lifetime must be a positive whole number of seconds'],
+    ['fail/fractional-ttl', context({ ttlSeconds: 1.5 }), 'invalid_request', 'invalid_duration', 'x509-svid lifetime must be a positive whole number of seconds'],
+    ['fail/ca-expired', context({}, 'ec', NOW), 'temporarily_unavailable', 'ca_expired', 'the X.509 CA certificate has expired'],
+  ])('%s', (_name, leafContext, code, reason, description) => {
     let caught: unknown;
     try {
       buildLeafProfile(leafContext);
@@ -67,7 +67,8 @@ describe('buildLeafProfile', () => {
       caught = error;
     }
     expect(caught).toBeInstanceOf(TesseraError);
-    expect({ code: (caught as TesseraError).code, description: (caught as TesseraError).description }).toEqual({ code, description });
+    const error = caught as TesseraError;
+    expect({ code: error.code, reason: error.reason, description: error.description }).toEqual({ code, reason, description });
   });
 
   it('fail/validator-option-refuses', () => {
