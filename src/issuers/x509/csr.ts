@@ -10,8 +10,7 @@ import { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
  * parsed past and never read: the leaf's contents come from the role, not the requester.
  *
  * Hand-rolled DER instead of @peculiar/asn1-csr: parsing there costs ~150 µs a request,
- * here ~5 µs, and the EC key is imported from its coordinates (JWK), which skips
- * OpenSSL's slow SPKI decoder.
+ * here ~5 µs; the key is imported once, from the checked SPKI as PEM text (see spkiKey).
  */
 
 export type CsrKeyType = 'ec' | 'rsa';
@@ -49,8 +48,8 @@ for (const [dotted, hash] of [['1.2.840.113549.1.1.11', 'sha256'], ['1.2.840.113
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'rsa', hash });
 }
 
-const malformed = (problem: string) =>
-  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { reason: 'malformed_csr', detail: { problem } });
+const malformed = (problem: string, cause?: unknown) =>
+  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { reason: 'malformed_csr', detail: { problem }, cause });
 const keyNotAllowed = (description: string) => invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
 
 /** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
@@ -128,10 +127,10 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   const algorithmHex = hex(der.subarray(algorithm.start, algorithm.end));
   const curve = EC_CURVES.get(algorithmHex);
   if (curve) {
-    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKey: ecKey(spki, publicKeyBits, curve) };
+    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKey: ecKey(spki) };
   }
   if (algorithmHex === RSA_ALGORITHM) {
-    const { publicKey, modulusBits } = rsaKey(publicKeyBits);
+    const { publicKey, modulusBits } = rsaKey(spki, publicKeyBits);
     return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKey };
   }
   if (algorithmHex.slice(4).startsWith(hex(EC_PUBLIC_KEY))) {
@@ -140,20 +139,25 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   throw keyNotAllowed('only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted');
 }
 
-function ecKey(spki: Uint8Array, point: Uint8Array, curve: { crv: string; size: number }): KeyObject {
+/**
+ * The key of an SPKI already checked above, imported from PEM text: OpenSSL's PEM reader goes
+ * straight to the SubjectPublicKeyInfo decoder, where DER bytes and JWK objects cost three to
+ * four times as much (Node probes the key input and OpenSSL tries its decoders in turn). The
+ * point is still checked to be on the curve, and the key is exactly the one the leaf will carry.
+ */
+function spkiKey(spki: Uint8Array): KeyObject {
+  return createPublicKey(`-----BEGIN PUBLIC KEY-----\n${Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength).toString('base64')}\n-----END PUBLIC KEY-----\n`);
+}
+
+function ecKey(spki: Uint8Array): KeyObject {
   try {
-    if (point.length === 1 + 2 * curve.size && point[0] === 0x04) {
-      const x = Buffer.from(point.subarray(1, 1 + curve.size)).toString('base64url');
-      const y = Buffer.from(point.subarray(1 + curve.size)).toString('base64url');
-      return createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' });
-    }
-    return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+    return spkiKey(spki);
   } catch (cause) {
     throw invalidRequest('csr public key is not a valid EC point', { reason: 'malformed_csr', cause });
   }
 }
 
-function rsaKey(bits: Uint8Array): { publicKey: KeyObject; modulusBits: number } {
+function rsaKey(spki: Uint8Array, bits: Uint8Array): { publicKey: KeyObject; modulusBits: number } {
   let modulus: Uint8Array;
   let exponent: Uint8Array;
   try {
@@ -172,8 +176,11 @@ function rsaKey(bits: Uint8Array): { publicKey: KeyObject; modulusBits: number }
   if (modulusBits < 2048) throw keyNotAllowed(`RSA keys must be at least 2048 bits (got ${modulusBits})`);
   if (modulusBits > 8192) throw keyNotAllowed(`RSA keys must be at most 8192 bits (got ${modulusBits})`);
   if (hex(exponent) !== '010001') throw keyNotAllowed('RSA public exponent must be 65537');
-  const n = Buffer.from(modulus).toString('base64url');
-  return { publicKey: createPublicKey({ key: { kty: 'RSA', n, e: 'AQAB' }, format: 'jwk' }), modulusBits };
+  try {
+    return { publicKey: spkiKey(spki), modulusBits };
+  } catch (cause) {
+    throw malformed('RSA key does not import', cause);
+  }
 }
 
 function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, signature: Uint8Array): boolean {

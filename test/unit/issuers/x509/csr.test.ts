@@ -33,6 +33,12 @@ beforeAll(() => {
   altered[at] = 'X'.charCodeAt(0);
   csrs.alteredSubject = pemOf(altered);
   csrs.trailingBytes = pemOf(Buffer.concat([derOf(csrs.p256), Buffer.of(0)]));
+  // The key's y coordinate changed: the point is no longer on the curve.
+  const offCurve = derOf(csrs.p256);
+  const spki = Buffer.from(verifyCsr(csrs.p256).spki);
+  const last = offCurve.indexOf(spki) + spki.length - 1;
+  offCurve.writeUInt8(offCurve.readUInt8(last) ^ 0x01, last);
+  csrs.offCurve = pemOf(offCurve);
   csrs.truncated = pemOf(derOf(csrs.p256).subarray(0, 100));
 });
 afterAll(() => workspace.cleanup());
@@ -62,6 +68,7 @@ describe('verifyCsr', () => {
     ['fail/ec-secp256k1', () => csrs.secp256k1!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
     ['fail/ed25519', () => csrs.ed25519!, 'csr_key_not_allowed', 'csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted'],
     ['fail/sha1-signature', () => csrs.sha1!, 'csr_signature_algorithm_not_allowed', 'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)'],
+    ['fail/ec-point-off-the-curve', () => csrs.offCurve!, 'malformed_csr', 'csr public key is not a valid EC point'],
     ['fail/trailing-bytes', () => csrs.trailingBytes!, 'malformed_csr', malformed],
     ['fail/truncated', () => csrs.truncated!, 'malformed_csr', malformed],
     ['fail/not-base64', () => 'not a csr!', 'malformed_csr', malformed],
