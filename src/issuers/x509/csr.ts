@@ -1,4 +1,4 @@
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { invalidRequest } from '../../errors.js';
 import { DerError, children, expectTlv, oid, positiveIntegerContent, sequence, type Tlv } from './der.js';
 import { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
@@ -23,7 +23,8 @@ export interface VerifiedCsr {
   keyType: CsrKeyType;
   /** `P-256` / `P-384`, or `RSA-<bits>`. */
   keyDescription: string;
-  publicKey: KeyObject;
+  /** The SPKI as PEM text: the form OpenSSL imports fastest (see pemOf). */
+  publicKeyPem: string;
 }
 
 /** The largest CSR accepted, to bound parsing and RSA verification cost. */
@@ -127,11 +128,11 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   const algorithmHex = hex(der.subarray(algorithm.start, algorithm.end));
   const curve = EC_CURVES.get(algorithmHex);
   if (curve) {
-    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKey: ecKey(spki) };
+    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKeyPem: pemOf(spki) };
   }
   if (algorithmHex === RSA_ALGORITHM) {
-    const { publicKey, modulusBits } = rsaKey(spki, publicKeyBits);
-    return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKey };
+    const modulusBits = rsaModulusBits(publicKeyBits);
+    return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKeyPem: pemOf(spki) };
   }
   if (algorithmHex.slice(4).startsWith(hex(EC_PUBLIC_KEY))) {
     throw keyNotAllowed('EC keys must use curve P-256 or P-384');
@@ -140,24 +141,18 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
 }
 
 /**
- * The key of an SPKI already checked above, imported from PEM text: OpenSSL's PEM reader goes
- * straight to the SubjectPublicKeyInfo decoder, where DER bytes and JWK objects cost three to
- * four times as much (Node probes the key input and OpenSSL tries its decoders in turn). The
- * point is still checked to be on the curve, and the key is exactly the one the leaf will carry.
+ * The SPKI as PEM text. The key is imported by the signature check itself, from PEM: OpenSSL's
+ * PEM reader goes straight to the SubjectPublicKeyInfo decoder, where DER bytes and JWK objects
+ * cost three to four times as much (Node probes the key input and OpenSSL tries its decoders in
+ * turn), and no KeyObject is left for the garbage collector to finalise. The point is still
+ * checked to be on its curve, and the key is exactly the one the leaf will carry.
  */
-function spkiKey(spki: Uint8Array): KeyObject {
-  return createPublicKey(`-----BEGIN PUBLIC KEY-----\n${Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength).toString('base64')}\n-----END PUBLIC KEY-----\n`);
+function pemOf(spki: Uint8Array): string {
+  return `-----BEGIN PUBLIC KEY-----\n${Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength).toString('base64')}\n-----END PUBLIC KEY-----\n`;
 }
 
-function ecKey(spki: Uint8Array): KeyObject {
-  try {
-    return spkiKey(spki);
-  } catch (cause) {
-    throw invalidRequest('csr public key is not a valid EC point', { reason: 'malformed_csr', cause });
-  }
-}
-
-function rsaKey(spki: Uint8Array, bits: Uint8Array): { publicKey: KeyObject; modulusBits: number } {
+/** Checks an RSAPublicKey's size and exponent; returns the modulus size in bits. */
+function rsaModulusBits(bits: Uint8Array): number {
   let modulus: Uint8Array;
   let exponent: Uint8Array;
   try {
@@ -176,23 +171,24 @@ function rsaKey(spki: Uint8Array, bits: Uint8Array): { publicKey: KeyObject; mod
   if (modulusBits < 2048) throw keyNotAllowed(`RSA keys must be at least 2048 bits (got ${modulusBits})`);
   if (modulusBits > 8192) throw keyNotAllowed(`RSA keys must be at most 8192 bits (got ${modulusBits})`);
   if (hex(exponent) !== '010001') throw keyNotAllowed('RSA public exponent must be 65537');
-  try {
-    return { publicKey: spkiKey(spki), modulusBits };
-  } catch (cause) {
-    throw malformed('RSA key does not import', cause);
-  }
+  return modulusBits;
 }
 
 function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, signature: Uint8Array): boolean {
-  if (key.keyType === 'rsa') return verify(hash, signed, key.publicKey, signature);
-  let canonical: Uint8Array;
-  try {
-    // The strict parse refuses BER; the re-encoding hands OpenSSL exactly one DER form. A bare
-    // KeyObject: Node 24 probes a `{ key, dsaEncoding }` object with two caught exceptions.
-    canonical = ecdsaRawToDer(ecdsaDerToRaw(signature, key.ecSize));
-  } catch {
-    return false;
+  let canonical = signature;
+  if (key.keyType === 'ec') {
+    try {
+      // The strict parse refuses BER; the re-encoding hands OpenSSL exactly one DER form.
+      canonical = ecdsaRawToDer(ecdsaDerToRaw(signature, key.ecSize));
+    } catch {
+      return false;
+    }
   }
-  return verify(hash, signed, key.publicKey, canonical);
+  try {
+    return verify(hash, signed, key.publicKeyPem, canonical);
+  } catch (cause) {
+    // The key did not import: the signature was never checked.
+    if (key.keyType === 'ec') throw invalidRequest('csr public key is not a valid EC point', { reason: 'malformed_csr', cause });
+    throw malformed('RSA key does not import', cause);
+  }
 }
-

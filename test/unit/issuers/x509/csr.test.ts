@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraError } from '../../../../src/errors.js';
 import { verifyCsr } from '../../../../src/issuers/x509/csr.js';
@@ -55,7 +56,7 @@ describe('verifyCsr', () => {
     expect(verified.keyType).toBe(keyType);
     expect(verified.keyDescription).toBe(description);
     // The SPKI copied into the leaf is the one the CSR carries.
-    expect(Buffer.from(verified.spki).equals(verified.publicKey.export({ type: 'spki', format: 'der' }))).toBe(true);
+    expect(Buffer.from(verified.spki).equals(createPublicKey(verified.publicKeyPem).export({ type: 'spki', format: 'der' }))).toBe(true);
   });
 
   const malformed = 'csr is not a valid PKCS#10 certificate request (PEM or base64url DER)';
