@@ -81,7 +81,11 @@ export function createJwtIssuer(deps: JwtIssuerDeps): Issuer<'jwt'> {
       const claims = jwtClaims(request, deps.issuer(), now, jti);
       const token = await signJws(key, { typ: 'JWT' }, claims);
       return {
-        fields: { access_token: token, expires_in: request.lifetimeSeconds, ...(request.scope.length > 0 && { scope: request.scope.join(' ') }) },
+        fields: {
+          access_token: token,
+          expires_in: request.lifetimeSeconds,
+          ...(request.scope.length > 0 && { scope: request.scope.join(' ') }),
+        },
         expiresAt: now + request.lifetimeSeconds,
         jti,
       };

@@ -41,7 +41,10 @@ function allowedScopes(role: CompiledRole, requested: string[]): string[] {
   if (!role.issue.scopes) return [];
   const unknown = requested.filter((scope) => !role.issue.scopes?.includes(scope));
   if (unknown.length > 0) {
-    throw invalidScope(`scope is not allowed for role ${role.name}`, { reason: 'scope_not_allowed', detail: { role: role.name, scopes: unknown } });
+    throw invalidScope(`scope is not allowed for role ${role.name}`, {
+      reason: 'scope_not_allowed',
+      detail: { role: role.name, scopes: unknown },
+    });
   }
   return requested;
 }
@@ -96,26 +99,53 @@ async function verifyTokens(
 function issuerFor(issuers: Issuers, role: CompiledRole, tokenType: string): RegisteredIssuer {
   const registered = issuers.get(tokenType);
   if (!registered) {
-    throw invalidRequest(`this broker does not issue ${tokenType.slice(tokenType.lastIndexOf(':') + 1)} credentials`, { reason: 'issuer_not_configured' });
+    throw invalidRequest(`this broker does not issue ${tokenType.slice(tokenType.lastIndexOf(':') + 1)} credentials`, {
+      reason: 'issuer_not_configured',
+    });
   }
   const { kind } = registered.issuer;
-  if (!roleIssues(role, kind)) throw invalidRequest(`role ${role.name} does not issue ${kind} credentials`, { reason: 'role_does_not_issue' });
+  if (!roleIssues(role, kind))
+    throw invalidRequest(`role ${role.name} does not issue ${kind} credentials`, { reason: 'role_does_not_issue' });
   return registered;
 }
 
 /** Throws `access_denied` unless the role's trust policy and the guardrails allow the request. */
-function decideOrRefuse(deps: ExchangeDeps, policySet: PolicySet, role: CompiledRole, request: TokenExchangeRequest, input: RenderInput, audit?: ExchangeAudit): void {
+function decideOrRefuse(
+  deps: ExchangeDeps,
+  policySet: PolicySet,
+  role: CompiledRole,
+  request: TokenExchangeRequest,
+  input: RenderInput,
+  audit?: ExchangeAudit,
+): void {
   const { identity, audiences } = input;
   const decision = policySet.decide(role, {
     identity,
-    request: { audience: audiences, scope: request.scope, tokenType: request.requestedTokenType, ...(request.clientCert && { clientCert: request.clientCert }) },
+    request: {
+      audience: audiences,
+      scope: request.scope,
+      tokenType: request.requestedTokenType,
+      ...(request.clientCert && { clientCert: request.clientCert }),
+    },
     now: Math.floor(deps.now() / 1000),
   });
   auditDecision(audit, role, decision);
   if (decision.decision === 'allow') return;
   // The audit event names the deciding statement and failing condition; this line has the whole trace.
-  deps.logger.info({ requestId: audit?.requestId, role: role.name, ...identityForLog(identity), decidedBy: decision.decidedBy, trace: decision.statements }, 'token exchange denied');
-  throw accessDenied(denialDescription(role, decision), { reason: 'policy_denied', detail: { role: role.name, decidedBy: decision.decidedBy } });
+  deps.logger.info(
+    {
+      requestId: audit?.requestId,
+      role: role.name,
+      ...identityForLog(identity),
+      decidedBy: decision.decidedBy,
+      trace: decision.statements,
+    },
+    'token exchange denied',
+  );
+  throw accessDenied(denialDescription(role, decision), {
+    reason: 'policy_denied',
+    detail: { role: role.name, decidedBy: decision.decidedBy },
+  });
 }
 
 /** Renders the role's `issue` section for this issuer's kind, once, and issues from it. */
@@ -153,7 +183,8 @@ export async function exchangeToken(
   const credential = await issue(registered.issuer, role, input);
   if (credential.fields.certificate !== undefined) deps.metrics?.certificatesIssued.inc({ role: role.name });
   auditIssued(audit, { credential: credential.fields.access_token, exp: credential.expiresAt, jti: credential.jti });
-  if (actor) deps.logger.info({ requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster }, 'token exchange with an actor');
+  if (actor)
+    deps.logger.info({ requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster }, 'token exchange with an actor');
   const { access_token, ...fields } = credential.fields;
   return { role: role.name, body: { access_token, issued_token_type: registered.tokenType, token_type: registered.bearer, ...fields } };
 }

@@ -86,7 +86,12 @@ function createCaLoader(options: X509AuthorityOptions, dir: string, now: () => n
   };
 
   const selfSigned = async (key: SigningKey): Promise<StoredCa> => {
-    const created = await createSelfSignedCa({ key, trustDomain: config.trustDomain, ttlSeconds: config.caTtl, now: Math.floor(now() / 1000) });
+    const created = await createSelfSignedCa({
+      key,
+      trustDomain: config.trustDomain,
+      ttlSeconds: config.caTtl,
+      now: Math.floor(now() / 1000),
+    });
     await writeStoredCa(dir, created);
     logger.info({ dir, trustDomain: config.trustDomain }, 'created a self-signed X.509 CA (no CA existed; provider local)');
     return created;
@@ -159,7 +164,10 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
         if (isTesseraError(error)) throw error;
         throw temporarilyUnavailable('the X.509 CA key is unavailable', { reason: 'ca_unavailable', cause: error });
       }
-      logger.debug({ spiffeId: profile.uris[0], dnsNames: profile.dnsNames, notAfter: profile.notAfter, key: csr.keyDescription }, 'x509-svid issued');
+      logger.debug(
+        { spiffeId: profile.uris[0], dnsNames: profile.dnsNames, notAfter: profile.notAfter, key: csr.keyDescription },
+        'x509-svid issued',
+      );
       const certificate = toPem(der);
       return {
         fields: {

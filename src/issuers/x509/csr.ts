@@ -41,16 +41,28 @@ const RSA_ALGORITHM = hex(sequence(oid('1.2.840.113549.1.1.1'), Uint8Array.of(0x
 const NULL = Uint8Array.of(0x05, 0x00);
 
 const SIGNATURE_ALGORITHMS = new Map<string, { keyType: CsrKeyType; hash: string }>();
-for (const [dotted, hash] of [['1.2.840.10045.4.3.2', 'sha256'], ['1.2.840.10045.4.3.3', 'sha384'], ['1.2.840.10045.4.3.4', 'sha512']] as const) {
+for (const [dotted, hash] of [
+  ['1.2.840.10045.4.3.2', 'sha256'],
+  ['1.2.840.10045.4.3.3', 'sha384'],
+  ['1.2.840.10045.4.3.4', 'sha512'],
+] as const) {
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'ec', hash });
 }
-for (const [dotted, hash] of [['1.2.840.113549.1.1.11', 'sha256'], ['1.2.840.113549.1.1.12', 'sha384'], ['1.2.840.113549.1.1.13', 'sha512']] as const) {
+for (const [dotted, hash] of [
+  ['1.2.840.113549.1.1.11', 'sha256'],
+  ['1.2.840.113549.1.1.12', 'sha384'],
+  ['1.2.840.113549.1.1.13', 'sha512'],
+] as const) {
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted), NULL)), { keyType: 'rsa', hash });
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'rsa', hash });
 }
 
 const malformed = (problem: string, cause?: unknown) =>
-  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { reason: 'malformed_csr', detail: { problem }, cause });
+  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', {
+    reason: 'malformed_csr',
+    detail: { problem },
+    cause,
+  });
 const keyNotAllowed = (description: string) => invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
 
 /** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
@@ -77,7 +89,9 @@ export function verifyCsr(input: string): VerifiedCsr {
   const key = readKey(der, parts.spki);
   const algorithm = SIGNATURE_ALGORITHMS.get(hex(der.subarray(parts.algorithm.start, parts.algorithm.end)));
   if (!algorithm || algorithm.keyType !== key.keyType) {
-    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)', { reason: 'csr_signature_algorithm_not_allowed' });
+    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)', {
+      reason: 'csr_signature_algorithm_not_allowed',
+    });
   }
   const signed = der.subarray(parts.info.start, parts.info.end);
   if (!signatureVerifies(algorithm.hash, signed, key, parts.signature)) {
@@ -116,7 +130,8 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   let bits: Tlv;
   try {
     const [algorithmPart, bitsPart, ...extra] = children(der, spkiTlv);
-    if (!algorithmPart || !bitsPart || extra.length || algorithmPart.tag !== 0x30 || bitsPart.tag !== 0x03) throw new DerError('bad SubjectPublicKeyInfo');
+    if (!algorithmPart || !bitsPart || extra.length || algorithmPart.tag !== 0x30 || bitsPart.tag !== 0x03)
+      throw new DerError('bad SubjectPublicKeyInfo');
     [algorithm, bits] = [algorithmPart, bitsPart];
     if (der[bits.contentStart] !== 0) throw new DerError('key BIT STRING has unused bits');
   } catch (error) {

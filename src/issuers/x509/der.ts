@@ -123,7 +123,8 @@ export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
 /** OBJECT IDENTIFIER from dotted form; used once per process to build templates. */
 export function oid(dotted: string): Uint8Array {
   const [first, second, ...rest] = dotted.split('.').map(Number);
-  if (first === undefined || second === undefined || ![first, second, ...rest].every(Number.isSafeInteger)) throw new Error(`invalid OID ${dotted}`);
+  if (first === undefined || second === undefined || ![first, second, ...rest].every(Number.isSafeInteger))
+    throw new Error(`invalid OID ${dotted}`);
   const bytes: number[] = [first * 40 + second];
   for (const arc of rest) {
     const chunk: number[] = [arc & 0x7f];

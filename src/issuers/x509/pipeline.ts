@@ -111,7 +111,8 @@ const enforcers: readonly LeafModifier[] = [
   function lifetimeWithinRequestAndCa(profile, { request, now, ca }) {
     const notBefore = Math.max(profile.notBefore, now - BACKDATE_SECONDS, ca.notBefore);
     const notAfter = Math.min(profile.notAfter, now + request.ttlSeconds, ca.notAfter);
-    if (notAfter <= now) throw temporarilyUnavailable('the X.509 CA certificate has expired', { reason: 'ca_expired', detail: { caNotAfter: ca.notAfter } });
+    if (notAfter <= now)
+      throw temporarilyUnavailable('the X.509 CA certificate has expired', { reason: 'ca_expired', detail: { caNotAfter: ca.notAfter } });
     return { ...profile, notBefore: Math.min(notBefore, now), notAfter };
   },
 ];

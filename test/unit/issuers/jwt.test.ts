@@ -16,7 +16,11 @@ const key: SigningKey = {
   sign: (data) => Promise.resolve(sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' })),
 };
 const NOW = 1_800_000_000;
-const jwt = createJwtIssuer({ keys: { signingKey: () => Promise.resolve(key) }, issuer: () => 'https://sts.example.com', now: () => NOW * 1000 });
+const jwt = createJwtIssuer({
+  keys: { signingKey: () => Promise.resolve(key) },
+  issuer: () => 'https://sts.example.com',
+  now: () => NOW * 1000,
+});
 const identity: WorkloadIdentity = {
   cluster: 'prod',
   iss: 'https://oidc.example.com',
@@ -75,26 +79,52 @@ describe('JWT issuer', () => {
   });
 
   it('fail/role-claims-cannot-forge-reserved-claims', async () => {
-    const forged = { scope: 'admin', act: { sub: 'system:serviceaccount:kube-system:root' }, sub: 'root', exp: 9_999_999_999, tessera: { role: 'admin' }, cnf: { jkt: 'x' }, team: 'orders' };
+    const forged = {
+      scope: 'admin',
+      act: { sub: 'system:serviceaccount:kube-system:root' },
+      sub: 'root',
+      exp: 9_999_999_999,
+      tessera: { role: 'admin' },
+      cnf: { jkt: 'x' },
+      team: 'orders',
+    };
     const issued = await jwt.issue(rendered(forged, ['a', 'b']));
     const payload = await payloadOf(issued.fields.access_token);
     expect(payload.scope).toBeUndefined();
     expect(payload.act).toBeUndefined();
     expect(payload.cnf).toBeUndefined();
-    expect(payload).toMatchObject({ sub: 'system:serviceaccount:orders:api', exp: 1_800_000_600, tessera: { role: 'orders', cluster: 'prod' }, aud: ['a', 'b'], team: 'orders' });
+    expect(payload).toMatchObject({
+      sub: 'system:serviceaccount:orders:api',
+      exp: 1_800_000_600,
+      tessera: { role: 'orders', cluster: 'prod' },
+      aud: ['a', 'b'],
+      team: 'orders',
+    });
   });
 
   it('fail/request-claims-never-shadow-the-issuers-own', async () => {
-    const claims = { sub: 'root', act: { sub: 'root' }, scope: 'admin', exp: 9_999_999_999, 'kubernetes.io': { namespace: 'kube-system' }, team: 'orders' };
+    const claims = {
+      sub: 'root',
+      act: { sub: 'root' },
+      scope: 'admin',
+      exp: 9_999_999_999,
+      'kubernetes.io': { namespace: 'kube-system' },
+      team: 'orders',
+    };
     const payload = await payloadOf((await jwt.issue(plain({ claims }))).fields.access_token);
     expect(payload).toMatchObject({ sub: 'system:serviceaccount:orders:api', exp: 1_800_000_060, team: 'orders' });
     expect([payload.act, payload.scope, payload['kubernetes.io']]).toEqual([undefined, undefined, undefined]);
   });
 
   it('ok/scope-and-actor', async () => {
-    const issued = await jwt.issue(plain({ scope: ['read', 'write'], actor: { sub: 'system:serviceaccount:platform:gateway', iss: 'https://oidc.example.com' } }));
+    const issued = await jwt.issue(
+      plain({ scope: ['read', 'write'], actor: { sub: 'system:serviceaccount:platform:gateway', iss: 'https://oidc.example.com' } }),
+    );
     const payload = await payloadOf(issued.fields.access_token);
-    expect(payload).toMatchObject({ scope: 'read write', act: { sub: 'system:serviceaccount:platform:gateway', iss: 'https://oidc.example.com' } });
+    expect(payload).toMatchObject({
+      scope: 'read write',
+      act: { sub: 'system:serviceaccount:platform:gateway', iss: 'https://oidc.example.com' },
+    });
     expect(issued.fields.scope).toBe('read write');
   });
 });

@@ -5,12 +5,25 @@ import { allow, identity, roleText } from './helpers.js';
 
 /** A role compiled from its file text, with `issue` replaced by `issue`. */
 function role(issue: Record<string, unknown>): CompiledRole {
-  const compiled = compilePolicy('orders.json', roleText('orders', [allow()], { issue: { audiences: ['vault'], maxLifetime: '1h', ...issue } }));
-  if (compiled.kind !== 'Role' || compiled.problems.length > 0) throw new Error(`fixture does not compile: ${JSON.stringify(compiled.problems)}`);
+  const compiled = compilePolicy(
+    'orders.json',
+    roleText('orders', [allow()], { issue: { audiences: ['vault'], maxLifetime: '1h', ...issue } }),
+  );
+  if (compiled.kind !== 'Role' || compiled.problems.length > 0)
+    throw new Error(`fixture does not compile: ${JSON.stringify(compiled.problems)}`);
   return compiled.role;
 }
-const input = (overrides: Partial<RenderInput> = {}): RenderInput => ({ identity: identity(), audiences: ['vault'], scope: [], ...overrides });
-const SVID = { spiffeId: 'spiffe://example.org/ns/{{namespace}}/sa/{{serviceAccount}}', maxTtl: '30m', dnsNames: ['{{serviceAccount}}.{{namespace}}.svc', '{{claims.missing}}'] };
+const input = (overrides: Partial<RenderInput> = {}): RenderInput => ({
+  identity: identity(),
+  audiences: ['vault'],
+  scope: [],
+  ...overrides,
+});
+const SVID = {
+  spiffeId: 'spiffe://example.org/ns/{{namespace}}/sa/{{serviceAccount}}',
+  maxTtl: '30m',
+  dnsNames: ['{{serviceAccount}}.{{namespace}}.svc', '{{claims.missing}}'],
+};
 
 function refusal(render: () => unknown): { code: string; reason?: string } {
   try {
@@ -24,7 +37,11 @@ function refusal(render: () => unknown): { code: string; reason?: string } {
 
 describe('renderIssueRequest: jwt', () => {
   it('ok/templates-rendered-and-lifetime-capped', () => {
-    const rendered = renderIssueRequest('jwt', role({ subject: 'ns:{{namespace}}', claims: { team: '{{serviceAccount}}' } }), input({ durationSeconds: 86_400, scope: ['read'] }));
+    const rendered = renderIssueRequest(
+      'jwt',
+      role({ subject: 'ns:{{namespace}}', claims: { team: '{{serviceAccount}}' } }),
+      input({ durationSeconds: 86_400, scope: ['read'] }),
+    );
     expect(rendered).toEqual({
       algorithm: 'ES256',
       subject: 'ns:prod',
@@ -39,19 +56,30 @@ describe('renderIssueRequest: jwt', () => {
 
   it('fail/reserved-claims-dropped-even-when-a-role-renders-them', () => {
     const compiled = role({});
-    const forged: CompiledRole = { ...compiled, issue: { ...compiled.issue, claims: () => ({ sub: 'root', cnf: { jkt: 'x' }, azp: 'x', act: {}, team: 'orders' }) } };
+    const forged: CompiledRole = {
+      ...compiled,
+      issue: { ...compiled.issue, claims: () => ({ sub: 'root', cnf: { jkt: 'x' }, azp: 'x', act: {}, team: 'orders' }) },
+    };
     expect(renderIssueRequest('jwt', forged, input()).claims).toEqual({ team: 'orders' });
   });
 
   it('ok/default-lifetime-subject-and-actor', () => {
     const actor = identity({ namespace: 'platform', serviceAccount: { name: 'gateway', uid: 'g' } });
     const rendered = renderIssueRequest('jwt', role({ defaultLifetime: '15m' }), input({ actor }));
-    expect([rendered.subject, rendered.lifetimeSeconds, rendered.actor]).toEqual(['system:serviceaccount:prod:api', 900, { sub: actor.sub, iss: actor.iss }]);
+    expect([rendered.subject, rendered.lifetimeSeconds, rendered.actor]).toEqual([
+      'system:serviceaccount:prod:api',
+      900,
+      { sub: actor.sub, iss: actor.iss },
+    ]);
   });
 
   it('fail/subject-too-long-for-the-audience', () => {
     const long = identity({ sub: `system:serviceaccount:prod:${'a'.repeat(300)}` });
-    expect(refusal(() => renderIssueRequest('jwt', role({ audiences: ['sts.amazonaws.com'] }), input({ identity: long, audiences: ['sts.amazonaws.com'] })))).toEqual({
+    expect(
+      refusal(() =>
+        renderIssueRequest('jwt', role({ audiences: ['sts.amazonaws.com'] }), input({ identity: long, audiences: ['sts.amazonaws.com'] })),
+      ),
+    ).toEqual({
       code: 'invalid_request',
       reason: 'subject_too_long',
     });
@@ -71,7 +99,16 @@ describe('renderIssueRequest: x509-svid', () => {
   it.each([
     ['fail/role-without-x509', () => renderIssueRequest('x509-svid', role({}), input({ csr: 'CSR' })), 'role_does_not_issue'],
     ['fail/no-csr', () => renderIssueRequest('x509-svid', role({ x509: SVID }), input()), 'csr_required'],
-    ['fail/claim-adds-path-segments', () => renderIssueRequest('x509-svid', role({ x509: { ...SVID, spiffeId: 'spiffe://example.org/{{claims.team}}' } }), input({ csr: 'CSR', identity: identity({}, { team: 'a/../admin' }) })), 'template_value_unsafe'],
+    [
+      'fail/claim-adds-path-segments',
+      () =>
+        renderIssueRequest(
+          'x509-svid',
+          role({ x509: { ...SVID, spiffeId: 'spiffe://example.org/{{claims.team}}' } }),
+          input({ csr: 'CSR', identity: identity({}, { team: 'a/../admin' }) }),
+        ),
+      'template_value_unsafe',
+    ],
   ])('%s', (_name, render, reason) => {
     expect(refusal(render)).toEqual({ code: 'invalid_request', reason });
   });
@@ -79,6 +116,10 @@ describe('renderIssueRequest: x509-svid', () => {
 
 describe('roleIssues', () => {
   it('ok/every-role-issues-jwts-and-x509-needs-its-section', () => {
-    expect([roleIssues(role({}), 'jwt'), roleIssues(role({}), 'x509-svid'), roleIssues(role({ x509: SVID }), 'x509-svid')]).toEqual([true, false, true]);
+    expect([roleIssues(role({}), 'jwt'), roleIssues(role({}), 'x509-svid'), roleIssues(role({ x509: SVID }), 'x509-svid')]).toEqual([
+      true,
+      false,
+      true,
+    ]);
   });
 });

@@ -25,7 +25,10 @@ afterAll(async () => {
 });
 
 async function failure(promise: Promise<unknown>): Promise<{ code: string; reason?: string; description: string }> {
-  const caught = await promise.then(() => undefined, (error: unknown) => error);
+  const caught = await promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
   expect(caught).toBeInstanceOf(TesseraError);
   const { code, reason, description } = caught as TesseraError;
   return { code, reason, description };
@@ -42,7 +45,13 @@ describe('createX509Authority', () => {
   });
 
   it('fail/no-ca-and-auto-init-off', async () => {
-    const authority = await createX509Authority({ provider, config: config(join(workspace.dir, 'none')), logger: silentLogger(), now: () => NOW_MS, autoInit: false });
+    const authority = await createX509Authority({
+      provider,
+      config: config(join(workspace.dir, 'none')),
+      logger: silentLogger(),
+      now: () => NOW_MS,
+      autoInit: false,
+    });
     expect(authority.ready()).toBe(false);
     expect(await failure(authority.issue(request()))).toEqual({
       code: 'temporarily_unavailable',
@@ -54,12 +63,21 @@ describe('createX509Authority', () => {
 
   it('fail/ca-certificate-for-another-key', async () => {
     const dir = join(workspace.dir, 'mismatch');
-    const foreign = await createSelfSignedCa({ key: testSigningKey('ES256'), trustDomain: 'example.org', ttlSeconds: 86_400, now: NOW_MS / 1000 });
+    const foreign = await createSelfSignedCa({
+      key: testSigningKey('ES256'),
+      trustDomain: 'example.org',
+      ttlSeconds: 86_400,
+      now: NOW_MS / 1000,
+    });
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'ca.pem'), toPem(foreign.certificate));
     const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => NOW_MS });
     expect(authority.ready()).toBe(false);
-    expect(await failure(authority.issue(request()))).toEqual({ code: 'temporarily_unavailable', reason: 'ca_unavailable', description: 'the X.509 CA is misconfigured' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
+      description: 'the X.509 CA is misconfigured',
+    });
   });
 
   it('fail/ca-key-unreachable-then-recovers', async () => {
@@ -72,12 +90,20 @@ describe('createX509Authority', () => {
       now: () => clock,
     });
     expect(authority.ready()).toBe(false);
-    expect(await failure(authority.issue(request()))).toEqual({ code: 'temporarily_unavailable', reason: 'ca_unavailable', description: 'the X.509 CA key is unavailable' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
+      description: 'the X.509 CA key is unavailable',
+    });
     state.failing = false;
     clock += 5_000;
     expect((await authority.issue(request())).expiresAt).toBe(clock / 1000 + 600);
     state.failing = true; // the key handle is cached, but signing fails: still a 503, not a 500
-    expect(await failure(authority.issue(request()))).toEqual({ code: 'temporarily_unavailable', reason: 'ca_unavailable', description: 'the X.509 CA key is unavailable' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
+      description: 'the X.509 CA key is unavailable',
+    });
   });
 
   it('fail/ca-expired', async () => {
@@ -85,6 +111,10 @@ describe('createX509Authority', () => {
     let clock = NOW_MS;
     const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => clock });
     clock += 86_400_000;
-    expect(await failure(authority.issue(request()))).toEqual({ code: 'temporarily_unavailable', reason: 'ca_expired', description: 'the X.509 CA certificate has expired' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_expired',
+      description: 'the X.509 CA certificate has expired',
+    });
   });
 });

@@ -23,7 +23,12 @@ beforeAll(() => {
   csrs.secp256k1 = make(['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp256k1']);
   csrs.ed25519 = make(['-algorithm', 'ED25519']);
   csrs.sha1 = make(EC_P256, ['-sha1']);
-  csrs.caTrueAndForeignSans = make(EC_P256, ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'subjectAltName=URI:spiffe://evil.org/x,DNS:evil.example.com']);
+  csrs.caTrueAndForeignSans = make(EC_P256, [
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'subjectAltName=URI:spiffe://evil.org/x,DNS:evil.example.com',
+  ]);
   // A signature byte flipped: the request no longer proves possession of the key.
   const tampered = derOf(csrs.p256);
   tampered.writeUInt8(tampered.readUInt8(tampered.length - 5) ^ 0x01, tampered.length - 5);
@@ -62,13 +67,28 @@ describe('verifyCsr', () => {
   const malformed = 'csr is not a valid PKCS#10 certificate request (PEM or base64url DER)';
   it.each([
     ['fail/bad-signature', () => csrs.badSignature!, 'csr_signature_invalid', 'csr signature does not verify (proof of possession failed)'],
-    ['fail/subject-altered-after-signing', () => csrs.alteredSubject!, 'csr_signature_invalid', 'csr signature does not verify (proof of possession failed)'],
+    [
+      'fail/subject-altered-after-signing',
+      () => csrs.alteredSubject!,
+      'csr_signature_invalid',
+      'csr signature does not verify (proof of possession failed)',
+    ],
     ['fail/rsa-1024', () => csrs.rsa1024!, 'csr_key_not_allowed', 'csr key is not allowed: RSA keys must be at least 2048 bits (got 1024)'],
     ['fail/rsa-exponent-3', () => csrs.rsaExponent3!, 'csr_key_not_allowed', 'csr key is not allowed: RSA public exponent must be 65537'],
     ['fail/ec-p192', () => csrs.p192!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
     ['fail/ec-secp256k1', () => csrs.secp256k1!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
-    ['fail/ed25519', () => csrs.ed25519!, 'csr_key_not_allowed', 'csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted'],
-    ['fail/sha1-signature', () => csrs.sha1!, 'csr_signature_algorithm_not_allowed', 'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)'],
+    [
+      'fail/ed25519',
+      () => csrs.ed25519!,
+      'csr_key_not_allowed',
+      'csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted',
+    ],
+    [
+      'fail/sha1-signature',
+      () => csrs.sha1!,
+      'csr_signature_algorithm_not_allowed',
+      'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)',
+    ],
     ['fail/ec-point-off-the-curve', () => csrs.offCurve!, 'malformed_csr', 'csr public key is not a valid EC point'],
     ['fail/trailing-bytes', () => csrs.trailingBytes!, 'malformed_csr', malformed],
     ['fail/truncated', () => csrs.truncated!, 'malformed_csr', malformed],
