@@ -5,6 +5,7 @@ import { createPodAttestor, type PodAttestor } from './attestation/index.js';
 import { createSharedCache, type SharedCache } from './cache/index.js';
 import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
+import { createIssuers } from './issuers/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
 import { createAuditLog, createLogger, createMetrics, type Logger, type Metrics, type StateSources } from './observability/index.js';
@@ -126,8 +127,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       issuer: config.issuer ?? issuerOfListener(config.listen),
       verifier,
       policies,
-      keys,
-      svids: x509,
+      // The JWT issuer reads the issuer per token: it follows the listener's port when the config names none.
+      issuers: createIssuers({ keys, x509, now, issuer: () => stsDeps.issuer }),
       attestation,
       logger,
       metrics,

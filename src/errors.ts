@@ -73,6 +73,21 @@ export const ERROR_REASONS = [
   'review_unavailable',
   'review_busy',
   'verifier_fault',
+  // issuing (src/issuers/, the exchange in src/sts/exchange.ts, rendering in src/trust-policies/)
+  'scope_not_allowed',
+  'policy_denied',
+  'role_does_not_issue',
+  'issuer_not_configured',
+  'template_value_unsafe',
+  'subject_too_long',
+  'malformed_csr',
+  'csr_key_not_allowed',
+  'csr_signature_algorithm_not_allowed',
+  'csr_signature_invalid',
+  'invalid_spiffe_id',
+  'invalid_dns_name',
+  'ca_unavailable',
+  'ca_expired',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -1,45 +1,28 @@
 import { randomFillSync } from 'node:crypto';
 import { signJws } from '../keys/index.js';
-import type { SigningKey } from '../keys/types.js';
-import { invalidRequest } from '../errors.js';
-import { RESERVED_CLAIMS, subjectLimitProblem, templateVars } from '../trust-policies/index.js';
-import type { CompiledRole } from '../trust-policies/types.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { KeyProvider } from '../keys/types.js';
+import type { Issuer, JwtRequest } from './types.js';
 
-export interface JwtIssueRequest {
-  key: SigningKey;
-  /** The broker's issuer: `iss` of every issued token. */
-  issuer: string;
-  role: CompiledRole;
-  identity: WorkloadIdentity;
-  /** One audience is issued as a string, several as an array (RFC 7519 §4.1.3). */
-  audience: string[];
-  lifetimeSeconds: number;
-  scope?: string[];
-  /** The verified actor, for delegation (`act` claim, RFC 8693 §4.1). */
-  actor?: WorkloadIdentity;
-  /** Seconds since the epoch. */
-  now: number;
+export interface JwtIssuerDeps {
+  /** Signs with its active key for the request's algorithm (the private key may live in an HSM). */
+  keys: Pick<KeyProvider, 'signingKey'>;
+  /** The broker's issuer, `iss` of every token; read per token, as it may follow the listener's port. */
+  issuer: () => string;
+  /** Milliseconds since the epoch. */
+  now: () => number;
 }
-
-export interface IssuedJwt {
-  token: string;
-  jti: string;
-  expiresAt: number;
-  claims: Record<string, unknown>;
-}
-
 
 /**
- * Claims only Tessera sets. Policy loading refuses them in a role's `issue.claims`; they are
- * dropped here as well, so no template can forge a scope, a delegation or an identity.
+ * The claims this issuer sets. A rendered claim of the same name is dropped, so nothing a role
+ * renders can shadow the subject, the lifetime, the scope or a delegation, even when the issuer
+ * leaves that claim out (no `act` without an actor).
  */
-const reserved = new Set(RESERVED_CLAIMS);
+const ISSUER_CLAIMS = new Set(['iss', 'sub', 'aud', 'iat', 'nbf', 'exp', 'jti', 'scope', 'act', 'kubernetes.io', 'tessera']);
 
-/** The role's rendered claims without reserved names, written into `claims` (which starts empty). */
-function addRoleClaims(claims: Record<string, unknown>, rendered: Record<string, unknown>): void {
+/** The request's claims without the issuer's names, written into `claims` (which starts empty). */
+function addRenderedClaims(claims: Record<string, unknown>, rendered: Record<string, unknown>): void {
   for (const name of Object.keys(rendered)) {
-    if (reserved.has(name)) continue;
+    if (ISSUER_CLAIMS.has(name)) continue;
     // An own member like any other, never the object's prototype.
     const value = rendered[name];
     if (name === '__proto__') Object.defineProperty(claims, name, { value, enumerable: true, writable: true, configurable: true });
@@ -64,45 +47,48 @@ function newJti(): string {
   return jti;
 }
 
-/** Only the Kubernetes facts a relying party may key on; absent parts are left out. */
-function kubernetesClaim(identity: WorkloadIdentity): Record<string, unknown> | undefined {
-  const claim: Record<string, unknown> = {};
-  if (identity.namespace) claim.namespace = identity.namespace;
-  if (identity.serviceAccount) claim.serviceaccount = { ...identity.serviceAccount };
-  if (identity.pod) claim.pod = { ...identity.pod };
-  return Object.keys(claim).length > 0 ? claim : undefined;
+/** The claims set of a JWT for `request`, issued at `now` (Unix seconds). */
+export function jwtClaims(request: JwtRequest, issuer: string, now: number, jti: string): Record<string, unknown> {
+  // Rendered claims come first and lose every name set below, so they never shadow it.
+  const claims: Record<string, unknown> = {};
+  addRenderedClaims(claims, request.claims);
+  claims.iss = issuer;
+  claims.sub = request.subject;
+  claims.aud = request.audiences.length === 1 ? request.audiences[0] : request.audiences;
+  claims.iat = now;
+  claims.nbf = now;
+  claims.exp = now + request.lifetimeSeconds;
+  claims.jti = jti;
+  if (request.kubernetes) claims['kubernetes.io'] = request.kubernetes;
+  claims.tessera = { role: request.tessera.role, cluster: request.tessera.cluster };
+  if (request.scope.length > 0) claims.scope = request.scope.join(' ');
+  if (request.actor) claims.act = { sub: request.actor.sub, iss: request.actor.iss };
+  return claims;
 }
 
 /**
- * Mint a JWT for `role`, signed through the key provider (the private key may live in an HSM
- * that jose cannot reach).
+ * The JWT issuer: signs the rendered claims through the key provider.
  *
- * @example const { token } = await issueJwt({ key, issuer, role, identity, audience, lifetimeSeconds: 900, now });
+ * @example const jwt = createJwtIssuer({ keys, issuer: () => 'https://sts.example.com', now: Date.now });
  */
-export async function issueJwt(request: JwtIssueRequest): Promise<IssuedJwt> {
-  const { identity, role, now } = request;
-  const vars = templateVars(identity);
-  const jti = newJti();
-  const expiresAt = now + request.lifetimeSeconds;
-  const kubernetes = kubernetesClaim(identity);
-  const sub = role.issue.subject ? role.issue.subject(vars) : identity.sub;
-  // A subject the audience's cloud would refuse is refused here, where the caller can see why.
-  const tooLong = subjectLimitProblem(sub, request.audience);
-  if (tooLong) throw invalidRequest(tooLong);
-  // Role claims come first and lose every reserved name, so they never shadow what follows.
-  const claims: Record<string, unknown> = {};
-  addRoleClaims(claims, role.issue.claims(vars));
-  claims.iss = request.issuer;
-  claims.sub = sub;
-  claims.aud = request.audience.length === 1 ? request.audience[0] : request.audience;
-  claims.iat = now;
-  claims.nbf = now;
-  claims.exp = expiresAt;
-  claims.jti = jti;
-  if (kubernetes) claims['kubernetes.io'] = kubernetes;
-  claims.tessera = { role: role.name, cluster: identity.cluster };
-  if (request.scope && request.scope.length > 0) claims.scope = request.scope.join(' ');
-  if (request.actor) claims.act = { sub: request.actor.sub, iss: request.actor.iss };
-  const token = await signJws(request.key, { typ: 'JWT' }, claims);
-  return { token, jti, expiresAt, claims };
+export function createJwtIssuer(deps: JwtIssuerDeps): Issuer<'jwt'> {
+  return {
+    kind: 'jwt',
+    async issue(request) {
+      const key = await deps.keys.signingKey(request.algorithm);
+      const now = Math.floor(deps.now() / 1000);
+      const jti = newJti();
+      const claims = jwtClaims(request, deps.issuer(), now, jti);
+      const token = await signJws(key, { typ: 'JWT' }, claims);
+      return {
+        fields: {
+          access_token: token,
+          expires_in: request.lifetimeSeconds,
+          ...(request.scope.length > 0 && { scope: request.scope.join(' ') }),
+        },
+        expiresAt: now + request.lifetimeSeconds,
+        jti,
+      };
+    },
+  };
 }

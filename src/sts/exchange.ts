@@ -1,31 +1,19 @@
 import type { PodAttestor } from '../attestation/index.js';
-import { accessDenied, invalidRequest, invalidScope, isTesseraError, TesseraError } from '../errors.js';
-import { issueJwt } from '../issuers/index.js';
-import type { KeyProvider } from '../keys/types.js';
+import { accessDenied, invalidRequest, invalidScope } from '../errors.js';
+import type { CredentialKind, IssuedCredential, Issuer, Issuers, RegisteredIssuer } from '../issuers/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { denialDescription, templateVars } from '../trust-policies/index.js';
-import type { CompiledRole, Decision, PolicyStore } from '../trust-policies/types.js';
+import { denialDescription, renderIssueRequest, roleIssues, type RenderInput } from '../trust-policies/index.js';
+import type { CompiledRole, PolicySet, PolicyStore } from '../trust-policies/types.js';
 import type { SubjectTokenVerifier, WorkloadIdentity } from '../verifiers/types.js';
 import { auditDecision, auditIdentity, auditIssued, type ExchangeAudit } from './audit.js';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID, type TokenExchangeRequest } from './request.js';
+import type { TokenExchangeRequest } from './request.js';
 import { issuedAudiences, selectRole } from './select-role.js';
 
-/** Mints X.509-SVIDs; present when the broker has a CA. */
-export interface SvidIssuer {
-  issueSvid(request: { csr: string; spiffeId: string; dnsNames: string[]; ttlSeconds: number }): Promise<{
-    certificatePem: string;
-    chainPem: string[];
-    trustBundlePem: string[];
-    expiresAt: number;
-  }>;
-}
-
 export interface ExchangeDeps {
-  issuer: string;
   verifier: SubjectTokenVerifier;
   policies: PolicyStore;
-  keys: KeyProvider;
-  svids?: SvidIssuer;
+  /** Requested token type → issuer (`createIssuers`); a type missing there is refused. */
+  issuers: Issuers;
   /** Reads the token's pod from its cluster, for clusters with `podAttestation`. */
   attestation?: PodAttestor;
   logger: Logger;
@@ -52,7 +40,12 @@ function allowedScopes(role: CompiledRole, requested: string[]): string[] {
   // A role without scopes ignores them: clients such as google-auth-library always send one.
   if (!role.issue.scopes) return [];
   const unknown = requested.filter((scope) => !role.issue.scopes?.includes(scope));
-  if (unknown.length > 0) throw invalidScope(`scope is not allowed for role ${role.name}`, { detail: { role: role.name, scopes: unknown } });
+  if (unknown.length > 0) {
+    throw invalidScope(`scope is not allowed for role ${role.name}`, {
+      reason: 'scope_not_allowed',
+      detail: { role: role.name, scopes: unknown },
+    });
+  }
   return requested;
 }
 
@@ -69,20 +62,90 @@ function identityForLog(identity: WorkloadIdentity): Record<string, unknown> {
 }
 
 /** The actor token goes through the same verifier; its refusals name it, not the subject token. */
-async function verifyActor(verifier: SubjectTokenVerifier, token: string): Promise<WorkloadIdentity> {
-  try {
-    return await verifier.verify(token);
-  } catch (error) {
-    if (!isTesseraError(error)) throw error;
-    throw new TesseraError(error.code, error.status, error.description.replaceAll('subject_token', 'actor_token'), {
-      detail: { ...error.detail, token: 'actor' },
-      cause: error.cause,
-    });
-  }
+function verifyActor(verifier: SubjectTokenVerifier, token: string): Promise<WorkloadIdentity> {
+  return verifier.verify(token, { parameter: 'actor_token' });
 }
 
 /**
- * The token exchange, HTTP-free: verify the subject, pick the role, decide, mint.
+ * The subject (and actor) token is verified completely, TokenReview included, before anything
+ * about the requested role is looked at: otherwise a garbage token would learn which roles
+ * exist, their audiences, scopes and whether they issue X.509 from the refusals.
+ */
+async function verifyTokens(
+  deps: ExchangeDeps,
+  request: TokenExchangeRequest,
+  audit: ExchangeAudit | undefined,
+): Promise<{ identity: WorkloadIdentity; actor?: WorkloadIdentity }> {
+  const verified = await deps.verifier.verify(request.subjectToken);
+  auditIdentity(audit, verified);
+  deps.limitIdentity?.(verified);
+  // What the pod really runs is looked up only for a verified token, so a forged one costs no API call.
+  const attestation = await deps.attestation?.attest(verified);
+  const identity = attestation ? { ...verified, attestation } : verified;
+  if (request.actorToken === undefined) return { identity };
+  return { identity, actor: await verifyActor(deps.verifier, request.actorToken) };
+}
+
+/** The issuer of the requested token type, refused unless this broker has one and the role issues its kind. */
+function issuerFor(issuers: Issuers, role: CompiledRole, tokenType: string): RegisteredIssuer {
+  const registered = issuers.get(tokenType);
+  if (!registered) {
+    throw invalidRequest(`this broker does not issue ${tokenType.slice(tokenType.lastIndexOf(':') + 1)} credentials`, {
+      reason: 'issuer_not_configured',
+    });
+  }
+  const { kind } = registered.issuer;
+  if (!roleIssues(role, kind))
+    throw invalidRequest(`role ${role.name} does not issue ${kind} credentials`, { reason: 'role_does_not_issue' });
+  return registered;
+}
+
+/** Throws `access_denied` unless the role's trust policy and the guardrails allow the request. */
+function decideOrRefuse(
+  deps: ExchangeDeps,
+  policySet: PolicySet,
+  role: CompiledRole,
+  request: TokenExchangeRequest,
+  input: RenderInput,
+  audit?: ExchangeAudit,
+): void {
+  const { identity, audiences } = input;
+  const decision = policySet.decide(role, {
+    identity,
+    request: {
+      audience: audiences,
+      scope: request.scope,
+      tokenType: request.requestedTokenType,
+      ...(request.clientCert && { clientCert: request.clientCert }),
+    },
+    now: Math.floor(deps.now() / 1000),
+  });
+  auditDecision(audit, role, decision);
+  if (decision.decision === 'allow') return;
+  // The audit event names the deciding statement and failing condition; this line has the whole trace.
+  deps.logger.info(
+    {
+      requestId: audit?.requestId,
+      role: role.name,
+      ...identityForLog(identity),
+      decidedBy: decision.decidedBy,
+      trace: decision.statements,
+    },
+    'token exchange denied',
+  );
+  throw accessDenied(denialDescription(role, decision), {
+    reason: 'policy_denied',
+    detail: { role: role.name, decidedBy: decision.decidedBy },
+  });
+}
+
+/** Renders the role's `issue` section for this issuer's kind, once, and issues from it. */
+function issue<K extends CredentialKind>(issuer: Issuer<K>, role: CompiledRole, input: RenderInput): Promise<IssuedCredential> {
+  return issuer.issue(renderIssueRequest(issuer.kind, role, input));
+}
+
+/**
+ * The token exchange, HTTP-free: verify the subject, pick the role, decide, render, issue.
  * Every failure is a TesseraError; every outcome leaves one audit event.
  */
 export async function exchangeToken(
@@ -92,86 +155,27 @@ export async function exchangeToken(
 ): Promise<{ role: string; body: ExchangeResponse }> {
   const policySet = deps.policies.current();
   if (audit) audit.policyVersion = policySet.version;
-  // The subject (and actor) token is verified completely, TokenReview included, before anything
-  // about the requested role is looked at: otherwise a garbage token would learn which roles
-  // exist, their audiences, scopes and whether they issue X.509 from the refusals.
-  const verified = await deps.verifier.verify(request.subjectToken);
-  auditIdentity(audit, verified);
-  deps.limitIdentity?.(verified);
-  // What the pod really runs is looked up only for a verified token, so a forged one costs no API call.
-  const attestation = await deps.attestation?.attest(verified);
-  const identity = attestation ? { ...verified, attestation } : verified;
-  const actor = request.actorToken === undefined ? undefined : await verifyActor(deps.verifier, request.actorToken);
+  const { identity, actor } = await verifyTokens(deps, request, audit);
   const role = selectRole(policySet, request.resource, request.audience);
   if (audit) audit.role = role.name;
   const audiences = issuedAudiences(role, request.audience);
   if (audit) audit.audience = audiences;
-  const scope = allowedScopes(role, request.scope);
-  if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) x509Profile(deps, role);
-  const now = Math.floor(deps.now() / 1000);
-
-  const decision: Decision = policySet.decide(role, {
+  const input: RenderInput = {
     identity,
-    request: { audience: audiences, scope: request.scope, tokenType: request.requestedTokenType, ...(request.clientCert && { clientCert: request.clientCert }) },
-    now,
-  });
-  auditDecision(audit, role, decision);
-  if (decision.decision !== 'allow') {
-    // The audit event names the deciding statement and failing condition; this line has the whole trace.
-    deps.logger.info({ requestId: audit?.requestId, role: role.name, ...identityForLog(identity), decidedBy: decision.decidedBy, trace: decision.statements }, 'token exchange denied');
-    throw accessDenied(denialDescription(role, decision), { detail: { role: role.name, decidedBy: decision.decidedBy } });
-  }
-
-  if (request.requestedTokenType === TOKEN_TYPE_X509_SVID) {
-    const response = await issueSvid(deps, role, identity, request);
-    deps.metrics?.certificatesIssued.inc({ role: role.name });
-    auditIssued(audit, { credential: response.access_token, exp: Math.floor(deps.now() / 1000) + response.expires_in });
-    return { role: role.name, body: response };
-  }
-
-  const lifetime = Math.min(request.durationSeconds ?? role.issue.defaultLifetime, role.issue.maxLifetime);
-  const key = await deps.keys.signingKey(role.issue.algorithm);
-  const issued = await issueJwt({ key, issuer: deps.issuer, role, identity, audience: audiences, lifetimeSeconds: lifetime, scope, actor, now });
-  auditIssued(audit, { credential: issued.token, exp: issued.expiresAt, jti: issued.jti });
-  if (actor) deps.logger.info({ requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster }, 'token exchange with an actor');
-  const isAccessToken = request.requestedTokenType === TOKEN_TYPE_ACCESS_TOKEN;
-  const body: ExchangeResponse = {
-    access_token: issued.token,
-    issued_token_type: request.requestedTokenType,
-    // RFC 8693 §2.2.1: "N_A" when the issued token is not an access token.
-    token_type: isAccessToken ? 'Bearer' : 'N_A',
-    expires_in: lifetime,
-    ...(scope.length > 0 && { scope: scope.join(' ') }),
+    audiences,
+    scope: allowedScopes(role, request.scope),
+    ...(request.durationSeconds !== undefined && { durationSeconds: request.durationSeconds }),
+    ...(request.csr !== undefined && { csr: request.csr }),
+    ...(actor && { actor }),
   };
-  return { role: role.name, body };
-}
+  const registered = issuerFor(deps.issuers, role, request.requestedTokenType);
+  decideOrRefuse(deps, policySet, role, request, input, audit);
 
-function x509Profile(deps: ExchangeDeps, role: CompiledRole) {
-  const profile = role.issue.x509;
-  if (!profile) throw invalidRequest(`role ${role.name} does not issue x509-svid credentials`);
-  if (!deps.svids) throw invalidRequest('this broker does not issue x509-svid credentials');
-  return { profile, svids: deps.svids };
-}
-
-async function issueSvid(deps: ExchangeDeps, role: CompiledRole, identity: WorkloadIdentity, request: TokenExchangeRequest): Promise<ExchangeResponse> {
-  const { profile, svids } = x509Profile(deps, role);
-  const vars = templateVars(identity);
-  const ttlSeconds = Math.min(request.durationSeconds ?? profile.maxTtl, profile.maxTtl);
-  // Read before issuing: a second ticking over during issuance must not shorten the answer to 599.
-  const issuedAt = Math.floor(deps.now() / 1000);
-  const svid = await svids.issueSvid({
-    csr: request.csr as string,
-    spiffeId: profile.spiffeId(vars),
-    dnsNames: profile.dnsNames.map((template) => template(vars)).filter((name) => name !== ''),
-    ttlSeconds,
-  });
-  return {
-    access_token: svid.certificatePem,
-    issued_token_type: TOKEN_TYPE_X509_SVID,
-    token_type: 'N_A',
-    expires_in: Math.max(0, Math.min(ttlSeconds, svid.expiresAt - issuedAt)),
-    certificate: svid.certificatePem,
-    certificate_chain: svid.chainPem,
-    trust_bundle: svid.trustBundlePem,
-  };
+  const credential = await issue(registered.issuer, role, input);
+  if (credential.fields.certificate !== undefined) deps.metrics?.certificatesIssued.inc({ role: role.name });
+  auditIssued(audit, { credential: credential.fields.access_token, exp: credential.expiresAt, jti: credential.jti });
+  if (actor)
+    deps.logger.info({ requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster }, 'token exchange with an actor');
+  const { access_token, ...fields } = credential.fields;
+  return { role: role.name, body: { access_token, issued_token_type: registered.tokenType, token_type: registered.bearer, ...fields } };
 }

@@ -18,7 +18,7 @@ import { parseTokenExchange } from './request.js';
 export { parseTokenExchange, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID } from './request.js';
 export type { TokenExchangeRequest } from './request.js';
 export { exchangeToken } from './exchange.js';
-export type { ExchangeDeps, ExchangeResponse, SvidIssuer } from './exchange.js';
+export type { ExchangeDeps, ExchangeResponse } from './exchange.js';
 export { discoveryDocument } from './discovery.js';
 export { auditExchange, auditIdentity, auditDecision, auditIssued, type ExchangeAudit } from './audit.js';
 export { selectRole } from './select-role.js';
@@ -38,6 +38,8 @@ export interface Readiness {
 }
 
 export interface StsDeps extends ExchangeDeps {
+  /** The broker's issuer, for the discovery document. */
+  issuer: string;
   algorithms: readonly JwsAlgorithm[];
   /** Public signing keys for `/.well-known/jwks.json`. */
   jwks: () => Promise<{ keys: JWK[] }>;

@@ -8,6 +8,7 @@ export { lintDirectory, type LintResult, type LintOptions } from './lint.js';
 export { formatProblem, type Problem } from './source.js';
 export { policyFileSchema, policyJsonSchema, HARD_MAX_LIFETIME, API_VERSION } from './schema.js';
 export { templateVars, compileTemplate, TEMPLATE_VARIABLES } from './template.js';
+export { renderIssueRequest, roleIssues, type RenderInput } from './render.js';
 export { AWS_TAGS_CLAIM, AWS_TAG_LIMITS } from './session-tags.js';
 export { offlineIdentity, formatExplain, explainJson, clusterFor } from './explain.js';
 export { whoCan, formatWhoCan } from './who-can.js';

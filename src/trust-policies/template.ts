@@ -82,8 +82,13 @@ const CONTEXT_RULES: Record<Exclude<TemplateContext, 'text'>, { field: string; p
   subject: { field: 'subject', problem: (name, value) => (name === 'sub' || !value.includes(':') ? undefined : 'contains ":"') },
 };
 
-const asText = (value: unknown): string =>
-  value === undefined || value === null ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+/** A claim value as text: values come from JSON, so anything else (a function, a symbol) renders empty. */
+function asText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (value !== null && typeof value === 'object') return JSON.stringify(value);
+  return '';
+}
 
 /**
  * A string template; a string result is the compile error. In a `context` other than `text`,
@@ -104,6 +109,7 @@ export function compileTemplate(text: string, context: TemplateContext = 'text')
     const problem = rules?.problem(part.name, value);
     if (rules && problem) {
       throw invalidRequest(`the token's value of {{${part.name}}} cannot be used in the role's ${rules.field}: it ${problem}`, {
+        reason: 'template_value_unsafe',
         detail: { variable: part.name, field: rules.field },
       });
     }

@@ -22,17 +22,46 @@ const path = (name: string) => join(workspace.dir, name);
 let provider: KeyProvider;
 let config: Config;
 
-const CA_EXTENSIONS = ['[v3]', 'basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash', 'authorityKeyIdentifier=keyid', ''].join('\n');
+const CA_EXTENSIONS = [
+  '[v3]',
+  'basicConstraints=critical,CA:TRUE',
+  'keyUsage=critical,keyCertSign,cRLSign',
+  'subjectKeyIdentifier=hash',
+  'authorityKeyIdentifier=keyid',
+  '',
+].join('\n');
 const LEAF_EXTENSIONS = ['[v3]', 'basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', ''].join('\n');
 
 function signWith(issuer: 'root' | 'sub', csrFile: string, outFile: string, extensions = CA_EXTENSIONS): void {
   writeFiles(workspace.dir, { 'ext.cnf': extensions });
-  openssl(['x509', '-req', '-in', csrFile, '-CA', path(`${issuer}.pem`), '-CAkey', path(`${issuer}.key`), '-CAcreateserial', '-days', '30', '-extfile', path('ext.cnf'), '-extensions', 'v3', '-out', outFile]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    csrFile,
+    '-CA',
+    path(`${issuer}.pem`),
+    '-CAkey',
+    path(`${issuer}.key`),
+    '-CAcreateserial',
+    '-days',
+    '30',
+    '-extfile',
+    path('ext.cnf'),
+    '-extensions',
+    'v3',
+    '-out',
+    outFile,
+  ]);
 }
 
 async function ca(...args: string[]): Promise<string> {
   const program = new Command().exitOverride();
-  registerCaCommands(program, () => config, async () => ({ ...provider, close: async () => {} }));
+  registerCaCommands(
+    program,
+    () => config,
+    () => Promise.resolve({ ...provider, close: () => Promise.resolve() }),
+  );
   const writes: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     writes.push(String(chunk));
@@ -54,8 +83,40 @@ beforeAll(async () => {
     keys: { provider: 'local', dir: path('keys') },
     x509: { trustDomain: 'example.org', dir: path('ca') },
   });
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384', '-nodes', '-keyout', path('root.key'), '-subj', '/CN=Enterprise Root/O=Corp', '-days', '60', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', path('root.pem')]);
-  openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', path('sub.key'), '-subj', '/CN=Issuing Sub CA/O=Corp', '-out', path('sub.csr')]);
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-384',
+    '-nodes',
+    '-keyout',
+    path('root.key'),
+    '-subj',
+    '/CN=Enterprise Root/O=Corp',
+    '-days',
+    '60',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-out',
+    path('root.pem'),
+  ]);
+  openssl([
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    path('sub.key'),
+    '-subj',
+    '/CN=Issuing Sub CA/O=Corp',
+    '-out',
+    path('sub.csr'),
+  ]);
   signWith('root', path('sub.csr'), path('sub.pem'));
   writeFiles(workspace.dir, { 'chain.pem': readFileSync(path('sub.pem'), 'utf8') + readFileSync(path('root.pem'), 'utf8') });
 });
@@ -76,15 +137,30 @@ describe('tessera ca csr + ca import', () => {
   });
 
   it.each([
-    ['fail/not-a-ca-certificate', () => signWith('sub', path('tessera.csr'), path('bad.pem'), LEAF_EXTENSIONS), ['import', path('bad.pem'), '--chain', path('chain.pem')], 'the certificate is not a CA certificate (basicConstraints CA:TRUE missing)'],
+    [
+      'fail/not-a-ca-certificate',
+      () => signWith('sub', path('tessera.csr'), path('bad.pem'), LEAF_EXTENSIONS),
+      ['import', path('bad.pem'), '--chain', path('chain.pem')],
+      'the certificate is not a CA certificate (basicConstraints CA:TRUE missing)',
+    ],
     [
       'fail/certificate-for-another-key',
       () => signWith('sub', opensslCsrFile(), path('bad.pem')),
       ['import', path('bad.pem'), '--chain', path('chain.pem')],
       'the certificate is not for the x509-ca key of this key provider (public keys differ); make it from `tessera ca csr`',
     ],
-    ['fail/chain-missing', () => signWith('sub', path('tessera.csr'), path('bad.pem')), ['import', path('bad.pem')], 'no certificate in the chain issued "CN=Tessera intermediate CA example.org, O=Tessera"; pass its issuer chain up to the root with --chain'],
-    ['fail/chain-without-root', () => signWith('sub', path('tessera.csr'), path('bad.pem')), ['import', path('bad.pem'), '--chain', path('sub.pem')], 'no certificate in the chain issued "CN=Issuing Sub CA, O=Corp"; pass its issuer chain up to the root with --chain'],
+    [
+      'fail/chain-missing',
+      () => signWith('sub', path('tessera.csr'), path('bad.pem')),
+      ['import', path('bad.pem')],
+      'no certificate in the chain issued "CN=Tessera intermediate CA example.org, O=Tessera"; pass its issuer chain up to the root with --chain',
+    ],
+    [
+      'fail/chain-without-root',
+      () => signWith('sub', path('tessera.csr'), path('bad.pem')),
+      ['import', path('bad.pem'), '--chain', path('sub.pem')],
+      'no certificate in the chain issued "CN=Issuing Sub CA, O=Corp"; pass its issuer chain up to the root with --chain',
+    ],
   ])('%s', async (_name, prepare, args, message) => {
     prepare();
     await expect(ca(...args)).rejects.toThrow(message);
@@ -96,20 +172,30 @@ describe('tessera ca csr + ca import', () => {
     expect(imported).toContain('(chain of 2 above it)');
 
     const authority = await createX509Authority({ provider, config: config.x509, keysDir: config.keys.dir, logger: silentLogger() });
-    const svid = await authority.issueSvid({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 600 });
+    const svid = await authority.issue({
+      csr: opensslCsr(workspace.dir, EC_P256).csrPem,
+      spiffeId: 'spiffe://example.org/ns/a/sa/b',
+      dnsNames: [],
+      ttlSeconds: 600,
+    });
     const pem = (name: string) => readFileSync(path(name), 'utf8');
     const normal = (text: string) => new x509.X509Certificate(text).toString('pem');
-    expect(svid.chainPem.slice(1).map(normal)).toEqual([normal(pem('tessera.pem')), normal(pem('sub.pem'))]);
-    expect(svid.trustBundlePem.map(normal)).toEqual([normal(pem('root.pem'))]);
-    expect((await authority.trustBundle()).pem).toBe(svid.trustBundlePem.join(''));
+    expect(svid.fields.certificate_chain.slice(1).map(normal)).toEqual([normal(pem('tessera.pem')), normal(pem('sub.pem'))]);
+    expect(svid.fields.trust_bundle.map(normal)).toEqual([normal(pem('root.pem'))]);
+    expect((await authority.trustBundle()).pem).toBe(svid.fields.trust_bundle.join(''));
 
-    const files = writeFiles(workspace.dir, { 'leaf.pem': svid.certificatePem, 'untrusted.pem': svid.chainPem.slice(1).join('') });
-    expect(openssl(['verify', '-purpose', 'sslclient', '-CAfile', path('root.pem'), '-untrusted', files['untrusted.pem']!, files['leaf.pem']!])).toBe(`${files['leaf.pem']}: OK\n`);
+    const files = writeFiles(workspace.dir, {
+      'leaf.pem': svid.fields.certificate,
+      'untrusted.pem': svid.fields.certificate_chain.slice(1).join(''),
+    });
+    expect(
+      openssl(['verify', '-purpose', 'sslclient', '-CAfile', path('root.pem'), '-untrusted', files['untrusted.pem']!, files['leaf.pem']!]),
+    ).toBe(`${files['leaf.pem']}: OK\n`);
     // Without the intermediates the leaf does not verify: the chain is really needed.
     expect(() => openssl(['verify', '-CAfile', path('root.pem'), files['leaf.pem']!])).toThrow();
 
     const shown = await ca('show');
-    expect(shown).toContain('key:         matches the local provider\'s x509-ca key');
+    expect(shown).toContain("key:         matches the local provider's x509-ca key");
     expect(shown).toContain('chain[1] (root):\nsubject:     CN=Enterprise Root, O=Corp');
   });
 });

@@ -32,7 +32,8 @@ export async function createSelfSignedCa(options: { key: SigningKey; trustDomain
   const bridged = bridgeKey(options.key);
   const name = caName(options.trustDomain, 'root');
   const serial = randomBytes(16);
-  serial[0] = (serial[0]! & 0x7f) | 0x40;
+  // Positive and a full 16 bytes: the top bit clear, the next one set.
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40;
   const ski = hex(spkiKeyIdentifier(bridged.spki));
   const certificate = await x509.X509CertificateGenerator.create(
     {

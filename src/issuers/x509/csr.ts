@@ -1,4 +1,4 @@
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { invalidRequest } from '../../errors.js';
 import { DerError, children, expectTlv, oid, positiveIntegerContent, sequence, type Tlv } from './der.js';
 import { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
@@ -10,8 +10,7 @@ import { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
  * parsed past and never read: the leaf's contents come from the role, not the requester.
  *
  * Hand-rolled DER instead of @peculiar/asn1-csr: parsing there costs ~150 µs a request,
- * here ~5 µs, and the EC key is imported from its coordinates (JWK), which skips
- * OpenSSL's slow SPKI decoder.
+ * here ~5 µs; the key is imported once, from the checked SPKI as PEM text (see spkiKey).
  */
 
 export type CsrKeyType = 'ec' | 'rsa';
@@ -24,7 +23,8 @@ export interface VerifiedCsr {
   keyType: CsrKeyType;
   /** `P-256` / `P-384`, or `RSA-<bits>`. */
   keyDescription: string;
-  publicKey: KeyObject;
+  /** The SPKI as PEM text: the form OpenSSL imports fastest (see pemOf). */
+  publicKeyPem: string;
 }
 
 /** The largest CSR accepted, to bound parsing and RSA verification cost. */
@@ -41,22 +41,35 @@ const RSA_ALGORITHM = hex(sequence(oid('1.2.840.113549.1.1.1'), Uint8Array.of(0x
 const NULL = Uint8Array.of(0x05, 0x00);
 
 const SIGNATURE_ALGORITHMS = new Map<string, { keyType: CsrKeyType; hash: string }>();
-for (const [dotted, hash] of [['1.2.840.10045.4.3.2', 'sha256'], ['1.2.840.10045.4.3.3', 'sha384'], ['1.2.840.10045.4.3.4', 'sha512']] as const) {
+for (const [dotted, hash] of [
+  ['1.2.840.10045.4.3.2', 'sha256'],
+  ['1.2.840.10045.4.3.3', 'sha384'],
+  ['1.2.840.10045.4.3.4', 'sha512'],
+] as const) {
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'ec', hash });
 }
-for (const [dotted, hash] of [['1.2.840.113549.1.1.11', 'sha256'], ['1.2.840.113549.1.1.12', 'sha384'], ['1.2.840.113549.1.1.13', 'sha512']] as const) {
+for (const [dotted, hash] of [
+  ['1.2.840.113549.1.1.11', 'sha256'],
+  ['1.2.840.113549.1.1.12', 'sha384'],
+  ['1.2.840.113549.1.1.13', 'sha512'],
+] as const) {
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted), NULL)), { keyType: 'rsa', hash });
   SIGNATURE_ALGORITHMS.set(hex(sequence(oid(dotted))), { keyType: 'rsa', hash });
 }
 
-const malformed = (reason: string) =>
-  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', { detail: { reason } });
+const malformed = (problem: string, cause?: unknown) =>
+  invalidRequest('csr is not a valid PKCS#10 certificate request (PEM or base64url DER)', {
+    reason: 'malformed_csr',
+    detail: { problem },
+    cause,
+  });
+const keyNotAllowed = (description: string) => invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
 
 /** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
 export function decodeCsrInput(input: string): Uint8Array {
   const text = input.trim();
   const pem = /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END (?:NEW )?CERTIFICATE REQUEST-----$/.exec(text);
-  const body = pem ? pem[1]!.replace(/\s+/g, '') : text;
+  const body = pem ? (pem[1] ?? '').replace(/\s+/g, '') : text;
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(body)) throw malformed('not PEM or base64url');
   const der = new Uint8Array(Buffer.from(body, 'base64'));
   if (der.length === 0 || der.length > MAX_CSR_BYTES) throw malformed(`size ${der.length} bytes`);
@@ -76,11 +89,13 @@ export function verifyCsr(input: string): VerifiedCsr {
   const key = readKey(der, parts.spki);
   const algorithm = SIGNATURE_ALGORITHMS.get(hex(der.subarray(parts.algorithm.start, parts.algorithm.end)));
   if (!algorithm || algorithm.keyType !== key.keyType) {
-    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)');
+    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)', {
+      reason: 'csr_signature_algorithm_not_allowed',
+    });
   }
   const signed = der.subarray(parts.info.start, parts.info.end);
   if (!signatureVerifies(algorithm.hash, signed, key, parts.signature)) {
-    throw invalidRequest('csr signature does not verify (proof of possession failed)');
+    throw invalidRequest('csr signature does not verify (proof of possession failed)', { reason: 'csr_signature_invalid' });
   }
   return key;
 }
@@ -91,14 +106,19 @@ function splitCsr(der: Uint8Array): { info: Tlv; spki: Tlv; algorithm: Tlv; sign
   const [info, algorithm, signatureBits, ...extra] = children(der, outer);
   if (!info || !algorithm || !signatureBits || extra.length) throw new DerError('CertificationRequest must have 3 parts');
   if (info.tag !== 0x30 || algorithm.tag !== 0x30 || signatureBits.tag !== 0x03) throw new DerError('bad CertificationRequest tags');
+  if (der[signatureBits.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
+  return { info, spki: requestedKey(der, info), algorithm, signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end) };
+}
+
+/** The SubjectPublicKeyInfo of a CertificationRequestInfo; the subject and attributes are only checked to be well-formed. */
+function requestedKey(der: Uint8Array, info: Tlv): Tlv {
   const [version, subject, spki, attributes, ...rest] = children(der, info);
   if (!version || !subject || !spki || !attributes || rest.length) throw new DerError('CertificationRequestInfo must have 4 parts');
   if (hex(der.subarray(version.start, version.end)) !== '020100') throw new DerError('version must be 0');
   if (subject.tag !== 0x30 || spki.tag !== 0x30 || attributes.tag !== 0xa0) throw new DerError('bad CertificationRequestInfo tags');
   children(der, subject);
   children(der, attributes);
-  if (der[signatureBits.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
-  return { info, spki, algorithm, signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end) };
+  return spki;
 }
 
 interface KeyWithSize extends VerifiedCsr {
@@ -109,9 +129,10 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   let algorithm: Tlv;
   let bits: Tlv;
   try {
-    const parts = children(der, spkiTlv);
-    if (parts.length !== 2 || parts[0]!.tag !== 0x30 || parts[1]!.tag !== 0x03) throw new DerError('bad SubjectPublicKeyInfo');
-    [algorithm, bits] = parts as [Tlv, Tlv];
+    const [algorithmPart, bitsPart, ...extra] = children(der, spkiTlv);
+    if (!algorithmPart || !bitsPart || extra.length || algorithmPart.tag !== 0x30 || bitsPart.tag !== 0x03)
+      throw new DerError('bad SubjectPublicKeyInfo');
+    [algorithm, bits] = [algorithmPart, bitsPart];
     if (der[bits.contentStart] !== 0) throw new DerError('key BIT STRING has unused bits');
   } catch (error) {
     if (error instanceof DerError) throw malformed(error.message);
@@ -122,63 +143,67 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   const algorithmHex = hex(der.subarray(algorithm.start, algorithm.end));
   const curve = EC_CURVES.get(algorithmHex);
   if (curve) {
-    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKey: ecKey(spki, publicKeyBits, curve) };
+    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKeyPem: pemOf(spki) };
   }
   if (algorithmHex === RSA_ALGORITHM) {
-    const { publicKey, modulusBits } = rsaKey(publicKeyBits);
-    return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKey };
+    const modulusBits = rsaModulusBits(publicKeyBits);
+    return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKeyPem: pemOf(spki) };
   }
   if (algorithmHex.slice(4).startsWith(hex(EC_PUBLIC_KEY))) {
-    throw invalidRequest('csr key is not allowed: EC keys must use curve P-256 or P-384');
+    throw keyNotAllowed('EC keys must use curve P-256 or P-384');
   }
-  throw invalidRequest('csr key is not allowed: only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted');
+  throw keyNotAllowed('only EC P-256/P-384 and RSA (2048 bits or more) keys are accepted');
 }
 
-function ecKey(spki: Uint8Array, point: Uint8Array, curve: { crv: string; size: number }): KeyObject {
-  try {
-    if (point.length === 1 + 2 * curve.size && point[0] === 0x04) {
-      const x = Buffer.from(point.subarray(1, 1 + curve.size)).toString('base64url');
-      const y = Buffer.from(point.subarray(1 + curve.size)).toString('base64url');
-      return createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' });
-    }
-    return createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
-  } catch (cause) {
-    throw invalidRequest('csr public key is not a valid EC point', { cause });
-  }
+/**
+ * The SPKI as PEM text. The key is imported by the signature check itself, from PEM: OpenSSL's
+ * PEM reader goes straight to the SubjectPublicKeyInfo decoder, where DER bytes and JWK objects
+ * cost three to four times as much (Node probes the key input and OpenSSL tries its decoders in
+ * turn), and no KeyObject is left for the garbage collector to finalise. The point is still
+ * checked to be on its curve, and the key is exactly the one the leaf will carry.
+ */
+function pemOf(spki: Uint8Array): string {
+  return `-----BEGIN PUBLIC KEY-----\n${Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength).toString('base64')}\n-----END PUBLIC KEY-----\n`;
 }
 
-function rsaKey(bits: Uint8Array): { publicKey: KeyObject; modulusBits: number } {
+/** Checks an RSAPublicKey's size and exponent; returns the modulus size in bits. */
+function rsaModulusBits(bits: Uint8Array): number {
   let modulus: Uint8Array;
   let exponent: Uint8Array;
   try {
     const outer = expectTlv(bits, 0, 0x30);
     if (outer.end !== bits.length) throw new DerError('trailing bytes in RSA key');
-    const parts = children(bits, outer);
-    if (parts.length !== 2) throw new DerError('RSA key must hold n and e');
-    modulus = positiveIntegerContent(bits, parts[0]!);
-    exponent = positiveIntegerContent(bits, parts[1]!);
+    const [n, e, ...extra] = children(bits, outer);
+    if (!n || !e || extra.length) throw new DerError('RSA key must hold n and e');
+    modulus = positiveIntegerContent(bits, n);
+    exponent = positiveIntegerContent(bits, e);
   } catch (error) {
     if (error instanceof DerError) throw malformed(error.message);
     throw error;
   }
-  const modulusBits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]!));
-  if (modulusBits < 2048) throw invalidRequest(`csr key is not allowed: RSA keys must be at least 2048 bits (got ${modulusBits})`);
-  if (modulusBits > 8192) throw invalidRequest(`csr key is not allowed: RSA keys must be at most 8192 bits (got ${modulusBits})`);
-  if (hex(exponent) !== '010001') throw invalidRequest('csr key is not allowed: RSA public exponent must be 65537');
-  const n = Buffer.from(modulus).toString('base64url');
-  return { publicKey: createPublicKey({ key: { kty: 'RSA', n, e: 'AQAB' }, format: 'jwk' }), modulusBits };
+  // positiveIntegerContent never returns an empty magnitude; the fallback only satisfies the type.
+  const modulusBits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0] ?? 0));
+  if (modulusBits < 2048) throw keyNotAllowed(`RSA keys must be at least 2048 bits (got ${modulusBits})`);
+  if (modulusBits > 8192) throw keyNotAllowed(`RSA keys must be at most 8192 bits (got ${modulusBits})`);
+  if (hex(exponent) !== '010001') throw keyNotAllowed('RSA public exponent must be 65537');
+  return modulusBits;
 }
 
 function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, signature: Uint8Array): boolean {
-  if (key.keyType === 'rsa') return verify(hash, signed, key.publicKey, signature);
-  let canonical: Uint8Array;
-  try {
-    // The strict parse refuses BER; the re-encoding hands OpenSSL exactly one DER form. A bare
-    // KeyObject: Node 24 probes a `{ key, dsaEncoding }` object with two caught exceptions.
-    canonical = ecdsaRawToDer(ecdsaDerToRaw(signature, key.ecSize));
-  } catch {
-    return false;
+  let canonical = signature;
+  if (key.keyType === 'ec') {
+    try {
+      // The strict parse refuses BER; the re-encoding hands OpenSSL exactly one DER form.
+      canonical = ecdsaRawToDer(ecdsaDerToRaw(signature, key.ecSize));
+    } catch {
+      return false;
+    }
   }
-  return verify(hash, signed, key.publicKey, canonical);
+  try {
+    return verify(hash, signed, key.publicKeyPem, canonical);
+  } catch (cause) {
+    // The key did not import: the signature was never checked.
+    if (key.keyType === 'ec') throw invalidRequest('csr public key is not a valid EC point', { reason: 'malformed_csr', cause });
+    throw malformed('RSA key does not import', cause);
+  }
 }
-

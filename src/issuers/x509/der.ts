@@ -22,21 +22,28 @@ export class DerError extends Error {
   }
 }
 
+/** The byte at `index`, or a DerError when the input ends before it. */
+function byteAt(buffer: Uint8Array, index: number): number {
+  const byte = buffer[index];
+  if (byte === undefined) throw new DerError('truncated');
+  return byte;
+}
+
 /** Reads one TLV at `offset`; multi-byte tags are not used by anything we parse. */
 export function readTlv(buffer: Uint8Array, offset: number, limit = buffer.length): Tlv {
   if (offset + 2 > limit) throw new DerError('truncated');
-  const tag = buffer[offset]!;
+  const tag = byteAt(buffer, offset);
   if ((tag & 0x1f) === 0x1f) throw new DerError('multi-byte tags are not supported');
-  let length = buffer[offset + 1]!;
+  let length = byteAt(buffer, offset + 1);
   let contentStart = offset + 2;
   if (length & 0x80) {
     const count = length & 0x7f;
     if (count === 0) throw new DerError('indefinite length');
     if (count > 4) throw new DerError('length too large');
     if (contentStart + count > limit) throw new DerError('truncated');
-    length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + buffer[contentStart + i]!;
     if (buffer[contentStart] === 0) throw new DerError('non-minimal length');
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + byteAt(buffer, contentStart + i);
     if (length < 0x80) throw new DerError('non-minimal length');
     contentStart += count;
   }
@@ -68,10 +75,12 @@ export function children(buffer: Uint8Array, parent: Tlv): Tlv[] {
 export function positiveIntegerContent(buffer: Uint8Array, tlv: Tlv): Uint8Array {
   if (tlv.tag !== 0x02) throw new DerError('expected INTEGER');
   const content = buffer.subarray(tlv.contentStart, tlv.end);
-  if (content.length === 0) throw new DerError('empty INTEGER');
-  if (content[0]! & 0x80) throw new DerError('negative INTEGER');
-  if (content[0] === 0 && content.length > 1 && !(content[1]! & 0x80)) throw new DerError('non-minimal INTEGER');
-  const magnitude = content[0] === 0 ? content.subarray(1) : content;
+  const first = content[0];
+  if (first === undefined) throw new DerError('empty INTEGER');
+  if (first & 0x80) throw new DerError('negative INTEGER');
+  const second = content[1];
+  if (first === 0 && second !== undefined && !(second & 0x80)) throw new DerError('non-minimal INTEGER');
+  const magnitude = first === 0 ? content.subarray(1) : content;
   if (magnitude.length === 0) throw new DerError('zero INTEGER');
   return magnitude;
 }
@@ -106,14 +115,18 @@ export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
   let start = 0;
   while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
   const trimmed = magnitude.subarray(start);
-  return trimmed[0]! & 0x80 ? tlv(0x02, Uint8Array.of(0), trimmed) : tlv(0x02, trimmed);
+  const top = trimmed[0];
+  if (top === undefined) throw new DerError('empty INTEGER');
+  return top & 0x80 ? tlv(0x02, Uint8Array.of(0), trimmed) : tlv(0x02, trimmed);
 }
 
 /** OBJECT IDENTIFIER from dotted form; used once per process to build templates. */
 export function oid(dotted: string): Uint8Array {
-  const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [arcs[0]! * 40 + arcs[1]!];
-  for (const arc of arcs.slice(2)) {
+  const [first, second, ...rest] = dotted.split('.').map(Number);
+  if (first === undefined || second === undefined || ![first, second, ...rest].every(Number.isSafeInteger))
+    throw new Error(`invalid OID ${dotted}`);
+  const bytes: number[] = [first * 40 + second];
+  for (const arc of rest) {
     const chunk: number[] = [arc & 0x7f];
     for (let rest = Math.floor(arc / 128); rest > 0; rest = Math.floor(rest / 128)) chunk.unshift((rest & 0x7f) | 0x80);
     bytes.push(...chunk);
@@ -142,5 +155,5 @@ export function toPem(der: Uint8Array, label = 'CERTIFICATE'): string {
 /** Every PEM block with `label` in `text`, as DER. */
 export function pemBlocks(text: string, label = 'CERTIFICATE'): Uint8Array[] {
   const pattern = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+?)-----END ${label}-----`, 'g');
-  return [...text.matchAll(pattern)].map((match) => new Uint8Array(Buffer.from(match[1]!.replace(/\s+/g, ''), 'base64')));
+  return [...text.matchAll(pattern)].map(([, body = '']) => new Uint8Array(Buffer.from(body.replace(/\s+/g, ''), 'base64')));
 }

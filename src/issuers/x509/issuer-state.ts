@@ -42,9 +42,10 @@ export function issuerStateFor(stored: StoredCa, key: SigningKey): IssuerState {
   }
   const skiExtension = certificate.getExtension(x509.SubjectKeyIdentifierExtension);
   const caKeyId = skiExtension ? Buffer.from(skiExtension.keyId, 'hex') : keyIdentifier(subjectPublicKeyBits(certificateSpki));
-  const isRoot = stored.chain.length === 0;
-  const roots = isRoot ? [stored.certificate] : [stored.chain[stored.chain.length - 1]!];
-  const intermediates = isRoot ? [] : [stored.certificate, ...stored.chain.slice(0, -1)];
+  // The chain ends with the root; without one, the CA certificate is itself the root.
+  const root = stored.chain.at(-1);
+  const roots = root ? [root] : [stored.certificate];
+  const intermediates = root ? [stored.certificate, ...stored.chain.slice(0, -1)] : [];
   return {
     parts: {
       signatureAlgorithm,

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 import type { JwsAlgorithm, SigningKey } from '../../keys/types.js';
 import { oid, sequence, time, tlv } from './der.js';
 import { ecdsaRawToDer } from './ecdsa-signature.js';
@@ -59,11 +59,26 @@ export function authorityKeyIdentifierExtension(caKeyIdentifier: Uint8Array): Ui
   return extension('2.5.29.35', false, sequence(tlv(0x80, caKeyIdentifier)));
 }
 
+/**
+ * Serials are cut from a pool filled 256 at a time: one CSPRNG call per 256 certificates instead
+ * of one (about 10 µs) per certificate. Each slice is handed out once.
+ */
+const SERIAL_BYTES = 16;
+const serialPool = Buffer.alloc(SERIAL_BYTES * 256);
+let serialOffset = serialPool.length;
+
 /** A random positive serial of exactly 128 bits (top bit set, so always 17 DER content bytes). */
 function serialNumber(): Uint8Array {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] ?? 0) | 0x80;
-  return tlv(0x02, Uint8Array.of(0), bytes);
+  if (serialOffset === serialPool.length) {
+    randomFillSync(serialPool);
+    serialOffset = 0;
+  }
+  const serial = new Uint8Array(2 + 1 + SERIAL_BYTES);
+  serial.set([0x02, 1 + SERIAL_BYTES, 0x00]);
+  serial.set(serialPool.subarray(serialOffset, serialOffset + SERIAL_BYTES), 3);
+  serial[3] = (serial[3] ?? 0) | 0x80;
+  serialOffset += SERIAL_BYTES;
+  return serial;
 }
 
 function keyUsageExtension(usage: LeafProfile['keyUsage']): Uint8Array {

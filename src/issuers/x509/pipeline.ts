@@ -1,4 +1,5 @@
 import { invalidRequest, temporarilyUnavailable } from '../../errors.js';
+import type { SvidRequest } from '../types.js';
 import type { CsrKeyType, VerifiedCsr } from './csr.js';
 import { dnsNameProblem, spiffeIdProblem } from './spiffe.js';
 
@@ -9,17 +10,6 @@ import { dnsNameProblem, spiffeIdProblem } from './spiffe.js';
  * future modifier can produce a CA certificate, a second URI SAN, a foreign DNS name, or a
  * leaf that outlives its request or its CA.
  */
-
-export interface SvidRequest {
-  /** PKCS#10, PEM or base64url DER. */
-  csr: string;
-  /** Rendered from the role's `x509.spiffeId` template by the caller. */
-  spiffeId: string;
-  /** Rendered from the role's `x509.dnsNames`; the only DNS names the leaf may carry. */
-  dnsNames: string[];
-  /** Requested lifetime, already capped by the role's `x509.maxTtl`. */
-  ttlSeconds: number;
-}
 
 export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth';
 
@@ -70,14 +60,20 @@ export function leafTemplate(context: LeafContext): LeafProfile {
  * template and the token's claims, and may hold anything a claim held. The value goes to the log.
  */
 const badSpiffeId = (value: string, problem: string) =>
-  invalidRequest(`the role's x509.spiffeId does not render to a valid SPIFFE ID: it ${problem}`, { detail: { spiffeId: value.slice(0, 256) } });
+  invalidRequest(`the role's x509.spiffeId does not render to a valid SPIFFE ID: it ${problem}`, {
+    reason: 'invalid_spiffe_id',
+    detail: { spiffeId: value.slice(0, 256) },
+  });
 const badDnsName = (value: string, problem: string) =>
-  invalidRequest(`the role's x509.dnsNames do not render to valid DNS names: one ${problem}`, { detail: { dnsName: value.slice(0, 256) } });
+  invalidRequest(`the role's x509.dnsNames do not render to valid DNS names: one ${problem}`, {
+    reason: 'invalid_dns_name',
+    detail: { dnsName: value.slice(0, 256) },
+  });
 
 export const defaultValidators: readonly LeafValidator[] = [
   function lifetimeIsPositive(_profile, { request }) {
     if (!Number.isSafeInteger(request.ttlSeconds) || request.ttlSeconds < 1) {
-      throw invalidRequest('x509-svid lifetime must be a positive whole number of seconds');
+      throw invalidRequest('x509-svid lifetime must be a positive whole number of seconds', { reason: 'invalid_duration' });
     }
   },
   function spiffeIdIsValid(profile, { trustDomain }) {
@@ -115,7 +111,8 @@ const enforcers: readonly LeafModifier[] = [
   function lifetimeWithinRequestAndCa(profile, { request, now, ca }) {
     const notBefore = Math.max(profile.notBefore, now - BACKDATE_SECONDS, ca.notBefore);
     const notAfter = Math.min(profile.notAfter, now + request.ttlSeconds, ca.notAfter);
-    if (notAfter <= now) throw temporarilyUnavailable('the X.509 CA certificate has expired', { detail: { caNotAfter: ca.notAfter } });
+    if (notAfter <= now)
+      throw temporarilyUnavailable('the X.509 CA certificate has expired', { reason: 'ca_expired', detail: { caNotAfter: ca.notAfter } });
     return { ...profile, notBefore: Math.min(notBefore, now), notAfter };
   },
 ];

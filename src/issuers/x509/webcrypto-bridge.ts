@@ -43,11 +43,11 @@ export function bridgeKey(key: SigningKey): BridgedKey {
       if (cryptoKey !== keys.privateKey) throw new Error('bridge signs only with its own key');
       const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
       const signature = await key.sign(bytes);
-      return signature.slice().buffer as ArrayBuffer;
+      return signature.slice().buffer;
     },
-    async exportKey(format: string, cryptoKey: CryptoKey): Promise<ArrayBuffer> {
-      if (format !== 'spki' || cryptoKey.type !== 'public') throw new Error('bridge exports only the public key as spki');
-      return spki.slice().buffer as ArrayBuffer;
+    exportKey(format: string, cryptoKey: CryptoKey): Promise<ArrayBuffer> {
+      if (format !== 'spki' || cryptoKey.type !== 'public') return Promise.reject(new Error('bridge exports only the public key as spki'));
+      return Promise.resolve(spki.slice().buffer);
     },
     digest: (alg: webcrypto.AlgorithmIdentifier, data: BufferSource) => webcrypto.subtle.digest(alg, data),
     importKey: webcrypto.subtle.importKey.bind(webcrypto.subtle),
@@ -55,7 +55,7 @@ export function bridgeKey(key: SigningKey): BridgedKey {
   };
   const crypto = {
     subtle,
-    getRandomValues: <T extends ArrayBufferView | null>(array: T): T => webcrypto.getRandomValues(array as never) as T,
+    getRandomValues: <T extends ArrayBufferView | null>(array: T): T => webcrypto.getRandomValues(array as never),
   } as unknown as webcrypto.Crypto;
   return { crypto, keys, signingAlgorithm: { name: algorithm.name, hash: 'SHA-256' }, spki };
 }

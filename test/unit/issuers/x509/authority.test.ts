@@ -24,10 +24,14 @@ afterAll(async () => {
   workspace.cleanup();
 });
 
-async function failure(promise: Promise<unknown>): Promise<{ code: string; description: string }> {
-  const caught = await promise.then(() => undefined, (error: unknown) => error);
+async function failure(promise: Promise<unknown>): Promise<{ code: string; reason?: string; description: string }> {
+  const caught = await promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
   expect(caught).toBeInstanceOf(TesseraError);
-  return { code: (caught as TesseraError).code, description: (caught as TesseraError).description };
+  const { code, reason, description } = caught as TesseraError;
+  return { code, reason, description };
 }
 
 const request = () => ({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 600 });
@@ -37,14 +41,21 @@ describe('createX509Authority', () => {
     const dir = join(workspace.dir, 'auto');
     const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => NOW_MS });
     expect(authority.ready()).toBe(true);
-    expect((await authority.issueSvid(request())).expiresAt).toBe(NOW_MS / 1000 + 600);
+    expect((await authority.issue(request())).expiresAt).toBe(NOW_MS / 1000 + 600);
   });
 
   it('fail/no-ca-and-auto-init-off', async () => {
-    const authority = await createX509Authority({ provider, config: config(join(workspace.dir, 'none')), logger: silentLogger(), now: () => NOW_MS, autoInit: false });
+    const authority = await createX509Authority({
+      provider,
+      config: config(join(workspace.dir, 'none')),
+      logger: silentLogger(),
+      now: () => NOW_MS,
+      autoInit: false,
+    });
     expect(authority.ready()).toBe(false);
-    expect(await failure(authority.issueSvid(request()))).toEqual({
+    expect(await failure(authority.issue(request()))).toEqual({
       code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
       description: 'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)',
     });
     expect((await authority.trustBundle()).spiffe).toEqual({ keys: [], spiffe_refresh_hint: 300 });
@@ -52,12 +63,21 @@ describe('createX509Authority', () => {
 
   it('fail/ca-certificate-for-another-key', async () => {
     const dir = join(workspace.dir, 'mismatch');
-    const foreign = await createSelfSignedCa({ key: testSigningKey('ES256'), trustDomain: 'example.org', ttlSeconds: 86_400, now: NOW_MS / 1000 });
+    const foreign = await createSelfSignedCa({
+      key: testSigningKey('ES256'),
+      trustDomain: 'example.org',
+      ttlSeconds: 86_400,
+      now: NOW_MS / 1000,
+    });
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'ca.pem'), toPem(foreign.certificate));
     const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => NOW_MS });
     expect(authority.ready()).toBe(false);
-    expect(await failure(authority.issueSvid(request()))).toEqual({ code: 'temporarily_unavailable', description: 'the X.509 CA is misconfigured' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
+      description: 'the X.509 CA is misconfigured',
+    });
   });
 
   it('fail/ca-key-unreachable-then-recovers', async () => {
@@ -70,12 +90,20 @@ describe('createX509Authority', () => {
       now: () => clock,
     });
     expect(authority.ready()).toBe(false);
-    expect(await failure(authority.issueSvid(request()))).toEqual({ code: 'temporarily_unavailable', description: 'the X.509 CA key is unavailable' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
+      description: 'the X.509 CA key is unavailable',
+    });
     state.failing = false;
     clock += 5_000;
-    expect((await authority.issueSvid(request())).expiresAt).toBe(clock / 1000 + 600);
+    expect((await authority.issue(request())).expiresAt).toBe(clock / 1000 + 600);
     state.failing = true; // the key handle is cached, but signing fails: still a 503, not a 500
-    expect(await failure(authority.issueSvid(request()))).toEqual({ code: 'temporarily_unavailable', description: 'the X.509 CA key is unavailable' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_unavailable',
+      description: 'the X.509 CA key is unavailable',
+    });
   });
 
   it('fail/ca-expired', async () => {
@@ -83,6 +111,10 @@ describe('createX509Authority', () => {
     let clock = NOW_MS;
     const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => clock });
     clock += 86_400_000;
-    expect(await failure(authority.issueSvid(request()))).toEqual({ code: 'temporarily_unavailable', description: 'the X.509 CA certificate has expired' });
+    expect(await failure(authority.issue(request()))).toEqual({
+      code: 'temporarily_unavailable',
+      reason: 'ca_expired',
+      description: 'the X.509 CA certificate has expired',
+    });
   });
 });

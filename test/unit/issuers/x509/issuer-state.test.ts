@@ -41,7 +41,7 @@ interface Issuer {
   name: string;
   keys: webcrypto.CryptoKeyPair;
 }
-const issuerNamed = async (name: string): Promise<Issuer> => ({ name, keys: (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair });
+const issuerNamed = async (name: string): Promise<Issuer> => ({ name, keys: await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) });
 
 /** A CA certificate for `subject` valid until NOW + `days`, signed by `issuer` (itself when absent). */
 async function caCertificate(subject: string, publicKey: webcrypto.CryptoKey, days: number, issuer?: Issuer, selfKey?: webcrypto.CryptoKey): Promise<Uint8Array> {
@@ -94,7 +94,7 @@ describe('issuerStateFor: leaf lifetime cap', () => {
     writeFileSync(join(dir, 'ca.pem'), toPem(certificate));
     writeFileSync(join(dir, 'chain.pem'), chain.map((der) => toPem(der)).join(''));
     const authority = await createX509Authority({ provider, config: { trustDomain: 'example.org', caTtl: DAY, dir }, logger: silentLogger(), now: () => NOW * 1000, autoInit: false });
-    const issued = await authority.issueSvid({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 90 * DAY });
+    const issued = await authority.issue({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 90 * DAY });
     expect(issued.expiresAt).toBe(expectedNotAfter);
   });
 });

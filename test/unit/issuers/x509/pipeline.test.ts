@@ -5,7 +5,11 @@ import { buildLeafProfile, type LeafContext, type LeafModifier } from '../../../
 
 const NOW = 1_800_000_000;
 const csr = (keyType: 'ec' | 'rsa') => ({ keyType }) as VerifiedCsr;
-const context = (overrides: Partial<LeafContext['request']> = {}, keyType: 'ec' | 'rsa' = 'ec', caNotAfter = NOW + 86_400): LeafContext => ({
+const context = (
+  overrides: Partial<LeafContext['request']> = {},
+  keyType: 'ec' | 'rsa' = 'ec',
+  caNotAfter = NOW + 86_400,
+): LeafContext => ({
   request: { csr: '', spiffeId: 'spiffe://example.org/ns/prod/sa/orders', dnsNames: ['orders.prod.svc'], ttlSeconds: 3600, ...overrides },
   csr: csr(keyType),
   now: NOW,
@@ -26,7 +30,12 @@ const EC_PROFILE = {
 describe('buildLeafProfile', () => {
   it.each([
     ['ok/ec-template', context(), [], EC_PROFILE],
-    ['ok/rsa-adds-key-encipherment', context({}, 'rsa'), [], { ...EC_PROFILE, keyUsage: { digitalSignature: true, keyEncipherment: true } }],
+    [
+      'ok/rsa-adds-key-encipherment',
+      context({}, 'rsa'),
+      [],
+      { ...EC_PROFILE, keyUsage: { digitalSignature: true, keyEncipherment: true } },
+    ],
     ['ok/duplicate-dns-names-collapse', context({ dnsNames: ['orders.prod.svc', 'orders.prod.svc'] }), [], EC_PROFILE],
     ['ok/lifetime-capped-by-ca', context({}, 'ec', NOW + 600), [], { ...EC_PROFILE, notAfter: NOW + 600 }],
     ['ok/no-dns-names', context({ dnsNames: [] }), [], { ...EC_PROFILE, dnsNames: [] }],
@@ -47,19 +56,54 @@ describe('buildLeafProfile', () => {
       ] satisfies LeafModifier[],
       EC_PROFILE,
     ],
-    ['ok/modifier-may-shorten', context(), [(profile) => ({ ...profile, notAfter: NOW + 60 })] satisfies LeafModifier[], { ...EC_PROFILE, notAfter: NOW + 60 }],
+    [
+      'ok/modifier-may-shorten',
+      context(),
+      [(profile) => ({ ...profile, notAfter: NOW + 60 })] satisfies LeafModifier[],
+      { ...EC_PROFILE, notAfter: NOW + 60 },
+    ],
   ])('%s', (_name, leafContext, modifiers, expected) => {
     expect(buildLeafProfile(leafContext, { modifiers })).toEqual(expected);
   });
 
   it.each([
-    ['fail/foreign-trust-domain', context({ spiffeId: 'spiffe://evil.org/ns/a' }), 'invalid_request', "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must be in trust domain example.org"],
-    ['fail/spiffe-id-without-path', context({ spiffeId: 'spiffe://example.org' }), 'invalid_request', "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must have a path"],
-    ['fail/bad-dns-name', context({ dnsNames: ['Bad_Name'] }), 'invalid_request', "the role's x509.dnsNames do not render to valid DNS names: one must be lowercase letters, digits and hyphens in labels of 1 to 63 characters"],
-    ['fail/zero-ttl', context({ ttlSeconds: 0 }), 'invalid_request', 'x509-svid lifetime must be a positive whole number of seconds'],
-    ['fail/fractional-ttl', context({ ttlSeconds: 1.5 }), 'invalid_request', 'x509-svid lifetime must be a positive whole number of seconds'],
-    ['fail/ca-expired', context({}, 'ec', NOW), 'temporarily_unavailable', 'the X.509 CA certificate has expired'],
-  ])('%s', (_name, leafContext, code, description) => {
+    [
+      'fail/foreign-trust-domain',
+      context({ spiffeId: 'spiffe://evil.org/ns/a' }),
+      'invalid_request',
+      'invalid_spiffe_id',
+      "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must be in trust domain example.org",
+    ],
+    [
+      'fail/spiffe-id-without-path',
+      context({ spiffeId: 'spiffe://example.org' }),
+      'invalid_request',
+      'invalid_spiffe_id',
+      "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must have a path",
+    ],
+    [
+      'fail/bad-dns-name',
+      context({ dnsNames: ['Bad_Name'] }),
+      'invalid_request',
+      'invalid_dns_name',
+      "the role's x509.dnsNames do not render to valid DNS names: one must be lowercase letters, digits and hyphens in labels of 1 to 63 characters",
+    ],
+    [
+      'fail/zero-ttl',
+      context({ ttlSeconds: 0 }),
+      'invalid_request',
+      'invalid_duration',
+      'x509-svid lifetime must be a positive whole number of seconds',
+    ],
+    [
+      'fail/fractional-ttl',
+      context({ ttlSeconds: 1.5 }),
+      'invalid_request',
+      'invalid_duration',
+      'x509-svid lifetime must be a positive whole number of seconds',
+    ],
+    ['fail/ca-expired', context({}, 'ec', NOW), 'temporarily_unavailable', 'ca_expired', 'the X.509 CA certificate has expired'],
+  ])('%s', (_name, leafContext, code, reason, description) => {
     let caught: unknown;
     try {
       buildLeafProfile(leafContext);
@@ -67,7 +111,8 @@ describe('buildLeafProfile', () => {
       caught = error;
     }
     expect(caught).toBeInstanceOf(TesseraError);
-    expect({ code: (caught as TesseraError).code, description: (caught as TesseraError).description }).toEqual({ code, description });
+    const error = caught as TesseraError;
+    expect({ code: error.code, reason: error.reason, description: error.description }).toEqual({ code, reason, description });
   });
 
   it('fail/validator-option-refuses', () => {
