@@ -1,7 +1,7 @@
 /**
  * One error type for every failure a client can cause or see. Carries the RFC 6749 wire
  * `code`, the HTTP `status`, a client-safe `description`, and a log-only `detail`.
- * `src/sts/errors.ts` is the one place that turns it into an HTTP response.
+ * `src/sts/error-response.ts` is the one place that turns it into an HTTP response.
  *
  * @example
  *   throw invalidRequest('subject_token is expired', { exp: 1700000000 });
