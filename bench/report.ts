@@ -13,8 +13,11 @@ export interface ScenarioResult {
   non2xx?: number;
   total?: number;
   ratio?: number;
-  /** CPU time of the broker process (all threads) per exchange, µs. */
+  /** CPU time of the broker process (all threads; with --workers the primary and every worker) per exchange, µs. */
   cpuMicros?: number;
+  /** Cores the broker kept busy during the measurement, and the load generator (autocannon, this process). */
+  brokerCores?: number;
+  generatorCores?: number;
   skipped?: string;
 }
 
@@ -45,7 +48,7 @@ export interface BenchReport {
   headline?: {
     id: string;
     loadCurve: CurvePoint[];
-    rss: { afterExchanges: number; bytes?: number; laterExchanges: number; laterBytes?: number };
+    rss: { afterExchanges: number; bytes?: number; laterExchanges: number; laterBytes?: number; heapUsed?: number; laterHeapUsed?: number };
   };
   workersSupported: boolean;
 }
@@ -99,6 +102,16 @@ export function printReport(report: BenchReport): void {
   if (one && redis) console.log(`  Redis vs in-memory (JWT ES256):               ${fixed((redis / one) * 100)} %`);
   if (hsm && raw) console.log(`  HSM-signed JWT vs SoftHSM2 raw ES256 sign:     ${fixed((hsm / raw) * 100)} %`);
   console.log(`  --workers 2 vs one process:                   ${one && workers ? `${fixed(workers / one, 2)}×` : 'n/a'}`);
+  const oneRow = byId.get('jwt-es256');
+  const workersRow = byId.get('jwt-es256-workers2');
+  if (oneRow?.cpuMicros && workersRow?.cpuMicros) {
+    // Exchanges per broker CPU-second: whether a second process loses efficiency, whatever cores it got.
+    console.log(`  exchanges per broker CPU-second:              one process ${fixed(1e6 / oneRow.cpuMicros)}, --workers 2 ${fixed(1e6 / workersRow.cpuMicros)}`);
+    console.log(
+      `  cores busy (broker / load generator):          one process ${fixed(oneRow.brokerCores, 2)} / ${fixed(oneRow.generatorCores, 2)}, ` +
+        `--workers 2 ${fixed(workersRow.brokerCores, 2)} / ${fixed(workersRow.generatorCores, 2)}`,
+    );
+  }
 
   if (report.headline) {
     console.log(`\nLoad curve (${byId.get(report.headline.id)?.label}; offered rate as a share of the maximum):`);
@@ -110,6 +123,7 @@ export function printReport(report: BenchReport): void {
     const { rss } = report.headline;
     const growth = rss.bytes && rss.laterBytes ? ` (${rss.laterBytes >= rss.bytes ? '+' : ''}${fixed(((rss.laterBytes - rss.bytes) / rss.bytes) * 100, 1)} %)` : '';
     console.log(`\nRSS: ${mib(rss.bytes)} after ${rss.afterExchanges.toLocaleString('en')} exchanges, ${mib(rss.laterBytes)} after ${rss.laterExchanges.toLocaleString('en')}${growth}`);
+    console.log(`V8 heap in use (the broker's /metrics): ${mib(rss.heapUsed)} after ${rss.afterExchanges.toLocaleString('en')}, ${mib(rss.laterHeapUsed)} after ${rss.laterExchanges.toLocaleString('en')}`);
   }
 }
 

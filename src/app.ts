@@ -139,7 +139,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         const peer = peerAddress(c);
         return peer === undefined ? undefined : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
       },
-      audit: audit.write,
+      audit: (event) => audit.write(event),
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {
         const keysReady = await keys.ready().catch(() => false);

@@ -56,7 +56,7 @@ export function createAuditLog(options: { file?: string; logger: Logger; now?: (
   if (file === undefined) {
     return {
       write: logStreamWriter(logger),
-      close: async () => undefined,
+      close: () => Promise.resolve(),
     };
   }
   // Asynchronous writes keep the request path free of disk latency; close() flushes.

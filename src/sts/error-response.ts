@@ -24,5 +24,6 @@ export function errorResponse(error: unknown, c: Context, logger: Logger): Respo
 
 function causeMessage(cause: unknown): string | undefined {
   if (cause === undefined) return undefined;
-  return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  if (cause instanceof Error) return `${cause.name}: ${cause.message}`;
+  return typeof cause === 'string' || typeof cause === 'number' || typeof cause === 'boolean' ? String(cause) : typeof cause;
 }

@@ -81,7 +81,7 @@ function fromJson(body: string): RawParameters {
     if (typeof value === 'string') params.set(name, [value]);
     else if (typeof value === 'number' && name === 'duration_seconds') params.set(name, [String(value)]);
     else if (Array.isArray(value) && MULTI_VALUED.has(name) && value.every((item) => typeof item === 'string')) {
-      params.set(name, value as string[]);
+      params.set(name, value);
     } else if (KNOWN_PARAMETERS.has(name)) throw invalidRequest(`parameter ${name} must be a string`);
   }
   return params;
