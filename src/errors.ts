@@ -44,6 +44,15 @@ export const ERROR_REASONS = [
   'method_not_allowed',
   'client_certificate_required',
   'rate_limited',
+  // the HTTP surface: role selection and parameters (src/sts/select-role.ts, request.ts, rate-limit.ts)
+  'unknown_role',
+  'role_required',
+  'no_role_for_audience',
+  'ambiguous_role',
+  'audience_not_allowed',
+  'role_has_no_audience',
+  'invalid_parameter_type',
+  'rate_limit_table_full',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
