@@ -9,7 +9,7 @@ import { auditExchange } from './audit.js';
 import { discoveryDocument } from './discovery.js';
 import { errorResponse, NO_STORE } from './error-response.js';
 import { exchangeToken, type ExchangeDeps } from './exchange.js';
-import { requestHeader } from './incoming.js';
+import { outgoingOf, requestHeader } from './incoming.js';
 import { listenerScopeOf, servesRoute } from './listener-scope.js';
 import { createRateLimiter, identityBucket, type RateLimitSettings } from './rate-limit.js';
 import { readBody, UnreadableBodyError, UNREADABLE_BODY } from './body.js';
@@ -106,7 +106,7 @@ function tokenHandler(deps: StsDeps) {
       if (request.audience.length > 0) audit.audience = request.audience;
       const result = await exchangeToken(exchangeDeps, request, audit);
       role = result.role;
-      return c.json(result.body, 200, NO_STORE);
+      return answer(c, result.body);
     } catch (error) {
       outcome = error instanceof UnreadableBodyError ? UNREADABLE_BODY : isTesseraError(error) ? error.code : 'server_error';
       // Refusals after role selection carry the role, so per-role denial rates can be watched.
@@ -173,6 +173,16 @@ function addReadRoutes(app: Hono, deps: StsDeps): void {
     const { contentType, body } = await deps.metricsText();
     return c.body(body, 200, { 'Content-Type': contentType });
   });
+}
+
+/**
+ * The 200 answer of an exchange. Behind a node listener a plain header record, which
+ * @hono/node-server writes as it is; `c.json` would build a `Headers` object that the listener
+ * then turns back into a record.
+ */
+function answer(c: Context, body: object): Response {
+  if (!outgoingOf(c)) return c.json(body, 200, NO_STORE);
+  return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json', ...NO_STORE } });
 }
 
 function requireClientCertificate(certificate: ClientCertificate | undefined): ClientCertificate {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import { requestHeader } from './incoming.js';
+import { outgoingOf, requestHeader } from './incoming.js';
 
 /** A received `X-Request-Id` longer than this, or with characters outside `[A-Za-z0-9_=-]`, is replaced by a generated one. */
 export const MAX_REQUEST_ID_LENGTH = 128;
@@ -23,7 +23,11 @@ export function requestIdMiddleware(): MiddlewareHandler {
     let id = requestHeader(c, 'x-request-id');
     if (!id || id.length > MAX_REQUEST_ID_LENGTH || UNSAFE.test(id)) id = randomUUID();
     c.set('requestId', id);
-    c.header('X-Request-Id', id);
+    // On the node response itself when there is one: whatever the answer is built with, node
+    // merges it in, and hono need not prepare a Headers object for it.
+    const outgoing = outgoingOf(c);
+    if (outgoing) outgoing.setHeader('X-Request-Id', id);
+    else c.header('X-Request-Id', id);
     await next();
   };
 }
