@@ -55,6 +55,19 @@ function ceilingFor(kind: Kind, tHttp: number, times: CryptoTimes): number {
   return 1 / (tHttp + times.rs256Verify + times.es256Sign);
 }
 
+/**
+ * The same ceiling in CPU time: the node:http baseline's CPU per request plus the raw signature
+ * work, in µs. Its ratio to the broker's CPU per exchange does not move with what else the
+ * machine runs, where throughput does.
+ */
+function cpuCeilingMicros(kind: Kind, httpCpuMicros: number | undefined, times: CryptoTimes): number | undefined {
+  if (httpCpuMicros === undefined) return undefined;
+  const { cpu } = times;
+  if (kind === 'rs256') return httpCpuMicros + (cpu.rs256Verify + cpu.rs256Sign) * 1e6;
+  if (kind === 'x509') return httpCpuMicros + (cpu.rs256Verify + cpu.es256Verify + cpu.es256Sign) * 1e6;
+  return httpCpuMicros + (cpu.rs256Verify + cpu.es256Sign) * 1e6;
+}
+
 async function startRedis(): Promise<{ url: string; stop: () => void } | undefined> {
   try {
     execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
@@ -213,7 +226,9 @@ export async function benchExchange(): Promise<BenchReport> {
         ...(scenario.keys === 'pkcs11' && typeof hsm === 'object' && { env: hsm.env }),
         ...(PROFILE_DIR && { profileDir: PROFILE_DIR }),
       });
-      results.push({ id: scenario.id, label: scenario.label, ceiling, ...figures, ratio: figures.rps / ceiling });
+      const cpuCeiling = cpuCeilingMicros(scenario.kind, baseline.cpuMicros, times);
+      const cpuRatio = cpuCeiling !== undefined && figures.cpuMicros ? cpuCeiling / figures.cpuMicros : undefined;
+      results.push({ id: scenario.id, label: scenario.label, ceiling, ...figures, ratio: figures.rps / ceiling, ...(cpuRatio !== undefined && { cpuRatio }) });
       if (extras) {
         headline = {
           id: scenario.id,
@@ -245,6 +260,13 @@ export async function benchExchange(): Promise<BenchReport> {
           rs256Sign: times.rs256Sign * 1e6,
           es256Verify: times.es256Verify * 1e6,
         },
+        cpuMicroseconds: {
+          rs256Verify: times.cpu.rs256Verify * 1e6,
+          es256Sign: times.cpu.es256Sign * 1e6,
+          rs256Sign: times.cpu.rs256Sign * 1e6,
+          es256Verify: times.cpu.es256Verify * 1e6,
+        },
+        ...(cpuCeilingMicros('es256', baseline.cpuMicros, times) !== undefined && { cpuMicrosPerExchange: cpuCeilingMicros('es256', baseline.cpuMicros, times) }),
         rps: ceilingFor('es256', tHttp, times),
         ...(typeof hsm === 'object' && { softHsmRawEs256SignPerSecond: hsm.rawSignRate }),
       },

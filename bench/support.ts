@@ -212,3 +212,19 @@ export async function paced(url: string, bodies: string[], options: { rate: numb
   const at = (share: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0) * 10) / 10;
   return { rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), non2xx, total: issued };
 }
+
+/**
+ * Median CPU seconds per call of `fn` (this process's user + system time): unlike wall time, it
+ * stays put when a shared machine preempts the measurement.
+ */
+export function cpuPerCall(fn: () => void, iterations = 2000, rounds = 5): number {
+  for (let i = 0; i < 200; i++) fn();
+  const perCall: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const started = process.cpuUsage();
+    for (let i = 0; i < iterations; i++) fn();
+    const used = process.cpuUsage(started);
+    perCall.push((used.user + used.system) / 1e6 / iterations);
+  }
+  return median(perCall);
+}
