@@ -2,7 +2,7 @@ import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type Ke
 import { join, resolve } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import type { Fixtures } from './fixtures.js';
-import { cpuSecondsOf, freePort, load, startProcess, stopProcess, timePerCall, waitForHttp, type LoadFigures } from './support.js';
+import { cpuPerCall, cpuSecondsOf, freePort, load, startProcess, stopProcess, timePerCall, waitForHttp, type LoadFigures } from './support.js';
 
 /**
  * What one Node process could do at best for this work, measured in the same run as the
@@ -19,6 +19,8 @@ export interface CryptoTimes {
   rs256Sign: number;
   /** A CSR's P-256 self-signature. */
   es256Verify: number;
+  /** The same four as CPU seconds per call, steadier than wall time on a shared machine. */
+  cpu: { rs256Verify: number; es256Sign: number; rs256Sign: number; es256Verify: number };
 }
 
 export async function measureHttpBaseline(
@@ -43,24 +45,29 @@ export function measureCrypto(fixtures: Fixtures): CryptoTimes {
   const clusterPublic = createPublicKey(fixtures.clusterKey);
   const tokens = fixtures.tokens;
   let index = 0;
-  const rs256Verify = timePerCall(() => {
+  const verifyToken = () => {
     const token = tokens[index++ % tokens.length] as string;
     const dot = token.lastIndexOf('.');
     verify('sha256', Buffer.from(token.slice(0, dot)), clusterPublic, Buffer.from(token.slice(dot + 1), 'base64url'));
-  });
+  };
+  const rs256Verify = timePerCall(verifyToken);
   const claims = Buffer.from(
     `${Buffer.from('{"alg":"ES256","kid":"x","typ":"JWT"}').toString('base64url')}.${Buffer.from(
       JSON.stringify({ iss: 'x', sub: 'system:serviceaccount:a:b', aud: 'bench-audience', exp: 1, iat: 1, jti: 'x'.repeat(22) }),
     ).toString('base64url')}`,
   );
   const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  // Bare KeyObjects, the fastest call node:crypto offers (DER out; an options object costs more).
-  const es256Sign = timePerCall(() => sign('sha256', claims, ecKey.privateKey));
   const rsaKey: KeyObject = fixtures.clusterKey;
-  const rs256Sign = timePerCall(() => sign('sha256', claims, rsaKey), 300);
+  // Bare KeyObjects, the fastest call node:crypto offers (DER out; an options object costs more).
+  const signEs256 = () => void sign('sha256', claims, ecKey.privateKey);
+  const signRs256 = () => void sign('sha256', claims, rsaKey);
   const signature = sign('sha256', claims, ecKey.privateKey);
-  const es256Verify = timePerCall(() => verify('sha256', claims, ecKey.publicKey, signature));
-  return { rs256Verify, es256Sign, rs256Sign, es256Verify };
+  const verifyEs256 = () => void verify('sha256', claims, ecKey.publicKey, signature);
+  const es256Sign = timePerCall(signEs256);
+  const rs256Sign = timePerCall(signRs256, 300);
+  const es256Verify = timePerCall(verifyEs256);
+  const cpu = { rs256Verify: cpuPerCall(verifyToken), es256Sign: cpuPerCall(signEs256), rs256Sign: cpuPerCall(signRs256, 300), es256Verify: cpuPerCall(verifyEs256) };
+  return { rs256Verify, es256Sign, rs256Sign, es256Verify, cpu };
 }
 
 /**

@@ -5,7 +5,7 @@ import { checkExchange, cliSupportsWorkers, startBroker, type BrokerOptions, typ
 import { measureCrypto, measureHttpBaseline, measureSoftHsmSign, type CryptoTimes } from './ceiling.js';
 import { createFixtures, type Fixtures } from './fixtures.js';
 import { printReport, writeReport, type BenchReport, type CurvePoint, type ScenarioResult } from './report.js';
-import { cpuSecondsOf, fire, freePort, load, rssOf, type LoadFigures } from './support.js';
+import { cpuSecondsOf, fire, freePort, load, paced, rssOf, treeCpuSecondsOf, type LoadFigures } from './support.js';
 
 /**
  * `npm run bench`: token-exchange throughput of `tessera serve` child processes under
@@ -55,6 +55,19 @@ function ceilingFor(kind: Kind, tHttp: number, times: CryptoTimes): number {
   return 1 / (tHttp + times.rs256Verify + times.es256Sign);
 }
 
+/**
+ * The same ceiling in CPU time: the node:http baseline's CPU per request plus the raw signature
+ * work, in µs. Its ratio to the broker's CPU per exchange does not move with what else the
+ * machine runs, where throughput does.
+ */
+function cpuCeilingMicros(kind: Kind, httpCpuMicros: number | undefined, times: CryptoTimes): number | undefined {
+  if (httpCpuMicros === undefined) return undefined;
+  const { cpu } = times;
+  if (kind === 'rs256') return httpCpuMicros + (cpu.rs256Verify + cpu.rs256Sign) * 1e6;
+  if (kind === 'x509') return httpCpuMicros + (cpu.rs256Verify + cpu.es256Verify + cpu.es256Sign) * 1e6;
+  return httpCpuMicros + (cpu.rs256Verify + cpu.es256Sign) * 1e6;
+}
+
 async function startRedis(): Promise<{ url: string; stop: () => void } | undefined> {
   try {
     execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
@@ -80,48 +93,90 @@ async function softHsm(): Promise<{ keys: KeysConfig; env: NodeJS.ProcessEnv; ra
   };
 }
 
+/** V8 heap in use, from the broker's own /metrics (what RSS holds beyond it is allocator headroom). */
+async function heapUsedOf(url: string): Promise<number | undefined> {
+  try {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const match = /^tessera_nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const pause = (ms: number) => new Promise((resolvePromise) => setTimeout(resolvePromise, ms));
+
+/** Until a process tree uses less than a fifth of a core over half a second (start-up done), at most 60 s. */
+async function waitUntilIdle(pid: number | undefined): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let before = treeCpuSecondsOf(pid) ?? 0;
+  while (Date.now() < deadline) {
+    await pause(500);
+    const now = treeCpuSecondsOf(pid) ?? 0;
+    if (now - before < 0.1) return;
+    before = now;
+  }
+}
 
 /** The headline broker also serves the load curve and the RSS figures (counted from its start). */
 async function headlineExtras(url: string, pid: number | undefined, bodies: string[], max: number, served: number) {
   const curve: CurvePoint[] = [];
   for (const share of [0.25, 0.5, 0.75, 1]) {
     const target = max * share;
-    const figures = await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, seconds: SECONDS, ...(share < 1 && { overallRate: target }) });
+    // Below the maximum, an open-loop steady pace; at the maximum, as many as the broker answers.
+    const figures =
+      share < 1
+        ? await paced(`${url}/v1/token`, bodies, { rate: target, seconds: SECONDS, connections: CONNECTIONS })
+        : await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, seconds: SECONDS });
     served += figures.total;
     curve.push({ share, target, rps: figures.rps, p50: figures.p50, p99: figures.p99, non2xx: figures.non2xx });
   }
   if (served < RSS_TOTAL) served += (await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, amount: RSS_TOTAL - served })).total;
   await pause(1000);
-  return { curve, rssAfterTotal: rssOf(pid), served };
+  return { curve, rssAfterTotal: rssOf(pid), heapAfterTotal: await heapUsedOf(url), served };
 }
 
 async function runScenario(
   fixtures: Fixtures,
   scenario: Scenario,
   options: Omit<BrokerOptions, 'name'>,
-): Promise<{ figures: LoadFigures & { cpuMicros?: number }; extras?: Awaited<ReturnType<typeof headlineExtras>> & { rssAfterFirst?: number; first: number } }> {
+): Promise<{ figures: LoadFigures & { cpuMicros?: number; brokerCores?: number; generatorCores?: number }; extras?: Awaited<ReturnType<typeof headlineExtras>> & { rssAfterFirst?: number; heapAfterFirst?: number; first: number } }> {
   const broker = await startBroker(fixtures, { ...options, name: scenario.id });
   try {
     const bodies = fixtures.bodies[scenario.kind];
     const url = `${broker.url}/v1/token`;
+    // Workers start one after the other: measure once every one of them has settled.
+    if (scenario.workers) await waitUntilIdle(broker.child.pid);
     await checkExchange(broker.url, bodies[0] as string);
     let served = 1;
     let rssAfterFirst: number | undefined;
+    let heapAfterFirst: number | undefined;
     if (scenario.headline) {
       // The first 10,000 exchanges are the warm-up: JIT, pools and caches settle.
       served += (await fire(url, bodies, { connections: CONNECTIONS, amount: RSS_FIRST - served })).total;
       await pause(1000);
       rssAfterFirst = rssOf(broker.child.pid);
+      heapAfterFirst = await heapUsedOf(broker.url);
     } else served += (await fire(url, bodies, { connections: CONNECTIONS, seconds: 1 })).total;
-    const cpuBefore = scenario.workers ? undefined : cpuSecondsOf(broker.child.pid);
+    // With --workers the primary's CPU and every worker's count; the load generator (this
+    // process, autocannon) shares the same cores, so its share is reported beside them.
+    const brokerCpu = () => (scenario.workers ? treeCpuSecondsOf(broker.child.pid) : cpuSecondsOf(broker.child.pid));
+    const cpuBefore = brokerCpu();
+    const generatorBefore = process.cpuUsage();
+    const wallBefore = performance.now();
     const measured = await load(url, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
-    const cpuAfter = cpuBefore === undefined ? undefined : cpuSecondsOf(broker.child.pid);
-    const figures = { ...measured, ...(cpuAfter !== undefined && cpuBefore !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / measured.total) * 1e6 }) };
+    const wall = (performance.now() - wallBefore) / 1000;
+    const generator = process.cpuUsage(generatorBefore);
+    const cpuAfter = brokerCpu();
+    const figures = {
+      ...measured,
+      generatorCores: (generator.user + generator.system) / 1e6 / wall,
+      ...(cpuAfter !== undefined && cpuBefore !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / measured.total) * 1e6, brokerCores: (cpuAfter - cpuBefore) / wall }),
+    };
     served += figures.total;
     if (!scenario.headline) return { figures };
     const extras = await headlineExtras(broker.url, broker.child.pid, bodies, figures.rps, served);
-    return { figures, extras: { ...extras, rssAfterFirst, first: RSS_FIRST } };
+    return { figures, extras: { ...extras, rssAfterFirst, heapAfterFirst, first: RSS_FIRST } };
   } finally {
     await broker.stop();
   }
@@ -139,7 +194,7 @@ export async function benchExchange(): Promise<BenchReport> {
     const redis = needsRedis ? await startRedis() : undefined;
     if (redis) cleanups.push(redis.stop);
     const hsm = selected.some((scenario) => scenario.keys === 'pkcs11') ? await softHsm() : undefined;
-    if (hsm && typeof hsm !== 'string') cleanups.push(hsm.cleanup);
+    if (hsm && typeof hsm !== 'string') cleanups.push(() => hsm.cleanup());
     const workersSupported = cliSupportsWorkers();
 
     const baseline = await measureHttpBaseline(fixtures.bodies.es256, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
@@ -171,12 +226,21 @@ export async function benchExchange(): Promise<BenchReport> {
         ...(scenario.keys === 'pkcs11' && typeof hsm === 'object' && { env: hsm.env }),
         ...(PROFILE_DIR && { profileDir: PROFILE_DIR }),
       });
-      results.push({ id: scenario.id, label: scenario.label, ceiling, ...figures, ratio: figures.rps / ceiling });
+      const cpuCeiling = cpuCeilingMicros(scenario.kind, baseline.cpuMicros, times);
+      const cpuRatio = cpuCeiling !== undefined && figures.cpuMicros ? cpuCeiling / figures.cpuMicros : undefined;
+      results.push({ id: scenario.id, label: scenario.label, ceiling, ...figures, ratio: figures.rps / ceiling, ...(cpuRatio !== undefined && { cpuRatio }) });
       if (extras) {
         headline = {
           id: scenario.id,
           loadCurve: extras.curve,
-          rss: { afterExchanges: extras.first, bytes: extras.rssAfterFirst, laterExchanges: extras.served, laterBytes: extras.rssAfterTotal },
+          rss: {
+            afterExchanges: extras.first,
+            bytes: extras.rssAfterFirst,
+            laterExchanges: extras.served,
+            laterBytes: extras.rssAfterTotal,
+            heapUsed: extras.heapAfterFirst,
+            laterHeapUsed: extras.heapAfterTotal,
+          },
         };
       }
     }
@@ -196,6 +260,13 @@ export async function benchExchange(): Promise<BenchReport> {
           rs256Sign: times.rs256Sign * 1e6,
           es256Verify: times.es256Verify * 1e6,
         },
+        cpuMicroseconds: {
+          rs256Verify: times.cpu.rs256Verify * 1e6,
+          es256Sign: times.cpu.es256Sign * 1e6,
+          rs256Sign: times.cpu.rs256Sign * 1e6,
+          es256Verify: times.cpu.es256Verify * 1e6,
+        },
+        ...(cpuCeilingMicros('es256', baseline.cpuMicros, times) !== undefined && { cpuMicrosPerExchange: cpuCeilingMicros('es256', baseline.cpuMicros, times) }),
         rps: ceilingFor('es256', tHttp, times),
         ...(typeof hsm === 'object' && { softHsmRawEs256SignPerSecond: hsm.rawSignRate }),
       },

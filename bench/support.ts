@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
 import autocannon from 'autocannon';
 import { freePort } from '../test/support/net.js';
 
@@ -72,6 +73,30 @@ export function cpuSecondsOf(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
+/** Pids of a process and all its descendants (Linux `/proc/PID/task/TID/children`). */
+export function processTree(pid: number): number[] {
+  const pids = [pid];
+  for (let index = 0; index < pids.length; index += 1) {
+    const current = pids[index] as number;
+    try {
+      for (const task of readdirSync(`/proc/${current}/task`)) {
+        const children = readFileSync(`/proc/${current}/task/${task}/children`, 'utf8').trim();
+        if (children) pids.push(...children.split(' ').map(Number));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** CPU seconds of a process and its descendants (a `--workers` primary and its workers). */
+export function treeCpuSecondsOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  let total = 0;
+  for (const member of processTree(pid)) total += cpuSecondsOf(member) ?? 0;
+  return total;
+}
 /** USER_HZ: 100 on every Linux Node supports. */
 const CLOCK_TICKS = 100;
 
@@ -130,6 +155,76 @@ export function timePerCall(fn: () => void, iterations = 2000, rounds = 5): numb
     const started = process.hrtime.bigint();
     for (let i = 0; i < iterations; i++) fn();
     perCall.push(Number(process.hrtime.bigint() - started) / 1e9 / iterations);
+  }
+  return median(perCall);
+}
+
+/**
+ * An open-loop load at a steady `rate`: one request falls due every 1/rate s, whatever happened to
+ * the previous ones, over at most `connections` keep-alive connections, and each latency is counted
+ * from the moment its request fell due (so time spent waiting for a free connection counts too).
+ * autocannon's `overallRate` instead lets every connection send back to back until its share of
+ * the second is used up, then idle until the next second: a burst at full load, whose queueing
+ * shows up as the latency of a load it never offered.
+ */
+export async function paced(url: string, bodies: string[], options: { rate: number; seconds: number; connections: number }): Promise<LoadFigures> {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
+  const target = new URL(url);
+  const latencies: number[] = [];
+  let non2xx = 0;
+  let next = 0;
+  let issued = 0;
+  let settled = 0;
+  const total = Math.max(1, Math.round(options.rate * options.seconds));
+  const started = performance.now();
+  const send = (due: number): void => {
+    const body = bodies[next++ % bodies.length] as string;
+    const request = httpRequest(
+      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } },
+      (response) => {
+        response.resume();
+        response.on('end', () => {
+          if (response.statusCode !== 200) non2xx += 1;
+          latencies.push(performance.now() - due);
+          settled += 1;
+        });
+      },
+    );
+    request.on('error', () => {
+      non2xx += 1;
+      settled += 1;
+    });
+    request.end(body);
+  };
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const dueCount = Math.min(total, Math.floor(((performance.now() - started) / 1000) * options.rate) + 1);
+      while (issued < dueCount) send(started + (issued++ * 1000) / options.rate);
+      if (issued < total) setTimeout(tick, 1);
+      else resolve();
+    };
+    tick();
+  });
+  while (settled < issued) await new Promise((resolvePromise) => setTimeout(resolvePromise, 5));
+  agent.destroy();
+  const elapsed = (performance.now() - started) / 1000;
+  const sorted = latencies.sort((a, b) => a - b);
+  const at = (share: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0) * 10) / 10;
+  return { rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), non2xx, total: issued };
+}
+
+/**
+ * Median CPU seconds per call of `fn` (this process's user + system time): unlike wall time, it
+ * stays put when a shared machine preempts the measurement.
+ */
+export function cpuPerCall(fn: () => void, iterations = 2000, rounds = 5): number {
+  for (let i = 0; i < 200; i++) fn();
+  const perCall: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const started = process.cpuUsage();
+    for (let i = 0; i < iterations; i++) fn();
+    const used = process.cpuUsage(started);
+    perCall.push((used.user + used.system) / 1e6 / iterations);
   }
   return median(perCall);
 }

@@ -1,5 +1,4 @@
 import type { Server } from 'node:http';
-import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Hono } from 'hono';
 import { createPodAttestor, type PodAttestor } from './attestation/index.js';
 import { createSharedCache, type SharedCache } from './cache/index.js';
@@ -9,7 +8,7 @@ import { createIssuers } from './issuers/index.js';
 import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
 import { createAuditLog, createLogger, createMetrics, type Logger, type Metrics, type StateSources } from './observability/index.js';
-import { clientAddress, createStsApp, trustedProxies } from './sts/index.js';
+import { clientAddress, createStsApp, peerAddress, requestHeader, trustedProxies } from './sts/index.js';
 import { listenerSpecs, startListener, verifiedClientCertificate, loadTlsMaterial, TlsMaterialError, watchTlsFiles, type Listener, type TlsReloader } from './server/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
@@ -138,15 +137,10 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       jwksCacheSeconds: JWKS_CACHE_SECONDS,
       rateLimit: config.rateLimit,
       clientAddress: (c) => {
-        let peer: string | undefined;
-        try {
-          peer = getConnInfo(c).remote.address;
-        } catch {
-          return undefined;
-        }
-        return clientAddress(peer, c.req.header('x-forwarded-for'), proxies);
+        const peer = peerAddress(c);
+        return peer === undefined ? undefined : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
       },
-      audit: audit.write,
+      audit: (event) => audit.write(event),
       trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
       readiness: async () => {
         const keysReady = await keys.ready().catch(() => false);

@@ -1,7 +1,7 @@
 /**
  * One error type for every failure a client can cause or see. Carries the RFC 6749 wire
  * `code`, the HTTP `status`, a client-safe `description`, and a log-only `detail`.
- * `src/sts/errors.ts` is the one place that turns it into an HTTP response.
+ * `src/sts/error-response.ts` is the one place that turns it into an HTTP response.
  *
  * @example
  *   throw invalidRequest('subject_token is expired', { exp: 1700000000 });
@@ -88,6 +88,15 @@ export const ERROR_REASONS = [
   'invalid_dns_name',
   'ca_unavailable',
   'ca_expired',
+  // the HTTP surface: role selection and parameters (src/sts/select-role.ts, request.ts, rate-limit.ts)
+  'unknown_role',
+  'role_required',
+  'no_role_for_audience',
+  'ambiguous_role',
+  'audience_not_allowed',
+  'role_has_no_audience',
+  'invalid_parameter_type',
+  'rate_limit_table_full',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

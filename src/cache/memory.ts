@@ -24,33 +24,37 @@ export function createMemoryCache(options: { now?: () => number; maxEntries?: nu
     while (entries.size >= maxEntries) entries.delete(entries.keys().next().value as string);
   };
 
+  // Promise-returning without `async`: nothing here waits, the interface is shared with Redis.
   return {
     kind: 'memory',
-    async get(key) {
-      return live(key)?.value;
+    get(key) {
+      return Promise.resolve(live(key)?.value);
     },
-    async set(key, value, ttlMs) {
+    set(key, value, ttlMs) {
       evictIfFull();
       entries.delete(key);
       entries.set(key, { value, expiresAt: now() + ttlMs });
+      return Promise.resolve();
     },
-    async delete(key) {
+    delete(key) {
       entries.delete(key);
+      return Promise.resolve();
     },
-    async acquireLock(key, ttlMs, owner = '1') {
-      if (live(key)) return false;
+    acquireLock(key, ttlMs, owner = '1') {
+      if (live(key)) return Promise.resolve(false);
       evictIfFull();
       entries.set(key, { value: owner, expiresAt: now() + ttlMs });
-      return true;
+      return Promise.resolve(true);
     },
-    async releaseLock(key, owner) {
-      if (live(key)?.value !== owner) return false;
+    releaseLock(key, owner) {
+      if (live(key)?.value !== owner) return Promise.resolve(false);
       entries.delete(key);
-      return true;
+      return Promise.resolve(true);
     },
     healthy: () => true,
-    async close() {
+    close() {
       entries.clear();
+      return Promise.resolve();
     },
   };
 }

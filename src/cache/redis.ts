@@ -127,7 +127,7 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
       await fallback.delete(key);
       await call(
         async () => void (await client.del(key)),
-        async () => undefined,
+        () => Promise.resolve(),
       );
     },
     acquireLock: (key, ttlMs, owner = '1') =>
@@ -140,7 +140,7 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
       const local = await fallback.releaseLock(key, owner);
       const shared = await call(
         async () => (await client.eval(RELEASE_IF_OWNER, 1, key, lockValue(key, owner))) === 1,
-        async () => false,
+        () => Promise.resolve(false),
       );
       return local || shared;
     },

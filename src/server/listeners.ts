@@ -68,7 +68,7 @@ export async function startListener(spec: ListenerSpec, fetch: Fetch, timeouts: 
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4))),
   };
   const server: Server = spec.tls
-    ? (createHttpsServer(
+    ? createHttpsServer(
         {
           ...spec.tls.material.options,
           ...common,
@@ -80,7 +80,7 @@ export async function startListener(spec: ListenerSpec, fetch: Fetch, timeouts: 
           rejectUnauthorized: false,
         },
         onRequest,
-      ) as unknown as Server)
+      )
     : createHttpServer(common, onRequest);
   server.maxConnections = spec.maxConnections;
   if (spec.tls) server.on('secureConnection', (socket: TLSSocket) => socket.disableRenegotiation());

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { isTesseraError } from '../errors.js';
+import { requestHeader } from './incoming.js';
 import type { AuditEvent } from '../observability/index.js';
 import { nearestAllow } from '../trust-policies/index.js';
 import type { ClientCertificate, CompiledRole, Decision } from '../trust-policies/types.js';
@@ -35,7 +36,7 @@ export interface AuditMiddlewareOptions {
 export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandler {
   return async function auditExchange(c, next) {
     const started = performance.now();
-    const userAgent = c.req.header('user-agent');
+    const userAgent = requestHeader(c, 'user-agent');
     const clientCert = options.clientCertificate?.(c);
     const address = options.clientAddress?.(c);
     c.set('tesseraCaller', { address, certificate: clientCert });

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import { isTesseraError, payloadTooLarge, TesseraError } from '../errors.js';
+import { incomingOf, requestHeader } from './incoming.js';
 
 /** The `result` label of a request whose body never arrived whole: the client's failure, not ours. */
 export const UNREADABLE_BODY = 'unreadable_body';
@@ -13,36 +14,90 @@ export const UNREADABLE_BODY = 'unreadable_body';
 export class UnreadableBodyError extends TesseraError {
   constructor(cause: unknown) {
     super('invalid_request', 400, 'request body could not be read', {
-      detail: { reason: cause instanceof Error ? cause.name : 'unknown' },
+      reason: 'unreadable_body',
+      detail: { error: cause instanceof Error ? cause.name : 'unknown' },
       logLevel: 'debug',
     });
     this.name = 'UnreadableBodyError';
   }
 }
 
+const tooLarge = (maxBytes: number): TesseraError => payloadTooLarge(`request body exceeds ${maxBytes} bytes`, { reason: 'body_too_large' });
+
 /**
  * The request body as text, at most `maxBytes` (else 413). A read that fails is
- * {@link UnreadableBodyError}. On a Node socket the message itself is watched too: a body stream
- * read after the socket broke would otherwise never settle, leaving the request pending forever.
+ * {@link UnreadableBodyError}. Behind a node listener the body is read from the node request
+ * itself; under `app.request()` from the web request's stream.
  */
 export async function readBody(c: Context, maxBytes: number): Promise<string> {
-  const tooLarge = () => payloadTooLarge(`request body exceeds ${maxBytes} bytes`);
-  const declared = c.req.header('content-length');
-  if (declared !== undefined && c.req.header('transfer-encoding') === undefined && Number(declared) > maxBytes) throw tooLarge();
-  const body = c.req.raw.body;
+  const declared = requestHeader(c, 'content-length');
+  if (declared !== undefined && requestHeader(c, 'transfer-encoding') === undefined && Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  const incoming = incomingOf(c);
+  // readableFlowing stays null until something reads the message: then nobody else has.
+  if (incoming && incoming.readableFlowing === null) return readIncoming(incoming, maxBytes);
+  return readWebBody(c.req.raw.body, incoming, maxBytes);
+}
+
+/** UTF-8 as `TextDecoder` decodes it: malformed sequences replaced, one leading BOM dropped. */
+function decodeUtf8(chunks: Buffer[], size: number): string {
+  const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (): void => {
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onError);
+      incoming.off('close', onClose);
+    };
+    const fail = (error: TesseraError): void => {
+      stop();
+      // What is left is drained (bounded) by the listener once the refusal is answered.
+      incoming.pause();
+      reject(error);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > maxBytes) fail(tooLarge(maxBytes));
+      else chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      stop();
+      resolve(decodeUtf8(chunks, size));
+    };
+    const onError = (error: unknown): void => fail(new UnreadableBodyError(error));
+    // A socket that breaks mid-body may close the message without an error event.
+    const onClose = (): void => {
+      if (!incoming.complete) fail(new UnreadableBodyError(new Error('connection closed before the body was complete')));
+    };
+    if (incoming.errored) return onError(incoming.errored);
+    if (incoming.destroyed) return onClose();
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onError);
+    incoming.on('close', onClose);
+  });
+}
+
+async function readWebBody(body: ReadableStream<Uint8Array> | null, incoming: IncomingMessage | undefined, maxBytes: number): Promise<string> {
   if (!body) return '';
-  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  // On a Node socket the message itself is watched too: a body stream read after the socket
+  // broke would otherwise never settle, leaving the request pending forever.
   const broken = incoming && whenBroken(incoming);
   const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
+  const chunks: Buffer[] = [];
   let size = 0;
   try {
     for (;;) {
       const { done, value } = await (broken ? Promise.race([reader.read(), broken.promise]) : reader.read());
       if (done) break;
       size += value.byteLength;
-      if (size > maxBytes) throw tooLarge();
-      chunks.push(value);
+      if (size > maxBytes) throw tooLarge(maxBytes);
+      chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
     }
   } catch (error) {
     void reader.cancel().catch(() => undefined);
@@ -51,7 +106,7 @@ export async function readBody(c: Context, maxBytes: number): Promise<string> {
   } finally {
     broken?.stop();
   }
-  return new TextDecoder().decode(Buffer.concat(chunks));
+  return decodeUtf8(chunks, size);
 }
 
 function whenBroken(incoming: IncomingMessage): { promise: Promise<never>; stop: () => void } {

@@ -32,12 +32,12 @@ export function createRateLimiter(options: { perSecond: number; burst: number; n
     let bucket = buckets.get(client);
     if (!bucket) {
       if (buckets.size >= maxClients) forgetRefilled(at);
-      if (buckets.size >= maxClients) throw slowDown(1 / options.perSecond, { detail: { client, reason: 'rate-limit table full' } });
+      if (buckets.size >= maxClients) throw slowDown(1 / options.perSecond, { reason: 'rate_limit_table_full', detail: { client } });
       bucket = { tokens: options.burst, at };
       buckets.set(client, bucket);
     }
     refill(bucket, at);
-    if (bucket.tokens < 1) throw slowDown((1 - bucket.tokens) / options.perSecond, { detail: { client } });
+    if (bucket.tokens < 1) throw slowDown((1 - bucket.tokens) / options.perSecond, { reason: 'rate_limited', detail: { client } });
     bucket.tokens -= 1;
   };
 }

@@ -60,29 +60,33 @@ function fromForm(body: string): RawParameters {
   return params;
 }
 
+function jsonRefusal(error: unknown): Error {
+  const duplicate = error instanceof StrictJsonError && /^duplicate member (".*")$/.exec(error.message);
+  if (duplicate) {
+    const name = JSON.parse(duplicate[1] as string) as string;
+    return invalidRequest(KNOWN_PARAMETERS.has(name) ? `parameter ${name} is duplicated` : 'request body has a duplicated member', { reason: 'duplicated_parameter' });
+  }
+  return invalidRequest('request body is not valid JSON', { reason: 'malformed_body' });
+}
+
 function fromJson(body: string): RawParameters {
   let parsed: unknown;
   try {
     // Strict: a duplicated member is a duplicated parameter, which JSON.parse would hide.
     parsed = parseStrictJson(body);
   } catch (error) {
-    const duplicate = error instanceof StrictJsonError && /^duplicate member (".*")$/.exec(error.message);
-    if (duplicate) {
-      const name = JSON.parse(duplicate[1] as string) as string;
-      throw invalidRequest(KNOWN_PARAMETERS.has(name) ? `parameter ${name} is duplicated` : 'request body has a duplicated member');
-    }
-    throw invalidRequest('request body is not valid JSON');
+    throw jsonRefusal(error);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw invalidRequest('request body must be a JSON object');
+    throw invalidRequest('request body must be a JSON object', { reason: 'malformed_body' });
   }
   const params = new Map<string, string[]>();
   for (const [name, value] of Object.entries(parsed)) {
     if (typeof value === 'string') params.set(name, [value]);
     else if (typeof value === 'number' && name === 'duration_seconds') params.set(name, [String(value)]);
     else if (Array.isArray(value) && MULTI_VALUED.has(name) && value.every((item) => typeof item === 'string')) {
-      params.set(name, value as string[]);
-    } else if (KNOWN_PARAMETERS.has(name)) throw invalidRequest(`parameter ${name} must be a string`);
+      params.set(name, value);
+    } else if (KNOWN_PARAMETERS.has(name)) throw invalidRequest(`parameter ${name} must be a string`, { reason: 'invalid_parameter_type' });
   }
   return params;
 }
@@ -101,8 +105,64 @@ function single(params: RawParameters, name: string): string | undefined {
 
 function required(params: RawParameters, name: string): string {
   const value = single(params, name);
-  if (value === undefined) throw invalidRequest(`parameter ${name} is required`);
+  if (value === undefined) throw invalidRequest(`parameter ${name} is required`, { reason: 'missing_parameter' });
   return value;
+}
+
+/** The body's parameters, by its media type, with duplicated and overlong ones refused. */
+function parameters(body: string, contentType: string | undefined): RawParameters {
+  const mediaType = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
+  let params: RawParameters;
+  if (mediaType === 'application/x-www-form-urlencoded') params = fromForm(body);
+  else if (mediaType === 'application/json') params = fromJson(body);
+  else throw invalidRequest('content type must be application/x-www-form-urlencoded or application/json', { reason: 'unsupported_content_type' });
+
+  for (const [name, values] of params) {
+    if (!KNOWN_PARAMETERS.has(name)) continue;
+    if (values.length > 1 && !MULTI_VALUED.has(name)) throw invalidRequest(`parameter ${name} is duplicated`, { reason: 'duplicated_parameter' });
+    if (!LONG_PARAMETERS.has(name) && values.some((value) => value.length > MAX_PARAMETER_LENGTH)) throw invalidRequest(`parameter ${name} is too long`, { reason: 'parameter_too_long' });
+  }
+  return params;
+}
+
+function tokenTypes(params: RawParameters): { subjectTokenType: string; requestedTokenType: RequestedTokenType } {
+  const subjectTokenType = required(params, 'subject_token_type');
+  if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(subjectTokenType)) {
+    throw invalidRequest(`subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`, { reason: 'unsupported_token_type' });
+  }
+  const requestedTokenType = single(params, 'requested_token_type') ?? TOKEN_TYPE_JWT;
+  if (!(REQUESTED_TOKEN_TYPES as readonly string[]).includes(requestedTokenType)) {
+    throw invalidRequest(`requested_token_type must be one of ${REQUESTED_TOKEN_TYPES.join(', ')}`, { reason: 'unsupported_token_type' });
+  }
+  return { subjectTokenType, requestedTokenType: requestedTokenType as RequestedTokenType };
+}
+
+function actorParameters(params: RawParameters): { actorToken?: string; actorTokenType?: string } {
+  const actorToken = single(params, 'actor_token');
+  const actorTokenType = single(params, 'actor_token_type');
+  if (actorToken !== undefined && actorTokenType === undefined) throw invalidRequest('actor_token_type is required with actor_token', { reason: 'actor_token_type_mismatch' });
+  if (actorToken === undefined && actorTokenType !== undefined) throw invalidRequest('actor_token_type given without actor_token', { reason: 'actor_token_type_mismatch' });
+  if (actorTokenType !== undefined && !(SUBJECT_TOKEN_TYPES as readonly string[]).includes(actorTokenType)) {
+    throw invalidRequest(`actor_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`, { reason: 'unsupported_token_type' });
+  }
+  return { actorToken, actorTokenType };
+}
+
+function durationParameter(params: RawParameters): number | undefined {
+  const rawDuration = single(params, 'duration_seconds');
+  if (rawDuration === undefined) return undefined;
+  const parsed = durationSchema.safeParse(rawDuration);
+  if (!parsed.success) throw invalidRequest('duration_seconds must be a positive whole number of seconds', { reason: 'invalid_duration' });
+  return parsed.data;
+}
+
+function csrParameter(params: RawParameters, requestedTokenType: RequestedTokenType): string | undefined {
+  const csr = single(params, 'csr');
+  if (csr !== undefined && requestedTokenType !== TOKEN_TYPE_X509_SVID) {
+    throw invalidRequest(`csr is only accepted with requested_token_type ${TOKEN_TYPE_X509_SVID}`, { reason: 'csr_not_allowed' });
+  }
+  if (csr === undefined && requestedTokenType === TOKEN_TYPE_X509_SVID) throw invalidRequest('csr is required for an x509-svid', { reason: 'csr_required' });
+  return csr;
 }
 
 /**
@@ -112,62 +172,24 @@ function required(params: RawParameters, name: string): string {
  * @example parseTokenExchange('grant_type=…&subject_token=…', 'application/x-www-form-urlencoded')
  */
 export function parseTokenExchange(body: string, contentType: string | undefined): TokenExchangeRequest {
-  const mediaType = (contentType ?? '').split(';')[0]?.trim().toLowerCase();
-  let params: RawParameters;
-  if (mediaType === 'application/x-www-form-urlencoded') params = fromForm(body);
-  else if (mediaType === 'application/json') params = fromJson(body);
-  else throw invalidRequest('content type must be application/x-www-form-urlencoded or application/json');
-
-  for (const [name, values] of params) {
-    if (!KNOWN_PARAMETERS.has(name)) continue;
-    if (values.length > 1 && !MULTI_VALUED.has(name)) throw invalidRequest(`parameter ${name} is duplicated`);
-    if (!LONG_PARAMETERS.has(name) && values.some((value) => value.length > MAX_PARAMETER_LENGTH)) throw invalidRequest(`parameter ${name} is too long`);
-  }
-
+  const params = parameters(body, contentType);
   const grantType = required(params, 'grant_type');
-  if (grantType !== GRANT_TOKEN_EXCHANGE) throw unsupportedGrantType(`grant_type must be ${GRANT_TOKEN_EXCHANGE}`);
+  if (grantType !== GRANT_TOKEN_EXCHANGE) throw unsupportedGrantType(`grant_type must be ${GRANT_TOKEN_EXCHANGE}`, { reason: 'unsupported_grant_type' });
 
   // A token file sent verbatim ends in a line break (google-auth-library sends the file as it is;
   // `tessera dev-token > file` writes one): exactly one is dropped, the strict form checks stay.
   const subjectToken = required(params, 'subject_token').replace(/\r?\n$/, '');
-  const subjectTokenType = required(params, 'subject_token_type');
-  if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(subjectTokenType)) {
-    throw invalidRequest(`subject_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`);
-  }
-  const requestedTokenType = single(params, 'requested_token_type') ?? TOKEN_TYPE_JWT;
-  if (!(REQUESTED_TOKEN_TYPES as readonly string[]).includes(requestedTokenType)) {
-    throw invalidRequest(`requested_token_type must be one of ${REQUESTED_TOKEN_TYPES.join(', ')}`);
-  }
-
-  const actorToken = single(params, 'actor_token');
-  const actorTokenType = single(params, 'actor_token_type');
-  if (actorToken !== undefined && actorTokenType === undefined) throw invalidRequest('actor_token_type is required with actor_token');
-  if (actorToken === undefined && actorTokenType !== undefined) throw invalidRequest('actor_token_type given without actor_token');
-  if (actorTokenType !== undefined && !(SUBJECT_TOKEN_TYPES as readonly string[]).includes(actorTokenType)) {
-    throw invalidRequest(`actor_token_type must be ${SUBJECT_TOKEN_TYPES.join(' or ')}`);
-  }
-
-  const rawDuration = single(params, 'duration_seconds');
-  let durationSeconds: number | undefined;
-  if (rawDuration !== undefined) {
-    const parsed = durationSchema.safeParse(rawDuration);
-    if (!parsed.success) throw invalidRequest('duration_seconds must be a positive whole number of seconds');
-    durationSeconds = parsed.data;
-  }
-
-  const csr = single(params, 'csr');
-  if (csr !== undefined && requestedTokenType !== TOKEN_TYPE_X509_SVID) {
-    throw invalidRequest(`csr is only accepted with requested_token_type ${TOKEN_TYPE_X509_SVID}`);
-  }
-  if (csr === undefined && requestedTokenType === TOKEN_TYPE_X509_SVID) throw invalidRequest('csr is required for an x509-svid');
-
+  const { subjectTokenType, requestedTokenType } = tokenTypes(params);
+  const { actorToken, actorTokenType } = actorParameters(params);
+  const durationSeconds = durationParameter(params);
+  const csr = csrParameter(params, requestedTokenType);
   const audience = (params.get('audience') ?? []).filter((value) => value !== '');
   const scope = (single(params, 'scope') ?? '').split(' ').filter((value) => value !== '');
 
   return {
     subjectToken,
     subjectTokenType,
-    requestedTokenType: requestedTokenType as RequestedTokenType,
+    requestedTokenType,
     audience: [...new Set(audience)],
     resource: single(params, 'resource'),
     scope: [...new Set(scope)],

@@ -110,7 +110,8 @@ describe('audit events of POST /v1/token', () => {
   });
 
   it('ok/x509-allow-carries-the-certificate-digest-and-expiry', async () => {
-    const { dir, cleanup } = tempDir();
+    const temp = tempDir();
+    const dir = temp.dir;
     try {
       const { csrPem, keyPem } = opensslCsr(dir, EC_P256);
       const { response, json, event } = await post(form((await t.devToken('web', 'frontend')), { resource: 'guarded', requested_token_type: X509_TYPE, csr: csrPem }));
@@ -123,7 +124,7 @@ describe('audit events of POST /v1/token', () => {
       const base64Lines = (pem: string) => pem.split('\n').filter((line) => line.length > 20 && !line.startsWith('-----'));
       for (const line of [...base64Lines(csrPem), ...base64Lines(keyPem)]) expect(t.logs.text()).not.toContain(line);
     } finally {
-      cleanup();
+      temp.cleanup();
     }
   });
 
@@ -224,7 +225,8 @@ describe('rate-limited requests', () => {
 
 describe('audit: { file }', () => {
   it('ok/events-go-to-their-own-file-one-json-object-a-line-valid-against-the-schema', async () => {
-    const { dir, cleanup } = tempDir('tessera-audit-');
+    const temp = tempDir('tessera-audit-');
+    const dir = temp.dir;
     const file = join(dir, 'audit', 'events.log');
     const own = await startTestApp({ policies: writePolicies(ENDPOINT_ROLES), audit: { file } });
     try {
@@ -247,7 +249,7 @@ describe('audit: { file }', () => {
       expect(parsed[0]).not.toHaveProperty('level');
     } finally {
       await own.close().catch(() => undefined);
-      cleanup();
+      temp.cleanup();
     }
   });
 });

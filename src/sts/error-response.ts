@@ -14,7 +14,8 @@ export const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' } as c
 export function errorResponse(error: unknown, c: Context, logger: Logger): Response {
   if (isTesseraError(error)) {
     const level = error.logLevel ?? (error.status >= 500 ? 'warn' : 'info');
-    logger[level]({ err: { code: error.code, reason: error.reason, status: error.status, message: error.description }, detail: error.detail, cause: causeMessage(error.cause), path: c.req.path }, 'request refused');
+    const err = { code: error.code, reason: error.reason, status: error.status, message: error.description };
+    logger[level]({ err, detail: error.detail, cause: causeMessage(error.cause), path: c.req.path }, 'request refused');
     return c.json({ error: error.code, error_description: error.description }, error.status as ContentfulStatusCode, { ...NO_STORE, ...error.headers });
   }
   logger.error({ err: error, path: c.req.path }, 'unexpected error');
@@ -23,5 +24,6 @@ export function errorResponse(error: unknown, c: Context, logger: Logger): Respo
 
 function causeMessage(cause: unknown): string | undefined {
   if (cause === undefined) return undefined;
-  return cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  if (cause instanceof Error) return `${cause.name}: ${cause.message}`;
+  return typeof cause === 'string' || typeof cause === 'number' || typeof cause === 'boolean' ? String(cause) : typeof cause;
 }
