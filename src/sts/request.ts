@@ -61,9 +61,8 @@ function fromForm(body: string): RawParameters {
 }
 
 function jsonRefusal(error: unknown): Error {
-  const duplicate = error instanceof StrictJsonError && /^duplicate member (".*")$/.exec(error.message);
-  if (duplicate) {
-    const name = JSON.parse(duplicate[1] as string) as string;
+  const name = error instanceof StrictJsonError ? error.duplicateMember : undefined;
+  if (name !== undefined) {
     return invalidRequest(KNOWN_PARAMETERS.has(name) ? `parameter ${name} is duplicated` : 'request body has a duplicated member', { reason: 'duplicated_parameter' });
   }
   return invalidRequest('request body is not valid JSON', { reason: 'malformed_body' });

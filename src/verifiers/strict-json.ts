@@ -6,7 +6,16 @@
 
 const MAX_DEPTH = 32;
 
-export class StrictJsonError extends Error {}
+export class StrictJsonError extends Error {
+  /** The member name that appears twice in one object, when that is the problem. */
+  readonly duplicateMember: string | undefined;
+
+  constructor(message: string, duplicateMember?: string) {
+    super(message);
+    this.name = 'StrictJsonError';
+    this.duplicateMember = duplicateMember;
+  }
+}
 
 /** Parses `text` as JSON, refusing duplicate member names and nesting deeper than 32. */
 export function parseStrictJson(text: string): unknown {
@@ -53,7 +62,7 @@ function scanObject(text: string, at: number, depth: number): number {
     const nameEnd = scanString(text, index);
     // JSON.parse of the literal alone decodes escapes, so "a" and "\u0061" collide as they should.
     const name = JSON.parse(text.slice(index, nameEnd)) as string;
-    if (names.has(name)) throw new StrictJsonError(`duplicate member ${JSON.stringify(name)}`);
+    if (names.has(name)) throw new StrictJsonError(`duplicate member ${JSON.stringify(name)}`, name);
     names.add(name);
     index = skipSpace(text, nameEnd);
     if (text[index] !== ':') throw new StrictJsonError(`expected ':' at ${index}`);
