@@ -90,9 +90,10 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
       };
     },
     clusters: () => [...directories.keys()],
-    async close() {
+    close() {
       for (const directory of directories.values()) directory.close();
       directories.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -208,7 +208,7 @@ export function createClient(options: ClientOptions) {
     /** A fresh X.509-SVID for a new EC P-256 key generated here. */
     async getCertificate(): Promise<Certificate> {
       const { Pkcs10CertificateRequestGenerator, PemConverter } = await loadX509();
-      const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+      const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
       const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
       const result = await exchange({ requested_token_type: TOKEN_TYPE_X509_SVID, csr: csr.toString('pem') });
       const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);

@@ -9,6 +9,7 @@ import { parseConfig, type KeysConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { createKeyProvider, publicJwks, signJws, type KeyProvider } from '../../src/keys/index.js';
 import { createSoftHsmToken, skipSoftHsm, type SoftHsmToken } from '../support/softhsm.js';
+import { matching } from '../support/matchers.js';
 
 /** What only an HSM can show: key attributes, PIN handling, sessions lost behind our back. */
 const PIN_ENV = 'TESSERA_TEST_PKCS11_PIN';
@@ -75,7 +76,7 @@ describe.skipIf(skipSoftHsm())('keys: pkcs11 (SoftHSM2)', () => {
       const flags = [pkcs11js.CKA_TOKEN, pkcs11js.CKA_PRIVATE, pkcs11js.CKA_SENSITIVE, pkcs11js.CKA_ALWAYS_SENSITIVE, pkcs11js.CKA_EXTRACTABLE, pkcs11js.CKA_NEVER_EXTRACTABLE];
       const rows = handles.map((handle) => {
         const attributes = pkcs11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_LABEL }, ...flags.map((type) => ({ type }))]);
-        const [label, ...values] = attributes.map((attribute) => attribute.value as Buffer);
+        const [label, ...values] = attributes.map((attribute) => attribute.value);
         return { label: String(label).replace(/:\d+/g, ':T'), flags: values.map((value) => value[0]) };
       });
       expect(rows.sort((a, b) => a.label.localeCompare(b.label))).toEqual([
@@ -144,7 +145,7 @@ describe.skipIf(skipSoftHsm())('keys: pkcs11 (SoftHSM2)', () => {
     ['fail/module-missing', { tokenLabel: 'wrong-pin', module: '/nonexistent/libpkcs11.so' }, 'MODULE_LOAD', /cannot load PKCS#11 module \/nonexistent\/libpkcs11.so/],
   ])('%s', async (_name, keys, code, message) => {
     const failure = createKeyProvider(keysConfig(keys), { logger, env: { [PIN_ENV]: token.pin }, autoRotate: false });
-    await expect(failure).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+    await expect(failure).rejects.toMatchObject({ code, message: matching(message) });
   });
 
   it('ok/sessions-closed-behind-our-back-are-recovered', async () => {

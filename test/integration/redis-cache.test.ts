@@ -9,7 +9,7 @@ const hasRedis = requireBinary('redis-server');
 
 function captureLogs() {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
   return { logger, lines, messages: () => lines.map((line) => String(line.msg)) };
 }
 

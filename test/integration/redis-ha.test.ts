@@ -53,7 +53,7 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
     startTestApp(
       {
         clusters: [{ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig(), audiences: [AUDIENCE] }],
-        cache: cache as never,
+        cache: cache,
         policies,
       },
       { env },

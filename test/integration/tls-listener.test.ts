@@ -217,7 +217,7 @@ describe('TLS on the listener', () => {
     });
     // Without the server's refusal the renegotiation completes within milliseconds.
     const outcome = await new Promise<string>((resolve) => {
-      socket.on('error', (error) => resolve(`error: ${error.message}`));
+      socket.on('error', (error: Error) => resolve(`error: ${error.message}`));
       socket.on('close', () => resolve('closed'));
       const started = socket.renegotiate({}, (error) => resolve(error ? `error: ${error.message}` : 'renegotiated'));
       if (started === false) resolve('not started');

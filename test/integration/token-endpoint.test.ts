@@ -2,6 +2,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
 import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
+import { anyString, includingAll } from '../support/matchers.js';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -26,7 +27,7 @@ describe('POST /v1/token', () => {
     expect(status).toBe(200);
     expect(headers.get('cache-control')).toBe('no-store');
     expect(json).toEqual({
-      access_token: expect.any(String),
+      access_token: anyString(),
       issued_token_type: JWT_TYPE,
       token_type: 'N_A',
       expires_in: 900,
@@ -220,7 +221,7 @@ describe('broker endpoints', () => {
       subject_types_supported: ['public'],
       id_token_signing_alg_values_supported: ['ES256', 'RS256'],
       token_endpoint_auth_methods_supported: ['none'],
-      claims_supported: expect.arrayContaining(['iss', 'sub', 'aud', 'exp', 'iat', 'jti']),
+      claims_supported: includingAll(['iss', 'sub', 'aud', 'exp', 'iat', 'jti']),
     });
   });
 
@@ -230,7 +231,7 @@ describe('broker endpoints', () => {
     const { keys } = (await response.json()) as { keys: Array<Record<string, unknown>> };
     expect(keys.map((key) => key.alg)).toEqual(expect.arrayContaining(['ES256', 'RS256']));
     for (const key of keys) {
-      expect(key).toMatchObject({ kid: expect.any(String), use: 'sig' });
+      expect(key).toMatchObject({ kid: anyString(), use: 'sig' });
       for (const privatePart of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(key).not.toHaveProperty(privatePart);
     }
   });

@@ -28,7 +28,7 @@ describe('TokenReview concurrency limit', () => {
     expect(results).toEqual([
       'ok',
       'ok',
-      ...Array(3).fill('503 temporarily_unavailable: too many subject tokens are being verified for this cluster; retry later'),
+      ...Array<string>(3).fill('503 temporarily_unavailable: too many subject tokens are being verified for this cluster; retry later'),
     ]);
     expect(kube().reviews().length - reviewedBefore).toBe(2);
     expect((await metrics.tokenReviews.get()).values.map(({ labels, value }) => [labels.result, value]).sort()).toEqual([

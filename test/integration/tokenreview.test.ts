@@ -6,6 +6,7 @@ import { createLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier, type TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
 import type { KubeconfigOptions } from '../support/kube-apiserver.js';
 import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, reviewVerifier, useKubeApiServer, type ReviewVerifierOptions } from '../support/tokenreview.js';
+import { matching } from '../support/matchers.js';
 
 /** TokenReview verification against the API server stand-in, through the real @kubernetes/client-node. */
 
@@ -122,7 +123,7 @@ describe('TokenReview verifier', () => {
       return error;
     };
     const first = await attempt();
-    expect(first.detail).toEqual({ cluster: 'prod', reason: expect.stringMatching(/^tokenreview: \[invalid bearer token/) });
+    expect(first.detail).toEqual({ cluster: 'prod', reason: matching(/^tokenreview: \[invalid bearer token/) });
     advance(9_000);
     expect((await attempt()).detail).toEqual({ ...first.detail, cached: true });
     expect(reviewsOf(token)).toHaveLength(1);

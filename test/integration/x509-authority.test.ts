@@ -91,7 +91,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       });
       const program = new Command().exitOverride();
       const config = { ...harness.config, x509: { ...harness.config.x509, dir: caDir } };
-      registerCaCommands(program, () => config, async () => ({ ...harness.provider, close: async () => {} }));
+      registerCaCommands(program, () => config, () => Promise.resolve({ ...harness.provider, close: () => Promise.resolve() }));
       await program.parseAsync(['node', 'tessera', 'ca', 'init']);
       clock += 5_000; // the authority retries loading at most every 5 s
       await authority.trustBundle();
@@ -205,7 +205,7 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     const shortDir = join(workspace.dir, 'short-ca');
     const program = new Command().exitOverride();
     const config = { ...harness.config, x509: { ...harness.config.x509, dir: shortDir } };
-    registerCaCommands(program, () => config, async () => ({ ...harness.provider, close: async () => {} }));
+    registerCaCommands(program, () => config, () => Promise.resolve({ ...harness.provider, close: () => Promise.resolve() }));
     await program.parseAsync(['node', 'tessera', 'ca', 'init', '--ttl', '10m']);
     const short = await createX509Authority({ provider: harness.provider, config: config.x509, logger: silentLogger(), now });
     const svid = await short.issueSvid({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 3600 });

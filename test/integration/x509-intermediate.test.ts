@@ -32,7 +32,7 @@ function signWith(issuer: 'root' | 'sub', csrFile: string, outFile: string, exte
 
 async function ca(...args: string[]): Promise<string> {
   const program = new Command().exitOverride();
-  registerCaCommands(program, () => config, async () => ({ ...provider, close: async () => {} }));
+  registerCaCommands(program, () => config, () => Promise.resolve({ ...provider, close: () => Promise.resolve() }));
   const writes: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     writes.push(String(chunk));

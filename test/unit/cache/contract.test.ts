@@ -26,7 +26,10 @@ afterAll(async () => {
 
 const memoryBackend = (): Backend => {
   let clock = 1_700_000_000_000;
-  return { make: () => createMemoryCache({ now: () => clock }), advance: async (ms) => void (clock += ms) };
+  return { make: () => createMemoryCache({ now: () => clock }), advance: (ms) => {
+      clock += ms;
+      return Promise.resolve();
+    } };
 };
 const redisBackend = (): Backend => ({
   // A fresh key prefix per case keeps cases independent on the one server.

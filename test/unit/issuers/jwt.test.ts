@@ -12,7 +12,7 @@ const key: SigningKey = {
   kid: 'test-kid',
   alg: 'ES256',
   publicJwk: {},
-  sign: async (data) => sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' }),
+  sign: (data) => Promise.resolve(sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' })),
 };
 const identity: WorkloadIdentity = {
   cluster: 'prod',

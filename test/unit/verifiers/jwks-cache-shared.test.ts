@@ -99,9 +99,9 @@ describe('an unexpected fault inside verification', () => {
     const { logger, messages } = capturingLogger();
     const { verifier } = makeVerifier([prod], { now: clock.now, cache: broken, logger });
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('503 temporarily_unavailable: subject_token cannot be verified right now; retry later');
-    expect(messages('unexpected error while verifying a subject token')).toEqual([
-      expect.objectContaining({ level: 50, err: expect.objectContaining({ type: 'TypeError', message: 'boom' }) }),
-    ]);
+    const logged = messages('unexpected error while verifying a subject token');
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ level: 50, err: { type: 'TypeError', message: 'boom' } });
   });
 });
 

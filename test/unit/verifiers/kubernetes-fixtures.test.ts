@@ -24,7 +24,7 @@ interface TokenFixture {
 }
 
 const read = <T>(path: string): T => JSON.parse(readFileSync(`${ROOT}/${path}`, 'utf8')) as T;
-const jwkOf = (pem: string): Record<string, unknown> => createPublicKey(pem).export({ format: 'jwk' }) as Record<string, unknown>;
+const jwkOf = (pem: string): Record<string, unknown> => createPublicKey(pem).export({ format: 'jwk' });
 type KeyMaterial = Pick<TokenFixture, 'jwks' | 'publicKeyPem' | 'x509CertificatePem'> & { header?: { kid?: string } };
 /**
  * A PEM becomes a one-key JWKS. The key gets the token's kid when it has one, as the cluster's

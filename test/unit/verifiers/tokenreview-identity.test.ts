@@ -6,10 +6,14 @@ import { cacheTtlMs } from '../../../src/verifiers/tokenreview.js';
 import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from '../../../src/verifiers/tokenreview-identity.js';
 
 const FIXTURES = '/work/shared/fixtures/kubernetes/tokenreview';
-const fixture = (name: string) => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8'));
-const docs = fixture('kubernetes-website__bound-token-tokenreview');
-const consul = fixture('consul__captured-apiserver-responses');
-const webhook = fixture('kubernetes-website__webhook-tokenreview-v1');
+/** The parts of the recorded TokenReview documents the cases read; reviewStatusSchema checks the rest. */
+type RecordedStatus = Record<string, unknown> & { user: Record<string, unknown> };
+const fixture = <T>(name: string): T => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8')) as T;
+const docs = fixture<{ response: { status: RecordedStatus } }>('kubernetes-website__bound-token-tokenreview');
+const consul = fixture<{ responses: Record<'invalidatedToken' | 'authenticated', { body: { status: RecordedStatus } }> }>(
+  'consul__captured-apiserver-responses',
+);
+const webhook = fixture<Record<'responseFailure' | 'responseSuccess', { status: RecordedStatus }>>('kubernetes-website__webhook-tokenreview-v1');
 
 const API_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
 const cluster = clusterSchema.parse({ name: 'kind', issuer: API_AUDIENCE, verify: 'tokenreview', kubeconfig: 'in-cluster' });

@@ -41,7 +41,7 @@ interface Issuer {
   name: string;
   keys: webcrypto.CryptoKeyPair;
 }
-const issuerNamed = async (name: string): Promise<Issuer> => ({ name, keys: (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair });
+const issuerNamed = async (name: string): Promise<Issuer> => ({ name, keys: await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) });
 
 /** A CA certificate for `subject` valid until NOW + `days`, signed by `issuer` (itself when absent). */
 async function caCertificate(subject: string, publicKey: webcrypto.CryptoKey, days: number, issuer?: Issuer, selfKey?: webcrypto.CryptoKey): Promise<Uint8Array> {
