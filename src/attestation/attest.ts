@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ClusterConfig, ImageSignaturesConfig } from '../config/index.js';
 import { invalidRequest } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 import { parseSigningKey } from './cosign.js';
 import { createPodDirectory, type DirectoryOptions, type PodDirectory } from './directory.js';
 import { createKubeApi, loadKubeConfig, type KubeApi } from './kube.js';
