@@ -44,6 +44,11 @@ export const ERROR_REASONS = [
   'method_not_allowed',
   'client_certificate_required',
   'rate_limited',
+  // pod attestation (src/attestation)
+  'pod_not_named',
+  'pod_not_found',
+  'pod_replaced',
+  'pod_lookup_unavailable',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -70,6 +70,7 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
       const { namespace, pod } = identity;
       if (!namespace || !pod?.name || !pod.uid) {
         throw invalidRequest('subject_token names no pod: this cluster requires pod-bound service-account tokens', {
+          reason: 'pod_not_named',
           detail: { cluster: identity.cluster },
         });
       }
