@@ -10,12 +10,13 @@ import { loadClusterKubeConfig } from '../verifiers/index.js';
  */
 
 export class KubeCallError extends Error {
-  constructor(
-    readonly kind: 'not-found' | 'gone' | 'http' | 'network' | 'timeout',
-    readonly reason: string,
-  ) {
+  readonly kind: 'not-found' | 'gone' | 'http' | 'network' | 'timeout';
+  readonly reason: string;
+  constructor(kind: KubeCallError['kind'], reason: string) {
     super(`${kind}: ${reason}`);
     this.name = 'KubeCallError';
+    this.kind = kind;
+    this.reason = reason;
   }
 }
 

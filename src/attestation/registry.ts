@@ -28,14 +28,14 @@ export interface RegistryAccess {
 }
 
 export class RegistryError extends Error {
-  constructor(
-    readonly kind: 'not-found' | 'unauthorized' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed',
-    message: string,
-    /** `WWW-Authenticate` of a 401. */
-    readonly challenge?: string,
-  ) {
+  readonly kind: 'not-found' | 'unauthorized' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed';
+  /** `WWW-Authenticate` of a 401. */
+  readonly challenge: string | undefined;
+  constructor(kind: RegistryError['kind'], message: string, challenge?: string) {
     super(message);
     this.name = 'RegistryError';
+    this.kind = kind;
+    this.challenge = challenge;
   }
 }
 

@@ -6,12 +6,11 @@ import { configSchema, type Config, type ConfigInput } from './schema.js';
 
 /** A config that cannot be used; `message` lists every problem as `path: reason`. */
 export class ConfigError extends Error {
-  constructor(
-    message: string,
-    readonly problems: string[] = [],
-  ) {
+  readonly problems: string[];
+  constructor(message: string, problems: string[] = []) {
     super(message);
     this.name = 'ConfigError';
+    this.problems = problems;
   }
 }
 

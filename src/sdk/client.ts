@@ -36,34 +36,35 @@ export interface Certificate {
 
 /** A refusal from the broker, with its RFC 6749 code. */
 export class ExchangeError extends Error {
+  readonly status: number;
+  readonly code: string;
   /** The broker's `error_description` (may be empty). */
   readonly description: string;
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    description: string,
-    /** The token endpoint that answered. */
-    readonly endpoint = '',
-  ) {
+  /** The token endpoint that answered. */
+  readonly endpoint: string;
+  constructor(status: number, code: string, description: string, endpoint = '') {
     super(`${code}: ${description}`);
     this.name = 'ExchangeError';
+    this.status = status;
+    this.code = code;
     this.description = description;
+    this.endpoint = endpoint;
   }
 }
 
 /** The broker could not be reached, or did not answer in time; `cause` holds the network error. */
 export class NetworkError extends Error {
-  constructor(
-    /** The token endpoint that was called. */
-    readonly endpoint: string,
-    /** True when the exchange was abandoned after `timeoutMs`. */
-    readonly timedOut: boolean,
-    options: { cause: unknown; timeoutMs?: number },
-  ) {
+  /** The token endpoint that was called. */
+  readonly endpoint: string;
+  /** True when the exchange was abandoned after `timeoutMs`. */
+  readonly timedOut: boolean;
+  constructor(endpoint: string, timedOut: boolean, options: { cause: unknown; timeoutMs?: number }) {
     super(timedOut ? `no answer from ${endpoint} within ${options.timeoutMs} ms` : `cannot reach ${endpoint}: ${causeText(options.cause)}`, {
       cause: options.cause,
     });
     this.name = 'NetworkError';
+    this.endpoint = endpoint;
+    this.timedOut = timedOut;
   }
 }
 
