@@ -10,9 +10,9 @@ import { MAX_PAYLOAD_BYTES, type RegistryClient } from './registry.js';
  * payload bytes verifies AND the payload names this exact manifest digest and repository.
  */
 
-export const SIMPLE_SIGNING_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
-export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
-export const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
+const SIMPLE_SIGNING_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
+const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
+const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
 /** More layers than this in a signature manifest is not a signature manifest. */
 const MAX_LAYERS = 64;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -40,7 +40,7 @@ interface Layer {
 }
 
 /** The signature layers of a manifest; throws on anything that is not a well-formed manifest. */
-export function signatureLayers(body: Buffer): Layer[] {
+function signatureLayers(body: Buffer): Layer[] {
   const manifest = JSON.parse(body.toString('utf8')) as unknown;
   if (manifest === null || typeof manifest !== 'object' || (manifest as { schemaVersion?: unknown }).schemaVersion !== 2) {
     throw new Error('not a schemaVersion 2 manifest');
@@ -60,7 +60,7 @@ export function signatureLayers(body: Buffer): Layer[] {
 }
 
 /** The simple-signing payload names `image` exactly: its digest, its repository, cosign's type. */
-export function payloadNames(payload: Buffer, image: ImageDigestRef): boolean {
+function payloadNames(payload: Buffer, image: ImageDigestRef): boolean {
   let value: unknown;
   try {
     value = JSON.parse(payload.toString('utf8'));

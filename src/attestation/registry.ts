@@ -8,12 +8,12 @@ import https from 'node:https';
  * registry's credentials are never sent to another host.
  */
 
-export const REGISTRY_TIMEOUT_MS = 5_000;
+const REGISTRY_TIMEOUT_MS = 5_000;
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 const MAX_REDIRECTS = 3;
 
-export const MANIFEST_TYPES = [
+const MANIFEST_TYPES = [
   'application/vnd.oci.image.manifest.v1+json',
   'application/vnd.docker.distribution.manifest.v2+json',
 ];
@@ -84,7 +84,7 @@ export function createRegistryClient(access: (registry: string) => RegistryAcces
 }
 
 /** `Bearer realm="…",service="…",scope="…"` → its parameters; `undefined` for any other scheme. */
-export function bearerChallenge(header: string | undefined): { realm: string; service?: string; scope?: string } | undefined {
+function bearerChallenge(header: string | undefined): { realm: string; service?: string; scope?: string } | undefined {
   if (!header || !/^Bearer\s/i.test(header) || header.length > 2048) return undefined;
   const params: Record<string, string> = {};
   for (const match of header.slice(7).matchAll(/([A-Za-z]+)="([^"]*)"/g)) params[(match[1] as string).toLowerCase()] = match[2] as string;

@@ -24,7 +24,7 @@ function referencedFiles(config: Config): Array<[field: string, path: string]> {
  * an issuer: the config schema, the files it names, the PIN variable, and every policy file
  * (against the configured clusters). Each problem names its field.
  */
-export function validateConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { problems: string[]; summary?: string } {
+function validateConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { problems: string[]; summary?: string } {
   const config = loadConfig({ file, env });
   const problems: string[] = [];
   for (const [field, path] of referencedFiles(config)) {
