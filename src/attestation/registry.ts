@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { z } from 'zod';
 
 /**
  * The two reads of the OCI distribution API a signature check needs: a manifest by tag and a blob
@@ -107,17 +108,28 @@ async function fetchToken(challenge: { realm: string; service?: string; scope?: 
     maxBytes: MAX_TOKEN_RESPONSE_BYTES,
     timeoutMs,
   });
-  let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+  const { value, lifetime } = tokenOf(body);
+  // Renewed a little early, so a token never expires between our check and the registry's.
+  return { value, expiresAt: Date.now() + Math.max(0, lifetime - 10) * 1000 };
+}
+
+/** A bearer token: printable, no whitespace, at most 16 KiB. */
+const bearerSchema = z.string().min(1).max(16_384).regex(/^\S+$/);
+/** Docker's token response: `token` (or OAuth's `access_token`) and an optional lifetime, 60 s by default, at most 1 h. */
+const tokenResponseSchema = z.object({ token: z.unknown().optional(), access_token: z.unknown().optional(), expires_in: z.unknown().optional() });
+
+function tokenOf(body: Buffer): { value: string; lifetime: number } {
+  let json: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+    json = JSON.parse(body.toString('utf8'));
   } catch {
     throw new RegistryError('malformed', 'token response is not JSON');
   }
-  const value = typeof parsed.token === 'string' ? parsed.token : parsed.access_token;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 16_384 || /[\s]/.test(value)) throw new RegistryError('malformed', 'token response has no token');
-  const lifetime = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? Math.min(parsed.expires_in, 3600) : 60;
-  // Renewed a little early, so a token never expires between our check and the registry's.
-  return { value, expiresAt: Date.now() + Math.max(0, lifetime - 10) * 1000 };
+  const response = tokenResponseSchema.safeParse(json);
+  const value = bearerSchema.safeParse(typeof response.data?.token === 'string' ? response.data.token : response.data?.access_token);
+  if (!value.success) throw new RegistryError('malformed', 'token response has no token');
+  const expiresIn = response.data?.expires_in;
+  return { value: value.data, lifetime: typeof expiresIn === 'number' && expiresIn > 0 ? Math.min(expiresIn, 3600) : 60 };
 }
 
 async function get(url: URL, access: RegistryAccess, limits: { accept: string; maxBytes: number; timeoutMs: number }): Promise<Buffer> {
