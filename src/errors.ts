@@ -97,6 +97,11 @@ export const ERROR_REASONS = [
   'role_has_no_audience',
   'invalid_parameter_type',
   'rate_limit_table_full',
+  // pod attestation (src/attestation)
+  'pod_not_named',
+  'pod_not_found',
+  'pod_replaced',
+  'pod_lookup_unavailable',
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

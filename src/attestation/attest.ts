@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ClusterConfig, ImageSignaturesConfig } from '../config/index.js';
 import { invalidRequest } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 import { parseSigningKey } from './cosign.js';
 import { createPodDirectory, type DirectoryOptions, type PodDirectory } from './directory.js';
 import { createKubeApi, loadKubeConfig, type KubeApi } from './kube.js';
@@ -70,6 +70,7 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
       const { namespace, pod } = identity;
       if (!namespace || !pod?.name || !pod.uid) {
         throw invalidRequest('subject_token names no pod: this cluster requires pod-bound service-account tokens', {
+          reason: 'pod_not_named',
           detail: { cluster: identity.cluster },
         });
       }
@@ -90,9 +91,10 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
       };
     },
     clusters: () => [...directories.keys()],
-    async close() {
+    close() {
       for (const directory of directories.values()) directory.close();
       directories.clear();
+      return Promise.resolve();
     },
   };
 }

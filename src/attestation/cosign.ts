@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { z } from 'zod';
 import { normaliseRepository, type ImageDigestRef } from './image.js';
 import { MAX_PAYLOAD_BYTES, type RegistryClient } from './registry.js';
 
@@ -10,9 +11,9 @@ import { MAX_PAYLOAD_BYTES, type RegistryClient } from './registry.js';
  * payload bytes verifies AND the payload names this exact manifest digest and repository.
  */
 
-export const SIMPLE_SIGNING_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
-export const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
-export const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
+const SIMPLE_SIGNING_TYPE = 'application/vnd.dev.cosign.simplesigning.v1+json';
+const SIGNATURE_ANNOTATION = 'dev.cosignproject.cosign/signature';
+const COSIGN_PAYLOAD_TYPE = 'cosign container image signature';
 /** More layers than this in a signature manifest is not a signature manifest. */
 const MAX_LAYERS = 64;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -39,28 +40,27 @@ interface Layer {
   signature: string;
 }
 
+const manifestSchema = z.object({ schemaVersion: z.literal(2), layers: z.array(z.unknown()).max(MAX_LAYERS) });
+/** A cosign signature layer; any other layer is skipped. */
+const signatureLayerSchema = z.object({
+  mediaType: z.literal(SIMPLE_SIGNING_TYPE),
+  digest: z.string().regex(DIGEST),
+  size: z.number().int().min(0).max(MAX_PAYLOAD_BYTES),
+  annotations: z.object({ [SIGNATURE_ANNOTATION]: z.string() }),
+});
+
 /** The signature layers of a manifest; throws on anything that is not a well-formed manifest. */
-export function signatureLayers(body: Buffer): Layer[] {
-  const manifest = JSON.parse(body.toString('utf8')) as unknown;
-  if (manifest === null || typeof manifest !== 'object' || (manifest as { schemaVersion?: unknown }).schemaVersion !== 2) {
-    throw new Error('not a schemaVersion 2 manifest');
-  }
-  const layers = (manifest as { layers?: unknown }).layers;
-  if (!Array.isArray(layers) || layers.length > MAX_LAYERS) throw new Error('manifest layers missing or too many');
-  const out: Layer[] = [];
-  for (const layer of layers as Array<Record<string, unknown>>) {
-    if (layer === null || typeof layer !== 'object' || layer.mediaType !== SIMPLE_SIGNING_TYPE) continue;
-    const annotations = layer.annotations as Record<string, unknown> | undefined;
-    const signature = annotations?.[SIGNATURE_ANNOTATION];
-    if (typeof layer.digest !== 'string' || !DIGEST.test(layer.digest) || typeof signature !== 'string') continue;
-    if (typeof layer.size !== 'number' || !Number.isInteger(layer.size) || layer.size < 0 || layer.size > MAX_PAYLOAD_BYTES) continue;
-    out.push({ digest: layer.digest, size: layer.size, signature });
-  }
-  return out;
+function signatureLayers(body: Buffer): Layer[] {
+  const manifest = manifestSchema.safeParse(JSON.parse(body.toString('utf8')));
+  if (!manifest.success) throw new Error(`not a schemaVersion 2 manifest with at most ${MAX_LAYERS} layers`);
+  return manifest.data.layers.flatMap((candidate) => {
+    const layer = signatureLayerSchema.safeParse(candidate);
+    return layer.success ? [{ digest: layer.data.digest, size: layer.data.size, signature: layer.data.annotations[SIGNATURE_ANNOTATION] }] : [];
+  });
 }
 
 /** The simple-signing payload names `image` exactly: its digest, its repository, cosign's type. */
-export function payloadNames(payload: Buffer, image: ImageDigestRef): boolean {
+function payloadNames(payload: Buffer, image: ImageDigestRef): boolean {
   let value: unknown;
   try {
     value = JSON.parse(payload.toString('utf8'));

@@ -50,7 +50,7 @@ export function createPodDirectory(options: DirectoryOptions): PodDirectory {
   const owners = createLookupCache<string>({ ttlMs: MAX_STALENESS_MS, max: 10_000, now });
   const nodes = createLookupCache<Record<string, string> | undefined>({ ttlMs: MAX_STALENESS_MS, max: 10_000, now });
   const unavailable = (what: string, cause?: unknown) =>
-    temporarilyUnavailable('the cluster API server cannot be reached to attest the pod; retry later', { detail: { cluster, what }, cause });
+    temporarilyUnavailable('the cluster API server cannot be reached to attest the pod; retry later', { reason: 'pod_lookup_unavailable', detail: { cluster, what }, cause });
 
   function watchFor(namespace: string): NamespaceWatch {
     let watch = watches.get(namespace);
@@ -106,9 +106,12 @@ export function createPodDirectory(options: DirectoryOptions): PodDirectory {
         if (cached && cached.uid === uid) return cached;
         throw unavailable('pod', error);
       }
-      if (!answer.found) throw invalidRequest('the pod named by subject_token does not exist', { detail: { cluster, namespace, pod: name } });
+      if (!answer.found) throw invalidRequest('the pod named by subject_token does not exist', { reason: 'pod_not_found', detail: { cluster, namespace, pod: name } });
       if (answer.record.uid !== uid) {
-        throw invalidRequest('the pod named by subject_token was replaced (its uid differs)', { detail: { cluster, namespace, pod: name } });
+        throw invalidRequest('the pod named by subject_token was replaced (its uid differs)', {
+          reason: 'pod_replaced',
+          detail: { cluster, namespace, pod: name },
+        });
       }
       return answer.record;
     },

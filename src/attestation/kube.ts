@@ -10,12 +10,13 @@ import { loadClusterKubeConfig } from '../verifiers/index.js';
  */
 
 export class KubeCallError extends Error {
-  constructor(
-    readonly kind: 'not-found' | 'gone' | 'http' | 'network' | 'timeout',
-    readonly reason: string,
-  ) {
+  readonly kind: 'not-found' | 'gone' | 'http' | 'network' | 'timeout';
+  readonly reason: string;
+  constructor(kind: KubeCallError['kind'], reason: string) {
     super(`${kind}: ${reason}`);
     this.name = 'KubeCallError';
+    this.kind = kind;
+    this.reason = reason;
   }
 }
 
@@ -42,7 +43,7 @@ export interface KubeApi {
 
 const LIST_PAGE = 500;
 /** A namespace with more pods than this is not cached (its pods are read one GET at a time). */
-export const MAX_PODS_PER_NAMESPACE = 20_000;
+const MAX_PODS_PER_NAMESPACE = 20_000;
 
 /** The cluster's kubeconfig (a file or in-cluster), as TokenReview reads it. */
 export const loadKubeConfig = (cluster: ClusterConfig): KubeConfig => loadClusterKubeConfig(cluster, 'podAttestation');

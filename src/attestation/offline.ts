@@ -9,7 +9,7 @@ import type { PodFacts } from './types.js';
  * Signatures are not checked offline: `signed-by` is absent.
  */
 export function factsFromPodObject(document: unknown): { facts: PodFacts; pod: { name: string; namespace: string; uid: string } } {
-  const objects = isList(document) ? (document.items as unknown[]) : [document];
+  const objects = isList(document) ? document.items : [document];
   const byKind = (kind: string) => objects.filter((item) => (item as { kind?: unknown } | null)?.kind === kind) as Array<Record<string, unknown>>;
   const podObject = objects.length === 1 && (objects[0] as { kind?: unknown })?.kind === undefined ? objects[0] : byKind('Pod')[0];
   const record = podRecord(podObject);

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { z } from 'zod';
 
 /**
  * The two reads of the OCI distribution API a signature check needs: a manifest by tag and a blob
@@ -8,12 +9,12 @@ import https from 'node:https';
  * registry's credentials are never sent to another host.
  */
 
-export const REGISTRY_TIMEOUT_MS = 5_000;
+const REGISTRY_TIMEOUT_MS = 5_000;
 export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 const MAX_REDIRECTS = 3;
 
-export const MANIFEST_TYPES = [
+const MANIFEST_TYPES = [
   'application/vnd.oci.image.manifest.v1+json',
   'application/vnd.docker.distribution.manifest.v2+json',
 ];
@@ -28,14 +29,14 @@ export interface RegistryAccess {
 }
 
 export class RegistryError extends Error {
-  constructor(
-    readonly kind: 'not-found' | 'unauthorized' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed',
-    message: string,
-    /** `WWW-Authenticate` of a 401. */
-    readonly challenge?: string,
-  ) {
+  readonly kind: 'not-found' | 'unauthorized' | 'http' | 'too-large' | 'timeout' | 'network' | 'malformed';
+  /** `WWW-Authenticate` of a 401. */
+  readonly challenge: string | undefined;
+  constructor(kind: RegistryError['kind'], message: string, challenge?: string) {
     super(message);
     this.name = 'RegistryError';
+    this.kind = kind;
+    this.challenge = challenge;
   }
 }
 
@@ -84,7 +85,7 @@ export function createRegistryClient(access: (registry: string) => RegistryAcces
 }
 
 /** `Bearer realm="…",service="…",scope="…"` → its parameters; `undefined` for any other scheme. */
-export function bearerChallenge(header: string | undefined): { realm: string; service?: string; scope?: string } | undefined {
+function bearerChallenge(header: string | undefined): { realm: string; service?: string; scope?: string } | undefined {
   if (!header || !/^Bearer\s/i.test(header) || header.length > 2048) return undefined;
   const params: Record<string, string> = {};
   for (const match of header.slice(7).matchAll(/([A-Za-z]+)="([^"]*)"/g)) params[(match[1] as string).toLowerCase()] = match[2] as string;
@@ -107,17 +108,28 @@ async function fetchToken(challenge: { realm: string; service?: string; scope?: 
     maxBytes: MAX_TOKEN_RESPONSE_BYTES,
     timeoutMs,
   });
-  let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+  const { value, lifetime } = tokenOf(body);
+  // Renewed a little early, so a token never expires between our check and the registry's.
+  return { value, expiresAt: Date.now() + Math.max(0, lifetime - 10) * 1000 };
+}
+
+/** A bearer token: printable, no whitespace, at most 16 KiB. */
+const bearerSchema = z.string().min(1).max(16_384).regex(/^\S+$/);
+/** Docker's token response: `token` (or OAuth's `access_token`) and an optional lifetime, 60 s by default, at most 1 h. */
+const tokenResponseSchema = z.object({ token: z.unknown().optional(), access_token: z.unknown().optional(), expires_in: z.unknown().optional() });
+
+function tokenOf(body: Buffer): { value: string; lifetime: number } {
+  let json: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+    json = JSON.parse(body.toString('utf8'));
   } catch {
     throw new RegistryError('malformed', 'token response is not JSON');
   }
-  const value = typeof parsed.token === 'string' ? parsed.token : parsed.access_token;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 16_384 || /[\s]/.test(value)) throw new RegistryError('malformed', 'token response has no token');
-  const lifetime = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? Math.min(parsed.expires_in, 3600) : 60;
-  // Renewed a little early, so a token never expires between our check and the registry's.
-  return { value, expiresAt: Date.now() + Math.max(0, lifetime - 10) * 1000 };
+  const response = tokenResponseSchema.safeParse(json);
+  const value = bearerSchema.safeParse(typeof response.data?.token === 'string' ? response.data.token : response.data?.access_token);
+  if (!value.success) throw new RegistryError('malformed', 'token response has no token');
+  const expiresIn = response.data?.expires_in;
+  return { value: value.data, lifetime: typeof expiresIn === 'number' && expiresIn > 0 ? Math.min(expiresIn, 3600) : 60 };
 }
 
 async function get(url: URL, access: RegistryAccess, limits: { accept: string; maxBytes: number; timeoutMs: number }): Promise<Buffer> {

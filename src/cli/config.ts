@@ -24,8 +24,20 @@ function referencedFiles(config: Config): Array<[field: string, path: string]> {
  * an issuer: the config schema, the files it names, the PIN variable, and every policy file
  * (against the configured clusters). Each problem names its field.
  */
-export function validateConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { problems: string[]; summary?: string } {
+function validateConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): { problems: string[]; summary?: string } {
   const config = loadConfig({ file, env });
+  const problems = unreadableFiles(config);
+  if (config.keys.provider === 'pkcs11' && config.keys.pinEnv && !config.keys.pinFile && !env[config.keys.pinEnv]) {
+    problems.push(`keys.pinEnv: the environment variable ${config.keys.pinEnv} is not set`);
+  }
+  const policies = checkPolicies(config);
+  problems.push(...policies.problems);
+  if (problems.length > 0) return { problems };
+  return { problems, summary: `${config.clusters.length} cluster(s)${config.devCluster ? ' + dev cluster' : ''}, ${policies.roles} role(s), keys ${config.keys.provider}` };
+}
+
+/** Each file the config names that this process cannot read, as `field: cannot read path: CODE`. */
+function unreadableFiles(config: Config): string[] {
   const problems: string[] = [];
   for (const [field, path] of referencedFiles(config)) {
     try {
@@ -34,27 +46,24 @@ export function validateConfig(file: string | undefined, env: NodeJS.ProcessEnv 
       problems.push(`${field}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
   }
-  if (config.keys.provider === 'pkcs11' && config.keys.pinEnv && !config.keys.pinFile && !env[config.keys.pinEnv]) {
-    problems.push(`keys.pinEnv: the environment variable ${config.keys.pinEnv} is not set`);
-  }
+  return problems;
+}
+
+/** Every policy file, loaded against the configured clusters (and the dev cluster), and each role's algorithm against the keys'. */
+function checkPolicies(config: Config): { problems: string[]; roles: number } {
   const clusters = config.devCluster
     ? [...config.clusters, { name: config.devCluster.name, issuer: config.devCluster.issuer, verify: 'jwks' as const, allowInsecure: false }]
     : config.clusters;
-  let roles = 0;
   try {
     const set = loadPolicySet(config.policies, { clusters });
-    roles = set.roles.size;
-    for (const role of set.roles.values()) {
-      if (!config.keys.algorithms.includes(role.issue.algorithm)) {
-        problems.push(`keys.algorithms: role ${role.name} signs with ${role.issue.algorithm}, which is not enabled`);
-      }
-    }
+    const problems = [...set.roles.values()]
+      .filter((role) => !config.keys.algorithms.includes(role.issue.algorithm))
+      .map((role) => `keys.algorithms: role ${role.name} signs with ${role.issue.algorithm}, which is not enabled`);
+    return { problems, roles: set.roles.size };
   } catch (error) {
     if (!(error instanceof PolicyLoadError)) throw error;
-    problems.push(...error.problems.map((problem) => `policies: ${formatProblem(problem)}`));
+    return { problems: error.problems.map((problem) => `policies: ${formatProblem(problem)}`), roles: 0 };
   }
-  if (problems.length > 0) return { problems };
-  return { problems, summary: `${config.clusters.length} cluster(s)${config.devCluster ? ' + dev cluster' : ''}, ${roles} role(s), keys ${config.keys.provider}` };
 }
 
 /** `tessera config validate`. */

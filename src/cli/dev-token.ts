@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from '../config/index.js';
 import { loadDevCluster } from '../dev-cluster/index.js';
 import { globalConfigFile } from './groups.js';
 
-export const positiveInt = (value: string): number => {
+const positiveInt = (value: string): number => {
   if (!/^[1-9]\d*$/.test(value)) throw new InvalidArgumentError('must be a positive whole number');
   return Number(value);
 };

@@ -9,7 +9,7 @@ import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
 import { silentLogger } from '../observability/index.js';
 import { escapeControl, escapeErrorMessage, escapeJson } from '../terminal/index.js';
-import { createSubjectTokenVerifier, decodeUnverified } from '../verifiers/index.js';
+import { createSubjectTokenVerifier, decodeUnverified, type WorkloadIdentity } from '../verifiers/index.js';
 import {
   clusterFor,
   explainJson,
@@ -76,6 +76,17 @@ function loadSet(dir: string, io: PolicyCliIo): PolicySet | undefined {
   }
 }
 
+/**
+ * Why a token would be refused, for the explain trace: the client-safe description and, when the
+ * verifier gave one, its enumerated reason (the same token the broker logs), never the log detail.
+ *
+ * @example refusalSummary(invalidRequest('subject_token is expired', { reason: 'token_expired' })) === 'subject_token is expired [token_expired]'
+ */
+export function refusalSummary(error: unknown): string {
+  if (!isTesseraError(error)) return error instanceof Error ? error.message : String(error);
+  return error.reason === undefined ? error.description : `${error.description} [${error.reason}]`;
+}
+
 async function signatureLine(token: string, config: Config, at: number): Promise<string> {
   const dev = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
   const clusters = dev ? [...config.clusters, dev.cluster] : config.clusters;
@@ -85,8 +96,7 @@ async function signatureLine(token: string, config: Config, at: number): Promise
     const identity = await Promise.race([verifier.verify(token), timeout]);
     return `signature and claims verify (cluster ${identity.cluster})`;
   } catch (error) {
-    const reason = isTesseraError(error) ? `${error.description}${typeof error.detail?.reason === 'string' ? ` (${error.detail.reason})` : ''}` : String(error);
-    return `would NOT verify: ${reason}`;
+    return `would NOT verify: ${refusalSummary(error)}`;
   } finally {
     await verifier.close();
   }
@@ -106,45 +116,76 @@ interface ExplainOptions {
   json?: boolean;
 }
 
-async function explain(options: ExplainOptions, command: Command, io: PolicyCliIo): Promise<void> {
-  if (Boolean(options.token) === Boolean(options.claims)) {
-    io.err('policy explain: give exactly one of --token FILE or --claims FILE\n');
-    return io.exit(2);
+/** What explain evaluates: a token's claims (and what its signature check says) or a claim file's. */
+interface Subject {
+  claims: Record<string, unknown>;
+  signature?: string;
+}
+
+type SubjectSource = { token: string } | { claims: string };
+
+const isClaimSet = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+async function readSubject(source: SubjectSource, config: Config, now: number): Promise<Subject> {
+  if ('token' in source) {
+    const token = readFileSync(source.token, 'utf8').trim();
+    return { claims: decodeUnverified(token).claims, signature: await signatureLine(token, config, now) };
   }
+  const claims: unknown = parseYaml(readFileSync(source.claims, 'utf8'));
+  if (!isClaimSet(claims)) throw new Error('claims must be a JSON object');
+  return { claims };
+}
+
+/** Prints a usage or input problem and exits 2; returns undefined so callers can `return fail(…)`. */
+function fail(io: PolicyCliIo, message: string): undefined {
+  io.err(`${message}\n`);
+  io.exit(2);
+  return undefined;
+}
+
+/** `--token FILE` or `--claims FILE`: exactly one of them. */
+function sourceOf(options: ExplainOptions): SubjectSource | undefined {
+  if (options.token && !options.claims) return { token: options.token };
+  if (options.claims && !options.token) return { claims: options.claims };
+  return undefined;
+}
+
+/** The subject's claims, or undefined once the problem is printed. */
+async function subjectOf(source: SubjectSource, config: Config, now: number, io: PolicyCliIo): Promise<Subject | undefined> {
+  try {
+    return await readSubject(source, config, now);
+  } catch (error) {
+    return fail(io, `policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}`);
+  }
+}
+
+/** `identity` with the facts pod attestation would derive from `--pod FILE`, or undefined once the problem is printed. */
+function withPodFacts(identity: WorkloadIdentity, podFile: string | undefined, io: PolicyCliIo): WorkloadIdentity | undefined {
+  if (!podFile) return identity;
+  try {
+    return { ...identity, attestation: factsFromPodObject(parseYaml(readFileSync(podFile, 'utf8'))).facts };
+  } catch (error) {
+    return fail(io, `policy explain: --pod ${escapeControl(podFile)}: ${escapeErrorMessage(error)}`);
+  }
+}
+
+async function explain(options: ExplainOptions, command: Command, io: PolicyCliIo): Promise<void> {
+  const source = sourceOf(options);
+  if (!source) return void fail(io, 'policy explain: give exactly one of --token FILE or --claims FILE');
   const config = effectiveConfig(command);
   const set = loadSet(options.policies ?? config.policies, io);
   if (!set) return;
   const role = set.roles.get(options.role);
   if (!role) {
-    io.err(`${escapeControl(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})`)}\n`);
-    return io.exit(2);
+    return void fail(io, escapeControl(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})`));
   }
   const now = options.at ?? Math.floor(Date.now() / 1000);
-  let claims: Record<string, unknown>;
-  let signature: string | undefined;
-  try {
-    if (options.token) {
-      const token = readFileSync(options.token, 'utf8').trim();
-      claims = decodeUnverified(token).claims;
-      signature = await signatureLine(token, config, now);
-    } else {
-      claims = parseYaml(readFileSync(options.claims as string, 'utf8')) as Record<string, unknown>;
-      if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new Error('claims must be a JSON object');
-    }
-  } catch (error) {
-    io.err(`policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}\n`);
-    return io.exit(2);
-  }
-  let identity = offlineIdentity(claims, clusterFor(claims, knownClusters(config), options.cluster));
-  if (options.pod) {
-    try {
-      identity = { ...identity, attestation: factsFromPodObject(parseYaml(readFileSync(options.pod, 'utf8'))).facts };
-    } catch (error) {
-      io.err(`policy explain: --pod ${options.pod}: ${error instanceof Error ? error.message : String(error)}\n`);
-      return io.exit(2);
-    }
-  }
-  const audience = options.audience && options.audience.length > 0 ? options.audience : role.issue.audiences.slice(0, 1);
+  const subject = await subjectOf(source, config, now, io);
+  if (!subject) return;
+  const { claims, signature } = subject;
+  const identity = withPodFacts(offlineIdentity(claims, clusterFor(claims, knownClusters(config), options.cluster)), options.pod, io);
+  if (!identity) return;
+  const audience = options.audience?.length ? options.audience : role.issue.audiences.slice(0, 1);
   const decision = set.decide(role, { identity, request: { audience, scope: options.scope ?? [], tokenType: options.tokenType }, now });
   if (options.json) io.out(`${escapeJson(JSON.stringify(explainJson(role, decision, signature), null, 2))}\n`);
   else io.out(formatExplain(set, role, decision, { identity, audience, tokenType: options.tokenType, now, ...(signature ? { signature } : {}) }));

@@ -17,7 +17,7 @@ const url = (value: string): URL => {
 };
 
 /** One line a check, in words, from the /readyz body; fields it does not know are left out. */
-export function describeReadiness(body: Readiness, httpStatus: number): string[] {
+function describeReadiness(body: Readiness, httpStatus: number): string[] {
   const ready = httpStatus === 200 && body.status === 'ready';
   const lines = [ready ? 'ready: the broker is serving token exchanges' : 'NOT ready: token exchanges are refused (503)'];
   const checks = body.checks ?? {};

@@ -1,6 +1,6 @@
-export { configSchema, clusterSchema, durationSchema, issuerProblem, issuerOfListener, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_TOKEN_LIFETIME } from './schema.js';
+export { configSchema, clusterSchema, durationSchema, issuerOfListener, DEFAULT_MAX_TOKEN_LIFETIME } from './schema.js';
 export type { Config, ConfigInput, ClusterConfig, KeysConfig, ListenConfig, ListenerConfig, ImageSignaturesConfig } from './schema.js';
-export { loadConfig, parseConfig, ConfigError, DEFAULT_CONFIG, formatIssues, formatPath } from './load.js';
+export { loadConfig, parseConfig, ConfigError, formatPath } from './load.js';
 export { parseDuration, formatDuration } from './duration.js';
 export { issuerHostPath, normalizeHostPath } from './issuer-host-path.js';
 export { parseCidr } from './cidr.js';

@@ -6,12 +6,11 @@ import { configSchema, type Config, type ConfigInput } from './schema.js';
 
 /** A config that cannot be used; `message` lists every problem as `path: reason`. */
 export class ConfigError extends Error {
-  constructor(
-    message: string,
-    readonly problems: string[] = [],
-  ) {
+  readonly problems: string[];
+  constructor(message: string, problems: string[] = []) {
     super(message);
     this.name = 'ConfigError';
+    this.problems = problems;
   }
 }
 
@@ -19,7 +18,7 @@ export class ConfigError extends Error {
  * The embedded defaults behind `npm start`: loopback only, in-memory cache, software keys
  * in `./.tessera/`, the example policies, and the dev cluster that `tessera dev-token` signs for.
  */
-export const DEFAULT_CONFIG: ConfigInput = {
+const DEFAULT_CONFIG: ConfigInput = {
   listen: { host: '127.0.0.1', port: 8080 },
   audience: 'tessera',
   clusters: [],
@@ -38,7 +37,7 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out || '(root)';
 }
 
-export function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>): string[] {
+function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>): string[] {
   return issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field`).join('\n');

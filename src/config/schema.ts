@@ -29,7 +29,7 @@ const urlSchema = z.string().refine((value) => URL.canParse(value), { message: '
  * An issuer is compared with a token's `iss` byte for byte, so it must be a clean URL:
  * https, no userinfo, query or fragment, no `..`, at most 2048 characters.
  */
-export function issuerProblem(value: string, allowHttp: boolean): string | undefined {
+function issuerProblem(value: string, allowHttp: boolean): string | undefined {
   if (value.length > 2048) return 'must be at most 2048 characters';
   if (!URL.canParse(value)) return allowHttp ? 'must be a URL' : 'must be an https URL';
   const url = new URL(value);
@@ -132,7 +132,7 @@ const bucketSchema = (defaults: { perSecond: number; burst: number }) =>
  * On by default. Per client address before anything is verified (so garbage costs the sender
  * its own budget), per workload identity (cluster + namespace + service account) after it.
  */
-export const RATE_LIMIT_DEFAULTS = {
+const RATE_LIMIT_DEFAULTS = {
   enabled: true,
   perSecond: 50,
   burst: 100,
@@ -154,7 +154,7 @@ const cidrSchema = z.string().refine((value) => parseCidr(value) !== undefined, 
  * Open connections per listener. Each holds a file descriptor: past the cap new connections are
  * closed at once, so a flood of half-sent requests cannot starve the process of descriptors.
  */
-export const DEFAULT_MAX_CONNECTIONS = 512;
+const DEFAULT_MAX_CONNECTIONS = 512;
 
 const listenerFields = {
   host: z.string().default('127.0.0.1'),

@@ -1,6 +1,6 @@
 import { chmod, chown, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createClient, isRetryable, type ClientOptions } from './client.js';
+import { createClient, isRetryable, type ClientOptions, type TesseraClient } from './client.js';
 
 export interface AgentOptions extends ClientOptions {
   out: string;
@@ -103,39 +103,14 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  */
 export async function runAgent(options: AgentOptions): Promise<void> {
   const modes = fileModes(options);
-  const client = createClient(options);
   const now = options.now ?? Date.now;
-  const created = await mkdir(options.out, { recursive: true, mode: modes.dir });
-  if (created !== undefined && options.group !== undefined) {
-    await chown(options.out, -1, options.group);
-    await chmod(options.out, modes.dir);
-  }
-  const permissions: Permissions = { group: options.group, dirMode: modes.dir };
+  await createOutputDir(options, modes.dir);
+  const writer: Writer = { client: createClient(options), options, modes, now, permissions: { group: options.group, dirMode: modes.dir }, generation: 0 };
   const giveUpAt = now() + (options.deadlineMs ?? 60_000);
   let backoffMs = 1000;
-  let generation = 0;
   while (!options.signal?.aborted) {
     try {
-      let renewAt: number;
-      if (options.type === 'x509') {
-        const svid = await client.getCertificate();
-        const chain = [svid.certificatePem, ...svid.chainPem.filter((pem) => pem !== svid.certificatePem)].join('');
-        const files: OutputFile[] = [
-          { name: 'svid.pem', content: chain, mode: modes.certificate },
-          { name: 'svid-key.pem', content: svid.privateKeyPem, mode: modes.key },
-          { name: 'bundle.pem', content: svid.trustBundlePem.join(''), mode: modes.certificate },
-          { name: 'token', content: svid.certificatePem.trimEnd(), mode: modes.certificate },
-        ];
-        await publish(options.out, files, generation++, permissions);
-        options.onWrite?.(files.map((file) => file.name));
-        const lifetime = svid.expiresAt - now();
-        renewAt = now() + lifetime * 0.8;
-      } else {
-        const token = await client.refreshToken();
-        await publish(options.out, [{ name: 'token', content: token, mode: modes.token }], generation++, permissions);
-        options.onWrite?.(['token']);
-        renewAt = client.tokenRefreshAt() ?? now() + 60_000;
-      }
+      const renewAt = options.type === 'x509' ? await writeSvid(writer) : await writeToken(writer);
       backoffMs = 1000;
       if (options.once) return;
       await sleep(Math.max(1000, renewAt - now()), options.signal);
@@ -148,4 +123,48 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       backoffMs = Math.min(backoffMs * 2, options.once ? 10_000 : 60_000);
     }
   }
+}
+
+/** The output directory, given to `group` when the agent creates it. */
+async function createOutputDir(options: Pick<AgentOptions, 'out' | 'group'>, mode: number): Promise<void> {
+  const created = await mkdir(options.out, { recursive: true, mode });
+  if (created !== undefined && options.group !== undefined) {
+    await chown(options.out, -1, options.group);
+    await chmod(options.out, mode);
+  }
+}
+
+/** What one write of the agent's files needs; `generation` names each published version. */
+interface Writer {
+  client: TesseraClient;
+  options: AgentOptions;
+  modes: ReturnType<typeof fileModes>;
+  now: () => number;
+  permissions: Permissions;
+  generation: number;
+}
+
+/** Writes a fresh X.509-SVID, its key and the trust bundle; returns when to renew (at 80 % of its life). */
+async function writeSvid(writer: Writer): Promise<number> {
+  const { client, options, modes, now } = writer;
+  const svid = await client.getCertificate();
+  const chain = [svid.certificatePem, ...svid.chainPem.filter((pem) => pem !== svid.certificatePem)].join('');
+  const files: OutputFile[] = [
+    { name: 'svid.pem', content: chain, mode: modes.certificate },
+    { name: 'svid-key.pem', content: svid.privateKeyPem, mode: modes.key },
+    { name: 'bundle.pem', content: svid.trustBundlePem.join(''), mode: modes.certificate },
+    { name: 'token', content: svid.certificatePem.trimEnd(), mode: modes.certificate },
+  ];
+  await publish(options.out, files, writer.generation++, writer.permissions);
+  options.onWrite?.(files.map((file) => file.name));
+  return now() + (svid.expiresAt - now()) * 0.8;
+}
+
+/** Writes a fresh token; returns when the client would refresh it. */
+async function writeToken(writer: Writer): Promise<number> {
+  const { client, options, modes, now } = writer;
+  const token = await client.refreshToken();
+  await publish(options.out, [{ name: 'token', content: token, mode: modes.token }], writer.generation++, writer.permissions);
+  options.onWrite?.(['token']);
+  return client.tokenRefreshAt() ?? now() + 60_000;
 }

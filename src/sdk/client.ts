@@ -36,34 +36,35 @@ export interface Certificate {
 
 /** A refusal from the broker, with its RFC 6749 code. */
 export class ExchangeError extends Error {
+  readonly status: number;
+  readonly code: string;
   /** The broker's `error_description` (may be empty). */
   readonly description: string;
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    description: string,
-    /** The token endpoint that answered. */
-    readonly endpoint = '',
-  ) {
+  /** The token endpoint that answered. */
+  readonly endpoint: string;
+  constructor(status: number, code: string, description: string, endpoint = '') {
     super(`${code}: ${description}`);
     this.name = 'ExchangeError';
+    this.status = status;
+    this.code = code;
     this.description = description;
+    this.endpoint = endpoint;
   }
 }
 
 /** The broker could not be reached, or did not answer in time; `cause` holds the network error. */
 export class NetworkError extends Error {
-  constructor(
-    /** The token endpoint that was called. */
-    readonly endpoint: string,
-    /** True when the exchange was abandoned after `timeoutMs`. */
-    readonly timedOut: boolean,
-    options: { cause: unknown; timeoutMs?: number },
-  ) {
+  /** The token endpoint that was called. */
+  readonly endpoint: string;
+  /** True when the exchange was abandoned after `timeoutMs`. */
+  readonly timedOut: boolean;
+  constructor(endpoint: string, timedOut: boolean, options: { cause: unknown; timeoutMs?: number }) {
     super(timedOut ? `no answer from ${endpoint} within ${options.timeoutMs} ms` : `cannot reach ${endpoint}: ${causeText(options.cause)}`, {
       cause: options.cause,
     });
     this.name = 'NetworkError';
+    this.endpoint = endpoint;
+    this.timedOut = timedOut;
   }
 }
 
@@ -100,52 +101,14 @@ const errorSchema = z.object({ error: z.string(), error_description: z.string().
  *   const jwt = await client.getToken();
  */
 export function createClient(options: ClientOptions) {
-  const tokenUrl = tokenEndpoint(options.endpoint, options.allowInsecure ?? false);
-  const doFetch = options.fetch ?? fetch;
+  const exchange = exchanger(options);
   const now = options.now ?? Date.now;
   const refreshFraction = options.refreshFraction ?? 0.2;
-  const timeoutMs = options.timeoutMs ?? 10_000;
   let cachedToken: { value: string; expiresAt: number; refreshAt: number } | undefined;
   let inFlight: Promise<string> | undefined;
   /** Set while refreshes fail: the still-valid token is returned at once, and the next try waits until then. */
   let retryAt: number | undefined;
   let retryDelayMs = 1000;
-
-  async function post(body: URLSearchParams): Promise<Response> {
-    try {
-      return await doFetch(tokenUrl, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (error) {
-      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
-      throw new NetworkError(tokenUrl.href, timedOut, { cause: error, timeoutMs });
-    }
-  }
-
-  async function exchange(extra: Record<string, string>): Promise<z.infer<typeof successSchema>> {
-    const subjectToken = (await readFile(options.tokenFile, 'utf8')).trim();
-    const body = new URLSearchParams({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: TOKEN_TYPE_JWT, ...extra });
-    if (options.audience) body.set('audience', options.audience);
-    if (options.resource) body.set('resource', options.resource);
-    if (options.scope) body.set('scope', options.scope);
-    const response = await post(body);
-    const json: unknown = await response.json().catch(() => undefined);
-    if (!response.ok) {
-      const parsed = errorSchema.safeParse(json);
-      throw new ExchangeError(
-        response.status,
-        parsed.success ? parsed.data.error : 'server_error',
-        parsed.success ? (parsed.data.error_description ?? '') : `HTTP ${response.status}`,
-        tokenUrl.href,
-      );
-    }
-    const parsed = successSchema.safeParse(json);
-    if (!parsed.success) throw new ExchangeError(response.status, 'invalid_response', 'the broker answered with an unexpected body', tokenUrl.href);
-    return parsed.data;
-  }
 
   const deadlines = (lifetimeSeconds: number) => {
     const at = now();
@@ -206,20 +169,72 @@ export function createClient(options: ClientOptions) {
       return refresh();
     },
     /** A fresh X.509-SVID for a new EC P-256 key generated here. */
-    async getCertificate(): Promise<Certificate> {
-      const { Pkcs10CertificateRequestGenerator, PemConverter } = await loadX509();
-      const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-      const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
-      const result = await exchange({ requested_token_type: TOKEN_TYPE_X509_SVID, csr: csr.toString('pem') });
-      const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-      return {
-        certificatePem: result.certificate ?? result.access_token,
-        privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY'),
-        chainPem: result.certificate_chain ?? [],
-        trustBundlePem: result.trust_bundle ?? [],
-        expiresAt: deadlines(result.expires_in).expiresAt,
-      };
+    getCertificate(): Promise<Certificate> {
+      return newCertificate(exchange, now);
     },
+  };
+}
+
+type Exchange = (extra: Record<string, string>) => Promise<z.infer<typeof successSchema>>;
+
+/** One RFC 8693 exchange with the broker: the subject token read fresh from its file, the answer checked with zod. */
+function exchanger(options: ClientOptions): Exchange {
+  const tokenUrl = tokenEndpoint(options.endpoint, options.allowInsecure ?? false);
+  const doFetch = options.fetch ?? fetch;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+
+  async function post(body: URLSearchParams): Promise<Response> {
+    try {
+      return await doFetch(tokenUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+      throw new NetworkError(tokenUrl.href, timedOut, { cause: error, timeoutMs });
+    }
+  }
+
+  async function exchange(extra: Record<string, string>): Promise<z.infer<typeof successSchema>> {
+    const subjectToken = (await readFile(options.tokenFile, 'utf8')).trim();
+    const body = new URLSearchParams({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: TOKEN_TYPE_JWT, ...extra });
+    if (options.audience) body.set('audience', options.audience);
+    if (options.resource) body.set('resource', options.resource);
+    if (options.scope) body.set('scope', options.scope);
+    const response = await post(body);
+    const json: unknown = await response.json().catch(() => undefined);
+    if (!response.ok) {
+      const parsed = errorSchema.safeParse(json);
+      throw new ExchangeError(
+        response.status,
+        parsed.success ? parsed.data.error : 'server_error',
+        parsed.success ? (parsed.data.error_description ?? '') : `HTTP ${response.status}`,
+        tokenUrl.href,
+      );
+    }
+    const parsed = successSchema.safeParse(json);
+    if (!parsed.success) throw new ExchangeError(response.status, 'invalid_response', 'the broker answered with an unexpected body', tokenUrl.href);
+    return parsed.data;
+  }
+
+  return exchange;
+}
+
+/** Generates an EC P-256 key, has the broker certify it, and returns the SVID with the key as PKCS#8 PEM. */
+async function newCertificate(exchange: Exchange, now: () => number): Promise<Certificate> {
+  const { Pkcs10CertificateRequestGenerator, PemConverter } = await loadX509();
+  const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+  const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
+  const result = await exchange({ requested_token_type: TOKEN_TYPE_X509_SVID, csr: csr.toString('pem') });
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return {
+    certificatePem: result.certificate ?? result.access_token,
+    privateKeyPem: PemConverter.encode(pkcs8, 'PRIVATE KEY'),
+    chainPem: result.certificate_chain ?? [],
+    trustBundlePem: result.trust_bundle ?? [],
+    expiresAt: now() + result.expires_in * 1000,
   };
 }
 

@@ -7,6 +7,7 @@ import { decodeJwt } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, REPO_POLICIES } from '../support/app.js';
+import { containing } from '../support/matchers.js';
 
 const run = promisify(execFile);
 const BIN = resolve(import.meta.dirname, '../../bin/tessera.js');
@@ -126,8 +127,8 @@ describe('tessera command', () => {
     const tokenFile = join(dir, 'denied-token');
     writeFileSync(tokenFile, token);
     const failure = tessera('exchange', '--endpoint', url, '--token-file', tokenFile, '--resource', 'demo');
-    await expect(failure).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('access_denied') });
-    await expect(failure).rejects.toMatchObject({ stderr: expect.stringContaining(`(${url}/v1/token)`) });
+    await expect(failure).rejects.toMatchObject({ code: 1, stderr: containing('access_denied') });
+    await expect(failure).rejects.toMatchObject({ stderr: containing(`(${url}/v1/token)`) });
   });
 
   it('a start-up failure with Redis configured exits 1 instead of hanging on the Redis client', async () => {
@@ -143,7 +144,7 @@ describe('tessera command', () => {
     await expect(run(process.execPath, [BIN, 'serve', '--config', join(dir, 'broken.yaml')], { timeout: 20_000, env })).rejects.toMatchObject({
       code: 1,
       killed: false,
-      stderr: expect.stringContaining('cannot read policy directory'),
+      stderr: containing('cannot read policy directory'),
     });
   });
 
@@ -152,7 +153,7 @@ describe('tessera command', () => {
     writeFileSync(bad, 'issuer: https://sts.example.com\naudience: x\nclusters:\n  - name: prod\n    issuer: http://oidc.example.com\n');
     await expect(run(process.execPath, [BIN, 'serve', '--config', bad])).rejects.toMatchObject({
       code: 1,
-      stderr: expect.stringContaining('clusters[0].issuer: must be an https URL'),
+      stderr: containing('clusters[0].issuer: must be an https URL'),
     });
   });
 
@@ -177,7 +178,7 @@ describe('tessera command', () => {
     );
     await expect(tessera('config', 'validate', '--config', bad)).rejects.toMatchObject({
       code: 1,
-      stderr: expect.stringContaining(`clusters[0].caFile: cannot read ${join(dir, 'missing-ca.pem')}: ENOENT`),
+      stderr: containing(`clusters[0].caFile: cannot read ${join(dir, 'missing-ca.pem')}: ENOENT`),
     });
   });
 
@@ -189,7 +190,7 @@ describe('tessera command', () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     await expect(tessera('status', '--endpoint', closed)).rejects.toMatchObject({
       code: 1,
-      stderr: expect.stringContaining(`unreachable: ${closed}/readyz`),
+      stderr: containing(`unreachable: ${closed}/readyz`),
     });
   });
 
@@ -199,7 +200,7 @@ describe('tessera command', () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     await expect(tessera('exchange', '--endpoint', closed, '--token-file', tokenFile)).rejects.toMatchObject({
       code: 1,
-      stderr: expect.stringContaining(`tessera: cannot reach ${closed}/v1/token: connect ECONNREFUSED`),
+      stderr: containing(`tessera: cannot reach ${closed}/v1/token: connect ECONNREFUSED`),
     });
   });
 });

@@ -142,6 +142,12 @@ describe('pod attestation through the cluster API', () => {
   const exchange = (subjectToken: string, resource = 'orders-pinned') =>
     postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource }));
 
+  /** The enumerated reason of the last refusal the broker logged. */
+  const lastRefusalReason = (): unknown => {
+    const refusals = broker.logs.lines.map((line) => JSON.parse(line) as { msg?: string; err?: { reason?: unknown } }).filter((line) => line.msg === 'request refused');
+    return refusals.at(-1)?.err?.reason;
+  };
+
   async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
     for (let attempt = 0; attempt < 200; attempt++) {
       if (await check()) return;
@@ -216,6 +222,7 @@ describe('pod attestation through the cluster API', () => {
       status: 400,
       json: { error: 'invalid_request', error_description: 'the pod named by subject_token does not exist' },
     });
+    expect(lastRefusalReason()).toBe('pod_not_found');
   });
 
   it('fail/pod-replaced-uid-mismatch-is-invalid-request', async () => {
@@ -226,6 +233,7 @@ describe('pod attestation through the cluster API', () => {
       status: 400,
       json: { error: 'invalid_request', error_description: 'the pod named by subject_token was replaced (its uid differs)' },
     });
+    expect(lastRefusalReason()).toBe('pod_replaced');
   });
 
   it('ok/new-pod-not-yet-in-watch-is-read-once', async () => {
@@ -301,6 +309,7 @@ describe('pod attestation through the cluster API', () => {
         status: 503,
         json: { error: 'temporarily_unavailable', error_description: 'the cluster API server cannot be reached to attest the pod; retry later' },
       });
+      expect(lastRefusalReason()).toBe('pod_lookup_unavailable');
     } finally {
       server.setDown(false);
     }
@@ -313,5 +322,6 @@ describe('pod attestation through the cluster API', () => {
       status: 400,
       json: { error: 'invalid_request', error_description: 'subject_token names no pod: this cluster requires pod-bound service-account tokens' },
     });
+    expect(lastRefusalReason()).toBe('pod_not_named');
   });
 });

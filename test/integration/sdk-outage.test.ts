@@ -40,7 +40,8 @@ function switchableFetch() {
   const state = { down: false, calls: 0 };
   const wrapped: typeof fetch = (input, init) => {
     state.calls++;
-    return fetch(state.down ? String(input).replace(t.url, closedUrl) : input, init);
+    const url = input instanceof Request ? input.url : input.toString();
+    return fetch(state.down ? url.replace(t.url, closedUrl) : input, init);
   };
   return { state, fetch: wrapped };
 }

@@ -22,7 +22,7 @@ afterAll(async () => {
 function countingFetch() {
   const calls: string[] = [];
   const wrapped: typeof fetch = (input, init) => {
-    calls.push(String(input));
+    calls.push(input instanceof Request ? input.url : input.toString());
     return fetch(input, init);
   };
   return { calls, fetch: wrapped };

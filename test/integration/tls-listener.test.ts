@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import * as client from 'openid-client';
+import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type TesseraApp } from '../../src/app.js';
 import { ConfigError, parseConfig } from '../../src/config/index.js';
@@ -322,39 +323,39 @@ describe('mutual TLS for the token endpoint', () => {
   });
   afterAll(async () => broker?.close());
 
-  const withCert = (leaf?: PkiLeaf) => httpsFetch({ ca: pki.serverCa.certPem, ...(leaf && { cert: leaf.certPem, key: leaf.keyPem }) });
+  // supertest against the real TLS listener: each request brings its own CA and client certificate.
+  const https = () => request(broker.url);
+  /** POST /v1/token presenting `leaf` (or no certificate); a dev token for `namespace`/`serviceAccount` asks for `role`. */
+  const exchangeAs = async (leaf: PkiLeaf | undefined, namespace: string, serviceAccount: string, role: string) => {
+    const body = exchangeBody(await devToken(broker, namespace, serviceAccount), role).toString();
+    const test = https().post('/v1/token').ca(pki.serverCa.certPem).type('form');
+    return (leaf ? test.cert(leaf.certPem).key(leaf.keyPem) : test).send(body);
+  };
 
   it('fail/no-client-certificate-is-401-invalid_client, discovery, JWKS and trust bundle stay public', async () => {
-    const anonymous = withCert();
-    const refused = await anonymous(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
-    expect(refused.status).toBe(401);
-    expect(await refused.json()).toEqual({ error: 'invalid_client', error_description: 'a client certificate issued by a trusted CA is required' });
+    const refused = await exchangeAs(undefined, 'orders', 'order-service', 'svid-only');
+    expect([refused.status, refused.body]).toEqual([401, { error: 'invalid_client', error_description: 'a client certificate issued by a trusted CA is required' }]);
     for (const path of ['/.well-known/openid-configuration', '/.well-known/jwks.json', '/v1/trust-bundle']) {
-      expect((await anonymous(`${broker.url}${path}`)).status, path).toBe(200);
+      await https().get(path).ca(pki.serverCa.certPem).expect(200);
     }
   });
 
   it('fail/a-certificate-from-another-ca-is-401', async () => {
-    const refused = await withCert(pki.foreign)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
-    expect(refused.status).toBe(401);
-    expect(((await refused.json()) as { error: string }).error).toBe('invalid_client');
+    const refused = await exchangeAs(pki.foreign, 'orders', 'order-service', 'svid-only');
+    expect([refused.status, refused.body]).toEqual([401, { error: 'invalid_client', error_description: 'a client certificate issued by a trusted CA is required' }]);
   });
 
   it('ok/the-svid-uri-is-a-condition-key-and-goes-into-the-audit-event', async () => {
-    const allowed = await withCert(pki.svid)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
-    expect(allowed.status).toBe(200);
+    expect((await exchangeAs(pki.svid, 'orders', 'order-service', 'svid-only')).status).toBe(200);
     const audit = broker.logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.event === 'token_exchange' && entry.role === 'svid-only');
     expect(audit.at(-1)).toMatchObject({ clientCertSubject: 'O=SPIRE', clientCertUris: ['spiffe://example.org/ns/orders/sa/order-service'] });
 
     // A valid certificate of the same CA with another identity does not satisfy the condition.
-    const denied = await withCert(pki.gateway)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'orders', 'order-service'), 'svid-only') });
-    expect(denied.status).toBe(403);
+    expect((await exchangeAs(pki.gateway, 'orders', 'order-service', 'svid-only')).status).toBe(403);
   });
 
   it('ok/the-subject-dn-is-a-condition-key', async () => {
-    const fetchAs = withCert(pki.gateway);
-    expect((await fetchAs(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'edge', 'gateway'), 'by-subject') })).status).toBe(200);
-    const denied = await withCert(pki.svid)(`${broker.url}/v1/token`, { method: 'POST', body: exchangeBody(await devToken(broker, 'edge', 'gateway'), 'by-subject') });
-    expect(denied.status).toBe(403);
+    expect((await exchangeAs(pki.gateway, 'edge', 'gateway', 'by-subject')).status).toBe(200);
+    expect((await exchangeAs(pki.svid, 'edge', 'gateway', 'by-subject')).status).toBe(403);
   });
 });

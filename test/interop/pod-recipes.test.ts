@@ -124,8 +124,8 @@ describe('use it from a pod', () => {
         AZURE_AUTHORITY_HOST: entra.url,
         NODE_EXTRA_CA_CERTS: caFile,
       },
-    }).catch((error: { stderr?: string }) => {
-      throw new Error(`azure client failed (requests seen: ${entra.seen.join(', ')}): ${error.stderr ?? String(error)}`);
+    }).catch((error: Error & { stderr?: string }) => {
+      throw new Error(`azure client failed (requests seen: ${entra.seen.join(', ')}): ${error.stderr ?? error.message}`);
     });
     expect((JSON.parse(stdout) as { token: string }).token).toMatch(/^entra\./);
     expect(entra.accepted.at(-1)).toMatchObject({ iss: t.url, aud: 'api://AzureADTokenExchange', sub: 'system:serviceaccount:shop:checkout' });

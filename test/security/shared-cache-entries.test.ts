@@ -103,7 +103,7 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
   };
   const attackerJwk = () => ({ ...attackerKey.publicJwk, alg: 'RS256' });
 
-  const cases: Array<[string, () => Promise<string>, string]> = [
+  const cases: Array<[string, () => string | Promise<string>, string]> = [
     [
       'fail/tampered-entry-with-an-added-key',
       async () => {
@@ -144,7 +144,7 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
     ],
     [
       'fail/foreign-format-entry',
-      async () => {
+      () => {
         const now = Date.now();
         return JSON.stringify({ fetchedAt: now, freshUntil: now + 3_600_000, keys: [attackerJwk()] });
       },

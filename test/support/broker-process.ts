@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { loadDevCluster, type DevCluster } from '../../src/dev-cluster/index.js';
 import { freePort } from './net.js';
 
-export const TESSERA_BIN = resolve(import.meta.dirname, '../../bin/tessera.js');
+const TESSERA_BIN = resolve(import.meta.dirname, '../../bin/tessera.js');
 const REPO_POLICIES = resolve(import.meta.dirname, '../../policies');
 
 /** `tessera serve` as a child process, its JSON log lines collected as they come. */

@@ -9,6 +9,13 @@ export interface TlsClientOptions {
   agent?: Agent;
 }
 
+/** The request bodies the tests send: form strings and URLSearchParams. */
+function bodyText(body: RequestInit['body']): string | undefined {
+  if (body === undefined || body === null) return undefined;
+  if (typeof body === 'string' || body instanceof URLSearchParams) return body.toString();
+  throw new TypeError('httpsFetch sends string or URLSearchParams bodies only');
+}
+
 /**
  * `fetch` over node:https with a private CA (and optionally a client certificate), shaped for
  * openid-client's `customFetch` and jose: the platform fetch cannot be given a CA per call.
@@ -17,7 +24,7 @@ export function httpsFetch(tls: TlsClientOptions) {
   return async (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init.headers);
-    const body = init.body === undefined || init.body === null ? undefined : String(init.body);
+    const body = bodyText(init.body);
     if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded');
     return new Promise<Response>((resolve, reject) => {
       const req = httpsRequest(

@@ -19,11 +19,12 @@ export interface TestLeaf {
   keyPem: string;
 }
 
-const crypto = webcrypto as unknown as NonNullable<Parameters<typeof x509.X509CertificateGenerator.create>[1]>;
+// @peculiar/x509 types its `crypto` parameter with the DOM's Crypto, which Node's webcrypto implements.
+const crypto: webcrypto.Crypto = webcrypto;
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY = 86_400_000;
 
-async function generateKeys(): Promise<CryptoKeyPair> {
+function generateKeys(): Promise<CryptoKeyPair> {
   return crypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']);
 }
 

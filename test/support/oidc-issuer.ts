@@ -50,7 +50,7 @@ export interface OidcIssuer {
   /** A new signing key; the old one stays in the JWKS unless `dropOld`. Returns the new kid. */
   rotate(options?: { dropOld?: boolean }): Promise<string>;
   /** Requests seen for `'discovery'`, `'jwks'`, an absolute path, or (no argument) all paths of the server. */
-  requests(path?: 'discovery' | 'jwks' | string): number;
+  requests(path?: 'discovery' | 'jwks' | `/${string}`): number;
   /** Down: every connection to the server is reset, as when the issuer is unreachable. */
   setDown(down: boolean): void;
   setCacheControl(value: string | undefined): void;
@@ -90,9 +90,9 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       request.socket.destroy();
       return;
     }
-    void serve(path, request, response);
+    serve(path, request, response);
   });
-  const serve = async (path: string, _request: IncomingMessage, response: ServerResponse): Promise<void> => {
+  const serve = (path: string, _request: IncomingMessage, response: ServerResponse): void => {
     for (const tenant of tenants.values()) {
       if (path === `${tenant.path}/.well-known/openid-configuration`) {
         return json(response, tenant.discoveryOverride ?? discovery(tenant));
@@ -229,7 +229,7 @@ const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 /** A throwaway CA and a 127.0.0.1/localhost serving certificate signed by it. */
 async function createPki(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
-  const crypto = webcrypto as unknown as NonNullable<Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1]>;
+  const crypto: webcrypto.Crypto = webcrypto;
   const validity = { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 7 * DAY) };
   const caKeys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
   const ca = await x509.X509CertificateGenerator.createSelfSigned(

@@ -66,7 +66,7 @@ export function node(name: string, labels: Record<string, string>): KubeObject {
   };
 }
 
-export function controllerRef(owner: KubeObject): Record<string, unknown> {
+function controllerRef(owner: KubeObject): Record<string, unknown> {
   return { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.metadata.name, uid: owner.metadata.uid, controller: true, blockOwnerDeletion: true };
 }
 

@@ -10,7 +10,7 @@ import { waitFor } from './wait.js';
 const run = promisify(execFile);
 
 /** One `redis-cli` command against 127.0.0.1:`port`; its trimmed output. */
-export async function redisCli(port: number, ...args: string[]): Promise<string> {
+async function redisCli(port: number, ...args: string[]): Promise<string> {
   const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5000 });
   return stdout.trim();
 }

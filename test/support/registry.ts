@@ -47,10 +47,10 @@ export interface SignatureOptions {
   signBytes?: Buffer;
 }
 
-export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const SIMPLE_SIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
 
-export const sha256 = (bytes: Buffer | string): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const sha256 = (bytes: Buffer | string): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** A cosign key pair: ECDSA P-256, as `cosign generate-key-pair` makes. */
 export function cosignKeyPair(): { privateKey: KeyObject; publicPem: string } {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
  * this process (SoftHSM2 reads it when the module is initialised), so every test file that
  * uses the token must run in its own process (vitest's `forks` pool does this).
  */
-export const SOFTHSM_MODULE = process.env.SOFTHSM2_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
+const SOFTHSM_MODULE = process.env.SOFTHSM2_MODULE ?? '/usr/lib/softhsm/libsofthsm2.so';
 const SOFTHSM_UTIL = 'softhsm2-util';
 
 export interface SoftHsmToken {

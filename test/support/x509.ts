@@ -19,9 +19,7 @@ export function testSigningKey(alg: Extract<JwsAlgorithm, 'ES256' | 'RS256'> = '
     kid: `test-${alg}`,
     alg,
     publicJwk,
-    async sign(data) {
-      return new Uint8Array(sign('sha256', data, alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key));
-    },
+    sign: (data) => Promise.resolve(new Uint8Array(sign('sha256', data, alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key))),
   };
 }
 
@@ -44,7 +42,7 @@ export function localKeyProvider(dir: string): Promise<KeyProvider> {
   return createKeyProvider(config.keys, { logger: silentLogger(), autoRotate: false, applyAtStart: false });
 }
 
-export function tempDir(prefix = 'tessera-x509-'): { dir: string; cleanup(): void } {
+export function tempDir(prefix = 'tessera-x509-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }

@@ -5,7 +5,7 @@ import { isTesseraError, type TesseraError } from '../../../src/errors.js';
 import { createMetrics, silentLogger } from '../../../src/observability/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifierOptions } from '../../../src/verifiers/index.js';
 
-export const AUDIENCE = 'sts.example.com';
+const AUDIENCE = 'sts.example.com';
 
 /** A cluster config as the zod schema would produce it (defaults filled in). */
 export function cluster(overrides: Partial<ClusterConfig> & { issuer: string }): ClusterConfig {

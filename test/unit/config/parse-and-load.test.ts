@@ -16,7 +16,7 @@ function problems(input: unknown): string[] {
   throw new Error('expected the config to be refused');
 }
 
-describe('config', () => {
+describe('config: parse and load', () => {
   it('ok/defaults-filled-in', () => {
     const config = parseConfig(minimal);
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080, maxConnections: 512, headersTimeout: 10, requestTimeout: 15 });

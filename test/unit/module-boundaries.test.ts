@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
  * stay apart from the broker. (test/integration/package.test.ts checks what the built package
  * really loads; this names the offending import at once.)
  */
-const SRC = resolve(import.meta.dirname, '../../../src');
+const SRC = resolve(import.meta.dirname, '../../src');
 const IMPORT = /(?:^|\n)\s*(?:import|export)\s(?:type\s)?[^'"]*?from\s+'([^']+)'|(?:^|\n)\s*import\s+'([^']+)'/g;
 
 /** Leaf modules that import nothing themselves (checked below), so any entry point may use them. */
