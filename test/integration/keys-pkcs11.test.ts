@@ -9,7 +9,6 @@ import { parseConfig, type KeysConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { createKeyProvider, publicJwks, signJws, type KeyProvider } from '../../src/keys/index.js';
 import { createSoftHsmToken, skipSoftHsm, type SoftHsmToken } from '../support/softhsm.js';
-import { matching } from '../support/matchers.js';
 
 /** What only an HSM can show: key attributes, PIN handling, sessions lost behind our back. */
 const PIN_ENV = 'TESSERA_TEST_PKCS11_PIN';

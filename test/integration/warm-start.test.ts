@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { matching } from '../support/matchers.js';
 
 /** A broker fetches its clusters' keys when it starts, not when the first pod asks. */
 let idp: OidcIssuer;
