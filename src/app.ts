@@ -5,7 +5,7 @@ import { createSharedCache, type SharedCache } from './cache/index.js';
 import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createIssuers } from './issuers/index.js';
-import { createX509Authority, type X509Authority } from './issuers/x509/index.js';
+import { createX509Authority, type X509Authority } from './issuers/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
 import { createAuditLog, createLogger, createMetrics, type Logger, type Metrics, type StateSources } from './observability/index.js';
 import { clientAddress, createStsApp, peerAddress, requestHeader, trustedProxies } from './sts/index.js';

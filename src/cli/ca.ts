@@ -14,7 +14,7 @@ import {
   readStoredCa,
   spkiOf,
   writeStoredCa,
-} from '../issuers/x509/index.js';
+} from '../issuers/index.js';
 import { createKeyProvider, type KeyProvider } from '../keys/index.js';
 import { createLogger } from '../observability/index.js';
 import { escapeControl } from '../terminal/index.js';

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import type { TesseraApp } from '../app.js';
 import { loadConfig } from '../config/index.js';
-import { serve } from '../server/serve.js';
+import { serve } from '../serve.js';
 import { globalConfigFile } from './groups.js';
 import { escapeControl } from '../terminal/index.js';
 

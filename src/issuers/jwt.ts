@@ -1,6 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { signJws } from '../keys/index.js';
-import type { KeyProvider } from '../keys/types.js';
+import type { KeyProvider } from '../keys/index.js';
 import type { Issuer, JwtRequest } from './types.js';
 
 export interface JwtIssuerDeps {

@@ -1,4 +1,4 @@
-import type { JwsAlgorithm } from '../keys/types.js';
+import type { JwsAlgorithm } from '../keys/index.js';
 
 /**
  * The one shape of an issuer: it takes a plain request, already rendered from the role's

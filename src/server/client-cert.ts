@@ -1,7 +1,7 @@
 import { TLSSocket } from 'node:tls';
 import { SubjectAlternativeNameExtension, X509Certificate } from '@peculiar/x509';
 import type { Context } from 'hono';
-import type { ClientCertificate } from '../trust-policies/types.js';
+import type { ClientCertificate } from '../trust-policies/index.js';
 
 /**
  * The caller's client certificate, when the TLS layer verified it against `listen.tls.clientCaFile`.

@@ -4,8 +4,8 @@ import { isTesseraError } from '../errors.js';
 import { requestHeader } from './incoming.js';
 import type { AuditEvent } from '../observability/index.js';
 import { nearestAllow } from '../trust-policies/index.js';
-import type { ClientCertificate, CompiledRole, Decision } from '../trust-policies/types.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { ClientCertificate, CompiledRole, Decision } from '../trust-policies/index.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 
 /** The audit event of one exchange, filled in as the request goes along; written once at the end. */
 export type ExchangeAudit = AuditEvent;

@@ -1,4 +1,4 @@
-import type { JwsAlgorithm } from '../keys/types.js';
+import type { JwsAlgorithm } from '../keys/index.js';
 import { GRANT_TOKEN_EXCHANGE } from './request.js';
 
 /**

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { invalidRequest, unsupportedGrantType } from '../errors.js';
-import type { ClientCertificate } from '../trust-policies/types.js';
+import type { ClientCertificate } from '../trust-policies/index.js';
 import { parseStrictJson, StrictJsonError } from '../verifiers/index.js';
 
 import { GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TOKEN_TYPE_X509_SVID } from '../constants.js';

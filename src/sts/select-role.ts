@@ -1,5 +1,5 @@
 import { invalidTarget } from '../errors.js';
-import type { CompiledRole, PolicySet } from '../trust-policies/types.js';
+import type { CompiledRole, PolicySet } from '../trust-policies/index.js';
 
 const ROLE_URN_PREFIX = 'urn:tessera:role:';
 

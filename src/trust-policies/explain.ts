@@ -1,7 +1,7 @@
 import type { ClusterConfig } from '../config/index.js';
 import { escapeLines } from '../terminal/index.js';
 import { identityFromProjectedToken as verifiedIdentity } from '../verifiers/index.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 import { issuerHostPath } from './principals.js';
 import type { CompiledRole, CompiledStatement, ConditionTrace, Decision, PolicySet, StatementTrace } from './types.js';
 

@@ -10,9 +10,12 @@ import type { PolicySet } from './types.js';
 
 /** A policy directory that cannot be loaded; `message` has one `file:line:col: message` per line. */
 export class PolicyLoadError extends Error {
-  constructor(readonly problems: Problem[]) {
+  readonly problems: Problem[];
+
+  constructor(problems: Problem[]) {
     super(`invalid trust policies:\n${problems.map(formatProblem).join('\n')}`);
     this.name = 'PolicyLoadError';
+    this.problems = problems;
   }
 }
 

@@ -1,6 +1,6 @@
 import { invalidRequest } from '../errors.js';
 import type { CredentialKind, IssueRequests, JwtRequest, SvidRequest } from '../issuers/index.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 import { subjectLimitProblem } from './cloud-limits.js';
 import { RESERVED_CLAIMS } from './compile.js';
 import { templateVars } from './template.js';

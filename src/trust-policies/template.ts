@@ -2,7 +2,7 @@ import { invalidRequest } from '../errors.js';
 import { lookupPath } from './condition-keys.js';
 import { POD_TEMPLATE_VARIABLES, podTemplateVariable } from './pod-template.js';
 import type { Template, TemplateVars } from './types.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 
 /**
  * Templates in `issue.subject`, `issue.claims` and `issue.x509`: `{{namespace}}`,

@@ -1,6 +1,6 @@
 import type { PodFacts } from '../attestation/index.js';
-import type { JwsAlgorithm } from '../keys/types.js';
-import type { WorkloadIdentity } from '../verifiers/types.js';
+import type { JwsAlgorithm } from '../keys/index.js';
+import type { WorkloadIdentity } from '../verifiers/index.js';
 
 /** The verified TLS client certificate of the caller (mTLS on the token endpoint). */
 export interface ClientCertificate {

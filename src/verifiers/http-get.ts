@@ -25,12 +25,12 @@ export interface HttpGetResult {
  * content); `failure` is the coarse, stable code that readiness detail may show.
  */
 export class FetchError extends Error {
-  constructor(
-    message: string,
-    readonly failure: KeyFetchFailure,
-  ) {
+  readonly failure: KeyFetchFailure;
+
+  constructor(message: string, failure: KeyFetchFailure) {
     super(message);
     this.name = 'FetchError';
+    this.failure = failure;
   }
 }
 

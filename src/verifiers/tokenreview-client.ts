@@ -19,9 +19,12 @@ export interface ReviewCallFailure {
 }
 
 export class ReviewCallError extends Error {
-  constructor(readonly failure: ReviewCallFailure) {
+  readonly failure: ReviewCallFailure;
+
+  constructor(failure: ReviewCallFailure) {
     super(`tokenreview ${failure.kind}${failure.status ? ` ${failure.status}` : ''}: ${failure.reason}`);
     this.name = 'ReviewCallError';
+    this.failure = failure;
   }
 }
 

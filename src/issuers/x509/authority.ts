@@ -1,7 +1,7 @@
 import type { JWK } from 'jose';
 import type { Config } from '../../config/index.js';
 import { isTesseraError, temporarilyUnavailable } from '../../errors.js';
-import type { JwsAlgorithm, KeyProvider, SigningKey } from '../../keys/types.js';
+import type { JwsAlgorithm, KeyProvider, SigningKey } from '../../keys/index.js';
 import type { Logger } from '../../observability/index.js';
 import type { IssuedCredential, Issuer, SvidFields, SvidRequest } from '../types.js';
 import { buildTrustBundle, type TrustBundle } from './bundle.js';

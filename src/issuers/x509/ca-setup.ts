@@ -3,7 +3,7 @@ import { createPublicKey, randomBytes } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import * as x509 from '@peculiar/x509';
-import type { SigningKey } from '../../keys/types.js';
+import type { SigningKey } from '../../keys/index.js';
 import type { StoredCa } from './ca-store.js';
 import { keyIdentifier } from './leaf-der.js';
 import { bridgeKey } from './webcrypto-bridge.js';

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import type { SigningKey } from '../../keys/types.js';
+import type { SigningKey } from '../../keys/index.js';
 import type { StoredCa } from './ca-store.js';
 import { children, expectTlv, toPem } from './der.js';
 import { SIGNATURE_ALGORITHMS, authorityKeyIdentifierExtension, keyIdentifier, x509Signer, type IssuerParts } from './leaf-der.js';

@@ -1,5 +1,5 @@
 import { createHash, randomFillSync } from 'node:crypto';
-import type { JwsAlgorithm, SigningKey } from '../../keys/types.js';
+import type { JwsAlgorithm, SigningKey } from '../../keys/index.js';
 import { oid, sequence, time, tlv } from './der.js';
 import { ecdsaRawToDer } from './ecdsa-signature.js';
 import type { LeafProfile } from './pipeline.js';

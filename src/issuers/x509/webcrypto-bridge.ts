@@ -3,7 +3,7 @@ import { createPublicKey, webcrypto } from 'node:crypto';
 
 type CryptoKey = webcrypto.CryptoKey;
 type BufferSource = webcrypto.BufferSource;
-import type { SigningKey } from '../../keys/types.js';
+import type { SigningKey } from '../../keys/index.js';
 
 /**
  * @peculiar/x509 signs through a WebCrypto `crypto` object and a `CryptoKey`. A provider key

@@ -1,9 +1,8 @@
 import cluster from 'node:cluster';
-import { createApp, type TesseraApp } from '../app.js';
-import type { Config } from '../config/index.js';
-import { createLogger } from '../observability/index.js';
-import { createShutdown } from './lifecycle.js';
-import { exitWithPrimary, runPrimary, workerCount } from './workers.js';
+import { createApp, type TesseraApp } from './app.js';
+import type { Config } from './config/index.js';
+import { createLogger } from './observability/index.js';
+import { createShutdown, exitWithPrimary, runPrimary, workerCount } from './server/index.js';
 
 export interface ServeOptions {
   /** Overrides `config.workers`. */
