@@ -108,7 +108,7 @@ export type ErrorReason = (typeof ERROR_REASONS)[number];
 
 export interface TesseraErrorOptions {
   /** The machine-readable cause; see ERROR_REASONS. */
-  reason?: ErrorReason;
+  reason: ErrorReason;
   /** Log-only context: never sent to the client. Must not contain tokens, PINs or keys. */
   detail?: Record<string, unknown>;
   cause?: unknown;
@@ -120,14 +120,14 @@ export interface TesseraErrorOptions {
 
 export class TesseraError extends Error {
   readonly code: OAuthErrorCode;
-  readonly reason: ErrorReason | undefined;
+  readonly reason: ErrorReason;
   readonly status: number;
   readonly description: string;
   readonly detail: Record<string, unknown> | undefined;
   readonly headers: Record<string, string> | undefined;
   readonly logLevel: 'debug' | 'info' | 'warn' | undefined;
 
-  constructor(code: OAuthErrorCode, status: number, description: string, options: TesseraErrorOptions = {}) {
+  constructor(code: OAuthErrorCode, status: number, description: string, options: TesseraErrorOptions) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TesseraError';
     this.code = code;
@@ -142,7 +142,7 @@ export class TesseraError extends Error {
 
 export const isTesseraError = (error: unknown): error is TesseraError => error instanceof TesseraError;
 
-type Factory = (description: string, options?: TesseraErrorOptions) => TesseraError;
+type Factory = (description: string, options: TesseraErrorOptions) => TesseraError;
 const factory =
   (code: OAuthErrorCode, status: number): Factory =>
   (description, options) =>
@@ -159,7 +159,7 @@ export const payloadTooLarge = factory('invalid_request', 413);
 export const temporarilyUnavailable = factory('temporarily_unavailable', 503);
 export const notFound = factory('not_found', 404);
 export const methodNotAllowed = factory('method_not_allowed', 405);
-export const slowDown = (retryAfterSeconds: number, options: TesseraErrorOptions = {}): TesseraError =>
+export const slowDown = (retryAfterSeconds: number, options: TesseraErrorOptions): TesseraError =>
   new TesseraError('slow_down', 429, 'too many requests; retry later', {
     ...options,
     headers: { ...options.headers, 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) },

@@ -84,7 +84,7 @@ function loadSet(dir: string, io: PolicyCliIo): PolicySet | undefined {
  */
 export function refusalSummary(error: unknown): string {
   if (!isTesseraError(error)) return error instanceof Error ? error.message : String(error);
-  return error.reason === undefined ? error.description : `${error.description} [${error.reason}]`;
+  return `${error.description} [${error.reason}]`;
 }
 
 async function signatureLine(token: string, config: Config, at: number): Promise<string> {

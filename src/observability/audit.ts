@@ -13,6 +13,8 @@ export interface AuditEvent {
   outcome: 'allow' | 'deny' | 'error';
   /** The OAuth error code of a refusal. */
   error?: string;
+  /** The machine-readable cause of a refusal (`ERROR_REASONS`). */
+  reason?: string;
   status: number;
   role?: string;
   cluster?: string;

@@ -62,6 +62,7 @@ export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandle
       if (status >= 400) {
         const error = c.error;
         audit.error = isTesseraError(error) ? error.code : 'server_error';
+        if (isTesseraError(error)) audit.reason = error.reason;
         audit.outcome = audit.error === 'access_denied' ? 'deny' : 'error';
         if (isTesseraError(error) && audit.role === undefined && typeof error.detail?.role === 'string') audit.role = error.detail.role;
       } else audit.outcome = 'allow';

@@ -131,7 +131,7 @@ describe('audit events of POST /v1/token', () => {
   it('deny/explicit-deny-names-the-statement', async () => {
     const { response, event } = await post(form((await t.devToken('kube-system', 'admin')), { resource: 'guarded' }));
     expect(response.status).toBe(403);
-    expect(event).toMatchObject({ outcome: 'deny', error: 'access_denied', status: 403, role: 'guarded', decidedBy: 'NotKubeSystem', namespace: 'kube-system' });
+    expect(event).toMatchObject({ outcome: 'deny', error: 'access_denied', reason: 'policy_denied', status: 403, role: 'guarded', decidedBy: 'NotKubeSystem', namespace: 'kube-system' });
     expect(event).not.toHaveProperty('failedCondition');
     expect(event).not.toHaveProperty('jti');
   });
@@ -146,18 +146,18 @@ describe('audit events of POST /v1/token', () => {
   const tamper = (jwt: string) => `${jwt.slice(0, -4)}${jwt.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
   // The subject token is verified before anything about the role is looked at, so a refusal
   // after verification names the workload, and one before it names neither workload nor role.
-  const refusals: Array<{ name: string; body: () => string | Promise<string>; status: number; error: string; has?: Event; verified?: boolean }> = [
-    { name: 'error/bad-request', body: () => exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE }), status: 400, error: 'invalid_request' },
-    { name: 'error/unsupported-grant', body: () => exchangeForm({ grant_type: 'password', subject_token: 'x', subject_token_type: JWT_TYPE }), status: 400, error: 'unsupported_grant_type' },
-    { name: 'error/unknown-role', body: async () => form(await token(), { resource: 'no-such-role' }), status: 400, error: 'invalid_target', has: { requestedTokenType: JWT_TYPE }, verified: true },
-    { name: 'error/bad-signature', body: async () => form(tamper(await token()), { resource: 'orders-reader' }), status: 400, error: 'invalid_request' },
-    { name: 'error/scope-not-allowed', body: async () => form(await token(), { resource: 'orders-reader', scope: 'orders.admin' }), status: 400, error: 'invalid_scope', has: { role: 'orders-reader' }, verified: true },
-    { name: 'error/body-too-large', body: () => form('x'.repeat(70 * 1024)), status: 413, error: 'invalid_request' },
+  const refusals: Array<{ name: string; body: () => string | Promise<string>; status: number; error: string; reason: string; has?: Event; verified?: boolean }> = [
+    { name: 'error/bad-request', body: () => exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE }), status: 400, error: 'invalid_request', reason: 'missing_parameter' },
+    { name: 'error/unsupported-grant', body: () => exchangeForm({ grant_type: 'password', subject_token: 'x', subject_token_type: JWT_TYPE }), status: 400, error: 'unsupported_grant_type', reason: 'unsupported_grant_type' },
+    { name: 'error/unknown-role', body: async () => form(await token(), { resource: 'no-such-role' }), status: 400, error: 'invalid_target', reason: 'unknown_role', has: { requestedTokenType: JWT_TYPE }, verified: true },
+    { name: 'error/bad-signature', body: async () => form(tamper(await token()), { resource: 'orders-reader' }), status: 400, error: 'invalid_request', reason: 'bad_signature' },
+    { name: 'error/scope-not-allowed', body: async () => form(await token(), { resource: 'orders-reader', scope: 'orders.admin' }), status: 400, error: 'invalid_scope', reason: 'scope_not_allowed', has: { role: 'orders-reader' }, verified: true },
+    { name: 'error/body-too-large', body: () => form('x'.repeat(70 * 1024)), status: 413, error: 'invalid_request', reason: 'body_too_large' },
   ];
-  it.each(refusals)('$name: refused before the policy, still one event', async ({ body, status, error, has, verified }) => {
+  it.each(refusals)('$name: refused before the policy, still one event', async ({ body, status, error, reason, has, verified }) => {
     const { response, event } = await post(await body());
     expect(response.status).toBe(status);
-    expect(event).toMatchObject({ outcome: 'error', status, error, clientAddress: '127.0.0.1', ...has });
+    expect(event).toMatchObject({ outcome: 'error', status, error, reason, clientAddress: '127.0.0.1', ...has });
     if (verified) expect(event).toMatchObject({ sub: 'system:serviceaccount:orders:order-service', namespace: 'orders', serviceAccount: 'order-service' });
     else {
       expect(event).not.toHaveProperty('sub');

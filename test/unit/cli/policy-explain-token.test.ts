@@ -51,8 +51,11 @@ describe('policy explain --token', () => {
 describe('refusalSummary', () => {
   it.each([
     ['ok/description-and-enumerated-reason', invalidRequest('subject_token is malformed', { reason: 'malformed_body' }), 'subject_token is malformed [malformed_body]'],
-    ['ok/description-alone-without-a-reason', invalidRequest('subject_token is malformed'), 'subject_token is malformed'],
-    ['ok/log-detail-never-shown', invalidRequest('subject_token is not valid', { detail: { reason: 'kid abc not in the JWKS' } }), 'subject_token is not valid'],
+    [
+      'ok/log-detail-never-shown',
+      invalidRequest('subject_token is not valid', { reason: 'unknown_kid', detail: { kid: 'abc', problem: 'kid abc not in the JWKS' } }),
+      'subject_token is not valid [unknown_kid]',
+    ],
     ['ok/any-other-error-by-its-message', new Error('timed out reaching the issuer'), 'timed out reaching the issuer'],
   ])('%s', (_name, error, expected) => {
     expect(refusalSummary(error)).toBe(expected);

@@ -117,7 +117,7 @@ describe('buildLeafProfile', () => {
 
   it('fail/validator-option-refuses', () => {
     const refuse = () => {
-      throw new TesseraError('invalid_request', 400, 'refused by policy');
+      throw new TesseraError('invalid_request', 400, 'refused by policy', { reason: 'invalid_spiffe_id' });
     };
     expect(() => buildLeafProfile(context(), { validators: [refuse] })).toThrow('refused by policy');
   });
