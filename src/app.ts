@@ -4,12 +4,11 @@ import { createPodAttestor, type PodAttestor } from './attestation/index.js';
 import { createSharedCache, type SharedCache } from './cache/index.js';
 import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
-import { createIssuers } from './issuers/index.js';
-import { createX509Authority, type X509Authority } from './issuers/index.js';
+import { createIssuers, createX509Authority, type X509Authority } from './issuers/index.js';
 import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
-import { createAuditLog, createLogger, createMetrics, type Logger, type Metrics, type StateSources } from './observability/index.js';
-import { clientAddress, createStsApp, peerAddress, requestHeader, trustedProxies } from './sts/index.js';
-import { listenerSpecs, startListener, verifiedClientCertificate, loadTlsMaterial, TlsMaterialError, watchTlsFiles, type Listener, type TlsReloader } from './server/index.js';
+import { createAuditLog, createLogger, createMetrics, type AuditLog, type Logger, type Metrics, type StateSources } from './observability/index.js';
+import { clientAddress, createStsApp, peerAddress, requestHeader, trustedProxies, type Readiness, type StsDeps } from './sts/index.js';
+import { listenerSpecs, startListener, verifiedClientCertificate, loadTlsMaterial, TlsMaterialError, watchTlsFiles, type Listener, type TlsMaterial, type TlsReloader } from './server/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
 
@@ -66,176 +65,232 @@ export interface TesseraApp {
 const JWKS_CACHE_SECONDS = DEFAULT_JWKS_CACHE_SECONDS;
 const TLS_RELOAD_INTERVAL_MS = 5_000;
 
+/** What `createApp` builds from config (or takes from overrides), closed in reverse order. */
+interface Parts {
+  config: Config;
+  overrides: AppOverrides;
+  now: () => number;
+  logger: Logger;
+  metrics: Metrics;
+  audit: AuditLog;
+  cache: SharedCache;
+  devCluster: DevCluster | undefined;
+  policies: PolicyStore;
+  keys: KeyProvider;
+  verifier: SubjectTokenVerifier;
+  attestation: PodAttestor;
+  x509: X509Authority;
+}
+
 /**
  * Build a broker from a validated config: no globals, so tests make as many as they need.
  *
  * @example const app = await createApp(loadConfig()); await app.listen();
  */
 export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<TesseraApp> {
-  const now = overrides.now ?? Date.now;
-  const logger = overrides.logger ?? createLogger({ level: config.logging.level });
-  const metrics = createMetrics({ defaultMetrics: overrides.processMetrics ?? true });
   const closers: Array<() => Promise<void>> = [];
   try {
-    // Each part is registered for closing as soon as it exists: a failure further down
-    // must not leave a Redis client reconnecting forever in a process that should exit.
-    const audit = createAuditLog({ file: config.audit.file, logger, now });
-    closers.push(() => audit.close());
-    const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
-    closers.push(() => cache.close());
-    const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
-    const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
-    const policies =
-      overrides.policies ?? createPolicyStore({ dir: config.policies, logger, metrics, watch: overrides.watchPolicies ?? true, clusters });
-    closers.push(() => policies.close());
-    for (const role of policies.current().roles.values()) {
-      if (!config.keys.algorithms.includes(role.issue.algorithm)) {
-        logger.warn({ role: role.name, algorithm: role.issue.algorithm, configured: config.keys.algorithms }, 'role signs with an algorithm keys.algorithms does not enable: its exchanges answer 503');
-      }
-    }
-    const keys =
-      overrides.keys ??
-      (await createKeyProvider(config.keys, {
-        logger,
-        metrics,
-        cache,
-        now,
-        env: overrides.env,
-        jwksCacheSeconds: JWKS_CACHE_SECONDS,
-        // Tokens live at most the hard cap of every role, so retired keys stay published that long.
-        maxTokenLifetimeSeconds: HARD_MAX_LIFETIME,
-      }));
-    closers.push(() => keys.close());
-    const verifier =
-      overrides.verifier ??
-      createSubjectTokenVerifier({ clusters, audience: config.audience, cache, logger, metrics, now, maxStaleSeconds: config.cache.maxStale });
-    closers.push(() => verifier.close());
-    // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
-    void verifier.warm();
-    const attestation =
-      overrides.attestation ??
-      createPodAttestor({ clusters, imageSignatures: config.imageSignatures, logger, metrics, now, ...(overrides.env ? { env: overrides.env } : {}) });
-    closers.push(() => attestation.close());
-    const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
-    metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
-
-    const proxies = trustedProxies(config.trustedProxies);
-    let draining = false;
-    const issuerFollowsListener = config.issuer === undefined;
-    const stsDeps: Parameters<typeof createStsApp>[0] = {
-      issuer: config.issuer ?? issuerOfListener(config.listen),
-      verifier,
-      policies,
-      // The JWT issuer reads the issuer per token: it follows the listener's port when the config names none.
-      issuers: createIssuers({ keys, x509, now, issuer: () => stsDeps.issuer }),
-      attestation,
-      logger,
-      metrics,
-      now,
-      algorithms: config.keys.algorithms,
-      jwks: () => publicJwks(keys),
-      jwksCacheSeconds: JWKS_CACHE_SECONDS,
-      rateLimit: config.rateLimit,
-      clientAddress: (c) => {
-        const peer = peerAddress(c);
-        return peer === undefined ? undefined : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
-      },
-      audit: (event) => audit.write(event),
-      trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
-      readiness: async () => {
-        const keysReady = await keys.ready().catch(() => false);
-        const policySet = policies.current();
-        const roles = policySet.roles.size;
-        const clusterStatus = verifier.status();
-        // A broker whose clusters all lack keys (issuer unreachable, nothing cached) can only refuse.
-        const canVerify = clusterStatus.length === 0 || clusterStatus.some((status) => status.ready);
-        return {
-          ready: keysReady && canVerify && !draining,
-          checks: {
-            keys: keysReady ? 'ok' : 'unavailable',
-            policies: { roles, version: policySet.version },
-            cache: { kind: cache.kind, shared: cache.healthy() },
-            clusters: clusterStatus,
-            ...(draining && { lifecycle: 'draining' }),
-          },
-        };
-      },
-      metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      ...(config.listen.tls?.clientCaFile && { clientCertificate: verifiedClientCertificate }),
-    };
-    const hono = createStsApp(stsDeps);
-
-    const listeners: Listener[] = [];
-    let reloader: TlsReloader | undefined;
-    const stopListening = async (): Promise<void> => {
-      reloader?.stop();
-      await Promise.all(listeners.map((listener) => listener.stop()));
-    };
-    const app: TesseraApp = {
-      config: { ...config, issuer: stsDeps.issuer },
-      hono,
-      fetch: (request) => hono.fetch(request),
-      request: hono.request.bind(hono),
-      logger,
-      metrics,
-      keys,
-      policies,
-      verifier,
-      devCluster,
-      x509,
-      async listen(options = {}) {
-        const listen = { ...config.listen, port: options.port ?? config.listen.port, host: options.host ?? config.listen.host };
-        let material;
-        if (listen.tls) {
-          try {
-            material = await loadTlsMaterial(listen.tls, now);
-          } catch (error) {
-            throw error instanceof TlsMaterialError ? new ConfigError(`listen.tls: ${error.message}`) : error;
-          }
-        }
-        const timeouts = { headersTimeoutMs: listen.headersTimeout * 1000, requestTimeoutMs: listen.requestTimeout * 1000 };
-        try {
-          for (const spec of listenerSpecs({ ...config, listen }, material)) listeners.push(await startListener(spec, hono.fetch, timeouts));
-        } catch (error) {
-          await stopListening();
-          throw error;
-        }
-        const main = listeners[0] as Listener;
-        if (listen.tls && material) {
-          reloader = watchTlsFiles({
-            files: listen.tls,
-            initial: material,
-            apply: (next) => main.setSecureContext(next),
-            logger,
-            now,
-            intervalMs: overrides.tlsReloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
-          });
-        }
-        if (issuerFollowsListener) {
-          stsDeps.issuer = issuerOfListener({ ...listen, port: main.port });
-          app.config = { ...config, issuer: stsDeps.issuer };
-        }
-        for (const listener of listeners) logger.info({ listener: listener.name, url: listener.url, routes: listener.scope }, 'listening');
-        return { url: main.url, port: main.port, server: main.server, listeners: [...listeners] };
-      },
-      beginDrain() {
-        draining = true;
-      },
-      stopListening,
-      destroyConnections() {
-        for (const listener of listeners) listener.destroyConnections();
-      },
-      async close() {
-        const stopped = stopListening();
-        for (const listener of listeners) listener.destroyConnections();
-        await stopped;
-        for (const close of closers.reverse()) await close().catch((error: unknown) => logger.warn({ err: error }, 'error while closing'));
-      },
-    };
-    return app;
+    const parts = await buildParts(config, overrides, closers);
+    const lifecycle = { draining: false };
+    const stsDeps = stsDepsOf(parts, lifecycle);
+    return appOf(parts, stsDeps, createStsApp(stsDeps), lifecycle, closers);
   } catch (error) {
     for (const close of closers.reverse()) await close().catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * Each part is registered for closing as soon as it exists: a failure further down must not
+ * leave a Redis client reconnecting forever in a process that should exit.
+ */
+async function buildParts(config: Config, overrides: AppOverrides, closers: Array<() => Promise<void>>): Promise<Parts> {
+  const now = overrides.now ?? Date.now;
+  const logger = overrides.logger ?? createLogger({ level: config.logging.level });
+  const metrics = createMetrics({ defaultMetrics: overrides.processMetrics ?? true });
+  const audit = createAuditLog({ file: config.audit.file, logger, now });
+  closers.push(() => audit.close());
+  const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
+  closers.push(() => cache.close());
+  const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
+  const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
+  const policies =
+    overrides.policies ?? createPolicyStore({ dir: config.policies, logger, metrics, watch: overrides.watchPolicies ?? true, clusters });
+  closers.push(() => policies.close());
+  warnOfDisabledAlgorithms(config, policies, logger);
+  const keys =
+    overrides.keys ??
+    (await createKeyProvider(config.keys, {
+      logger,
+      metrics,
+      cache,
+      now,
+      env: overrides.env,
+      jwksCacheSeconds: JWKS_CACHE_SECONDS,
+      // Tokens live at most the hard cap of every role, so retired keys stay published that long.
+      maxTokenLifetimeSeconds: HARD_MAX_LIFETIME,
+    }));
+  closers.push(() => keys.close());
+  const verifier =
+    overrides.verifier ??
+    createSubjectTokenVerifier({ clusters, audience: config.audience, cache, logger, metrics, now, maxStaleSeconds: config.cache.maxStale });
+  closers.push(() => verifier.close());
+  // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
+  void verifier.warm();
+  const attestation =
+    overrides.attestation ??
+    createPodAttestor({ clusters, imageSignatures: config.imageSignatures, logger, metrics, now, ...(overrides.env ? { env: overrides.env } : {}) });
+  closers.push(() => attestation.close());
+  const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
+  metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
+  return { config, overrides, now, logger, metrics, audit, cache, devCluster, policies, keys, verifier, attestation, x509 };
+}
+
+function warnOfDisabledAlgorithms(config: Config, policies: PolicyStore, logger: Logger): void {
+  for (const role of policies.current().roles.values()) {
+    if (!config.keys.algorithms.includes(role.issue.algorithm)) {
+      logger.warn({ role: role.name, algorithm: role.issue.algorithm, configured: config.keys.algorithms }, 'role signs with an algorithm keys.algorithms does not enable: its exchanges answer 503');
+    }
+  }
+}
+
+function stsDepsOf(parts: Parts, lifecycle: { draining: boolean }): StsDeps {
+  const { config, now, logger, metrics, audit, policies, keys, verifier, attestation, x509 } = parts;
+  const proxies = trustedProxies(config.trustedProxies);
+  const stsDeps: StsDeps = {
+    issuer: config.issuer ?? issuerOfListener(config.listen),
+    verifier,
+    policies,
+    // The JWT issuer reads the issuer per token: it follows the listener's port when the config names none.
+    issuers: createIssuers({ keys, x509, now, issuer: () => stsDeps.issuer }),
+    attestation,
+    logger,
+    metrics,
+    now,
+    algorithms: config.keys.algorithms,
+    jwks: () => publicJwks(keys),
+    jwksCacheSeconds: JWKS_CACHE_SECONDS,
+    rateLimit: config.rateLimit,
+    clientAddress: (c) => {
+      const peer = peerAddress(c);
+      return peer === undefined ? undefined : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
+    },
+    audit: (event) => audit.write(event),
+    trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
+    readiness: () => readiness(parts, lifecycle.draining),
+    metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    ...(config.listen.tls?.clientCaFile && { clientCertificate: verifiedClientCertificate }),
+  };
+  return stsDeps;
+}
+
+async function readiness(parts: Parts, draining: boolean): Promise<Readiness> {
+  const { keys, policies, verifier, cache } = parts;
+  const keysReady = await keys.ready().catch(() => false);
+  const policySet = policies.current();
+  const clusterStatus = verifier.status();
+  // A broker whose clusters all lack keys (issuer unreachable, nothing cached) can only refuse.
+  const canVerify = clusterStatus.length === 0 || clusterStatus.some((status) => status.ready);
+  return {
+    ready: keysReady && canVerify && !draining,
+    checks: {
+      keys: keysReady ? 'ok' : 'unavailable',
+      policies: { roles: policySet.roles.size, version: policySet.version },
+      cache: { kind: cache.kind, shared: cache.healthy() },
+      clusters: clusterStatus,
+      ...(draining && { lifecycle: 'draining' }),
+    },
+  };
+}
+
+function appOf(parts: Parts, stsDeps: StsDeps, hono: Hono, lifecycle: { draining: boolean }, closers: Array<() => Promise<void>>): TesseraApp {
+  const { config, logger } = parts;
+  const listening: Listening = { listeners: [], reloader: undefined };
+  const stopListening = async (): Promise<void> => {
+    listening.reloader?.stop();
+    await Promise.all(listening.listeners.map((listener) => listener.stop()));
+  };
+  const app: TesseraApp = {
+    config: { ...config, issuer: stsDeps.issuer },
+    hono,
+    fetch: (request) => hono.fetch(request),
+    request: hono.request.bind(hono),
+    logger,
+    metrics: parts.metrics,
+    keys: parts.keys,
+    policies: parts.policies,
+    verifier: parts.verifier,
+    devCluster: parts.devCluster,
+    x509: parts.x509,
+    async listen(options = {}) {
+      const main = await listenAll(parts, hono, listening, stopListening, options);
+      if (config.issuer === undefined) {
+        stsDeps.issuer = issuerOfListener({ ...config.listen, host: options.host ?? config.listen.host, port: main.port });
+        app.config = { ...config, issuer: stsDeps.issuer };
+      }
+      return { url: main.url, port: main.port, server: main.server, listeners: [...listening.listeners] };
+    },
+    beginDrain() {
+      lifecycle.draining = true;
+    },
+    stopListening,
+    destroyConnections() {
+      for (const listener of listening.listeners) listener.destroyConnections();
+    },
+    async close() {
+      const stopped = stopListening();
+      for (const listener of listening.listeners) listener.destroyConnections();
+      await stopped;
+      for (const close of closers.reverse()) await close().catch((error: unknown) => logger.warn({ err: error }, 'error while closing'));
+    },
+  };
+  return app;
+}
+
+interface Listening {
+  listeners: Listener[];
+  reloader: TlsReloader | undefined;
+}
+
+/** Starts the main listener (and `publicListen`/`adminListen`), with TLS files watched for a change; returns the main one. */
+async function listenAll(
+  parts: Parts,
+  hono: Hono,
+  listening: Listening,
+  stopListening: () => Promise<void>,
+  options: { port?: number; host?: string },
+): Promise<Listener> {
+  const { config, overrides, now, logger } = parts;
+  const listen = { ...config.listen, port: options.port ?? config.listen.port, host: options.host ?? config.listen.host };
+  const material = listen.tls ? await tlsMaterial(listen.tls, now) : undefined;
+  const timeouts = { headersTimeoutMs: listen.headersTimeout * 1000, requestTimeoutMs: listen.requestTimeout * 1000 };
+  try {
+    for (const spec of listenerSpecs({ ...config, listen }, material)) listening.listeners.push(await startListener(spec, hono.fetch, timeouts));
+  } catch (error) {
+    await stopListening();
+    throw error;
+  }
+  const main = listening.listeners[0];
+  if (!main) throw new ConfigError('listen: no listener was configured');
+  if (listen.tls && material) {
+    listening.reloader = watchTlsFiles({
+      files: listen.tls,
+      initial: material,
+      apply: (next) => main.setSecureContext(next),
+      logger,
+      now,
+      intervalMs: overrides.tlsReloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
+    });
+  }
+  for (const listener of listening.listeners) logger.info({ listener: listener.name, url: listener.url, routes: listener.scope }, 'listening');
+  return main;
+}
+
+async function tlsMaterial(files: NonNullable<Config['listen']['tls']>, now: () => number): Promise<TlsMaterial> {
+  try {
+    return await loadTlsMaterial(files, now);
+  } catch (error) {
+    throw error instanceof TlsMaterialError ? new ConfigError(`listen.tls: ${error.message}`) : error;
   }
 }
 
