@@ -2,29 +2,20 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from '../../../src/config/index.js';
+import { configProblems } from '../../support/config-problems.js';
+import { loadConfig } from '../../../src/config/index.js';
 
 const minimal = { issuer: 'https://sts.example.com', audience: 'sts.example.com' };
 const cluster = { name: 'prod', issuer: 'https://oidc.prod.example.com' };
 
-function problems(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected the config to be refused');
-}
-
 describe('pod attestation config', () => {
   it('fail/pod-attestation-needs-a-kubeconfig', () => {
-    expect(problems({ ...minimal, clusters: [{ ...cluster, podAttestation: true }] })).toEqual(['clusters[0].kubeconfig: is required when podAttestation is true']);
+    expect(configProblems({ ...minimal, clusters: [{ ...cluster, podAttestation: true }] })).toEqual(['clusters[0].kubeconfig: is required when podAttestation is true']);
   });
 
   it('fail/image-signatures-fields-checked', () => {
     expect(
-      problems({
+      configProblems({
         ...minimal,
         imageSignatures: {
           keys: { 'bad name': './k.pub' },

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, issuerOfListener, loadConfig, parseConfig } from '../../../src/config/index.js';
+import { configProblems } from '../../support/config-problems.js';
+import { issuerOfListener, loadConfig, parseConfig } from '../../../src/config/index.js';
 
 const minimal = { audience: 'sts.example.com' };
-
-function problems(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected the config to be refused');
-}
 
 describe('config: listeners, TLS, life cycle', () => {
   it.each([
@@ -56,6 +47,6 @@ describe('config: listeners, TLS, life cycle', () => {
     ['fail/negative-drain', { ...minimal, lifecycle: { drainSeconds: -1 } }, ['lifecycle.drainSeconds: Too small: expected number to be >=0']],
     ['fail/zero-max-connections', { ...minimal, listen: { maxConnections: 0 } }, ['listen.maxConnections: Too small: expected number to be >=1']],
   ])('%s', (_name, input, expected) => {
-    expect(problems(input)).toEqual(expected);
+    expect(configProblems(input)).toEqual(expected);
   });
 });

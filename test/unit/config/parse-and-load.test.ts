@@ -2,19 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, issuerOfListener, loadConfig, parseConfig, parseDuration } from '../../../src/config/index.js';
+import { configProblems } from '../../support/config-problems.js';
+import { issuerOfListener, loadConfig, parseConfig, parseDuration } from '../../../src/config/index.js';
 
 const minimal = { issuer: 'https://sts.example.com', audience: 'sts.example.com' };
-
-function problems(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error('expected the config to be refused');
-}
 
 describe('config: parse and load', () => {
   it('ok/defaults-filled-in', () => {
@@ -86,7 +77,7 @@ describe('config: parse and load', () => {
     ['fail/old-rate-limit-field', { ...minimal, rateLimit: { perClient: 3 } }, ['rateLimit.perClient: unknown field']],
   ];
   it.each(bad)('%s', (_name, input, expected) => {
-    expect(problems(input)).toEqual(expected);
+    expect(configProblems(input)).toEqual(expected);
   });
 
   it('ok/cache-sentinel-and-cluster-as-host-port-strings', () => {
@@ -119,7 +110,7 @@ describe('config: parse and load', () => {
     writeFileSync(file, 'issuer: https://sts.example.com\naudience: sts\naudit: { file: stdout }\n');
     expect(loadConfig({ file, env: {}, cwd: '/' }).audit).toEqual({ file: 'stdout' });
     expect(parseConfig(minimal).audit).toEqual({});
-    expect(problems({ ...minimal, audit: { file: '' } })).toEqual(['audit.file: Too small: expected string to have >=1 characters']);
+    expect(configProblems({ ...minimal, audit: { file: '' } })).toEqual(['audit.file: Too small: expected string to have >=1 characters']);
   });
 
   it.each([
