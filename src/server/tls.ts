@@ -60,24 +60,8 @@ export async function loadTlsMaterial(files: TlsFiles, now: () => number = Date.
     throw new TlsMaterialError(`cannot read TLS files: ${(error as NodeJS.ErrnoException).code ?? 'error'} (${(error as NodeJS.ErrnoException).path ?? ''})`);
   }
   const [certBytes, keyBytes, caBytes] = read.bytes as [Buffer, Buffer, Buffer | undefined];
-  const chain = certBytes.toString('utf8').match(PEM_CERTIFICATE) ?? [];
-  if (chain.length === 0) throw new TlsMaterialError(`${files.certFile} holds no PEM certificate`);
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(chain[0] as string);
-  } catch {
-    throw new TlsMaterialError(`${files.certFile}: the first certificate cannot be parsed`);
-  }
-  const at = now();
-  if (Date.parse(leaf.validTo) <= at) throw new TlsMaterialError(`${files.certFile}: certificate expired at ${new Date(leaf.validTo).toISOString()}`);
-  if (Date.parse(leaf.validFrom) > at) throw new TlsMaterialError(`${files.certFile}: certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
-  let keyMatches: boolean;
-  try {
-    keyMatches = leaf.checkPrivateKey(createPrivateKey(keyBytes));
-  } catch {
-    throw new TlsMaterialError(`${files.keyFile}: not a readable private key (PEM, unencrypted)`);
-  }
-  if (!keyMatches) throw new TlsMaterialError(`${files.keyFile} does not belong to the certificate in ${files.certFile}`);
+  const leaf = currentLeaf(files, certBytes, now());
+  checkKeyPair(files, leaf, keyBytes);
   if (caBytes && !caBytes.toString('utf8').includes('-----BEGIN CERTIFICATE-----')) {
     throw new TlsMaterialError(`${files.clientCaFile ?? ''} holds no PEM certificate`);
   }
@@ -88,6 +72,31 @@ export async function loadTlsMaterial(files: TlsFiles, now: () => number = Date.
     throw new TlsMaterialError(`TLS files rejected: ${(error as { code?: string }).code ?? 'invalid'}`);
   }
   return { options, fingerprint: read.fingerprint, serialNumber: leaf.serialNumber, notAfter: new Date(leaf.validTo).toISOString() };
+}
+
+/** The first certificate of the chain file, valid at `at`. */
+function currentLeaf(files: TlsFiles, certBytes: Buffer, at: number): X509Certificate {
+  const [first] = certBytes.toString('utf8').match(PEM_CERTIFICATE) ?? [];
+  if (first === undefined) throw new TlsMaterialError(`${files.certFile} holds no PEM certificate`);
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(first);
+  } catch {
+    throw new TlsMaterialError(`${files.certFile}: the first certificate cannot be parsed`);
+  }
+  if (Date.parse(leaf.validTo) <= at) throw new TlsMaterialError(`${files.certFile}: certificate expired at ${new Date(leaf.validTo).toISOString()}`);
+  if (Date.parse(leaf.validFrom) > at) throw new TlsMaterialError(`${files.certFile}: certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
+  return leaf;
+}
+
+function checkKeyPair(files: TlsFiles, leaf: X509Certificate, keyBytes: Buffer): void {
+  let keyMatches: boolean;
+  try {
+    keyMatches = leaf.checkPrivateKey(createPrivateKey(keyBytes));
+  } catch {
+    throw new TlsMaterialError(`${files.keyFile}: not a readable private key (PEM, unencrypted)`);
+  }
+  if (!keyMatches) throw new TlsMaterialError(`${files.keyFile} does not belong to the certificate in ${files.certFile}`);
 }
 
 export interface TlsReloader {
