@@ -113,29 +113,27 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; cw
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const file = options.file ?? env.TESSERA_CONFIG;
-  let raw: unknown = DEFAULT_CONFIG;
-  let baseDir = cwd;
-  if (file) {
-    const path = resolve(cwd, file);
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (error) {
-      throw new ConfigError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
-    try {
-      raw = parseYaml(text, { uniqueKeys: true });
-    } catch (error) {
-      // The yaml library appends a frame of the offending source lines: those may hold a
-      // password (a Redis URL), so only the first line and the position are reported.
-      const yamlError = error as Error & { linePos?: Array<{ line: number; col: number }> };
-      const position = yamlError.linePos?.[0];
-      const where = position ? `:${position.line}:${position.col}` : '';
-      const firstLine = (yamlError.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '');
-      throw new ConfigError(`${path}${where}: ${firstLine}`);
-    }
-    baseDir = dirname(path);
-  }
+  const { raw, baseDir } = file ? readConfigFile(resolve(cwd, file)) : { raw: DEFAULT_CONFIG as unknown, baseDir: cwd };
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file ?? 'config'}: must be a mapping`);
   return resolvePaths(parseConfig(applyEnv(raw as Record<string, unknown>, env), file ?? 'config'), baseDir);
+}
+
+function readConfigFile(path: string): { raw: unknown; baseDir: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  try {
+    return { raw: parseYaml(text, { uniqueKeys: true }), baseDir: dirname(path) };
+  } catch (error) {
+    // The yaml library appends a frame of the offending source lines: those may hold a
+    // password (a Redis URL), so only the first line and the position are reported.
+    const yamlError = error as Error & { linePos?: Array<{ line: number; col: number }> };
+    const position = yamlError.linePos?.[0];
+    const where = position ? `:${position.line}:${position.col}` : '';
+    const firstLine = (yamlError.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '');
+    throw new ConfigError(`${path}${where}: ${firstLine}`);
+  }
 }
