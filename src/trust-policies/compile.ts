@@ -80,44 +80,58 @@ function template(text: string, path: Path, report: Reporter, context: TemplateC
 }
 
 function compileIssue(issue: RoleFile['issue'], report: Reporter): IssueProfile {
-  checkLifetime(issue.maxLifetime, ['issue', 'maxLifetime'], report);
-  const defaultLifetime = issue.defaultLifetime ?? Math.min(900, issue.maxLifetime);
-  if (issue.defaultLifetime !== undefined) {
-    checkLifetime(issue.defaultLifetime, ['issue', 'defaultLifetime'], report);
-    if (issue.defaultLifetime > issue.maxLifetime) {
-      report(['issue', 'defaultLifetime'], `defaultLifetime ${formatDuration(issue.defaultLifetime)} is above maxLifetime ${formatDuration(issue.maxLifetime)}`);
-    }
-  }
-  for (const name of Object.keys(issue.claims ?? {})) {
-    if (RESERVED_CLAIMS.includes(name)) {
-      const hint = name === 'sub' ? ' (use issue.subject)' : name === 'aud' ? ' (use issue.audiences)' : name === 'exp' ? ' (use issue.maxLifetime)' : '';
-      report(['issue', 'claims', name], `claim "${name}" is set by Tessera; a role cannot set it${hint}`, { key: true });
-    }
-  }
-  const { [AWS_TAGS_CLAIM]: tags, ...plainClaims } = issue.claims ?? {};
-  const claimsTree = compileTree(plainClaims, (path, message) => report(['issue', 'claims', ...path], message));
-  const sessionTags =
-    tags === undefined ? undefined : compileSessionTags(tags, (path, message, options) => report(['issue', 'claims', AWS_TAGS_CLAIM, ...path], message, options));
-  let x509: IssueProfile['x509'];
-  if (issue.x509) {
-    checkLifetime(issue.x509.maxTtl, ['issue', 'x509', 'maxTtl'], report);
-    x509 = {
-      spiffeId: template(issue.x509.spiffeId, ['issue', 'x509', 'spiffeId'], report, 'spiffeId'),
-      maxTtl: issue.x509.maxTtl,
-      dnsNames: issue.x509.dnsNames.map((name, index) => template(name, ['issue', 'x509', 'dnsNames', index], report, 'dnsName')),
-    };
-  }
+  const defaultLifetime = checkedLifetimes(issue, report);
+  reportReservedClaims(issue.claims, report);
+  const x509 = issue.x509 ? compileX509(issue.x509, report) : undefined;
   return {
     audiences: issue.audiences,
     algorithm: issue.algorithm,
     maxLifetime: Math.min(issue.maxLifetime, HARD_MAX_LIFETIME),
     defaultLifetime: Math.min(defaultLifetime, issue.maxLifetime, HARD_MAX_LIFETIME),
     ...(issue.subject !== undefined ? { subject: template(issue.subject, ['issue', 'subject'], report, 'subject') } : {}),
-    claims: sessionTags
-      ? (vars) => ({ ...(claimsTree(vars) as Record<string, unknown>), [AWS_TAGS_CLAIM]: sessionTags(vars) })
-      : (vars) => claimsTree(vars) as Record<string, unknown>,
+    claims: compileClaims(issue.claims, report),
     ...(issue.scopes ? { scopes: issue.scopes } : {}),
     ...(x509 ? { x509 } : {}),
+  };
+}
+
+/** Checks both lifetimes and returns the default one (15 minutes, or maxLifetime when shorter). */
+function checkedLifetimes(issue: RoleFile['issue'], report: Reporter): number {
+  checkLifetime(issue.maxLifetime, ['issue', 'maxLifetime'], report);
+  if (issue.defaultLifetime === undefined) return Math.min(900, issue.maxLifetime);
+  checkLifetime(issue.defaultLifetime, ['issue', 'defaultLifetime'], report);
+  if (issue.defaultLifetime > issue.maxLifetime) {
+    report(['issue', 'defaultLifetime'], `defaultLifetime ${formatDuration(issue.defaultLifetime)} is above maxLifetime ${formatDuration(issue.maxLifetime)}`);
+  }
+  return issue.defaultLifetime;
+}
+
+const RESERVED_CLAIM_HINTS: Record<string, string> = { sub: ' (use issue.subject)', aud: ' (use issue.audiences)', exp: ' (use issue.maxLifetime)' };
+
+function reportReservedClaims(claims: RoleFile['issue']['claims'], report: Reporter): void {
+  for (const name of Object.keys(claims ?? {})) {
+    if (RESERVED_CLAIMS.includes(name)) {
+      report(['issue', 'claims', name], `claim "${name}" is set by Tessera; a role cannot set it${RESERVED_CLAIM_HINTS[name] ?? ''}`, { key: true });
+    }
+  }
+}
+
+function compileClaims(claims: RoleFile['issue']['claims'], report: Reporter): IssueProfile['claims'] {
+  const { [AWS_TAGS_CLAIM]: tags, ...plainClaims } = claims ?? {};
+  const claimsTree = compileTree(plainClaims, (path, message) => report(['issue', 'claims', ...path], message));
+  const sessionTags =
+    tags === undefined ? undefined : compileSessionTags(tags, (path, message, options) => report(['issue', 'claims', AWS_TAGS_CLAIM, ...path], message, options));
+  return sessionTags
+    ? (vars) => ({ ...(claimsTree(vars) as Record<string, unknown>), [AWS_TAGS_CLAIM]: sessionTags(vars) })
+    : (vars) => claimsTree(vars) as Record<string, unknown>;
+}
+
+function compileX509(x509: NonNullable<RoleFile['issue']['x509']>, report: Reporter): NonNullable<IssueProfile['x509']> {
+  checkLifetime(x509.maxTtl, ['issue', 'x509', 'maxTtl'], report);
+  return {
+    spiffeId: template(x509.spiffeId, ['issue', 'x509', 'spiffeId'], report, 'spiffeId'),
+    maxTtl: x509.maxTtl,
+    dnsNames: x509.dnsNames.map((name, index) => template(name, ['issue', 'x509', 'dnsNames', index], report, 'dnsName')),
   };
 }
 
