@@ -74,9 +74,15 @@ const SEGMENT_SAFE = /^[A-Za-z0-9._-]*$/;
 const outsideSegment = (value: string) => (SEGMENT_SAFE.test(value) ? undefined : 'contains characters outside [A-Za-z0-9._-]');
 
 /** Per context, what makes a substituted value unsafe there (named in the refusal; the value never is). */
-const CONTEXT_RULES: Record<Exclude<TemplateContext, 'text'>, { field: string; problem: (name: string, value: string) => string | undefined }> = {
+const CONTEXT_RULES: Record<
+  Exclude<TemplateContext, 'text'>,
+  { field: string; problem: (name: string, value: string) => string | undefined }
+> = {
   // A whole `.` or `..` value would be a dot segment of the SPIFFE ID's path.
-  spiffeId: { field: 'x509.spiffeId', problem: (_, value) => outsideSegment(value) ?? (value === '.' || value === '..' ? 'is a dot segment' : undefined) },
+  spiffeId: {
+    field: 'x509.spiffeId',
+    problem: (_, value) => outsideSegment(value) ?? (value === '.' || value === '..' ? 'is a dot segment' : undefined),
+  },
   dnsName: { field: 'x509.dnsNames', problem: (_, value) => outsideSegment(value) },
   // `{{sub}}` is the source token's own subject, colons and all: it is what the default subject is.
   subject: { field: 'subject', problem: (name, value) => (name === 'sub' || !value.includes(':') ? undefined : 'contains ":"') },
@@ -115,7 +121,12 @@ export function compileTemplate(text: string, context: TemplateContext = 'text')
     }
     return value;
   };
-  return (vars) => parts.map((part) => (typeof part === 'string' ? part : substitute(part, vars))).join('');
+  // A loop of concatenations, not map + join: no array per rendered template per exchange.
+  return (vars) => {
+    let text = '';
+    for (const part of parts) text += typeof part === 'string' ? part : substitute(part, vars);
+    return text;
+  };
 }
 
 /**
@@ -134,7 +145,11 @@ export function compileClaimValue(text: string): Getter | string {
 export type TreeRenderer = (vars: TemplateVars) => unknown;
 
 /** Compile a claim tree; `report(path, message)` for each bad template. */
-export function compileTree(node: unknown, report: (path: Array<string | number>, message: string) => void, path: Array<string | number> = []): TreeRenderer {
+export function compileTree(
+  node: unknown,
+  report: (path: Array<string | number>, message: string) => void,
+  path: Array<string | number> = [],
+): TreeRenderer {
   if (typeof node === 'string') {
     const getter = compileClaimValue(node);
     if (typeof getter === 'string') {

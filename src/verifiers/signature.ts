@@ -51,10 +51,22 @@ const SCHEMES: Record<AcceptedAlgorithm, Scheme> = {
   EdDSA: { hash: null, keyType: 'ed25519' },
 };
 
+/**
+ * `asymmetricKeyDetails` of each key, read once: the getter asks OpenSSL and builds a new object
+ * on every read, and a KeyObject's details never change.
+ */
+const keyDetails = new WeakMap<KeyObject, { modulusLength?: number; namedCurve?: string } | undefined>();
+function detailsOf(key: KeyObject): { modulusLength?: number; namedCurve?: string } | undefined {
+  if (keyDetails.has(key)) return keyDetails.get(key);
+  const details = key.asymmetricKeyDetails;
+  keyDetails.set(key, details);
+  return details;
+}
+
 /** Whether `key` is a public key of the type, curve and size `scheme` needs. */
 function keyFits(scheme: Scheme, key: KeyObject): boolean {
   if (key.type !== 'public' || key.asymmetricKeyType !== scheme.keyType) return false;
-  const details = key.asymmetricKeyDetails;
+  const details = detailsOf(key);
   if (scheme.keyType === 'rsa') return (details?.modulusLength ?? 0) >= MIN_RSA_BITS;
   return scheme.curve === undefined || details?.namedCurve === scheme.curve;
 }
