@@ -1,17 +1,16 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { startKubeApiServer } from '../test/support/kube-apiserver.js';
 import { deployment, digestOf, pod, replicaSet } from '../test/support/pods.js';
-import { freePort, load, startProcess, stopProcess, waitForHttp, type LoadFigures } from './support.js';
+import { BROKER_CLI, freePort, load, startProcess, stopProcess, waitForHttp, type LoadFigures } from './support.js';
 
 /**
  * Exchange rate with pod attestation on (watch-fed cache warm) next to the same broker and tokens
  * without it. The cluster is the TLS API-server stand-in of the tests, serving the pods by list and
  * watch; the broker runs in its own process. Prints figures; asserts nothing.
  */
-const ROOT = resolve(import.meta.dirname, '..');
 const PODS = Number(process.env.BENCH_PODS ?? 200);
 const NAMESPACES = 10;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -80,7 +79,7 @@ try {
         logging: { level: 'warn' },
       }),
     );
-    const broker = startProcess([join(ROOT, 'bin/tessera.js'), 'serve', '--config', file]);
+    const broker = startProcess([BROKER_CLI, 'serve', '--config', file]);
     try {
       const url = `http://127.0.0.1:${port}/v1/token`;
       await waitForHttp(`http://127.0.0.1:${port}/readyz`, 30_000, broker);

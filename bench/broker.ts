@@ -1,18 +1,17 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { configSchema } from '../src/config/index.js';
 import type { Fixtures } from './fixtures.js';
-import { freePort, startProcess, stopProcess, waitForHttp } from './support.js';
+import { BROKER_CLI, freePort, startProcess, stopProcess, waitForHttp } from './support.js';
 
 /**
  * A broker as operators run it: `tessera serve` in a child process of its own, with a config
  * file, logging at info (one audit line per exchange) to a discarded stdout.
  */
-const ROOT = resolve(import.meta.dirname, '..');
-const CLI = join(ROOT, 'bin/tessera.js');
+const CLI = BROKER_CLI;
 
 export type KeysConfig = { provider: 'local'; dir: string } | { provider: 'pkcs11'; module: string; tokenLabel: string; pinEnv: string };
 

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
+import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../test/support/net.js';
 
@@ -228,3 +229,10 @@ export function cpuPerCall(fn: () => void, iterations = 2000, rounds = 5): numbe
   }
   return median(perCall);
 }
+
+/**
+ * The broker the bench starts: the built `dist/` that the package ships (`npm run bench` builds
+ * it first), not the sources through tsx, whose per-closure helpers would be counted as the
+ * broker's cost.
+ */
+export const BROKER_CLI = join(resolve(import.meta.dirname, '..'), 'dist/cli/main.js');

@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadDevCluster } from '../src/dev-cluster/index.js';
-import { freePort, load, startProcess, stopProcess, waitForHttp, type LoadFigures } from './support.js';
+import { BROKER_CLI, freePort, load, startProcess, stopProcess, waitForHttp, type LoadFigures } from './support.js';
 
 /**
  * `tessera serve --workers N`: exchange throughput with 1 and 2 workers sharing one listener and
@@ -31,7 +31,7 @@ async function runWorkers(dir: string, workers: number, bodies: string[]): Promi
       logging: { level: 'warn' },
     }),
   );
-  const broker = startProcess([join(ROOT, 'bin/tessera.js'), 'serve', '--config', file, '--workers', String(workers)]);
+  const broker = startProcess([BROKER_CLI, 'serve', '--config', file, '--workers', String(workers)]);
   try {
     await waitForHttp(`http://127.0.0.1:${port}/readyz`, 60_000, broker);
     // Every worker must be up before the load starts: give the last one a moment past the first answer.
