@@ -35,7 +35,8 @@ export function compilePolicy(file: string, text: string): CompiledFile {
     return { kind: 'invalid', file, problems: [source.problem(data.kind === undefined ? [] : ['kind'], message)] };
   }
   const schema = data.kind === 'Role' ? roleFileSchema : guardrailFileSchema;
-  const parsed = schema.safeParse(data);
+  // reportInput: a missing field is told apart by its issue's input, not by the message's wording.
+  const parsed = schema.safeParse(data, { reportInput: true });
   if (!parsed.success) return { kind: 'invalid', file, problems: zodProblems(source, parsed.error.issues) };
   const problems: Problem[] = [];
   const report = (path: Path, message: string, options: { key?: boolean; severity?: 'error' | 'warning' } = {}) =>
@@ -161,7 +162,7 @@ function zodProblems(source: PolicySource, issues: ReadonlyArray<z.core.$ZodIssu
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => source.problem([...path, key], `${formatPath([...path, key])}: unknown field`, { key: true }));
     }
-    const message = issue.code === 'invalid_type' && issue.message.endsWith('received undefined') ? 'is required' : issue.message;
+    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
     return [source.problem(path, `${formatPath(path)}: ${message}`)];
   });
 }
