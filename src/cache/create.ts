@@ -8,7 +8,7 @@ import type { SharedCache } from './types.js';
 type CacheConfig = Config['cache'];
 
 /** The shared backend the config names, if any. */
-export function sharedTarget(cache: Pick<CacheConfig, 'redis' | 'sentinel' | 'cluster'>): RedisTarget | undefined {
+function sharedTarget(cache: Pick<CacheConfig, 'redis' | 'sentinel' | 'cluster'>): RedisTarget | undefined {
   if (cache.redis !== undefined) return cache.redis;
   if (cache.sentinel !== undefined) return { sentinel: cache.sentinel };
   if (cache.cluster !== undefined) return { cluster: cache.cluster };
@@ -22,7 +22,7 @@ export function sharedTarget(cache: Pick<CacheConfig, 'redis' | 'sentinel' | 'cl
  *
  * @example const secret = cacheSecret(config.cache, process.env);
  */
-export function cacheSecret(cache: Pick<CacheConfig, 'keyEnv'>, env: NodeJS.ProcessEnv): string {
+function cacheSecret(cache: Pick<CacheConfig, 'keyEnv'>, env: NodeJS.ProcessEnv): string {
   const secret = env[cache.keyEnv];
   if (secret === undefined || secret.trim() === '') {
     throw new ConfigError(`cache: environment variable ${cache.keyEnv} is not set: a shared cache needs a secret the replicas share (cache.keyEnv)`, [

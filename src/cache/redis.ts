@@ -197,7 +197,7 @@ function hostPort(node: string): { host: string; port: number } {
 }
 
 /** Where the cache points, for logs: never the password. */
-export function describeTarget(redis: RedisTarget): string {
+function describeTarget(redis: RedisTarget): string {
   if (typeof redis === 'string') {
     if (!URL.canParse(redis)) return 'redis (unparseable URL)';
     const url = new URL(redis);

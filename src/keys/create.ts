@@ -29,10 +29,10 @@ export interface KeyProviderDeps {
 }
 
 /** Clock skew a relying party may allow beyond `exp` (the leeway most JWT libraries default to). */
-export const EXPIRY_LEEWAY_SECONDS = 60;
+const EXPIRY_LEEWAY_SECONDS = 60;
 export const DEFAULT_JWKS_CACHE_SECONDS = 300;
-export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 12 * 3600;
-export const DEFAULT_SYNC_SECONDS = 30;
+const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 12 * 3600;
+const DEFAULT_SYNC_SECONDS = 30;
 
 type StoreFactory = (config: KeysConfig, deps: KeyProviderDeps) => Promise<KeyStore>;
 
@@ -46,7 +46,7 @@ const STORES: Record<KeyProviderKind, StoreFactory> = {
 };
 
 /** The rotation timings that follow from the config and the deps (see docs/keys.md). */
-export function rotationPolicy(config: KeysConfig, deps: Pick<KeyProviderDeps, 'jwksCacheSeconds' | 'maxTokenLifetimeSeconds' | 'syncSeconds'>): RotationPolicy {
+function rotationPolicy(config: KeysConfig, deps: Pick<KeyProviderDeps, 'jwksCacheSeconds' | 'maxTokenLifetimeSeconds' | 'syncSeconds'>): RotationPolicy {
   const sync = deps.syncSeconds ?? DEFAULT_SYNC_SECONDS;
   const publishDelay = (deps.jwksCacheSeconds ?? DEFAULT_JWKS_CACHE_SECONDS) + sync;
   return {

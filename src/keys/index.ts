@@ -1,13 +1,4 @@
-export {
-  createKeyProvider,
-  publicJwks,
-  rotationPolicy,
-  DEFAULT_JWKS_CACHE_SECONDS,
-  DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
-  DEFAULT_SYNC_SECONDS,
-  EXPIRY_LEEWAY_SECONDS,
-  type KeyProviderDeps,
-} from './create.js';
+export { createKeyProvider, publicJwks, DEFAULT_JWKS_CACHE_SECONDS, type KeyProviderDeps } from './create.js';
 export { signJws } from './jws.js';
 export { signingKeyFromPrivateKey } from './local.js';
 export { jwkThumbprint } from './jwk.js';

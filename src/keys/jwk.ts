@@ -21,7 +21,7 @@ export function jwkThumbprint(jwk: JWK): string {
 }
 
 /** The published form: only public members, plus `kid`, `alg` and `use: 'sig'`. */
-export function publicSigningJwk(jwk: JWK, alg: JwsAlgorithm): JWK {
+function publicSigningJwk(jwk: JWK, alg: JwsAlgorithm): JWK {
   const base: JWK =
     jwk.kty === 'EC' ? { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y } : { kty: 'RSA', n: jwk.n, e: jwk.e };
   return { ...base, kid: jwkThumbprint(base), alg, use: 'sig' };

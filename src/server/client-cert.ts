@@ -17,7 +17,7 @@ export function verifiedClientCertificate(c: Context): ClientCertificate | undef
 }
 
 /** Subject DN and URI SANs, parsed with an ASN.1 parser rather than from OpenSSL's text rendering. */
-export function describeCertificate(der: Uint8Array): ClientCertificate {
+function describeCertificate(der: Uint8Array): ClientCertificate {
   const certificate = new X509Certificate(der);
   const san = certificate.getExtension(SubjectAlternativeNameExtension);
   const uris = san ? san.names.items.filter((name) => name.type === 'url').map((name) => name.value) : [];

@@ -31,7 +31,7 @@ export class TlsMaterialError extends Error {
  * TLS 1.2 and 1.3 only; no renegotiation (a client-initiated renegotiation costs the server a
  * handshake per request and has a history of attacks); the server picks the cipher order.
  */
-export const TLS_DEFAULTS: SecureContextOptions = {
+const TLS_DEFAULTS: SecureContextOptions = {
   minVersion: 'TLSv1.2',
   honorCipherOrder: true,
   secureOptions: constants.SSL_OP_NO_RENEGOTIATION,

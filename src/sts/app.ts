@@ -17,7 +17,7 @@ import { requestIdMiddleware } from './request-id.js';
 import { parseTokenExchange } from './request.js';
 
 /** RFC 8693 requests are small; a larger body is an attack or a mistake. */
-export const MAX_BODY_BYTES = 64 * 1024;
+const MAX_BODY_BYTES = 64 * 1024;
 
 export interface Readiness {
   ready: boolean;

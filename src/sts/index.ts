@@ -1,5 +1,4 @@
-export { createStsApp, MAX_BODY_BYTES, type Readiness, type StsDeps } from './app.js';
-export { MAX_REQUEST_ID_LENGTH } from './request-id.js';
+export { createStsApp, type Readiness, type StsDeps } from './app.js';
 export { parseTokenExchange, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_X509_SVID } from './request.js';
 export type { TokenExchangeRequest } from './request.js';
 export { exchangeToken } from './exchange.js';

@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from 'hono';
 import { outgoingOf, requestHeader } from './incoming.js';
 
 /** A received `X-Request-Id` longer than this, or with characters outside `[A-Za-z0-9_=-]`, is replaced by a generated one. */
-export const MAX_REQUEST_ID_LENGTH = 128;
+const MAX_REQUEST_ID_LENGTH = 128;
 
 const UNSAFE = /[^\w\-=]/;
 

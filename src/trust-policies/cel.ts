@@ -11,7 +11,7 @@ import type { EvaluationInput } from './types.js';
  * at most linear in the size of the token, itself capped by the request body limit.
  */
 
-export const CEL_LIMITS = { maxLength: 2048, maxAstNodes: 1000, maxDepth: 32 } as const;
+const CEL_LIMITS = { maxLength: 2048, maxAstNodes: 1000, maxDepth: 32 } as const;
 
 const environment = new Environment({
   limits: { maxAstNodes: CEL_LIMITS.maxAstNodes, maxDepth: CEL_LIMITS.maxDepth, maxListElements: 100, maxMapEntries: 100, maxCallArguments: 8 },

@@ -12,7 +12,7 @@ export interface SubjectLimit {
   what: string;
 }
 
-export const SUBJECT_LIMITS: readonly SubjectLimit[] = [
+const SUBJECT_LIMITS: readonly SubjectLimit[] = [
   { cloud: 'AWS', targets: (audience) => audience === 'sts.amazonaws.com', max: 255, unit: 'characters', what: "AWS's SubjectFromWebIdentityToken" },
   {
     cloud: 'GCP',

@@ -1,5 +1,5 @@
 import { normalizeHostPath, OIDC_PROVIDER_ARN } from './principals.js';
-import { POD_KEYS, resolvePodKey } from './pod-keys.js';
+import { resolvePodKey } from './pod-keys.js';
 import type { PreparedInput } from './types.js';
 
 /**
@@ -35,8 +35,6 @@ const FIXED_KEYS: Record<string, ResolvedKey> = {
   /** Extension: the evaluation time, for Date* operators (`aws:CurrentTime` in AWS). */
   'request:time': single((i) => new Date(i.now * 1000).toISOString()),
 };
-
-export const KNOWN_KEYS = [...Object.keys(FIXED_KEYS), ...POD_KEYS, '<issuer host[:port]+path>:sub', '<issuer host[:port]+path>:aud', '<issuer host[:port]+path>:iss', 'token:<claim path>'];
 
 function single(read: KeyReader): ResolvedKey {
   return { read, multiValued: false };

@@ -3,7 +3,7 @@ import type { CompiledRole, ConditionTrace, Decision, StatementTrace } from './t
 const MAX_SEEN = 120;
 
 /** The value a request carried, short and JSON-quoted; it is the caller's own data. */
-export function describeSeen(seen: unknown): string {
+function describeSeen(seen: unknown): string {
   if (seen === undefined || seen === null || (Array.isArray(seen) && seen.length === 0)) return 'no value';
   // Claims and request values come from JSON, so they always serialise; `typeof` covers the rest.
   const text = (JSON.stringify(seen) as string | undefined) ?? typeof seen;

@@ -24,7 +24,7 @@ export function offlineIdentity(claims: Record<string, unknown>, cluster: string
 }
 
 /** Statements in evaluation order (guardrails first), matching `decision.statements`. */
-export function statementsOf(set: PolicySet, role: CompiledRole, shadow = false): CompiledStatement[] {
+function statementsOf(set: PolicySet, role: CompiledRole, shadow = false): CompiledStatement[] {
   const policy = shadow ? role.shadowTrustPolicy : role.trustPolicy;
   return [...set.guardrails.flatMap((guardrail) => guardrail.policy.statements), ...(policy?.statements ?? [])];
 }

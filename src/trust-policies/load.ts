@@ -55,7 +55,7 @@ export function listPolicyFiles(dir: string): string[] {
 /** A policy file's text, why it cannot be read, or `gone` when it was deleted after listing. */
 export type FileRead = { text: string } | { error: string } | 'gone';
 
-export function readPolicyFile(path: string): FileRead {
+function readPolicyFile(path: string): FileRead {
   try {
     return { text: readFileSync(path, 'utf8') };
   } catch (error) {
@@ -119,7 +119,7 @@ export function readPolicyDirectory(dir: string): Map<string, PresentFile> {
 }
 
 /** The compiled file, or an invalid one carrying why it could not be read. */
-export function compileRead(path: string, read: PresentFile): CompiledFile {
+function compileRead(path: string, read: PresentFile): CompiledFile {
   return 'error' in read ? { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] } : compilePolicy(path, read.text);
 }
 

@@ -60,7 +60,7 @@ function toNumber(value: unknown): number | undefined {
 }
 
 /** Epoch seconds (number or numeric string) or an ISO 8601 date, in ms. */
-export function toEpochMs(value: unknown): number | undefined {
+function toEpochMs(value: unknown): number | undefined {
   const seconds = toNumber(value);
   if (seconds !== undefined) return seconds * 1000;
   if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(value)) return undefined;
@@ -132,7 +132,7 @@ export const OPERATORS: Record<string, OperatorSpec> = {
   }),
 };
 
-export const QUALIFIERS = ['ForAnyValue', 'ForAllValues'] as const;
+const QUALIFIERS = ['ForAnyValue', 'ForAllValues'] as const;
 export type Qualifier = (typeof QUALIFIERS)[number];
 
 export interface ParsedOperator {

@@ -8,7 +8,7 @@ import { SIGNING_ALGORITHMS } from '../constants.js';
  * condition keys are checked by the compiler (it knows their grammar and gives better messages).
  */
 
-export const API_VERSION = 'tessera.dev/v1';
+const API_VERSION = 'tessera.dev/v1';
 /** The hard cap on any issued credential's lifetime: 12 h, as AWS caps role sessions. */
 export const HARD_MAX_LIFETIME = 12 * 3600;
 
@@ -57,7 +57,7 @@ const claimTree: z.ZodType<unknown> = z.lazy(() =>
   z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(claimTree), z.record(z.string(), claimTree)]),
 );
 
-export const issueSchema = z.strictObject({
+const issueSchema = z.strictObject({
   audiences: z.array(z.string().min(1)).min(1),
   algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256'),
   maxLifetime: durationSchema.default(3600),
@@ -95,7 +95,7 @@ export const guardrailFileSchema = z.strictObject({
   maxLifetime: durationSchema.optional().meta({ description: 'Caps every role’s maxLifetime and x509 maxTtl' }),
 });
 
-export const policyFileSchema = z.discriminatedUnion('kind', [roleFileSchema, guardrailFileSchema]);
+const policyFileSchema = z.discriminatedUnion('kind', [roleFileSchema, guardrailFileSchema]);
 
 export type RoleFile = z.output<typeof roleFileSchema>;
 export type GuardrailFile = z.output<typeof guardrailFileSchema>;

@@ -11,7 +11,7 @@ import type { TemplateVars } from './types.js';
  */
 
 export const AWS_TAGS_CLAIM = 'https://aws.amazon.com/tags';
-export const AWS_TAG_LIMITS = { tags: 50, keyLength: 128, valueLength: 256 } as const;
+const AWS_TAG_LIMITS = { tags: 50, keyLength: 128, valueLength: 256 } as const;
 
 /** AWS's character set for tag keys and values (values may also be empty). */
 const TAG_KEY = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]+$/u;

@@ -5,7 +5,7 @@ import type { StatementInput } from './schema.js';
 import type { CompiledPolicy, CompiledStatement, PreparedInput, StatementTrace } from './types.js';
 
 /** A token exchange is what IRSA calls AssumeRoleWithWebIdentity; a policy may name either. */
-export const EXCHANGE_ACTIONS = ['sts:TokenExchange', 'sts:AssumeRoleWithWebIdentity'];
+const EXCHANGE_ACTIONS = ['sts:TokenExchange', 'sts:AssumeRoleWithWebIdentity'];
 
 export function actionMatches(actions: string[]): boolean {
   return actions.some((action) => {

@@ -10,7 +10,7 @@ import type { WorkloadIdentity } from '../verifiers/index.js';
  * Compiled at load time; an unknown variable is a load error, not an empty string at 3 a.m.
  */
 
-export const TEMPLATE_VARIABLES = ['namespace', 'serviceAccount', 'pod', 'cluster', 'sub', 'claims.<path>', ...POD_TEMPLATE_VARIABLES];
+const TEMPLATE_VARIABLES = ['namespace', 'serviceAccount', 'pod', 'cluster', 'sub', 'claims.<path>', ...POD_TEMPLATE_VARIABLES];
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 type Getter = (vars: TemplateVars) => unknown;

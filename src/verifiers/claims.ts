@@ -2,7 +2,7 @@ import { refuse, type VerifierReason } from './refusals.js';
 import type { WorkloadIdentity } from './types.js';
 
 /** Clock skew tolerated between the cluster and the broker, for `exp`, `nbf` and `iat`. */
-export const LEEWAY_SECONDS = 60;
+const LEEWAY_SECONDS = 60;
 
 export interface ClaimRules {
   /** The configured issuer: `iss` must equal it byte for byte. */

@@ -2,7 +2,7 @@ import { refuse } from './refusals.js';
 import { StrictJsonError, parseStrictJson } from './strict-json.js';
 
 /** Subject tokens above this size are refused before any parsing (projected tokens are ~1 KiB). */
-export const MAX_TOKEN_BYTES = 16 * 1024;
+const MAX_TOKEN_BYTES = 16 * 1024;
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 

@@ -3,7 +3,7 @@ import type { KeyFetchFailure } from './types.js';
 
 /** Limits on every discovery and JWKS fetch: a slow or huge answer must not stall the broker. */
 export const FETCH_TIMEOUT_MS = 5_000;
-export const FETCH_MAX_BYTES = 256 * 1024;
+const FETCH_MAX_BYTES = 256 * 1024;
 const MAX_REDIRECTS = 3;
 
 export interface HttpGetOptions {

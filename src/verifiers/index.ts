@@ -10,12 +10,12 @@ export type {
   VerifyOptions,
 } from './types.js';
 export { createSubjectTokenVerifier, parseToken, type SubjectTokenVerifierOptions } from './subject-token-verifier.js';
-export { CLUSTER_VERIFIERS, createClusterVerifier, type ClusterVerifierFactory } from './registry.js';
-export { describeRefusal, isVerifierReason, type TokenParameter, type VerifierReason } from './refusals.js';
-export { decodeUnverified, parseCompactJws, MAX_TOKEN_BYTES } from './compact.js';
+export { createClusterVerifier, type ClusterVerifierFactory } from './registry.js';
+export { isVerifierReason, type TokenParameter, type VerifierReason } from './refusals.js';
+export { decodeUnverified, parseCompactJws } from './compact.js';
 export { checkJwk, ingestJwks, ACCEPTED_ALGORITHMS, type VerificationKey } from './verification-keys.js';
 export { verifyCompactJws } from './jws.js';
 export { boundedMaxAge } from './jwks-fetch.js';
 export { loadClusterKubeConfig } from './tokenreview-client.js';
-export { LEEWAY_SECONDS, identityFromProjectedToken } from './claims.js';
+export { identityFromProjectedToken } from './claims.js';
 export { parseStrictJson, StrictJsonError } from './strict-json.js';

@@ -10,7 +10,7 @@ import { ingestJwks, type VerificationKey } from './verification-keys.js';
 import type { ClusterStatus, KeyFetchFailure } from './types.js';
 
 /** At most one fetch per issuer in this window, across every replica sharing the cache. */
-export const REFRESH_INTERVAL_MS = 10_000;
+const REFRESH_INTERVAL_MS = 10_000;
 /** Share of the freshness window after which a request triggers a background refresh. */
 const BACKGROUND_REFRESH_AT = 0.8;
 const WAIT_POLL_MS = 100;
@@ -18,7 +18,7 @@ const WAIT_POLL_MS = 100;
  * Inside the unknown-kid window, how often a replica looks for keys another one shared: a flood
  * of made-up kids must not become one shared-cache round trip per request.
  */
-export const ADOPT_INTERVAL_MS = 1_000;
+const ADOPT_INTERVAL_MS = 1_000;
 /** Longest wait of the idle refresh timer (Node's timers overflow past ~24.8 days anyway). */
 const MAX_TIMER_MS = 24 * 3600 * 1000;
 

@@ -6,10 +6,10 @@ import { ingestJwks, type VerificationKey } from './verification-keys.js';
 import type { KeyFetchFailure } from './types.js';
 
 /** Bounds on how long a fetched JWKS counts as fresh, whatever the issuer's Cache-Control says. */
-export const MIN_MAX_AGE_SECONDS = 60;
-export const MAX_MAX_AGE_SECONDS = 24 * 3600;
+const MIN_MAX_AGE_SECONDS = 60;
+const MAX_MAX_AGE_SECONDS = 24 * 3600;
 /** Freshness when the issuer sends no max-age (kube-apiserver sends 3600). */
-export const DEFAULT_MAX_AGE_SECONDS = 15 * 60;
+const DEFAULT_MAX_AGE_SECONDS = 15 * 60;
 
 export interface FetchedKeys {
   keys: VerificationKey[];

@@ -5,7 +5,7 @@ import { createTokenReviewVerifier } from './tokenreview.js';
 import type { ClusterVerifier, ClusterVerifierDeps } from './types.js';
 
 /** Where the review exists to notice a deleted pod or a revoked token, a positive answer is reused briefly. */
-export const REVIEW_POSITIVE_TTL_SECONDS = 10;
+const REVIEW_POSITIVE_TTL_SECONDS = 10;
 
 /**
  * `verify: jwks+tokenreview`: the JWKS verifier, then the TokenReview verifier. The signature

@@ -27,7 +27,7 @@ export function checkHeader(header: Record<string, unknown>): AcceptedAlgorithm 
 }
 
 /** The header's `kid`, or undefined when absent or empty (old Kubernetes tokens carry `kid: ""`). */
-export const headerKid = (header: Record<string, unknown>): string | undefined =>
+const headerKid = (header: Record<string, unknown>): string | undefined =>
   typeof header.kid === 'string' && header.kid !== '' ? header.kid : undefined;
 
 /**

@@ -46,7 +46,7 @@ export type VerifierReason = keyof typeof REFUSALS;
 export const isVerifierReason = (reason: unknown): reason is VerifierReason => typeof reason === 'string' && Object.hasOwn(REFUSALS, reason);
 
 /** The client-safe description of `reason` for a token sent as `parameter`. */
-export function describeRefusal(reason: VerifierReason, parameter: TokenParameter = 'subject_token'): string {
+function describeRefusal(reason: VerifierReason, parameter: TokenParameter = 'subject_token'): string {
   return REFUSALS[reason].describe(parameter);
 }
 

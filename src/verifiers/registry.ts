@@ -7,7 +7,7 @@ import type { ClusterVerifier, ClusterVerifierDeps } from './types.js';
 export type ClusterVerifierFactory = (cluster: ClusterConfig, deps: ClusterVerifierDeps) => ClusterVerifier;
 
 /** One entry per `verify` mode of a cluster (docs/clusters.md); a new mode is one more entry. */
-export const CLUSTER_VERIFIERS: Record<ClusterConfig['verify'], ClusterVerifierFactory> = {
+const CLUSTER_VERIFIERS: Record<ClusterConfig['verify'], ClusterVerifierFactory> = {
   jwks: createJwksVerifier,
   tokenreview: (cluster, deps) => createTokenReviewVerifier(cluster, { ...deps, ...deps.tokenReview }),
   'jwks+tokenreview': createJwksThenTokenReviewVerifier,

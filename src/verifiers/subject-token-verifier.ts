@@ -23,7 +23,7 @@ export interface SubjectTokenVerifierOptions {
   tokenReview?: TokenReviewLimits;
 }
 
-export const DEFAULT_MAX_STALE_SECONDS = 86_400;
+const DEFAULT_MAX_STALE_SECONDS = 86_400;
 
 /**
  * The strict parse every token goes through before any cluster sees it: the compact JWS form,

@@ -24,9 +24,9 @@ export interface TokenReviewDeps extends TokenReviewLimits {
  * signature, so calls are bounded: at most this many at once per cluster (never an unbounded
  * queue), and a refused token is answered from the cache for a few seconds.
  */
-export const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
-export const DEFAULT_REFUSAL_TTL_SECONDS = 10;
-export const DEFAULT_POSITIVE_TTL_SECONDS = 60;
+const DEFAULT_MAX_CONCURRENT_REVIEWS = 32;
+const DEFAULT_REFUSAL_TTL_SECONDS = 10;
+const DEFAULT_POSITIVE_TTL_SECONDS = 60;
 
 /** A refusal shares the positive answer's cache key: one cache read per request either way. */
 const cachedRefusalSchema = z.strictObject({

@@ -22,9 +22,9 @@ export interface TrustBundle {
   spiffe: SpiffeBundle;
 }
 
-export const SPIFFE_REFRESH_HINT_SECONDS = 300;
+const SPIFFE_REFRESH_HINT_SECONDS = 300;
 
-export function x509SvidKey(root: Uint8Array): JWK {
+function x509SvidKey(root: Uint8Array): JWK {
   const certificate = new X509Certificate(root);
   const { kty, crv, x, y, n, e } = certificate.publicKey.export({ format: 'jwk' });
   const publicKey: JWK = kty === 'EC' ? { kty, crv, x, y } : { kty, n, e };

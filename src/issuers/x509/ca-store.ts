@@ -15,7 +15,7 @@ export interface StoredCa {
 }
 
 export const CA_FILE = 'ca.pem';
-export const CHAIN_FILE = 'chain.pem';
+const CHAIN_FILE = 'chain.pem';
 
 /** `x509.dir`, else `ca/` beside the local key directory (`./.tessera/ca` by default). */
 export function caDirectory(dir: string | undefined, keysDir = './.tessera/keys'): string {

@@ -28,7 +28,7 @@ export interface VerifiedCsr {
 }
 
 /** The largest CSR accepted, to bound parsing and RSA verification cost. */
-export const MAX_CSR_BYTES = 16 * 1024;
+const MAX_CSR_BYTES = 16 * 1024;
 
 const EC_PUBLIC_KEY = oid('1.2.840.10045.2.1');
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
@@ -66,7 +66,7 @@ const malformed = (problem: string, cause?: unknown) =>
 const keyNotAllowed = (description: string) => invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
 
 /** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
-export function decodeCsrInput(input: string): Uint8Array {
+function decodeCsrInput(input: string): Uint8Array {
   const text = input.trim();
   const pem = /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END (?:NEW )?CERTIFICATE REQUEST-----$/.exec(text);
   const body = pem ? (pem[1] ?? '').replace(/\s+/g, '') : text;

@@ -85,7 +85,7 @@ export function positiveIntegerContent(buffer: Uint8Array, tlv: Tlv): Uint8Array
   return magnitude;
 }
 
-export function encodeLength(length: number): Uint8Array {
+function encodeLength(length: number): Uint8Array {
   if (length < 0x80) return Uint8Array.of(length);
   if (length < 0x100) return Uint8Array.of(0x81, length);
   if (length < 0x10000) return Uint8Array.of(0x82, length >> 8, length & 0xff);

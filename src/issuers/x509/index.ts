@@ -1,15 +1,15 @@
 export { createX509Authority, CA_KEY_NAME } from './authority.js';
 export type { X509Authority, X509AuthorityOptions } from './authority.js';
-export { buildTrustBundle, SPIFFE_REFRESH_HINT_SECONDS } from './bundle.js';
+export { buildTrustBundle } from './bundle.js';
 export type { TrustBundle, SpiffeBundle } from './bundle.js';
 export { CA_FILE, caDirectory, readStoredCa, writeStoredCa } from './ca-store.js';
 export { checkImportedCa, createCaCsr, createSelfSignedCa } from './ca-setup.js';
 export { pemBlocks } from './der.js';
 export { spkiOf } from './webcrypto-bridge.js';
-export { verifyCsr, MAX_CSR_BYTES } from './csr.js';
+export { verifyCsr } from './csr.js';
 export type { VerifiedCsr } from './csr.js';
 export { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
-export { buildLeafProfile, BACKDATE_SECONDS } from './pipeline.js';
+export { buildLeafProfile } from './pipeline.js';
 export type { LeafProfile, LeafContext, LeafModifier, LeafValidator } from './pipeline.js';
 export type { SvidRequest } from '../types.js';
 export { spiffeIdProblem, dnsNameProblem } from './spiffe.js';

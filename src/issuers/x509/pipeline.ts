@@ -38,11 +38,11 @@ export type LeafModifier = (profile: LeafProfile, context: LeafContext) => LeafP
 export type LeafValidator = (profile: LeafProfile, context: LeafContext) => void;
 
 /** notBefore is backdated this much for clock skew between Tessera and relying parties. */
-export const BACKDATE_SECONDS = 30;
+const BACKDATE_SECONDS = 30;
 
 const keyUsageFor = (keyType: CsrKeyType) => ({ digitalSignature: true, keyEncipherment: keyType === 'rsa' });
 
-export function leafTemplate(context: LeafContext): LeafProfile {
+function leafTemplate(context: LeafContext): LeafProfile {
   const { request, csr, now } = context;
   return {
     uris: [request.spiffeId],
@@ -70,7 +70,7 @@ const badDnsName = (value: string, problem: string) =>
     detail: { dnsName: value.slice(0, 256) },
   });
 
-export const defaultValidators: readonly LeafValidator[] = [
+const defaultValidators: readonly LeafValidator[] = [
   function lifetimeIsPositive(_profile, { request }) {
     if (!Number.isSafeInteger(request.ttlSeconds) || request.ttlSeconds < 1) {
       throw invalidRequest('x509-svid lifetime must be a positive whole number of seconds', { reason: 'invalid_duration' });
