@@ -9,7 +9,14 @@ const UP = ['\\./', '\\.\\./', '\\.\\./\\.\\./'];
 const barrelOnly = (severity, depth) => ({
   'no-restricted-imports': [
     severity,
-    { patterns: [{ regex: `^${UP[depth]}[^./][^/]*/(?!index\\.js$)`, message: 'import another folder through its index.js' }] },
+    {
+      patterns: [
+        {
+          regex: `^${UP[depth]}[^./][^/]*/(?!index\\.js$)`,
+          message: 'import another folder through its index.js',
+        },
+      ],
+    },
   ],
 });
 const barrelConfigs = [
@@ -24,11 +31,16 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     extends: [...tseslint.configs.recommendedTypeChecked],
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       'no-console': ['error', { allow: ['warn', 'error'] }],
       // Long or branchy functions are where the next change goes wrong: flagged, not forbidden.
       complexity: ['warn', 15],

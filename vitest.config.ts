@@ -3,7 +3,9 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   // Tests import the SDK by its package name, from the sources (the package itself ships dist/).
-  resolve: { alias: { 'tessera-sts/sdk': fileURLToPath(new URL('./src/sdk/index.ts', import.meta.url)) } },
+  resolve: {
+    alias: { 'tessera-sts/sdk': fileURLToPath(new URL('./src/sdk/index.ts', import.meta.url)) },
+  },
   test: {
     include: ['test/**/*.test.ts'],
     // Integration tests start real servers (redis-server, TLS API server, SoftHSM2):

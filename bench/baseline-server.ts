@@ -17,6 +17,9 @@ createServer((request, response) => {
   request.on('end', () => {
     const params = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
     if (!params.get('subject_token')) response.writeHead(400).end();
-    else response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(answer);
+    else
+      response
+        .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+        .end(answer);
   });
 }).listen(port, '127.0.0.1');

@@ -13,7 +13,9 @@ import { BROKER_CLI, freePort, startProcess, stopProcess, waitForHttp } from './
  */
 const CLI = BROKER_CLI;
 
-export type KeysConfig = { provider: 'local'; dir: string } | { provider: 'pkcs11'; module: string; tokenLabel: string; pinEnv: string };
+export type KeysConfig =
+  | { provider: 'local'; dir: string }
+  | { provider: 'pkcs11'; module: string; tokenLabel: string; pinEnv: string };
 
 export interface BrokerOptions {
   name: string;
@@ -34,7 +36,10 @@ export interface Broker {
 /** Whether this CLI's `serve` takes `--workers` (added with multi-process serving). */
 export function cliSupportsWorkers(): boolean {
   try {
-    return execFileSync(process.execPath, [CLI, 'serve', '--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('--workers');
+    return execFileSync(process.execPath, [CLI, 'serve', '--help'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).includes('--workers');
   } catch {
     return false;
   }
@@ -45,7 +50,11 @@ export function cliSupportsWorkers(): boolean {
  * where the config has that switch (`rateLimit.enabled`), and left unset where it is opt-in.
  */
 function rateLimitOff(): Record<string, unknown> {
-  const candidate = { issuer: 'https://bench.test', audience: 'bench', rateLimit: { enabled: false } };
+  const candidate = {
+    issuer: 'https://bench.test',
+    audience: 'bench',
+    rateLimit: { enabled: false },
+  };
   return configSchema.safeParse(candidate).success ? { rateLimit: { enabled: false } } : {};
 }
 
@@ -58,7 +67,9 @@ export async function startBroker(fixtures: Fixtures, options: BrokerOptions): P
     issuer: `http://127.0.0.1:${port}`,
     listen: { host: '127.0.0.1', port },
     audience: 'tessera',
-    clusters: [{ name: 'bench', issuer: fixtures.issuer, jwksUri: fixtures.jwksUri, allowInsecure: true }],
+    clusters: [
+      { name: 'bench', issuer: fixtures.issuer, jwksUri: fixtures.jwksUri, allowInsecure: true },
+    ],
     policies: join(fixtures.dir, 'policies'),
     keys: { ...options.keys, algorithms: ['ES256', 'RS256'] },
     x509: { trustDomain: 'example.org', dir: join(fixtures.dir, `ca-${options.keys.provider}`) },
@@ -68,8 +79,21 @@ export async function startBroker(fixtures: Fixtures, options: BrokerOptions): P
   };
   const file = join(fixtures.dir, `config-${options.name}.yaml`);
   writeFileSync(file, stringify(config));
-  const nodeArgs = options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.name}.cpuprofile`] : [];
-  const args = [...nodeArgs, CLI, 'serve', '--config', file, ...(options.workers ? ['--workers', String(options.workers)] : [])];
+  const nodeArgs = options.profileDir
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${options.profileDir}`,
+        `--cpu-prof-name=${options.name}.cpuprofile`,
+      ]
+    : [];
+  const args = [
+    ...nodeArgs,
+    CLI,
+    'serve',
+    '--config',
+    file,
+    ...(options.workers ? ['--workers', String(options.workers)] : []),
+  ];
   const child = startProcess(args, { ...CACHE_KEY_ENV, ...options.env });
   const url = `http://127.0.0.1:${port}`;
   try {
@@ -83,6 +107,13 @@ export async function startBroker(fixtures: Fixtures, options: BrokerOptions): P
 
 /** One exchange before measuring: a refusal here means the scenario is misconfigured. */
 export async function checkExchange(url: string, body: string): Promise<void> {
-  const response = await fetch(`${url}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
-  if (response.status !== 200) throw new Error(`broker refused the bench exchange: ${response.status} ${await response.text()}`);
+  const response = await fetch(`${url}/v1/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body,
+  });
+  if (response.status !== 200)
+    throw new Error(
+      `broker refused the bench exchange: ${response.status} ${await response.text()}`,
+    );
 }

@@ -1,8 +1,25 @@
-import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { join, resolve } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import type { Fixtures } from './fixtures.js';
-import { cpuPerCall, cpuSecondsOf, freePort, load, startProcess, stopProcess, timePerCall, waitForHttp, type LoadFigures } from './support.js';
+import {
+  cpuPerCall,
+  cpuSecondsOf,
+  freePort,
+  load,
+  startProcess,
+  stopProcess,
+  timePerCall,
+  waitForHttp,
+  type LoadFigures,
+} from './support.js';
 
 /**
  * What one Node process could do at best for this work, measured in the same run as the
@@ -28,14 +45,22 @@ export async function measureHttpBaseline(
   options: { seconds: number; rounds: number; connections: number },
 ): Promise<LoadFigures & { cpuMicros?: number }> {
   const port = await freePort();
-  const server = startProcess([join(ROOT, 'bin/run-ts.js'), join(ROOT, 'bench/baseline-server.ts'), String(port)]);
+  const server = startProcess([
+    join(ROOT, 'bin/run-ts.js'),
+    join(ROOT, 'bench/baseline-server.ts'),
+    String(port),
+  ]);
   try {
     await waitForHttp(`http://127.0.0.1:${port}/`, 20_000, server).catch(() => undefined);
     await load(`http://127.0.0.1:${port}/`, bodies, { ...options, rounds: 1, seconds: 1 });
     const cpuBefore = cpuSecondsOf(server.pid);
     const figures = await load(`http://127.0.0.1:${port}/`, bodies, options);
     const cpuAfter = cpuSecondsOf(server.pid);
-    return { ...figures, ...(cpuBefore !== undefined && cpuAfter !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / figures.total) * 1e6 }) };
+    return {
+      ...figures,
+      ...(cpuBefore !== undefined &&
+        cpuAfter !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / figures.total) * 1e6 }),
+    };
   } finally {
     await stopProcess(server);
   }
@@ -48,12 +73,24 @@ export function measureCrypto(fixtures: Fixtures): CryptoTimes {
   const verifyToken = () => {
     const token = tokens[index++ % tokens.length] as string;
     const dot = token.lastIndexOf('.');
-    verify('sha256', Buffer.from(token.slice(0, dot)), clusterPublic, Buffer.from(token.slice(dot + 1), 'base64url'));
+    verify(
+      'sha256',
+      Buffer.from(token.slice(0, dot)),
+      clusterPublic,
+      Buffer.from(token.slice(dot + 1), 'base64url'),
+    );
   };
   const rs256Verify = timePerCall(verifyToken);
   const claims = Buffer.from(
     `${Buffer.from('{"alg":"ES256","kid":"x","typ":"JWT"}').toString('base64url')}.${Buffer.from(
-      JSON.stringify({ iss: 'x', sub: 'system:serviceaccount:a:b', aud: 'bench-audience', exp: 1, iat: 1, jti: 'x'.repeat(22) }),
+      JSON.stringify({
+        iss: 'x',
+        sub: 'system:serviceaccount:a:b',
+        aud: 'bench-audience',
+        exp: 1,
+        iat: 1,
+        jti: 'x'.repeat(22),
+      }),
     ).toString('base64url')}`,
   );
   const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -66,7 +103,12 @@ export function measureCrypto(fixtures: Fixtures): CryptoTimes {
   const es256Sign = timePerCall(signEs256);
   const rs256Sign = timePerCall(signRs256, 300);
   const es256Verify = timePerCall(verifyEs256);
-  const cpu = { rs256Verify: cpuPerCall(verifyToken), es256Sign: cpuPerCall(signEs256), rs256Sign: cpuPerCall(signRs256, 300), es256Verify: cpuPerCall(verifyEs256) };
+  const cpu = {
+    rs256Verify: cpuPerCall(verifyToken),
+    es256Sign: cpuPerCall(signEs256),
+    rs256Sign: cpuPerCall(signRs256, 300),
+    es256Verify: cpuPerCall(verifyEs256),
+  };
   return { rs256Verify, es256Sign, rs256Sign, es256Verify, cpu };
 }
 
@@ -79,15 +121,28 @@ export function measureSoftHsmSign(token: { module: string; label: string; pin: 
   pkcs11.load(token.module);
   pkcs11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
   try {
-    const slot = pkcs11.C_GetSlotList(true).find((candidate) => pkcs11.C_GetTokenInfo(candidate).label.trim() === token.label);
+    const slot = pkcs11
+      .C_GetSlotList(true)
+      .find((candidate) => pkcs11.C_GetTokenInfo(candidate).label.trim() === token.label);
     if (!slot) throw new Error(`no SoftHSM2 token ${token.label}`);
-    const session = pkcs11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    const session = pkcs11.C_OpenSession(
+      slot,
+      pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
+    );
     pkcs11.C_Login(session, pkcs11js.CKU_USER, token.pin);
     const { privateKey } = pkcs11.C_GenerateKeyPair(
       session,
       { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN },
-      [{ type: pkcs11js.CKA_TOKEN, value: false }, { type: pkcs11js.CKA_VERIFY, value: true }, { type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from('06082a8648ce3d030107', 'hex') }],
-      [{ type: pkcs11js.CKA_TOKEN, value: false }, { type: pkcs11js.CKA_SIGN, value: true }, { type: pkcs11js.CKA_SENSITIVE, value: true }],
+      [
+        { type: pkcs11js.CKA_TOKEN, value: false },
+        { type: pkcs11js.CKA_VERIFY, value: true },
+        { type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from('06082a8648ce3d030107', 'hex') },
+      ],
+      [
+        { type: pkcs11js.CKA_TOKEN, value: false },
+        { type: pkcs11js.CKA_SIGN, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+      ],
     );
     const digest = createHash('sha256').update('bench').digest();
     const perCall = timePerCall(() => {

@@ -1,11 +1,37 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { checkExchange, cliSupportsWorkers, startBroker, type BrokerOptions, type KeysConfig } from './broker.js';
-import { measureCrypto, measureHttpBaseline, measureSoftHsmSign, type CryptoTimes } from './ceiling.js';
+import {
+  checkExchange,
+  cliSupportsWorkers,
+  startBroker,
+  type BrokerOptions,
+  type KeysConfig,
+} from './broker.js';
+import {
+  measureCrypto,
+  measureHttpBaseline,
+  measureSoftHsmSign,
+  type CryptoTimes,
+} from './ceiling.js';
 import { createFixtures, type Fixtures } from './fixtures.js';
-import { printReport, writeReport, type BenchReport, type CurvePoint, type ScenarioResult } from './report.js';
-import { cpuSecondsOf, fire, freePort, load, paced, rssOf, treeCpuSecondsOf, type LoadFigures } from './support.js';
+import {
+  printReport,
+  writeReport,
+  type BenchReport,
+  type CurvePoint,
+  type ScenarioResult,
+} from './report.js';
+import {
+  cpuSecondsOf,
+  fire,
+  freePort,
+  load,
+  paced,
+  rssOf,
+  treeCpuSecondsOf,
+  type LoadFigures,
+} from './support.js';
 
 /**
  * `npm run bench`: token-exchange throughput of `tessera serve` child processes under
@@ -41,11 +67,29 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { id: 'jwt-es256', label: 'JWT ES256, local keys', kind: 'es256', keys: 'local', headline: true },
   { id: 'jwt-rs256', label: 'JWT RS256, local keys', kind: 'rs256', keys: 'local' },
-  { id: 'jwt-es256-redis', label: 'JWT ES256, local keys, Redis', kind: 'es256', keys: 'local', redis: true },
+  {
+    id: 'jwt-es256-redis',
+    label: 'JWT ES256, local keys, Redis',
+    kind: 'es256',
+    keys: 'local',
+    redis: true,
+  },
   { id: 'jwt-es256-hsm', label: 'JWT ES256, SoftHSM2 keys', kind: 'es256', keys: 'pkcs11' },
   { id: 'x509', label: 'X.509-SVID from a CSR, local CA key', kind: 'x509', keys: 'local' },
-  { id: 'x509-redis', label: 'X.509-SVID, local CA key, Redis', kind: 'x509', keys: 'local', redis: true },
-  { id: 'jwt-es256-workers2', label: 'JWT ES256, local keys, --workers 2', kind: 'es256', keys: 'local', workers: 2 },
+  {
+    id: 'x509-redis',
+    label: 'X.509-SVID, local CA key, Redis',
+    kind: 'x509',
+    keys: 'local',
+    redis: true,
+  },
+  {
+    id: 'jwt-es256-workers2',
+    label: 'JWT ES256, local keys, --workers 2',
+    kind: 'es256',
+    keys: 'local',
+    workers: 2,
+  },
 ];
 
 /** 1 / (t_http + the signature work of one exchange of this kind), in exchanges per second. */
@@ -60,11 +104,16 @@ function ceilingFor(kind: Kind, tHttp: number, times: CryptoTimes): number {
  * work, in µs. Its ratio to the broker's CPU per exchange does not move with what else the
  * machine runs, where throughput does.
  */
-function cpuCeilingMicros(kind: Kind, httpCpuMicros: number | undefined, times: CryptoTimes): number | undefined {
+function cpuCeilingMicros(
+  kind: Kind,
+  httpCpuMicros: number | undefined,
+  times: CryptoTimes,
+): number | undefined {
   if (httpCpuMicros === undefined) return undefined;
   const { cpu } = times;
   if (kind === 'rs256') return httpCpuMicros + (cpu.rs256Verify + cpu.rs256Sign) * 1e6;
-  if (kind === 'x509') return httpCpuMicros + (cpu.rs256Verify + cpu.es256Verify + cpu.es256Sign) * 1e6;
+  if (kind === 'x509')
+    return httpCpuMicros + (cpu.rs256Verify + cpu.es256Verify + cpu.es256Sign) * 1e6;
   return httpCpuMicros + (cpu.rs256Verify + cpu.es256Sign) * 1e6;
 }
 
@@ -75,18 +124,29 @@ async function startRedis(): Promise<{ url: string; stop: () => void } | undefin
     return undefined;
   }
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   await new Promise((resolvePromise) => setTimeout(resolvePromise, 500));
   return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGTERM') };
 }
 
-async function softHsm(): Promise<{ keys: KeysConfig; env: NodeJS.ProcessEnv; rawSignRate: number; cleanup(): void } | string> {
+async function softHsm(): Promise<
+  { keys: KeysConfig; env: NodeJS.ProcessEnv; rawSignRate: number; cleanup(): void } | string
+> {
   const { createSoftHsmToken, softHsmMissing } = await import('../test/support/softhsm.js');
   const missing = softHsmMissing();
   if (missing) return missing;
   const token = createSoftHsmToken({ label: 'tessera-bench' });
   return {
-    keys: { provider: 'pkcs11', module: token.module, tokenLabel: token.label, pinEnv: 'TESSERA_BENCH_PIN' },
+    keys: {
+      provider: 'pkcs11',
+      module: token.module,
+      tokenLabel: token.label,
+      pinEnv: 'TESSERA_BENCH_PIN',
+    },
     env: { TESSERA_BENCH_PIN: token.pin, SOFTHSM2_CONF: process.env.SOFTHSM2_CONF },
     rawSignRate: measureSoftHsmSign(token),
     cleanup: () => token.cleanup(),
@@ -119,19 +179,42 @@ async function waitUntilIdle(pid: number | undefined): Promise<void> {
 }
 
 /** The headline broker also serves the load curve and the RSS figures (counted from its start). */
-async function headlineExtras(url: string, pid: number | undefined, bodies: string[], max: number, served: number) {
+async function headlineExtras(
+  url: string,
+  pid: number | undefined,
+  bodies: string[],
+  max: number,
+  served: number,
+) {
   const curve: CurvePoint[] = [];
   for (const share of [0.25, 0.5, 0.75, 1]) {
     const target = max * share;
     // Below the maximum, an open-loop steady pace; at the maximum, as many as the broker answers.
     const figures =
       share < 1
-        ? await paced(`${url}/v1/token`, bodies, { rate: target, seconds: SECONDS, connections: CONNECTIONS })
+        ? await paced(`${url}/v1/token`, bodies, {
+            rate: target,
+            seconds: SECONDS,
+            connections: CONNECTIONS,
+          })
         : await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, seconds: SECONDS });
     served += figures.total;
-    curve.push({ share, target, rps: figures.rps, p50: figures.p50, p99: figures.p99, non2xx: figures.non2xx });
+    curve.push({
+      share,
+      target,
+      rps: figures.rps,
+      p50: figures.p50,
+      p99: figures.p99,
+      non2xx: figures.non2xx,
+    });
   }
-  if (served < RSS_TOTAL) served += (await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, amount: RSS_TOTAL - served })).total;
+  if (served < RSS_TOTAL)
+    served += (
+      await fire(`${url}/v1/token`, bodies, {
+        connections: CONNECTIONS,
+        amount: RSS_TOTAL - served,
+      })
+    ).total;
   await pause(1000);
   return { curve, rssAfterTotal: rssOf(pid), heapAfterTotal: await heapUsedOf(url), served };
 }
@@ -140,7 +223,14 @@ async function runScenario(
   fixtures: Fixtures,
   scenario: Scenario,
   options: Omit<BrokerOptions, 'name'>,
-): Promise<{ figures: LoadFigures & { cpuMicros?: number; brokerCores?: number; generatorCores?: number }; extras?: Awaited<ReturnType<typeof headlineExtras>> & { rssAfterFirst?: number; heapAfterFirst?: number; first: number } }> {
+): Promise<{
+  figures: LoadFigures & { cpuMicros?: number; brokerCores?: number; generatorCores?: number };
+  extras?: Awaited<ReturnType<typeof headlineExtras>> & {
+    rssAfterFirst?: number;
+    heapAfterFirst?: number;
+    first: number;
+  };
+}> {
   const broker = await startBroker(fixtures, { ...options, name: scenario.id });
   try {
     const bodies = fixtures.bodies[scenario.kind];
@@ -153,25 +243,35 @@ async function runScenario(
     let heapAfterFirst: number | undefined;
     if (scenario.headline) {
       // The first 10,000 exchanges are the warm-up: JIT, pools and caches settle.
-      served += (await fire(url, bodies, { connections: CONNECTIONS, amount: RSS_FIRST - served })).total;
+      served += (await fire(url, bodies, { connections: CONNECTIONS, amount: RSS_FIRST - served }))
+        .total;
       await pause(1000);
       rssAfterFirst = rssOf(broker.child.pid);
       heapAfterFirst = await heapUsedOf(broker.url);
     } else served += (await fire(url, bodies, { connections: CONNECTIONS, seconds: 1 })).total;
     // With --workers the primary's CPU and every worker's count; the load generator (this
     // process, autocannon) shares the same cores, so its share is reported beside them.
-    const brokerCpu = () => (scenario.workers ? treeCpuSecondsOf(broker.child.pid) : cpuSecondsOf(broker.child.pid));
+    const brokerCpu = () =>
+      scenario.workers ? treeCpuSecondsOf(broker.child.pid) : cpuSecondsOf(broker.child.pid);
     const cpuBefore = brokerCpu();
     const generatorBefore = process.cpuUsage();
     const wallBefore = performance.now();
-    const measured = await load(url, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
+    const measured = await load(url, bodies, {
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      connections: CONNECTIONS,
+    });
     const wall = (performance.now() - wallBefore) / 1000;
     const generator = process.cpuUsage(generatorBefore);
     const cpuAfter = brokerCpu();
     const figures = {
       ...measured,
       generatorCores: (generator.user + generator.system) / 1e6 / wall,
-      ...(cpuAfter !== undefined && cpuBefore !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / measured.total) * 1e6, brokerCores: (cpuAfter - cpuBefore) / wall }),
+      ...(cpuAfter !== undefined &&
+        cpuBefore !== undefined && {
+          cpuMicros: ((cpuAfter - cpuBefore) / measured.total) * 1e6,
+          brokerCores: (cpuAfter - cpuBefore) / wall,
+        }),
     };
     served += figures.total;
     if (!scenario.headline) return { figures };
@@ -193,11 +293,17 @@ export async function benchExchange(): Promise<BenchReport> {
     const needsRedis = selected.some((scenario) => scenario.redis);
     const redis = needsRedis ? await startRedis() : undefined;
     if (redis) cleanups.push(redis.stop);
-    const hsm = selected.some((scenario) => scenario.keys === 'pkcs11') ? await softHsm() : undefined;
+    const hsm = selected.some((scenario) => scenario.keys === 'pkcs11')
+      ? await softHsm()
+      : undefined;
     if (hsm && typeof hsm !== 'string') cleanups.push(() => hsm.cleanup());
     const workersSupported = cliSupportsWorkers();
 
-    const baseline = await measureHttpBaseline(fixtures.bodies.es256, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
+    const baseline = await measureHttpBaseline(fixtures.bodies.es256, {
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      connections: CONNECTIONS,
+    });
     const times = measureCrypto(fixtures);
     const tHttp = 1 / baseline.rps;
 
@@ -205,7 +311,8 @@ export async function benchExchange(): Promise<BenchReport> {
     let headline: BenchReport['headline'];
     for (const scenario of selected) {
       const ceiling = ceilingFor(scenario.kind, tHttp, times);
-      const skip = (reason: string) => results.push({ id: scenario.id, label: scenario.label, ceiling, skipped: reason });
+      const skip = (reason: string) =>
+        results.push({ id: scenario.id, label: scenario.label, ceiling, skipped: reason });
       if (scenario.redis && !redis) {
         skip('redis-server not installed');
         continue;
@@ -227,8 +334,16 @@ export async function benchExchange(): Promise<BenchReport> {
         ...(PROFILE_DIR && { profileDir: PROFILE_DIR }),
       });
       const cpuCeiling = cpuCeilingMicros(scenario.kind, baseline.cpuMicros, times);
-      const cpuRatio = cpuCeiling !== undefined && figures.cpuMicros ? cpuCeiling / figures.cpuMicros : undefined;
-      results.push({ id: scenario.id, label: scenario.label, ceiling, ...figures, ratio: figures.rps / ceiling, ...(cpuRatio !== undefined && { cpuRatio }) });
+      const cpuRatio =
+        cpuCeiling !== undefined && figures.cpuMicros ? cpuCeiling / figures.cpuMicros : undefined;
+      results.push({
+        id: scenario.id,
+        label: scenario.label,
+        ceiling,
+        ...figures,
+        ratio: figures.rps / ceiling,
+        ...(cpuRatio !== undefined && { cpuRatio }),
+      });
       if (extras) {
         headline = {
           id: scenario.id,
@@ -266,7 +381,9 @@ export async function benchExchange(): Promise<BenchReport> {
           rs256Sign: times.cpu.rs256Sign * 1e6,
           es256Verify: times.cpu.es256Verify * 1e6,
         },
-        ...(cpuCeilingMicros('es256', baseline.cpuMicros, times) !== undefined && { cpuMicrosPerExchange: cpuCeilingMicros('es256', baseline.cpuMicros, times) }),
+        ...(cpuCeilingMicros('es256', baseline.cpuMicros, times) !== undefined && {
+          cpuMicrosPerExchange: cpuCeilingMicros('es256', baseline.cpuMicros, times),
+        }),
         rps: ceilingFor('es256', tHttp, times),
         ...(typeof hsm === 'object' && { softHsmRawEs256SignPerSecond: hsm.rawSignRate }),
       },

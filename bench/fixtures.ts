@@ -1,5 +1,12 @@
 import 'reflect-metadata';
-import { createPublicKey, generateKeyPairSync, randomUUID, sign, webcrypto, type KeyObject } from 'node:crypto';
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  randomUUID,
+  sign,
+  webcrypto,
+  type KeyObject,
+} from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -36,16 +43,36 @@ const role = (name: string, issue: Record<string, unknown>) => ({
   metadata: { name },
   trustPolicy: {
     Version: '2012-10-17',
-    Statement: [{ Effect: 'Allow', Principal: { Federated: 'bench' }, Action: 'sts:TokenExchange', Condition: { StringLike: { 'kubernetes.io/namespace': 'bench-*' } } }],
+    Statement: [
+      {
+        Effect: 'Allow',
+        Principal: { Federated: 'bench' },
+        Action: 'sts:TokenExchange',
+        Condition: { StringLike: { 'kubernetes.io/namespace': 'bench-*' } },
+      },
+    ],
   },
-  issue: { audiences: [`${name}-audience`], maxLifetime: '1h', defaultLifetime: '15m', claims: { team: 'bench', workload: '{{namespace}}/{{serviceAccount}}' }, ...issue },
+  issue: {
+    audiences: [`${name}-audience`],
+    maxLifetime: '1h',
+    defaultLifetime: '15m',
+    claims: { team: 'bench', workload: '{{namespace}}/{{serviceAccount}}' },
+    ...issue,
+  },
 });
 
 async function makeCsrs(count: number): Promise<string[]> {
   const csrs: string[] = [];
   for (let i = 0; i < count; i++) {
-    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=bench-${i}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
+    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ]);
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: `CN=bench-${i}`,
+      keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    });
     csrs.push(csr.toString('pem'));
   }
   return csrs;
@@ -55,7 +82,10 @@ async function makeCsrs(count: number): Promise<string[]> {
 async function serveJwks(jwks: object): Promise<{ server: Server; port: number }> {
   const body = JSON.stringify(jwks);
   const server = createServer((request, response) => {
-    if (request.url === '/openid/v1/jwks') response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=3600' }).end(body);
+    if (request.url === '/openid/v1/jwks')
+      response
+        .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=3600' })
+        .end(body);
     else response.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -65,7 +95,12 @@ async function serveJwks(jwks: object): Promise<{ server: Server; port: number }
 export async function createFixtures(tokenCount: number): Promise<Fixtures> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = { ...(await exportJWK(createPublicKey(privateKey))), kid: 'bench', alg: 'RS256', use: 'sig' };
+  const jwk = {
+    ...(await exportJWK(createPublicKey(privateKey))),
+    kid: 'bench',
+    alg: 'RS256',
+    use: 'sig',
+  };
   const { server, port } = await serveJwks({ keys: [jwk] });
   const issuer = CLUSTER_ISSUER;
   const now = Math.floor(Date.now() / 1000);
@@ -77,7 +112,11 @@ export async function createFixtures(tokenCount: number): Promise<Fixtures> {
       nbf: now,
       iss: issuer,
       sub: `system:serviceaccount:bench-${i % 50}:sa-${i}`,
-      'kubernetes.io': { namespace: `bench-${i % 50}`, serviceaccount: { name: `sa-${i}`, uid: randomUUID() }, pod: { name: `pod-${i}`, uid: randomUUID() } },
+      'kubernetes.io': {
+        namespace: `bench-${i % 50}`,
+        serviceaccount: { name: `sa-${i}`, uid: randomUUID() },
+        pod: { name: `pod-${i}`, uid: randomUUID() },
+      },
     };
     const input = `${b64({ alg: 'RS256', kid: 'bench', typ: 'JWT' })}.${b64(claims)}`;
     return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
@@ -86,9 +125,16 @@ export async function createFixtures(tokenCount: number): Promise<Fixtures> {
   const roles = [
     role('bench', { algorithm: 'ES256' }),
     role('bench-rs', { algorithm: 'RS256' }),
-    role('bench-x509', { algorithm: 'ES256', x509: { spiffeId: 'spiffe://example.org/ns/{{namespace}}/sa/{{serviceAccount}}', maxTtl: '1h' } }),
+    role('bench-x509', {
+      algorithm: 'ES256',
+      x509: {
+        spiffeId: 'spiffe://example.org/ns/{{namespace}}/sa/{{serviceAccount}}',
+        maxTtl: '1h',
+      },
+    }),
   ];
-  for (const document of roles) writeFileSync(join(dir, 'policies', `${document.metadata.name}.yaml`), stringify(document));
+  for (const document of roles)
+    writeFileSync(join(dir, 'policies', `${document.metadata.name}.yaml`), stringify(document));
   const csrs = await makeCsrs(64);
   const form = (token: string, extra: Record<string, string>) =>
     new URLSearchParams({
@@ -106,7 +152,13 @@ export async function createFixtures(tokenCount: number): Promise<Fixtures> {
     bodies: {
       es256: tokens.map((token) => form(token, { resource: 'bench' })),
       rs256: tokens.map((token) => form(token, { resource: 'bench-rs' })),
-      x509: tokens.map((token, i) => form(token, { resource: 'bench-x509', requested_token_type: X509_TOKEN_TYPE, csr: csrs[i % csrs.length] as string })),
+      x509: tokens.map((token, i) =>
+        form(token, {
+          resource: 'bench-x509',
+          requested_token_type: X509_TOKEN_TYPE,
+          csr: csrs[i % csrs.length] as string,
+        }),
+      ),
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -20,9 +20,13 @@ const SECONDS_PER_BATCH = 0.4;
 const IN_FLIGHT = 64;
 const input = new TextEncoder().encode(`${'e'.repeat(36)}.${'p'.repeat(380)}`);
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+const median = (values: number[]): number =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
-async function batch(sign: () => Promise<unknown>, inFlight: number): Promise<{ perSecond: number; elu: number }> {
+async function batch(
+  sign: () => Promise<unknown>,
+  inFlight: number,
+): Promise<{ perSecond: number; elu: number }> {
   const started = performance.now();
   const eluStart = performance.eventLoopUtilization();
   const deadline = started + SECONDS_PER_BATCH * 1000;
@@ -39,7 +43,10 @@ async function batch(sign: () => Promise<unknown>, inFlight: number): Promise<{ 
   return { perSecond: done / elapsed, elu: performance.eventLoopUtilization(eluStart).utilization };
 }
 
-async function measure(provider: KeyProvider, alg: JwsAlgorithm): Promise<{ row: string; serial: number }> {
+async function measure(
+  provider: KeyProvider,
+  alg: JwsAlgorithm,
+): Promise<{ row: string; serial: number }> {
   const key = await provider.signingKey(alg);
   const sign = (): Promise<Uint8Array> => key.sign(input);
   await batch(sign, IN_FLIGHT); // warm-up: sessions opened, handles found, JIT settled
@@ -52,18 +59,32 @@ async function measure(provider: KeyProvider, alg: JwsAlgorithm): Promise<{ row:
     concurrent.push(result.perSecond);
     elu.push(result.elu);
   }
-  const row = [provider.kind.padEnd(7), alg.padEnd(6), median(serial).toFixed(0).padStart(10), median(concurrent).toFixed(0).padStart(12), `${(median(elu) * 100).toFixed(0)}%`.padStart(8)];
+  const row = [
+    provider.kind.padEnd(7),
+    alg.padEnd(6),
+    median(serial).toFixed(0).padStart(10),
+    median(concurrent).toFixed(0).padStart(12),
+    `${(median(elu) * 100).toFixed(0)}%`.padStart(8),
+  ];
   return { row: row.join('  '), serial: median(serial) };
 }
 
-const keysConfig = (keys: Record<string, unknown>) => parseConfig({ issuer: 'https://bench.test', audience: 'bench', keys: { algorithms: ['ES256', 'RS256'], ...keys } }).keys;
+const keysConfig = (keys: Record<string, unknown>) =>
+  parseConfig({
+    issuer: 'https://bench.test',
+    audience: 'bench',
+    keys: { algorithms: ['ES256', 'RS256'], ...keys },
+  }).keys;
 
 console.log('\nkeys: JWS signatures/s (median of 5 batches; one run)');
 console.log(['provider', 'alg   ', '    serial', '  concurrent', 'loop use'].join('  '));
 
 const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-keys-'));
 try {
-  const local = await createKeyProvider(keysConfig({ provider: 'local', dir: join(dir, 'keys') }), { logger: silentLogger(), autoRotate: false });
+  const local = await createKeyProvider(keysConfig({ provider: 'local', dir: join(dir, 'keys') }), {
+    logger: silentLogger(),
+    autoRotate: false,
+  });
   for (const alg of ['ES256', 'RS256'] as const) console.log((await measure(local, alg)).row);
   await local.close();
 
@@ -72,20 +93,36 @@ try {
   else {
     const token = createSoftHsmToken({ label: 'bench' });
     try {
-      const hsm = await createKeyProvider(keysConfig({ provider: 'pkcs11', module: token.module, tokenLabel: 'bench', pinEnv: 'BENCH_PIN' }), {
-        logger: silentLogger(),
-        env: { ...process.env, BENCH_PIN: token.pin },
-        autoRotate: false,
-      });
+      const hsm = await createKeyProvider(
+        keysConfig({
+          provider: 'pkcs11',
+          module: token.module,
+          tokenLabel: 'bench',
+          pinEnv: 'BENCH_PIN',
+        }),
+        {
+          logger: silentLogger(),
+          env: { ...process.env, BENCH_PIN: token.pin },
+          autoRotate: false,
+        },
+      );
       const es256 = await measure(hsm, 'ES256');
       console.log(es256.row);
       console.log((await measure(hsm, 'RS256')).row);
       await hsm.close();
       // The raw rate the exchange bench compares with, measured the same way the provider signs
       // ES256 on SoftHSM2: one thread, one session, C_SignInit + C_Sign on a session key.
-      const raw = median(Array.from({ length: BATCHES }, () => measureSoftHsmSign({ module: token.module, label: 'bench', pin: token.pin })));
-      console.log(`${'raw'.padEnd(7)}  ${'ES256'.padEnd(6)}  ${raw.toFixed(0).padStart(10)}  (SoftHSM2 C_SignInit + C_Sign, no JWS)`);
-      console.log(`pkcs11 ES256 serial signatures through the provider: ${((es256.serial / raw) * 100).toFixed(0)} % of raw`);
+      const raw = median(
+        Array.from({ length: BATCHES }, () =>
+          measureSoftHsmSign({ module: token.module, label: 'bench', pin: token.pin }),
+        ),
+      );
+      console.log(
+        `${'raw'.padEnd(7)}  ${'ES256'.padEnd(6)}  ${raw.toFixed(0).padStart(10)}  (SoftHSM2 C_SignInit + C_Sign, no JWS)`,
+      );
+      console.log(
+        `pkcs11 ES256 serial signatures through the provider: ${((es256.serial / raw) * 100).toFixed(0)} % of raw`,
+      );
     } finally {
       token.cleanup();
     }

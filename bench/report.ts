@@ -41,9 +41,20 @@ export interface BenchReport {
     httpBaselineRps: number;
     httpBaselineP99: number;
     httpBaselineCpuMicros?: number;
-    microseconds: { http: number; rs256Verify: number; es256Sign: number; rs256Sign: number; es256Verify: number };
+    microseconds: {
+      http: number;
+      rs256Verify: number;
+      es256Sign: number;
+      rs256Sign: number;
+      es256Verify: number;
+    };
     /** The signature work as CPU time per call (steadier than wall time on a shared machine). */
-    cpuMicroseconds?: { rs256Verify: number; es256Sign: number; rs256Sign: number; es256Verify: number };
+    cpuMicroseconds?: {
+      rs256Verify: number;
+      es256Sign: number;
+      rs256Sign: number;
+      es256Verify: number;
+    };
     /** The ceiling in CPU time per ES256 exchange: node:http CPU per request + RS256 verify + ES256 sign. */
     cpuMicrosPerExchange?: number;
     /** The platform ceiling: 1 / (t_http + t_verify RS256 + t_sign ES256). */
@@ -54,7 +65,14 @@ export interface BenchReport {
   headline?: {
     id: string;
     loadCurve: CurvePoint[];
-    rss: { afterExchanges: number; bytes?: number; laterExchanges: number; laterBytes?: number; heapUsed?: number; laterHeapUsed?: number };
+    rss: {
+      afterExchanges: number;
+      bytes?: number;
+      laterExchanges: number;
+      laterBytes?: number;
+      heapUsed?: number;
+      laterHeapUsed?: number;
+    };
   };
   workersSupported: boolean;
 }
@@ -68,38 +86,72 @@ const machine = () => ({
   loadAverage: loadavg().map((value) => Number(value.toFixed(2))),
 });
 
-const fixed = (value: number | undefined, digits = 0) => (value === undefined ? 'n/a' : value.toFixed(digits));
-const mib = (bytes: number | undefined) => (bytes === undefined ? 'n/a' : `${(bytes / 2 ** 20).toFixed(1)} MiB`);
+const fixed = (value: number | undefined, digits = 0) =>
+  value === undefined ? 'n/a' : value.toFixed(digits);
+const mib = (bytes: number | undefined) =>
+  bytes === undefined ? 'n/a' : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 export function printReport(report: BenchReport): void {
   const { microseconds: us } = report.ceiling;
   const host = machine();
-  console.log(`\nTessera exchange bench, ${report.startedAt} — ${host.cpu} × ${host.cores}, Node ${host.node}, load average ${host.loadAverage.join(' ')}`);
+  console.log(
+    `\nTessera exchange bench, ${report.startedAt} — ${host.cpu} × ${host.cores}, Node ${host.node}, load average ${host.loadAverage.join(' ')}`,
+  );
   console.log(
     `${report.settings.tokens} distinct RS256 subject tokens, ${report.settings.connections} connections, median of ${report.settings.rounds} × ${report.settings.seconds} s`,
   );
   console.log(`\nPlatform ceiling (same run, one core):`);
-  console.log(`  node:http answering the same requests  ${fixed(report.ceiling.httpBaselineRps).padStart(7)} req/s  → t_http ${fixed(us.http, 1)} µs`);
-  console.log(`  raw node:crypto RS256 verify           ${fixed(us.rs256Verify, 1).padStart(7)} µs`);
-  console.log(`  raw node:crypto ES256 sign             ${fixed(us.es256Sign, 1).padStart(7)} µs   (RS256 sign ${fixed(us.rs256Sign, 1)} µs, ES256 verify ${fixed(us.es256Verify, 1)} µs)`);
-  console.log(`  ceiling 1/(t_http+t_verify+t_sign)     ${fixed(report.ceiling.rps).padStart(7)} req/s`);
-  if (report.ceiling.softHsmRawEs256SignPerSecond) console.log(`  SoftHSM2 raw ES256 C_Sign               ${fixed(report.ceiling.softHsmRawEs256SignPerSecond).padStart(7)} /s`);
+  console.log(
+    `  node:http answering the same requests  ${fixed(report.ceiling.httpBaselineRps).padStart(7)} req/s  → t_http ${fixed(us.http, 1)} µs`,
+  );
+  console.log(
+    `  raw node:crypto RS256 verify           ${fixed(us.rs256Verify, 1).padStart(7)} µs`,
+  );
+  console.log(
+    `  raw node:crypto ES256 sign             ${fixed(us.es256Sign, 1).padStart(7)} µs   (RS256 sign ${fixed(us.rs256Sign, 1)} µs, ES256 verify ${fixed(us.es256Verify, 1)} µs)`,
+  );
+  console.log(
+    `  ceiling 1/(t_http+t_verify+t_sign)     ${fixed(report.ceiling.rps).padStart(7)} req/s`,
+  );
+  if (report.ceiling.softHsmRawEs256SignPerSecond)
+    console.log(
+      `  SoftHSM2 raw ES256 C_Sign               ${fixed(report.ceiling.softHsmRawEs256SignPerSecond).padStart(7)} /s`,
+    );
 
   if (report.ceiling.cpuMicrosPerExchange !== undefined) {
-    console.log(`  ceiling in CPU time per ES256 exchange   ${fixed(report.ceiling.cpuMicrosPerExchange, 1).padStart(7)} µs  (node:http CPU + raw verify + sign CPU)`);
+    console.log(
+      `  ceiling in CPU time per ES256 exchange   ${fixed(report.ceiling.cpuMicrosPerExchange, 1).padStart(7)} µs  (node:http CPU + raw verify + sign CPU)`,
+    );
   }
   const head = ['req/s', 'p50 ms', 'p99 ms', 'ceiling', 'ratio', 'CPU µs', 'CPU ratio', 'non-2xx'];
-  console.log(`\n  ${'scenario'.padEnd(40)} ${head.map((name, i) => name.padStart(i === 4 ? 6 : i === 6 ? 9 : 8)).join(' ')}`);
+  console.log(
+    `\n  ${'scenario'.padEnd(40)} ${head.map((name, i) => name.padStart(i === 4 ? 6 : i === 6 ? 9 : 8)).join(' ')}`,
+  );
   for (const row of report.scenarios) {
     if (row.skipped) {
       console.log(`  ${row.label.padEnd(40)} ${'n/a'.padStart(8)}   (${row.skipped})`);
       continue;
     }
-    const cells = [fixed(row.rps), fixed(row.p50), fixed(row.p99), fixed(row.ceiling), fixed(row.ratio, 2), fixed(row.cpuMicros), fixed(row.cpuRatio, 2), String(row.non2xx)];
-    console.log(`  ${row.label.padEnd(40)} ${cells.map((cell, i) => cell.padStart(i === 4 ? 6 : i === 6 ? 9 : 8)).join(' ')}`);
+    const cells = [
+      fixed(row.rps),
+      fixed(row.p50),
+      fixed(row.p99),
+      fixed(row.ceiling),
+      fixed(row.ratio, 2),
+      fixed(row.cpuMicros),
+      fixed(row.cpuRatio, 2),
+      String(row.non2xx),
+    ];
+    console.log(
+      `  ${row.label.padEnd(40)} ${cells.map((cell, i) => cell.padStart(i === 4 ? 6 : i === 6 ? 9 : 8)).join(' ')}`,
+    );
   }
-  console.log('  (ceiling per row: RS256 rows sign with RS256; X.509 rows add the CSR signature check. CPU µs: broker process,');
-  console.log(`   all threads, per exchange; the node:http baseline used ${fixed(report.ceiling.httpBaselineCpuMicros)} µs per request)`);
+  console.log(
+    '  (ceiling per row: RS256 rows sign with RS256; X.509 rows add the CSR signature check. CPU µs: broker process,',
+  );
+  console.log(
+    `   all threads, per exchange; the node:http baseline used ${fixed(report.ceiling.httpBaselineCpuMicros)} µs per request)`,
+  );
 
   const byId = new Map(report.scenarios.map((row) => [row.id, row]));
   const one = byId.get('jwt-es256')?.rps;
@@ -108,14 +160,20 @@ export function printReport(report: BenchReport): void {
   const workers = byId.get('jwt-es256-workers2')?.rps;
   const raw = report.ceiling.softHsmRawEs256SignPerSecond;
   console.log('');
-  if (one && redis) console.log(`  Redis vs in-memory (JWT ES256):               ${fixed((redis / one) * 100)} %`);
-  if (hsm && raw) console.log(`  HSM-signed JWT vs SoftHSM2 raw ES256 sign:     ${fixed((hsm / raw) * 100)} %`);
-  console.log(`  --workers 2 vs one process:                   ${one && workers ? `${fixed(workers / one, 2)}×` : 'n/a'}`);
+  if (one && redis)
+    console.log(`  Redis vs in-memory (JWT ES256):               ${fixed((redis / one) * 100)} %`);
+  if (hsm && raw)
+    console.log(`  HSM-signed JWT vs SoftHSM2 raw ES256 sign:     ${fixed((hsm / raw) * 100)} %`);
+  console.log(
+    `  --workers 2 vs one process:                   ${one && workers ? `${fixed(workers / one, 2)}×` : 'n/a'}`,
+  );
   const oneRow = byId.get('jwt-es256');
   const workersRow = byId.get('jwt-es256-workers2');
   if (oneRow?.cpuMicros && workersRow?.cpuMicros) {
     // Exchanges per broker CPU-second: whether a second process loses efficiency, whatever cores it got.
-    console.log(`  exchanges per broker CPU-second:              one process ${fixed(1e6 / oneRow.cpuMicros)}, --workers 2 ${fixed(1e6 / workersRow.cpuMicros)}`);
+    console.log(
+      `  exchanges per broker CPU-second:              one process ${fixed(1e6 / oneRow.cpuMicros)}, --workers 2 ${fixed(1e6 / workersRow.cpuMicros)}`,
+    );
     console.log(
       `  cores busy (broker / load generator):          one process ${fixed(oneRow.brokerCores, 2)} / ${fixed(oneRow.generatorCores, 2)}, ` +
         `--workers 2 ${fixed(workersRow.brokerCores, 2)} / ${fixed(workersRow.generatorCores, 2)}`,
@@ -123,16 +181,25 @@ export function printReport(report: BenchReport): void {
   }
 
   if (report.headline) {
-    console.log(`\nLoad curve (${byId.get(report.headline.id)?.label}; offered rate as a share of the maximum):`);
+    console.log(
+      `\nLoad curve (${byId.get(report.headline.id)?.label}; offered rate as a share of the maximum):`,
+    );
     for (const point of report.headline.loadCurve) {
       console.log(
         `  ${`${fixed(point.share * 100)} %`.padStart(5)}  offered ${fixed(point.target).padStart(6)}/s  served ${fixed(point.rps).padStart(6)}/s  p50 ${fixed(point.p50).padStart(4)} ms  p99 ${fixed(point.p99).padStart(4)} ms`,
       );
     }
     const { rss } = report.headline;
-    const growth = rss.bytes && rss.laterBytes ? ` (${rss.laterBytes >= rss.bytes ? '+' : ''}${fixed(((rss.laterBytes - rss.bytes) / rss.bytes) * 100, 1)} %)` : '';
-    console.log(`\nRSS: ${mib(rss.bytes)} after ${rss.afterExchanges.toLocaleString('en')} exchanges, ${mib(rss.laterBytes)} after ${rss.laterExchanges.toLocaleString('en')}${growth}`);
-    console.log(`V8 heap in use (the broker's /metrics): ${mib(rss.heapUsed)} after ${rss.afterExchanges.toLocaleString('en')}, ${mib(rss.laterHeapUsed)} after ${rss.laterExchanges.toLocaleString('en')}`);
+    const growth =
+      rss.bytes && rss.laterBytes
+        ? ` (${rss.laterBytes >= rss.bytes ? '+' : ''}${fixed(((rss.laterBytes - rss.bytes) / rss.bytes) * 100, 1)} %)`
+        : '';
+    console.log(
+      `\nRSS: ${mib(rss.bytes)} after ${rss.afterExchanges.toLocaleString('en')} exchanges, ${mib(rss.laterBytes)} after ${rss.laterExchanges.toLocaleString('en')}${growth}`,
+    );
+    console.log(
+      `V8 heap in use (the broker's /metrics): ${mib(rss.heapUsed)} after ${rss.afterExchanges.toLocaleString('en')}, ${mib(rss.laterHeapUsed)} after ${rss.laterExchanges.toLocaleString('en')}`,
+    );
   }
 }
 

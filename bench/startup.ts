@@ -17,7 +17,8 @@ const ROOT = resolve(import.meta.dirname, '..');
 const RUNS = 7;
 const CLI = join(ROOT, 'dist/cli/main.js');
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+const median = (values: number[]): number =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 async function wallMs(args: string[]): Promise<number> {
   const times: number[] = [];
@@ -40,7 +41,8 @@ async function idleRss(args: string[], ready: () => boolean): Promise<number> {
   try {
     const deadline = Date.now() + 60_000;
     while (!ready()) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${args.join(' ')} did not become idle`);
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error(`${args.join(' ')} did not become idle`);
       await new Promise((done) => setTimeout(done, 100));
     }
     await new Promise((done) => setTimeout(done, 2000));
@@ -50,7 +52,12 @@ async function idleRss(args: string[], ready: () => boolean): Promise<number> {
   }
 }
 
-if (!existsSync(CLI)) await run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT });
+if (!existsSync(CLI))
+  await run(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    { cwd: ROOT },
+  );
 
 const nodeOnly = await wallMs(['-e', '0']);
 const compiled = await wallMs([CLI, '--version']);
@@ -64,10 +71,22 @@ const broker = await startTestApp();
 const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-agent-'));
 try {
   const tokenFile = join(dir, 'sa-token');
-  writeFileSync(tokenFile, (await broker.devToken('default', 'demo')));
+  writeFileSync(tokenFile, await broker.devToken('default', 'demo'));
   const out = join(dir, 'out');
-  const agent = await idleRss([CLI, 'agent', '--endpoint', broker.url, '--token-file', tokenFile, '--resource', 'demo', '--out', out], () =>
-    existsSync(join(out, 'token')),
+  const agent = await idleRss(
+    [
+      CLI,
+      'agent',
+      '--endpoint',
+      broker.url,
+      '--token-file',
+      tokenFile,
+      '--resource',
+      'demo',
+      '--out',
+      out,
+    ],
+    () => existsSync(join(out, 'token')),
   );
   const idleNode = await idleRss(['-e', 'setInterval(() => {}, 1 << 30)'], () => true);
   console.log('idle resident memory (VmRSS):');

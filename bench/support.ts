@@ -19,13 +19,20 @@ export interface LoadFigures {
 export const median = (values: number[]): number => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+  return sorted.length % 2
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 };
 
-export async function waitForHttp(url: string, timeoutMs = 30_000, child?: ChildProcess): Promise<void> {
+export async function waitForHttp(
+  url: string,
+  timeoutMs = 30_000,
+  child?: ChildProcess,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child && child.exitCode !== null) throw new Error(`the process serving ${url} exited with code ${child.exitCode}`);
+    if (child && child.exitCode !== null)
+      throw new Error(`the process serving ${url} exited with code ${child.exitCode}`);
     try {
       if ((await fetch(url)).ok) return;
     } catch {
@@ -37,7 +44,10 @@ export async function waitForHttp(url: string, timeoutMs = 30_000, child?: Child
 }
 
 export function startProcess(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  return spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 export async function stopProcess(child: ChildProcess): Promise<void> {
@@ -67,7 +77,9 @@ export function rssOf(pid: number | undefined): number | undefined {
 export function cpuSecondsOf(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /s, '')
+      .split(' ');
     // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12.
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   } catch {
@@ -111,13 +123,21 @@ export interface LoadOptions {
 }
 
 /** One autocannon run POSTing `bodies` round-robin. */
-export async function fire(url: string, bodies: string[], options: LoadOptions): Promise<LoadFigures> {
+export async function fire(
+  url: string,
+  bodies: string[],
+  options: LoadOptions,
+): Promise<LoadFigures> {
   let next = 0;
   const result = await autocannon({
     url,
     connections: options.connections,
-    ...(options.amount !== undefined ? { amount: options.amount } : { duration: options.seconds ?? 5 }),
-    ...(options.overallRate !== undefined && { overallRate: Math.max(1, Math.round(options.overallRate)) }),
+    ...(options.amount !== undefined
+      ? { amount: options.amount }
+      : { duration: options.seconds ?? 5 }),
+    ...(options.overallRate !== undefined && {
+      overallRate: Math.max(1, Math.round(options.overallRate)),
+    }),
     requests: [
       {
         method: 'POST',
@@ -136,7 +156,11 @@ export async function fire(url: string, bodies: string[], options: LoadOptions):
 }
 
 /** `rounds` runs of `seconds` each; the median of each figure across rounds. */
-export async function load(url: string, bodies: string[], options: { seconds: number; rounds: number; connections: number }): Promise<LoadFigures> {
+export async function load(
+  url: string,
+  bodies: string[],
+  options: { seconds: number; rounds: number; connections: number },
+): Promise<LoadFigures> {
   const runs: LoadFigures[] = [];
   for (let round = 0; round < options.rounds; round++) runs.push(await fire(url, bodies, options));
   return {
@@ -168,7 +192,11 @@ export function timePerCall(fn: () => void, iterations = 2000, rounds = 5): numb
  * the second is used up, then idle until the next second: a burst at full load, whose queueing
  * shows up as the latency of a load it never offered.
  */
-export async function paced(url: string, bodies: string[], options: { rate: number; seconds: number; connections: number }): Promise<LoadFigures> {
+export async function paced(
+  url: string,
+  bodies: string[],
+  options: { rate: number; seconds: number; connections: number },
+): Promise<LoadFigures> {
   const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
   const target = new URL(url);
   const latencies: number[] = [];
@@ -181,7 +209,17 @@ export async function paced(url: string, bodies: string[], options: { rate: numb
   const send = (due: number): void => {
     const body = bodies[next++ % bodies.length] as string;
     const request = httpRequest(
-      { host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } },
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: 'POST',
+        agent,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
       (response) => {
         response.resume();
         response.on('end', () => {
@@ -199,7 +237,10 @@ export async function paced(url: string, bodies: string[], options: { rate: numb
   };
   await new Promise<void>((resolve) => {
     const tick = (): void => {
-      const dueCount = Math.min(total, Math.floor(((performance.now() - started) / 1000) * options.rate) + 1);
+      const dueCount = Math.min(
+        total,
+        Math.floor(((performance.now() - started) / 1000) * options.rate) + 1,
+      );
       while (issued < dueCount) send(started + (issued++ * 1000) / options.rate);
       if (issued < total) setTimeout(tick, 1);
       else resolve();
@@ -210,7 +251,9 @@ export async function paced(url: string, bodies: string[], options: { rate: numb
   agent.destroy();
   const elapsed = (performance.now() - started) / 1000;
   const sorted = latencies.sort((a, b) => a - b);
-  const at = (share: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0) * 10) / 10;
+  const at = (share: number): number =>
+    Math.round((sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0) * 10) /
+    10;
   return { rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), non2xx, total: issued };
 }
 

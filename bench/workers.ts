@@ -3,7 +3,15 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadDevCluster } from '../src/dev-cluster/index.js';
-import { BROKER_CLI, freePort, load, startProcess, stopProcess, waitForHttp, type LoadFigures } from './support.js';
+import {
+  BROKER_CLI,
+  freePort,
+  load,
+  startProcess,
+  stopProcess,
+  waitForHttp,
+  type LoadFigures,
+} from './support.js';
 
 /**
  * `tessera serve --workers N`: exchange throughput with 1 and 2 workers sharing one listener and
@@ -31,12 +39,23 @@ async function runWorkers(dir: string, workers: number, bodies: string[]): Promi
       logging: { level: 'warn' },
     }),
   );
-  const broker = startProcess([BROKER_CLI, 'serve', '--config', file, '--workers', String(workers)]);
+  const broker = startProcess([
+    BROKER_CLI,
+    'serve',
+    '--config',
+    file,
+    '--workers',
+    String(workers),
+  ]);
   try {
     await waitForHttp(`http://127.0.0.1:${port}/readyz`, 60_000, broker);
     // Every worker must be up before the load starts: give the last one a moment past the first answer.
     await new Promise((resolvePromise) => setTimeout(resolvePromise, 2_000 * (workers - 1)));
-    return await load(`http://127.0.0.1:${port}/v1/token`, bodies, { seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS });
+    return await load(`http://127.0.0.1:${port}/v1/token`, bodies, {
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      connections: CONNECTIONS,
+    });
   } finally {
     await stopProcess(broker);
   }
@@ -44,9 +63,19 @@ async function runWorkers(dir: string, workers: number, bodies: string[]): Promi
 
 const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-workers-'));
 try {
-  const dev = await loadDevCluster({ name: 'dev', issuer: 'https://dev-cluster.tessera.local', keyDir: join(dir, 'dev-cluster') }, 'tessera');
+  const dev = await loadDevCluster(
+    { name: 'dev', issuer: 'https://dev-cluster.tessera.local', keyDir: join(dir, 'dev-cluster') },
+    'tessera',
+  );
   const tokens = await Promise.all(
-    Array.from({ length: TOKENS }, (_, i) => dev.signToken({ namespace: 'default', serviceAccount: `sa-${i}`, audience: 'tessera', ttlSeconds: 3600 })),
+    Array.from({ length: TOKENS }, (_, i) =>
+      dev.signToken({
+        namespace: 'default',
+        serviceAccount: `sa-${i}`,
+        audience: 'tessera',
+        ttlSeconds: 3600,
+      }),
+    ),
   );
   const bodies = tokens.map((token) =>
     new URLSearchParams({
@@ -60,7 +89,9 @@ try {
   const two = await runWorkers(dir, 2, bodies);
   const row = (name: string, figures: LoadFigures) =>
     `  ${name.padEnd(34)} ${figures.rps.toFixed(0).padStart(8)} req/s   p50 ${String(figures.p50).padStart(4)} ms   p99 ${String(figures.p99).padStart(4)} ms   non-2xx ${figures.non2xx}`;
-  console.log(`\nWorkers (${TOKENS} distinct dev-cluster tokens, ${CONNECTIONS} connections, median of ${ROUNDS} × ${SECONDS}s, ${availableParallelism()} CPUs)`);
+  console.log(
+    `\nWorkers (${TOKENS} distinct dev-cluster tokens, ${CONNECTIONS} connections, median of ${ROUNDS} × ${SECONDS}s, ${availableParallelism()} CPUs)`,
+  );
   console.log(row('serve --workers 1', one));
   console.log(row('serve --workers 2', two));
   console.log(`  scaling 1 → 2 workers              ${(two.rps / one.rps).toFixed(2)}×`);

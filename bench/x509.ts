@@ -26,8 +26,15 @@ const DNS_NAMES = ['worker.bench.svc'];
 async function makeCsrs(count: number): Promise<string[]> {
   const csrs: string[] = [];
   for (let i = 0; i < count; i++) {
-    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=bench-${i}`, keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
+    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ]);
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: `CN=bench-${i}`,
+      keys,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    });
     csrs.push(csr.toString('pem'));
   }
   return csrs;
@@ -74,10 +81,19 @@ async function peculiarPath(provider: KeyProvider, caPem: string): Promise<Issue
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+          new x509.ExtendedKeyUsageExtension([
+            x509.ExtendedKeyUsage.serverAuth,
+            x509.ExtendedKeyUsage.clientAuth,
+          ]),
           await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
           new x509.AuthorityKeyIdentifierExtension(caKeyId),
-          new x509.SubjectAlternativeNameExtension([{ type: 'url', value: SPIFFE_ID }, ...DNS_NAMES.map((value) => ({ type: 'dns' as const, value }))], true),
+          new x509.SubjectAlternativeNameExtension(
+            [
+              { type: 'url', value: SPIFFE_ID },
+              ...DNS_NAMES.map((value) => ({ type: 'dns' as const, value })),
+            ],
+            true,
+          ),
         ],
       },
       bridged.crypto,
@@ -85,10 +101,21 @@ async function peculiarPath(provider: KeyProvider, caPem: string): Promise<Issue
   };
 }
 
-async function providerFor(label: string, dir: string): Promise<{ provider: KeyProvider; close(): Promise<void> } | undefined> {
+async function providerFor(
+  label: string,
+  dir: string,
+): Promise<{ provider: KeyProvider; close(): Promise<void> } | undefined> {
   if (label === 'local') {
-    const config = parseConfig({ issuer: 'https://sts.example.com', audience: 'bench', keys: { provider: 'local', dir: join(dir, 'keys') } });
-    const provider = await createKeyProvider(config.keys, { logger: silentLogger(), autoRotate: false, applyAtStart: false });
+    const config = parseConfig({
+      issuer: 'https://sts.example.com',
+      audience: 'bench',
+      keys: { provider: 'local', dir: join(dir, 'keys') },
+    });
+    const provider = await createKeyProvider(config.keys, {
+      logger: silentLogger(),
+      autoRotate: false,
+      applyAtStart: false,
+    });
     return { provider, close: () => provider.close() };
   }
   const { createSoftHsmToken, softHsmMissing } = await import('../test/support/softhsm.js');
@@ -101,9 +128,19 @@ async function providerFor(label: string, dir: string): Promise<{ provider: KeyP
   const config = parseConfig({
     issuer: 'https://sts.example.com',
     audience: 'bench',
-    keys: { provider: 'pkcs11', module: token.module, tokenLabel: token.label, pinEnv: 'BENCH_PIN' },
+    keys: {
+      provider: 'pkcs11',
+      module: token.module,
+      tokenLabel: token.label,
+      pinEnv: 'BENCH_PIN',
+    },
   });
-  const provider = await createKeyProvider(config.keys, { logger: silentLogger(), env: { BENCH_PIN: token.pin }, autoRotate: false, applyAtStart: false });
+  const provider = await createKeyProvider(config.keys, {
+    logger: silentLogger(),
+    env: { BENCH_PIN: token.pin },
+    autoRotate: false,
+    applyAtStart: false,
+  });
   return {
     provider,
     async close() {
@@ -117,7 +154,9 @@ export async function benchX509(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-x509-'));
   try {
     const csrs = await makeCsrs(64);
-    console.log(`\nX.509-SVID issuance (P-256 CSRs, ES256 CA key; issuances/s, median of ${ROUNDS} × ${PER_ROUND})`);
+    console.log(
+      `\nX.509-SVID issuance (P-256 CSRs, ES256 CA key; issuances/s, median of ${ROUNDS} × ${PER_ROUND})`,
+    );
     for (const label of ['local', 'pkcs11']) {
       const opened = await providerFor(label, dir);
       if (!opened) continue;
@@ -128,12 +167,18 @@ export async function benchX509(): Promise<void> {
           logger: silentLogger(),
           autoInit: true,
         });
-        const fast: Issue = (csr) => authority.issue({ csr, spiffeId: SPIFFE_ID, dnsNames: DNS_NAMES, ttlSeconds: 3600 });
+        const fast: Issue = (csr) =>
+          authority.issue({ csr, spiffeId: SPIFFE_ID, dnsNames: DNS_NAMES, ttlSeconds: 3600 });
         const slow = await peculiarPath(opened.provider, (await authority.trustBundle()).pem);
-        for (const [name, issue] of [['fast path', fast], ['@peculiar/x509 path', slow]] as const) {
+        for (const [name, issue] of [
+          ['fast path', fast],
+          ['@peculiar/x509 path', slow],
+        ] as const) {
           const serial = await rate(issue, csrs, 1);
           const parallel = await rate(issue, csrs, 16);
-          console.log(`  ${label.padEnd(6)} ${name.padEnd(20)} ${serial.toFixed(0).padStart(6)}/s sequential   ${parallel.toFixed(0).padStart(6)}/s with 16 in flight`);
+          console.log(
+            `  ${label.padEnd(6)} ${name.padEnd(20)} ${serial.toFixed(0).padStart(6)}/s sequential   ${parallel.toFixed(0).padStart(6)}/s with 16 in flight`,
+          );
         }
       } finally {
         await opened.close();

@@ -5,10 +5,41 @@ import { createSharedCache, type SharedCache } from './cache/index.js';
 import { ConfigError, issuerOfListener, type Config } from './config/index.js';
 import { loadDevCluster, type DevCluster } from './dev-cluster/index.js';
 import { createIssuers, createX509Authority, type X509Authority } from './issuers/index.js';
-import { createKeyProvider, DEFAULT_JWKS_CACHE_SECONDS, publicJwks, type KeyProvider } from './keys/index.js';
-import { createAuditLog, createLogger, createMetrics, type AuditLog, type Logger, type Metrics, type StateSources } from './observability/index.js';
-import { clientAddress, createStsApp, peerAddress, requestHeader, trustedProxies, type Readiness, type StsDeps } from './sts/index.js';
-import { listenerSpecs, startListener, verifiedClientCertificate, loadTlsMaterial, TlsMaterialError, watchTlsFiles, type Listener, type TlsMaterial, type TlsReloader } from './server/index.js';
+import {
+  createKeyProvider,
+  DEFAULT_JWKS_CACHE_SECONDS,
+  publicJwks,
+  type KeyProvider,
+} from './keys/index.js';
+import {
+  createAuditLog,
+  createLogger,
+  createMetrics,
+  type AuditLog,
+  type Logger,
+  type Metrics,
+  type StateSources,
+} from './observability/index.js';
+import {
+  clientAddress,
+  createStsApp,
+  peerAddress,
+  requestHeader,
+  trustedProxies,
+  type Readiness,
+  type StsDeps,
+} from './sts/index.js';
+import {
+  listenerSpecs,
+  startListener,
+  verifiedClientCertificate,
+  loadTlsMaterial,
+  TlsMaterialError,
+  watchTlsFiles,
+  type Listener,
+  type TlsMaterial,
+  type TlsReloader,
+} from './server/index.js';
 import { createPolicyStore, HARD_MAX_LIFETIME, type PolicyStore } from './trust-policies/index.js';
 import { createSubjectTokenVerifier, type SubjectTokenVerifier } from './verifiers/index.js';
 
@@ -50,7 +81,10 @@ export interface TesseraApp {
    * Listen on `config.listen` (or the given port; 0 = a free one), and on `publicListen` and
    * `adminListen` when configured. Returns the main listener; `listeners` has every one.
    */
-  listen(options?: { port?: number; host?: string }): Promise<{ url: string; port: number; server: Server; listeners: Listener[] }>;
+  listen(options?: {
+    port?: number;
+    host?: string;
+  }): Promise<{ url: string; port: number; server: Server; listeners: Listener[] }>;
   /** SIGTERM's first step: `/readyz` answers 503 while everything else is still served. */
   beginDrain(): void;
   /** Stop accepting and let in-flight requests finish; resolves when every connection is gone. */
@@ -104,18 +138,33 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
  * Each part is registered for closing as soon as it exists: a failure further down must not
  * leave a Redis client reconnecting forever in a process that should exit.
  */
-async function buildParts(config: Config, overrides: AppOverrides, closers: Array<() => Promise<void>>): Promise<Parts> {
+async function buildParts(
+  config: Config,
+  overrides: AppOverrides,
+  closers: Array<() => Promise<void>>,
+): Promise<Parts> {
   const now = overrides.now ?? Date.now;
   const logger = overrides.logger ?? createLogger({ level: config.logging.level });
   const metrics = createMetrics({ defaultMetrics: overrides.processMetrics ?? true });
   const audit = createAuditLog({ file: config.audit.file, logger, now });
   closers.push(() => audit.close());
-  const cache = overrides.cache ?? createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
+  const cache =
+    overrides.cache ??
+    createSharedCache(config.cache, { logger, metrics, env: overrides.env ?? process.env });
   closers.push(() => cache.close());
-  const devCluster = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
+  const devCluster = config.devCluster
+    ? await loadDevCluster(config.devCluster, config.audience)
+    : undefined;
   const clusters = devCluster ? [...config.clusters, devCluster.cluster] : config.clusters;
   const policies =
-    overrides.policies ?? createPolicyStore({ dir: config.policies, logger, metrics, watch: overrides.watchPolicies ?? true, clusters });
+    overrides.policies ??
+    createPolicyStore({
+      dir: config.policies,
+      logger,
+      metrics,
+      watch: overrides.watchPolicies ?? true,
+      clusters,
+    });
   closers.push(() => policies.close());
   warnOfDisabledAlgorithms(config, policies, logger);
   const keys =
@@ -133,29 +182,68 @@ async function buildParts(config: Config, overrides: AppOverrides, closers: Arra
   closers.push(() => keys.close());
   const verifier =
     overrides.verifier ??
-    createSubjectTokenVerifier({ clusters, audience: config.audience, cache, logger, metrics, now, maxStaleSeconds: config.cache.maxStale });
+    createSubjectTokenVerifier({
+      clusters,
+      audience: config.audience,
+      cache,
+      logger,
+      metrics,
+      now,
+      maxStaleSeconds: config.cache.maxStale,
+    });
   closers.push(() => verifier.close());
   // Keys are fetched at start, not by the first pod: it gets its answer without waiting on an issuer.
   void verifier.warm();
   const attestation =
     overrides.attestation ??
-    createPodAttestor({ clusters, imageSignatures: config.imageSignatures, logger, metrics, now, ...(overrides.env ? { env: overrides.env } : {}) });
+    createPodAttestor({
+      clusters,
+      imageSignatures: config.imageSignatures,
+      logger,
+      metrics,
+      now,
+      ...(overrides.env ? { env: overrides.env } : {}),
+    });
   closers.push(() => attestation.close());
-  const x509 = await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger, now });
+  const x509 = await createX509Authority({
+    provider: keys,
+    config: config.x509,
+    keysDir: config.keys.dir,
+    logger,
+    now,
+  });
   metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
-  return { config, overrides, now, logger, metrics, audit, cache, devCluster, policies, keys, verifier, attestation, x509 };
+  return {
+    config,
+    overrides,
+    now,
+    logger,
+    metrics,
+    audit,
+    cache,
+    devCluster,
+    policies,
+    keys,
+    verifier,
+    attestation,
+    x509,
+  };
 }
 
 function warnOfDisabledAlgorithms(config: Config, policies: PolicyStore, logger: Logger): void {
   for (const role of policies.current().roles.values()) {
     if (!config.keys.algorithms.includes(role.issue.algorithm)) {
-      logger.warn({ role: role.name, algorithm: role.issue.algorithm, configured: config.keys.algorithms }, 'role signs with an algorithm keys.algorithms does not enable: its exchanges answer 503');
+      logger.warn(
+        { role: role.name, algorithm: role.issue.algorithm, configured: config.keys.algorithms },
+        'role signs with an algorithm keys.algorithms does not enable: its exchanges answer 503',
+      );
     }
   }
 }
 
 function stsDepsOf(parts: Parts, lifecycle: { draining: boolean }): StsDeps {
-  const { config, now, logger, metrics, audit, policies, keys, verifier, attestation, x509 } = parts;
+  const { config, now, logger, metrics, audit, policies, keys, verifier, attestation, x509 } =
+    parts;
   const proxies = trustedProxies(config.trustedProxies);
   const stsDeps: StsDeps = {
     issuer: config.issuer ?? issuerOfListener(config.listen),
@@ -173,12 +261,17 @@ function stsDepsOf(parts: Parts, lifecycle: { draining: boolean }): StsDeps {
     rateLimit: config.rateLimit,
     clientAddress: (c) => {
       const peer = peerAddress(c);
-      return peer === undefined ? undefined : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
+      return peer === undefined
+        ? undefined
+        : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
     },
     audit: (event) => audit.write(event),
     trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
     readiness: () => readiness(parts, lifecycle.draining),
-    metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    metricsText: async () => ({
+      contentType: metrics.registry.contentType,
+      body: await metrics.registry.metrics(),
+    }),
     ...(config.listen.tls?.clientCaFile && { clientCertificate: verifiedClientCertificate }),
   };
   return stsDeps;
@@ -203,7 +296,13 @@ async function readiness(parts: Parts, draining: boolean): Promise<Readiness> {
   };
 }
 
-function appOf(parts: Parts, stsDeps: StsDeps, hono: Hono, lifecycle: { draining: boolean }, closers: Array<() => Promise<void>>): TesseraApp {
+function appOf(
+  parts: Parts,
+  stsDeps: StsDeps,
+  hono: Hono,
+  lifecycle: { draining: boolean },
+  closers: Array<() => Promise<void>>,
+): TesseraApp {
   const { config, logger } = parts;
   const listening: Listening = { listeners: [], reloader: undefined };
   const stopListening = async (): Promise<void> => {
@@ -225,10 +324,19 @@ function appOf(parts: Parts, stsDeps: StsDeps, hono: Hono, lifecycle: { draining
     async listen(options = {}) {
       const main = await listenAll(parts, hono, listening, stopListening, options);
       if (config.issuer === undefined) {
-        stsDeps.issuer = issuerOfListener({ ...config.listen, host: options.host ?? config.listen.host, port: main.port });
+        stsDeps.issuer = issuerOfListener({
+          ...config.listen,
+          host: options.host ?? config.listen.host,
+          port: main.port,
+        });
         app.config = { ...config, issuer: stsDeps.issuer };
       }
-      return { url: main.url, port: main.port, server: main.server, listeners: [...listening.listeners] };
+      return {
+        url: main.url,
+        port: main.port,
+        server: main.server,
+        listeners: [...listening.listeners],
+      };
     },
     beginDrain() {
       lifecycle.draining = true;
@@ -241,7 +349,8 @@ function appOf(parts: Parts, stsDeps: StsDeps, hono: Hono, lifecycle: { draining
       const stopped = stopListening();
       for (const listener of listening.listeners) listener.destroyConnections();
       await stopped;
-      for (const close of closers.reverse()) await close().catch((error: unknown) => logger.warn({ err: error }, 'error while closing'));
+      for (const close of closers.reverse())
+        await close().catch((error: unknown) => logger.warn({ err: error }, 'error while closing'));
     },
   };
   return app;
@@ -261,11 +370,19 @@ async function listenAll(
   options: { port?: number; host?: string },
 ): Promise<Listener> {
   const { config, overrides, now, logger } = parts;
-  const listen = { ...config.listen, port: options.port ?? config.listen.port, host: options.host ?? config.listen.host };
+  const listen = {
+    ...config.listen,
+    port: options.port ?? config.listen.port,
+    host: options.host ?? config.listen.host,
+  };
   const material = listen.tls ? await tlsMaterial(listen.tls, now) : undefined;
-  const timeouts = { headersTimeoutMs: listen.headersTimeout * 1000, requestTimeoutMs: listen.requestTimeout * 1000 };
+  const timeouts = {
+    headersTimeoutMs: listen.headersTimeout * 1000,
+    requestTimeoutMs: listen.requestTimeout * 1000,
+  };
   try {
-    for (const spec of listenerSpecs({ ...config, listen }, material)) listening.listeners.push(await startListener(spec, hono.fetch, timeouts));
+    for (const spec of listenerSpecs({ ...config, listen }, material))
+      listening.listeners.push(await startListener(spec, hono.fetch, timeouts));
   } catch (error) {
     await stopListening();
     throw error;
@@ -282,15 +399,24 @@ async function listenAll(
       intervalMs: overrides.tlsReloadIntervalMs ?? TLS_RELOAD_INTERVAL_MS,
     });
   }
-  for (const listener of listening.listeners) logger.info({ listener: listener.name, url: listener.url, routes: listener.scope }, 'listening');
+  for (const listener of listening.listeners)
+    logger.info(
+      { listener: listener.name, url: listener.url, routes: listener.scope },
+      'listening',
+    );
   return main;
 }
 
-async function tlsMaterial(files: NonNullable<Config['listen']['tls']>, now: () => number): Promise<TlsMaterial> {
+async function tlsMaterial(
+  files: NonNullable<Config['listen']['tls']>,
+  now: () => number,
+): Promise<TlsMaterial> {
   try {
     return await loadTlsMaterial(files, now);
   } catch (error) {
-    throw error instanceof TlsMaterialError ? new ConfigError(`listen.tls: ${error.message}`) : error;
+    throw error instanceof TlsMaterialError
+      ? new ConfigError(`listen.tls: ${error.message}`)
+      : error;
   }
 }
 
@@ -309,10 +435,17 @@ function stateSources(parts: {
   return {
     now: parts.now,
     clusters: () => parts.verifier.status(),
-    cache: () => ({ backend: parts.cache.kind, up: parts.cache.kind === 'memory' || parts.cache.healthy() }),
+    cache: () => ({
+      backend: parts.cache.kind,
+      up: parts.cache.kind === 'memory' || parts.cache.healthy(),
+    }),
     policies: () => {
       const set = policies.current();
-      return { loadedAt: set.loadedAt, roles: set.roles.size, failingFiles: policies.failingFiles?.() ?? 0 };
+      return {
+        loadedAt: set.loadedAt,
+        roles: set.roles.size,
+        failingFiles: policies.failingFiles?.() ?? 0,
+      };
     },
     signingKeys: async () => {
       if (every === undefined) return [];
@@ -320,14 +453,31 @@ function stateSources(parts: {
       // The active key is replaced when its successor activates, else (none created yet) when it is due.
       return list.flatMap((key) => {
         if (key.state !== 'active') return [];
-        const next = list.find((other) => other.alg === key.alg && other.state === 'next' && other.activateAt !== undefined);
-        return [{ alg: key.alg, replaceAt: next?.activateAt ?? (key.activatedAt ?? key.createdAt) + every }];
+        const next = list.find(
+          (other) =>
+            other.alg === key.alg && other.state === 'next' && other.activateAt !== undefined,
+        );
+        return [
+          {
+            alg: key.alg,
+            replaceAt: next?.activateAt ?? (key.activatedAt ?? key.createdAt) + every,
+          },
+        ];
       });
     },
     ca: () => {
       const notAfter = x509.notAfter();
-      return notAfter === undefined ? undefined : { trustDomain: config.x509.trustDomain, notAfter };
+      return notAfter === undefined
+        ? undefined
+        : { trustDomain: config.x509.trustDomain, notAfter };
     },
-    ...(keys.kind === 'pkcs11' ? { hsm: { token: config.keys.tokenLabel ?? `slot-${config.keys.slot ?? 0}`, up: () => keys.ready() } } : {}),
+    ...(keys.kind === 'pkcs11'
+      ? {
+          hsm: {
+            token: config.keys.tokenLabel ?? `slot-${config.keys.slot ?? 0}`,
+            up: () => keys.ready(),
+          },
+        }
+      : {}),
   };
 }

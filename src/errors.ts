@@ -127,7 +127,12 @@ export class TesseraError extends Error {
   readonly headers: Record<string, string> | undefined;
   readonly logLevel: 'debug' | 'info' | 'warn' | undefined;
 
-  constructor(code: OAuthErrorCode, status: number, description: string, options: TesseraErrorOptions) {
+  constructor(
+    code: OAuthErrorCode,
+    status: number,
+    description: string,
+    options: TesseraErrorOptions,
+  ) {
     super(description, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TesseraError';
     this.code = code;
@@ -140,7 +145,8 @@ export class TesseraError extends Error {
   }
 }
 
-export const isTesseraError = (error: unknown): error is TesseraError => error instanceof TesseraError;
+export const isTesseraError = (error: unknown): error is TesseraError =>
+  error instanceof TesseraError;
 
 type Factory = (description: string, options: TesseraErrorOptions) => TesseraError;
 const factory =
@@ -162,5 +168,8 @@ export const methodNotAllowed = factory('method_not_allowed', 405);
 export const slowDown = (retryAfterSeconds: number, options: TesseraErrorOptions): TesseraError =>
   new TesseraError('slow_down', 429, 'too many requests; retry later', {
     ...options,
-    headers: { ...options.headers, 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+    headers: {
+      ...options.headers,
+      'Retry-After': String(Math.max(1, Math.ceil(retryAfterSeconds))),
+    },
   });

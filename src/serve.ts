@@ -26,7 +26,11 @@ export async function serve(config: Config, options: ServeOptions = {}): Promise
       drainSeconds: config.lifecycle.drainSeconds,
       exit,
       prepare: async () => {
-        const app = await createApp(config, { logger, watchPolicies: false, processMetrics: false });
+        const app = await createApp(config, {
+          logger,
+          watchPolicies: false,
+          processMetrics: false,
+        });
         await app.close();
       },
     });
@@ -34,7 +38,12 @@ export async function serve(config: Config, options: ServeOptions = {}): Promise
   }
   const app = await createApp(config);
   const { url } = await app.listen();
-  const shutdown = createShutdown({ app, drainSeconds: config.lifecycle.drainSeconds, logger: app.logger, exit });
+  const shutdown = createShutdown({
+    app,
+    drainSeconds: config.lifecycle.drainSeconds,
+    logger: app.logger,
+    exit,
+  });
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   exitWithPrimary(app.logger, exit);

@@ -48,7 +48,9 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
   const directories = new Map<string, PodDirectory>();
   for (const cluster of options.clusters) {
     if (!cluster.podAttestation) continue;
-    const api = options.kubeApi?.(cluster) ?? createKubeApi(loadKubeConfig(cluster), { timeoutMs: options.apiTimeoutMs ?? API_TIMEOUT_MS });
+    const api =
+      options.kubeApi?.(cluster) ??
+      createKubeApi(loadKubeConfig(cluster), { timeoutMs: options.apiTimeoutMs ?? API_TIMEOUT_MS });
     directories.set(
       cluster.name,
       createPodDirectory({
@@ -57,11 +59,14 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
         now,
         logger: options.logger,
         ...options.directory,
-        onApiCall: (kind, result) => options.metrics?.podLookups.inc({ cluster: cluster.name, kind, result }),
+        onApiCall: (kind, result) =>
+          options.metrics?.podLookups.inc({ cluster: cluster.name, kind, result }),
       }),
     );
   }
-  const signatures = options.imageSignatures ? signatureChecker(options.imageSignatures, options, now) : undefined;
+  const signatures = options.imageSignatures
+    ? signatureChecker(options.imageSignatures, options, now)
+    : undefined;
 
   return {
     async attest(identity) {
@@ -69,10 +74,13 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
       if (!directory) return undefined;
       const { namespace, pod } = identity;
       if (!namespace || !pod?.name || !pod.uid) {
-        throw invalidRequest('subject_token names no pod: this cluster requires pod-bound service-account tokens', {
-          reason: 'pod_not_named',
-          detail: { cluster: identity.cluster },
-        });
+        throw invalidRequest(
+          'subject_token names no pod: this cluster requires pod-bound service-account tokens',
+          {
+            reason: 'pod_not_named',
+            detail: { cluster: identity.cluster },
+          },
+        );
       }
       const record = await directory.lookup(namespace, pod.name, pod.uid);
       const [owner, nodeLabels, signedBy] = await Promise.all([
@@ -99,13 +107,19 @@ export function createPodAttestor(options: PodAttestorOptions): PodAttestor {
   };
 }
 
-function signatureChecker(config: ImageSignaturesConfig, options: PodAttestorOptions, now: () => number): SignatureChecker {
+function signatureChecker(
+  config: ImageSignaturesConfig,
+  options: PodAttestorOptions,
+  now: () => number,
+): SignatureChecker {
   const keys = Object.entries(config.keys).map(([name, file]) => {
     let pem: string;
     try {
       pem = readFileSync(file, 'utf8');
     } catch (error) {
-      throw new Error(`imageSignatures.keys.${name}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      throw new Error(
+        `imageSignatures.keys.${name}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      );
     }
     return parseSigningKey(name, pem);
   });
@@ -117,16 +131,25 @@ function signatureChecker(config: ImageSignaturesConfig, options: PodAttestorOpt
       try {
         ca = readFileSync(registry.caFile, 'utf8');
       } catch (error) {
-        throw new Error(`imageSignatures.registries.${host}.caFile: cannot read ${registry.caFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        throw new Error(
+          `imageSignatures.registries.${host}.caFile: cannot read ${registry.caFile}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+        );
       }
     }
     let authorization: string | undefined;
     if (registry.username && registry.passwordEnv) {
       const password = env[registry.passwordEnv];
-      if (!password) throw new Error(`imageSignatures.registries.${host}: environment variable ${registry.passwordEnv} is not set`);
+      if (!password)
+        throw new Error(
+          `imageSignatures.registries.${host}: environment variable ${registry.passwordEnv} is not set`,
+        );
       authorization = `Basic ${Buffer.from(`${registry.username}:${password}`).toString('base64')}`;
     }
-    access.set(host, { ...(ca ? { ca } : {}), insecure: registry.insecure, ...(authorization ? { authorization } : {}) });
+    access.set(host, {
+      ...(ca ? { ca } : {}),
+      insecure: registry.insecure,
+      ...(authorization ? { authorization } : {}),
+    });
   }
   const registry = options.registry ?? createRegistryClient((host) => access.get(host) ?? {});
   return createSignatureChecker({

@@ -40,7 +40,10 @@ interface Layer {
   signature: string;
 }
 
-const manifestSchema = z.object({ schemaVersion: z.literal(2), layers: z.array(z.unknown()).max(MAX_LAYERS) });
+const manifestSchema = z.object({
+  schemaVersion: z.literal(2),
+  layers: z.array(z.unknown()).max(MAX_LAYERS),
+});
 /** A cosign signature layer; any other layer is skipped. */
 const signatureLayerSchema = z.object({
   mediaType: z.literal(SIMPLE_SIGNING_TYPE),
@@ -52,10 +55,19 @@ const signatureLayerSchema = z.object({
 /** The signature layers of a manifest; throws on anything that is not a well-formed manifest. */
 function signatureLayers(body: Buffer): Layer[] {
   const manifest = manifestSchema.safeParse(JSON.parse(body.toString('utf8')));
-  if (!manifest.success) throw new Error(`not a schemaVersion 2 manifest with at most ${MAX_LAYERS} layers`);
+  if (!manifest.success)
+    throw new Error(`not a schemaVersion 2 manifest with at most ${MAX_LAYERS} layers`);
   return manifest.data.layers.flatMap((candidate) => {
     const layer = signatureLayerSchema.safeParse(candidate);
-    return layer.success ? [{ digest: layer.data.digest, size: layer.data.size, signature: layer.data.annotations[SIGNATURE_ANNOTATION] }] : [];
+    return layer.success
+      ? [
+          {
+            digest: layer.data.digest,
+            size: layer.data.size,
+            signature: layer.data.annotations[SIGNATURE_ANNOTATION],
+          },
+        ]
+      : [];
   });
 }
 
@@ -69,15 +81,21 @@ function payloadNames(payload: Buffer, image: ImageDigestRef): boolean {
   }
   const critical = (value as { critical?: Record<string, unknown> } | null)?.critical;
   if (!critical || critical.type !== COSIGN_PAYLOAD_TYPE) return false;
-  const digest = (critical.image as Record<string, unknown> | undefined)?.['docker-manifest-digest'];
-  const reference = (critical.identity as Record<string, unknown> | undefined)?.['docker-reference'];
+  const digest = (critical.image as Record<string, unknown> | undefined)?.[
+    'docker-manifest-digest'
+  ];
+  const reference = (critical.identity as Record<string, unknown> | undefined)?.[
+    'docker-reference'
+  ];
   if (digest !== image.digest || typeof reference !== 'string') return false;
   // cosign writes the repository; a tag or digest after it is tolerated, another repository is not.
   const named = reference.split('@')[0] as string;
   const slash = named.lastIndexOf('/');
   const colon = named.indexOf(':', slash + 1);
   const repository = normaliseRepository(colon >= 0 ? named.slice(0, colon) : named);
-  return repository !== undefined && `${repository.registry}/${repository.path}` === image.repository;
+  return (
+    repository !== undefined && `${repository.registry}/${repository.path}` === image.repository
+  );
 }
 
 function signatureVerifies(key: KeyObject, payload: Buffer, signature: string): boolean {
@@ -93,7 +111,11 @@ function signatureVerifies(key: KeyObject, payload: Buffer, signature: string): 
  * The names of `keys` whose signature verifies for `image`. Throws a RegistryError (or a parse
  * error) when the registry cannot give a usable answer; the caller decides what that means.
  */
-export async function verifyImage(registry: RegistryClient, keys: readonly SigningKey[], image: ImageDigestRef): Promise<SignatureVerdict> {
+export async function verifyImage(
+  registry: RegistryClient,
+  keys: readonly SigningKey[],
+  image: ImageDigestRef,
+): Promise<SignatureVerdict> {
   const tag = `${image.digest.replace(':', '-')}.sig`;
   const manifest = await registry.manifest(image.registry, image.path, tag);
   if (!manifest) return { kind: 'unsigned' };
@@ -102,11 +124,23 @@ export async function verifyImage(registry: RegistryClient, keys: readonly Signi
   for (const layer of layers) {
     const pending = keys.filter((key) => !names.has(key.name));
     if (pending.length === 0) break;
-    const payload = await registry.blob(image.registry, image.path, layer.digest, MAX_PAYLOAD_BYTES);
+    const payload = await registry.blob(
+      image.registry,
+      image.path,
+      layer.digest,
+      MAX_PAYLOAD_BYTES,
+    );
     // Content addressing: the blob must be the bytes its digest names.
-    if (payload.length !== layer.size || `sha256:${createHash('sha256').update(payload).digest('hex')}` !== layer.digest) continue;
+    if (
+      payload.length !== layer.size ||
+      `sha256:${createHash('sha256').update(payload).digest('hex')}` !== layer.digest
+    )
+      continue;
     if (!payloadNames(payload, image)) continue;
-    for (const key of pending) if (signatureVerifies(key.key, payload, layer.signature)) names.add(key.name);
+    for (const key of pending)
+      if (signatureVerifies(key.key, payload, layer.signature)) names.add(key.name);
   }
-  return names.size > 0 ? { kind: 'signed', keys: keys.filter((key) => names.has(key.name)).map((key) => key.name) } : { kind: 'unsigned' };
+  return names.size > 0
+    ? { kind: 'signed', keys: keys.filter((key) => names.has(key.name)).map((key) => key.name) }
+    : { kind: 'unsigned' };
 }

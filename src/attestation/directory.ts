@@ -48,9 +48,16 @@ export function createPodDirectory(options: DirectoryOptions): PodDirectory {
   const watches = new Map<string, NamespaceWatch>();
   const confirmed = createLookupCache<Confirmed>({ ttlMs: CONFIRM_TTL_MS, max: 10_000, now });
   const owners = createLookupCache<string>({ ttlMs: MAX_STALENESS_MS, max: 10_000, now });
-  const nodes = createLookupCache<Record<string, string> | undefined>({ ttlMs: MAX_STALENESS_MS, max: 10_000, now });
+  const nodes = createLookupCache<Record<string, string> | undefined>({
+    ttlMs: MAX_STALENESS_MS,
+    max: 10_000,
+    now,
+  });
   const unavailable = (what: string, cause?: unknown) =>
-    temporarilyUnavailable('the cluster API server cannot be reached to attest the pod; retry later', { reason: 'pod_lookup_unavailable', detail: { cluster, what }, cause });
+    temporarilyUnavailable(
+      'the cluster API server cannot be reached to attest the pod; retry later',
+      { reason: 'pod_lookup_unavailable', detail: { cluster, what }, cause },
+    );
 
   function watchFor(namespace: string): NamespaceWatch {
     let watch = watches.get(namespace);
@@ -59,7 +66,13 @@ export function createPodDirectory(options: DirectoryOptions): PodDirectory {
       watches.set(namespace, watch);
       return watch;
     }
-    watch = watchNamespace({ api, namespace, now, logger: options.logger.child({ cluster }), ...options.watch });
+    watch = watchNamespace({
+      api,
+      namespace,
+      now,
+      logger: options.logger.child({ cluster }),
+      ...options.watch,
+    });
     watches.set(namespace, watch);
     if (watches.size > maxNamespaces) {
       const [oldest, evicted] = watches.entries().next().value as [string, NamespaceWatch];
@@ -95,7 +108,11 @@ export function createPodDirectory(options: DirectoryOptions): PodDirectory {
   return {
     async lookup(namespace, name, uid) {
       const watch = watchFor(namespace);
-      if (!watch.synced()) await Promise.race([watch.ready(), new Promise((resolve) => setTimeout(resolve, syncWaitMs).unref())]);
+      if (!watch.synced())
+        await Promise.race([
+          watch.ready(),
+          new Promise((resolve) => setTimeout(resolve, syncWaitMs).unref()),
+        ]);
       const cached = fresh(watch) ? watch.get(name) : undefined;
       if (cached && cached.uid === uid && cached.complete) return cached;
       let answer: Confirmed;
@@ -106,7 +123,11 @@ export function createPodDirectory(options: DirectoryOptions): PodDirectory {
         if (cached && cached.uid === uid) return cached;
         throw unavailable('pod', error);
       }
-      if (!answer.found) throw invalidRequest('the pod named by subject_token does not exist', { reason: 'pod_not_found', detail: { cluster, namespace, pod: name } });
+      if (!answer.found)
+        throw invalidRequest('the pod named by subject_token does not exist', {
+          reason: 'pod_not_found',
+          detail: { cluster, namespace, pod: name },
+        });
       if (answer.record.uid !== uid) {
         throw invalidRequest('the pod named by subject_token was replaced (its uid differs)', {
           reason: 'pod_replaced',

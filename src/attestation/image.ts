@@ -7,7 +7,8 @@
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
-const REGISTRY = /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$/;
+const REGISTRY =
+  /^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$/;
 const MAX_REFERENCE = 512;
 
 export interface ImageDigestRef {
@@ -27,12 +28,18 @@ export function normaliseRepository(value: string): { registry: string; path: st
   const parts = value.split('/');
   const first = parts[0] as string;
   // Docker's rule: the first component is a registry when it looks like a host.
-  const hasRegistry = parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost');
+  const hasRegistry =
+    parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost');
   let registry = hasRegistry ? first.toLowerCase() : 'docker.io';
   let pathParts = hasRegistry ? parts.slice(1) : parts;
   if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = 'docker.io';
   if (registry === 'docker.io' && pathParts.length === 1) pathParts = ['library', ...pathParts];
-  if (!REGISTRY.test(registry) || pathParts.length === 0 || !pathParts.every((part) => PATH_COMPONENT.test(part))) return undefined;
+  if (
+    !REGISTRY.test(registry) ||
+    pathParts.length === 0 ||
+    !pathParts.every((part) => PATH_COMPONENT.test(part))
+  )
+    return undefined;
   return { registry, path: pathParts.join('/') };
 }
 

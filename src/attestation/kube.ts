@@ -1,5 +1,13 @@
-import type { KubeConfig} from '@kubernetes/client-node';
-import { ApiException, AppsV1Api, BatchV1Api, CoreV1Api, Observable, Watch, type ObservableMiddleware } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  Observable,
+  Watch,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/index.js';
 import { loadClusterKubeConfig } from '../verifiers/index.js';
 
@@ -34,7 +42,12 @@ export interface KubeApi {
   server: string;
   listPods(namespace: string): Promise<PodList>;
   /** Opens a watch; resolves once it is established (or rejects). `done` fires once when it ends. */
-  watchPods(namespace: string, resourceVersion: string, onEvent: (event: WatchEvent) => void, done: (error?: KubeCallError) => void): Promise<{ stop(): void }>;
+  watchPods(
+    namespace: string,
+    resourceVersion: string,
+    onEvent: (event: WatchEvent) => void,
+    done: (error?: KubeCallError) => void,
+  ): Promise<{ stop(): void }>;
   getPod(namespace: string, name: string): Promise<unknown>;
   /** `metadata` of a ReplicaSet or Job. */
   getOwnerMetadata(kind: 'ReplicaSet' | 'Job', namespace: string, name: string): Promise<unknown>;
@@ -46,15 +59,23 @@ const LIST_PAGE = 500;
 const MAX_PODS_PER_NAMESPACE = 20_000;
 
 /** The cluster's kubeconfig (a file or in-cluster), as TokenReview reads it. */
-export const loadKubeConfig = (cluster: ClusterConfig): KubeConfig => loadClusterKubeConfig(cluster, 'podAttestation');
+export const loadKubeConfig = (cluster: ClusterConfig): KubeConfig =>
+  loadClusterKubeConfig(cluster, 'podAttestation');
 
 export function createKubeApi(config: KubeConfig, options: { timeoutMs: number }): KubeApi {
   const core = config.makeApiClient(CoreV1Api);
   const apps = config.makeApiClient(AppsV1Api);
   const batch = config.makeApiClient(BatchV1Api);
   const watcher = new Watch(config);
-  const bounded = <T>(call: (options: { middleware: ObservableMiddleware[]; middlewareMergeStrategy: 'append' }) => Promise<T>) =>
-    withTimeout(options.timeoutMs, (signal) => call({ middleware: [abortWith(signal)], middlewareMergeStrategy: 'append' }));
+  const bounded = <T>(
+    call: (options: {
+      middleware: ObservableMiddleware[];
+      middlewareMergeStrategy: 'append';
+    }) => Promise<T>,
+  ) =>
+    withTimeout(options.timeoutMs, (signal) =>
+      call({ middleware: [abortWith(signal)], middlewareMergeStrategy: 'append' }),
+    );
 
   return {
     server: config.getCurrentCluster()?.server ?? 'unknown',
@@ -63,9 +84,18 @@ export function createKubeApi(config: KubeConfig, options: { timeoutMs: number }
       let cont: string | undefined;
       let resourceVersion = '';
       do {
-        const page = await bounded((o) => core.listNamespacedPod({ namespace, limit: LIST_PAGE, ...(cont ? { _continue: cont } : {}) }, o));
+        const page = await bounded((o) =>
+          core.listNamespacedPod(
+            { namespace, limit: LIST_PAGE, ...(cont ? { _continue: cont } : {}) },
+            o,
+          ),
+        );
         items.push(...page.items);
-        if (items.length > MAX_PODS_PER_NAMESPACE) throw new KubeCallError('http', `more than ${MAX_PODS_PER_NAMESPACE} pods in the namespace`);
+        if (items.length > MAX_PODS_PER_NAMESPACE)
+          throw new KubeCallError(
+            'http',
+            `more than ${MAX_PODS_PER_NAMESPACE} pods in the namespace`,
+          );
         cont = page.metadata?._continue || undefined;
         resourceVersion = page.metadata?.resourceVersion ?? '';
       } while (cont);
@@ -101,7 +131,10 @@ export function createKubeApi(config: KubeConfig, options: { timeoutMs: number }
   };
 }
 
-async function withTimeout<T>(timeoutMs: number, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+async function withTimeout<T>(
+  timeoutMs: number,
+  call: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -132,7 +165,10 @@ function abortWith(signal: AbortSignal): ObservableMiddleware {
 function classify(error: unknown, aborted: boolean, timeoutMs: number): KubeCallError {
   if (error instanceof KubeCallError) return error;
   if (aborted) return new KubeCallError('timeout', `no answer within ${timeoutMs} ms`);
-  const status = error instanceof ApiException ? error.code : (error as { statusCode?: unknown } | undefined)?.statusCode;
+  const status =
+    error instanceof ApiException
+      ? error.code
+      : (error as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number') {
     if (status === 404) return new KubeCallError('not-found', 'HTTP 404');
     if (status === 410) return new KubeCallError('gone', 'HTTP 410');

@@ -11,8 +11,15 @@ export interface LookupCache<T> {
   size(): number;
 }
 
-export function createLookupCache<T>(options: { ttlMs: number | ((value: T) => number); max: number; now: () => number }): LookupCache<T> {
-  const ttl = typeof options.ttlMs === 'number' ? (() => options.ttlMs) as (value: T) => number : options.ttlMs;
+export function createLookupCache<T>(options: {
+  ttlMs: number | ((value: T) => number);
+  max: number;
+  now: () => number;
+}): LookupCache<T> {
+  const ttl =
+    typeof options.ttlMs === 'number'
+      ? ((() => options.ttlMs) as (value: T) => number)
+      : options.ttlMs;
   const entries = new Map<string, { value: T; at: number }>();
   const inflight = new Map<string, Promise<T>>();
   const store = (key: string, value: T) => {

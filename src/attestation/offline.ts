@@ -8,13 +8,27 @@ import type { PodFacts } from './types.js';
  * owner is inferred from the `pod-template-hash` label, as the Deployment controller names it.
  * Signatures are not checked offline: `signed-by` is absent.
  */
-export function factsFromPodObject(document: unknown): { facts: PodFacts; pod: { name: string; namespace: string; uid: string } } {
+export function factsFromPodObject(document: unknown): {
+  facts: PodFacts;
+  pod: { name: string; namespace: string; uid: string };
+} {
   const objects = isList(document) ? document.items : [document];
-  const byKind = (kind: string) => objects.filter((item) => (item as { kind?: unknown } | null)?.kind === kind) as Array<Record<string, unknown>>;
-  const podObject = objects.length === 1 && (objects[0] as { kind?: unknown })?.kind === undefined ? objects[0] : byKind('Pod')[0];
+  const byKind = (kind: string) =>
+    objects.filter((item) => (item as { kind?: unknown } | null)?.kind === kind) as Array<
+      Record<string, unknown>
+    >;
+  const podObject =
+    objects.length === 1 && (objects[0] as { kind?: unknown })?.kind === undefined
+      ? objects[0]
+      : byKind('Pod')[0];
   const record = podRecord(podObject);
-  if (!record) throw new Error('the file holds no Pod with metadata.name, metadata.namespace and metadata.uid');
-  const node = byKind('Node').find((item) => (item.metadata as { name?: unknown } | undefined)?.name === record.nodeName);
+  if (!record)
+    throw new Error(
+      'the file holds no Pod with metadata.name, metadata.namespace and metadata.uid',
+    );
+  const node = byKind('Node').find(
+    (item) => (item.metadata as { name?: unknown } | undefined)?.name === record.nodeName,
+  );
   const facts: PodFacts = {
     images: record.images,
     labels: record.labels,
@@ -26,18 +40,36 @@ export function factsFromPodObject(document: unknown): { facts: PodFacts; pod: {
 }
 
 function isList(value: unknown): value is { items: unknown[] } {
-  return value !== null && typeof value === 'object' && Array.isArray((value as { items?: unknown }).items);
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    Array.isArray((value as { items?: unknown }).items)
+  );
 }
 
-function ownerOffline(record: NonNullable<ReturnType<typeof podRecord>>, objects: Array<Record<string, unknown>>): string {
+function ownerOffline(
+  record: NonNullable<ReturnType<typeof podRecord>>,
+  objects: Array<Record<string, unknown>>,
+): string {
   const controller = record.controller;
   if (!controller) return `Pod/${record.name}`;
-  const parentKind = controller.kind === 'ReplicaSet' ? 'Deployment' : controller.kind === 'Job' ? 'CronJob' : undefined;
+  const parentKind =
+    controller.kind === 'ReplicaSet'
+      ? 'Deployment'
+      : controller.kind === 'Job'
+        ? 'CronJob'
+        : undefined;
   if (!parentKind) return `${controller.kind}/${controller.name}`;
-  const owner = objects.find((item) => item.kind === controller.kind && (item.metadata as { name?: unknown } | undefined)?.name === controller.name);
+  const owner = objects.find(
+    (item) =>
+      item.kind === controller.kind &&
+      (item.metadata as { name?: unknown } | undefined)?.name === controller.name,
+  );
   if (owner) {
     const parent = controllerOf((owner.metadata ?? {}) as Record<string, unknown>);
-    return parent?.kind === parentKind ? `${parent.kind}/${parent.name}` : `${controller.kind}/${controller.name}`;
+    return parent?.kind === parentKind
+      ? `${parent.kind}/${parent.name}`
+      : `${controller.kind}/${controller.name}`;
   }
   const hash = record.labels['pod-template-hash'];
   if (controller.kind === 'ReplicaSet' && hash && controller.name.endsWith(`-${hash}`)) {

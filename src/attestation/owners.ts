@@ -14,7 +14,11 @@ const PARENT: Record<string, { kind: 'ReplicaSet' | 'Job'; parent: string }> = {
   Job: { kind: 'Job', parent: 'CronJob' },
 };
 
-export async function resolveOwner(api: KubeApi, cache: LookupCache<string>, pod: PodRecord): Promise<string> {
+export async function resolveOwner(
+  api: KubeApi,
+  cache: LookupCache<string>,
+  pod: PodRecord,
+): Promise<string> {
   const controller = pod.controller;
   if (!controller) return `Pod/${pod.name}`;
   const step = PARENT[controller.kind];
@@ -25,12 +29,16 @@ export async function resolveOwner(api: KubeApi, cache: LookupCache<string>, pod
     try {
       metadata = await api.getOwnerMetadata(step.kind, pod.namespace, controller.name);
     } catch (error) {
-      if (error instanceof KubeCallError && error.kind === 'not-found') return `${controller.kind}/${controller.name}`;
+      if (error instanceof KubeCallError && error.kind === 'not-found')
+        return `${controller.kind}/${controller.name}`;
       throw error;
     }
     const record = (metadata ?? {}) as Record<string, unknown>;
-    if (controller.uid && record.uid !== controller.uid) return `${controller.kind}/${controller.name}`;
+    if (controller.uid && record.uid !== controller.uid)
+      return `${controller.kind}/${controller.name}`;
     const parent = controllerOf(record);
-    return parent?.kind === step.parent ? `${parent.kind}/${parent.name}` : `${controller.kind}/${controller.name}`;
+    return parent?.kind === step.parent
+      ? `${parent.kind}/${parent.name}`
+      : `${controller.kind}/${controller.name}`;
   });
 }

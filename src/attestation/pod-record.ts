@@ -8,8 +8,10 @@ import type { PodRecord } from './types.js';
 
 type Json = Record<string, unknown>;
 
-const isObject = (value: unknown): value is Json => value !== null && typeof value === 'object' && !Array.isArray(value);
-const text = (value: unknown): string | undefined => (typeof value === 'string' && value.length > 0 ? value : undefined);
+const isObject = (value: unknown): value is Json =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+const text = (value: unknown): string | undefined =>
+  typeof value === 'string' && value.length > 0 ? value : undefined;
 const list = (value: unknown): Json[] => (Array.isArray(value) ? value.filter(isObject) : []);
 
 /** A label or annotation map: only string values are kept. */
@@ -37,13 +39,21 @@ export function controllerOf(metadata: Json): PodRecord['controller'] {
  */
 function images(spec: Json, status: Json): { images: string[]; complete: boolean } {
   const statuses = new Map<string, Json>();
-  for (const field of ['initContainerStatuses', 'containerStatuses', 'ephemeralContainerStatuses']) {
+  for (const field of [
+    'initContainerStatuses',
+    'containerStatuses',
+    'ephemeralContainerStatuses',
+  ]) {
     for (const entry of list(status[field])) {
       const name = text(entry.name);
       if (name) statuses.set(name, entry);
     }
   }
-  const containers = [...list(spec.initContainers), ...list(spec.containers), ...list(spec.ephemeralContainers)];
+  const containers = [
+    ...list(spec.initContainers),
+    ...list(spec.containers),
+    ...list(spec.ephemeralContainers),
+  ];
   let complete = containers.length > 0;
   const out: string[] = [];
   for (const container of containers) {

@@ -56,7 +56,9 @@ export function watchNamespace(options: WatchOptions): NamespaceWatch {
 
   const schedule = (action: () => Promise<void>, immediate: boolean) => {
     if (stopped) return;
-    const delay = immediate ? 0 : Math.min(retryMax, retryBase * 2 ** Math.min(failures - 1, 16)) * (0.5 + Math.random() / 2);
+    const delay = immediate
+      ? 0
+      : Math.min(retryMax, retryBase * 2 ** Math.min(failures - 1, 16)) * (0.5 + Math.random() / 2);
     timer = setTimeout(() => void action(), delay);
     timer.unref();
   };
@@ -79,7 +81,10 @@ export function watchNamespace(options: WatchOptions): NamespaceWatch {
     } catch (error) {
       failures += 1;
       options.onEvent?.('error');
-      logger.warn({ namespace, server: api.server, reason: reasonOf(error) }, 'pod list failed; retrying');
+      logger.warn(
+        { namespace, server: api.server, reason: reasonOf(error) },
+        'pod list failed; retrying',
+      );
       resolveReady();
       schedule(list, false);
     }
@@ -87,7 +92,8 @@ export function watchNamespace(options: WatchOptions): NamespaceWatch {
 
   function onEvent(event: WatchEvent): void {
     touch();
-    const object = event.object as { metadata?: { resourceVersion?: unknown }; code?: unknown } | undefined;
+    const object = event.object as
+      { metadata?: { resourceVersion?: unknown }; code?: unknown } | undefined;
     if (event.type === 'ERROR') {
       // The server says the version is gone: the next start must list again.
       if (object?.code === 410) resourceVersion = '';
@@ -127,7 +133,10 @@ export function watchNamespace(options: WatchOptions): NamespaceWatch {
       if (error) {
         failures += 1;
         options.onEvent?.('error');
-        logger.warn({ namespace, server: api.server, reason: error.reason }, 'pod watch failed; resuming after a pause');
+        logger.warn(
+          { namespace, server: api.server, reason: error.reason },
+          'pod watch failed; resuming after a pause',
+        );
         return schedule(watch, false);
       }
       // A normal end (the server's watch timeout): resume at once, unless it ended right away.
@@ -136,7 +145,10 @@ export function watchNamespace(options: WatchOptions): NamespaceWatch {
     };
     try {
       options.onEvent?.('watch');
-      const handle = await withDeadline(api.watchPods(namespace, resourceVersion, onEvent, done), connectTimeout);
+      const handle = await withDeadline(
+        api.watchPods(namespace, resourceVersion, onEvent, done),
+        connectTimeout,
+      );
       if (settled || stopped) return handle.stop();
       current = handle;
       connected = true;

@@ -32,8 +32,13 @@ export function createSignatureChecker(options: {
   maxEntries?: number;
   deadlineMs?: number;
 }): SignatureChecker {
-  const ttlOf = (verdict: Cached) => (verdict.failed ? FAILED_TTL_MS : verdict.kind === 'signed' ? SIGNED_TTL_MS : UNSIGNED_TTL_MS);
-  const verdicts = createLookupCache<Cached>({ ttlMs: ttlOf, max: options.maxEntries ?? 10_000, now: options.now });
+  const ttlOf = (verdict: Cached) =>
+    verdict.failed ? FAILED_TTL_MS : verdict.kind === 'signed' ? SIGNED_TTL_MS : UNSIGNED_TTL_MS;
+  const verdicts = createLookupCache<Cached>({
+    ttlMs: ttlOf,
+    max: options.maxEntries ?? 10_000,
+    now: options.now,
+  });
 
   function verdictFor(image: string): Promise<Cached> {
     const ref = parseDigestReference(image);
@@ -42,15 +47,27 @@ export function createSignatureChecker(options: {
       try {
         let timer: NodeJS.Timeout | undefined;
         const deadline = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new RegistryError('timeout', 'signature check took too long')), options.deadlineMs ?? CHECK_DEADLINE_MS);
+          timer = setTimeout(
+            () => reject(new RegistryError('timeout', 'signature check took too long')),
+            options.deadlineMs ?? CHECK_DEADLINE_MS,
+          );
         });
-        const verdict = await Promise.race([verifyImage(options.registry, options.keys, ref), deadline]).finally(() => clearTimeout(timer));
+        const verdict = await Promise.race([
+          verifyImage(options.registry, options.keys, ref),
+          deadline,
+        ]).finally(() => clearTimeout(timer));
         options.onCheck?.(verdict.kind);
         return verdict;
       } catch (error) {
         options.onCheck?.('error');
-        const reason = error instanceof RegistryError ? `${error.kind}: ${error.message}` : 'malformed signature manifest';
-        options.logger.warn({ registry: ref.registry, repository: ref.repository, digest: ref.digest, reason }, 'image signature check failed; the image counts as unsigned');
+        const reason =
+          error instanceof RegistryError
+            ? `${error.kind}: ${error.message}`
+            : 'malformed signature manifest';
+        options.logger.warn(
+          { registry: ref.registry, repository: ref.repository, digest: ref.digest, reason },
+          'image signature check failed; the image counts as unsigned',
+        );
         return { kind: 'unsigned', failed: true };
       }
     });

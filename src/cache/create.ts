@@ -8,7 +8,9 @@ import type { SharedCache } from './types.js';
 type CacheConfig = Config['cache'];
 
 /** The shared backend the config names, if any. */
-function sharedTarget(cache: Pick<CacheConfig, 'redis' | 'sentinel' | 'cluster'>): RedisTarget | undefined {
+function sharedTarget(
+  cache: Pick<CacheConfig, 'redis' | 'sentinel' | 'cluster'>,
+): RedisTarget | undefined {
   if (cache.redis !== undefined) return cache.redis;
   if (cache.sentinel !== undefined) return { sentinel: cache.sentinel };
   if (cache.cluster !== undefined) return { cluster: cache.cluster };
@@ -25,9 +27,10 @@ function sharedTarget(cache: Pick<CacheConfig, 'redis' | 'sentinel' | 'cluster'>
 function cacheSecret(cache: Pick<CacheConfig, 'keyEnv'>, env: NodeJS.ProcessEnv): string {
   const secret = env[cache.keyEnv];
   if (secret === undefined || secret.trim() === '') {
-    throw new ConfigError(`cache: environment variable ${cache.keyEnv} is not set: a shared cache needs a secret the replicas share (cache.keyEnv)`, [
-      `cache.keyEnv: environment variable ${cache.keyEnv} is not set`,
-    ]);
+    throw new ConfigError(
+      `cache: environment variable ${cache.keyEnv} is not set: a shared cache needs a secret the replicas share (cache.keyEnv)`,
+      [`cache.keyEnv: environment variable ${cache.keyEnv} is not set`],
+    );
   }
   return secret;
 }
@@ -40,23 +43,39 @@ function cacheSecret(cache: Pick<CacheConfig, 'keyEnv'>, env: NodeJS.ProcessEnv)
  */
 export function createSharedCache(
   cache: Partial<CacheConfig>,
-  deps: { logger: Logger; metrics?: Metrics; now?: () => number; timeoutMs?: number; env?: NodeJS.ProcessEnv },
+  deps: {
+    logger: Logger;
+    metrics?: Metrics;
+    now?: () => number;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+  },
 ): SharedCache {
   const target = sharedTarget(cache);
   if (target === undefined) return createMemoryCache(deps.now ? { now: deps.now } : {});
   const env = deps.env ?? process.env;
   const secret = cacheSecret({ keyEnv: cache.keyEnv ?? 'TESSERA_CACHE_KEY' }, env);
-  if (secret.length < 32) deps.logger.warn({ keyEnv: cache.keyEnv ?? 'TESSERA_CACHE_KEY', length: secret.length }, 'cache secret is shorter than 32 characters');
+  if (secret.length < 32)
+    deps.logger.warn(
+      { keyEnv: cache.keyEnv ?? 'TESSERA_CACHE_KEY', length: secret.length },
+      'cache secret is shorter than 32 characters',
+    );
   const password = cache.passwordEnv === undefined ? undefined : env[cache.passwordEnv];
   if (cache.passwordEnv !== undefined && !password) {
-    throw new ConfigError(`cache: environment variable ${cache.passwordEnv} is not set (cache.passwordEnv)`, [`cache.passwordEnv: environment variable ${cache.passwordEnv} is not set`]);
+    throw new ConfigError(
+      `cache: environment variable ${cache.passwordEnv} is not set (cache.passwordEnv)`,
+      [`cache.passwordEnv: environment variable ${cache.passwordEnv} is not set`],
+    );
   }
   let ca: string | undefined;
   if (cache.caFile !== undefined) {
     try {
       ca = readFileSync(cache.caFile, 'utf8');
     } catch (error) {
-      throw new ConfigError(`cache.caFile: cannot read ${cache.caFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, [`cache.caFile: cannot read ${cache.caFile}`]);
+      throw new ConfigError(
+        `cache.caFile: cannot read ${cache.caFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+        [`cache.caFile: cannot read ${cache.caFile}`],
+      );
     }
   }
   const { logger, metrics, now, timeoutMs } = deps;

@@ -4,7 +4,9 @@ import type { SharedCache } from './types.js';
  * The in-process cache: the embedded default, and the fallback when Redis is unreachable.
  * Expired entries are dropped when read; `sweepEvery` bounds memory for keys never read again.
  */
-export function createMemoryCache(options: { now?: () => number; maxEntries?: number } = {}): SharedCache {
+export function createMemoryCache(
+  options: { now?: () => number; maxEntries?: number } = {},
+): SharedCache {
   const now = options.now ?? Date.now;
   const maxEntries = options.maxEntries ?? 100_000;
   const entries = new Map<string, { value: string; expiresAt: number }>();

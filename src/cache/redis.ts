@@ -5,7 +5,8 @@ import { createEntrySealer } from './seal.js';
 import type { SharedCache } from './types.js';
 
 /** Where the shared cache lives: a `redis://`/`rediss://` URL, a Sentinel set or Cluster nodes (`"host:port"`). */
-export type RedisTarget = string | { sentinel: { sentinels: string[]; name: string } } | { cluster: string[] };
+export type RedisTarget =
+  string | { sentinel: { sentinels: string[]; name: string } } | { cluster: string[] };
 
 export interface RedisCacheOptions {
   redis: RedisTarget;
@@ -43,7 +44,12 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
   const now = options.now ?? Date.now;
   const fallback = createMemoryCache(options.now ? { now: options.now } : {});
   const keyPrefix = options.keyPrefix ?? 'tessera:';
-  const client = connect(options.redis, { timeoutMs, keyPrefix, password: options.password, ca: options.ca });
+  const client = connect(options.redis, {
+    timeoutMs,
+    keyPrefix,
+    password: options.password,
+    ca: options.ca,
+  });
   const sealer = createEntrySealer(options.secret, keyPrefix);
   /** An entry that fails authentication is absent to every caller: counted and logged, never its content. */
   const unseal = (key: string, raw: string | null): string | undefined => {
@@ -51,7 +57,10 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
     const opened = sealer.open(keyPrefix + key, raw, now());
     if ('value' in opened) return opened.value;
     metrics?.cacheRejected.inc({ reason: opened.rejected });
-    logger.warn({ cache: 'redis', target, key, reason: opened.rejected, length: raw.length }, 'shared cache entry failed authentication: ignored');
+    logger.warn(
+      { cache: 'redis', target, key, reason: opened.rejected, length: raw.length },
+      'shared cache entry failed authentication: ignored',
+    );
     return undefined;
   };
   // Lock values are only compared, never read for meaning: a fixed expiry makes the sealed owner
@@ -66,7 +75,10 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
   const markDown = (reason: string): void => {
     if (!up || closed) return;
     up = false;
-    logger.warn({ cache: 'redis', target, reason }, 'redis cache unreachable: serving from memory until it answers');
+    logger.warn(
+      { cache: 'redis', target, reason },
+      'redis cache unreachable: serving from memory until it answers',
+    );
     probeTimer ??= setInterval(() => void probe(), probeIntervalMs);
     probeTimer.unref();
   };
@@ -120,7 +132,13 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
       ),
     set: (key, value, ttlMs) =>
       call(
-        async () => void (await client.set(key, sealer.seal(keyPrefix + key, value, now() + wholeMs(ttlMs)), 'PX', wholeMs(ttlMs))),
+        async () =>
+          void (await client.set(
+            key,
+            sealer.seal(keyPrefix + key, value, now() + wholeMs(ttlMs)),
+            'PX',
+            wholeMs(ttlMs),
+          )),
         () => fallback.set(key, value, ttlMs),
       ),
     async delete(key) {
@@ -132,7 +150,8 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
     },
     acquireLock: (key, ttlMs, owner = '1') =>
       call(
-        async () => (await client.set(key, lockValue(key, owner), 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
+        async () =>
+          (await client.set(key, lockValue(key, owner), 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
         () => fallback.acquireLock(key, ttlMs, owner),
       ),
     async releaseLock(key, owner) {
@@ -155,7 +174,10 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
   };
 }
 
-function connect(redis: RedisTarget, settings: { timeoutMs: number; keyPrefix: string; password?: string; ca?: string }): Redis | Cluster {
+function connect(
+  redis: RedisTarget,
+  settings: { timeoutMs: number; keyPrefix: string; password?: string; ca?: string },
+): Redis | Cluster {
   const common: RedisOptions = {
     keyPrefix: settings.keyPrefix,
     // Only a backstop: the per-call budget is enforced by withTimeout, which tolerates our own
@@ -169,7 +191,8 @@ function connect(redis: RedisTarget, settings: { timeoutMs: number; keyPrefix: s
   };
   if (typeof redis === 'string') {
     // ioredis turns TLS on for rediss:// by itself; the CA is only added to it.
-    const tls = settings.ca !== undefined && /^rediss:/i.test(redis) ? { tls: { ca: settings.ca } } : {};
+    const tls =
+      settings.ca !== undefined && /^rediss:/i.test(redis) ? { tls: { ca: settings.ca } } : {};
     return new Redis(redis, { ...common, ...tls });
   }
   if ('sentinel' in redis) {
@@ -203,12 +226,14 @@ function describeTarget(redis: RedisTarget): string {
     const url = new URL(redis);
     return `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
   }
-  if ('sentinel' in redis) return `sentinel ${redis.sentinel.name} via ${redis.sentinel.sentinels.join(',')}`;
+  if ('sentinel' in redis)
+    return `sentinel ${redis.sentinel.name} via ${redis.sentinel.sentinels.join(',')}`;
   return `cluster ${redis.cluster.join(',')}`;
 }
 
 /** Compare-and-delete in one step: a GET then DEL could delete a lock a peer took in between. */
-const RELEASE_IF_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+const RELEASE_IF_OWNER =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 const wholeMs = (ttlMs: number): number => Math.max(1, Math.ceil(ttlMs));
 
@@ -218,7 +243,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     // When the timer fires, an answer may already sit in the socket, unread because this process
     // was busy: let one round of I/O run first, so our own event-loop lag is not taken for a
     // Redis outage (which would split the replicas' shared locks into per-process ones).
-    timer = setTimeout(() => setImmediate(() => reject(new Error(`no answer within ${ms} ms`))), ms);
+    timer = setTimeout(
+      () => setImmediate(() => reject(new Error(`no answer within ${ms} ms`))),
+      ms,
+    );
   });
   // A late rejection after the deadline must not become an unhandled rejection.
   promise.catch(() => undefined);

@@ -30,9 +30,20 @@ const ENTRY = /^tc1\.([0-9a-z]{1,12})\.([A-Za-z0-9_-]{43})\./;
  * @example const sealer = createEntrySealer(process.env.TESSERA_CACHE_KEY!, 'tessera:');
  */
 export function createEntrySealer(secret: string, namespace: string): EntrySealer {
-  const key = Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), 'tessera-sts shared cache', `entry-mac v1 ${namespace}`, 32));
+  const key = Buffer.from(
+    hkdfSync(
+      'sha256',
+      Buffer.from(secret, 'utf8'),
+      'tessera-sts shared cache',
+      `entry-mac v1 ${namespace}`,
+      32,
+    ),
+  );
   const mac = (cacheKey: string, expires: string, value: string): string =>
-    createHmac('sha256', key).update(`${VERSION}\0${cacheKey}\0${expires}\0`).update(value).digest('base64url');
+    createHmac('sha256', key)
+      .update(`${VERSION}\0${cacheKey}\0${expires}\0`)
+      .update(value)
+      .digest('base64url');
 
   return {
     seal(cacheKey, value, expiresAtMs) {
@@ -45,7 +56,8 @@ export function createEntrySealer(secret: string, namespace: string): EntrySeale
       const [prefix, expires, tag] = match as unknown as [string, string, string];
       const value = raw.slice(prefix.length);
       const expected = Buffer.from(mac(cacheKey, expires, value), 'utf8');
-      if (tag.length !== MAC_LENGTH || !timingSafeEqual(Buffer.from(tag, 'utf8'), expected)) return { rejected: 'mac' };
+      if (tag.length !== MAC_LENGTH || !timingSafeEqual(Buffer.from(tag, 'utf8'), expected))
+        return { rejected: 'mac' };
       if (parseInt(expires, 36) <= nowMs) return { rejected: 'expired' };
       return { value };
     },

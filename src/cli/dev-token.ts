@@ -17,12 +17,22 @@ export function registerDevTokenCommand(program: Command): void {
     .requiredOption('--service-account <sa>', 'the service account name')
     .option('--audience <aud>', 'audience of the token (default: the broker audience)')
     .option('--ttl <seconds>', 'lifetime in seconds', positiveInt, 600)
-    .action(async (options: { namespace: string; serviceAccount: string; audience?: string; ttl: number }) => {
-      const config = loadConfig({ file: globalConfigFile(program) });
-      if (!config.devCluster) throw new ConfigError('this config has no devCluster: dev-token signs only for the dev cluster');
-      const dev = await loadDevCluster(config.devCluster, config.audience);
-      process.stdout.write(
-        `${await dev.signToken({ namespace: options.namespace, serviceAccount: options.serviceAccount, audience: options.audience ?? config.audience, ttlSeconds: options.ttl })}\n`,
-      );
-    });
+    .action(
+      async (options: {
+        namespace: string;
+        serviceAccount: string;
+        audience?: string;
+        ttl: number;
+      }) => {
+        const config = loadConfig({ file: globalConfigFile(program) });
+        if (!config.devCluster)
+          throw new ConfigError(
+            'this config has no devCluster: dev-token signs only for the dev cluster',
+          );
+        const dev = await loadDevCluster(config.devCluster, config.audience);
+        process.stdout.write(
+          `${await dev.signToken({ namespace: options.namespace, serviceAccount: options.serviceAccount, audience: options.audience ?? config.audience, ttlSeconds: options.ttl })}\n`,
+        );
+      },
+    );
 }

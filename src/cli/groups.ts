@@ -8,7 +8,8 @@ export interface CommandGroup {
 }
 
 /** The file given with the global `--config` (or `$TESSERA_CONFIG`, which loadConfig reads itself). */
-export const globalConfigFile = (program: Command): string | undefined => program.opts<{ config?: string }>().config;
+export const globalConfigFile = (program: Command): string | undefined =>
+  program.opts<{ config?: string }>().config;
 
 export const COMMAND_GROUPS: readonly CommandGroup[] = [
   {
@@ -16,7 +17,9 @@ export const COMMAND_GROUPS: readonly CommandGroup[] = [
     register: async (program) => (await import('./serve.js')).registerServeCommand(program),
   },
   {
-    commands: [['dev-token', "print a projected-service-account-shaped JWT signed by the dev cluster's key"]],
+    commands: [
+      ['dev-token', "print a projected-service-account-shaped JWT signed by the dev cluster's key"],
+    ],
     register: async (program) => (await import('./dev-token.js')).registerDevTokenCommand(program),
   },
   {
@@ -33,14 +36,20 @@ export const COMMAND_GROUPS: readonly CommandGroup[] = [
   {
     commands: [['keys', 'list, rotate and generate the JWT signing keys']],
     register: async (program) => {
-      const [{ registerKeyCommands }, { loadConfig }] = await Promise.all([import('./keys.js'), import('../config/index.js')]);
+      const [{ registerKeyCommands }, { loadConfig }] = await Promise.all([
+        import('./keys.js'),
+        import('../config/index.js'),
+      ]);
       registerKeyCommands(program, () => loadConfig({ file: globalConfigFile(program) }));
     },
   },
   {
     commands: [['ca', 'the X.509 CA that signs SPIFFE X.509-SVIDs']],
     register: async (program) => {
-      const [{ registerCaCommands }, { loadConfig }] = await Promise.all([import('./ca.js'), import('../config/index.js')]);
+      const [{ registerCaCommands }, { loadConfig }] = await Promise.all([
+        import('./ca.js'),
+        import('../config/index.js'),
+      ]);
       registerCaCommands(program, () => loadConfig({ file: globalConfigFile(program) }));
     },
   },

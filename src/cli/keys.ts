@@ -3,7 +3,12 @@ import { createSharedCache } from '../cache/index.js';
 import type { Config } from '../config/index.js';
 import { SIGNING_ALGORITHMS } from '../constants.js';
 import { createLogger } from '../observability/index.js';
-import { createKeyProvider, type JwsAlgorithm, type KeyInfo, type KeyProvider } from '../keys/index.js';
+import {
+  createKeyProvider,
+  type JwsAlgorithm,
+  type KeyInfo,
+  type KeyProvider,
+} from '../keys/index.js';
 import { escapeJson, escapeLines } from '../terminal/index.js';
 
 /**
@@ -13,22 +18,37 @@ import { escapeJson, escapeLines } from '../terminal/index.js';
  * @example registerKeyCommands(program, () => loadConfig({ file }));
  */
 export function registerKeyCommands(program: Command, loadConfig: () => Config): void {
-  const keys = program.command('keys').description('list, rotate and generate the JWT signing keys');
+  const keys = program
+    .command('keys')
+    .description('list, rotate and generate the JWT signing keys');
 
   keys
     .command('list')
     .description('print every signing key: kid, alg, state and its rotation times')
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
-      const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) => provider.list());
-      process.stdout.write(options.json ? `${escapeJson(JSON.stringify(infos.map(listEntry), null, 2))}\n` : formatTable(infos));
+      const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) =>
+        provider.list(),
+      );
+      process.stdout.write(
+        options.json
+          ? `${escapeJson(JSON.stringify(infos.map(listEntry), null, 2))}\n`
+          : formatTable(infos),
+      );
     });
 
   keys
     .command('rotate')
-    .description('start a rotation now: a new key is published, and signs once relying parties can have fetched it')
-    .addOption(new Option('--alg <alg...>', 'only these algorithms').choices([...SIGNING_ALGORITHMS]))
-    .option('--immediate', 'sign with the new key at once (key compromise: cached JWKS will reject new tokens for a while)')
+    .description(
+      'start a rotation now: a new key is published, and signs once relying parties can have fetched it',
+    )
+    .addOption(
+      new Option('--alg <alg...>', 'only these algorithms').choices([...SIGNING_ALGORITHMS]),
+    )
+    .option(
+      '--immediate',
+      'sign with the new key at once (key compromise: cached JWKS will reject new tokens for a while)',
+    )
     .action(async (options: { alg?: JwsAlgorithm[]; immediate?: boolean }) => {
       const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) =>
         provider.rotate({ algorithms: options.alg, immediate: options.immediate ?? false }),
@@ -40,16 +60,27 @@ export function registerKeyCommands(program: Command, loadConfig: () => Config):
     .command('generate')
     .description('create the keys of configured algorithms that have none')
     .action(async () => {
-      const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) => provider.generate());
+      const infos = await withProvider(loadConfig(), { applyAtStart: false }, (provider) =>
+        provider.generate(),
+      );
       process.stdout.write(formatTable(infos));
     });
 }
 
-async function withProvider<T>(config: Config, options: { applyAtStart: boolean }, task: (provider: KeyProvider) => Promise<T>): Promise<T> {
+async function withProvider<T>(
+  config: Config,
+  options: { applyAtStart: boolean },
+  task: (provider: KeyProvider) => Promise<T>,
+): Promise<T> {
   const logger = createLogger({ level: 'warn' });
   const cache = createSharedCache(config.cache, { logger, env: process.env });
   try {
-    const provider = await createKeyProvider(config.keys, { logger, cache, autoRotate: false, applyAtStart: options.applyAtStart });
+    const provider = await createKeyProvider(config.keys, {
+      logger,
+      cache,
+      autoRotate: false,
+      applyAtStart: options.applyAtStart,
+    });
     try {
       return await task(provider);
     } finally {
@@ -60,7 +91,8 @@ async function withProvider<T>(config: Config, options: { applyAtStart: boolean 
   }
 }
 
-const iso = (seconds: number | undefined): string => (seconds === undefined ? '-' : new Date(seconds * 1000).toISOString());
+const iso = (seconds: number | undefined): string =>
+  seconds === undefined ? '-' : new Date(seconds * 1000).toISOString();
 
 function listEntry(info: KeyInfo): Record<string, unknown> {
   return {
@@ -77,12 +109,37 @@ function listEntry(info: KeyInfo): Record<string, unknown> {
 
 /** A plain aligned table, one key a line, oldest first. */
 export function formatTable(infos: KeyInfo[]): string {
-  const header = ['KID', 'ALG', 'STATE', 'CREATED', 'ACTIVATES/ACTIVATED', 'RETIRED', 'REMOVED AFTER'];
+  const header = [
+    'KID',
+    'ALG',
+    'STATE',
+    'CREATED',
+    'ACTIVATES/ACTIVATED',
+    'RETIRED',
+    'REMOVED AFTER',
+  ];
   const rows = [...infos]
     .sort((a, b) => a.createdAt - b.createdAt)
-    .map((info) => [info.kid, info.alg, info.state, iso(info.createdAt), iso(info.activatedAt ?? info.activateAt), iso(info.retiredAt), iso(info.removeAfter)]);
+    .map((info) => [
+      info.kid,
+      info.alg,
+      info.state,
+      iso(info.createdAt),
+      iso(info.activatedAt ?? info.activateAt),
+      iso(info.retiredAt),
+      iso(info.removeAfter),
+    ]);
   if (rows.length === 0) return 'no signing keys (run `tessera keys generate`)\n';
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] as string).length)));
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] as string).length)),
+  );
   // A kid is read from the key store's files: printed escaped.
-  return escapeLines([header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column] as number)).join('  ').trimEnd()));
+  return escapeLines(
+    [header, ...rows].map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column] as number))
+        .join('  ')
+        .trimEnd(),
+    ),
+  );
 }

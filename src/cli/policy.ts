@@ -9,7 +9,11 @@ import { loadDevCluster } from '../dev-cluster/index.js';
 import { isTesseraError } from '../errors.js';
 import { silentLogger } from '../observability/index.js';
 import { escapeControl, escapeErrorMessage, escapeJson } from '../terminal/index.js';
-import { createSubjectTokenVerifier, decodeUnverified, type WorkloadIdentity } from '../verifiers/index.js';
+import {
+  createSubjectTokenVerifier,
+  decodeUnverified,
+  type WorkloadIdentity,
+} from '../verifiers/index.js';
 import {
   clusterFor,
   explainJson,
@@ -40,11 +44,12 @@ const processIo: PolicyCliIo = {
   },
 };
 
-
 /** Configured clusters plus the dev cluster, as names and issuers (no keys loaded). */
 function knownClusters(config: Config): ClusterConfig[] {
   const dev = config.devCluster;
-  const devEntry: ClusterConfig[] = dev ? [{ name: dev.name, issuer: dev.issuer, verify: 'jwks', allowInsecure: false }] : [];
+  const devEntry: ClusterConfig[] = dev
+    ? [{ name: dev.name, issuer: dev.issuer, verify: 'jwks', allowInsecure: false }]
+    : [];
   return [...config.clusters, ...devEntry];
 }
 
@@ -60,7 +65,8 @@ const effectiveConfig = (command: Command): Config => configOf(command) ?? loadC
 /** `--at`: ISO 8601 or epoch seconds, to seconds. */
 function parseAt(value: string): number {
   const seconds = /^\d+$/.test(value) ? Number(value) : Date.parse(value) / 1000;
-  if (!Number.isFinite(seconds)) throw new InvalidArgumentError('must be an ISO 8601 time or epoch seconds');
+  if (!Number.isFinite(seconds))
+    throw new InvalidArgumentError('must be an ISO 8601 time or epoch seconds');
   return Math.floor(seconds);
 }
 
@@ -70,7 +76,9 @@ function loadSet(dir: string, io: PolicyCliIo): PolicySet | undefined {
   try {
     return loadPolicySet(dir);
   } catch (error) {
-    io.err(`${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : escapeErrorMessage(error)}\n`);
+    io.err(
+      `${error instanceof PolicyLoadError ? error.problems.map(formatProblem).join('\n') : escapeErrorMessage(error)}\n`,
+    );
     io.exit(2);
     return undefined;
   }
@@ -88,11 +96,21 @@ export function refusalSummary(error: unknown): string {
 }
 
 async function signatureLine(token: string, config: Config, at: number): Promise<string> {
-  const dev = config.devCluster ? await loadDevCluster(config.devCluster, config.audience) : undefined;
+  const dev = config.devCluster
+    ? await loadDevCluster(config.devCluster, config.audience)
+    : undefined;
   const clusters = dev ? [...config.clusters, dev.cluster] : config.clusters;
-  const verifier = createSubjectTokenVerifier({ clusters, audience: config.audience, cache: createMemoryCache(), logger: silentLogger(), now: () => at * 1000 });
+  const verifier = createSubjectTokenVerifier({
+    clusters,
+    audience: config.audience,
+    cache: createMemoryCache(),
+    logger: silentLogger(),
+    now: () => at * 1000,
+  });
   try {
-    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out reaching the issuer')), 5000).unref());
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('timed out reaching the issuer')), 5000).unref(),
+    );
     const identity = await Promise.race([verifier.verify(token), timeout]);
     return `signature and claims verify (cluster ${identity.cluster})`;
   } catch (error) {
@@ -124,12 +142,16 @@ interface Subject {
 
 type SubjectSource = { token: string } | { claims: string };
 
-const isClaimSet = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+const isClaimSet = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
 
 async function readSubject(source: SubjectSource, config: Config, now: number): Promise<Subject> {
   if ('token' in source) {
     const token = readFileSync(source.token, 'utf8').trim();
-    return { claims: decodeUnverified(token).claims, signature: await signatureLine(token, config, now) };
+    return {
+      claims: decodeUnverified(token).claims,
+      signature: await signatureLine(token, config, now),
+    };
   }
   const claims: unknown = parseYaml(readFileSync(source.claims, 'utf8'));
   if (!isClaimSet(claims)) throw new Error('claims must be a JSON object');
@@ -151,44 +173,86 @@ function sourceOf(options: ExplainOptions): SubjectSource | undefined {
 }
 
 /** The subject's claims, or undefined once the problem is printed. */
-async function subjectOf(source: SubjectSource, config: Config, now: number, io: PolicyCliIo): Promise<Subject | undefined> {
+async function subjectOf(
+  source: SubjectSource,
+  config: Config,
+  now: number,
+  io: PolicyCliIo,
+): Promise<Subject | undefined> {
   try {
     return await readSubject(source, config, now);
   } catch (error) {
-    return fail(io, `policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}`);
+    return fail(
+      io,
+      `policy explain: ${isTesseraError(error) ? escapeControl(error.description) : escapeErrorMessage(error)}`,
+    );
   }
 }
 
 /** `identity` with the facts pod attestation would derive from `--pod FILE`, or undefined once the problem is printed. */
-function withPodFacts(identity: WorkloadIdentity, podFile: string | undefined, io: PolicyCliIo): WorkloadIdentity | undefined {
+function withPodFacts(
+  identity: WorkloadIdentity,
+  podFile: string | undefined,
+  io: PolicyCliIo,
+): WorkloadIdentity | undefined {
   if (!podFile) return identity;
   try {
-    return { ...identity, attestation: factsFromPodObject(parseYaml(readFileSync(podFile, 'utf8'))).facts };
+    return {
+      ...identity,
+      attestation: factsFromPodObject(parseYaml(readFileSync(podFile, 'utf8'))).facts,
+    };
   } catch (error) {
-    return fail(io, `policy explain: --pod ${escapeControl(podFile)}: ${escapeErrorMessage(error)}`);
+    return fail(
+      io,
+      `policy explain: --pod ${escapeControl(podFile)}: ${escapeErrorMessage(error)}`,
+    );
   }
 }
 
 async function explain(options: ExplainOptions, command: Command, io: PolicyCliIo): Promise<void> {
   const source = sourceOf(options);
-  if (!source) return void fail(io, 'policy explain: give exactly one of --token FILE or --claims FILE');
+  if (!source)
+    return void fail(io, 'policy explain: give exactly one of --token FILE or --claims FILE');
   const config = effectiveConfig(command);
   const set = loadSet(options.policies ?? config.policies, io);
   if (!set) return;
   const role = set.roles.get(options.role);
   if (!role) {
-    return void fail(io, escapeControl(`policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})`));
+    return void fail(
+      io,
+      escapeControl(
+        `policy explain: no role "${options.role}" (known: ${[...set.roles.keys()].join(', ') || 'none'})`,
+      ),
+    );
   }
   const now = options.at ?? Math.floor(Date.now() / 1000);
   const subject = await subjectOf(source, config, now, io);
   if (!subject) return;
   const { claims, signature } = subject;
-  const identity = withPodFacts(offlineIdentity(claims, clusterFor(claims, knownClusters(config), options.cluster)), options.pod, io);
+  const identity = withPodFacts(
+    offlineIdentity(claims, clusterFor(claims, knownClusters(config), options.cluster)),
+    options.pod,
+    io,
+  );
   if (!identity) return;
   const audience = options.audience?.length ? options.audience : role.issue.audiences.slice(0, 1);
-  const decision = set.decide(role, { identity, request: { audience, scope: options.scope ?? [], tokenType: options.tokenType }, now });
-  if (options.json) io.out(`${escapeJson(JSON.stringify(explainJson(role, decision, signature), null, 2))}\n`);
-  else io.out(formatExplain(set, role, decision, { identity, audience, tokenType: options.tokenType, now, ...(signature ? { signature } : {}) }));
+  const decision = set.decide(role, {
+    identity,
+    request: { audience, scope: options.scope ?? [], tokenType: options.tokenType },
+    now,
+  });
+  if (options.json)
+    io.out(`${escapeJson(JSON.stringify(explainJson(role, decision, signature), null, 2))}\n`);
+  else
+    io.out(
+      formatExplain(set, role, decision, {
+        identity,
+        audience,
+        tokenType: options.tokenType,
+        now,
+        ...(signature ? { signature } : {}),
+      }),
+    );
   io.exit(decision.decision === 'allow' ? 0 : 1);
 }
 
@@ -202,9 +266,14 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
 
   policy
     .command('lint')
-    .description('validate every policy file; prints file:line:col: message per problem, then the policyVersion; exit 1 on errors (and on warnings with --strict)')
+    .description(
+      'validate every policy file; prints file:line:col: message per problem, then the policyVersion; exit 1 on errors (and on warnings with --strict)',
+    )
     .argument('[dir]', 'policy directory (default: the config’s policies, else ./policies)')
-    .option('-c, --config <file>', 'config file: Principals must then name a configured cluster, IRSA :aud conditions an audience it accepts')
+    .option(
+      '-c, --config <file>',
+      'config file: Principals must then name a configured cluster, IRSA :aud conditions an audience it accepts',
+    )
     .option('--strict', 'exit 1 on warnings too')
     .action((dir: string | undefined, options: { strict?: boolean }, command: Command) => {
       let config: Config | undefined;
@@ -219,16 +288,24 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       const target = dir ?? config?.policies ?? './policies';
       let result;
       try {
-        result = lintDirectory(target, config ? { clusters: knownClusters(config), audience: config.audience } : {});
+        result = lintDirectory(
+          target,
+          config ? { clusters: knownClusters(config), audience: config.audience } : {},
+        );
       } catch (error) {
-        io.err(`${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`);
+        io.err(
+          `${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`,
+        );
         return io.exit(2);
       }
       for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
       // The digest the broker logs and puts in every audit event, to tie decisions to this commit.
       if (result.version) io.out(`policyVersion: ${result.version}\n`);
       const errors = result.problems.filter((problem) => problem.severity === 'error').length;
-      if (result.problems.length > 0) io.err(`${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`);
+      if (result.problems.length > 0)
+        io.err(
+          `${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`,
+        );
       // Warnings are advice: every file is still valid, so they fail only when asked to.
       io.exit(errors > 0 || (options.strict === true && result.problems.length > 0) ? 1 : 0);
     });
@@ -239,15 +316,25 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
     .requiredOption('--role <role>', 'the role to evaluate')
     .option('--token <file>', 'a subject token (its signature is reported, not required)')
     .option('--claims <file>', 'a claim set (JSON or YAML)')
-    .option('--pod <file>', 'a Pod object (or a List with its Node and ReplicaSet/Job), as pod attestation would read it')
+    .option(
+      '--pod <file>',
+      'a Pod object (or a List with its Node and ReplicaSet/Job), as pod attestation would read it',
+    )
     .option('--cluster <name>', 'the cluster the token comes from (default: by iss)')
-    .option('--audience <aud>', 'requested audience (repeatable; default: the role’s first)', collect)
+    .option(
+      '--audience <aud>',
+      'requested audience (repeatable; default: the role’s first)',
+      collect,
+    )
     .option('--scope <scope>', 'requested scope (repeatable)', collect)
     .option('--token-type <type>', 'requested token type', TOKEN_TYPE_JWT)
     .option('--policies <dir>', 'policy directory')
     .option('--at <time>', 'evaluate at this time (ISO 8601 or epoch seconds)', parseAt)
     .option('--json', 'print {decision, decidedBy, statements} as JSON')
-    .option('-c, --config <file>', 'config file (clusters, to name the cluster and check the signature)')
+    .option(
+      '-c, --config <file>',
+      'config file (clusters, to name the cluster and check the signature)',
+    )
     .action((options: ExplainOptions, command: Command) => explain(options, command, io));
 
   policy
@@ -267,7 +354,9 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
         return io.exit(2);
       }
       const result = whoCan(set, role);
-      io.out(options.json ? `${escapeJson(JSON.stringify(result, null, 2))}\n` : formatWhoCan(result));
+      io.out(
+        options.json ? `${escapeJson(JSON.stringify(result, null, 2))}\n` : formatWhoCan(result),
+      );
       io.exit(0);
     });
 

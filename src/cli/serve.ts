@@ -9,7 +9,8 @@ const MIN_BROKER_NODE = 24;
 
 const workersOption = (value: string): number | 'auto' => {
   if (value === 'auto') return 'auto';
-  if (!/^[1-9][0-9]*$/.test(value)) throw new InvalidArgumentError('must be a positive whole number or auto');
+  if (!/^[1-9][0-9]*$/.test(value))
+    throw new InvalidArgumentError('must be a positive whole number or auto');
   return Number(value);
 };
 
@@ -19,14 +20,23 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('run the broker')
     .option('-c, --config <file>', 'config file (YAML or JSON)')
-    .option('--workers <n|auto>', "processes sharing the listeners (default: the config's workers, 1)", workersOption)
+    .option(
+      '--workers <n|auto>',
+      "processes sharing the listeners (default: the config's workers, 1)",
+      workersOption,
+    )
     .action(async (options: { config?: string; workers?: number | 'auto' }) => {
       // The broker's libraries (the Kubernetes client, undici) need a supported LTS; the SDK, agent and exchange do not.
       if (Number(process.versions.node.split('.')[0]) < MIN_BROKER_NODE) {
-        throw new Error(`tessera serve needs Node.js ${MIN_BROKER_NODE} or later (this is ${process.version}); the SDK, agent and exchange run on 20.19+`);
+        throw new Error(
+          `tessera serve needs Node.js ${MIN_BROKER_NODE} or later (this is ${process.version}); the SDK, agent and exchange run on 20.19+`,
+        );
       }
       const config = loadConfig({ file: options.config ?? globalConfigFile(program) });
-      await serve(config, { ...(options.workers !== undefined && { workers: options.workers }), onListening: announce });
+      await serve(config, {
+        ...(options.workers !== undefined && { workers: options.workers }),
+        onListening: announce,
+      });
     });
 }
 

@@ -1,7 +1,9 @@
 import { isIP } from 'node:net';
 
 /** `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128); undefined when malformed. */
-export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+export function parseCidr(
+  value: string,
+): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
   const [address = '', prefixText, ...rest] = value.trim().split('/');
   if (rest.length > 0) return undefined;
   const version = isIP(address);

@@ -12,7 +12,8 @@ const PART = /(\d+)(ms|s|m|h|d)/g;
 
 /** Whole seconds in `value`, or `undefined` when it is not a duration of whole seconds. */
 export function parseDuration(value: string | number): number | undefined {
-  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value === 'number')
+    return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text);
   if (!DURATION.test(text)) return undefined;
@@ -31,8 +32,13 @@ const LOOSE_DURATION = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$|^\d+\.\d+$/;
 
 /** Why `value` is not a duration, for load errors: a fraction of a second gets its own message. */
 export function durationProblem(value: string | number): string {
-  const fractional = typeof value === 'number' ? Number.isFinite(value) && value >= 0 : LOOSE_DURATION.test(value.trim());
-  return fractional ? 'must be a whole number of seconds (such as 90s, 15m or 1h30m)' : 'must be a duration such as 90s, 15m, 1h or 24h';
+  const fractional =
+    typeof value === 'number'
+      ? Number.isFinite(value) && value >= 0
+      : LOOSE_DURATION.test(value.trim());
+  return fractional
+    ? 'must be a whole number of seconds (such as 90s, 15m or 1h30m)'
+    : 'must be a duration such as 90s, 15m, 1h or 24h';
 }
 
 /** `3600` → `1h`, for messages. */

@@ -37,5 +37,8 @@ export function normalizeHostPath(value: string): string {
 export function issuerHostPath(iss: string): string {
   const scheme = SCHEME.exec(iss);
   if (!scheme) return normalizeHostPath(iss);
-  return hostPath(iss.slice(scheme[0].length), (scheme[1] as string).toLowerCase() as 'http' | 'https');
+  return hostPath(
+    iss.slice(scheme[0].length),
+    (scheme[1] as string).toLowerCase() as 'http' | 'https',
+  );
 }

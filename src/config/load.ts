@@ -22,7 +22,11 @@ const DEFAULT_CONFIG: ConfigInput = {
   listen: { host: '127.0.0.1', port: 8080 },
   audience: 'tessera',
   clusters: [],
-  devCluster: { name: 'dev', issuer: 'https://dev-cluster.tessera.local', keyDir: './.tessera/dev-cluster' },
+  devCluster: {
+    name: 'dev',
+    issuer: 'https://dev-cluster.tessera.local',
+    keyDir: './.tessera/dev-cluster',
+  },
   policies: './policies',
   keys: { provider: 'local', dir: './.tessera/keys' },
 };
@@ -40,7 +44,9 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
 function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>): string[] {
   return issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field`).join('\n');
+      return issue.keys
+        .map((key) => `${formatPath([...issue.path, key])}: unknown field`)
+        .join('\n');
     }
     return `${formatPath(issue.path)}: ${issue.message}`;
   });
@@ -64,7 +70,11 @@ function applyEnv(input: Record<string, unknown>, env: NodeJS.ProcessEnv): Recor
   if (env.TESSERA_PORT) listen.port = Number(env.TESSERA_PORT);
   if (env.TESSERA_HOST || env.TESSERA_PORT) out.listen = listen;
   if (env.TESSERA_ISSUER) out.issuer = env.TESSERA_ISSUER;
-  if (env.TESSERA_REDIS_URL) out.cache = { ...(out.cache as Record<string, unknown> | undefined), redis: env.TESSERA_REDIS_URL };
+  if (env.TESSERA_REDIS_URL)
+    out.cache = {
+      ...(out.cache as Record<string, unknown> | undefined),
+      redis: env.TESSERA_REDIS_URL,
+    };
   if (env.TESSERA_LOG_LEVEL) out.logging = { level: env.TESSERA_LOG_LEVEL };
   return out;
 }
@@ -76,8 +86,15 @@ function resolvePaths(config: Config, baseDir: string): Config {
   return {
     ...config,
     policies: at(config.policies) as string,
-    clusters: config.clusters.map((cluster) => ({ ...cluster, caFile: at(cluster.caFile), kubeconfig: at(cluster.kubeconfig) })),
-    devCluster: config.devCluster && { ...config.devCluster, keyDir: at(config.devCluster.keyDir) as string },
+    clusters: config.clusters.map((cluster) => ({
+      ...cluster,
+      caFile: at(cluster.caFile),
+      kubeconfig: at(cluster.kubeconfig),
+    })),
+    devCluster: config.devCluster && {
+      ...config.devCluster,
+      keyDir: at(config.devCluster.keyDir) as string,
+    },
     keys: { ...config.keys, dir: at(config.keys.dir) as string, pinFile: at(config.keys.pinFile) },
     listen: config.listen.tls
       ? {
@@ -92,12 +109,23 @@ function resolvePaths(config: Config, baseDir: string): Config {
       : config.listen,
     x509: { ...config.x509, dir: at(config.x509.dir) },
     cache: { ...config.cache, caFile: at(config.cache.caFile) },
-    audit: { ...config.audit, file: config.audit.file === 'stdout' ? 'stdout' : at(config.audit.file) },
+    audit: {
+      ...config.audit,
+      file: config.audit.file === 'stdout' ? 'stdout' : at(config.audit.file),
+    },
     ...(config.imageSignatures && {
       imageSignatures: {
-        keys: Object.fromEntries(Object.entries(config.imageSignatures.keys).map(([name, file]) => [name, at(file) as string])),
+        keys: Object.fromEntries(
+          Object.entries(config.imageSignatures.keys).map(([name, file]) => [
+            name,
+            at(file) as string,
+          ]),
+        ),
         registries: Object.fromEntries(
-          Object.entries(config.imageSignatures.registries).map(([host, registry]) => [host, { ...registry, caFile: at(registry.caFile) }]),
+          Object.entries(config.imageSignatures.registries).map(([host, registry]) => [
+            host,
+            { ...registry, caFile: at(registry.caFile) },
+          ]),
         ),
       },
     }),
@@ -109,13 +137,21 @@ function resolvePaths(config: Config, baseDir: string): Config {
  *
  * @example const config = loadConfig({ file: 'tessera.yaml' });
  */
-export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Config {
+export function loadConfig(
+  options: { file?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Config {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const file = options.file ?? env.TESSERA_CONFIG;
-  const { raw, baseDir } = file ? readConfigFile(resolve(cwd, file)) : { raw: DEFAULT_CONFIG as unknown, baseDir: cwd };
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${file ?? 'config'}: must be a mapping`);
-  return resolvePaths(parseConfig(applyEnv(raw as Record<string, unknown>, env), file ?? 'config'), baseDir);
+  const { raw, baseDir } = file
+    ? readConfigFile(resolve(cwd, file))
+    : { raw: DEFAULT_CONFIG as unknown, baseDir: cwd };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new ConfigError(`${file ?? 'config'}: must be a mapping`);
+  return resolvePaths(
+    parseConfig(applyEnv(raw as Record<string, unknown>, env), file ?? 'config'),
+    baseDir,
+  );
 }
 
 function readConfigFile(path: string): { raw: unknown; baseDir: string } {
@@ -123,7 +159,9 @@ function readConfigFile(path: string): { raw: unknown; baseDir: string } {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new ConfigError(
+      `cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
   }
   try {
     return { raw: parseYaml(text, { uniqueKeys: true }), baseDir: dirname(path) };
@@ -133,7 +171,10 @@ function readConfigFile(path: string): { raw: unknown; baseDir: string } {
     const yamlError = error as Error & { linePos?: Array<{ line: number; col: number }> };
     const position = yamlError.linePos?.[0];
     const where = position ? `:${position.line}:${position.col}` : '';
-    const firstLine = (yamlError.message.split('\n')[0] ?? 'invalid YAML').replace(/ at line \d+, column \d+:?$/, '');
+    const firstLine = (yamlError.message.split('\n')[0] ?? 'invalid YAML').replace(
+      / at line \d+, column \d+:?$/,
+      '',
+    );
     throw new ConfigError(`${path}${where}: ${firstLine}`);
   }
 }

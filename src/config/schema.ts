@@ -21,7 +21,9 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
 
 /** A duration of at least `minSeconds`, for values where zero would be a misconfiguration. */
 const durationAtLeast = (minSeconds: number, hint: string) =>
-  durationSchema.refine((seconds) => seconds >= minSeconds, { message: `must be at least ${hint}` });
+  durationSchema.refine((seconds) => seconds >= minSeconds, {
+    message: `must be at least ${hint}`,
+  });
 
 const urlSchema = z.string().refine((value) => URL.canParse(value), { message: 'must be a URL' });
 
@@ -33,17 +35,25 @@ function issuerProblem(value: string, allowHttp: boolean): string | undefined {
   if (value.length > 2048) return 'must be at most 2048 characters';
   if (!URL.canParse(value)) return allowHttp ? 'must be a URL' : 'must be an https URL';
   const url = new URL(value);
-  if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) return 'must be an https URL';
+  if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:'))
+    return 'must be an https URL';
   if (url.username || url.password) return 'must not contain userinfo';
-  if (url.search || url.hash || value.includes('?') || value.includes('#')) return 'must not contain a query or fragment';
-  if (value.split('/').some((segment) => segment === '..' || segment === '.')) return 'must not contain dot segments';
+  if (url.search || url.hash || value.includes('?') || value.includes('#'))
+    return 'must not contain a query or fragment';
+  if (value.split('/').some((segment) => segment === '..' || segment === '.'))
+    return 'must not contain dot segments';
   return undefined;
 }
 
 /** `maxTokenLifetime` when a cluster does not set it: 24 h, the longest a pod's projected token normally lives. */
 export const DEFAULT_MAX_TOKEN_LIFETIME = 86_400;
 
-const clusterNameSchema = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)');
+const clusterNameSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+    'must be a DNS label (lowercase letters, digits, -)',
+  );
 
 const jwkSchema = z.looseObject({ kty: z.string() });
 
@@ -73,10 +83,18 @@ export const clusterSchema = z
       ctx.addIssue({ code: 'custom', path: ['jwksUri'], message: 'must be an https URL' });
     }
     if (cluster.verify !== 'jwks' && !cluster.kubeconfig) {
-      ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: `is required when verify is ${cluster.verify}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kubeconfig'],
+        message: `is required when verify is ${cluster.verify}`,
+      });
     }
     if (cluster.podAttestation && !cluster.kubeconfig) {
-      ctx.addIssue({ code: 'custom', path: ['kubeconfig'], message: 'is required when podAttestation is true' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kubeconfig'],
+        message: 'is required when podAttestation is true',
+      });
     }
   });
 
@@ -87,10 +105,13 @@ const envNameSchema = z.string().regex(ENV_NAME, 'must be an environment variabl
 const hostPortSchema = z.string().superRefine((value, ctx) => {
   const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(value);
   if (!match) ctx.addIssue({ code: 'custom', message: 'must be "host:port"' });
-  else if (Number(match[2]) > 65535) ctx.addIssue({ code: 'custom', message: 'port must be at most 65535' });
+  else if (Number(match[2]) > 65535)
+    ctx.addIssue({ code: 'custom', message: 'port must be at most 65535' });
 });
 
-const redisUrlSchema = urlSchema.refine((value) => /^rediss?:\/\//i.test(value), { message: 'must be a redis:// or rediss:// URL' });
+const redisUrlSchema = urlSchema.refine((value) => /^rediss?:\/\//i.test(value), {
+  message: 'must be a redis:// or rediss:// URL',
+});
 
 /**
  * The shared cache: one of `redis` (URL), `sentinel` or `cluster`; absent, the cache is in memory.
@@ -99,7 +120,9 @@ const redisUrlSchema = urlSchema.refine((value) => /^rediss?:\/\//i.test(value),
 const cacheSchema = z
   .strictObject({
     redis: redisUrlSchema.optional(),
-    sentinel: z.strictObject({ sentinels: z.array(hostPortSchema).min(1), name: z.string().min(1) }).optional(),
+    sentinel: z
+      .strictObject({ sentinels: z.array(hostPortSchema).min(1), name: z.string().min(1) })
+      .optional(),
     cluster: z.array(hostPortSchema).min(1).optional(),
     /** Names the environment variable holding the secret the replicas share. */
     keyEnv: envNameSchema.default('TESSERA_CACHE_KEY'),
@@ -111,10 +134,21 @@ const cacheSchema = z
     maxStale: durationSchema.default(86400),
   })
   .superRefine((cache, ctx) => {
-    const targets = (['redis', 'sentinel', 'cluster'] as const).filter((name) => cache[name] !== undefined);
-    if (targets.length > 1) ctx.addIssue({ code: 'custom', path: [targets[1] as string], message: `only one of redis, sentinel and cluster may be set (also ${targets[0]})` });
+    const targets = (['redis', 'sentinel', 'cluster'] as const).filter(
+      (name) => cache[name] !== undefined,
+    );
+    if (targets.length > 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: [targets[1] as string],
+        message: `only one of redis, sentinel and cluster may be set (also ${targets[0]})`,
+      });
     if (cache.caFile !== undefined && !cache.redis?.toLowerCase().startsWith('rediss://')) {
-      ctx.addIssue({ code: 'custom', path: ['caFile'], message: 'needs a rediss:// URL in cache.redis' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['caFile'],
+        message: 'needs a rediss:// URL in cache.redis',
+      });
     }
   });
 
@@ -148,7 +182,9 @@ const rateLimitSchema = z.strictObject({
   perIdentity: bucketSchema(RATE_LIMIT_DEFAULTS.perIdentity),
 });
 
-const cidrSchema = z.string().refine((value) => parseCidr(value) !== undefined, { message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8' });
+const cidrSchema = z.string().refine((value) => parseCidr(value) !== undefined, {
+  message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8',
+});
 
 /**
  * Open connections per listener. Each holds a file descriptor: past the cap new connections are
@@ -185,7 +221,12 @@ export const imageSignaturesSchema = z.strictObject({
   /** Key name (what `kubernetes.io/pod/image/signed-by` reports) → PEM file of an ECDSA P-256 public key. */
   keys: z.record(z.string(), z.string().min(1)).superRefine((keys, ctx) => {
     for (const name of Object.keys(keys)) {
-      if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'key names use letters, digits, . _ -' });
+      if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message: 'key names use letters, digits, . _ -',
+        });
     }
   }),
   registries: z
@@ -201,14 +242,24 @@ export const imageSignaturesSchema = z.strictObject({
           /** Names the environment variable holding the password or token; the secret never sits in the file. */
           passwordEnv: envNameSchema.optional(),
         })
-        .refine((registry) => !(registry.insecure && registry.caFile), { message: 'caFile and insecure exclude each other' })
-        .refine((registry) => (registry.username === undefined) === (registry.passwordEnv === undefined), {
-          message: 'username and passwordEnv go together',
-        }),
+        .refine((registry) => !(registry.insecure && registry.caFile), {
+          message: 'caFile and insecure exclude each other',
+        })
+        .refine(
+          (registry) => (registry.username === undefined) === (registry.passwordEnv === undefined),
+          {
+            message: 'username and passwordEnv go together',
+          },
+        ),
     )
     .superRefine((registries, ctx) => {
       for (const host of Object.keys(registries)) {
-        if (!/^[a-z0-9.-]+(:[0-9]{1,5})?$/.test(host)) ctx.addIssue({ code: 'custom', path: [host], message: 'must be a registry host[:port] in lowercase' });
+        if (!/^[a-z0-9.-]+(:[0-9]{1,5})?$/.test(host))
+          ctx.addIssue({
+            code: 'custom',
+            path: [host],
+            message: 'must be a registry host[:port] in lowercase',
+          });
       }
     })
     .default({}),
@@ -218,7 +269,13 @@ export const configSchema = z
   .strictObject({
     /** `iss` of issued tokens and base of the discovery document; absent: the URL of `listen`. */
     issuer: z.string().optional(),
-    listen: listenSchema.default({ host: '127.0.0.1', port: 8080, maxConnections: DEFAULT_MAX_CONNECTIONS, headersTimeout: 10, requestTimeout: 15 }),
+    listen: listenSchema.default({
+      host: '127.0.0.1',
+      port: 8080,
+      maxConnections: DEFAULT_MAX_CONNECTIONS,
+      headersTimeout: 10,
+      requestTimeout: 15,
+    }),
     /** Optional: discovery, JWKS and the trust bundle only (what cloud IAM must reach). */
     publicListen: extraListenerSchema.optional(),
     /** Optional: /metrics, /healthz and /readyz move here. */
@@ -256,7 +313,10 @@ export const configSchema = z
         module: z.string().optional(),
         tokenLabel: z.string().optional(),
         slot: z.number().int().min(0).optional(),
-        pinEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+        pinEnv: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+          .optional(),
         pinFile: z.string().optional(),
         algorithms: z.array(z.enum(SIGNING_ALGORITHMS)).min(1).default(['ES256', 'RS256']),
         rsaBits: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]).default(2048),
@@ -269,12 +329,25 @@ export const configSchema = z
       })
       .superRefine((keys, ctx) => {
         if (keys.provider !== 'pkcs11') return;
-        if (!keys.module) ctx.addIssue({ code: 'custom', path: ['module'], message: 'is required for provider pkcs11' });
+        if (!keys.module)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['module'],
+            message: 'is required for provider pkcs11',
+          });
         if (keys.tokenLabel === undefined && keys.slot === undefined) {
-          ctx.addIssue({ code: 'custom', path: ['tokenLabel'], message: 'tokenLabel or slot is required for provider pkcs11' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tokenLabel'],
+            message: 'tokenLabel or slot is required for provider pkcs11',
+          });
         }
         if (!keys.pinEnv && !keys.pinFile) {
-          ctx.addIssue({ code: 'custom', path: ['pinEnv'], message: 'pinEnv or pinFile is required for provider pkcs11' });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pinEnv'],
+            message: 'pinEnv or pinFile is required for provider pkcs11',
+          });
         }
       })
       .default({
@@ -286,7 +359,10 @@ export const configSchema = z
       }),
     x509: z
       .strictObject({
-        trustDomain: z.string().regex(/^[a-z0-9._-]+$/, 'must be a SPIFFE trust domain (lowercase)').default('example.org'),
+        trustDomain: z
+          .string()
+          .regex(/^[a-z0-9._-]+$/, 'must be a SPIFFE trust domain (lowercase)')
+          .default('example.org'),
         caTtl: durationAtLeast(3600, '1h').default(8760 * 3600),
         /** Directory of the CA certificate (and, for provider local, its key). */
         dir: z.string().optional(),
@@ -298,7 +374,11 @@ export const configSchema = z
     trustedProxies: z.array(cidrSchema).default([]),
     imageSignatures: imageSignaturesSchema.optional(),
     logging: z
-      .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strictObject({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info'),
+      })
       .default({ level: 'info' }),
     /** Where token-exchange audit events go: absent, the log stream; `stdout`, or a file of their own. */
     audit: z.strictObject({ file: z.string().min(1).optional() }).default({}),
@@ -318,15 +398,30 @@ export const configSchema = z
     for (const [name, listener] of ports) {
       if (!listener || listener.port === 0) continue;
       const first = used.get(String(listener.port));
-      if (first) ctx.addIssue({ code: 'custom', path: [name, 'port'], message: `is already used by ${first}` });
+      if (first)
+        ctx.addIssue({
+          code: 'custom',
+          path: [name, 'port'],
+          message: `is already used by ${first}`,
+        });
       else used.set(String(listener.port), name);
     }
     const seen = new Map<string, number>();
     if (config.devCluster) {
       const dev = config.devCluster;
       config.clusters.forEach((cluster, index) => {
-        if (cluster.name === dev.name) ctx.addIssue({ code: 'custom', path: ['clusters', index, 'name'], message: 'duplicates devCluster.name' });
-        if (cluster.issuer === dev.issuer) ctx.addIssue({ code: 'custom', path: ['clusters', index, 'issuer'], message: 'duplicates devCluster.issuer' });
+        if (cluster.name === dev.name)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', index, 'name'],
+            message: 'duplicates devCluster.name',
+          });
+        if (cluster.issuer === dev.issuer)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', index, 'issuer'],
+            message: 'duplicates devCluster.issuer',
+          });
       });
     }
     config.clusters.forEach((cluster, index) => {
@@ -334,7 +429,11 @@ export const configSchema = z
         const first = seen.get(key);
         if (first !== undefined) {
           const field = key.startsWith('name') ? 'name' : 'issuer';
-          ctx.addIssue({ code: 'custom', path: ['clusters', index, field], message: `duplicates clusters[${first}].${field}` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusters', index, field],
+            message: `duplicates clusters[${first}].${field}`,
+          });
         } else seen.set(key, index);
       }
     });
@@ -353,8 +452,15 @@ function sameIssuerProblems(config: {
   devCluster?: { name: string; issuer: string } | undefined;
 }): Array<{ path: PropertyKey[]; message: string }> {
   const entries = [
-    ...(config.devCluster ? [{ label: 'devCluster', name: config.devCluster.name, issuer: config.devCluster.issuer }] : []),
-    ...config.clusters.map((cluster, index) => ({ label: `clusters[${index}]`, name: cluster.name, issuer: cluster.issuer, index })),
+    ...(config.devCluster
+      ? [{ label: 'devCluster', name: config.devCluster.name, issuer: config.devCluster.issuer }]
+      : []),
+    ...config.clusters.map((cluster, index) => ({
+      label: `clusters[${index}]`,
+      name: cluster.name,
+      issuer: cluster.issuer,
+      index,
+    })),
   ];
   const problems: Array<{ path: PropertyKey[]; message: string }> = [];
   const firstByHostPath = new Map<string, (typeof entries)[number]>();
@@ -367,7 +473,10 @@ function sameIssuerProblems(config: {
     }
     if (first.issuer === entry.issuer) continue;
     problems.push({
-      path: entry.label === 'devCluster' ? ['devCluster', 'issuer'] : ['clusters', (entry as { index: number }).index, 'issuer'],
+      path:
+        entry.label === 'devCluster'
+          ? ['devCluster', 'issuer']
+          : ['clusters', (entry as { index: number }).index, 'issuer'],
       message:
         `cluster "${entry.name}" (${entry.issuer}) and cluster "${first.name}" (${first.issuer}, ${first.label}) are the same issuer ` +
         `to IRSA condition keys and principals (${hostPath}): issuers must differ in more than scheme, trailing slash, host case or default port`,
@@ -381,8 +490,16 @@ function sameIssuerProblems(config: {
  * included); a port of 0 is filled in once the listener is bound.
  */
 export function issuerOfListener(listen: { host: string; port: number; tls?: unknown }): string {
-  const wildcard = listen.host === '' || listen.host === '0.0.0.0' || listen.host === '::' || listen.host === '[::]';
-  const host = wildcard ? 'localhost' : listen.host.includes(':') && !listen.host.startsWith('[') ? `[${listen.host}]` : listen.host;
+  const wildcard =
+    listen.host === '' ||
+    listen.host === '0.0.0.0' ||
+    listen.host === '::' ||
+    listen.host === '[::]';
+  const host = wildcard
+    ? 'localhost'
+    : listen.host.includes(':') && !listen.host.startsWith('[')
+      ? `[${listen.host}]`
+      : listen.host;
   return `${listen.tls ? 'https' : 'http'}://${host}:${listen.port}`;
 }
 

@@ -38,19 +38,26 @@ async function loadOrCreateKey(dir: string): Promise<KeyObject> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   // `wx`: two processes starting at once must not overwrite each other's key.
-  await writeFile(path, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600, flag: 'wx' });
+  await writeFile(path, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+    mode: 0o600,
+    flag: 'wx',
+  });
   await chmod(path, 0o600);
   return privateKey;
 }
 
-const isMissingFile = (error: unknown): boolean => error instanceof Error && 'code' in error && error.code === 'ENOENT';
+const isMissingFile = (error: unknown): boolean =>
+  error instanceof Error && 'code' in error && error.code === 'ENOENT';
 
 /**
  * Load (or create on first use) the dev cluster's key.
  *
  * @example const dev = await loadDevCluster(config.devCluster, config.audience);
  */
-export async function loadDevCluster(config: DevClusterConfig, audience: string): Promise<DevCluster> {
+export async function loadDevCluster(
+  config: DevClusterConfig,
+  audience: string,
+): Promise<DevCluster> {
   // Signed like the broker's own tokens (same JWK, kid thumbprint and JWS form), from a key kept in the keyDir.
   const key = signingKeyFromPrivateKey(await loadOrCreateKey(config.keyDir), 'ES256');
   const cluster: ClusterConfig = {

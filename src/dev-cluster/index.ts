@@ -1,1 +1,6 @@
-export { loadDevCluster, type DevCluster, type DevClusterConfig, type DevTokenOptions } from './dev-cluster.js';
+export {
+  loadDevCluster,
+  type DevCluster,
+  type DevClusterConfig,
+  type DevTokenOptions,
+} from './dev-cluster.js';

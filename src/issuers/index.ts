@@ -13,5 +13,17 @@ export type {
   SvidFields,
   SvidRequest,
 } from './types.js';
-export { CA_FILE, CA_KEY_NAME, caDirectory, checkImportedCa, createCaCsr, createSelfSignedCa, createX509Authority, pemBlocks, readStoredCa, spkiOf, writeStoredCa } from './x509/index.js';
+export {
+  CA_FILE,
+  CA_KEY_NAME,
+  caDirectory,
+  checkImportedCa,
+  createCaCsr,
+  createSelfSignedCa,
+  createX509Authority,
+  pemBlocks,
+  readStoredCa,
+  spkiOf,
+  writeStoredCa,
+} from './x509/index.js';
 export type { X509Authority, X509AuthorityOptions } from './x509/index.js';

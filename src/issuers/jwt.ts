@@ -17,15 +17,36 @@ export interface JwtIssuerDeps {
  * renders can shadow the subject, the lifetime, the scope or a delegation, even when the issuer
  * leaves that claim out (no `act` without an actor).
  */
-const ISSUER_CLAIMS = new Set(['iss', 'sub', 'aud', 'iat', 'nbf', 'exp', 'jti', 'scope', 'act', 'kubernetes.io', 'tessera']);
+const ISSUER_CLAIMS = new Set([
+  'iss',
+  'sub',
+  'aud',
+  'iat',
+  'nbf',
+  'exp',
+  'jti',
+  'scope',
+  'act',
+  'kubernetes.io',
+  'tessera',
+]);
 
 /** The request's claims without the issuer's names, written into `claims` (which starts empty). */
-function addRenderedClaims(claims: Record<string, unknown>, rendered: Record<string, unknown>): void {
+function addRenderedClaims(
+  claims: Record<string, unknown>,
+  rendered: Record<string, unknown>,
+): void {
   for (const name of Object.keys(rendered)) {
     if (ISSUER_CLAIMS.has(name)) continue;
     // An own member like any other, never the object's prototype.
     const value = rendered[name];
-    if (name === '__proto__') Object.defineProperty(claims, name, { value, enumerable: true, writable: true, configurable: true });
+    if (name === '__proto__')
+      Object.defineProperty(claims, name, {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     else claims[name] = value;
   }
 }
@@ -48,7 +69,12 @@ function newJti(): string {
 }
 
 /** The claims set of a JWT for `request`, issued at `now` (Unix seconds). */
-export function jwtClaims(request: JwtRequest, issuer: string, now: number, jti: string): Record<string, unknown> {
+export function jwtClaims(
+  request: JwtRequest,
+  issuer: string,
+  now: number,
+  jti: string,
+): Record<string, unknown> {
   // Rendered claims come first and lose every name set below, so they never shadow it.
   const claims: Record<string, unknown> = {};
   addRenderedClaims(claims, request.claims);

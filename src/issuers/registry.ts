@@ -20,7 +20,10 @@ export interface RegisteredIssuer {
 /** Requested token type → its issuer; a type missing here is one this broker does not issue. */
 export type Issuers = ReadonlyMap<string, RegisteredIssuer>;
 
-type Entry = { bearer: RegisteredIssuer['bearer']; create: (deps: IssuerDeps, built: Built) => AnyIssuer | undefined };
+type Entry = {
+  bearer: RegisteredIssuer['bearer'];
+  create: (deps: IssuerDeps, built: Built) => AnyIssuer | undefined;
+};
 /** Issuers built once and shared between the token types they serve. */
 interface Built {
   jwt(): AnyIssuer;

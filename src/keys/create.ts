@@ -38,7 +38,8 @@ type StoreFactory = (config: KeysConfig, deps: KeyProviderDeps) => Promise<KeySt
 
 /** One entry per `keys.provider`; pkcs11js (a native addon) is loaded only when chosen. */
 const STORES: Record<KeyProviderKind, StoreFactory> = {
-  local: (config, deps) => createLocalStore({ dir: config.dir, rsaBits: config.rsaBits, logger: deps.logger }),
+  local: (config, deps) =>
+    createLocalStore({ dir: config.dir, rsaBits: config.rsaBits, logger: deps.logger }),
   pkcs11: async (config, deps) => {
     const { createPkcs11Store } = await import('./pkcs11.js');
     return createPkcs11Store({ config, env: deps.env ?? process.env, logger: deps.logger });
@@ -46,7 +47,10 @@ const STORES: Record<KeyProviderKind, StoreFactory> = {
 };
 
 /** The rotation timings that follow from the config and the deps (see docs/keys.md). */
-function rotationPolicy(config: KeysConfig, deps: Pick<KeyProviderDeps, 'jwksCacheSeconds' | 'maxTokenLifetimeSeconds' | 'syncSeconds'>): RotationPolicy {
+function rotationPolicy(
+  config: KeysConfig,
+  deps: Pick<KeyProviderDeps, 'jwksCacheSeconds' | 'maxTokenLifetimeSeconds' | 'syncSeconds'>,
+): RotationPolicy {
   const sync = deps.syncSeconds ?? DEFAULT_SYNC_SECONDS;
   const publishDelay = (deps.jwksCacheSeconds ?? DEFAULT_JWKS_CACHE_SECONDS) + sync;
   return {
@@ -54,7 +58,10 @@ function rotationPolicy(config: KeysConfig, deps: Pick<KeyProviderDeps, 'jwksCac
     every: config.rotation.every,
     lead: Math.max(config.rotation.overlap, publishDelay),
     publishDelay,
-    retention: (deps.maxTokenLifetimeSeconds ?? DEFAULT_MAX_TOKEN_LIFETIME_SECONDS) + EXPIRY_LEEWAY_SECONDS + sync,
+    retention:
+      (deps.maxTokenLifetimeSeconds ?? DEFAULT_MAX_TOKEN_LIFETIME_SECONDS) +
+      EXPIRY_LEEWAY_SECONDS +
+      sync,
   };
 }
 
@@ -64,10 +71,16 @@ function rotationPolicy(config: KeysConfig, deps: Pick<KeyProviderDeps, 'jwksCac
  *
  * @example const keys = await createKeyProvider(config.keys, { logger, cache, jwksCacheSeconds: 300 });
  */
-export async function createKeyProvider(config: KeysConfig, deps: KeyProviderDeps): Promise<KeyProvider> {
+export async function createKeyProvider(
+  config: KeysConfig,
+  deps: KeyProviderDeps,
+): Promise<KeyProvider> {
   const policy = rotationPolicy(config, deps);
   if (policy.every !== undefined && policy.every < policy.publishDelay) {
-    deps.logger.warn({ every: policy.every, publishDelay: policy.publishDelay }, 'keys.rotation.every is shorter than the JWKS cache period; keys rotate at most that often');
+    deps.logger.warn(
+      { every: policy.every, publishDelay: policy.publishDelay },
+      'keys.rotation.every is shorter than the JWKS cache period; keys rotate at most that often',
+    );
   }
   const store = await STORES[config.provider](config, deps);
   try {

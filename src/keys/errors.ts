@@ -16,6 +16,7 @@ export class KeyStoreError extends Error {
 
 /** Error name, code and message only: never the error object (it may carry a stack with data). */
 export function errorSummary(error: unknown): Record<string, unknown> {
-  if (error instanceof Error) return { name: error.name, message: error.message, code: (error as { code?: unknown }).code };
+  if (error instanceof Error)
+    return { name: error.name, message: error.message, code: (error as { code?: unknown }).code };
   return { message: String(error) };
 }

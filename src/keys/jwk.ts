@@ -23,7 +23,9 @@ export function jwkThumbprint(jwk: JWK): string {
 /** The published form: only public members, plus `kid`, `alg` and `use: 'sig'`. */
 function publicSigningJwk(jwk: JWK, alg: JwsAlgorithm): JWK {
   const base: JWK =
-    jwk.kty === 'EC' ? { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y } : { kty: 'RSA', n: jwk.n, e: jwk.e };
+    jwk.kty === 'EC'
+      ? { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y }
+      : { kty: 'RSA', n: jwk.n, e: jwk.e };
   return { ...base, kid: jwkThumbprint(base), alg, use: 'sig' };
 }
 
@@ -35,10 +37,16 @@ export function jwkFromKeyObject(key: KeyObject, alg: JwsAlgorithm): JWK {
 
 /** P-256 public point (uncompressed SEC1 `04‖X‖Y`) → JWK. */
 export function jwkFromEcPoint(point: Uint8Array, alg: JwsAlgorithm): JWK {
-  if (point.length !== 65 || point[0] !== 0x04) throw new Error('expected an uncompressed P-256 point');
+  if (point.length !== 65 || point[0] !== 0x04)
+    throw new Error('expected an uncompressed P-256 point');
   const bytes = Buffer.from(point);
   return publicSigningJwk(
-    { kty: 'EC', crv: 'P-256', x: bytes.subarray(1, 33).toString('base64url'), y: bytes.subarray(33).toString('base64url') },
+    {
+      kty: 'EC',
+      crv: 'P-256',
+      x: bytes.subarray(1, 33).toString('base64url'),
+      y: bytes.subarray(33).toString('base64url'),
+    },
     alg,
   );
 }
@@ -46,7 +54,11 @@ export function jwkFromEcPoint(point: Uint8Array, alg: JwsAlgorithm): JWK {
 /** RSA modulus and public exponent (big-endian) → JWK. */
 export function jwkFromRsa(modulus: Uint8Array, exponent: Uint8Array, alg: JwsAlgorithm): JWK {
   return publicSigningJwk(
-    { kty: 'RSA', n: Buffer.from(stripLeadingZeros(modulus)).toString('base64url'), e: Buffer.from(stripLeadingZeros(exponent)).toString('base64url') },
+    {
+      kty: 'RSA',
+      n: Buffer.from(stripLeadingZeros(modulus)).toString('base64url'),
+      e: Buffer.from(stripLeadingZeros(exponent)).toString('base64url'),
+    },
     alg,
   );
 }

@@ -10,13 +10,17 @@ const encodedHeaders = new WeakMap<SigningKey, Map<string, string>>();
 
 function encodeHeader(key: SigningKey, header: Record<string, unknown>): string {
   const names = Object.keys(header);
-  const typOnly = names.length === 0 || (names.length === 1 && names[0] === 'typ' && typeof header.typ === 'string');
-  if (!typOnly) return base64url(JSON.stringify({ typ: 'JWT', ...header, alg: key.alg, kid: key.kid }));
+  const typOnly =
+    names.length === 0 ||
+    (names.length === 1 && names[0] === 'typ' && typeof header.typ === 'string');
+  if (!typOnly)
+    return base64url(JSON.stringify({ typ: 'JWT', ...header, alg: key.alg, kid: key.kid }));
   const typ = (header.typ as string | undefined) ?? 'JWT';
   let byTyp = encodedHeaders.get(key);
   if (!byTyp) encodedHeaders.set(key, (byTyp = new Map<string, string>()));
   let encoded = byTyp.get(typ);
-  if (encoded === undefined) byTyp.set(typ, (encoded = base64url(JSON.stringify({ typ, alg: key.alg, kid: key.kid }))));
+  if (encoded === undefined)
+    byTyp.set(typ, (encoded = base64url(JSON.stringify({ typ, alg: key.alg, kid: key.kid }))));
   return encoded;
 }
 
@@ -27,7 +31,11 @@ function encodeHeader(key: SigningKey, header: Record<string, unknown>): string 
  *
  * @example const jwt = await signJws(await keys.signingKey('ES256'), {}, { sub: 'x' });
  */
-export async function signJws(key: SigningKey, header: Record<string, unknown>, payload: Record<string, unknown> | string): Promise<string> {
+export async function signJws(
+  key: SigningKey,
+  header: Record<string, unknown>,
+  payload: Record<string, unknown> | string,
+): Promise<string> {
   const body = base64url(typeof payload === 'string' ? payload : JSON.stringify(payload));
   const signingInput = `${encodeHeader(key, header)}.${body}`;
   // base64url is ASCII: latin1 is a byte per character without a UTF-8 pass.

@@ -88,7 +88,10 @@ async function readKey(local: LocalDir, file: string, alg: JwsAlgorithm): Promis
   if (cached) return cached;
   const info = await stat(path);
   if ((info.mode & 0o077) !== 0) {
-    throw new KeyStoreError(`key file ${path} is accessible to other users (mode ${(info.mode & 0o777).toString(8)}); run chmod 600`, 'KEY_FILE_MODE');
+    throw new KeyStoreError(
+      `key file ${path} is accessible to other users (mode ${(info.mode & 0o777).toString(8)}); run chmod 600`,
+      'KEY_FILE_MODE',
+    );
   }
   const privateKey = createPrivateKey(await readFile(path));
   const key = { privateKey, publicJwk: jwkFromKeyObject(privateKey, alg) };
@@ -97,7 +100,11 @@ async function readKey(local: LocalDir, file: string, alg: JwsAlgorithm): Promis
 }
 
 async function writeKey(local: LocalDir, file: string, privateKey: KeyObject): Promise<void> {
-  await writeFileAtomic(join(local.dir, file), privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+  await writeFileAtomic(
+    join(local.dir, file),
+    privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    0o600,
+  );
 }
 
 async function readState(local: LocalDir): Promise<StateFile> {
@@ -109,7 +116,11 @@ async function readState(local: LocalDir): Promise<StateFile> {
     throw error;
   }
   const parsed = stateSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new KeyStoreError(`${join(local.dir, STATE_FILE)} is invalid: ${parsed.error.issues[0]?.message ?? ''}`, 'STATE_INVALID');
+  if (!parsed.success)
+    throw new KeyStoreError(
+      `${join(local.dir, STATE_FILE)} is invalid: ${parsed.error.issues[0]?.message ?? ''}`,
+      'STATE_INVALID',
+    );
   return parsed.data;
 }
 
@@ -121,13 +132,21 @@ async function loadKeys(local: LocalDir): Promise<StoredKey[]> {
   const keys: StoredKey[] = [];
   for (const { file, ...record } of state.keys) {
     const { publicJwk } = await readKey(local, file, record.alg);
-    if (publicJwk.kid !== record.kid) throw new KeyStoreError(`${join(local.dir, file)} does not hold key ${record.kid}`, 'KID_MISMATCH');
+    if (publicJwk.kid !== record.kid)
+      throw new KeyStoreError(
+        `${join(local.dir, file)} does not hold key ${record.kid}`,
+        'KID_MISMATCH',
+      );
     keys.push({ ...record, publicJwk });
   }
   return keys;
 }
 
-async function createKey(local: LocalDir, alg: JwsAlgorithm, record: Omit<KeyRecord, 'kid' | 'alg'>): Promise<StoredKey> {
+async function createKey(
+  local: LocalDir,
+  alg: JwsAlgorithm,
+  record: Omit<KeyRecord, 'kid' | 'alg'>,
+): Promise<StoredKey> {
   const privateKey = await generatePrivateKey(alg, local.rsaBits);
   const publicJwk = jwkFromKeyObject(privateKey, alg);
   const kid = String(publicJwk.kid);
@@ -169,8 +188,14 @@ async function signerFor(local: LocalDir, key: StoredKey): Promise<Signer> {
 }
 
 /** A long-lived key in `named-<name>-<alg>.pem`, created when absent and asked to. */
-async function findNamedKey(local: LocalDir, name: string, alg: JwsAlgorithm, create: boolean): Promise<SigningKey | undefined> {
-  if (!NAME.test(name)) throw new KeyStoreError(`invalid key name ${JSON.stringify(name)}`, 'KEY_NAME');
+async function findNamedKey(
+  local: LocalDir,
+  name: string,
+  alg: JwsAlgorithm,
+  create: boolean,
+): Promise<SigningKey | undefined> {
+  if (!NAME.test(name))
+    throw new KeyStoreError(`invalid key name ${JSON.stringify(name)}`, 'KEY_NAME');
   const file = `named-${name}-${alg}.pem`;
   let key: LoadedKey;
   try {
@@ -180,13 +205,21 @@ async function findNamedKey(local: LocalDir, name: string, alg: JwsAlgorithm, cr
     if (!create) return undefined;
     await writeKey(local, file, await generatePrivateKey(alg, local.rsaBits));
     key = await readKey(local, file, alg);
-    local.logger.info({ kid: key.publicJwk.kid, alg, name, provider: 'local' }, 'named key created');
+    local.logger.info(
+      { kid: key.publicJwk.kid, alg, name, provider: 'local' },
+      'named key created',
+    );
   }
   return namedSigningKey(key, alg);
 }
 
 function namedSigningKey(key: LoadedKey, alg: JwsAlgorithm): SigningKey {
-  return { kid: String(key.publicJwk.kid), alg, publicJwk: key.publicJwk, sign: nodeSigner(key.privateKey, alg) };
+  return {
+    kid: String(key.publicJwk.kid),
+    alg,
+    publicJwk: key.publicJwk,
+    sign: nodeSigner(key.privateKey, alg),
+  };
 }
 
 /**
@@ -206,7 +239,11 @@ async function ensurePrivateDir(dir: string, logger: Logger): Promise<void> {
     return;
   }
   const info = await stat(dir);
-  if ((info.mode & 0o077) !== 0) logger.warn({ dir, mode: (info.mode & 0o777).toString(8) }, 'key directory is accessible to other users; chmod 700 recommended');
+  if ((info.mode & 0o077) !== 0)
+    logger.warn(
+      { dir, mode: (info.mode & 0o777).toString(8) },
+      'key directory is accessible to other users; chmod 700 recommended',
+    );
 }
 
 /** `O_EXCL` create: works across processes (and NFS v3+) sharing the key directory. */

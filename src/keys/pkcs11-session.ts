@@ -67,7 +67,13 @@ const RECOVERABLE = new Set([
  * After these, or a RECOVERABLE code that a new session did not cure, the token is taken for gone:
  * SoftHSM2 answers CKR_GENERAL_ERROR once its token directory has disappeared (measured).
  */
-const TOKEN_LOST = new Set([...RECOVERABLE, 'CKR_GENERAL_ERROR', 'CKR_TOKEN_NOT_RECOGNIZED', 'CKR_SLOT_ID_INVALID', 'CKR_DEVICE_MEMORY']);
+const TOKEN_LOST = new Set([
+  ...RECOVERABLE,
+  'CKR_GENERAL_ERROR',
+  'CKR_TOKEN_NOT_RECOGNIZED',
+  'CKR_SLOT_ID_INVALID',
+  'CKR_DEVICE_MEMORY',
+]);
 
 /** PKCS#11 §5.2 CK_SLOT_INFO flag (not in pkcs11js's constants): a hardware slot, not a soft token. */
 const CKF_HW_SLOT = 0x4;
@@ -120,7 +126,10 @@ export function connectToken(options: TokenOptions): Promise<TokenConnection> {
 
 function openToken(options: TokenOptions): TokenConnection {
   const pkcs11 = loadModule(options.module);
-  const description = options.tokenLabel !== undefined ? `token "${options.tokenLabel}"` : `slot ${String(options.slot)}`;
+  const description =
+    options.tokenLabel !== undefined
+      ? `token "${options.tokenLabel}"`
+      : `slot ${String(options.slot)}`;
   try {
     initialize(pkcs11);
   } catch (error) {
@@ -166,14 +175,25 @@ function loadModule(module: string): pkcs11js.PKCS11 {
   try {
     pkcs11.load(module);
   } catch (error) {
-    throw new KeyStoreError(`cannot load PKCS#11 module ${module}: ${error instanceof Error ? error.message : String(error)}`, 'MODULE_LOAD');
+    throw new KeyStoreError(
+      `cannot load PKCS#11 module ${module}: ${error instanceof Error ? error.message : String(error)}`,
+      'MODULE_LOAD',
+    );
   }
   return pkcs11;
 }
 
-function failure(options: TokenOptions, description: string, what: string, error: unknown): KeyStoreError {
+function failure(
+  options: TokenOptions,
+  description: string,
+  what: string,
+  error: unknown,
+): KeyStoreError {
   const code = pkcs11Code(error) ?? 'PKCS11_ERROR';
-  return new KeyStoreError(`PKCS#11 ${what} for ${description} failed: ${code} (module ${options.module})`, code);
+  return new KeyStoreError(
+    `PKCS#11 ${what} for ${description} failed: ${code} (module ${options.module})`,
+    code,
+  );
 }
 
 function initialize(pkcs11: pkcs11js.PKCS11): void {
@@ -186,14 +206,20 @@ function initialize(pkcs11: pkcs11js.PKCS11): void {
 }
 
 /** The start-up session: its errors name the step that failed, for the operator. */
-function firstSession(pkcs11: pkcs11js.PKCS11, options: TokenOptions, description: string): { slot: Buffer; session: Buffer; software: boolean } {
+function firstSession(
+  pkcs11: pkcs11js.PKCS11,
+  options: TokenOptions,
+  description: string,
+): { slot: Buffer; session: Buffer; software: boolean } {
   let slot: Buffer;
   let session: Buffer;
   try {
     slot = findSlot(pkcs11, options, description);
     session = openSession(pkcs11, slot);
   } catch (error) {
-    throw error instanceof KeyStoreError ? error : failure(options, description, 'C_OpenSession', error);
+    throw error instanceof KeyStoreError
+      ? error
+      : failure(options, description, 'C_OpenSession', error);
   }
   try {
     login(pkcs11, session, options.pin);
@@ -208,12 +234,21 @@ function firstSession(pkcs11: pkcs11js.PKCS11, options: TokenOptions, descriptio
 function findSlot(pkcs11: pkcs11js.PKCS11, options: TokenOptions, description: string): Buffer {
   const { tokenLabel, slot: slotId } = options;
   for (const candidate of pkcs11.C_GetSlotList(true)) {
-    if (tokenLabel !== undefined ? pkcs11.C_GetTokenInfo(candidate).label.trim() === tokenLabel : slotNumber(candidate) === slotId) return candidate;
+    if (
+      tokenLabel !== undefined
+        ? pkcs11.C_GetTokenInfo(candidate).label.trim() === tokenLabel
+        : slotNumber(candidate) === slotId
+    )
+      return candidate;
   }
-  throw new KeyStoreError(`PKCS#11 ${description} not found: CKR_TOKEN_NOT_PRESENT (module ${options.module})`, 'CKR_TOKEN_NOT_PRESENT');
+  throw new KeyStoreError(
+    `PKCS#11 ${description} not found: CKR_TOKEN_NOT_PRESENT (module ${options.module})`,
+    'CKR_TOKEN_NOT_PRESENT',
+  );
 }
 
-const openSession = (pkcs11: pkcs11js.PKCS11, slot: Buffer): Buffer => pkcs11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+const openSession = (pkcs11: pkcs11js.PKCS11, slot: Buffer): Buffer =>
+  pkcs11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
 
 function login(pkcs11: pkcs11js.PKCS11, session: Buffer, pin: string): void {
   try {
@@ -251,7 +286,10 @@ function dispatch(state: TokenState): void {
     }
     state.size += 1;
     try {
-      waiter.resolve({ session: openSession(state.pkcs11, state.slot), generation: state.generation });
+      waiter.resolve({
+        session: openSession(state.pkcs11, state.slot),
+        generation: state.generation,
+      });
     } catch (error) {
       state.size -= 1;
       waiter.reject(error);
@@ -280,9 +318,13 @@ function release(state: TokenState, lease: Lease, healthy: boolean): void {
   dispatch(state);
 }
 
-const closedError = (state: TokenState): KeyStoreError => new KeyStoreError(`PKCS#11 ${state.description} is closed`, 'CLOSED');
+const closedError = (state: TokenState): KeyStoreError =>
+  new KeyStoreError(`PKCS#11 ${state.description} is closed`, 'CLOSED');
 
-async function withSession<T>(state: TokenState, operation: (session: Buffer, generation: number) => Promise<T> | T): Promise<T> {
+async function withSession<T>(
+  state: TokenState,
+  operation: (session: Buffer, generation: number) => Promise<T> | T,
+): Promise<T> {
   for (let attempt = 0; ; attempt += 1) {
     if (state.down) throw unavailable(state);
     let lease: Lease | undefined;
@@ -299,7 +341,10 @@ async function withSession<T>(state: TokenState, operation: (session: Buffer, ge
   }
 }
 
-function withFreeSession<T>(state: TokenState, operation: (session: Buffer, generation: number) => T): T | undefined {
+function withFreeSession<T>(
+  state: TokenState,
+  operation: (session: Buffer, generation: number) => T,
+): T | undefined {
   if (state.down || state.closed || state.waiters.length > 0) return undefined;
   const session = state.free.pop();
   if (!session) return undefined;
@@ -317,7 +362,12 @@ function withFreeSession<T>(state: TokenState, operation: (session: Buffer, gene
 // ---- recovery ----
 
 /** After a failed operation: true when the sessions were re-established and it may run again. */
-async function recovered(state: TokenState, error: unknown, attempt: number, lease: Lease | undefined): Promise<boolean> {
+async function recovered(
+  state: TokenState,
+  error: unknown,
+  attempt: number,
+  lease: Lease | undefined,
+): Promise<boolean> {
   const code = pkcs11Code(error);
   if (state.closed || !code) return false;
   if (attempt === 0 && RECOVERABLE.has(code)) {
@@ -378,7 +428,10 @@ function reinitialise(state: TokenState): void {
 function markDown(state: TokenState, code: string): void {
   if (state.down || state.closed) return;
   state.down = { since: Date.now(), code };
-  state.options.logger.error({ token: state.description, code }, 'PKCS#11 token unavailable: signing fails until it is back; retrying in the background');
+  state.options.logger.error(
+    { token: state.description, code },
+    'PKCS#11 token unavailable: signing fails until it is back; retrying in the background',
+  );
   scheduleRetry(state, state.options.retryMinMs ?? 250);
 }
 
@@ -396,18 +449,27 @@ function retry(state: TokenState, delayMs: number): void {
   if (state.closed || !down) return;
   try {
     reinitialise(state);
-    options.logger.info({ token: state.description, downForMs: Date.now() - down.since }, 'PKCS#11 token back: signing restored');
+    options.logger.info(
+      { token: state.description, downForMs: Date.now() - down.since },
+      'PKCS#11 token back: signing restored',
+    );
     state.down = undefined;
     dispatch(state);
   } catch (error) {
-    options.logger.debug({ token: state.description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' }, 'PKCS#11 token still unavailable');
+    options.logger.debug(
+      { token: state.description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' },
+      'PKCS#11 token still unavailable',
+    );
     scheduleRetry(state, Math.min(delayMs * 2, options.retryMaxMs ?? 5000));
   }
 }
 
 function unavailable(state: TokenState): KeyStoreError {
   const code = state.down?.code;
-  return new KeyStoreError(`PKCS#11 ${state.description} unavailable (${code ?? 'unknown'}); recovering in the background`, code ?? 'CKR_TOKEN_NOT_PRESENT');
+  return new KeyStoreError(
+    `PKCS#11 ${state.description} unavailable (${code ?? 'unknown'}); recovering in the background`,
+    code ?? 'CKR_TOKEN_NOT_PRESENT',
+  );
 }
 
 function closeToken(state: TokenState): void {

@@ -41,7 +41,11 @@ export function keyHandles(token: TokenConnection): KeyHandles {
       const cached = handles.get(key);
       if (cached?.generation === generation) return cached.handle;
       const { privateKey } = findPair(pkcs11, session, id);
-      if (!privateKey) throw new KeyStoreError(`private key ${key} not found on ${token.description}`, 'KEY_MISSING');
+      if (!privateKey)
+        throw new KeyStoreError(
+          `private key ${key} not found on ${token.description}`,
+          'KEY_MISSING',
+        );
       const copy = token.software ? sessionCopy(pkcs11, session, privateKey) : undefined;
       handles.set(key, { generation, handle: copy ?? privateKey, copy: copy !== undefined });
       return copy ?? privateKey;
@@ -50,7 +54,8 @@ export function keyHandles(token: TokenConnection): KeyHandles {
       const key = id.toString('hex');
       const cached = handles.get(key);
       handles.delete(key);
-      if (cached?.copy && cached.generation === generation) destroyQuietly(pkcs11, session, cached.handle);
+      if (cached?.copy && cached.generation === generation)
+        destroyQuietly(pkcs11, session, cached.handle);
     },
   };
 }
@@ -78,25 +83,40 @@ export function tokenSigner(options: TokenSignerOptions): Signer {
   const { token, handles, id, alg, publicJwk, logger } = options;
   const { pkcs11 } = token;
   const mechanism = signMechanism(alg);
-  const signatureLength = alg === 'ES256' ? 64 : Buffer.from(String(publicJwk.n), 'base64url').length;
+  const signatureLength =
+    alg === 'ES256' ? 64 : Buffer.from(String(publicJwk.n), 'base64url').length;
   const inline = alg === 'ES256' && token.software;
 
-  const signNow = (input: Buffer) => (session: Buffer, generation: number): Uint8Array => {
-    pkcs11.C_SignInit(session, mechanism, handles.get(id, session, generation));
-    return pkcs11.C_Sign(session, input, Buffer.alloc(signatureLength));
-  };
-  const signOnPool = (input: Buffer) => (session: Buffer, generation: number): Promise<Uint8Array> => {
-    pkcs11.C_SignInit(session, mechanism, handles.get(id, session, generation));
-    return pkcs11.C_SignAsync(session, input, Buffer.alloc(signatureLength));
-  };
+  const signNow =
+    (input: Buffer) =>
+    (session: Buffer, generation: number): Uint8Array => {
+      pkcs11.C_SignInit(session, mechanism, handles.get(id, session, generation));
+      return pkcs11.C_Sign(session, input, Buffer.alloc(signatureLength));
+    };
+  const signOnPool =
+    (input: Buffer) =>
+    (session: Buffer, generation: number): Promise<Uint8Array> => {
+      pkcs11.C_SignInit(session, mechanism, handles.get(id, session, generation));
+      return pkcs11.C_SignAsync(session, input, Buffer.alloc(signatureLength));
+    };
   const failed = (error: unknown): never => {
-    logger.error({ kid: publicJwk.kid, alg, token: token.description, err: errorSummary(error) }, 'HSM signing failed');
-    throw temporarilyUnavailable('signing key unavailable', { reason: 'signing_key_unavailable', detail: { kid: publicJwk.kid, code: pkcs11Code(error) }, cause: error });
+    logger.error(
+      { kid: publicJwk.kid, alg, token: token.description, err: errorSummary(error) },
+      'HSM signing failed',
+    );
+    throw temporarilyUnavailable('signing key unavailable', {
+      reason: 'signing_key_unavailable',
+      detail: { kid: publicJwk.kid, code: pkcs11Code(error) },
+      cause: error,
+    });
   };
 
   return (data) => {
     // ECDSA: the token signs the digest (SoftHSM2 2.6 has no CKM_ECDSA_SHA256); RSA hashes on the token.
-    const input = alg === 'ES256' ? createHash('sha256').update(data).digest() : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const input =
+      alg === 'ES256'
+        ? createHash('sha256').update(data).digest()
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (inline) {
       try {
         const signature = token.withFreeSession(signNow(input));

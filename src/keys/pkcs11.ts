@@ -5,7 +5,17 @@ import pkcs11js from 'pkcs11js';
 import type { KeysConfig } from '../config/index.js';
 import type { Logger } from '../observability/index.js';
 import { KeyStoreError } from './errors.js';
-import { findObjects, findPair, generatePair, jwtKeyLabel, namedKeyLabel, objectId, parseJwtKeyLabel, readPublicJwk, setLabel } from './pkcs11-objects.js';
+import {
+  findObjects,
+  findPair,
+  generatePair,
+  jwtKeyLabel,
+  namedKeyLabel,
+  objectId,
+  parseJwtKeyLabel,
+  readPublicJwk,
+  setLabel,
+} from './pkcs11-objects.js';
 import { connectToken, type TokenConnection } from './pkcs11-session.js';
 import { keyHandles, tokenSigner, type KeyHandles } from './pkcs11-signer.js';
 import type { JwsAlgorithm, KeyRecord, KeyStore, Signer, SigningKey, StoredKey } from './types.js';
@@ -27,12 +37,19 @@ export async function readPin(config: KeysConfig, env: NodeJS.ProcessEnv): Promi
   if (config.pinEnv) {
     const pin = env[config.pinEnv];
     if (pin) return pin;
-    if (!config.pinFile) throw new KeyStoreError(`PKCS#11 PIN: environment variable ${config.pinEnv} is not set`, 'PIN_MISSING');
+    if (!config.pinFile)
+      throw new KeyStoreError(
+        `PKCS#11 PIN: environment variable ${config.pinEnv} is not set`,
+        'PIN_MISSING',
+      );
   }
   if (config.pinFile) {
     const pin = (await readPinFile(config.pinFile)).trim();
     if (pin) return pin;
-    throw new KeyStoreError(`PKCS#11 PIN: file ${config.pinFile} is missing or empty`, 'PIN_MISSING');
+    throw new KeyStoreError(
+      `PKCS#11 PIN: file ${config.pinFile} is missing or empty`,
+      'PIN_MISSING',
+    );
   }
   throw new KeyStoreError('PKCS#11 PIN: set keys.pinEnv or keys.pinFile', 'PIN_MISSING');
 }
@@ -45,7 +62,10 @@ async function readPinFile(path: string): Promise<string> {
   try {
     const mode = (await handle.stat()).mode;
     if ((mode & 0o077) !== 0) {
-      throw new KeyStoreError(`PKCS#11 PIN: file ${path} is accessible to other users (mode ${(mode & 0o777).toString(8)}); run chmod 600`, 'PIN_FILE_MODE');
+      throw new KeyStoreError(
+        `PKCS#11 PIN: file ${path} is accessible to other users (mode ${(mode & 0o777).toString(8)}); run chmod 600`,
+        'PIN_FILE_MODE',
+      );
     }
     return await handle.readFile('utf8');
   } finally {
@@ -76,28 +96,45 @@ export async function createPkcs11Store(options: Pkcs11StoreOptions): Promise<Ke
     poolSize: options.poolSize ?? (Number(options.env.UV_THREADPOOL_SIZE) || 4),
     logger,
   });
-  const store: TokenStore = { token, config, logger, handles: keyHandles(token), ids: new Map(), publicJwks: new Map() };
+  const store: TokenStore = {
+    token,
+    config,
+    logger,
+    handles: keyHandles(token),
+    ids: new Map(),
+    publicJwks: new Map(),
+  };
   return {
     kind: 'pkcs11',
     load: () => token.withSession((session) => loadKeys(store, session)),
     create: (alg, record) => token.withSession((session) => createKey(store, session, alg, record)),
     save: (records) => token.withSession((session) => saveRecords(store, session, records)),
-    remove: (kid) => token.withSession((session, generation) => removeKey(store, session, generation, kid)),
-    signer: (key) => Promise.resolve(signerFor(store, idOf(store, key.kid), key.alg, key.publicJwk)),
-    namedKey: (name, alg, create) => token.withSession((session) => findNamedKey(store, session, name, alg, create)),
+    remove: (kid) =>
+      token.withSession((session, generation) => removeKey(store, session, generation, kid)),
+    signer: (key) =>
+      Promise.resolve(signerFor(store, idOf(store, key.kid), key.alg, key.publicJwk)),
+    namedKey: (name, alg, create) =>
+      token.withSession((session) => findNamedKey(store, session, name, alg, create)),
     ready: () => tokenReady(store),
     close: () => Promise.resolve(token.close()),
   };
 }
 
-function jwkOf(store: TokenStore, session: Buffer, publicKey: Buffer, id: Buffer, alg: JwsAlgorithm): JWK & { kid: string } {
+function jwkOf(
+  store: TokenStore,
+  session: Buffer,
+  publicKey: Buffer,
+  id: Buffer,
+  alg: JwsAlgorithm,
+): JWK & { kid: string } {
   const cacheKey = `${id.toString('hex')}:${alg}`;
   let jwk = store.publicJwks.get(cacheKey);
   if (!jwk) {
     jwk = readPublicJwk(store.token.pkcs11, session, publicKey, alg);
     store.publicJwks.set(cacheKey, jwk);
   }
-  if (typeof jwk.kid !== 'string') throw new KeyStoreError(`public key ${id.toString('hex')} has no kid`, 'KEY_MISSING');
+  if (typeof jwk.kid !== 'string')
+    throw new KeyStoreError(`public key ${id.toString('hex')} has no kid`, 'KEY_MISSING');
   return { ...jwk, kid: jwk.kid };
 }
 
@@ -108,7 +145,14 @@ function idOf(store: TokenStore, kid: string): Buffer {
 }
 
 function signerFor(store: TokenStore, id: Buffer, alg: JwsAlgorithm, publicJwk: JWK): Signer {
-  return tokenSigner({ token: store.token, handles: store.handles, id, alg, publicJwk, logger: store.logger });
+  return tokenSigner({
+    token: store.token,
+    handles: store.handles,
+    id,
+    alg,
+    publicJwk,
+    logger: store.logger,
+  });
 }
 
 /** JWT signing keys are the public halves labelled `tessera:jwt:…`; the label is their record. */
@@ -120,8 +164,13 @@ function loadKeys(store: TokenStore, session: Buffer): StoredKey[] {
     { type: pkcs11js.CKA_TOKEN, value: true },
   ]);
   for (const publicKey of publicKeys) {
-    const [label, id] = pkcs11.C_GetAttributeValue(session, publicKey, [{ type: pkcs11js.CKA_LABEL }, { type: pkcs11js.CKA_ID }]);
-    const record = parseJwtKeyLabel(Buffer.isBuffer(label?.value) ? label.value.toString('utf8') : '');
+    const [label, id] = pkcs11.C_GetAttributeValue(session, publicKey, [
+      { type: pkcs11js.CKA_LABEL },
+      { type: pkcs11js.CKA_ID },
+    ]);
+    const record = parseJwtKeyLabel(
+      Buffer.isBuffer(label?.value) ? label.value.toString('utf8') : '',
+    );
     if (!record || !Buffer.isBuffer(id?.value)) continue;
     const publicJwk = jwkOf(store, session, publicKey, id.value, record.alg);
     store.ids.set(publicJwk.kid, id.value);
@@ -130,20 +179,50 @@ function loadKeys(store: TokenStore, session: Buffer): StoredKey[] {
   return keys.sort((a, b) => a.createdAt - b.createdAt);
 }
 
-function createKey(store: TokenStore, session: Buffer, alg: JwsAlgorithm, record: Omit<KeyRecord, 'kid' | 'alg'>): StoredKey {
+function createKey(
+  store: TokenStore,
+  session: Buffer,
+  alg: JwsAlgorithm,
+  record: Omit<KeyRecord, 'kid' | 'alg'>,
+): StoredKey {
   const id = randomBytes(16);
-  const pair = generatePair(store.token.pkcs11, session, alg, store.config.rsaBits, jwtKeyLabel({ ...record, alg }), id);
+  const pair = generatePair(
+    store.token.pkcs11,
+    session,
+    alg,
+    store.config.rsaBits,
+    jwtKeyLabel({ ...record, alg }),
+    id,
+  );
   const publicJwk = jwkOf(store, session, pair.publicKey, id, alg);
   store.ids.set(publicJwk.kid, id);
-  store.logger.info({ kid: publicJwk.kid, alg, state: record.state, provider: 'pkcs11', token: store.token.description }, 'signing key generated on the token');
+  store.logger.info(
+    {
+      kid: publicJwk.kid,
+      alg,
+      state: record.state,
+      provider: 'pkcs11',
+      token: store.token.description,
+    },
+    'signing key generated on the token',
+  );
   return { ...record, kid: publicJwk.kid, alg, publicJwk };
 }
 
 function saveRecords(store: TokenStore, session: Buffer, records: KeyRecord[]): void {
   for (const record of records) {
-    const { privateKey, publicKey } = findPair(store.token.pkcs11, session, idOf(store, record.kid));
+    const { privateKey, publicKey } = findPair(
+      store.token.pkcs11,
+      session,
+      idOf(store, record.kid),
+    );
     // Public half last: it is the one load() reads, so a crash leaves the old state visible.
-    setLabel(store.token.pkcs11, session, [privateKey, publicKey].filter((handle): handle is Buffer => handle !== undefined), jwtKeyLabel(record));
+    setLabel(
+      store.token.pkcs11,
+      session,
+      [privateKey, publicKey].filter((handle): handle is Buffer => handle !== undefined),
+      jwtKeyLabel(record),
+    );
   }
 }
 
@@ -158,7 +237,13 @@ function removeKey(store: TokenStore, session: Buffer, generation: number, kid: 
 }
 
 /** A long-lived key found by its label (`tessera:named:<name>:<alg>`), generated when absent and asked to. */
-function findNamedKey(store: TokenStore, session: Buffer, name: string, alg: JwsAlgorithm, create: boolean): SigningKey | undefined {
+function findNamedKey(
+  store: TokenStore,
+  session: Buffer,
+  name: string,
+  alg: JwsAlgorithm,
+  create: boolean,
+): SigningKey | undefined {
   const { pkcs11 } = store.token;
   const label = namedKeyLabel(name, alg);
   let [publicKey] = findObjects(pkcs11, session, [
@@ -171,7 +256,10 @@ function findNamedKey(store: TokenStore, session: Buffer, name: string, alg: Jws
     if (!create) return undefined;
     id = randomBytes(16);
     publicKey = generatePair(pkcs11, session, alg, store.config.rsaBits, label, id).publicKey;
-    store.logger.info({ name, alg, provider: 'pkcs11', token: store.token.description }, 'named key generated on the token');
+    store.logger.info(
+      { name, alg, provider: 'pkcs11', token: store.token.description },
+      'named key generated on the token',
+    );
   }
   const publicJwk = jwkOf(store, session, publicKey, id, alg);
   return { kid: publicJwk.kid, alg, publicJwk, sign: signerFor(store, id, alg, publicJwk) };
@@ -184,7 +272,11 @@ async function tokenReady(store: TokenStore): Promise<boolean> {
   try {
     // A session alone survives a lost token, and so do session copies of keys; the token's own key objects do not.
     const found = await token.withSession(
-      (session) => findObjects(token.pkcs11, session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_TOKEN, value: true }]).length,
+      (session) =>
+        findObjects(token.pkcs11, session, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+        ]).length,
     );
     if (found === 0 && store.ids.size > 0) token.markDown('CKR_KEY_HANDLE_INVALID');
     return token.up();

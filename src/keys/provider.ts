@@ -3,8 +3,23 @@ import type { SharedCache } from '../cache/index.js';
 import { temporarilyUnavailable } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { errorSummary, KeyStoreError } from './errors.js';
-import { planRotation, recordOf, removeAfter, type RotationAction, type RotationPolicy, type RotationRequest } from './rotation.js';
-import type { JwsAlgorithm, KeyInfo, KeyProvider, KeyStore, PublishedKey, SigningKey, StoredKey } from './types.js';
+import {
+  planRotation,
+  recordOf,
+  removeAfter,
+  type RotationAction,
+  type RotationPolicy,
+  type RotationRequest,
+} from './rotation.js';
+import type {
+  JwsAlgorithm,
+  KeyInfo,
+  KeyProvider,
+  KeyStore,
+  PublishedKey,
+  SigningKey,
+  StoredKey,
+} from './types.js';
 
 /**
  * The provider every store shares: it keeps an in-memory snapshot (so signing is a map
@@ -42,13 +57,25 @@ interface ProviderState {
   closed: boolean;
 }
 
-export async function createRotatingProvider(options: RotatingProviderOptions): Promise<KeyProvider> {
+export async function createRotatingProvider(
+  options: RotatingProviderOptions,
+): Promise<KeyProvider> {
   const { store, policy, logger } = options;
-  const state: ProviderState = { options, signers: new Map(), named: new Map(), active: new Map(), snapshot: [], running: Promise.resolve(), closed: false };
+  const state: ProviderState = {
+    options,
+    signers: new Map(),
+    named: new Map(),
+    active: new Map(),
+    snapshot: [],
+    running: Promise.resolve(),
+    closed: false,
+  };
   await startUp(state);
   const timer = options.autoRotate
     ? setInterval(() => {
-        serial(state, () => sync(state, {}, false)).catch((error: unknown) => logger.error({ err: errorSummary(error) }, 'key sync failed'));
+        serial(state, () => sync(state, {}, false)).catch((error: unknown) =>
+          logger.error({ err: errorSummary(error) }, 'key sync failed'),
+        );
       }, options.syncSeconds * 1000)
     : undefined;
   timer?.unref();
@@ -60,7 +87,10 @@ export async function createRotatingProvider(options: RotatingProviderOptions): 
     namedKey: (name, alg) => namedKey(state, name, alg),
     // An algorithm added to a running broker has only a next key for the publish delay: its
     // roles wait with temporarily_unavailable, but the other algorithms keep the replica ready.
-    ready: async () => !state.closed && policy.algorithms.every((alg) => hasKey(state, alg)) && (await store.ready()),
+    ready: async () =>
+      !state.closed &&
+      policy.algorithms.every((alg) => hasKey(state, alg)) &&
+      (await store.ready()),
     list: () => listKeys(state),
     async rotate(request = {}) {
       const force = request.algorithms ?? [...policy.algorithms];
@@ -94,14 +124,22 @@ async function startUp(state: ProviderState): Promise<void> {
   await sync(state, {}, false);
   // A fresh replica whose peer holds the lock while creating the first keys: wait for them
   // (not for a next key waiting out its publish delay: that takes minutes, by design).
-  for (let attempt = 0; attempt < 20 && !options.policy.algorithms.every((alg) => hasKey(state, alg)); attempt += 1) {
+  for (
+    let attempt = 0;
+    attempt < 20 && !options.policy.algorithms.every((alg) => hasKey(state, alg));
+    attempt += 1
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 500));
     await sync(state, {}, false);
   }
 }
 
 /** Every signature is timed: an HSM slowing down shows in the latency histogram before requests fail. */
-function timedSigner(state: ProviderState, alg: JwsAlgorithm, sign: SigningKey['sign']): SigningKey['sign'] {
+function timedSigner(
+  state: ProviderState,
+  alg: JwsAlgorithm,
+  sign: SigningKey['sign'],
+): SigningKey['sign'] {
   const histogram = state.options.metrics?.signDuration;
   if (!histogram) return sign;
   // The labelled child is looked up once per key, not once per signature.
@@ -128,7 +166,8 @@ async function signingKeyFor(state: ProviderState, key: StoredKey): Promise<Sign
 /** Makes `keys` the snapshot: the active key per algorithm signs, signers of removed keys go. */
 async function install(state: ProviderState, keys: StoredKey[]): Promise<void> {
   const active = new Map<JwsAlgorithm, SigningKey>();
-  for (const key of keys) if (key.state === 'active') active.set(key.alg, await signingKeyFor(state, key));
+  for (const key of keys)
+    if (key.state === 'active') active.set(key.alg, await signingKeyFor(state, key));
   const kept = new Set(keys.map((key) => key.kid));
   for (const kid of state.signers.keys()) if (!kept.has(kid)) state.signers.delete(kid);
   state.snapshot = keys;
@@ -136,7 +175,11 @@ async function install(state: ProviderState, keys: StoredKey[]): Promise<void> {
 }
 
 /** One sync: reread, plan, and apply under the lock when something is due. */
-async function sync(state: ProviderState, request: RotationRequest, requireLock: boolean): Promise<void> {
+async function sync(
+  state: ProviderState,
+  request: RotationRequest,
+  requireLock: boolean,
+): Promise<void> {
   const { store, policy, logger } = state.options;
   let keys = await store.load();
   if (planRotation(keys, policy, nowSeconds(state), request).length > 0) {
@@ -150,7 +193,10 @@ async function sync(state: ProviderState, request: RotationRequest, requireLock:
         await release();
       }
     } else if (requireLock) {
-      throw new KeyStoreError('another replica is rotating keys right now; try again in a minute', 'ROTATION_LOCKED');
+      throw new KeyStoreError(
+        'another replica is rotating keys right now; try again in a minute',
+        'ROTATION_LOCKED',
+      );
     } else {
       logger.debug('key rotation due but another replica holds the lock');
     }
@@ -173,7 +219,10 @@ async function acquireLocks(state: ProviderState): Promise<(() => Promise<void>)
   if (cache && !(await cache.acquireLock(ROTATION_LOCK, LOCK_TTL_MS, owner))) return undefined;
   const releaseCache = async (): Promise<void> => {
     if (cache && !(await cache.releaseLock(ROTATION_LOCK, owner))) {
-      logger.warn({ lock: ROTATION_LOCK, ttlMs: LOCK_TTL_MS }, 'key rotation outlived its lock; another replica may have taken it meanwhile');
+      logger.warn(
+        { lock: ROTATION_LOCK, ttlMs: LOCK_TTL_MS },
+        'key rotation outlived its lock; another replica may have taken it meanwhile',
+      );
     }
   };
   let releaseStore: (() => Promise<void>) | undefined;
@@ -195,31 +244,53 @@ async function acquireLocks(state: ProviderState): Promise<(() => Promise<void>)
 }
 
 /** Creates, then updates, then removes, so a crash part-way never leaves an algorithm without a key. */
-async function applyActions(state: ProviderState, actions: RotationAction[], request: RotationRequest): Promise<void> {
+async function applyActions(
+  state: ProviderState,
+  actions: RotationAction[],
+  request: RotationRequest,
+): Promise<void> {
   await createKeys(state, actions, request);
   await saveRecords(state, actions);
   await removeKeys(state, actions);
 }
 
-async function createKeys(state: ProviderState, actions: RotationAction[], request: RotationRequest): Promise<void> {
+async function createKeys(
+  state: ProviderState,
+  actions: RotationAction[],
+  request: RotationRequest,
+): Promise<void> {
   const { store, logger, metrics } = state.options;
   const at = nowSeconds(state);
   for (const action of actions) {
     if (action.kind !== 'create') continue;
-    const record = { state: action.state, createdAt: at, activateAt: action.activateAt, activatedAt: action.state === 'active' ? at : undefined };
+    const record = {
+      state: action.state,
+      createdAt: at,
+      activateAt: action.activateAt,
+      activatedAt: action.state === 'active' ? at : undefined,
+    };
     const key = await store.create(action.alg, record);
-    logger.info({ kid: key.kid, alg: key.alg, state: key.state, activateAt: key.activateAt }, 'signing key added');
-    if (action.state === 'active' && request.immediate) metrics?.keyRotations.inc({ alg: action.alg });
+    logger.info(
+      { kid: key.kid, alg: key.alg, state: key.state, activateAt: key.activateAt },
+      'signing key added',
+    );
+    if (action.state === 'active' && request.immediate)
+      metrics?.keyRotations.inc({ alg: action.alg });
   }
 }
 
 async function saveRecords(state: ProviderState, actions: RotationAction[]): Promise<void> {
   const { store, logger, metrics } = state.options;
-  const updates = actions.flatMap((action) => (action.kind === 'update' ? [recordOf(action.record)] : []));
+  const updates = actions.flatMap((action) =>
+    action.kind === 'update' ? [recordOf(action.record)] : [],
+  );
   if (updates.length === 0) return;
   await store.save(updates);
   for (const record of updates) {
-    logger.info({ kid: record.kid, alg: record.alg, state: record.state }, `signing key ${record.state === 'active' ? 'activated' : record.state}`);
+    logger.info(
+      { kid: record.kid, alg: record.alg, state: record.state },
+      `signing key ${record.state === 'active' ? 'activated' : record.state}`,
+    );
     if (record.state === 'active') metrics?.keyRotations.inc({ alg: record.alg });
   }
 }
@@ -244,10 +315,18 @@ function signingKey(state: ProviderState, alg: JwsAlgorithm): Promise<SigningKey
     // A role asking for an algorithm the operator did not enable is a configuration gap, not a
     // client error: the role cannot be served until keys.algorithms lists it.
     return Promise.reject(
-      temporarilyUnavailable(`no ${alg} signing key is configured`, { reason: 'signing_algorithm_not_configured', detail: { alg, configured: policy.algorithms } }),
+      temporarilyUnavailable(`no ${alg} signing key is configured`, {
+        reason: 'signing_algorithm_not_configured',
+        detail: { alg, configured: policy.algorithms },
+      }),
     );
   }
-  return Promise.reject(temporarilyUnavailable('signing key unavailable', { reason: 'signing_key_unavailable', detail: { alg, provider: store.kind } }));
+  return Promise.reject(
+    temporarilyUnavailable('signing key unavailable', {
+      reason: 'signing_key_unavailable',
+      detail: { alg, provider: store.kind },
+    }),
+  );
 }
 
 function publishedKeys(state: ProviderState): PublishedKey[] {
@@ -264,7 +343,12 @@ function namedKey(state: ProviderState, name: string, alg: JwsAlgorithm): Promis
   if (!key) {
     key = state.options.store.namedKey(name, alg, true).then((found) => {
       if (!found) throw new KeyStoreError(`named key ${name} could not be created`, 'KEY_MISSING');
-      return { kid: found.kid, alg: found.alg, publicJwk: found.publicJwk, sign: timedSigner(state, found.alg, (data) => found.sign(data)) };
+      return {
+        kid: found.kid,
+        alg: found.alg,
+        publicJwk: found.publicJwk,
+        sign: timedSigner(state, found.alg, (data) => found.sign(data)),
+      };
     });
     key.catch(() => state.named.delete(id));
     state.named.set(id, key);
@@ -272,7 +356,8 @@ function namedKey(state: ProviderState, name: string, alg: JwsAlgorithm): Promis
   return key;
 }
 
-const order = (key: StoredKey): number => key.activatedAt ?? key.activateAt ?? Number.MAX_SAFE_INTEGER;
+const order = (key: StoredKey): number =>
+  key.activatedAt ?? key.activateAt ?? Number.MAX_SAFE_INTEGER;
 
 async function listKeys(state: ProviderState): Promise<KeyInfo[]> {
   return (await state.options.store.load())

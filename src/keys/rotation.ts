@@ -35,13 +35,22 @@ export interface RotationRequest {
 }
 
 /** The actions that bring `records` up to date at `now` (Unix seconds). */
-export function planRotation(records: readonly KeyRecord[], policy: RotationPolicy, now: number, request: RotationRequest = {}): RotationAction[] {
+export function planRotation(
+  records: readonly KeyRecord[],
+  policy: RotationPolicy,
+  now: number,
+  request: RotationRequest = {},
+): RotationAction[] {
   const actions: RotationAction[] = [];
-  const algorithms = new Set<JwsAlgorithm>([...policy.algorithms, ...records.map((record) => record.alg)]);
+  const algorithms = new Set<JwsAlgorithm>([
+    ...policy.algorithms,
+    ...records.map((record) => record.alg),
+  ]);
   for (const alg of algorithms) {
     const own = records.filter((record) => record.alg === alg);
     if (request.createOnly) {
-      if (policy.algorithms.includes(alg) && !own.some((record) => record.state !== 'retired')) actions.push(firstKey(alg, policy, now, records.length > 0));
+      if (policy.algorithms.includes(alg) && !own.some((record) => record.state !== 'retired'))
+        actions.push(firstKey(alg, policy, now, records.length > 0));
       continue;
     }
     actions.push(...planAlgorithm(alg, own, policy, now, request, records));
@@ -69,26 +78,54 @@ function planAlgorithm(
   request: RotationRequest,
   records: readonly KeyRecord[],
 ): RotationAction[] {
-  const context: PlanContext = { alg, policy, now, request, forced: request.force?.includes(alg) ?? false, records };
+  const context: PlanContext = {
+    alg,
+    policy,
+    now,
+    request,
+    forced: request.force?.includes(alg) ?? false,
+    records,
+  };
   const { actions, active, next } = tidyUp(own, policy, now);
   return [...actions, ...nextSteps(context, active, next)];
 }
 
-const retire = (record: KeyRecord, now: number): RotationAction => ({ kind: 'update', record: { ...record, state: 'retired', retiredAt: now } });
+const retire = (record: KeyRecord, now: number): RotationAction => ({
+  kind: 'update',
+  record: { ...record, state: 'retired', retiredAt: now },
+});
 const remove = (record: KeyRecord): RotationAction => ({ kind: 'remove', kid: record.kid });
 
 /** One active and one next at most, and no retired key kept past its retention. */
-function tidyUp(own: KeyRecord[], policy: RotationPolicy, now: number): { actions: RotationAction[]; active?: KeyRecord; next?: KeyRecord } {
+function tidyUp(
+  own: KeyRecord[],
+  policy: RotationPolicy,
+  now: number,
+): { actions: RotationAction[]; active?: KeyRecord; next?: KeyRecord } {
   // Several actives (two replicas raced, or a crash mid-rotation): the latest one wins.
-  const actives = own.filter((record) => record.state === 'active').sort((a, b) => (b.activatedAt ?? 0) - (a.activatedAt ?? 0));
+  const actives = own
+    .filter((record) => record.state === 'active')
+    .sort((a, b) => (b.activatedAt ?? 0) - (a.activatedAt ?? 0));
   // Several nexts: keep the oldest (published longest); the others never signed anything.
-  const nexts = own.filter((record) => record.state === 'next').sort((a, b) => a.createdAt - b.createdAt || a.kid.localeCompare(b.kid));
-  const expired = own.filter((record) => record.state === 'retired' && now >= (record.retiredAt ?? 0) + policy.retention);
-  const actions = [...actives.slice(1).map((record) => retire(record, now)), ...nexts.slice(1).map(remove), ...expired.map(remove)];
+  const nexts = own
+    .filter((record) => record.state === 'next')
+    .sort((a, b) => a.createdAt - b.createdAt || a.kid.localeCompare(b.kid));
+  const expired = own.filter(
+    (record) => record.state === 'retired' && now >= (record.retiredAt ?? 0) + policy.retention,
+  );
+  const actions = [
+    ...actives.slice(1).map((record) => retire(record, now)),
+    ...nexts.slice(1).map(remove),
+    ...expired.map(remove),
+  ];
   return { actions, active: actives[0], next: nexts[0] };
 }
 
-function nextSteps(context: PlanContext, active: KeyRecord | undefined, next: KeyRecord | undefined): RotationAction[] {
+function nextSteps(
+  context: PlanContext,
+  active: KeyRecord | undefined,
+  next: KeyRecord | undefined,
+): RotationAction[] {
   const { alg, policy, now, request, forced } = context;
   const retiring = active ? [retire(active, now)] : [];
   if (!policy.algorithms.includes(alg)) {
@@ -102,7 +139,11 @@ function nextSteps(context: PlanContext, active: KeyRecord | undefined, next: Ke
 }
 
 /** A next key: given its start time if it has none, brought forward when forced, activated when due. */
-function advanceNext(context: PlanContext, next: KeyRecord, active: KeyRecord | undefined): RotationAction[] {
+function advanceNext(
+  context: PlanContext,
+  next: KeyRecord,
+  active: KeyRecord | undefined,
+): RotationAction[] {
   const { policy, now } = context;
   const actions: RotationAction[] = [];
   let scheduled = next;
@@ -110,7 +151,10 @@ function advanceNext(context: PlanContext, next: KeyRecord, active: KeyRecord | 
     // A next without a start time (written by hand or by an older version): it may sign at once
     // only if it was the first key ever published; otherwise it waits out the publish delay.
     const publishedBefore = context.records.some((record) => record.kid !== next.kid);
-    scheduled = { ...next, activateAt: publishedBefore ? next.createdAt + policy.publishDelay : now };
+    scheduled = {
+      ...next,
+      activateAt: publishedBefore ? next.createdAt + policy.publishDelay : now,
+    };
     if ((scheduled.activateAt ?? now) > now) actions.push({ kind: 'update', record: scheduled });
   }
   if (context.forced) {
@@ -122,7 +166,10 @@ function advanceNext(context: PlanContext, next: KeyRecord, active: KeyRecord | 
   }
   // With or without an active key: a relying party may hold a JWKS fetched before `next` existed.
   if (now >= (scheduled.activateAt ?? Infinity)) {
-    actions.push({ kind: 'update', record: { ...scheduled, state: 'active', activatedAt: now, activateAt: undefined } });
+    actions.push({
+      kind: 'update',
+      record: { ...scheduled, state: 'active', activatedAt: now, activateAt: undefined },
+    });
     if (active) actions.push(retire(active, now));
   }
   return actions;
@@ -131,11 +178,14 @@ function advanceNext(context: PlanContext, next: KeyRecord, active: KeyRecord | 
 /** The successor of an active key without one: now when forced, else `lead` before its scheduled end. */
 function successor(context: PlanContext, active: KeyRecord): RotationAction[] {
   const { alg, policy, now } = context;
-  if (context.forced) return [{ kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay }];
+  if (context.forced)
+    return [{ kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay }];
   if (policy.every === undefined) return [];
   const due = (active.activatedAt ?? active.createdAt) + policy.every;
   if (now < due - Math.max(policy.lead, policy.publishDelay)) return [];
-  return [{ kind: 'create', alg, state: 'next', activateAt: Math.max(due, now + policy.publishDelay) }];
+  return [
+    { kind: 'create', alg, state: 'next', activateAt: Math.max(due, now + policy.publishDelay) },
+  ];
 }
 
 /**
@@ -144,18 +194,35 @@ function successor(context: PlanContext, active: KeyRecord): RotationAction[] {
  * to a running broker, or re-added), relying parties may hold one without it, so it is published
  * for the full delay before it signs, like any successor.
  */
-function firstKey(alg: JwsAlgorithm, policy: RotationPolicy, now: number, jwksPublished: boolean): RotationAction {
-  return jwksPublished ? { kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay } : { kind: 'create', alg, state: 'active' };
+function firstKey(
+  alg: JwsAlgorithm,
+  policy: RotationPolicy,
+  now: number,
+  jwksPublished: boolean,
+): RotationAction {
+  return jwksPublished
+    ? { kind: 'create', alg, state: 'next', activateAt: now + policy.publishDelay }
+    : { kind: 'create', alg, state: 'active' };
 }
 
 /** When a retired key leaves the JWKS and the store. */
-export function removeAfter(record: KeyRecord, policy: Pick<RotationPolicy, 'retention'>): number | undefined {
-  return record.state === 'retired' && record.retiredAt !== undefined ? record.retiredAt + policy.retention : undefined;
+export function removeAfter(
+  record: KeyRecord,
+  policy: Pick<RotationPolicy, 'retention'>,
+): number | undefined {
+  return record.state === 'retired' && record.retiredAt !== undefined
+    ? record.retiredAt + policy.retention
+    : undefined;
 }
 
 /** Only the record fields of a key (drops the public JWK and undefined times). */
 export function recordOf(key: KeyRecord): KeyRecord {
-  const record: KeyRecord = { kid: key.kid, alg: key.alg, state: key.state, createdAt: key.createdAt };
+  const record: KeyRecord = {
+    kid: key.kid,
+    alg: key.alg,
+    state: key.state,
+    createdAt: key.createdAt,
+  };
   if (key.activateAt !== undefined) record.activateAt = key.activateAt;
   if (key.activatedAt !== undefined) record.activatedAt = key.activatedAt;
   if (key.retiredAt !== undefined) record.retiredAt = key.retiredAt;

@@ -19,7 +19,8 @@ export function nodeSigner(privateKey: KeyObject, alg: JwsAlgorithm): Signer {
   switch (alg) {
     case 'ES256':
       // The executor's throw is the rejection, as in an async function, without awaiting anything.
-      return (data) => new Promise((resolve) => resolve(ecdsaDerToRaw(sign('sha256', data, privateKey), 32)));
+      return (data) =>
+        new Promise((resolve) => resolve(ecdsaDerToRaw(sign('sha256', data, privateKey), 32)));
     case 'RS256':
       // PKCS#1 v1.5 is the default padding of an RSA key.
       return async (data) => signAsync('sha256', data, privateKey);

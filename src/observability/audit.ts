@@ -52,7 +52,11 @@ export interface AuditLog {
  *
  * @example const audit = createAuditLog({ file: '/var/log/tessera/audit.log', logger });
  */
-export function createAuditLog(options: { file?: string; logger: Logger; now?: () => number }): AuditLog {
+export function createAuditLog(options: {
+  file?: string;
+  logger: Logger;
+  now?: () => number;
+}): AuditLog {
   const { file, logger } = options;
   const now = options.now ?? Date.now;
   if (file === undefined) {
@@ -62,13 +66,24 @@ export function createAuditLog(options: { file?: string; logger: Logger; now?: (
     };
   }
   // Asynchronous writes keep the request path free of disk latency; close() flushes.
-  const destination = pino.destination({ dest: file === 'stdout' ? 1 : file, sync: false, mkdir: file !== 'stdout' });
-  destination.on('error', (error: Error) => logger.error({ err: { name: error.name, message: error.message }, file }, 'audit stream write failed'));
+  const destination = pino.destination({
+    dest: file === 'stdout' ? 1 : file,
+    sync: false,
+    mkdir: file !== 'stdout',
+  });
+  destination.on('error', (error: Error) =>
+    logger.error(
+      { err: { name: error.name, message: error.message }, file },
+      'audit stream write failed',
+    ),
+  );
   let closed = false;
   return {
     write(event) {
       if (closed) return;
-      destination.write(`{"time":"${new Date(now()).toISOString()}",${JSON.stringify(event).slice(1)}\n`);
+      destination.write(
+        `{"time":"${new Date(now()).toISOString()}",${JSON.stringify(event).slice(1)}\n`,
+      );
     },
     async close() {
       if (closed) return;
@@ -109,8 +124,10 @@ function pinoLineParts(logger: Logger): PinoLineParts | undefined {
   const messageKey = internals[messageKeySym];
   const end = internals[endSym];
   const info = levels?.[logger.levels.values.info ?? 30];
-  if (typeof stream?.write !== 'function' || typeof info !== 'string' || typeof time !== 'function') return undefined;
-  if (typeof bindings !== 'string' || typeof messageKey !== 'string' || typeof end !== 'string') return undefined;
+  if (typeof stream?.write !== 'function' || typeof info !== 'string' || typeof time !== 'function')
+    return undefined;
+  if (typeof bindings !== 'string' || typeof messageKey !== 'string' || typeof end !== 'string')
+    return undefined;
   return { stream, info, time: time as () => string, bindings, messageKey, end };
 }
 

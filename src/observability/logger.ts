@@ -7,7 +7,16 @@ export type { Logger };
  * down (`{ request: { subject_token } }`), as a second line of defence: code logs identities
  * (iss, sub, namespace, role, jti), never tokens, PINs or keys.
  */
-const SECRET_NAMES = ['token', 'subject_token', 'actor_token', 'access_token', 'pin', 'password', 'privateKey', 'authorization'];
+const SECRET_NAMES = [
+  'token',
+  'subject_token',
+  'actor_token',
+  'access_token',
+  'pin',
+  'password',
+  'privateKey',
+  'authorization',
+];
 const CENSOR = '[redacted]';
 
 /**
@@ -21,12 +30,24 @@ function censorNested(line: Record<string, unknown>): Record<string, unknown> {
   for (const key of Object.keys(line)) {
     const value = line[key];
     if (value === null || typeof value !== 'object' || Array.isArray(value)) continue;
-    const names = SECRET_NAMES.filter((name) => Object.hasOwn(value, name) && (value as Record<string, unknown>)[name] !== undefined);
+    const names = SECRET_NAMES.filter(
+      (name) =>
+        Object.hasOwn(value, name) && (value as Record<string, unknown>)[name] !== undefined,
+    );
     if (names.length === 0) continue;
     // A copy with the same prototype and descriptors: an Error stays an Error for its serializer.
     const prototype = Object.getPrototypeOf(value) as object | null;
-    const copy = Object.create(prototype, Object.getOwnPropertyDescriptors(value)) as Record<string, unknown>;
-    for (const name of names) Object.defineProperty(copy, name, { value: CENSOR, enumerable: true, writable: true, configurable: true });
+    const copy = Object.create(prototype, Object.getOwnPropertyDescriptors(value)) as Record<
+      string,
+      unknown
+    >;
+    for (const name of names)
+      Object.defineProperty(copy, name, {
+        value: CENSOR,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     censored ??= { ...line };
     censored[key] = copy;
   }
@@ -38,7 +59,9 @@ function censorNested(line: Record<string, unknown>): Record<string, unknown> {
  *
  * @example const logger = createLogger({ level: 'info' });
  */
-export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
+export function createLogger(
+  options: { level?: string; destination?: DestinationStream } = {},
+): Logger {
   return pino(
     {
       level: options.level ?? 'info',

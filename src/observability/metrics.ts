@@ -45,7 +45,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
       collect() {
         this.reset();
-        for (const status of sources?.clusters() ?? []) this.set({ cluster: status.cluster }, status.ready ? 1 : 0);
+        for (const status of sources?.clusters() ?? [])
+          this.set({ cluster: status.cluster }, status.ready ? 1 : 0);
       },
     }),
     jwksAge: new Gauge({
@@ -58,7 +59,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         if (!sources) return;
         const now = sources.now();
         for (const status of sources.clusters()) {
-          if (status.keysFetchedAt !== undefined) this.set({ cluster: status.cluster }, Math.max(0, (now - status.keysFetchedAt) / 1000));
+          if (status.keysFetchedAt !== undefined)
+            this.set({ cluster: status.cluster }, Math.max(0, (now - status.keysFetchedAt) / 1000));
         }
       },
     }),
@@ -81,7 +83,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       async collect() {
         this.reset();
         const keys = await sources?.signingKeys().catch(() => []);
-        for (const key of keys ?? []) if (key.replaceAt !== undefined) this.set({ alg: key.alg }, secondsUntil(key.replaceAt));
+        for (const key of keys ?? [])
+          if (key.replaceAt !== undefined) this.set({ alg: key.alg }, secondsUntil(key.replaceAt));
       },
     }),
     caExpiry: new Gauge({

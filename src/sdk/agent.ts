@@ -44,7 +44,12 @@ interface Permissions {
  * written into a fresh directory, `..data` is switched to it with one rename, and each public
  * name is a symlink through `..data`. A reader never pairs a new key with an old certificate.
  */
-async function publish(out: string, files: OutputFile[], generation: number, permissions: Permissions): Promise<void> {
+async function publish(
+  out: string,
+  files: OutputFile[],
+  generation: number,
+  permissions: Permissions,
+): Promise<void> {
   const version = `..${Date.now()}-${process.pid}-${generation}`;
   await mkdir(join(out, version), { mode: permissions.dirMode });
   // Explicit chown/chmod: the umask would otherwise strip the group bits asked for.
@@ -67,14 +72,21 @@ async function publish(out: string, files: OutputFile[], generation: number, per
     await symlink(join('..data', file.name), `${link}.tmp`);
     await rename(`${link}.tmp`, link);
   }
-  if (previous && previous !== version) await rm(join(out, previous), { recursive: true, force: true });
+  if (previous && previous !== version)
+    await rm(join(out, previous), { recursive: true, force: true });
 }
 
 /** File modes for the options: group-readable with a group, the key never readable by others. */
-function fileModes(options: Pick<AgentOptions, 'group' | 'mode'>): { token: number; certificate: number; key: number; dir: number } {
+function fileModes(options: Pick<AgentOptions, 'group' | 'mode'>): {
+  token: number;
+  certificate: number;
+  key: number;
+  dir: number;
+} {
   const base = options.mode ?? (options.group !== undefined ? 0o640 : undefined);
   if (base === undefined) return { token: 0o600, certificate: 0o644, key: 0o600, dir: 0o700 };
-  if (!Number.isInteger(base) || base < 0 || base > 0o777) throw new TypeError(`mode must be an octal file mode such as 0640, not ${String(base)}`);
+  if (!Number.isInteger(base) || base < 0 || base > 0o777)
+    throw new TypeError(`mode must be an octal file mode such as 0640, not ${String(base)}`);
   const mode = base | 0o600;
   // A directory needs x wherever its files need r.
   const dir = 0o700 | (mode & 0o040 ? 0o050 : 0) | (mode & 0o004 ? 0o005 : 0);
@@ -105,7 +117,14 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const modes = fileModes(options);
   const now = options.now ?? Date.now;
   await createOutputDir(options, modes.dir);
-  const writer: Writer = { client: createClient(options), options, modes, now, permissions: { group: options.group, dirMode: modes.dir }, generation: 0 };
+  const writer: Writer = {
+    client: createClient(options),
+    options,
+    modes,
+    now,
+    permissions: { group: options.group, dirMode: modes.dir },
+    generation: 0,
+  };
   const giveUpAt = now() + (options.deadlineMs ?? 60_000);
   let backoffMs = 1000;
   while (!options.signal?.aborted) {
@@ -126,7 +145,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
 }
 
 /** The output directory, given to `group` when the agent creates it. */
-async function createOutputDir(options: Pick<AgentOptions, 'out' | 'group'>, mode: number): Promise<void> {
+async function createOutputDir(
+  options: Pick<AgentOptions, 'out' | 'group'>,
+  mode: number,
+): Promise<void> {
   const created = await mkdir(options.out, { recursive: true, mode });
   if (created !== undefined && options.group !== undefined) {
     await chown(options.out, -1, options.group);
@@ -148,7 +170,10 @@ interface Writer {
 async function writeSvid(writer: Writer): Promise<number> {
   const { client, options, modes, now } = writer;
   const svid = await client.getCertificate();
-  const chain = [svid.certificatePem, ...svid.chainPem.filter((pem) => pem !== svid.certificatePem)].join('');
+  const chain = [
+    svid.certificatePem,
+    ...svid.chainPem.filter((pem) => pem !== svid.certificatePem),
+  ].join('');
   const files: OutputFile[] = [
     { name: 'svid.pem', content: chain, mode: modes.certificate },
     { name: 'svid-key.pem', content: svid.privateKeyPem, mode: modes.key },
@@ -164,7 +189,12 @@ async function writeSvid(writer: Writer): Promise<number> {
 async function writeToken(writer: Writer): Promise<number> {
   const { client, options, modes, now } = writer;
   const token = await client.refreshToken();
-  await publish(options.out, [{ name: 'token', content: token, mode: modes.token }], writer.generation++, writer.permissions);
+  await publish(
+    options.out,
+    [{ name: 'token', content: token, mode: modes.token }],
+    writer.generation++,
+    writer.permissions,
+  );
   options.onWrite?.(['token']);
   return client.tokenRefreshAt() ?? now() + 60_000;
 }

@@ -2,7 +2,12 @@ import { webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type * as X509 from '@peculiar/x509';
 import { z } from 'zod';
-import { GRANT_TOKEN_EXCHANGE, LOOPBACK_HOSTS, TOKEN_TYPE_JWT, TOKEN_TYPE_X509_SVID } from '../constants.js';
+import {
+  GRANT_TOKEN_EXCHANGE,
+  LOOPBACK_HOSTS,
+  TOKEN_TYPE_JWT,
+  TOKEN_TYPE_X509_SVID,
+} from '../constants.js';
 
 /** What a pod needs to reach Tessera. */
 export interface ClientOptions {
@@ -58,10 +63,19 @@ export class NetworkError extends Error {
   readonly endpoint: string;
   /** True when the exchange was abandoned after `timeoutMs`. */
   readonly timedOut: boolean;
-  constructor(endpoint: string, timedOut: boolean, options: { cause: unknown; timeoutMs?: number }) {
-    super(timedOut ? `no answer from ${endpoint} within ${options.timeoutMs} ms` : `cannot reach ${endpoint}: ${causeText(options.cause)}`, {
-      cause: options.cause,
-    });
+  constructor(
+    endpoint: string,
+    timedOut: boolean,
+    options: { cause: unknown; timeoutMs?: number },
+  ) {
+    super(
+      timedOut
+        ? `no answer from ${endpoint} within ${options.timeoutMs} ms`
+        : `cannot reach ${endpoint}: ${causeText(options.cause)}`,
+      {
+        cause: options.cause,
+      },
+    );
     this.name = 'NetworkError';
     this.endpoint = endpoint;
     this.timedOut = timedOut;
@@ -112,7 +126,10 @@ export function createClient(options: ClientOptions) {
 
   const deadlines = (lifetimeSeconds: number) => {
     const at = now();
-    return { expiresAt: at + lifetimeSeconds * 1000, refreshAt: at + lifetimeSeconds * 1000 * (1 - refreshFraction) };
+    return {
+      expiresAt: at + lifetimeSeconds * 1000,
+      refreshAt: at + lifetimeSeconds * 1000 * (1 - refreshFraction),
+    };
   };
 
   function refresh(): Promise<string> {
@@ -136,7 +153,8 @@ export function createClient(options: ClientOptions) {
     return inFlight;
   }
 
-  const stillValid = () => (cachedToken && now() < cachedToken.expiresAt ? cachedToken.value : undefined);
+  const stillValid = () =>
+    cachedToken && now() < cachedToken.expiresAt ? cachedToken.value : undefined;
 
   return {
     /** When the cached JWT is due for refresh (ms since the epoch), or undefined before the first exchange. */
@@ -152,7 +170,8 @@ export function createClient(options: ClientOptions) {
       if (cachedToken && now() < cachedToken.refreshAt) return cachedToken.value;
       const valid = stillValid();
       if (valid !== undefined && retryAt !== undefined) {
-        if (!inFlight && now() >= retryAt) refresh().catch((error: unknown) => options.onRefreshError?.(error));
+        if (!inFlight && now() >= retryAt)
+          refresh().catch((error: unknown) => options.onRefreshError?.(error));
         return valid;
       }
       try {
@@ -187,19 +206,28 @@ function exchanger(options: ClientOptions): Exchange {
     try {
       return await doFetch(tokenUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
         body,
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
-      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+      const timedOut =
+        error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
       throw new NetworkError(tokenUrl.href, timedOut, { cause: error, timeoutMs });
     }
   }
 
   async function exchange(extra: Record<string, string>): Promise<z.infer<typeof successSchema>> {
     const subjectToken = (await readFile(options.tokenFile, 'utf8')).trim();
-    const body = new URLSearchParams({ grant_type: GRANT_TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: TOKEN_TYPE_JWT, ...extra });
+    const body = new URLSearchParams({
+      grant_type: GRANT_TOKEN_EXCHANGE,
+      subject_token: subjectToken,
+      subject_token_type: TOKEN_TYPE_JWT,
+      ...extra,
+    });
     if (options.audience) body.set('audience', options.audience);
     if (options.resource) body.set('resource', options.resource);
     if (options.scope) body.set('scope', options.scope);
@@ -215,7 +243,13 @@ function exchanger(options: ClientOptions): Exchange {
       );
     }
     const parsed = successSchema.safeParse(json);
-    if (!parsed.success) throw new ExchangeError(response.status, 'invalid_response', 'the broker answered with an unexpected body', tokenUrl.href);
+    if (!parsed.success)
+      throw new ExchangeError(
+        response.status,
+        'invalid_response',
+        'the broker answered with an unexpected body',
+        tokenUrl.href,
+      );
     return parsed.data;
   }
 
@@ -225,9 +259,18 @@ function exchanger(options: ClientOptions): Exchange {
 /** Generates an EC P-256 key, has the broker certify it, and returns the SVID with the key as PKCS#8 PEM. */
 async function newCertificate(exchange: Exchange, now: () => number): Promise<Certificate> {
   const { Pkcs10CertificateRequestGenerator, PemConverter } = await loadX509();
-  const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
-  const csr = await Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } });
-  const result = await exchange({ requested_token_type: TOKEN_TYPE_X509_SVID, csr: csr.toString('pem') });
+  const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ]);
+  const csr = await Pkcs10CertificateRequestGenerator.create({
+    keys,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  });
+  const result = await exchange({
+    requested_token_type: TOKEN_TYPE_X509_SVID,
+    csr: csr.toString('pem'),
+  });
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return {
     certificatePem: result.certificate ?? result.access_token,
@@ -251,10 +294,16 @@ async function loadX509(): Promise<typeof X509> {
  * The service-account token must not travel in clear: http only on loopback or when allowed.
  */
 export function tokenEndpoint(endpoint: string, allowInsecure: boolean): URL {
-  if (!URL.canParse(endpoint)) throw new TypeError(`endpoint is not a URL: ${endpoint.slice(0, 100)}`);
+  if (!URL.canParse(endpoint))
+    throw new TypeError(`endpoint is not a URL: ${endpoint.slice(0, 100)}`);
   const base = new URL(endpoint.endsWith('/') ? endpoint : `${endpoint}/`);
-  if (base.protocol !== 'https:' && !(base.protocol === 'http:' && (LOOPBACK_HOSTS.has(base.hostname) || allowInsecure))) {
-    throw new TypeError(`endpoint must be https (http only on loopback or with allowInsecure): ${base.origin}`);
+  if (
+    base.protocol !== 'https:' &&
+    !(base.protocol === 'http:' && (LOOPBACK_HOSTS.has(base.hostname) || allowInsecure))
+  ) {
+    throw new TypeError(
+      `endpoint must be https (http only on loopback or with allowInsecure): ${base.origin}`,
+    );
   }
   return new URL('v1/token', base);
 }

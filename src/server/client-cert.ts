@@ -20,6 +20,8 @@ export function verifiedClientCertificate(c: Context): ClientCertificate | undef
 function describeCertificate(der: Uint8Array): ClientCertificate {
   const certificate = new X509Certificate(der);
   const san = certificate.getExtension(SubjectAlternativeNameExtension);
-  const uris = san ? san.names.items.filter((name) => name.type === 'url').map((name) => name.value) : [];
+  const uris = san
+    ? san.names.items.filter((name) => name.type === 'url').map((name) => name.value)
+    : [];
   return { subject: certificate.subject, uris };
 }

@@ -40,11 +40,20 @@ export function createShutdown(options: ShutdownOptions): (signal: string) => vo
     started = true;
     const drainSeconds = signal === 'SIGINT' ? 0 : options.drainSeconds;
     app.beginDrain();
-    logger.info({ signal, drainSeconds }, 'shutdown: draining; readiness reports 503, requests are still served');
-    const watchdog = setTimeout(() => {
-      logger.error({ deadlineSeconds: drainSeconds + SHUTDOWN_DEADLINE_SECONDS }, 'shutdown: deadline passed, exiting');
-      exit(1);
-    }, (drainSeconds + SHUTDOWN_DEADLINE_SECONDS) * 1000);
+    logger.info(
+      { signal, drainSeconds },
+      'shutdown: draining; readiness reports 503, requests are still served',
+    );
+    const watchdog = setTimeout(
+      () => {
+        logger.error(
+          { deadlineSeconds: drainSeconds + SHUTDOWN_DEADLINE_SECONDS },
+          'shutdown: deadline passed, exiting',
+        );
+        exit(1);
+      },
+      (drainSeconds + SHUTDOWN_DEADLINE_SECONDS) * 1000,
+    );
     watchdog.unref();
     setTimeout(() => {
       void (async () => {
@@ -56,7 +65,14 @@ export function createShutdown(options: ShutdownOptions): (signal: string) => vo
         await app.stopListening();
         clearTimeout(cut);
         logger.info('shutdown: connections closed; closing cache, keys and watchers');
-        await app.close().catch((error: unknown) => logger.warn({ err: { message: error instanceof Error ? error.message : String(error) } }, 'shutdown: close failed'));
+        await app
+          .close()
+          .catch((error: unknown) =>
+            logger.warn(
+              { err: { message: error instanceof Error ? error.message : String(error) } },
+              'shutdown: close failed',
+            ),
+          );
         logger.info('shutdown: stopped');
         clearTimeout(watchdog);
         exit(0);

@@ -1,4 +1,9 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -53,9 +58,15 @@ type Fetch = (request: Request, env: Record<string, unknown>) => Response | Prom
  * `connectionsCheckingInterval` (30 s by default), so a silent half-request would outlive the
  * configured timeout by up to 30 s: the interval is a fraction of the header timeout instead.
  */
-export async function startListener(spec: ListenerSpec, fetch: Fetch, timeouts: ListenerTimeouts): Promise<Listener> {
+export async function startListener(
+  spec: ListenerSpec,
+  fetch: Fetch,
+  timeouts: ListenerTimeouts,
+): Promise<Listener> {
   let stopping = false;
-  const handle = getRequestListener((request, env) => fetch(request, { ...env, [LISTENER_SCOPE_ENV]: spec.scope }));
+  const handle = getRequestListener((request, env) =>
+    fetch(request, { ...env, [LISTENER_SCOPE_ENV]: spec.scope }),
+  );
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
     // While stopping, a keep-alive connection gets its answer and is then closed.
     if (stopping) response.setHeader('Connection', 'close');
@@ -65,7 +76,10 @@ export async function startListener(spec: ListenerSpec, fetch: Fetch, timeouts: 
     headersTimeout: timeouts.headersTimeoutMs,
     requestTimeout: timeouts.requestTimeoutMs,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4))),
+    connectionsCheckingInterval: Math.max(
+      100,
+      Math.min(1000, Math.floor(timeouts.headersTimeoutMs / 4)),
+    ),
   };
   const server: Server = spec.tls
     ? createHttpsServer(
@@ -101,7 +115,9 @@ export async function startListener(spec: ListenerSpec, fetch: Fetch, timeouts: 
     port: address.port,
     server,
     setSecureContext(material) {
-      (server as unknown as { setSecureContext(options: object): void }).setSecureContext(material.options);
+      (server as unknown as { setSecureContext(options: object): void }).setSecureContext(
+        material.options,
+      );
     },
     stop() {
       stopping = true;
@@ -119,7 +135,11 @@ export async function startListener(spec: ListenerSpec, fetch: Fetch, timeouts: 
 
 /** The listeners a config asks for, main first. */
 export function listenerSpecs(
-  config: { listen: ListenConfig; publicListen?: ListenerConfig | undefined; adminListen?: ListenerConfig | undefined },
+  config: {
+    listen: ListenConfig;
+    publicListen?: ListenerConfig | undefined;
+    adminListen?: ListenerConfig | undefined;
+  },
   material?: TlsMaterial,
 ): ListenerSpec[] {
   const { listen, publicListen, adminListen } = config;
@@ -132,7 +152,9 @@ export function listenerSpecs(
       host: listen.host,
       port: listen.port,
       maxConnections: listen.maxConnections,
-      ...(material && { tls: { material, requestClientCert: listen.tls?.clientCaFile !== undefined } }),
+      ...(material && {
+        tls: { material, requestClientCert: listen.tls?.clientCaFile !== undefined },
+      }),
     },
   ];
   if (publicListen) specs.push({ name: 'publicListen', scope: 'public', ...publicListen });

@@ -40,8 +40,14 @@ const TLS_DEFAULTS: SecureContextOptions = {
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** Digest of the raw files: the cheap check a poll does before any parsing. */
-export async function fingerprintOf(files: TlsFiles): Promise<{ fingerprint: string; bytes: Buffer[] }> {
-  const paths = [files.certFile, files.keyFile, ...(files.clientCaFile ? [files.clientCaFile] : [])];
+export async function fingerprintOf(
+  files: TlsFiles,
+): Promise<{ fingerprint: string; bytes: Buffer[] }> {
+  const paths = [
+    files.certFile,
+    files.keyFile,
+    ...(files.clientCaFile ? [files.clientCaFile] : []),
+  ];
   const bytes = await Promise.all(paths.map((path) => readFile(path)));
   const hash = createHash('sha256');
   for (const part of bytes) hash.update(createHash('sha256').update(part).digest());
@@ -52,12 +58,17 @@ export async function fingerprintOf(files: TlsFiles): Promise<{ fingerprint: str
  * Read and check the files: the leaf is currently valid, the key is the leaf's, and OpenSSL
  * accepts the whole context. Anything else is a {@link TlsMaterialError} naming the file.
  */
-export async function loadTlsMaterial(files: TlsFiles, now: () => number = Date.now): Promise<TlsMaterial> {
+export async function loadTlsMaterial(
+  files: TlsFiles,
+  now: () => number = Date.now,
+): Promise<TlsMaterial> {
   let read: Awaited<ReturnType<typeof fingerprintOf>>;
   try {
     read = await fingerprintOf(files);
   } catch (error) {
-    throw new TlsMaterialError(`cannot read TLS files: ${(error as NodeJS.ErrnoException).code ?? 'error'} (${(error as NodeJS.ErrnoException).path ?? ''})`);
+    throw new TlsMaterialError(
+      `cannot read TLS files: ${(error as NodeJS.ErrnoException).code ?? 'error'} (${(error as NodeJS.ErrnoException).path ?? ''})`,
+    );
   }
   const [certBytes, keyBytes, caBytes] = read.bytes as [Buffer, Buffer, Buffer | undefined];
   const leaf = currentLeaf(files, certBytes, now());
@@ -65,13 +76,25 @@ export async function loadTlsMaterial(files: TlsFiles, now: () => number = Date.
   if (caBytes && !caBytes.toString('utf8').includes('-----BEGIN CERTIFICATE-----')) {
     throw new TlsMaterialError(`${files.clientCaFile ?? ''} holds no PEM certificate`);
   }
-  const options: SecureContextOptions = { ...TLS_DEFAULTS, cert: certBytes, key: keyBytes, ...(caBytes ? { ca: caBytes } : {}) };
+  const options: SecureContextOptions = {
+    ...TLS_DEFAULTS,
+    cert: certBytes,
+    key: keyBytes,
+    ...(caBytes ? { ca: caBytes } : {}),
+  };
   try {
     createSecureContext(options);
   } catch (error) {
-    throw new TlsMaterialError(`TLS files rejected: ${(error as { code?: string }).code ?? 'invalid'}`);
+    throw new TlsMaterialError(
+      `TLS files rejected: ${(error as { code?: string }).code ?? 'invalid'}`,
+    );
   }
-  return { options, fingerprint: read.fingerprint, serialNumber: leaf.serialNumber, notAfter: new Date(leaf.validTo).toISOString() };
+  return {
+    options,
+    fingerprint: read.fingerprint,
+    serialNumber: leaf.serialNumber,
+    notAfter: new Date(leaf.validTo).toISOString(),
+  };
 }
 
 /** The first certificate of the chain file, valid at `at`. */
@@ -84,8 +107,14 @@ function currentLeaf(files: TlsFiles, certBytes: Buffer, at: number): X509Certif
   } catch {
     throw new TlsMaterialError(`${files.certFile}: the first certificate cannot be parsed`);
   }
-  if (Date.parse(leaf.validTo) <= at) throw new TlsMaterialError(`${files.certFile}: certificate expired at ${new Date(leaf.validTo).toISOString()}`);
-  if (Date.parse(leaf.validFrom) > at) throw new TlsMaterialError(`${files.certFile}: certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
+  if (Date.parse(leaf.validTo) <= at)
+    throw new TlsMaterialError(
+      `${files.certFile}: certificate expired at ${new Date(leaf.validTo).toISOString()}`,
+    );
+  if (Date.parse(leaf.validFrom) > at)
+    throw new TlsMaterialError(
+      `${files.certFile}: certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`,
+    );
   return leaf;
 }
 
@@ -96,7 +125,10 @@ function checkKeyPair(files: TlsFiles, leaf: X509Certificate, keyBytes: Buffer):
   } catch {
     throw new TlsMaterialError(`${files.keyFile}: not a readable private key (PEM, unencrypted)`);
   }
-  if (!keyMatches) throw new TlsMaterialError(`${files.keyFile} does not belong to the certificate in ${files.certFile}`);
+  if (!keyMatches)
+    throw new TlsMaterialError(
+      `${files.keyFile} does not belong to the certificate in ${files.certFile}`,
+    );
 }
 
 export interface TlsReloader {
@@ -129,7 +161,11 @@ export function watchTlsFiles(options: {
       fingerprint = (await fingerprintOf(options.files)).fingerprint;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
-      if (lastSeen !== code) options.logger.warn({ code, certFile: options.files.certFile }, 'TLS files unreadable; keeping the current certificate');
+      if (lastSeen !== code)
+        options.logger.warn(
+          { code, certFile: options.files.certFile },
+          'TLS files unreadable; keeping the current certificate',
+        );
       lastSeen = code;
       return;
     }
@@ -139,10 +175,16 @@ export function watchTlsFiles(options: {
       const material = await loadTlsMaterial(options.files, options.now);
       options.apply(material);
       current = material;
-      options.logger.info({ serialNumber: material.serialNumber, notAfter: material.notAfter }, 'TLS certificate reloaded');
+      options.logger.info(
+        { serialNumber: material.serialNumber, notAfter: material.notAfter },
+        'TLS certificate reloaded',
+      );
     } catch (error) {
       const reason = error instanceof TlsMaterialError ? error.message : 'unexpected error';
-      options.logger.warn({ reason, serialNumber: current.serialNumber }, 'new TLS files refused; keeping the current certificate');
+      options.logger.warn(
+        { reason, serialNumber: current.serialNumber },
+        'new TLS files refused; keeping the current certificate',
+      );
     }
   };
   const timer = setInterval(() => {

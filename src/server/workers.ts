@@ -60,14 +60,19 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     failures = quick ? failures + 1 : 0;
     // A worker that cannot start (port taken, bad key file) must not be restarted in a hot loop.
     const delay = quick ? Math.min(MAX_RESTART_DELAY_MS, 100 * 2 ** Math.min(failures, 7)) : 0;
-    logger.warn({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died; starting a replacement');
+    logger.warn(
+      { worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay },
+      'worker died; starting a replacement',
+    );
     setTimeout(() => {
       if (!stopping) fork();
     }, delay);
   });
 
   const stop = (signal: NodeJS.Signals) => {
-    const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
+    const workers = Object.values(cluster.workers ?? {}).filter(
+      (worker): worker is Worker => worker !== undefined,
+    );
     if (stopping) {
       logger.warn({ signal }, 'shutdown: second signal, stopping workers now');
       for (const worker of workers) worker.process.kill('SIGKILL');
@@ -76,14 +81,20 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     }
     stopping = true;
     failures = 0;
-    logger.info({ signal, workers: workers.length, drainSeconds: options.drainSeconds }, 'shutdown: stopping workers');
+    logger.info(
+      { signal, workers: workers.length, drainSeconds: options.drainSeconds },
+      'shutdown: stopping workers',
+    );
     if (workers.length === 0) options.exit(0);
     for (const worker of workers) worker.process.kill(signal);
-    setTimeout(() => {
-      logger.error('shutdown: workers did not stop in time');
-      for (const worker of workers) worker.process.kill('SIGKILL');
-      options.exit(1);
-    }, (options.drainSeconds + SHUTDOWN_DEADLINE_SECONDS + 1) * 1000).unref();
+    setTimeout(
+      () => {
+        logger.error('shutdown: workers did not stop in time');
+        for (const worker of workers) worker.process.kill('SIGKILL');
+        options.exit(1);
+      },
+      (options.drainSeconds + SHUTDOWN_DEADLINE_SECONDS + 1) * 1000,
+    ).unref();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

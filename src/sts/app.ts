@@ -57,17 +57,27 @@ export function createStsApp(deps: StsDeps): Hono {
   app.onError((error, c) => errorResponse(error, c, deps.logger));
   // First, so every answer (errors, 404s, the body-limit refusal) carries the id.
   app.use(requestIdMiddleware());
-  app.notFound((c) => errorResponse(notFound('no such route', { reason: 'not_found' }), c, deps.logger));
+  app.notFound((c) =>
+    errorResponse(notFound('no such route', { reason: 'not_found' }), c, deps.logger),
+  );
   // Before method checks: a listener that does not serve a route must not even reveal it exists.
   app.use(async (c, next) => {
-    if (!servesRoute(listenerScopeOf(c), c.req.path)) throw notFound('no such route', { reason: 'not_found' });
+    if (!servesRoute(listenerScopeOf(c), c.req.path))
+      throw notFound('no such route', { reason: 'not_found' });
     await next();
   });
   app.use(
     methodNotAllowedMiddleware({
       app,
       onMethodNotAllowed: (c, methods) =>
-        errorResponse(methodNotAllowed('method not allowed', { reason: 'method_not_allowed', headers: { Allow: methods.join(', ') } }), c, deps.logger),
+        errorResponse(
+          methodNotAllowed('method not allowed', {
+            reason: 'method_not_allowed',
+            headers: { Allow: methods.join(', ') },
+          }),
+          c,
+          deps.logger,
+        ),
     }),
   );
   app.post(
@@ -87,9 +97,13 @@ export function createStsApp(deps: StsDeps): Hono {
 /** `POST /v1/token`: parse, exchange, answer; every outcome is counted once. */
 function tokenHandler(deps: StsDeps) {
   const limits = deps.rateLimit?.enabled ? deps.rateLimit : undefined;
-  const takeToken = limits && createRateLimiter({ perSecond: limits.perSecond, burst: limits.burst, now: deps.now });
+  const takeToken =
+    limits &&
+    createRateLimiter({ perSecond: limits.perSecond, burst: limits.burst, now: deps.now });
   const takeIdentityToken = limits && createRateLimiter({ ...limits.perIdentity, now: deps.now });
-  const exchangeDeps: ExchangeDeps = takeIdentityToken ? { ...deps, limitIdentity: (identity) => takeIdentityToken(identityBucket(identity)) } : deps;
+  const exchangeDeps: ExchangeDeps = takeIdentityToken
+    ? { ...deps, limitIdentity: (identity) => takeIdentityToken(identityBucket(identity)) }
+    : deps;
   const record = exchangeRecorder(deps.metrics);
   return async (c: Context) => {
     const started = performance.now();
@@ -100,7 +114,10 @@ function tokenHandler(deps: StsDeps) {
       const caller = c.get('tesseraCaller');
       const clientCert = deps.clientCertificate && requireClientCertificate(caller.certificate);
       takeToken?.(caller.address ?? 'unknown');
-      const parsed = parseTokenExchange(await readBody(c, MAX_BODY_BYTES), requestHeader(c, 'content-type'));
+      const parsed = parseTokenExchange(
+        await readBody(c, MAX_BODY_BYTES),
+        requestHeader(c, 'content-type'),
+      );
       const request = clientCert ? { ...parsed, clientCert } : parsed;
       tokenType = request.requestedTokenType;
       const audit = c.get('tesseraAudit');
@@ -110,7 +127,12 @@ function tokenHandler(deps: StsDeps) {
       role = result.role;
       return answer(c, result.body);
     } catch (error) {
-      outcome = error instanceof UnreadableBodyError ? UNREADABLE_BODY : isTesseraError(error) ? error.code : 'server_error';
+      outcome =
+        error instanceof UnreadableBodyError
+          ? UNREADABLE_BODY
+          : isTesseraError(error)
+            ? error.code
+            : 'server_error';
       // Refusals after role selection carry the role, so per-role denial rates can be watched.
       if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
       throw error;
@@ -124,7 +146,9 @@ function tokenHandler(deps: StsDeps) {
  * Counts an exchange under its label set: the prom-client child of each label set is made once
  * and found again by one string key, not rebuilt from a label object per exchange.
  */
-function exchangeRecorder(metrics: Metrics | undefined): (outcome: string, role: string, tokenType: string, seconds: number) => void {
+function exchangeRecorder(
+  metrics: Metrics | undefined,
+): (outcome: string, role: string, tokenType: string, seconds: number) => void {
   if (!metrics) return () => undefined;
   const counters = new Map<string, { inc(): void }>();
   const durations = new Map<string, { observe(value: number): void }>();
@@ -152,23 +176,34 @@ function exchangeRecorder(metrics: Metrics | undefined): (outcome: string, role:
 /** Discovery, JWKS, trust bundle, probes and metrics. */
 function addReadRoutes(app: Hono, deps: StsDeps): void {
   const publicCache = { 'Cache-Control': `public, max-age=${deps.jwksCacheSeconds}` };
-  app.get('/.well-known/openid-configuration', (c) => c.json(discoveryDocument(deps.issuer, deps.algorithms), 200, publicCache));
+  app.get('/.well-known/openid-configuration', (c) =>
+    c.json(discoveryDocument(deps.issuer, deps.algorithms), 200, publicCache),
+  );
   app.get('/.well-known/jwks.json', async (c) => c.json(await deps.jwks(), 200, publicCache));
 
   app.get('/v1/trust-bundle', async (c) => {
-    if (!deps.trustBundle) throw notFound('this broker issues no x509-svid credentials', { reason: 'not_found' });
+    if (!deps.trustBundle)
+      throw notFound('this broker issues no x509-svid credentials', { reason: 'not_found' });
     const bundle = await deps.trustBundle((await deps.jwks()).keys);
     const accept = c.req.header('accept') ?? '';
     if (accept.includes('application/x-pem-file') || c.req.query('format') === 'pem') {
-      return c.body(bundle.pem, 200, { 'Content-Type': 'application/x-pem-file', 'Cache-Control': 'public, max-age=300' });
+      return c.body(bundle.pem, 200, {
+        'Content-Type': 'application/x-pem-file',
+        'Cache-Control': 'public, max-age=300',
+      });
     }
-    return c.json({ x509_authorities: bundle.pem, spiffe_bundle: bundle.spiffe }, 200, { 'Cache-Control': 'public, max-age=300' });
+    return c.json({ x509_authorities: bundle.pem, spiffe_bundle: bundle.spiffe }, 200, {
+      'Cache-Control': 'public, max-age=300',
+    });
   });
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     const readiness = await deps.readiness();
-    return c.json({ status: readiness.ready ? 'ready' : 'not ready', checks: readiness.checks }, readiness.ready ? 200 : 503);
+    return c.json(
+      { status: readiness.ready ? 'ready' : 'not ready', checks: readiness.checks },
+      readiness.ready ? 200 : 503,
+    );
   });
   app.get('/metrics', async (c) => {
     if (!deps.metricsText) throw notFound('metrics are disabled', { reason: 'not_found' });
@@ -184,10 +219,16 @@ function addReadRoutes(app: Hono, deps: StsDeps): void {
  */
 function answer(c: Context, body: object): Response {
   if (!outgoingOf(c)) return c.json(body, 200, NO_STORE);
-  return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json', ...NO_STORE } });
+  return new Response(JSON.stringify(body), {
+    status: 200,
+    headers: { 'content-type': 'application/json', ...NO_STORE },
+  });
 }
 
 function requireClientCertificate(certificate: ClientCertificate | undefined): ClientCertificate {
-  if (!certificate) throw invalidClient('a client certificate issued by a trusted CA is required', { reason: 'client_certificate_required' });
+  if (!certificate)
+    throw invalidClient('a client certificate issued by a trusted CA is required', {
+      reason: 'client_certificate_required',
+    });
   return certificate;
 }

@@ -49,7 +49,10 @@ export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandle
       // An X.509-SVID often has an empty subject DN: its identity is the SPIFFE ID in the URI SAN.
       clientCertSubject: clientCert ? clientCert.subject || clientCert.uris[0] : undefined,
       clientCertUris: clientCert && clientCert.uris.length > 0 ? clientCert.uris : undefined,
-      userAgent: userAgent && userAgent.length > MAX_USER_AGENT ? userAgent.slice(0, MAX_USER_AGENT) : userAgent,
+      userAgent:
+        userAgent && userAgent.length > MAX_USER_AGENT
+          ? userAgent.slice(0, MAX_USER_AGENT)
+          : userAgent,
       durationMs: 0,
       policyVersion: options.policyVersion(),
     };
@@ -64,7 +67,12 @@ export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandle
         audit.error = isTesseraError(error) ? error.code : 'server_error';
         if (isTesseraError(error)) audit.reason = error.reason;
         audit.outcome = audit.error === 'access_denied' ? 'deny' : 'error';
-        if (isTesseraError(error) && audit.role === undefined && typeof error.detail?.role === 'string') audit.role = error.detail.role;
+        if (
+          isTesseraError(error) &&
+          audit.role === undefined &&
+          typeof error.detail?.role === 'string'
+        )
+          audit.role = error.detail.role;
       } else audit.outcome = 'allow';
       audit.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
       options.write(audit);
@@ -84,7 +92,11 @@ export function auditIdentity(audit: ExchangeAudit | undefined, identity: Worklo
 }
 
 /** Which statement decided, and for a denial without an explicit Deny, the first thing that failed in the nearest Allow. */
-export function auditDecision(audit: ExchangeAudit | undefined, role: CompiledRole, decision: Decision): void {
+export function auditDecision(
+  audit: ExchangeAudit | undefined,
+  role: CompiledRole,
+  decision: Decision,
+): void {
   if (!audit) return;
   audit.decidedBy = decision.decidedBy;
   if (decision.decision === 'allow' || decision.explicitDeny) return;
@@ -100,7 +112,10 @@ export function auditDecision(audit: ExchangeAudit | undefined, role: CompiledRo
 }
 
 /** What was issued: its id and expiry, and a digest that correlates the credential without holding it. */
-export function auditIssued(audit: ExchangeAudit | undefined, issued: { credential: string; exp: number; jti?: string }): void {
+export function auditIssued(
+  audit: ExchangeAudit | undefined,
+  issued: { credential: string; exp: number; jti?: string },
+): void {
   if (!audit) return;
   audit.jti = issued.jti;
   audit.exp = issued.exp;

@@ -22,7 +22,8 @@ export class UnreadableBodyError extends TesseraError {
   }
 }
 
-const tooLarge = (maxBytes: number): TesseraError => payloadTooLarge(`request body exceeds ${maxBytes} bytes`, { reason: 'body_too_large' });
+const tooLarge = (maxBytes: number): TesseraError =>
+  payloadTooLarge(`request body exceeds ${maxBytes} bytes`, { reason: 'body_too_large' });
 
 /**
  * The request body as text, at most `maxBytes` (else 413). A read that fails is
@@ -31,7 +32,12 @@ const tooLarge = (maxBytes: number): TesseraError => payloadTooLarge(`request bo
  */
 export async function readBody(c: Context, maxBytes: number): Promise<string> {
   const declared = requestHeader(c, 'content-length');
-  if (declared !== undefined && requestHeader(c, 'transfer-encoding') === undefined && Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  if (
+    declared !== undefined &&
+    requestHeader(c, 'transfer-encoding') === undefined &&
+    Number(declared) > maxBytes
+  )
+    throw tooLarge(maxBytes);
   const incoming = incomingOf(c);
   // readableFlowing stays null until something reads the message: then nobody else has.
   if (incoming && incoming.readableFlowing === null) return readIncoming(incoming, maxBytes);
@@ -40,7 +46,10 @@ export async function readBody(c: Context, maxBytes: number): Promise<string> {
 
 /** UTF-8 as `TextDecoder` decodes it: malformed sequences replaced, one leading BOM dropped. */
 function decodeUtf8(chunks: Buffer[], size: number): string {
-  const text = chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+  const text =
+    chunks.length === 1
+      ? (chunks[0] as Buffer).toString('utf8')
+      : Buffer.concat(chunks, size).toString('utf8');
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
@@ -72,7 +81,8 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<stri
     const onError = (error: unknown): void => fail(new UnreadableBodyError(error));
     // A socket that breaks mid-body may close the message without an error event.
     const onClose = (): void => {
-      if (!incoming.complete) fail(new UnreadableBodyError(new Error('connection closed before the body was complete')));
+      if (!incoming.complete)
+        fail(new UnreadableBodyError(new Error('connection closed before the body was complete')));
     };
     if (incoming.errored) return onError(incoming.errored);
     if (incoming.destroyed) return onClose();
@@ -83,7 +93,11 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<stri
   });
 }
 
-async function readWebBody(body: ReadableStream<Uint8Array> | null, incoming: IncomingMessage | undefined, maxBytes: number): Promise<string> {
+async function readWebBody(
+  body: ReadableStream<Uint8Array> | null,
+  incoming: IncomingMessage | undefined,
+  maxBytes: number,
+): Promise<string> {
   if (!body) return '';
   // On a Node socket the message itself is watched too: a body stream read after the socket
   // broke would otherwise never settle, leaving the request pending forever.
@@ -93,7 +107,9 @@ async function readWebBody(body: ReadableStream<Uint8Array> | null, incoming: In
   let size = 0;
   try {
     for (;;) {
-      const { done, value } = await (broken ? Promise.race([reader.read(), broken.promise]) : reader.read());
+      const { done, value } = await (broken
+        ? Promise.race([reader.read(), broken.promise])
+        : reader.read());
       if (done) break;
       size += value.byteLength;
       if (size > maxBytes) throw tooLarge(maxBytes);
@@ -114,7 +130,8 @@ function whenBroken(incoming: IncomingMessage): { promise: Promise<never>; stop:
   const promise = new Promise<never>((_, reject) => {
     check = () => {
       if (incoming.errored) reject(incoming.errored);
-      else if (incoming.destroyed && !incoming.complete) reject(new Error('connection closed before the body was complete'));
+      else if (incoming.destroyed && !incoming.complete)
+        reject(new Error('connection closed before the body was complete'));
     };
   });
   // The loser of the race must not surface as an unhandled rejection.

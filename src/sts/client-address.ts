@@ -36,7 +36,11 @@ export function trustedProxies(cidrs: readonly string[]): TrustedProxies {
  *
  * @example clientAddress('10.0.0.5', '203.0.113.7, 10.0.0.9', trustedProxies(['10.0.0.0/8'])) // '203.0.113.7'
  */
-export function clientAddress(peer: string | undefined, forwardedFor: string | null | undefined, trusted: TrustedProxies): string | undefined {
+export function clientAddress(
+  peer: string | undefined,
+  forwardedFor: string | null | undefined,
+  trusted: TrustedProxies,
+): string | undefined {
   let current = peer === undefined ? undefined : (normaliseIp(peer) ?? peer);
   if (current === undefined || !trusted.has(current) || !forwardedFor) return current;
   const hops = forwardedFor.split(',');

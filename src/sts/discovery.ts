@@ -5,7 +5,10 @@ import { GRANT_TOKEN_EXCHANGE } from './request.js';
  * The broker's OIDC discovery document: what AWS IAM, GCP workload identity federation and
  * Azure federated credentials read to trust Tessera as an identity provider.
  */
-export function discoveryDocument(issuer: string, algorithms: readonly JwsAlgorithm[]): Record<string, unknown> {
+export function discoveryDocument(
+  issuer: string,
+  algorithms: readonly JwsAlgorithm[],
+): Record<string, unknown> {
   const base = issuer.replace(/\/+$/, '');
   return {
     issuer,
@@ -16,6 +19,18 @@ export function discoveryDocument(issuer: string, algorithms: readonly JwsAlgori
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: [...algorithms],
     token_endpoint_auth_methods_supported: ['none'],
-    claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'scope', 'act', 'kubernetes.io', 'tessera'],
+    claims_supported: [
+      'iss',
+      'sub',
+      'aud',
+      'exp',
+      'iat',
+      'nbf',
+      'jti',
+      'scope',
+      'act',
+      'kubernetes.io',
+      'tessera',
+    ],
   };
 }

@@ -14,16 +14,32 @@ export const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' } as c
 export function errorResponse(error: unknown, c: Context, logger: Logger): Response {
   if (isTesseraError(error)) {
     const level = error.logLevel ?? (error.status >= 500 ? 'warn' : 'info');
-    const err = { code: error.code, reason: error.reason, status: error.status, message: error.description };
-    logger[level]({ err, detail: error.detail, cause: causeMessage(error.cause), path: c.req.path }, 'request refused');
-    return c.json({ error: error.code, error_description: error.description }, error.status as ContentfulStatusCode, { ...NO_STORE, ...error.headers });
+    const err = {
+      code: error.code,
+      reason: error.reason,
+      status: error.status,
+      message: error.description,
+    };
+    logger[level](
+      { err, detail: error.detail, cause: causeMessage(error.cause), path: c.req.path },
+      'request refused',
+    );
+    return c.json(
+      { error: error.code, error_description: error.description },
+      error.status as ContentfulStatusCode,
+      { ...NO_STORE, ...error.headers },
+    );
   }
   logger.error({ err: error, path: c.req.path }, 'unexpected error');
-  return c.json({ error: 'server_error', error_description: 'internal error' }, 500, { ...NO_STORE });
+  return c.json({ error: 'server_error', error_description: 'internal error' }, 500, {
+    ...NO_STORE,
+  });
 }
 
 function causeMessage(cause: unknown): string | undefined {
   if (cause === undefined) return undefined;
   if (cause instanceof Error) return `${cause.name}: ${cause.message}`;
-  return typeof cause === 'string' || typeof cause === 'number' || typeof cause === 'boolean' ? String(cause) : typeof cause;
+  return typeof cause === 'string' || typeof cause === 'number' || typeof cause === 'boolean'
+    ? String(cause)
+    : typeof cause;
 }

@@ -1,8 +1,19 @@
 import type { PodAttestor } from '../attestation/index.js';
 import { accessDenied, invalidRequest, invalidScope } from '../errors.js';
-import type { CredentialKind, IssuedCredential, Issuer, Issuers, RegisteredIssuer } from '../issuers/index.js';
+import type {
+  CredentialKind,
+  IssuedCredential,
+  Issuer,
+  Issuers,
+  RegisteredIssuer,
+} from '../issuers/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
-import { denialDescription, renderIssueRequest, roleIssues, type RenderInput } from '../trust-policies/index.js';
+import {
+  denialDescription,
+  renderIssueRequest,
+  roleIssues,
+  type RenderInput,
+} from '../trust-policies/index.js';
 import type { CompiledRole, PolicySet, PolicyStore } from '../trust-policies/index.js';
 import type { SubjectTokenVerifier, WorkloadIdentity } from '../verifiers/index.js';
 import { auditDecision, auditIdentity, auditIssued, type ExchangeAudit } from './audit.js';
@@ -90,13 +101,18 @@ async function verifyTokens(
 function issuerFor(issuers: Issuers, role: CompiledRole, tokenType: string): RegisteredIssuer {
   const registered = issuers.get(tokenType);
   if (!registered) {
-    throw invalidRequest(`this broker does not issue ${tokenType.slice(tokenType.lastIndexOf(':') + 1)} credentials`, {
-      reason: 'issuer_not_configured',
-    });
+    throw invalidRequest(
+      `this broker does not issue ${tokenType.slice(tokenType.lastIndexOf(':') + 1)} credentials`,
+      {
+        reason: 'issuer_not_configured',
+      },
+    );
   }
   const { kind } = registered.issuer;
   if (!roleIssues(role, kind))
-    throw invalidRequest(`role ${role.name} does not issue ${kind} credentials`, { reason: 'role_does_not_issue' });
+    throw invalidRequest(`role ${role.name} does not issue ${kind} credentials`, {
+      reason: 'role_does_not_issue',
+    });
   return registered;
 }
 
@@ -140,7 +156,11 @@ function decideOrRefuse(
 }
 
 /** Renders the role's `issue` section for this issuer's kind, once, and issues from it. */
-function issue<K extends CredentialKind>(issuer: Issuer<K>, role: CompiledRole, input: RenderInput): Promise<IssuedCredential> {
+function issue<K extends CredentialKind>(
+  issuer: Issuer<K>,
+  role: CompiledRole,
+  input: RenderInput,
+): Promise<IssuedCredential> {
   return issuer.issue(renderIssueRequest(issuer.kind, role, input));
 }
 
@@ -172,10 +192,26 @@ export async function exchangeToken(
   decideOrRefuse(deps, policySet, role, request, input, audit);
 
   const credential = await issue(registered.issuer, role, input);
-  if (credential.fields.certificate !== undefined) deps.metrics?.certificatesIssued.inc({ role: role.name });
-  auditIssued(audit, { credential: credential.fields.access_token, exp: credential.expiresAt, jti: credential.jti });
+  if (credential.fields.certificate !== undefined)
+    deps.metrics?.certificatesIssued.inc({ role: role.name });
+  auditIssued(audit, {
+    credential: credential.fields.access_token,
+    exp: credential.expiresAt,
+    jti: credential.jti,
+  });
   if (actor)
-    deps.logger.info({ requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster }, 'token exchange with an actor');
+    deps.logger.info(
+      { requestId: audit?.requestId, actorSub: actor.sub, actorCluster: actor.cluster },
+      'token exchange with an actor',
+    );
   const { access_token, ...fields } = credential.fields;
-  return { role: role.name, body: { access_token, issued_token_type: registered.tokenType, token_type: registered.bearer, ...fields } };
+  return {
+    role: role.name,
+    body: {
+      access_token,
+      issued_token_type: registered.tokenType,
+      token_type: registered.bearer,
+      ...fields,
+    },
+  };
 }

@@ -13,7 +13,8 @@ export const LISTENER_SCOPE_ENV = 'tesseraListener';
 const ADMIN_ROUTES = new Set(['/metrics', '/healthz', '/readyz']);
 const SCOPES = new Set<string>(['all', 'token', 'public', 'admin']);
 
-const isPublicRoute = (path: string): boolean => path.startsWith('/.well-known/') || path === '/v1/trust-bundle';
+const isPublicRoute = (path: string): boolean =>
+  path.startsWith('/.well-known/') || path === '/v1/trust-bundle';
 
 /** Whether a listener of `scope` answers `path` at all (anything else is a 404 there). */
 export function servesRoute(scope: ListenerScope, path: string): boolean {

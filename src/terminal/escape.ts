@@ -8,8 +8,9 @@
  */
 
 /** C0 controls (newline and tab included), DEL, C1 controls (CSI is U+009B), line/paragraph separators, bidi controls. */
-// eslint-disable-next-line no-control-regex -- finding control characters is this module's job
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE =
+  // eslint-disable-next-line no-control-regex -- finding control characters is this module's job
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 /** What `JSON.stringify` leaves raw: everything above but C0, which it escapes itself. */
 const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
@@ -49,8 +50,14 @@ export function escapeLines(lines: readonly string[]): string {
 export function escapeErrorMessage(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const problems = (error as { problems?: unknown } | null)?.problems;
-  if (Array.isArray(problems) && problems.length > 0 && problems.every((problem) => typeof problem === 'string')) {
-    return [message.split('\n')[0] ?? '', ...problems.map((problem: string) => `  ${problem}`)].map(escapeControl).join('\n');
+  if (
+    Array.isArray(problems) &&
+    problems.length > 0 &&
+    problems.every((problem) => typeof problem === 'string')
+  ) {
+    return [message.split('\n')[0] ?? '', ...problems.map((problem: string) => `  ${problem}`)]
+      .map(escapeControl)
+      .join('\n');
   }
   return escapeControl(message);
 }

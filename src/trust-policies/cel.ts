@@ -14,7 +14,13 @@ import type { EvaluationInput } from './types.js';
 const CEL_LIMITS = { maxLength: 2048, maxAstNodes: 1000, maxDepth: 32 } as const;
 
 const environment = new Environment({
-  limits: { maxAstNodes: CEL_LIMITS.maxAstNodes, maxDepth: CEL_LIMITS.maxDepth, maxListElements: 100, maxMapEntries: 100, maxCallArguments: 8 },
+  limits: {
+    maxAstNodes: CEL_LIMITS.maxAstNodes,
+    maxDepth: CEL_LIMITS.maxDepth,
+    maxListElements: 100,
+    maxMapEntries: 100,
+    maxCallArguments: 8,
+  },
 })
   .registerVariable('claims', 'map')
   .registerVariable('cluster', 'string')
@@ -50,14 +56,17 @@ function nestedComprehension(node: unknown, inside: boolean): string | undefined
     const iterates = COMPREHENSIONS.has(name);
     if (iterates && inside) return name;
     // The receiver is evaluated once; the arguments run once per element.
-    return nestedComprehension(receiver, inside) ?? nestedComprehension(callArgs, inside || iterates);
+    return (
+      nestedComprehension(receiver, inside) ?? nestedComprehension(callArgs, inside || iterates)
+    );
   }
   return typeof args === 'object' ? nestedComprehension(args, inside) : undefined;
 }
 
 /** Compile an expression; a string is the parse, type or limit error. */
 export function compileCel(expression: string): CelProgram | string {
-  if (expression.length > CEL_LIMITS.maxLength) return `CEL: expression is longer than ${CEL_LIMITS.maxLength} characters`;
+  if (expression.length > CEL_LIMITS.maxLength)
+    return `CEL: expression is longer than ${CEL_LIMITS.maxLength} characters`;
   let program: ReturnType<Environment['parse']>;
   try {
     program = environment.parse(expression);
@@ -65,23 +74,30 @@ export function compileCel(expression: string): CelProgram | string {
     return `CEL: ${firstLine(error)}`;
   }
   const nested = nestedComprehension(program.ast, false);
-  if (nested) return `CEL: ${nested}() inside another comprehension is not allowed (its cost would grow with the square of the token)`;
+  if (nested)
+    return `CEL: ${nested}() inside another comprehension is not allowed (its cost would grow with the square of the token)`;
   const checked = program.check();
   if (!checked.valid) return `CEL: ${firstLine(checked.error)}`;
-  if (checked.type !== 'bool' && checked.type !== 'dyn') return `CEL: expression must be a bool, not ${checked.type}`;
+  if (checked.type !== 'bool' && checked.type !== 'dyn')
+    return `CEL: expression must be a bool, not ${checked.type}`;
   return (input) => {
     let result: unknown;
     try {
       result = program({
         claims: input.identity.claims,
         cluster: input.identity.cluster,
-        request: { audience: input.request.audience, scope: input.request.scope, token_type: input.request.tokenType },
+        request: {
+          audience: input.request.audience,
+          scope: input.request.scope,
+          token_type: input.request.tokenType,
+        },
         now: new Date(input.now * 1000),
       });
     } catch (error) {
       return { value: false, seen: null, note: `error: ${firstLine(error)}` };
     }
-    if (typeof result !== 'boolean') return { value: false, seen: null, note: 'result is not a bool' };
+    if (typeof result !== 'boolean')
+      return { value: false, seen: null, note: 'result is not a bool' };
     return { value: result, seen: result };
   };
 }

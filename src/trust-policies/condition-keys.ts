@@ -52,10 +52,15 @@ const ISSUER_LIKE = /[./[]|:\d+(?:\/|$)/;
  * An IRSA key's normalized issuer host+path and claim, or `undefined` for any other key. The
  * claim name is case-insensitive like every IAM key; of the issuer, only the host is.
  */
-export function parseIrsaKey(key: string): { hostPath: string; claim: 'sub' | 'aud' | 'iss' } | undefined {
+export function parseIrsaKey(
+  key: string,
+): { hostPath: string; claim: 'sub' | 'aud' | 'iss' } | undefined {
   const irsa = IRSA_KEY.exec(key);
   if (!irsa || !ISSUER_LIKE.test(irsa[1] as string)) return undefined;
-  return { hostPath: normalizeHostPath(irsa[1] as string), claim: (irsa[2] as string).toLowerCase() as 'sub' | 'aud' | 'iss' };
+  return {
+    hostPath: normalizeHostPath(irsa[1] as string),
+    claim: (irsa[2] as string).toLowerCase() as 'sub' | 'aud' | 'iss',
+  };
 }
 
 /** Resolve a condition key at compile time; a string is the reason it is not usable. */
@@ -66,7 +71,8 @@ export function resolveKey(key: string): ResolvedKey | string {
   if (pod !== undefined) return pod;
   if (key.startsWith('token:')) {
     const path = key.slice('token:'.length);
-    if (!path || path.split('.').some((part) => part === '')) return `condition key "${key}" has an empty claim path`;
+    if (!path || path.split('.').some((part) => part === ''))
+      return `condition key "${key}" has an empty claim path`;
     return { read: (i) => lookupPath(i.identity.claims, path), multiValued: true };
   }
   if (/^arn:/i.test(key)) {
@@ -78,7 +84,8 @@ export function resolveKey(key: string): ResolvedKey | string {
   if (irsa) {
     const prefix = irsa.hostPath;
     const matchesIssuer = (i: PreparedInput) => i.issuerHostPath === prefix;
-    if (irsa.claim === 'aud') return { read: (i) => (matchesIssuer(i) ? i.identity.aud : undefined), multiValued: true };
+    if (irsa.claim === 'aud')
+      return { read: (i) => (matchesIssuer(i) ? i.identity.aud : undefined), multiValued: true };
     if (irsa.claim === 'sub') return single((i) => (matchesIssuer(i) ? i.identity.sub : undefined));
     return single((i) => (matchesIssuer(i) ? i.identity.iss : undefined));
   }

@@ -5,7 +5,11 @@ import type { CompiledCondition, ConditionTrace, PreparedInput } from './types.j
 import type { Path } from './source.js';
 
 /** Reports a problem at a path relative to the Condition block. */
-export type Report = (path: Path, message: string, options?: { key?: boolean; severity?: 'error' | 'warning' }) => void;
+export type Report = (
+  path: Path,
+  message: string,
+  options?: { key?: boolean; severity?: 'error' | 'warning' },
+) => void;
 
 type Block = Record<string, Record<string, unknown> | string | string[]>;
 
@@ -15,7 +19,11 @@ type Block = Record<string, Record<string, unknown> | string | string[]>;
  * condition false except for negated operators and IfExists; ForAllValues is true on an empty
  * or missing key, ForAnyValue false.
  */
-export function compileConditions(block: Block | undefined, effect: 'Allow' | 'Deny', report: Report): CompiledCondition[] {
+export function compileConditions(
+  block: Block | undefined,
+  effect: 'Allow' | 'Deny',
+  report: Report,
+): CompiledCondition[] {
   const out: CompiledCondition[] = [];
   for (const [operator, entries] of Object.entries(block ?? {})) {
     if (operator === 'Cel') {
@@ -32,7 +40,13 @@ export function compileConditions(block: Block | undefined, effect: 'Allow' | 'D
       continue;
     }
     for (const [key, raw] of Object.entries(entries)) {
-      const compiled = compileCondition(operator, parsed, key, Array.isArray(raw) ? raw : [raw], report);
+      const compiled = compileCondition(
+        operator,
+        parsed,
+        key,
+        Array.isArray(raw) ? raw : [raw],
+        report,
+      );
       if (compiled) out.push(compiled);
     }
   }
@@ -40,8 +54,13 @@ export function compileConditions(block: Block | undefined, effect: 'Allow' | 'D
 }
 
 /** `Cel: expression` or `Cel: [expressions]`: each one a condition. */
-function compileCelBlock(entries: Block[string], effect: 'Allow' | 'Deny', report: Report): CompiledCondition[] {
-  const expressions = typeof entries === 'string' ? [entries] : Array.isArray(entries) ? entries : undefined;
+function compileCelBlock(
+  entries: Block[string],
+  effect: 'Allow' | 'Deny',
+  report: Report,
+): CompiledCondition[] {
+  const expressions =
+    typeof entries === 'string' ? [entries] : Array.isArray(entries) ? entries : undefined;
   if (!expressions) {
     report(['Cel'], 'Cel takes an expression or a list of expressions');
     return [];
@@ -57,7 +76,13 @@ function compileCelBlock(entries: Block[string], effect: 'Allow' | 'Deny', repor
 type ParsedOperator = Exclude<ReturnType<typeof parseOperator>, string>;
 
 /** One operator on one key, or `undefined` (reported) when it cannot be compiled. */
-function compileCondition(operator: string, parsed: ParsedOperator, key: string, expected: unknown[], report: Report): CompiledCondition | undefined {
+function compileCondition(
+  operator: string,
+  parsed: ParsedOperator,
+  key: string,
+  expected: unknown[],
+  report: Report,
+): CompiledCondition | undefined {
   const resolved = resolveKey(key);
   if (typeof resolved === 'string') {
     report([operator, key], resolved, { key: true });
@@ -75,7 +100,8 @@ function compileCondition(operator: string, parsed: ParsedOperator, key: string,
     key,
     expected,
   };
-  const decide = parsed.base === 'Null' ? nullRule(compiled.matcher) : setRule(condition, compiled.matcher);
+  const decide =
+    parsed.base === 'Null' ? nullRule(compiled.matcher) : setRule(condition, compiled.matcher);
   return {
     ...condition,
     evaluate(input: PreparedInput): ConditionTrace {
@@ -85,9 +111,21 @@ function compileCondition(operator: string, parsed: ParsedOperator, key: string,
   };
 }
 
-function compileMatcher(operator: string, parsed: ParsedOperator, key: string, expected: unknown[], report: Report): { matcher: Matcher; negated: boolean } | undefined {
+function compileMatcher(
+  operator: string,
+  parsed: ParsedOperator,
+  key: string,
+  expected: unknown[],
+  report: Report,
+): { matcher: Matcher; negated: boolean } | undefined {
   if (parsed.base === 'Null') {
-    const wanted = expected.map((value) => (typeof value === 'boolean' ? value : /^(true|false)$/i.test(String(value)) ? String(value).toLowerCase() === 'true' : undefined));
+    const wanted = expected.map((value) =>
+      typeof value === 'boolean'
+        ? value
+        : /^(true|false)$/i.test(String(value))
+          ? String(value).toLowerCase() === 'true'
+          : undefined,
+    );
     if (wanted.includes(undefined)) {
       report([operator, key], 'Null takes true (the key is absent) or false (the key is present)');
       return undefined;
@@ -105,29 +143,52 @@ function compileMatcher(operator: string, parsed: ParsedOperator, key: string, e
 }
 
 /** Valid but probably not what the author meant: lint shows these as warnings. */
-function warnAboutUse(operator: string, parsed: ParsedOperator, key: string, expected: unknown[], multiValued: boolean, report: Report): void {
+function warnAboutUse(
+  operator: string,
+  parsed: ParsedOperator,
+  key: string,
+  expected: unknown[],
+  multiValued: boolean,
+  report: Report,
+): void {
   if (parsed.base === 'StringEquals' || parsed.base === 'StringNotEquals') {
-    const wildcard = expected.find((value): value is string => typeof value === 'string' && /[*?]/.test(value));
+    const wildcard = expected.find(
+      (value): value is string => typeof value === 'string' && /[*?]/.test(value),
+    );
     if (wildcard !== undefined) {
-      report([operator, key], `${operator} compares "${wildcard}" literally: * and ? are wildcards only in StringLike`, { severity: 'warning' });
+      report(
+        [operator, key],
+        `${operator} compares "${wildcard}" literally: * and ? are wildcards only in StringLike`,
+        { severity: 'warning' },
+      );
     }
   }
   if (parsed.qualifier && !multiValued) {
-    report([operator, key], `${parsed.qualifier}: is for multi-valued keys; "${key}" has one value`, { key: true, severity: 'warning' });
+    report(
+      [operator, key],
+      `${parsed.qualifier}: is for multi-valued keys; "${key}" has one value`,
+      { key: true, severity: 'warning' },
+    );
   }
 }
 
 function valuesOf(seen: unknown): unknown[] {
   if (seen === undefined || seen === null) return [];
-  return Array.isArray(seen) ? seen.filter((value) => value !== undefined && value !== null) : [seen];
+  return Array.isArray(seen)
+    ? seen.filter((value) => value !== undefined && value !== null)
+    : [seen];
 }
 
 const nullRule = (matcher: Matcher) => (values: unknown[]) => matcher(values.length === 0);
 
-function setRule(condition: Omit<CompiledCondition, 'evaluate'>, matchesAny: Matcher): (values: unknown[]) => boolean {
+function setRule(
+  condition: Omit<CompiledCondition, 'evaluate'>,
+  matchesAny: Matcher,
+): (values: unknown[]) => boolean {
   const one = condition.negated ? (value: unknown) => !matchesAny(value) : matchesAny;
   if (condition.qualifier === 'ForAllValues') return (values) => values.every(one);
-  if (condition.qualifier === 'ForAnyValue') return (values) => (values.length === 0 ? condition.ifExists : values.some(one));
+  if (condition.qualifier === 'ForAnyValue')
+    return (values) => (values.length === 0 ? condition.ifExists : values.some(one));
   // No qualifier: a negated operator must hold for every value (the key matches none).
   return (values) => {
     if (values.length === 0) return condition.ifExists || condition.negated;
@@ -135,7 +196,11 @@ function setRule(condition: Omit<CompiledCondition, 'evaluate'>, matchesAny: Mat
   };
 }
 
-function compileCelCondition(expression: string, index: number, effect: 'Allow' | 'Deny'): CompiledCondition | string {
+function compileCelCondition(
+  expression: string,
+  index: number,
+  effect: 'Allow' | 'Deny',
+): CompiledCondition | string {
   const program = compileCel(expression);
   if (typeof program === 'string') return program;
   const key = `Cel[${index}]`;
@@ -150,7 +215,14 @@ function compileCelCondition(expression: string, index: number, effect: 'Allow' 
       const result = program(input);
       // An expression that cannot be evaluated fails closed: it never allows, and a Deny fires.
       const matched = result.note ? effect === 'Deny' : result.value;
-      return { operator: 'Cel', key, expected: [expression], seen: result.seen, matched, ...(result.note ? { note: result.note } : {}) };
+      return {
+        operator: 'Cel',
+        key,
+        expected: [expression],
+        seen: result.seen,
+        matched,
+        ...(result.note ? { note: result.note } : {}),
+      };
     },
   };
 }

@@ -1,6 +1,13 @@
 import { issuerHostPath } from './principals.js';
 import { evaluateStatement } from './statement.js';
-import type { CompiledRole, CompiledStatement, Decision, EvaluationInput, PreparedInput, StatementTrace } from './types.js';
+import type {
+  CompiledRole,
+  CompiledStatement,
+  Decision,
+  EvaluationInput,
+  PreparedInput,
+  StatementTrace,
+} from './types.js';
 
 /**
  * `issuerHostPath` of each issuer seen, kept: it parses a URL, and a verified token's `iss` is
@@ -20,7 +27,10 @@ function hostPathOf(iss: string): string {
 }
 
 /** What every statement needs, computed once per decision rather than per statement. */
-const prepare = (input: EvaluationInput): PreparedInput => ({ ...input, issuerHostPath: hostPathOf(input.identity.iss) });
+const prepare = (input: EvaluationInput): PreparedInput => ({
+  ...input,
+  issuerHostPath: hostPathOf(input.identity.iss),
+});
 
 /**
  * AWS IAM evaluation over traces of every statement (the trace is for people): an explicit
@@ -31,9 +41,21 @@ function conclude(
   traces: StatementTrace[],
 ): Pick<Decision, 'decision' | 'decidedBy' | 'explicitDeny' | 'statements'> {
   const deny = traces.findIndex((trace) => trace.matched && trace.effect === 'Deny');
-  if (deny >= 0) return { decision: 'deny', decidedBy: statements[deny]?.label, explicitDeny: true, statements: traces };
+  if (deny >= 0)
+    return {
+      decision: 'deny',
+      decidedBy: statements[deny]?.label,
+      explicitDeny: true,
+      statements: traces,
+    };
   const allow = traces.findIndex((trace) => trace.matched && trace.effect === 'Allow');
-  if (allow >= 0) return { decision: 'allow', decidedBy: statements[allow]?.label, explicitDeny: false, statements: traces };
+  if (allow >= 0)
+    return {
+      decision: 'allow',
+      decidedBy: statements[allow]?.label,
+      explicitDeny: false,
+      statements: traces,
+    };
   return { decision: 'deny', explicitDeny: false, statements: traces };
 }
 
@@ -50,7 +72,9 @@ export function planRole(guardrails: readonly CompiledStatement[], role: Compile
   return {
     guardrails,
     enforced: [...guardrails, ...role.trustPolicy.statements],
-    ...(role.shadowTrustPolicy ? { shadow: [...guardrails, ...role.shadowTrustPolicy.statements] } : {}),
+    ...(role.shadowTrustPolicy
+      ? { shadow: [...guardrails, ...role.shadowTrustPolicy.statements] }
+      : {}),
   };
 }
 
@@ -60,9 +84,15 @@ export function decideRole(plan: RolePlan, role: CompiledRole, given: Evaluation
   const evaluate = (statement: CompiledStatement) => evaluateStatement(statement, input);
   // Guardrails are evaluated once and their traces shared by the enforced and shadow outcomes.
   const guardrailTraces = plan.guardrails.map(evaluate);
-  const enforced = conclude(plan.enforced, guardrailTraces.concat(role.trustPolicy.statements.map(evaluate)));
+  const enforced = conclude(
+    plan.enforced,
+    guardrailTraces.concat(role.trustPolicy.statements.map(evaluate)),
+  );
   if (!plan.shadow || !role.shadowTrustPolicy) return enforced;
-  const shadow = conclude(plan.shadow, guardrailTraces.concat(role.shadowTrustPolicy.statements.map(evaluate)));
+  const shadow = conclude(
+    plan.shadow,
+    guardrailTraces.concat(role.shadowTrustPolicy.statements.map(evaluate)),
+  );
   return {
     ...enforced,
     shadow: {

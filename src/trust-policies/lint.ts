@@ -1,5 +1,11 @@
 import type { ClusterConfig } from '../config/index.js';
-import { AZURE_AUDIENCE, AZURE_MIN_LIFETIME_SECONDS, maxSubjectSize, pinnedBy, subjectLimitsFor } from './cloud-limits.js';
+import {
+  AZURE_AUDIENCE,
+  AZURE_MIN_LIFETIME_SECONDS,
+  maxSubjectSize,
+  pinnedBy,
+  subjectLimitsFor,
+} from './cloud-limits.js';
 import { formatDuration } from '../config/index.js';
 import { issuerHostPath, principalMatcher } from './principals.js';
 import { parseIrsaKey } from './condition-keys.js';
@@ -44,8 +50,13 @@ export function lintDirectory(dir: string, options: LintOptions = {}): LintResul
     ...cloudProblems(valid),
   ];
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
-  const loads = compiled.length === valid.length && !problems.some((problem) => problem.severity === 'error');
-  return { problems, files, ...(loads ? { version: policyVersion(valid.map((file) => file.source)) } : {}) };
+  const loads =
+    compiled.length === valid.length && !problems.some((problem) => problem.severity === 'error');
+  return {
+    problems,
+    files,
+    ...(loads ? { version: policyVersion(valid.map((file) => file.source)) } : {}),
+  };
 }
 
 function audienceProblems(files: readonly ValidFile[]): Problem[] {
@@ -76,10 +87,18 @@ function cloudProblems(files: readonly ValidFile[]): Problem[] {
   for (const file of files) {
     if (file.kind !== 'Role') continue;
     const { issue } = file.raw;
-    const statements = [file.raw.trustPolicy.Statement as unknown].flat() as Array<{ Effect?: unknown; Condition?: unknown }>;
+    const statements = [file.raw.trustPolicy.Statement as unknown].flat() as Array<{
+      Effect?: unknown;
+      Condition?: unknown;
+    }>;
     const allows = statements.filter((statement) => statement.Effect === 'Allow');
     for (const limit of subjectLimitsFor(issue.audiences)) {
-      const size = Math.max(0, ...allows.map((statement) => maxSubjectSize(issue.subject, pinnedBy(statement.Condition), limit.unit)));
+      const size = Math.max(
+        0,
+        ...allows.map((statement) =>
+          maxSubjectSize(issue.subject, pinnedBy(statement.Condition), limit.unit),
+        ),
+      );
       if (size <= limit.max) continue;
       const index = issue.audiences.findIndex((audience) => limit.targets(audience));
       const can = size === Infinity ? 'can be of any length' : `can be up to ${size} ${limit.unit}`;
@@ -95,7 +114,9 @@ function cloudProblems(files: readonly ValidFile[]): Problem[] {
     if (azure >= 0 && file.role.issue.defaultLifetime < AZURE_MIN_LIFETIME_SECONDS) {
       problems.push(
         file.source.problem(
-          issue.defaultLifetime !== undefined ? ['issue', 'defaultLifetime'] : ['issue', 'audiences', azure],
+          issue.defaultLifetime !== undefined
+            ? ['issue', 'defaultLifetime']
+            : ['issue', 'audiences', azure],
           `@azure/identity re-reads the token file only every 5 minutes: a role for "${AZURE_AUDIENCE}" needs a lifetime of at least ${formatDuration(AZURE_MIN_LIFETIME_SECONDS)}, not ${formatDuration(file.role.issue.defaultLifetime)}`,
           { severity: 'warning' },
         ),
@@ -111,9 +132,11 @@ interface RawStatementList {
 }
 
 function rawPolicies(file: ValidFile): RawStatementList[] {
-  if (file.kind === 'Guardrail') return file.raw.policy ? [{ field: 'policy', statements: file.raw.policy.Statement }] : [];
+  if (file.kind === 'Guardrail')
+    return file.raw.policy ? [{ field: 'policy', statements: file.raw.policy.Statement }] : [];
   const out = [{ field: 'trustPolicy', statements: file.raw.trustPolicy.Statement as unknown }];
-  if (file.raw.shadowTrustPolicy) out.push({ field: 'shadowTrustPolicy', statements: file.raw.shadowTrustPolicy.Statement });
+  if (file.raw.shadowTrustPolicy)
+    out.push({ field: 'shadowTrustPolicy', statements: file.raw.shadowTrustPolicy.Statement });
   return out;
 }
 
@@ -128,9 +151,26 @@ function principalProblems(files: readonly ValidFile[], clusters: ClusterConfig[
         const federated = statement.Principal.Federated;
         (Array.isArray(federated) ? federated : [federated]).forEach((principal, j) => {
           const matches = principalMatcher(principal);
-          if (clusters.some((cluster) => matches(cluster.name, cluster.issuer, issuerHostPath(cluster.issuer)))) return;
-          const path: Path = [field, 'Statement', ...(Array.isArray(statements) ? [index] : []), 'Principal', 'Federated', ...(Array.isArray(federated) ? [j] : [])];
-          problems.push(file.source.problem(path, `Principal "${principal}" names no configured cluster (known: ${names})`));
+          if (
+            clusters.some((cluster) =>
+              matches(cluster.name, cluster.issuer, issuerHostPath(cluster.issuer)),
+            )
+          )
+            return;
+          const path: Path = [
+            field,
+            'Statement',
+            ...(Array.isArray(statements) ? [index] : []),
+            'Principal',
+            'Federated',
+            ...(Array.isArray(federated) ? [j] : []),
+          ];
+          problems.push(
+            file.source.problem(
+              path,
+              `Principal "${principal}" names no configured cluster (known: ${names})`,
+            ),
+          );
         });
       });
     }
@@ -141,11 +181,23 @@ function principalProblems(files: readonly ValidFile[], clusters: ClusterConfig[
 const LITERAL_OPERATORS = new Set(['StringEquals', 'StringEqualsIgnoreCase', 'StringLike']);
 
 /** A role's compiled policies with the raw statement lists they came from, for positions. */
-function compiledPolicies(file: ValidFile): Array<{ field: string; single: boolean; statements: readonly CompiledStatement[] }> {
+function compiledPolicies(
+  file: ValidFile,
+): Array<{ field: string; single: boolean; statements: readonly CompiledStatement[] }> {
   if (file.kind === 'Guardrail') return [];
-  const out = [{ field: 'trustPolicy', single: !Array.isArray(file.raw.trustPolicy.Statement), statements: file.role.trustPolicy.statements }];
+  const out = [
+    {
+      field: 'trustPolicy',
+      single: !Array.isArray(file.raw.trustPolicy.Statement),
+      statements: file.role.trustPolicy.statements,
+    },
+  ];
   if (file.raw.shadowTrustPolicy && file.role.shadowTrustPolicy) {
-    out.push({ field: 'shadowTrustPolicy', single: !Array.isArray(file.raw.shadowTrustPolicy.Statement), statements: file.role.shadowTrustPolicy.statements });
+    out.push({
+      field: 'shadowTrustPolicy',
+      single: !Array.isArray(file.raw.shadowTrustPolicy.Statement),
+      statements: file.role.shadowTrustPolicy.statements,
+    });
   }
   return out;
 }
@@ -156,7 +208,11 @@ function compiledPolicies(file: ValidFile): Array<{ field: string; single: boole
  * otherwise), so the statement can only match a token that also carries a foreign audience —
  * typically a trust policy pasted from EKS, where the pod's token is for `sts.amazonaws.com`.
  */
-function irsaAudienceProblems(files: readonly ValidFile[], clusters: ClusterConfig[], audience: string | undefined): Problem[] {
+function irsaAudienceProblems(
+  files: readonly ValidFile[],
+  clusters: ClusterConfig[],
+  audience: string | undefined,
+): Problem[] {
   const problems: Problem[] = [];
   for (const file of files) {
     for (const { field, single, statements } of compiledPolicies(file)) {
@@ -164,12 +220,27 @@ function irsaAudienceProblems(files: readonly ValidFile[], clusters: ClusterConf
         if (statement.effect !== 'Allow') return;
         for (const condition of statement.conditions) {
           const irsa = parseIrsaKey(condition.key);
-          if (irsa?.claim !== 'aud' || !LITERAL_OPERATORS.has(condition.baseOperator) || condition.negated) continue;
+          if (
+            irsa?.claim !== 'aud' ||
+            !LITERAL_OPERATORS.has(condition.baseOperator) ||
+            condition.negated
+          )
+            continue;
           const cluster = clusters.find((entry) => issuerHostPath(entry.issuer) === irsa.hostPath);
           const accepted = cluster?.audiences ?? (audience === undefined ? undefined : [audience]);
-          if (!cluster || !accepted || accepted.some((value) => valueMatches(condition, value))) continue;
-          const expected = condition.expected.map((value) => JSON.stringify(String(value))).join(', ');
-          const path: Path = [field, 'Statement', ...(single ? [] : [index]), 'Condition', condition.operator, condition.key];
+          if (!cluster || !accepted || accepted.some((value) => valueMatches(condition, value)))
+            continue;
+          const expected = condition.expected
+            .map((value) => JSON.stringify(String(value)))
+            .join(', ');
+          const path: Path = [
+            field,
+            'Statement',
+            ...(single ? [] : [index]),
+            'Condition',
+            condition.operator,
+            condition.key,
+          ];
           problems.push(
             file.source.problem(
               path,
@@ -188,13 +259,17 @@ function irsaAudienceProblems(files: readonly ValidFile[], clusters: ClusterConf
 
 /** A plain, positive, single-valued string condition; the only kind whose implication is cheap to decide. */
 const plain = (condition: CompiledCondition) =>
-  LITERAL_OPERATORS.has(condition.baseOperator) && !condition.negated && !condition.qualifier && !condition.ifExists;
+  LITERAL_OPERATORS.has(condition.baseOperator) &&
+  !condition.negated &&
+  !condition.qualifier &&
+  !condition.ifExists;
 
 function valueMatches(deny: CompiledCondition, value: string): boolean {
   return deny.expected.some((expected) => {
     const text = String(expected);
     if (deny.baseOperator === 'StringLike') return globToRegExp(text).test(value);
-    if (deny.baseOperator === 'StringEqualsIgnoreCase') return text.toLowerCase() === value.toLowerCase();
+    if (deny.baseOperator === 'StringEqualsIgnoreCase')
+      return text.toLowerCase() === value.toLowerCase();
     return text === value;
   });
 }
@@ -202,14 +277,19 @@ function valueMatches(deny: CompiledCondition, value: string): boolean {
 /** Every request `allow` admits is denied by `deny` (conservative: false when unsure). */
 function covers(deny: CompiledStatement, allow: CompiledStatement): boolean {
   if (!deny.actionMatches) return false;
-  if (!deny.principals.includes('*') && !allow.principals.every((principal) => deny.principals.includes(principal))) return false;
+  if (
+    !deny.principals.includes('*') &&
+    !allow.principals.every((principal) => deny.principals.includes(principal))
+  )
+    return false;
   return deny.conditions.every((denyCondition) => {
     if (!plain(denyCondition)) return false;
     return allow.conditions.some(
       (allowCondition) =>
         plain(allowCondition) &&
         allowCondition.key.toLowerCase() === denyCondition.key.toLowerCase() &&
-        (allowCondition.baseOperator !== 'StringLike' || allowCondition.expected.every((value) => !/[*?]/.test(String(value)))) &&
+        (allowCondition.baseOperator !== 'StringLike' ||
+          allowCondition.expected.every((value) => !/[*?]/.test(String(value)))) &&
         allowCondition.expected.every((value) => valueMatches(denyCondition, String(value))),
     );
   });
@@ -220,10 +300,14 @@ function unusableRoleProblems(files: readonly ValidFile[]): Problem[] {
   const problems: Problem[] = [];
   for (const file of files) {
     if (file.kind !== 'Role') continue;
-    const allows = file.role.trustPolicy.statements.filter((statement) => statement.effect === 'Allow');
+    const allows = file.role.trustPolicy.statements.filter(
+      (statement) => statement.effect === 'Allow',
+    );
     if (allows.length === 0) continue;
     const blockers = allows.map((allow) =>
-      guardrails.flatMap((guardrail) => guardrail.policy.statements.map((deny) => ({ guardrail, deny }))).find(({ deny }) => covers(deny, allow)),
+      guardrails
+        .flatMap((guardrail) => guardrail.policy.statements.map((deny) => ({ guardrail, deny })))
+        .find(({ deny }) => covers(deny, allow)),
     );
     if (blockers.some((blocker) => blocker === undefined)) continue;
     const first = blockers[0];

@@ -66,18 +66,27 @@ function readPolicyFile(path: string): FileRead {
   }
 }
 
-export const readProblem = (path: string, reason: string): Problem => ({ file: path, line: 1, col: 1, severity: 'error', message: `cannot read file: ${reason}` });
+export const readProblem = (path: string, reason: string): Problem => ({
+  file: path,
+  line: 1,
+  col: 1,
+  severity: 'error',
+  message: `cannot read file: ${reason}`,
+});
 
 export function compileFile(path: string): CompiledFile {
   const read = readPolicyFile(path);
-  if (read === 'gone') return { kind: 'invalid', file: path, problems: [readProblem(path, 'ENOENT')] };
-  if ('error' in read) return { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] };
+  if (read === 'gone')
+    return { kind: 'invalid', file: path, problems: [readProblem(path, 'ENOENT')] };
+  if ('error' in read)
+    return { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] };
   return compilePolicy(path, read.text);
 }
 
 export type ValidFile = Extract<CompiledFile, { kind: 'Role' | 'Guardrail' }>;
 
-export const nameOf = (file: ValidFile) => (file.kind === 'Role' ? `role "${file.role.name}"` : `guardrail "${file.guardrail.name}"`);
+export const nameOf = (file: ValidFile) =>
+  file.kind === 'Role' ? `role "${file.role.name}"` : `guardrail "${file.guardrail.name}"`;
 
 /** Problems between files: two roles (or guardrails) with one name. The later file is the bad one. */
 export function duplicateProblems(files: readonly ValidFile[]): Problem[] {
@@ -87,7 +96,10 @@ export function duplicateProblems(files: readonly ValidFile[]): Problem[] {
     const name = nameOf(file);
     const first = seen.get(name);
     if (first === undefined) seen.set(name, file.file);
-    else problems.push(file.source.problem(['metadata', 'name'], `${name} is also defined in ${first}`));
+    else
+      problems.push(
+        file.source.problem(['metadata', 'name'], `${name} is also defined in ${first}`),
+      );
   }
   return problems;
 }
@@ -108,7 +120,15 @@ export function readPolicyDirectory(dir: string): Map<string, PresentFile> {
     paths = listPolicyFiles(dir);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-    throw new PolicyLoadError([{ file: dir, line: 1, col: 1, severity: 'error', message: `cannot read policy directory: ${reason}` }]);
+    throw new PolicyLoadError([
+      {
+        file: dir,
+        line: 1,
+        col: 1,
+        severity: 'error',
+        message: `cannot read policy directory: ${reason}`,
+      },
+    ]);
   }
   const files = new Map<string, PresentFile>();
   for (const path of paths) {
@@ -120,13 +140,16 @@ export function readPolicyDirectory(dir: string): Map<string, PresentFile> {
 
 /** The compiled file, or an invalid one carrying why it could not be read. */
 function compileRead(path: string, read: PresentFile): CompiledFile {
-  return 'error' in read ? { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] } : compilePolicy(path, read.text);
+  return 'error' in read
+    ? { kind: 'invalid', file: path, problems: [readProblem(path, read.error)] }
+    : compilePolicy(path, read.text);
 }
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /** A file's identity for change detection; a read error has its own, so it is reported once until it changes. */
-export const contentHash = (read: PresentFile): string => ('error' in read ? `unreadable:${read.error}` : sha256(read.text));
+export const contentHash = (read: PresentFile): string =>
+  'error' in read ? `unreadable:${read.error}` : sha256(read.text);
 
 /** One file of a loaded directory, with the hash of the text it was compiled from. */
 export interface LoadedFile {
@@ -139,14 +162,22 @@ export interface LoadedFile {
  * read and compile every policy file of `dir`; any error (an unreadable file, a duplicate name)
  * is fatal and throws {@link PolicyLoadError}; warnings are logged.
  */
-export function loadDirectory(dir: string, options: LoadOptions = {}): { set: PolicySet; files: LoadedFile[] } {
+export function loadDirectory(
+  dir: string,
+  options: LoadOptions = {},
+): { set: PolicySet; files: LoadedFile[] } {
   const reads = readPolicyDirectory(dir);
   const compiled = [...reads].map(([path, read]) => compileRead(path, read));
   const valid = compiled.filter((file): file is ValidFile => file.kind !== 'invalid');
   const problems = [...compiled.flatMap((file) => file.problems), ...duplicateProblems(valid)];
-  if (hasErrors(problems)) throw new PolicyLoadError(problems.filter((problem) => problem.severity === 'error'));
-  for (const warning of problems) options.logger?.warn({ file: warning.file, line: warning.line }, formatProblem(warning));
-  const files = valid.map((file) => ({ hash: contentHash(reads.get(file.file) ?? { text: '' }), file }));
+  if (hasErrors(problems))
+    throw new PolicyLoadError(problems.filter((problem) => problem.severity === 'error'));
+  for (const warning of problems)
+    options.logger?.warn({ file: warning.file, line: warning.line }, formatProblem(warning));
+  const files = valid.map((file) => ({
+    hash: contentHash(reads.get(file.file) ?? { text: '' }),
+    file,
+  }));
   return { set: buildPolicySet(valid, options), files };
 }
 

@@ -13,7 +13,11 @@ interface OperatorSpec {
 }
 
 const stringOf = (value: unknown): string | undefined =>
-  typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : undefined;
+  typeof value === 'string'
+    ? value
+    : typeof value === 'number' || typeof value === 'boolean'
+      ? String(value)
+      : undefined;
 
 function stringMatcher(transform: (s: string) => string): OperatorSpec['compile'] {
   return (expected) => {
@@ -55,7 +59,8 @@ const likeMatcher: OperatorSpec['compile'] = (expected) => {
 
 function toNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  if (typeof value === 'string' && /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(value.trim())) return Number(value);
+  if (typeof value === 'string' && /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(value.trim()))
+    return Number(value);
   return undefined;
 }
 
@@ -70,7 +75,8 @@ function toEpochMs(value: unknown): number | undefined {
 
 function toBool(value: unknown): boolean | undefined {
   if (typeof value === 'boolean') return value;
-  if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
+  if (typeof value === 'string' && /^(true|false)$/i.test(value))
+    return value.toLowerCase() === 'true';
   return undefined;
 }
 
@@ -96,9 +102,14 @@ const le = (a: number, b: number) => a <= b;
 const gt = (a: number, b: number) => a > b;
 const ge = (a: number, b: number) => a >= b;
 
-const spec = (negated: boolean, compile: OperatorSpec['compile']): OperatorSpec => ({ negated, compile });
-const numeric = (compare: (a: number, b: number) => boolean) => comparing('number', toNumber, compare);
-const date = (compare: (a: number, b: number) => boolean) => comparing('date (ISO 8601 or epoch seconds)', toEpochMs, compare);
+const spec = (negated: boolean, compile: OperatorSpec['compile']): OperatorSpec => ({
+  negated,
+  compile,
+});
+const numeric = (compare: (a: number, b: number) => boolean) =>
+  comparing('number', toNumber, compare);
+const date = (compare: (a: number, b: number) => boolean) =>
+  comparing('date (ISO 8601 or epoch seconds)', toEpochMs, compare);
 const identity = (s: string) => s;
 const lower = (s: string) => s.toLowerCase();
 
@@ -183,7 +194,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }

@@ -9,10 +9,12 @@ import type { KeyReader, ResolvedKey } from './condition-keys.js';
  * which are true on a missing key in AWS too; lint warns about such uses.
  */
 
-const facts = (read: (facts: PodFacts) => unknown): KeyReader => (input) => {
-  const attested = input.identity.attestation;
-  return attested ? read(attested) : undefined;
-};
+const facts =
+  (read: (facts: PodFacts) => unknown): KeyReader =>
+  (input) => {
+    const attested = input.identity.attestation;
+    return attested ? read(attested) : undefined;
+  };
 
 const FIXED: Record<string, ResolvedKey> = {
   'kubernetes.io/pod/image': { read: facts((f) => f.images), multiValued: true },
@@ -20,20 +22,25 @@ const FIXED: Record<string, ResolvedKey> = {
   'kubernetes.io/pod/owner': { read: facts((f) => f.owner), multiValued: false },
 };
 
-const PREFIXES: Array<{ prefix: string; map: (facts: PodFacts) => Record<string, string> | undefined }> = [
+const PREFIXES: Array<{
+  prefix: string;
+  map: (facts: PodFacts) => Record<string, string> | undefined;
+}> = [
   { prefix: 'kubernetes.io/pod/label/', map: (f) => f.labels },
   { prefix: 'kubernetes.io/pod/annotation/', map: (f) => f.annotations },
   { prefix: 'kubernetes.io/node/label/', map: (f) => f.nodeLabels },
 ];
 
 /** A Kubernetes label/annotation key: an optional DNS prefix and `/`, then a name (≤ 317 characters in all). */
-const K8S_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const K8S_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 export const POD_KEYS = [...Object.keys(FIXED), ...PREFIXES.map(({ prefix }) => `${prefix}<name>`)];
 
 /** Whether `key` is filled by pod attestation (for lint). */
 export const isPodKey = (key: string): boolean =>
-  Object.hasOwn(FIXED, key.toLowerCase()) || PREFIXES.some(({ prefix }) => key.toLowerCase().startsWith(prefix));
+  Object.hasOwn(FIXED, key.toLowerCase()) ||
+  PREFIXES.some(({ prefix }) => key.toLowerCase().startsWith(prefix));
 
 /** The reader of a pod-attestation key; `undefined` when `key` is not one; a string when it is malformed. */
 export function resolvePodKey(key: string): ResolvedKey | string | undefined {
@@ -43,7 +50,8 @@ export function resolvePodKey(key: string): ResolvedKey | string | undefined {
   for (const { prefix, map } of PREFIXES) {
     if (!lower.startsWith(prefix)) continue;
     const name = key.slice(prefix.length);
-    if (name.length > 317 || !K8S_KEY.test(name)) return `condition key "${key}": "${name}" is not a Kubernetes label or annotation name`;
+    if (name.length > 317 || !K8S_KEY.test(name))
+      return `condition key "${key}": "${name}" is not a Kubernetes label or annotation name`;
     return {
       read: facts((f) => {
         const values = map(f);

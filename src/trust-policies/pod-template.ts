@@ -6,11 +6,19 @@ import type { TemplateVars } from './types.js';
  * may hold dots and a slash). Empty on a cluster without `podAttestation`, like a missing claim;
  * substituted values obey the same per-field rules as every variable.
  */
-export const POD_TEMPLATE_VARIABLES = ['pod.label.<name>', 'pod.annotation.<name>', 'pod.owner', 'node.label.<name>'];
+export const POD_TEMPLATE_VARIABLES = [
+  'pod.label.<name>',
+  'pod.annotation.<name>',
+  'pod.owner',
+  'node.label.<name>',
+];
 
 type Getter = (vars: TemplateVars) => unknown;
 
-const PREFIXES: Array<{ prefix: string; map: (vars: TemplateVars) => Record<string, string> | undefined }> = [
+const PREFIXES: Array<{
+  prefix: string;
+  map: (vars: TemplateVars) => Record<string, string> | undefined;
+}> = [
   { prefix: 'pod.label.', map: (vars) => vars.attestation?.labels },
   { prefix: 'pod.annotation.', map: (vars) => vars.attestation?.annotations },
   { prefix: 'node.label.', map: (vars) => vars.attestation?.nodeLabels },

@@ -42,7 +42,12 @@ function withoutReserved(rendered: Record<string, unknown>): Record<string, unkn
   for (const name of Object.keys(rendered)) {
     if (reserved.has(name)) continue;
     // An own member like any other, never the object's prototype.
-    Object.defineProperty(claims, name, { value: rendered[name], enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(claims, name, {
+      value: rendered[name],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return claims;
 }
@@ -67,7 +72,10 @@ function renderJwt(role: CompiledRole, input: RenderInput, vars: TemplateVars): 
     algorithm: role.issue.algorithm,
     subject,
     audiences: input.audiences,
-    lifetimeSeconds: Math.min(input.durationSeconds ?? role.issue.defaultLifetime, role.issue.maxLifetime),
+    lifetimeSeconds: Math.min(
+      input.durationSeconds ?? role.issue.defaultLifetime,
+      role.issue.maxLifetime,
+    ),
     claims: withoutReserved(role.issue.claims(vars)),
     scope: input.scope,
     ...(kubernetes && { kubernetes }),
@@ -78,8 +86,12 @@ function renderJwt(role: CompiledRole, input: RenderInput, vars: TemplateVars): 
 
 function renderSvid(role: CompiledRole, input: RenderInput, vars: TemplateVars): SvidRequest {
   const profile = role.issue.x509;
-  if (!profile) throw invalidRequest(`role ${role.name} does not issue x509-svid credentials`, { reason: 'role_does_not_issue' });
-  if (input.csr === undefined) throw invalidRequest('csr is required for an x509-svid', { reason: 'csr_required' });
+  if (!profile)
+    throw invalidRequest(`role ${role.name} does not issue x509-svid credentials`, {
+      reason: 'role_does_not_issue',
+    });
+  if (input.csr === undefined)
+    throw invalidRequest('csr is required for an x509-svid', { reason: 'csr_required' });
   return {
     csr: input.csr,
     spiffeId: profile.spiffeId(vars),
@@ -88,7 +100,13 @@ function renderSvid(role: CompiledRole, input: RenderInput, vars: TemplateVars):
   };
 }
 
-const RENDERERS: { [K in CredentialKind]: (role: CompiledRole, input: RenderInput, vars: TemplateVars) => IssueRequests[K] } = {
+const RENDERERS: {
+  [K in CredentialKind]: (
+    role: CompiledRole,
+    input: RenderInput,
+    vars: TemplateVars,
+  ) => IssueRequests[K];
+} = {
   jwt: renderJwt,
   'x509-svid': renderSvid,
 };
@@ -97,7 +115,12 @@ const RENDERERS: { [K in CredentialKind]: (role: CompiledRole, input: RenderInpu
  * The request for an issuer of `kind`, rendered from `role`. Throws an `invalid_request`
  * TesseraError when a rendered value is unsafe where it lands or too long for the audience.
  */
-export function renderIssueRequest<K extends CredentialKind>(kind: K, role: CompiledRole, input: RenderInput): IssueRequests[K] {
-  const render: (role: CompiledRole, input: RenderInput, vars: TemplateVars) => IssueRequests[K] = RENDERERS[kind];
+export function renderIssueRequest<K extends CredentialKind>(
+  kind: K,
+  role: CompiledRole,
+  input: RenderInput,
+): IssueRequests[K] {
+  const render: (role: CompiledRole, input: RenderInput, vars: TemplateVars) => IssueRequests[K] =
+    RENDERERS[kind];
   return render(role, input, templateVars(input.identity));
 }

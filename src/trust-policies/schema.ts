@@ -16,8 +16,14 @@ const scalar = z.union([z.string(), z.number(), z.boolean()]);
 const conditionValues = z.union([scalar, z.array(scalar).min(1)]);
 /** `{ Operator: { key: value | [values] } }`, or `{ Cel: expr | [exprs] }`. */
 const conditionBlock = z
-  .record(z.string(), z.union([z.record(z.string(), conditionValues), z.string(), z.array(z.string()).min(1)]))
-  .meta({ description: 'IAM condition operators (StringEquals, ForAnyValue:StringLike, StringEqualsIfExists, Null…) → { key: value(s) }; or Cel: expression(s)' });
+  .record(
+    z.string(),
+    z.union([z.record(z.string(), conditionValues), z.string(), z.array(z.string()).min(1)]),
+  )
+  .meta({
+    description:
+      'IAM condition operators (StringEquals, ForAnyValue:StringLike, StringEqualsIfExists, Null…) → { key: value(s) }; or Cel: expression(s)',
+  });
 
 const stringOrList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 
@@ -25,13 +31,17 @@ const principal = z.union([
   z.literal('*'),
   z.strictObject({
     Federated: stringOrList.meta({
-      description: 'A cluster name, its issuer URL, its issuer host+path, an AWS oidc-provider ARN, or *',
+      description:
+        'A cluster name, its issuer URL, its issuer host+path, an AWS oidc-provider ARN, or *',
     }),
   }),
 ]);
 
 const statementFields = {
-  Sid: z.string().regex(/^[A-Za-z0-9_-]*$/, 'must contain only letters, digits, _ and -').optional(),
+  Sid: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]*$/, 'must contain only letters, digits, _ and -')
+    .optional(),
   Principal: principal,
   Action: stringOrList.meta({ description: 'sts:TokenExchange or sts:AssumeRoleWithWebIdentity' }),
   Condition: conditionBlock.optional(),
@@ -48,13 +58,25 @@ const policyDocument = <T extends z.ZodType>(stmt: T) =>
   });
 
 const metadata = z.strictObject({
-  name: z.string().regex(/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits, ., _ or -, at most 63'),
+  name: z
+    .string()
+    .regex(
+      /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/,
+      'must be lowercase letters, digits, ., _ or -, at most 63',
+    ),
   description: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
 });
 
 const claimTree: z.ZodType<unknown> = z.lazy(() =>
-  z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(claimTree), z.record(z.string(), claimTree)]),
+  z.union([
+    z.string(),
+    z.number(),
+    z.boolean(),
+    z.null(),
+    z.array(claimTree),
+    z.record(z.string(), claimTree),
+  ]),
 );
 
 const issueSchema = z.strictObject({
@@ -80,9 +102,9 @@ export const roleFileSchema = z.strictObject({
   kind: z.literal('Role'),
   metadata,
   trustPolicy: policyDocument(statement),
-  shadowTrustPolicy: policyDocument(statement)
-    .optional()
-    .meta({ description: 'Evaluated on every request and logged when it disagrees; never enforced' }),
+  shadowTrustPolicy: policyDocument(statement).optional().meta({
+    description: 'Evaluated on every request and logged when it disagrees; never enforced',
+  }),
   issue: issueSchema,
 });
 
@@ -92,7 +114,9 @@ export const guardrailFileSchema = z.strictObject({
   kind: z.literal('Guardrail'),
   metadata,
   policy: policyDocument(denyStatement).optional(),
-  maxLifetime: durationSchema.optional().meta({ description: 'Caps every role’s maxLifetime and x509 maxTtl' }),
+  maxLifetime: durationSchema
+    .optional()
+    .meta({ description: 'Caps every role’s maxLifetime and x509 maxTtl' }),
 });
 
 const policyFileSchema = z.discriminatedUnion('kind', [roleFileSchema, guardrailFileSchema]);
@@ -104,7 +128,10 @@ export type StatementInput = z.output<typeof statement>;
 
 /** The JSON Schema of policy files, for editors (`policies/schema.json`). */
 export function policyJsonSchema(): Record<string, unknown> {
-  const schema = z.toJSONSchema(policyFileSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  const schema = z.toJSONSchema(policyFileSchema, {
+    io: 'input',
+    unrepresentable: 'any',
+  }) as Record<string, unknown>;
   return {
     $schema: schema.$schema,
     $id: 'https://tessera.dev/schemas/policy-v1.json',

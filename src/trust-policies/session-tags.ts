@@ -25,16 +25,20 @@ export type SessionTagsRenderer = (vars: TemplateVars) => Record<string, unknown
 /** A claim's scalar (string, number, boolean) as tag text. */
 function scalarText(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return String(value);
   return JSON.stringify(value) ?? '';
 }
 
 /** Why a rendered value cannot be a tag value; `undefined` when it can. Never echoes the value. */
 function valueProblem(key: string, value: unknown): string | undefined {
-  if (typeof value === 'object') return `session tag "${key}" must render to one string, not a list or an object`;
+  if (typeof value === 'object')
+    return `session tag "${key}" must render to one string, not a list or an object`;
   const text = scalarText(value);
-  if (text.length > AWS_TAG_LIMITS.valueLength) return `session tag "${key}" is longer than ${AWS_TAG_LIMITS.valueLength} characters`;
-  if (!TAG_VALUE.test(text)) return `session tag "${key}" has characters AWS does not allow in a tag value`;
+  if (text.length > AWS_TAG_LIMITS.valueLength)
+    return `session tag "${key}" is longer than ${AWS_TAG_LIMITS.valueLength} characters`;
+  if (!TAG_VALUE.test(text))
+    return `session tag "${key}" has characters AWS does not allow in a tag value`;
   return undefined;
 }
 
@@ -50,15 +54,26 @@ export function compileSessionTags(tags: unknown, report: Report): SessionTagsRe
     report([], `${AWS_TAGS_CLAIM} must be a map with principal_tags and transitive_tag_keys`);
     return failed;
   }
-  const { principal_tags: principalTags, transitive_tag_keys: transitive, ...rest } = tags as Record<string, unknown>;
-  for (const extra of Object.keys(rest)) report([extra], `unknown field "${extra}" in ${AWS_TAGS_CLAIM} (expected principal_tags, transitive_tag_keys)`);
+  const {
+    principal_tags: principalTags,
+    transitive_tag_keys: transitive,
+    ...rest
+  } = tags as Record<string, unknown>;
+  for (const extra of Object.keys(rest))
+    report(
+      [extra],
+      `unknown field "${extra}" in ${AWS_TAGS_CLAIM} (expected principal_tags, transitive_tag_keys)`,
+    );
   if (principalTags === null || typeof principalTags !== 'object' || Array.isArray(principalTags)) {
     report(['principal_tags'], 'principal_tags must be a map of tag key to value');
     return failed;
   }
   const entries = Object.entries(principalTags as Record<string, unknown>);
   if (entries.length > AWS_TAG_LIMITS.tags) {
-    report(['principal_tags'], `AWS allows at most ${AWS_TAG_LIMITS.tags} session tags; principal_tags has ${entries.length}`);
+    report(
+      ['principal_tags'],
+      `AWS allows at most ${AWS_TAG_LIMITS.tags} session tags; principal_tags has ${entries.length}`,
+    );
   }
   const values = entries.flatMap(([key, value]) => {
     const compiled = compileTag(key, value, report);
@@ -69,10 +84,24 @@ export function compileSessionTags(tags: unknown, report: Report): SessionTagsRe
 }
 
 /** One `principal_tags` entry: its key checked against AWS's rules, its value compiled as a template. */
-function compileTag(key: string, value: unknown, report: Report): ((vars: TemplateVars) => unknown) | undefined {
+function compileTag(
+  key: string,
+  value: unknown,
+  report: Report,
+): ((vars: TemplateVars) => unknown) | undefined {
   const at = ['principal_tags', key];
-  if (key.length > AWS_TAG_LIMITS.keyLength) report(at, `session tag key "${key.slice(0, 20)}…" is longer than ${AWS_TAG_LIMITS.keyLength} characters`, { key: true });
-  else if (!TAG_KEY.test(key)) report(at, `session tag key "${key}" has characters AWS does not allow (letters, digits, spaces, _ . : / = + - @)`, { key: true });
+  if (key.length > AWS_TAG_LIMITS.keyLength)
+    report(
+      at,
+      `session tag key "${key.slice(0, 20)}…" is longer than ${AWS_TAG_LIMITS.keyLength} characters`,
+      { key: true },
+    );
+  else if (!TAG_KEY.test(key))
+    report(
+      at,
+      `session tag key "${key}" has characters AWS does not allow (letters, digits, spaces, _ . : / = + - @)`,
+      { key: true },
+    );
   const list: unknown[] = Array.isArray(value) ? value : [value];
   const text = list[0];
   if (list.length !== 1 || typeof text !== 'string') {
@@ -85,31 +114,52 @@ function compileTag(key: string, value: unknown, report: Report): ((vars: Templa
     return undefined;
   }
   if (!text.includes('{{') && text.length > AWS_TAG_LIMITS.valueLength) {
-    report(at, `session tag "${key}" value is longer than ${AWS_TAG_LIMITS.valueLength} characters`);
+    report(
+      at,
+      `session tag "${key}" value is longer than ${AWS_TAG_LIMITS.valueLength} characters`,
+    );
   }
   return compiled;
 }
 
-function checkTransitiveKeys(transitive: unknown, principalTags: object, report: Report): string[] | undefined {
+function checkTransitiveKeys(
+  transitive: unknown,
+  principalTags: object,
+  report: Report,
+): string[] | undefined {
   if (transitive === undefined) return undefined;
-  if (!Array.isArray(transitive) || !transitive.every((key): key is string => typeof key === 'string')) {
+  if (
+    !Array.isArray(transitive) ||
+    !transitive.every((key): key is string => typeof key === 'string')
+  ) {
     report(['transitive_tag_keys'], 'transitive_tag_keys must be a list of tag keys');
     return undefined;
   }
   transitive.forEach((key, index) => {
-    if (!Object.hasOwn(principalTags, key)) report(['transitive_tag_keys', index], `transitive tag key "${key}" is not in principal_tags`);
+    if (!Object.hasOwn(principalTags, key))
+      report(
+        ['transitive_tag_keys', index],
+        `transitive tag key "${key}" is not in principal_tags`,
+      );
   });
   return transitive;
 }
 
-function renderTags(values: ReadonlyArray<readonly [string, (vars: TemplateVars) => unknown]>, transitiveKeys: string[] | undefined): SessionTagsRenderer {
+function renderTags(
+  values: ReadonlyArray<readonly [string, (vars: TemplateVars) => unknown]>,
+  transitiveKeys: string[] | undefined,
+): SessionTagsRenderer {
   return (vars) => {
     const rendered: Record<string, string[]> = {};
     for (const [key, render] of values) {
       const value = render(vars);
       if (value === undefined || value === null) continue;
       const problem = valueProblem(key, value);
-      if (problem) throw invalidRequest(`cannot issue the role's AWS session tags: ${problem}`, { reason: 'session_tag_invalid', detail: { tag: key } });
+      if (problem)
+        throw invalidRequest(`cannot issue the role's AWS session tags: ${problem}`, {
+          reason: 'session_tag_invalid',
+          detail: { tag: key },
+        });
       rendered[key] = [scalarText(value)];
     }
     const keys = transitiveKeys?.filter((key) => Object.hasOwn(rendered, key));

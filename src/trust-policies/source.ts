@@ -22,7 +22,11 @@ export interface PolicySource {
   syntax: Problem[];
   /** Position of the value at `path` (or of its key, with `key: true`); the nearest existing ancestor otherwise. */
   at(path: Path, options?: { key?: boolean }): { line: number; col: number };
-  problem(path: Path, message: string, options?: { key?: boolean; severity?: Problem['severity'] }): Problem;
+  problem(
+    path: Path,
+    message: string,
+    options?: { key?: boolean; severity?: Problem['severity'] },
+  ): Problem;
 }
 
 /** YAML and JSON alike (JSON is YAML 1.2), so JSON files get positions too. */
@@ -69,7 +73,9 @@ function locate(doc: Document, path: Path, wantKey: boolean): number {
     const part = path[i];
     const last = i === path.length - 1;
     if (isMap(node)) {
-      const pair = node.items.find((item) => (isScalar(item.key) ? String(item.key.value) : String(item.key)) === String(part));
+      const pair = node.items.find(
+        (item) => (isScalar(item.key) ? String(item.key.value) : String(item.key)) === String(part),
+      );
       if (!pair) return offset;
       const keyStart = rangeStart(pair.key);
       if (last && wantKey && keyStart !== undefined) return keyStart;
@@ -94,5 +100,7 @@ function rangeStart(node: unknown): number | undefined {
 export function formatProblem(problem: Problem): string {
   const prefix = problem.severity === 'warning' ? 'warning: ' : '';
   // Messages quote keys and values of the file as written: one escaped line each.
-  return escapeControl(`${problem.file}:${problem.line}:${problem.col}: ${prefix}${problem.message}`);
+  return escapeControl(
+    `${problem.file}:${problem.line}:${problem.col}: ${prefix}${problem.message}`,
+  );
 }

@@ -19,7 +19,12 @@ const list = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]
 export function compilePolicyDocument(
   document: { Statement: StatementInput | StatementInput[] } | undefined,
   source: string,
-  report: (index: number | undefined, path: ReadonlyArray<string | number>, message: string, options?: Parameters<Report>[2]) => void,
+  report: (
+    index: number | undefined,
+    path: ReadonlyArray<string | number>,
+    message: string,
+    options?: Parameters<Report>[2],
+  ) => void,
 ): CompiledPolicy {
   if (!document) return { statements: [] };
   const single = !Array.isArray(document.Statement);
@@ -31,10 +36,16 @@ export function compilePolicyDocument(
       const actions = list(statement.Action);
       const matchesAction = actionMatches(actions);
       if (!matchesAction) {
-        report(at, ['Action'], `Action ${JSON.stringify(statement.Action)} never matches a token exchange (use ${EXCHANGE_ACTIONS.join(' or ')})`);
+        report(
+          at,
+          ['Action'],
+          `Action ${JSON.stringify(statement.Action)} never matches a token exchange (use ${EXCHANGE_ACTIONS.join(' or ')})`,
+        );
       }
-      const conditions = compileConditions(statement.Condition, statement.Effect, (path, message, options) =>
-        report(at, ['Condition', ...path], message, options),
+      const conditions = compileConditions(
+        statement.Condition,
+        statement.Effect,
+        (path, message, options) => report(at, ['Condition', ...path], message, options),
       );
       const matchers = principals.map(principalMatcher);
       return {
@@ -45,14 +56,18 @@ export function compilePolicyDocument(
         principals,
         actions,
         conditions,
-        principalMatches: ({ identity, issuerHostPath }) => matchers.some((matches) => matches(identity.cluster, identity.iss, issuerHostPath)),
+        principalMatches: ({ identity, issuerHostPath }) =>
+          matchers.some((matches) => matches(identity.cluster, identity.iss, issuerHostPath)),
         actionMatches: matchesAction,
       };
     }),
   };
 }
 
-export function evaluateStatement(statement: CompiledStatement, input: PreparedInput): StatementTrace {
+export function evaluateStatement(
+  statement: CompiledStatement,
+  input: PreparedInput,
+): StatementTrace {
   const principalMatched = statement.principalMatches(input);
   const conditions = statement.conditions.map((condition) => condition.evaluate(input));
   return {
@@ -62,6 +77,9 @@ export function evaluateStatement(statement: CompiledStatement, input: PreparedI
     principalMatched,
     actionMatched: statement.actionMatches,
     conditions,
-    matched: principalMatched && statement.actionMatches && conditions.every((condition) => condition.matched),
+    matched:
+      principalMatched &&
+      statement.actionMatches &&
+      conditions.every((condition) => condition.matched),
   };
 }

@@ -2,7 +2,16 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { ClusterConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { compilePolicy, hasErrors } from './compile.js';
-import { contentHash, loadDirectory, nameOf, PolicyLoadError, readPolicyDirectory, readProblem, type PresentFile, type ValidFile } from './load.js';
+import {
+  contentHash,
+  loadDirectory,
+  nameOf,
+  PolicyLoadError,
+  readPolicyDirectory,
+  readProblem,
+  type PresentFile,
+  type ValidFile,
+} from './load.js';
 import { buildPolicySet } from './set.js';
 import { formatProblem, type Problem } from './source.js';
 import type { PolicySet, PolicyStore } from './types.js';
@@ -45,15 +54,26 @@ interface StoreState {
  *
  * @example const store = createPolicyStore({ dir: './policies', logger });
  */
-export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { reload(): boolean } {
+export function createPolicyStore(
+  options: PolicyStoreOptions,
+): PolicyStore & { reload(): boolean } {
   const { dir, logger, metrics, clusters } = options;
-  const loaded = loadDirectory(dir, { logger, ...(metrics ? { metrics } : {}), ...(clusters ? { clusters } : {}) });
-  const state: StoreState = { options, files: new Map(loaded.files.map(({ hash, file }) => [file.file, { hash, good: file }])), current: loaded.set };
+  const loaded = loadDirectory(dir, {
+    logger,
+    ...(metrics ? { metrics } : {}),
+    ...(clusters ? { clusters } : {}),
+  });
+  const state: StoreState = {
+    options,
+    files: new Map(loaded.files.map(({ hash, file }) => [file.file, { hash, good: file }])),
+    current: loaded.set,
+  };
   logSet(state, 'trust policies loaded');
   const stopWatching = options.watch === false ? () => undefined : watchDirectory(state);
   return {
     current: () => state.current,
-    failingFiles: () => [...state.files.values()].filter((file) => file.failure !== undefined).length,
+    failingFiles: () =>
+      [...state.files.values()].filter((file) => file.failure !== undefined).length,
     reload: () => reload(state),
     close() {
       stopWatching();
@@ -64,7 +84,15 @@ export function createPolicyStore(options: PolicyStoreOptions): PolicyStore & { 
 
 function logSet(state: StoreState, message: string): void {
   const { current } = state;
-  state.options.logger.info({ dir: state.options.dir, roles: [...current.roles.keys()], guardrails: current.guardrails.length, policyVersion: current.version }, message);
+  state.options.logger.info(
+    {
+      dir: state.options.dir,
+      roles: [...current.roles.keys()],
+      guardrails: current.guardrails.length,
+      policyVersion: current.version,
+    },
+    message,
+  );
 }
 
 /** One reload pass; true when the set in force changed. */
@@ -75,7 +103,10 @@ function reload(state: StoreState): boolean {
     reads = readPolicyDirectory(dir);
   } catch (error) {
     metrics?.policyReloads.inc({ result: 'failure' });
-    logger.error({ dir, err: error instanceof PolicyLoadError ? error.problems[0]?.message : String(error) }, 'cannot read the policy directory; policies in force are kept');
+    logger.error(
+      { dir, err: error instanceof PolicyLoadError ? error.problems[0]?.message : String(error) },
+      'cannot read the policy directory; policies in force are kept',
+    );
     return false;
   }
   let changed = dropDeleted(state, reads);
@@ -130,9 +161,16 @@ function applyFile(state: StoreState, path: string, read: PresentFile): boolean 
 }
 
 function fail(state: StoreState, path: string, file: FileState, problems: Problem[]): void {
-  const message = problems.filter((problem) => problem.severity === 'error').map(formatProblem).join('\n');
+  const message = problems
+    .filter((problem) => problem.severity === 'error')
+    .map(formatProblem)
+    .join('\n');
   state.options.metrics?.policyReloads.inc({ result: 'failure' });
-  if (file.failure !== message) state.options.logger.error({ file: path }, `policy file not reloaded, last good version stays in force:\n${message}`);
+  if (file.failure !== message)
+    state.options.logger.error(
+      { file: path },
+      `policy file not reloaded, last good version stays in force:\n${message}`,
+    );
   file.failure = message;
 }
 

@@ -10,7 +10,15 @@ import type { WorkloadIdentity } from '../verifiers/index.js';
  * Compiled at load time; an unknown variable is a load error, not an empty string at 3 a.m.
  */
 
-const TEMPLATE_VARIABLES = ['namespace', 'serviceAccount', 'pod', 'cluster', 'sub', 'claims.<path>', ...POD_TEMPLATE_VARIABLES];
+const TEMPLATE_VARIABLES = [
+  'namespace',
+  'serviceAccount',
+  'pod',
+  'cluster',
+  'sub',
+  'claims.<path>',
+  ...POD_TEMPLATE_VARIABLES,
+];
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 type Getter = (vars: TemplateVars) => unknown;
@@ -47,7 +55,8 @@ function parse(text: string): Parsed | string {
   let last = 0;
   for (const match of text.matchAll(PLACEHOLDER)) {
     const literal = text.slice(last, match.index);
-    if (literal.includes('{{') || literal.includes('}}')) return `unbalanced braces in template "${text}"`;
+    if (literal.includes('{{') || literal.includes('}}'))
+      return `unbalanced braces in template "${text}"`;
     if (literal) parts.push(literal);
     const name = match[1] as string;
     const getter = variable(name);
@@ -71,7 +80,8 @@ export type TemplateContext = 'text' | 'spiffeId' | 'dnsName' | 'subject';
 
 const SEGMENT_SAFE = /^[A-Za-z0-9._-]*$/;
 
-const outsideSegment = (value: string) => (SEGMENT_SAFE.test(value) ? undefined : 'contains characters outside [A-Za-z0-9._-]');
+const outsideSegment = (value: string) =>
+  SEGMENT_SAFE.test(value) ? undefined : 'contains characters outside [A-Za-z0-9._-]';
 
 /** Per context, what makes a substituted value unsafe there (named in the refusal; the value never is). */
 const CONTEXT_RULES: Record<
@@ -81,11 +91,15 @@ const CONTEXT_RULES: Record<
   // A whole `.` or `..` value would be a dot segment of the SPIFFE ID's path.
   spiffeId: {
     field: 'x509.spiffeId',
-    problem: (_, value) => outsideSegment(value) ?? (value === '.' || value === '..' ? 'is a dot segment' : undefined),
+    problem: (_, value) =>
+      outsideSegment(value) ?? (value === '.' || value === '..' ? 'is a dot segment' : undefined),
   },
   dnsName: { field: 'x509.dnsNames', problem: (_, value) => outsideSegment(value) },
   // `{{sub}}` is the source token's own subject, colons and all: it is what the default subject is.
-  subject: { field: 'subject', problem: (name, value) => (name === 'sub' || !value.includes(':') ? undefined : 'contains ":"') },
+  subject: {
+    field: 'subject',
+    problem: (name, value) => (name === 'sub' || !value.includes(':') ? undefined : 'contains ":"'),
+  },
 };
 
 /** A claim value as text: values come from JSON, so anything else (a function, a symbol) renders empty. */
@@ -101,7 +115,10 @@ function asText(value: unknown): string {
  * rendering throws an `invalid_request` TesseraError naming the variable (never its value) when
  * a substituted value holds characters unsafe there.
  */
-export function compileTemplate(text: string, context: TemplateContext = 'text'): Template | string {
+export function compileTemplate(
+  text: string,
+  context: TemplateContext = 'text',
+): Template | string {
   const parsed = parse(text);
   if (typeof parsed === 'string') return parsed;
   const { parts } = parsed;
@@ -114,10 +131,13 @@ export function compileTemplate(text: string, context: TemplateContext = 'text')
     const value = asText(part.get(vars));
     const problem = rules?.problem(part.name, value);
     if (rules && problem) {
-      throw invalidRequest(`the token's value of {{${part.name}}} cannot be used in the role's ${rules.field}: it ${problem}`, {
-        reason: 'template_value_unsafe',
-        detail: { variable: part.name, field: rules.field },
-      });
+      throw invalidRequest(
+        `the token's value of {{${part.name}}} cannot be used in the role's ${rules.field}: it ${problem}`,
+        {
+          reason: 'template_value_unsafe',
+          detail: { variable: part.name, field: rules.field },
+        },
+      );
     }
     return value;
   };
@@ -163,7 +183,9 @@ export function compileTree(
     return (vars) => items.map((item) => item(vars)).filter((value) => value !== undefined);
   }
   if (node !== null && typeof node === 'object') {
-    const entries = Object.entries(node).map(([key, value]) => [key, compileTree(value, report, [...path, key])] as const);
+    const entries = Object.entries(node).map(
+      ([key, value]) => [key, compileTree(value, report, [...path, key])] as const,
+    );
     return (vars) => {
       const out: Record<string, unknown> = {};
       for (const [key, render] of entries) {

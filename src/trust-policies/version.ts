@@ -22,7 +22,9 @@ export function gitBlobId(text: string): string {
  * @example policyVersion([{ file: 'policies/a.yaml', text }])
  */
 export function policyVersion(files: ReadonlyArray<{ file: string; text: string }>): string {
-  const lines = files.map((entry) => `${basename(entry.file)} ${gitBlobId(entry.text)}\n`).sort(byteOrder);
+  const lines = files
+    .map((entry) => `${basename(entry.file)} ${gitBlobId(entry.text)}\n`)
+    .sort(byteOrder);
   return createHash('sha256').update(lines.join('')).digest('hex');
 }
 

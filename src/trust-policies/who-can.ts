@@ -34,14 +34,18 @@ const NAMESPACE = 'kubernetes.io/namespace';
 const SERVICE_ACCOUNT = 'kubernetes.io/serviceaccount/name';
 const SA_SUB = /^system:serviceaccount:([^:]+):([^:]+)$/;
 
-const positive = (c: CompiledCondition) => ['StringEquals', 'StringLike', 'StringEqualsIgnoreCase'].includes(c.baseOperator) && !c.negated && !c.qualifier;
+const positive = (c: CompiledCondition) =>
+  ['StringEquals', 'StringLike', 'StringEqualsIgnoreCase'].includes(c.baseOperator) &&
+  !c.negated &&
+  !c.qualifier;
 const isSub = (c: CompiledCondition) => /:sub$/i.test(c.key) && !c.key.startsWith('token:');
 
 /** An `…IfExists` condition also admits a token without the key; say so wherever it is listed. */
 const ABSENT = ' (or key absent)';
 
 /** A list of values; when one came from an IfExists condition, it admits the key's absence too. */
-const withAbsent = (values: string[], ifExists: boolean) => (ifExists && values.length > 0 ? [...values.slice(0, -1), `${values.at(-1)}${ABSENT}`] : values);
+const withAbsent = (values: string[], ifExists: boolean) =>
+  ifExists && values.length > 0 ? [...values.slice(0, -1), `${values.at(-1)}${ABSENT}`] : values;
 
 /** A condition as the policy states it (operator, key, expected values), for the who-can listing. */
 function conditionText(condition: CompiledCondition): string {
@@ -50,17 +54,21 @@ function conditionText(condition: CompiledCondition): string {
 }
 
 function summarize(statement: CompiledStatement): AllowSummary {
-  const matching = (test: (c: CompiledCondition) => boolean) => statement.conditions.filter((c) => positive(c) && test(c));
-  const listed = (conditions: CompiledCondition[]) => conditions.flatMap((c) => withAbsent(c.expected.map(String), c.ifExists));
+  const matching = (test: (c: CompiledCondition) => boolean) =>
+    statement.conditions.filter((c) => positive(c) && test(c));
+  const listed = (conditions: CompiledCondition[]) =>
+    conditions.flatMap((c) => withAbsent(c.expected.map(String), c.ifExists));
   const namespaceConditions = matching((c) => c.key.toLowerCase() === NAMESPACE);
   const serviceAccountConditions = matching((c) => c.key.toLowerCase() === SERVICE_ACCOUNT);
   const subConditions = matching(isSub);
   const used = new Set([...namespaceConditions, ...serviceAccountConditions, ...subConditions]);
   const subsIfExists = subConditions.some((c) => c.ifExists);
-  const fromSubs = subConditions.flatMap((c) => c.expected.map(String))
+  const fromSubs = subConditions
+    .flatMap((c) => c.expected.map(String))
     .map((sub) => SA_SUB.exec(sub))
     .filter((m): m is RegExpExecArray => m !== null);
-  const fromSub = (group: 1 | 2) => withAbsent([...new Set(fromSubs.map((m) => m[group] as string))], subsIfExists);
+  const fromSub = (group: 1 | 2) =>
+    withAbsent([...new Set(fromSubs.map((m) => m[group] as string))], subsIfExists);
   const namespaces = listed(namespaceConditions);
   const serviceAccounts = listed(serviceAccountConditions);
   const pod = statement.conditions.filter(isPodCondition).map(describePodCondition);
@@ -68,7 +76,8 @@ function summarize(statement: CompiledStatement): AllowSummary {
     statement: statement.label,
     clusters: statement.principals,
     namespaces: namespaces.length > 0 ? namespaces : fromSubs.length > 0 ? fromSub(1) : ['*'],
-    serviceAccounts: serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? fromSub(2) : ['*'],
+    serviceAccounts:
+      serviceAccounts.length > 0 ? serviceAccounts : fromSubs.length > 0 ? fromSub(2) : ['*'],
     subjects: listed(subConditions),
     ...(pod.length > 0 ? { pod } : {}),
     also: statement.conditions.filter((c) => !used.has(c) && !isPodCondition(c)).map(conditionText),
@@ -77,7 +86,10 @@ function summarize(statement: CompiledStatement): AllowSummary {
 
 export function whoCan(set: PolicySet, role: CompiledRole): WhoCan {
   const guardrailDenies = set.guardrails.flatMap((guardrail) => guardrail.policy.statements);
-  const denies = [...guardrailDenies, ...role.trustPolicy.statements.filter((s) => s.effect === 'Deny')];
+  const denies = [
+    ...guardrailDenies,
+    ...role.trustPolicy.statements.filter((s) => s.effect === 'Deny'),
+  ];
   return {
     role: role.name,
     file: role.file,
@@ -88,7 +100,9 @@ export function whoCan(set: PolicySet, role: CompiledRole): WhoCan {
       statement: statement.label,
       source: statement.source,
       when: [
-        ...(statement.principals.includes('*') ? [] : [`cluster ${statement.principals.join(' | ')}`]),
+        ...(statement.principals.includes('*')
+          ? []
+          : [`cluster ${statement.principals.join(' | ')}`]),
         ...(statement.conditions.length > 0 ? statement.conditions.map(conditionText) : ['always']),
       ],
     })),
@@ -96,7 +110,11 @@ export function whoCan(set: PolicySet, role: CompiledRole): WhoCan {
 }
 
 export function formatWhoCan(result: WhoCan): string {
-  const lines = [`role: ${result.role} (${result.file})`, `audiences: ${result.audiences.join(', ')}`, `max lifetime: ${formatDuration(result.maxLifetime)}`];
+  const lines = [
+    `role: ${result.role} (${result.file})`,
+    `audiences: ${result.audiences.join(', ')}`,
+    `max lifetime: ${formatDuration(result.maxLifetime)}`,
+  ];
   if (result.allows.length === 0) lines.push('nobody: the trust policy has no Allow statement');
   for (const allow of result.allows) {
     lines.push(`allow ${allow.statement}:`);
@@ -108,6 +126,7 @@ export function formatWhoCan(result: WhoCan): string {
     for (const also of allow.also) lines.push(`  and:              ${also}`);
   }
   if (result.denies.length > 0) lines.push('except (Deny):');
-  for (const deny of result.denies) lines.push(`  [${deny.source}] ${deny.statement}: ${deny.when.join(' and ')}`);
+  for (const deny of result.denies)
+    lines.push(`  [${deny.source}] ${deny.statement}: ${deny.when.join(' and ')}`);
   return escapeLines(lines);
 }

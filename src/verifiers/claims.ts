@@ -21,15 +21,22 @@ export interface ClaimRules {
  */
 export function checkClaims(claims: Record<string, unknown>, rules: ClaimRules): void {
   if (claims.iss !== rules.issuer) throw refuseClaim(claims, 'unknown_issuer', 'iss');
-  if (isLegacySecretToken(claims)) throw refuseClaim(claims, 'legacy_token', 'kubernetes.io/serviceaccount');
+  if (isLegacySecretToken(claims))
+    throw refuseClaim(claims, 'legacy_token', 'kubernetes.io/serviceaccount');
   checkTimes(claims, rules.nowSeconds);
   checkLifetime(claims, rules.maxLifetimeSeconds, rules.nowSeconds);
-  if (typeof claims.sub !== 'string' || claims.sub === '') throw refuseClaim(claims, 'malformed_token', 'sub');
+  if (typeof claims.sub !== 'string' || claims.sub === '')
+    throw refuseClaim(claims, 'malformed_token', 'sub');
   checkAudience(claims, rules.audiences);
   checkProjectedShape(claims);
 }
 
-function refuseClaim(claims: Record<string, unknown>, reason: VerifierReason, claim: string, extra: Record<string, unknown> = {}) {
+function refuseClaim(
+  claims: Record<string, unknown>,
+  reason: VerifierReason,
+  claim: string,
+  extra: Record<string, unknown> = {},
+) {
   return refuse(reason, { iss: claims.iss, sub: claims.sub, jti: claims.jti, claim, ...extra });
 }
 
@@ -39,14 +46,18 @@ function checkTimes(claims: Record<string, unknown>, nowSeconds: number): void {
   for (const name of ['exp', 'nbf', 'iat'] as const) {
     const value = claims[name];
     if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isFinite(value)) throw refuseClaim(claims, 'malformed_token', name);
+    if (typeof value !== 'number' || !Number.isFinite(value))
+      throw refuseClaim(claims, 'malformed_token', name);
     times[name] = value;
   }
   const { exp, nbf, iat } = times;
   if (exp === undefined) throw refuseClaim(claims, 'missing_expiry', 'exp');
-  if (nowSeconds >= exp + LEEWAY_SECONDS) throw refuseClaim(claims, 'token_expired', 'exp', { exp });
-  if (nbf !== undefined && nbf > nowSeconds + LEEWAY_SECONDS) throw refuseClaim(claims, 'token_not_yet_valid', 'nbf', { nbf });
-  if (iat !== undefined && iat > nowSeconds + LEEWAY_SECONDS) throw refuseClaim(claims, 'token_not_yet_valid', 'iat', { iat });
+  if (nowSeconds >= exp + LEEWAY_SECONDS)
+    throw refuseClaim(claims, 'token_expired', 'exp', { exp });
+  if (nbf !== undefined && nbf > nowSeconds + LEEWAY_SECONDS)
+    throw refuseClaim(claims, 'token_not_yet_valid', 'nbf', { nbf });
+  if (iat !== undefined && iat > nowSeconds + LEEWAY_SECONDS)
+    throw refuseClaim(claims, 'token_not_yet_valid', 'iat', { iat });
 }
 
 /** `aud` must be a string or a non-empty list of strings, naming at least one accepted audience. */
@@ -65,16 +76,24 @@ function checkAudience(claims: Record<string, unknown>, accepted: readonly strin
  * instead (with the clock leeway): it is refused if it would outlive any token the cluster may
  * issue from now on.
  */
-export function checkLifetime(claims: Record<string, unknown>, maxLifetimeSeconds: number, nowSeconds: number): void {
+export function checkLifetime(
+  claims: Record<string, unknown>,
+  maxLifetimeSeconds: number,
+  nowSeconds: number,
+): void {
   const exp = claims.exp;
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) throw refuseClaim(claims, 'missing_expiry', 'exp');
+  if (typeof exp !== 'number' || !Number.isFinite(exp))
+    throw refuseClaim(claims, 'missing_expiry', 'exp');
   const iat = claims.iat;
   const hasIat = typeof iat === 'number' && Number.isFinite(iat);
   const lifetime = hasIat ? exp - iat : exp - nowSeconds;
   const allowed = hasIat ? maxLifetimeSeconds : maxLifetimeSeconds + LEEWAY_SECONDS;
   if (lifetime > allowed) {
     // Without iat, what is bounded is the remaining life, exp − now.
-    throw refuseClaim(claims, 'lifetime_too_long', hasIat ? 'iat' : 'exp', { lifetime, maxTokenLifetime: maxLifetimeSeconds });
+    throw refuseClaim(claims, 'lifetime_too_long', hasIat ? 'iat' : 'exp', {
+      lifetime,
+      maxTokenLifetime: maxLifetimeSeconds,
+    });
   }
 }
 
@@ -91,7 +110,8 @@ export function checkProjectedShape(claims: Record<string, unknown>): void {
   const k8s = asRecord(claims['kubernetes.io']);
   if (!k8s) throw refuseShape('kubernetes.io');
   const namespace = k8s.namespace;
-  if (typeof namespace !== 'string' || namespace === '') throw refuseShape('kubernetes.io.namespace');
+  if (typeof namespace !== 'string' || namespace === '')
+    throw refuseShape('kubernetes.io.namespace');
   const serviceAccount = asRecord(k8s.serviceaccount);
   if (!serviceAccount || typeof serviceAccount.name !== 'string' || serviceAccount.name === '') {
     throw refuseShape('kubernetes.io.serviceaccount.name');
@@ -102,10 +122,12 @@ export function checkProjectedShape(claims: Record<string, unknown>): void {
     const record = asRecord(value);
     if (!record) throw refuseShape(`kubernetes.io.${part}`);
     for (const field of ['name', 'uid'] as const) {
-      if (record[field] !== undefined && typeof record[field] !== 'string') throw refuseShape(`kubernetes.io.${part}.${field}`);
+      if (record[field] !== undefined && typeof record[field] !== 'string')
+        throw refuseShape(`kubernetes.io.${part}.${field}`);
     }
   }
-  if (claims.sub !== `system:serviceaccount:${namespace}:${serviceAccount.name}`) throw refuseShape('sub');
+  if (claims.sub !== `system:serviceaccount:${namespace}:${serviceAccount.name}`)
+    throw refuseShape('sub');
 }
 
 /**
@@ -121,7 +143,9 @@ export function identityFromProjectedToken(
   const named = (value: unknown): { name: string; uid?: string } | undefined => {
     const record = asRecord(value);
     if (typeof record?.name !== 'string') return undefined;
-    return typeof record.uid === 'string' ? { name: record.name, uid: record.uid } : { name: record.name };
+    return typeof record.uid === 'string'
+      ? { name: record.name, uid: record.uid }
+      : { name: record.name };
   };
   const identity: WorkloadIdentity = {
     cluster,
@@ -145,15 +169,21 @@ export function identityFromProjectedToken(
 }
 
 function isLegacySecretToken(claims: Record<string, unknown>): boolean {
-  return claims['kubernetes.io'] === undefined && Object.keys(claims).some((name) => name.startsWith('kubernetes.io/serviceaccount/'));
+  return (
+    claims['kubernetes.io'] === undefined &&
+    Object.keys(claims).some((name) => name.startsWith('kubernetes.io/serviceaccount/'))
+  );
 }
 
 function audienceList(aud: unknown): string[] | undefined {
   if (typeof aud === 'string') return [aud];
-  if (Array.isArray(aud) && aud.length > 0 && aud.every((value) => typeof value === 'string')) return aud;
+  if (Array.isArray(aud) && aud.length > 0 && aud.every((value) => typeof value === 'string'))
+    return aud;
   return undefined;
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
 }

@@ -28,9 +28,11 @@ export function parseCompactJws(token: string): CompactJws {
     throw refuse('token_too_large', { bytes: Buffer.byteLength(token), maxBytes: MAX_TOKEN_BYTES });
   }
   const segments = token.split('.');
-  if (segments.length !== 3) throw malformed(`${segments.length} segments, expected 3 (compact JWS)`);
+  if (segments.length !== 3)
+    throw malformed(`${segments.length} segments, expected 3 (compact JWS)`);
   const [headerPart, payloadPart, signaturePart] = segments as [string, string, string];
-  if (headerPart.length === 0 || signaturePart.length === 0) throw malformed('empty header or signature segment');
+  if (headerPart.length === 0 || signaturePart.length === 0)
+    throw malformed('empty header or signature segment');
   const header = decodeJsonObject(headerPart, 'header');
   const payload = decodeSegment(payloadPart, 'payload');
   const signature = decodeSegment(signaturePart, 'signature');
@@ -44,7 +46,10 @@ export function parseCompactJws(token: string): CompactJws {
  *
  * @example const { claims } = decodeUnverified(token); claims.iss
  */
-export function decodeUnverified(token: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
+export function decodeUnverified(token: string): {
+  header: Record<string, unknown>;
+  claims: Record<string, unknown>;
+} {
   const jws = parseCompactJws(token);
   return { header: jws.header, claims: parseClaims(jws.payload) };
 }
@@ -59,7 +64,8 @@ function decodeSegment(segment: string, name: string): Uint8Array {
   if (segment.length % 4 === 1) throw malformed(`${name} has an impossible base64url length`);
   const bytes = Buffer.from(segment, 'base64url');
   // Non-zero unused bits in the last character would let two strings decode to the same bytes.
-  if (bytes.toString('base64url') !== segment) throw malformed(`${name} is not canonical base64url`);
+  if (bytes.toString('base64url') !== segment)
+    throw malformed(`${name} is not canonical base64url`);
   return bytes;
 }
 
@@ -72,10 +78,14 @@ function toObject(text: string, name: string): Record<string, unknown> {
   try {
     value = parseStrictJson(text);
   } catch (error) {
-    const reason = error instanceof StrictJsonError || error instanceof SyntaxError ? error.message : 'unparseable';
+    const reason =
+      error instanceof StrictJsonError || error instanceof SyntaxError
+        ? error.message
+        : 'unparseable';
     throw malformed(`${name} is not valid JSON: ${reason}`);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw malformed(`${name} is not a JSON object`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw malformed(`${name} is not a JSON object`);
   return value as Record<string, unknown>;
 }
 

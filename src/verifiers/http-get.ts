@@ -58,10 +58,17 @@ export async function httpGet(url: string, options: HttpGetOptions = {}): Promis
       if (current.protocol !== 'https:' && !(options.allowHttp && current.protocol === 'http:')) {
         throw new FetchError(`refusing ${current.protocol} URL`, 'insecure-url');
       }
-      const answer = await getOnce(undici.fetch, current, dispatcher, signal, options.maxBytes ?? FETCH_MAX_BYTES);
+      const answer = await getOnce(
+        undici.fetch,
+        current,
+        dispatcher,
+        signal,
+        options.maxBytes ?? FETCH_MAX_BYTES,
+      );
       if (!('redirect' in answer)) return answer;
       const next = new URL(answer.redirect, current);
-      if (next.origin !== origin) throw new FetchError(`redirect to another origin refused: ${next.origin}`, 'redirect');
+      if (next.origin !== origin)
+        throw new FetchError(`redirect to another origin refused: ${next.origin}`, 'redirect');
       current = next;
     }
     throw new FetchError('too many redirects', 'redirect');
@@ -74,8 +81,19 @@ export async function httpGet(url: string, options: HttpGetOptions = {}): Promis
 
 type Answer = HttpGetResult | { redirect: string };
 
-async function getOnce(fetch: typeof undiciFetch, url: URL, dispatcher: Agent, signal: AbortSignal, maxBytes: number): Promise<Answer> {
-  const response = await fetch(url, { dispatcher, signal, redirect: 'manual', headers: { accept: 'application/json' } });
+async function getOnce(
+  fetch: typeof undiciFetch,
+  url: URL,
+  dispatcher: Agent,
+  signal: AbortSignal,
+  maxBytes: number,
+): Promise<Answer> {
+  const response = await fetch(url, {
+    dispatcher,
+    signal,
+    redirect: 'manual',
+    headers: { accept: 'application/json' },
+  });
   const location = response.headers.get('location');
   if (response.status >= 300 && response.status < 400 && location) {
     await response.body?.cancel();
@@ -94,13 +112,17 @@ async function getOnce(fetch: typeof undiciFetch, url: URL, dispatcher: Agent, s
   let size = 0;
   // A chunked answer declares no length: count while reading and stop at the cap.
   for await (const chunk of response.body ?? []) {
-    if (!(chunk instanceof Uint8Array)) throw new FetchError('response body is not bytes', 'unknown');
+    if (!(chunk instanceof Uint8Array))
+      throw new FetchError('response body is not bytes', 'unknown');
     size += chunk.length;
     if (size > maxBytes) throw new FetchError(`response exceeds ${maxBytes} bytes`, 'too-large');
     chunks.push(chunk);
   }
   const cacheControl = response.headers.get('cache-control');
-  return { body: Buffer.concat(chunks).toString('utf8'), ...(cacheControl ? { cacheControl } : {}) };
+  return {
+    body: Buffer.concat(chunks).toString('utf8'),
+    ...(cacheControl ? { cacheControl } : {}),
+  };
 }
 
 function asFetchError(error: unknown): FetchError {
@@ -111,8 +133,16 @@ function asFetchError(error: unknown): FetchError {
 /** undici reports "fetch failed" with the socket or TLS error as its cause: the log wants the whole chain, codes included. */
 function messageChain(error: unknown): string {
   const parts: string[] = [];
-  for (let current = error, depth = 0; current !== undefined && current !== null && depth < 4; depth += 1) {
-    const { message, code, cause } = current as { message?: unknown; code?: unknown; cause?: unknown };
+  for (
+    let current = error, depth = 0;
+    current !== undefined && current !== null && depth < 4;
+    depth += 1
+  ) {
+    const { message, code, cause } = current as {
+      message?: unknown;
+      code?: unknown;
+      cause?: unknown;
+    };
     const text = typeof message === 'string' ? message : thrownValueText(current);
     parts.push(typeof code === 'string' ? `${text} (${code})` : text);
     current = cause === current ? undefined : cause;
@@ -123,17 +153,24 @@ function messageChain(error: unknown): string {
 /** Something thrown that is not an Error: primitives as they are, anything else unnamed. */
 function thrownValueText(value: unknown): string {
   if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return value.toString();
   return 'unknown error';
 }
 
 /** OpenSSL's certificate verification codes as Node reports them, and TLS/SSL handshake errors. */
-const TLS_ERROR_CODE = /CERT|SSL|TLS|OSSL|EPROTO|^UNABLE_TO_|^HOSTNAME_MISMATCH$|^INVALID_CA$|^INVALID_PURPOSE$|^PATH_LENGTH_EXCEEDED$/;
+const TLS_ERROR_CODE =
+  /CERT|SSL|TLS|OSSL|EPROTO|^UNABLE_TO_|^HOSTNAME_MISMATCH$|^INVALID_CA$|^INVALID_PURPOSE$|^PATH_LENGTH_EXCEEDED$/;
 
 /** Node's and undici's socket errors: a certificate or TLS problem, a timeout, or unreachable. */
 function networkFailure(error: unknown): KeyFetchFailure {
-  const { name, code, cause } = (error ?? {}) as { name?: unknown; code?: unknown; cause?: unknown };
-  if (name === 'TimeoutError' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'timeout';
+  const { name, code, cause } = (error ?? {}) as {
+    name?: unknown;
+    code?: unknown;
+    cause?: unknown;
+  };
+  if (name === 'TimeoutError' || code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return 'timeout';
   if (typeof code === 'string' && TLS_ERROR_CODE.test(code)) return 'tls';
   if (cause !== undefined && cause !== error) return networkFailure(cause);
   return 'unreachable';

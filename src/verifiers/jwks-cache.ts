@@ -128,20 +128,25 @@ export function createKeySource(cluster: ClusterConfig, deps: KeySourceDeps): Ke
   };
 }
 
-const isFresh = (source: Source, set: KeySet | undefined): set is KeySet => set !== undefined && source.deps.now() < set.freshUntil;
+const isFresh = (source: Source, set: KeySet | undefined): set is KeySet =>
+  set !== undefined && source.deps.now() < set.freshUntil;
 const isUsable = (source: Source, set: KeySet | undefined): set is KeySet =>
   set !== undefined && source.deps.now() < set.freshUntil + source.maxStaleMs;
-const backgroundRefreshAt = (set: KeySet): number => set.fetchedAt + (set.freshUntil - set.fetchedAt) * BACKGROUND_REFRESH_AT;
-const wantsBackgroundRefresh = (source: Source, set: KeySet): boolean => source.deps.now() >= backgroundRefreshAt(set);
+const backgroundRefreshAt = (set: KeySet): number =>
+  set.fetchedAt + (set.freshUntil - set.fetchedAt) * BACKGROUND_REFRESH_AT;
+const wantsBackgroundRefresh = (source: Source, set: KeySet): boolean =>
+  source.deps.now() >= backgroundRefreshAt(set);
 /** What a background refresh is content with: keys that are fresh and not yet due for refresh. */
-const freshEnough = (source: Source) => (set: KeySet | undefined) => isFresh(source, set) && !wantsBackgroundRefresh(source, set);
+const freshEnough = (source: Source) => (set: KeySet | undefined) =>
+  isFresh(source, set) && !wantsBackgroundRefresh(source, set);
 
 /** Keys usable now: fresh ones, else a refresh, else the last good ones within maxStale, else 503. */
 async function currentKeys(source: Source): Promise<readonly VerificationKey[]> {
   const cached = source.memory;
   if (isFresh(source, cached)) {
     reportStale(source, false);
-    if (wantsBackgroundRefresh(source, cached)) void refresh(source, freshEnough(source)).catch(() => undefined);
+    if (wantsBackgroundRefresh(source, cached))
+      void refresh(source, freshEnough(source)).catch(() => undefined);
     return cached.keys;
   }
   const refreshed = await refresh(source, (set) => isFresh(source, set));
@@ -157,22 +162,33 @@ async function currentKeys(source: Source): Promise<readonly VerificationKey[]> 
   const waited = lastGood ? undefined : await waitForOtherReplica(source);
   if (waited) return waited.keys;
   reportStale(source, false);
-  throw refuse('keys_unavailable', { ...source.context, failure: source.lastError, error: source.lastErrorMessage ?? 'no keys' });
+  throw refuse('keys_unavailable', {
+    ...source.context,
+    failure: source.lastError,
+    error: source.lastErrorMessage ?? 'no keys',
+  });
 }
 
 /**
  * After a token named a kid not in `seen`: a rate-limited refresh (one per 10 s per issuer),
  * and inside that window, at most one look per second at what another replica shared.
  */
-async function keysAfterUnknownKid(source: Source, seen: readonly VerificationKey[]): Promise<readonly VerificationKey[]> {
+async function keysAfterUnknownKid(
+  source: Source,
+  seen: readonly VerificationKey[],
+): Promise<readonly VerificationKey[]> {
   const { now } = source.deps;
-  const seenFetchedAt = source.memory?.keys === seen ? source.memory.fetchedAt : Number.NEGATIVE_INFINITY;
+  const seenFetchedAt =
+    source.memory?.keys === seen ? source.memory.fetchedAt : Number.NEGATIVE_INFINITY;
   if (!source.inflight && now() - source.lastUnknownKidRefreshAt < REFRESH_INTERVAL_MS) {
     if (now() - source.lastAdoptAt >= ADOPT_INTERVAL_MS) await adoptShared(source);
     return isUsable(source, source.memory) ? source.memory.keys : seen;
   }
   source.lastUnknownKidRefreshAt = now();
-  const refreshed = await refresh(source, (set) => set !== undefined && set.fetchedAt > seenFetchedAt);
+  const refreshed = await refresh(
+    source,
+    (set) => set !== undefined && set.fetchedAt > seenFetchedAt,
+  );
   return refreshed?.keys ?? (isUsable(source, source.memory) ? source.memory.keys : seen);
 }
 
@@ -217,7 +233,10 @@ function reportStale(source: Source, stale: boolean): void {
 function scheduleRefresh(source: Source, set: KeySet): void {
   clearTimeout(source.refreshTimer);
   if (source.closed) return;
-  const delay = Math.min(Math.max(backgroundRefreshAt(set) - source.deps.now(), REFRESH_INTERVAL_MS), MAX_TIMER_MS);
+  const delay = Math.min(
+    Math.max(backgroundRefreshAt(set) - source.deps.now(), REFRESH_INTERVAL_MS),
+    MAX_TIMER_MS,
+  );
   source.refreshTimer = setTimeout(() => {
     void refresh(source, freshEnough(source))
       .catch(() => undefined)
@@ -238,25 +257,37 @@ async function adoptShared(source: Source): Promise<void> {
   if (raw === undefined) return;
   const entry = parseSharedEntry(raw);
   if (!entry) {
-    if (!source.reportedUnreadable) source.deps.logger.warn({ ...source.context, key: source.sharedKey }, 'ignoring an unreadable shared jwks entry');
+    if (!source.reportedUnreadable)
+      source.deps.logger.warn(
+        { ...source.context, key: source.sharedKey },
+        'ignoring an unreadable shared jwks entry',
+      );
     source.reportedUnreadable = true;
     return;
   }
   source.reportedUnreadable = false;
   if (source.memory && entry.fetchedAt <= source.memory.fetchedAt) return;
-  const keys = ingestJwks({ keys: entry.keys }, source.deps.logger, { ...source.context, source: 'shared cache' });
-  if (keys.length > 0) remember(source, { keys, fetchedAt: entry.fetchedAt, freshUntil: entry.freshUntil });
+  const keys = ingestJwks({ keys: entry.keys }, source.deps.logger, {
+    ...source.context,
+    source: 'shared cache',
+  });
+  if (keys.length > 0)
+    remember(source, { keys, fetchedAt: entry.fetchedAt, freshUntil: entry.freshUntil });
 }
 
 /**
  * One refresh at a time in this process. Another replica may have refreshed meanwhile (then
  * its keys are taken); else the shared lock decides who fetches.
  */
-function refresh(source: Source, accept: (set: KeySet | undefined) => boolean): Promise<KeySet | undefined> {
+function refresh(
+  source: Source,
+  accept: (set: KeySet | undefined) => boolean,
+): Promise<KeySet | undefined> {
   source.inflight ??= (async () => {
     await adoptShared(source);
     if (accept(source.memory)) return source.memory;
-    if (!(await source.deps.cache.acquireLock(source.lockKey, REFRESH_INTERVAL_MS))) return undefined;
+    if (!(await source.deps.cache.acquireLock(source.lockKey, REFRESH_INTERVAL_MS)))
+      return undefined;
     return fetchAndShare(source);
   })().finally(() => {
     source.inflight = undefined;
@@ -268,7 +299,10 @@ function refresh(source: Source, accept: (set: KeySet | undefined) => boolean): 
 async function fetchAndShare(source: Source): Promise<KeySet | undefined> {
   const started = performance.now();
   const observe = (result: 'ok' | 'error') => {
-    source.deps.metrics?.jwksFetchDuration.observe({ cluster: source.cluster.name, result }, (performance.now() - started) / 1000);
+    source.deps.metrics?.jwksFetchDuration.observe(
+      { cluster: source.cluster.name, result },
+      (performance.now() - started) / 1000,
+    );
     source.deps.metrics?.jwksFetches.inc({ cluster: source.cluster.name, result });
   };
   try {
@@ -284,14 +318,29 @@ async function fetchAndShare(source: Source): Promise<KeySet | undefined> {
 
 async function shareFetched(source: Source, fetched: FetchedKeys): Promise<KeySet> {
   const fetchedAt = source.deps.now();
-  const set: KeySet = { keys: fetched.keys, fetchedAt, freshUntil: fetchedAt + fetched.maxAgeSeconds * 1000 };
+  const set: KeySet = {
+    keys: fetched.keys,
+    fetchedAt,
+    freshUntil: fetchedAt + fetched.maxAgeSeconds * 1000,
+  };
   remember(source, set);
   source.lastRefreshAt = fetchedAt;
   source.lastError = undefined;
   source.lastErrorMessage = undefined;
-  const entry: SharedEntry = { fetchedAt, freshUntil: set.freshUntil, keys: set.keys.map((key) => key.jwk) };
-  await source.deps.cache.set(source.sharedKey, JSON.stringify(entry), set.freshUntil - fetchedAt + source.maxStaleMs);
-  source.deps.logger.info({ ...source.context, keys: set.keys.length, maxAgeSeconds: fetched.maxAgeSeconds }, 'jwks refreshed');
+  const entry: SharedEntry = {
+    fetchedAt,
+    freshUntil: set.freshUntil,
+    keys: set.keys.map((key) => key.jwk),
+  };
+  await source.deps.cache.set(
+    source.sharedKey,
+    JSON.stringify(entry),
+    set.freshUntil - fetchedAt + source.maxStaleMs,
+  );
+  source.deps.logger.info(
+    { ...source.context, keys: set.keys.length, maxAgeSeconds: fetched.maxAgeSeconds },
+    'jwks refreshed',
+  );
   return set;
 }
 
@@ -301,7 +350,12 @@ async function recordFetchFailure(source: Source, error: unknown): Promise<void>
   source.lastError = failure;
   source.lastErrorMessage = error instanceof Error ? error.message : 'unknown error';
   source.deps.logger.warn(
-    { ...source.context, failure, err: source.lastErrorMessage, keptKeys: source.memory?.keys.length ?? 0 },
+    {
+      ...source.context,
+      failure,
+      err: source.lastErrorMessage,
+      keptKeys: source.memory?.keys.length ?? 0,
+    },
     'jwks refresh failed',
   );
   await source.deps.cache.set(source.failureKey, failure, REFRESH_INTERVAL_MS);
@@ -320,12 +374,25 @@ async function waitForOtherReplica(source: Source): Promise<KeySet | undefined> 
 
 /** Static keys from the config (air-gapped clusters): never fetched, never stale. */
 export function createStaticKeySource(cluster: ClusterConfig, logger: Logger): KeySource {
-  const keys = ingestJwks(cluster.jwks, logger, { cluster: cluster.name, issuer: cluster.issuer, source: 'config' });
-  if (keys.length === 0) logger.error({ cluster: cluster.name }, 'static jwks has no usable key: every token of this cluster will be refused');
+  const keys = ingestJwks(cluster.jwks, logger, {
+    cluster: cluster.name,
+    issuer: cluster.issuer,
+    source: 'config',
+  });
+  if (keys.length === 0)
+    logger.error(
+      { cluster: cluster.name },
+      'static jwks has no usable key: every token of this cluster will be refused',
+    );
   return {
     current: () => Promise.resolve(keys),
     afterUnknownKid: () => Promise.resolve(keys),
-    status: () => ({ cluster: cluster.name, issuer: cluster.issuer, ready: keys.length > 0, stale: false }),
+    status: () => ({
+      cluster: cluster.name,
+      issuer: cluster.issuer,
+      ready: keys.length > 0,
+      stale: false,
+    }),
     close: () => Promise.resolve(),
   };
 }

@@ -44,11 +44,19 @@ export function createJwksFetcher(cluster: ClusterConfig, deps: { logger: Logger
   // move a development-only package into the runtime for the two fields read here.
   const discoverJwksUri = async (options: HttpGetOptions): Promise<string> => {
     const url = `${cluster.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const document = parseJson((await httpGet(url, options)).body, 'discovery document', 'bad-discovery');
+    const document = parseJson(
+      (await httpGet(url, options)).body,
+      'discovery document',
+      'bad-discovery',
+    );
     if (document.issuer !== cluster.issuer) {
-      throw new FetchError(`discovery issuer ${JSON.stringify(document.issuer)} differs from the configured issuer`, 'bad-discovery');
+      throw new FetchError(
+        `discovery issuer ${JSON.stringify(document.issuer)} differs from the configured issuer`,
+        'bad-discovery',
+      );
     }
-    if (typeof document.jwks_uri !== 'string' || !URL.canParse(document.jwks_uri)) throw new FetchError('discovery document has no jwks_uri', 'bad-discovery');
+    if (typeof document.jwks_uri !== 'string' || !URL.canParse(document.jwks_uri))
+      throw new FetchError('discovery document has no jwks_uri', 'bad-discovery');
     return document.jwks_uri;
   };
 
@@ -65,8 +73,12 @@ export function createJwksFetcher(cluster: ClusterConfig, deps: { logger: Logger
 /** The `max-age` of a Cache-Control header, clamped to [1 min, 24 h]; no-store/no-cache count as the minimum. */
 export function boundedMaxAge(cacheControl: string | undefined): number {
   if (!cacheControl) return DEFAULT_MAX_AGE_SECONDS;
-  const directives = cacheControl.toLowerCase().split(',').map((part) => part.trim());
-  if (directives.includes('no-store') || directives.includes('no-cache')) return MIN_MAX_AGE_SECONDS;
+  const directives = cacheControl
+    .toLowerCase()
+    .split(',')
+    .map((part) => part.trim());
+  if (directives.includes('no-store') || directives.includes('no-cache'))
+    return MIN_MAX_AGE_SECONDS;
   const maxAge = directives.map((part) => /^max-age\s*=\s*"?(\d+)"?$/.exec(part)).find(Boolean);
   if (!maxAge) return DEFAULT_MAX_AGE_SECONDS;
   return Math.min(MAX_MAX_AGE_SECONDS, Math.max(MIN_MAX_AGE_SECONDS, Number(maxAge[1])));
@@ -79,6 +91,7 @@ function parseJson(body: string, what: string, failure: KeyFetchFailure): Record
   } catch {
     throw new FetchError(`${what} is not JSON`, failure);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FetchError(`${what} is not a JSON object`, failure);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new FetchError(`${what} is not a JSON object`, failure);
   return value as Record<string, unknown>;
 }

@@ -12,7 +12,10 @@ const REVIEW_POSITIVE_TTL_SECONDS = 10;
  * and claims are checked locally first, so a forged token costs no API-server call; the review
  * then tells whether the pod the token is bound to still exists.
  */
-export function createJwksThenTokenReviewVerifier(cluster: ClusterConfig, deps: ClusterVerifierDeps): ClusterVerifier {
+export function createJwksThenTokenReviewVerifier(
+  cluster: ClusterConfig,
+  deps: ClusterVerifierDeps,
+): ClusterVerifier {
   const review = createTokenReviewVerifier(cluster, {
     ...deps,
     ...deps.tokenReview,
@@ -22,13 +25,21 @@ export function createJwksThenTokenReviewVerifier(cluster: ClusterConfig, deps: 
 }
 
 /** The composition itself: the JWKS identity, once the review vouched for the same subject. */
-export function composeJwksThenTokenReview(cluster: ClusterConfig, jwks: ClusterVerifier, review: ClusterVerifier): ClusterVerifier {
+export function composeJwksThenTokenReview(
+  cluster: ClusterConfig,
+  jwks: ClusterVerifier,
+  review: ClusterVerifier,
+): ClusterVerifier {
   return {
     async verify(token) {
       const identity = await jwks.verify(token);
       const reviewed = await review.verify(token);
       if (reviewed.sub !== identity.sub) {
-        throw refuse('review_subject_mismatch', { cluster: cluster.name, sub: identity.sub, reviewed: reviewed.sub });
+        throw refuse('review_subject_mismatch', {
+          cluster: cluster.name,
+          sub: identity.sub,
+          reviewed: reviewed.sub,
+        });
       }
       return { ...identity, verifiedBy: 'jwks+tokenreview' };
     },

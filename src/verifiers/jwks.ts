@@ -11,12 +11,20 @@ export type JwksVerifierDeps = KeySourceDeps & { audiences: readonly string[] };
  * and cached): signature first, with one rate-limited refresh when the `kid` is unknown, then
  * the claims and the projected-token shape.
  */
-export function createJwksVerifier(cluster: ClusterConfig, deps: JwksVerifierDeps): ClusterVerifier {
+export function createJwksVerifier(
+  cluster: ClusterConfig,
+  deps: JwksVerifierDeps,
+): ClusterVerifier {
   // Whenever allowed, not only for an http issuer: an https issuer's discovery may name an http jwks_uri.
   if (cluster.allowInsecure && !cluster.jwks) {
-    deps.logger.warn({ cluster: cluster.name, issuer: cluster.issuer }, 'cluster keys may be fetched over plain http (allowInsecure): development only');
+    deps.logger.warn(
+      { cluster: cluster.name, issuer: cluster.issuer },
+      'cluster keys may be fetched over plain http (allowInsecure): development only',
+    );
   }
-  const source = cluster.jwks ? createStaticKeySource(cluster, deps.logger) : createKeySource(cluster, deps);
+  const source = cluster.jwks
+    ? createStaticKeySource(cluster, deps.logger)
+    : createKeySource(cluster, deps);
   return {
     async verify({ jws, alg, claims }) {
       let keys = await source.current();
@@ -34,10 +42,11 @@ export function createJwksVerifier(cluster: ClusterConfig, deps: JwksVerifierDep
       });
       return identityFromProjectedToken(claims, cluster.name, 'jwks');
     },
-    warm: () => source.current().then(
-      () => undefined,
-      () => undefined,
-    ),
+    warm: () =>
+      source.current().then(
+        () => undefined,
+        () => undefined,
+      ),
     status: () => source.status(),
     close: () => source.close(),
   };

@@ -1,5 +1,10 @@
 import { parseCompactJws, type CompactJws } from './compact.js';
-import { isAcceptedAlgorithm, keyFitsAlgorithm, type AcceptedAlgorithm, type VerificationKey } from './verification-keys.js';
+import {
+  isAcceptedAlgorithm,
+  keyFitsAlgorithm,
+  type AcceptedAlgorithm,
+  type VerificationKey,
+} from './verification-keys.js';
 import { refuse } from './refusals.js';
 import { verifyJwsSignature } from './signature.js';
 
@@ -17,12 +22,15 @@ export type SignatureResult =
 export function checkHeader(header: Record<string, unknown>): AcceptedAlgorithm {
   const { alg } = header;
   if (!isAcceptedAlgorithm(alg)) {
-    throw refuse('algorithm_not_accepted', { alg: typeof alg === 'string' ? alg.slice(0, 32) : typeof alg });
+    throw refuse('algorithm_not_accepted', {
+      alg: typeof alg === 'string' ? alg.slice(0, 32) : typeof alg,
+    });
   }
   const pointer = KEY_POINTER_HEADERS.find((name) => name in header);
   if (pointer) throw refuse('header_not_accepted', { header: pointer });
   if ('crit' in header) throw refuse('header_not_accepted', { header: 'crit' });
-  if (header.kid !== undefined && typeof header.kid !== 'string') throw refuse('malformed_token', { header: 'kid', problem: 'kid is not a string' });
+  if (header.kid !== undefined && typeof header.kid !== 'string')
+    throw refuse('malformed_token', { header: 'kid', problem: 'kid is not a string' });
   return alg;
 }
 
@@ -36,7 +44,11 @@ const headerKid = (header: Record<string, unknown>): string | undefined =>
  * cryptography (signature.ts), restricted to the header's algorithm and handed the key imported
  * at ingestion (never anything a header names).
  */
-export function verifySignature(jws: CompactJws, alg: AcceptedAlgorithm, keys: readonly VerificationKey[]): SignatureResult {
+export function verifySignature(
+  jws: CompactJws,
+  alg: AcceptedAlgorithm,
+  keys: readonly VerificationKey[],
+): SignatureResult {
   const kid = headerKid(jws.header);
   const named = kid === undefined ? keys : keys.filter((key) => key.kid === kid);
   if (named.length === 0) return { ok: false, reason: 'unknown-kid' };
@@ -55,7 +67,10 @@ export function verifySignature(jws: CompactJws, alg: AcceptedAlgorithm, keys: r
  * The whole signature layer for one token against a fixed key list, for tooling and tests:
  * strict compact parse, header checks, signature. The payload need not be JSON here.
  */
-export function verifyCompactJws(token: string, keys: readonly VerificationKey[]): { header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey } {
+export function verifyCompactJws(
+  token: string,
+  keys: readonly VerificationKey[],
+): { header: Record<string, unknown>; payload: Uint8Array; key: VerificationKey } {
   const jws = parseCompactJws(token);
   const alg = checkHeader(jws.header);
   const result = verifySignature(jws, alg, keys);
@@ -63,9 +78,16 @@ export function verifyCompactJws(token: string, keys: readonly VerificationKey[]
   return { header: jws.header, payload: jws.payload, key: result.key };
 }
 
-const SIGNATURE_REASONS = { 'unknown-kid': 'unknown_kid', 'no-key-for-alg': 'no_key_for_algorithm', 'bad-signature': 'bad_signature' } as const;
+const SIGNATURE_REASONS = {
+  'unknown-kid': 'unknown_kid',
+  'no-key-for-alg': 'no_key_for_algorithm',
+  'bad-signature': 'bad_signature',
+} as const;
 
 /** The refusal for a failed {@link verifySignature}, naming the header's kid and alg for the log. */
-export function signatureError(failure: keyof typeof SIGNATURE_REASONS, header: Record<string, unknown>) {
+export function signatureError(
+  failure: keyof typeof SIGNATURE_REASONS,
+  header: Record<string, unknown>,
+) {
   return refuse(SIGNATURE_REASONS[failure], { kid: headerKid(header), alg: header.alg });
 }

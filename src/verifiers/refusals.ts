@@ -1,4 +1,9 @@
-import { invalidRequest, temporarilyUnavailable, TesseraError, type ErrorReason } from '../errors.js';
+import {
+  invalidRequest,
+  temporarilyUnavailable,
+  TesseraError,
+  type ErrorReason,
+} from '../errors.js';
 
 /**
  * Every refusal a verifier raises, in one table: its reason (what tests, logs and the CLI match
@@ -35,18 +40,34 @@ const REFUSALS = {
   review_not_service_account: bad('is not a service-account token'),
   review_subject_mismatch: bad('is not valid'),
   review_audience_not_accepted: bad('audience is not accepted'),
-  keys_unavailable: { unavailable: true, describe: (parameter) => `${parameter} issuer keys are unavailable; retry later` },
-  review_unavailable: { unavailable: true, describe: () => 'the cluster API server cannot verify tokens right now; retry later' },
-  review_busy: { unavailable: true, describe: () => 'too many subject tokens are being verified for this cluster; retry later' },
-  verifier_fault: { unavailable: true, describe: (parameter) => `${parameter} cannot be verified right now; retry later` },
+  keys_unavailable: {
+    unavailable: true,
+    describe: (parameter) => `${parameter} issuer keys are unavailable; retry later`,
+  },
+  review_unavailable: {
+    unavailable: true,
+    describe: () => 'the cluster API server cannot verify tokens right now; retry later',
+  },
+  review_busy: {
+    unavailable: true,
+    describe: () => 'too many subject tokens are being verified for this cluster; retry later',
+  },
+  verifier_fault: {
+    unavailable: true,
+    describe: (parameter) => `${parameter} cannot be verified right now; retry later`,
+  },
 } satisfies Partial<Record<ErrorReason, Refusal>>;
 
 export type VerifierReason = keyof typeof REFUSALS;
 
-export const isVerifierReason = (reason: unknown): reason is VerifierReason => typeof reason === 'string' && Object.hasOwn(REFUSALS, reason);
+export const isVerifierReason = (reason: unknown): reason is VerifierReason =>
+  typeof reason === 'string' && Object.hasOwn(REFUSALS, reason);
 
 /** The client-safe description of `reason` for a token sent as `parameter`. */
-function describeRefusal(reason: VerifierReason, parameter: TokenParameter = 'subject_token'): string {
+function describeRefusal(
+  reason: VerifierReason,
+  parameter: TokenParameter = 'subject_token',
+): string {
   return REFUSALS[reason].describe(parameter);
 }
 
@@ -54,7 +75,11 @@ function describeRefusal(reason: VerifierReason, parameter: TokenParameter = 'su
  * The `TesseraError` for a refused token: `invalid_request` (400), or `temporarily_unavailable`
  * (503) for the reasons that mean "retry". `detail` is log-only; it never holds the token.
  */
-export function refuse(reason: VerifierReason, detail?: Record<string, unknown>, options: { cause?: unknown; parameter?: TokenParameter } = {}): TesseraError {
+export function refuse(
+  reason: VerifierReason,
+  detail?: Record<string, unknown>,
+  options: { cause?: unknown; parameter?: TokenParameter } = {},
+): TesseraError {
   const refusal: Refusal = REFUSALS[reason];
   const make = refusal.unavailable ? temporarilyUnavailable : invalidRequest;
   return make(refusal.describe(options.parameter ?? 'subject_token'), {

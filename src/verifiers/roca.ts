@@ -5,8 +5,8 @@
  * at least one of these primes with overwhelming probability (Nemec et al., CCS 2017).
  */
 const PRIMES = [
-  3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131,
-  137, 139, 149, 151, 157, 163, 167,
+  3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101,
+  103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
 ];
 
 const GENERATED: ReadonlyArray<{ prime: bigint; residues: Set<bigint> }> = PRIMES.map((p) => {

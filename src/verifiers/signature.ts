@@ -36,7 +36,12 @@ const pss = (hash: string, saltLength: number): Scheme => ({
   keyType: 'rsa',
   options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength },
 });
-const ecdsa = (hash: string, curve: string, signatureBytes: number): Scheme => ({ hash, keyType: 'ec', curve, signatureBytes });
+const ecdsa = (hash: string, curve: string, signatureBytes: number): Scheme => ({
+  hash,
+  keyType: 'ec',
+  curve,
+  signatureBytes,
+});
 
 const SCHEMES: Record<AcceptedAlgorithm, Scheme> = {
   RS256: pkcs1('sha256'),
@@ -55,7 +60,10 @@ const SCHEMES: Record<AcceptedAlgorithm, Scheme> = {
  * `asymmetricKeyDetails` of each key, read once: the getter asks OpenSSL and builds a new object
  * on every read, and a KeyObject's details never change.
  */
-const keyDetails = new WeakMap<KeyObject, { modulusLength?: number; namedCurve?: string } | undefined>();
+const keyDetails = new WeakMap<
+  KeyObject,
+  { modulusLength?: number; namedCurve?: string } | undefined
+>();
 function detailsOf(key: KeyObject): { modulusLength?: number; namedCurve?: string } | undefined {
   if (keyDetails.has(key)) return keyDetails.get(key);
   const details = key.asymmetricKeyDetails;
@@ -99,13 +107,25 @@ export function ecdsaRawToDer(raw: Uint8Array): Buffer {
  *
  * @example verifyJwsSignature('RS256', key, Buffer.from(token.slice(0, token.lastIndexOf('.'))), signature)
  */
-export function verifyJwsSignature(alg: AcceptedAlgorithm, key: KeyObject, signingInput: Uint8Array, signature: Uint8Array): boolean {
+export function verifyJwsSignature(
+  alg: AcceptedAlgorithm,
+  key: KeyObject,
+  signingInput: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   const scheme = SCHEMES[alg];
   if (!scheme || !keyFits(scheme, key)) return false;
-  if (scheme.signatureBytes !== undefined && signature.length !== scheme.signatureBytes) return false;
+  if (scheme.signatureBytes !== undefined && signature.length !== scheme.signatureBytes)
+    return false;
   try {
-    if (scheme.options) return verify(scheme.hash, signingInput, { key, ...scheme.options }, signature);
-    return verify(scheme.hash, signingInput, key, scheme.signatureBytes === undefined ? signature : ecdsaRawToDer(signature));
+    if (scheme.options)
+      return verify(scheme.hash, signingInput, { key, ...scheme.options }, signature);
+    return verify(
+      scheme.hash,
+      signingInput,
+      key,
+      scheme.signatureBytes === undefined ? signature : ecdsaRawToDer(signature),
+    );
   } catch {
     // OpenSSL refuses some malformed signatures (e.g. longer than the modulus) with an error.
     return false;

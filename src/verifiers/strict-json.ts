@@ -53,7 +53,8 @@ function scanValue(text: string, at: number, depth: number): number {
   if (char === '"') return scanString(text, at);
   LITERAL.lastIndex = at;
   const literal = LITERAL.exec(text);
-  if (!literal || literal[0].length > 400) throw new StrictJsonError(`unexpected character at ${at}`);
+  if (!literal || literal[0].length > 400)
+    throw new StrictJsonError(`unexpected character at ${at}`);
   return at + literal[0].length;
 }
 
@@ -79,8 +80,11 @@ function scanObject(text: string, at: number, depth: number): number {
     // JSON.parse of the literal alone decodes escapes, so "a" and "\u0061" collide as they should;
     // a name without a backslash is its own text (scanString refused control characters).
     const literal = text.slice(index + 1, nameEnd - 1);
-    const name = literal.includes('\\') ? (JSON.parse(text.slice(index, nameEnd)) as string) : literal;
-    if (names.has(name)) throw new StrictJsonError(`duplicate member ${JSON.stringify(name)}`, name);
+    const name = literal.includes('\\')
+      ? (JSON.parse(text.slice(index, nameEnd)) as string)
+      : literal;
+    if (names.has(name))
+      throw new StrictJsonError(`duplicate member ${JSON.stringify(name)}`, name);
     names.add(name);
     index = skipSpace(text, nameEnd);
     if (text[index] !== ':') throw new StrictJsonError(`expected ':' at ${index}`);

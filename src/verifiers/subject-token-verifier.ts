@@ -6,7 +6,13 @@ import { parseClaims, parseCompactJws } from './compact.js';
 import { checkHeader } from './jws.js';
 import { forParameter, refuse } from './refusals.js';
 import { createClusterVerifier } from './registry.js';
-import type { ClusterVerifier, RoutedToken, SubjectTokenVerifier, TokenReviewLimits, WorkloadIdentity } from './types.js';
+import type {
+  ClusterVerifier,
+  RoutedToken,
+  SubjectTokenVerifier,
+  TokenReviewLimits,
+  WorkloadIdentity,
+} from './types.js';
 
 export interface SubjectTokenVerifierOptions {
   clusters: ClusterConfig[];
@@ -47,7 +53,9 @@ export function parseToken(token: string): RoutedToken {
  *   const identity = await verifier.verify(subjectToken);
  *   const actor = await verifier.verify(actorToken, { parameter: 'actor_token' });
  */
-export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions): SubjectTokenVerifier {
+export function createSubjectTokenVerifier(
+  options: SubjectTokenVerifierOptions,
+): SubjectTokenVerifier {
   const now = options.now ?? Date.now;
   const clusters = new Map<string, ClusterVerifier>(
     options.clusters.map((cluster) => [
@@ -68,7 +76,10 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
     const routed = parseToken(token);
     const { iss } = routed.claims;
     const verifier = typeof iss === 'string' ? clusters.get(iss) : undefined;
-    if (!verifier) throw refuse('unknown_issuer', { iss: typeof iss === 'string' ? iss.slice(0, 256) : typeof iss });
+    if (!verifier)
+      throw refuse('unknown_issuer', {
+        iss: typeof iss === 'string' ? iss.slice(0, 256) : typeof iss,
+      });
     return verifier.verify(routed);
   };
 
@@ -77,7 +88,10 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
       try {
         return await route(token);
       } catch (error) {
-        throw forParameter(asTesseraError(error, options.logger), verifyOptions.parameter ?? 'subject_token');
+        throw forParameter(
+          asTesseraError(error, options.logger),
+          verifyOptions.parameter ?? 'subject_token',
+        );
       }
     },
     async warm() {

@@ -1,4 +1,10 @@
-import { ApiException, AuthenticationV1Api, KubeConfig, Observable, type ObservableMiddleware } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AuthenticationV1Api,
+  KubeConfig,
+  Observable,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/index.js';
 
 /**
@@ -22,7 +28,9 @@ export class ReviewCallError extends Error {
   readonly failure: ReviewCallFailure;
 
   constructor(failure: ReviewCallFailure) {
-    super(`tokenreview ${failure.kind}${failure.status ? ` ${failure.status}` : ''}: ${failure.reason}`);
+    super(
+      `tokenreview ${failure.kind}${failure.status ? ` ${failure.status}` : ''}: ${failure.reason}`,
+    );
     this.name = 'ReviewCallError';
     this.failure = failure;
   }
@@ -40,7 +48,10 @@ export interface TokenReviewClient {
  * once, at start-up, so a wrong path fails the broker's start rather than its first request.
  * `caFile`, when set, replaces the kubeconfig's certificate authority.
  */
-export function createTokenReviewClient(cluster: ClusterConfig, options: { timeoutMs: number }): TokenReviewClient {
+export function createTokenReviewClient(
+  cluster: ClusterConfig,
+  options: { timeoutMs: number },
+): TokenReviewClient {
   const config = loadClusterKubeConfig(cluster);
   const api = config.makeApiClient(AuthenticationV1Api);
   const server = config.getCurrentCluster()?.server ?? 'unknown';
@@ -52,11 +63,20 @@ export function createTokenReviewClient(cluster: ClusterConfig, options: { timeo
       const timer = setTimeout(() => controller.abort(), options.timeoutMs);
       try {
         const call = api.createTokenReview(
-          { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [...audiences] } } },
+          {
+            body: {
+              apiVersion: 'authentication.k8s.io/v1',
+              kind: 'TokenReview',
+              spec: { token, audiences: [...audiences] },
+            },
+          },
           { middleware: [abortWith(controller.signal)], middlewareMergeStrategy: 'append' },
         );
         // The race also bounds work before the request is sent (token files, exec plugins).
-        const review = await Promise.race([call, rejectOnAbort(controller.signal, options.timeoutMs)]);
+        const review = await Promise.race([
+          call,
+          rejectOnAbort(controller.signal, options.timeoutMs),
+        ]);
         if (!review || typeof review !== 'object' || review.status === undefined) {
           throw new ReviewCallError({ kind: 'malformed', reason: 'response has no status' });
         }
@@ -74,24 +94,40 @@ export function createTokenReviewClient(cluster: ClusterConfig, options: { timeo
  * A cluster's kubeconfig: a file, or `in-cluster` (the pod's service account), with the cluster's
  * `caFile` in place of the file's CA. `purpose` names what needs it in the error.
  */
-export function loadClusterKubeConfig(cluster: ClusterConfig, purpose = `verify: ${cluster.verify}`): KubeConfig {
+export function loadClusterKubeConfig(
+  cluster: ClusterConfig,
+  purpose = `verify: ${cluster.verify}`,
+): KubeConfig {
   const config = new KubeConfig();
   const source = cluster.kubeconfig;
   if (!source) throw new Error(`cluster ${cluster.name}: kubeconfig is required for ${purpose}`);
   if (source === 'in-cluster' && !process.env.KUBERNETES_SERVICE_HOST) {
-    throw new Error(`cluster ${cluster.name}: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)`);
+    throw new Error(
+      `cluster ${cluster.name}: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)`,
+    );
   }
   try {
     if (source === 'in-cluster') config.loadFromCluster();
     else config.loadFromFile(source);
   } catch (error) {
-    throw new Error(`cluster ${cluster.name}: cannot load kubeconfig ${source}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new Error(
+      `cluster ${cluster.name}: cannot load kubeconfig ${source}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   const current = config.getCurrentCluster();
-  if (!current?.server) throw new Error(`cluster ${cluster.name}: kubeconfig ${source} names no current cluster with a server`);
+  if (!current?.server)
+    throw new Error(
+      `cluster ${cluster.name}: kubeconfig ${source} names no current cluster with a server`,
+    );
   if (cluster.caFile) {
     config.loadFromOptions({
-      clusters: config.getClusters().map((entry) => (entry.name === current.name ? { ...entry, caData: undefined, caFile: cluster.caFile } : entry)),
+      clusters: config
+        .getClusters()
+        .map((entry) =>
+          entry.name === current.name
+            ? { ...entry, caData: undefined, caFile: cluster.caFile }
+            : entry,
+        ),
       users: config.getUsers(),
       contexts: config.getContexts(),
       currentContext: config.getCurrentContext(),
@@ -112,24 +148,39 @@ function abortWith(signal: AbortSignal): ObservableMiddleware {
 
 function rejectOnAbort(signal: AbortSignal, timeoutMs: number): Promise<never> {
   return new Promise((_, reject) => {
-    signal.addEventListener('abort', () => reject(new ReviewCallError({ kind: 'timeout', reason: `no answer within ${timeoutMs} ms` })), {
-      once: true,
-    });
+    signal.addEventListener(
+      'abort',
+      () =>
+        reject(
+          new ReviewCallError({ kind: 'timeout', reason: `no answer within ${timeoutMs} ms` }),
+        ),
+      {
+        once: true,
+      },
+    );
   });
 }
 
 function classify(error: unknown, aborted: boolean, timeoutMs: number): ReviewCallError {
   if (error instanceof ReviewCallError) return error;
-  if (aborted) return new ReviewCallError({ kind: 'timeout', reason: `no answer within ${timeoutMs} ms` });
+  if (aborted)
+    return new ReviewCallError({ kind: 'timeout', reason: `no answer within ${timeoutMs} ms` });
   if (error instanceof ApiException) {
-    return new ReviewCallError({ kind: 'http', status: error.code, reason: statusReason(error.code, error.body) });
+    return new ReviewCallError({
+      kind: 'http',
+      status: error.code,
+      reason: statusReason(error.code, error.body),
+    });
   }
   // client-node 2 calls fetch(): the socket's error code sits one level down, under `fetch failed`.
   const code = errorCode(error) ?? errorCode((error as { cause?: unknown } | undefined)?.cause);
   if (code !== undefined) return new ReviewCallError({ kind: 'network', reason: code });
   // Anything else (a deserialisation error, a kubeconfig auth plugin failing): the class name is
   // enough for the log and cannot carry the request body.
-  return new ReviewCallError({ kind: 'malformed', reason: error instanceof Error ? error.name : 'unknown error' });
+  return new ReviewCallError({
+    kind: 'malformed',
+    reason: error instanceof Error ? error.name : 'unknown error',
+  });
 }
 
 function errorCode(error: unknown): string | undefined {

@@ -12,7 +12,8 @@ import type { WorkloadIdentity } from './types.js';
  */
 
 const EXTRA = 'authentication.kubernetes.io/';
-const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([a-z0-9]([-a-z0-9]*[a-z0-9])?):([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
+const SERVICE_ACCOUNT_USER =
+  /^system:serviceaccount:([a-z0-9]([-a-z0-9]*[a-z0-9])?):([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
 
 export const reviewStatusSchema = z.looseObject({
   authenticated: z.boolean().optional(),
@@ -64,7 +65,8 @@ export function identityFromReview(input: {
 }): WorkloadIdentity {
   const { cluster, status, claims } = input;
   const user = reviewedServiceAccount(cluster, status);
-  if (claims.sub !== user.username) throw refuse('review_subject_mismatch', { cluster: cluster.name, claim: 'sub' });
+  if (claims.sub !== user.username)
+    throw refuse('review_subject_mismatch', { cluster: cluster.name, claim: 'sub' });
   // An API server that is not audience-aware answers without status.audiences: the token is
   // then only valid for the API server itself, not for us.
   const aud = (status.audiences ?? []).filter((value) => input.audiences.includes(value));
@@ -77,7 +79,10 @@ export function identityFromReview(input: {
     sub: user.username,
     aud,
     namespace: user.namespace,
-    serviceAccount: { name: user.serviceAccount, ...(serviceAccountUid ? { uid: serviceAccountUid } : {}) },
+    serviceAccount: {
+      name: user.serviceAccount,
+      ...(serviceAccountUid ? { uid: serviceAccountUid } : {}),
+    },
     claims,
     verifiedBy: 'tokenreview',
     ...boundObjects(status, claims),
@@ -88,37 +93,57 @@ export function identityFromReview(input: {
  * What the review says the token is bound to (`user.extra`: pod, node, credential id), with
  * the token's own `jti` and `exp` where the review is silent.
  */
-function boundObjects(status: ReviewStatus, claims: Record<string, unknown>): Pick<WorkloadIdentity, 'pod' | 'node' | 'jti' | 'expiresAt'> {
+function boundObjects(
+  status: ReviewStatus,
+  claims: Record<string, unknown>,
+): Pick<WorkloadIdentity, 'pod' | 'node' | 'jti' | 'expiresAt'> {
   const extra = status.user?.extra ?? {};
   const first = (key: string): string | undefined => extra[EXTRA + key]?.[0];
   const credential = first('credential-id');
-  const jti = credential?.startsWith('JTI=') ? credential.slice(4) : typeof claims.jti === 'string' ? claims.jti : undefined;
+  const jti = credential?.startsWith('JTI=')
+    ? credential.slice(4)
+    : typeof claims.jti === 'string'
+      ? claims.jti
+      : undefined;
   const pod = named(first('pod-name'), first('pod-uid'));
   const node = named(first('node-name'), first('node-uid'));
   return {
     ...(pod ? { pod } : {}),
     ...(node ? { node } : {}),
     ...(jti ? { jti } : {}),
-    ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? { expiresAt: claims.exp } : {}),
+    ...(typeof claims.exp === 'number' && Number.isFinite(claims.exp)
+      ? { expiresAt: claims.exp }
+      : {}),
   };
 }
 
 /** The service account an authenticated review names, or the refusal of the token. */
-function reviewedServiceAccount(cluster: ClusterConfig, status: ReviewStatus): { username: string; namespace: string; serviceAccount: string } {
+function reviewedServiceAccount(
+  cluster: ClusterConfig,
+  status: ReviewStatus,
+): { username: string; namespace: string; serviceAccount: string } {
   if (status.authenticated !== true) {
     // The API server's own words (e.g. "[invalid bearer token, Token has been invalidated]"), for the log only.
-    throw refuse('review_refused', { cluster: cluster.name, reviewError: status.error ?? 'not authenticated' });
+    throw refuse('review_refused', {
+      cluster: cluster.name,
+      reviewError: status.error ?? 'not authenticated',
+    });
   }
   const username = status.user?.username ?? '';
   const match = SERVICE_ACCOUNT_USER.exec(username);
   const namespace = match?.[1];
   const serviceAccount = match?.[3];
-  if (namespace === undefined || serviceAccount === undefined) throw refuse('review_not_service_account', { cluster: cluster.name });
+  if (namespace === undefined || serviceAccount === undefined)
+    throw refuse('review_not_service_account', { cluster: cluster.name });
   return { username, namespace, serviceAccount };
 }
 
 /** The rules a JWKS-verified token keeps, on the reviewed token's own claims; a refusal keeps its reason. */
-function checkReviewedClaims(cluster: ClusterConfig, claims: Record<string, unknown>, nowSeconds: number): void {
+function checkReviewedClaims(
+  cluster: ClusterConfig,
+  claims: Record<string, unknown>,
+  nowSeconds: number,
+): void {
   try {
     checkProjectedShape(claims);
     checkLifetime(claims, cluster.maxTokenLifetime ?? DEFAULT_MAX_TOKEN_LIFETIME, nowSeconds);
@@ -128,4 +153,5 @@ function checkReviewedClaims(cluster: ClusterConfig, claims: Record<string, unkn
   }
 }
 
-const named = (name: string | undefined, uid: string | undefined) => (name ? { name, ...(uid ? { uid } : {}) } : undefined);
+const named = (name: string | undefined, uid: string | undefined) =>
+  name ? { name, ...(uid ? { uid } : {}) } : undefined;

@@ -5,8 +5,16 @@ import type { ClusterConfig } from '../config/index.js';
 import { isTesseraError } from '../errors.js';
 import type { Logger, Metrics } from '../observability/index.js';
 import { isVerifierReason, refuse, type VerifierReason } from './refusals.js';
-import { ReviewCallError, createTokenReviewClient, type ReviewCallFailure } from './tokenreview-client.js';
-import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from './tokenreview-identity.js';
+import {
+  ReviewCallError,
+  createTokenReviewClient,
+  type ReviewCallFailure,
+} from './tokenreview-client.js';
+import {
+  cachedIdentitySchema,
+  identityFromReview,
+  reviewStatusSchema,
+} from './tokenreview-identity.js';
 import type { ClusterVerifier, TokenReviewLimits, WorkloadIdentity } from './types.js';
 
 export interface TokenReviewDeps extends TokenReviewLimits {
@@ -30,7 +38,10 @@ const DEFAULT_POSITIVE_TTL_SECONDS = 60;
 
 /** A refusal shares the positive answer's cache key: one cache read per request either way. */
 const cachedRefusalSchema = z.strictObject({
-  refused: z.strictObject({ reason: z.custom<VerifierReason>(isVerifierReason), detail: z.record(z.string(), z.unknown()) }),
+  refused: z.strictObject({
+    reason: z.custom<VerifierReason>(isVerifierReason),
+    detail: z.record(z.string(), z.unknown()),
+  }),
 });
 const cachedReviewSchema = z.union([cachedIdentitySchema, cachedRefusalSchema]);
 type CachedReview = z.infer<typeof cachedReviewSchema>;
@@ -49,7 +60,10 @@ type CachedReview = z.infer<typeof cachedReviewSchema>;
  *   const verifier = createTokenReviewVerifier(cluster, { cache, logger, audiences: ['sts.example.com'] });
  *   const identity = await verifier.verify(routedToken);
  */
-export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenReviewDeps): ClusterVerifier {
+export function createTokenReviewVerifier(
+  cluster: ClusterConfig,
+  deps: TokenReviewDeps,
+): ClusterVerifier {
   const now = deps.now ?? Date.now;
   const timeoutMs = deps.timeoutMs ?? 5000;
   const positiveTtlSeconds = deps.positiveTtlSeconds ?? DEFAULT_POSITIVE_TTL_SECONDS;
@@ -61,11 +75,16 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
   const refusalTtlMs = (deps.refusalTtlSeconds ?? DEFAULT_REFUSAL_TTL_SECONDS) * 1000;
   let saturated = false;
 
-  const count = (result: string) => deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
+  const count = (result: string) =>
+    deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
 
   const readCached = (key: string) => readCachedReview(deps.cache, key, log);
 
-  const reviewAndCache = async (token: string, claims: Record<string, unknown>, key: string): Promise<WorkloadIdentity> => {
+  const reviewAndCache = async (
+    token: string,
+    claims: Record<string, unknown>,
+    key: string,
+  ): Promise<WorkloadIdentity> => {
     let rawStatus: unknown;
     try {
       rawStatus = await client.review(token, deps.audiences);
@@ -73,15 +92,29 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
       throw unavailable(error);
     }
     const parsed = reviewStatusSchema.safeParse(rawStatus);
-    if (!parsed.success) throw unavailable(new ReviewCallError({ kind: 'malformed', reason: 'unexpected TokenReview status shape' }));
+    if (!parsed.success)
+      throw unavailable(
+        new ReviewCallError({ kind: 'malformed', reason: 'unexpected TokenReview status shape' }),
+      );
     let identity: WorkloadIdentity;
     try {
-      identity = identityFromReview({ cluster, status: parsed.data, claims, audiences: deps.audiences, nowSeconds: Math.floor(now() / 1000) });
+      identity = identityFromReview({
+        cluster,
+        status: parsed.data,
+        claims,
+        audiences: deps.audiences,
+        nowSeconds: Math.floor(now() / 1000),
+      });
     } catch (error) {
       count('unauthenticated');
       if (isTesseraError(error) && isVerifierReason(error.reason)) {
-        log.info({ reason: error.reason, ...error.detail }, 'token review refused the subject token');
-        const refusal: CachedReview = { refused: { reason: error.reason, detail: error.detail ?? {} } };
+        log.info(
+          { reason: error.reason, ...error.detail },
+          'token review refused the subject token',
+        );
+        const refusal: CachedReview = {
+          refused: { reason: error.reason, detail: error.detail ?? {} },
+        };
         await deps.cache.set(key, JSON.stringify(refusal), refusalTtlMs);
       }
       throw error;
@@ -94,17 +127,40 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
   };
 
   const unavailable = (error: unknown) => {
-    const failure: ReviewCallFailure = error instanceof ReviewCallError ? error.failure : { kind: 'malformed', reason: 'unknown error' };
+    const failure: ReviewCallFailure =
+      error instanceof ReviewCallError
+        ? error.failure
+        : { kind: 'malformed', reason: 'unknown error' };
     count(failure.kind === 'timeout' ? 'timeout' : 'error');
-    const fields = { server: client.server, status: failure.status, reason: failure.reason, failure: failure.kind };
-    if (failure.status === 401 || failure.status === 403) log.error(fields, adviceFor(failure.status));
-    else log.warn(fields, `token review failed (${failure.kind}): ${KIND_ADVICE[failure.kind]}; answering 503`);
-    return refuse('review_unavailable', { cluster: cluster.name, server: client.server, status: failure.status, failure: failure.kind, serverReason: failure.reason });
+    const fields = {
+      server: client.server,
+      status: failure.status,
+      reason: failure.reason,
+      failure: failure.kind,
+    };
+    if (failure.status === 401 || failure.status === 403)
+      log.error(fields, adviceFor(failure.status));
+    else
+      log.warn(
+        fields,
+        `token review failed (${failure.kind}): ${KIND_ADVICE[failure.kind]}; answering 503`,
+      );
+    return refuse('review_unavailable', {
+      cluster: cluster.name,
+      server: client.server,
+      status: failure.status,
+      failure: failure.kind,
+      serverReason: failure.reason,
+    });
   };
 
   const busy = () => {
     count('throttled');
-    if (!saturated) log.warn({ server: client.server, maxConcurrentReviews: maxConcurrent }, 'token reviews at their concurrency limit: answering 503 until one finishes');
+    if (!saturated)
+      log.warn(
+        { server: client.server, maxConcurrentReviews: maxConcurrent },
+        'token reviews at their concurrency limit: answering 503 until one finishes',
+      );
     saturated = true;
     return refuse('review_busy', { cluster: cluster.name, maxConcurrentReviews: maxConcurrent });
   };
@@ -114,7 +170,12 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
     async verify({ jws: { token }, claims }) {
       const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
       const cached = await readCached(key);
-      if (cached && 'refused' in cached) throw refuse(cached.refused.reason, { ...cached.refused.detail, cluster: cluster.name, cached: true });
+      if (cached && 'refused' in cached)
+        throw refuse(cached.refused.reason, {
+          ...cached.refused.detail,
+          cluster: cluster.name,
+          cached: true,
+        });
       if (cached) return cached;
       let pending = inFlight.get(key);
       if (!pending) {
@@ -138,7 +199,11 @@ export function createTokenReviewVerifier(cluster: ClusterConfig, deps: TokenRev
 }
 
 /** The cached answer for a token, or undefined; an unreadable one counts as absent. */
-async function readCachedReview(cache: SharedCache, key: string, log: Logger): Promise<CachedReview | undefined> {
+async function readCachedReview(
+  cache: SharedCache,
+  key: string,
+  log: Logger,
+): Promise<CachedReview | undefined> {
   const raw = await cache.get(key);
   if (raw === undefined) return undefined;
   try {
@@ -150,14 +215,19 @@ async function readCachedReview(cache: SharedCache, key: string, log: Logger): P
 }
 
 /** min(positive TTL, the token's remaining life); 0 (do not cache) once it has expired. */
-export function cacheTtlMs(expiresAt: number | undefined, positiveTtlSeconds: number, nowMs: number): number {
+export function cacheTtlMs(
+  expiresAt: number | undefined,
+  positiveTtlSeconds: number,
+  nowMs: number,
+): number {
   const cap = positiveTtlSeconds * 1000;
   if (expiresAt === undefined) return cap;
   return Math.max(0, Math.min(cap, expiresAt * 1000 - nowMs));
 }
 
 const KIND_ADVICE: Record<ReviewCallFailure['kind'], string> = {
-  network: 'the API server is unreachable or its TLS certificate is not trusted (kubeconfig CA or caFile)',
+  network:
+    'the API server is unreachable or its TLS certificate is not trusted (kubeconfig CA or caFile)',
   timeout: 'the API server did not answer in time',
   http: 'the API server answered with an error',
   malformed: 'the API server answer could not be read',
@@ -166,5 +236,5 @@ const KIND_ADVICE: Record<ReviewCallFailure['kind'], string> = {
 function adviceFor(status: 401 | 403): string {
   return status === 401
     ? "token review refused: the API server did not accept the broker's credentials (401); check the cluster's kubeconfig user"
-    : "token review refused: the broker may not create tokenreviews (403); bind its service account to the ClusterRole system:auth-delegator";
+    : 'token review refused: the broker may not create tokenreviews (403); bind its service account to the ClusterRole system:auth-delegator';
 }

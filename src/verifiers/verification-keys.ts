@@ -3,7 +3,18 @@ import type { Logger } from '../observability/index.js';
 import { looksLikeRoca } from './roca.js';
 
 /** The only JWS algorithms a subject token may use: asymmetric, never `none`, never HS*. */
-export const ACCEPTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+export const ACCEPTED_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
 export type AcceptedAlgorithm = (typeof ACCEPTED_ALGORITHMS)[number];
 
 const EC_CURVE_OF: Record<string, string> = { ES256: 'P-256', ES384: 'P-384', ES512: 'P-521' };
@@ -36,8 +47,11 @@ export const isAcceptedAlgorithm = (alg: unknown): alg is AcceptedAlgorithm =>
  *
  * @example const checked = checkJwk(jwk); if (!checked.ok) log(checked.reason);
  */
-export function checkJwk(jwk: unknown): { ok: true; key: VerificationKey } | { ok: false; reason: string } {
-  if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) return { ok: false, reason: 'not a JSON object' };
+export function checkJwk(
+  jwk: unknown,
+): { ok: true; key: VerificationKey } | { ok: false; reason: string } {
+  if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk))
+    return { ok: false, reason: 'not a JSON object' };
   const candidate = jwk as Record<string, unknown>;
   const problem = describeProblem(candidate);
   if (problem) return { ok: false, reason: problem };
@@ -46,7 +60,10 @@ export function checkJwk(jwk: unknown): { ok: true; key: VerificationKey } | { o
   try {
     key = createPublicKey({ key: publicJwk, format: 'jwk' });
   } catch (error) {
-    return { ok: false, reason: `does not import: ${error instanceof Error ? error.message : 'unknown error'}` };
+    return {
+      ok: false,
+      reason: `does not import: ${error instanceof Error ? error.message : 'unknown error'}`,
+    };
   }
   const keyProblem = candidate.kty === 'RSA' ? rsaProblem(key, candidate.n as string) : undefined;
   if (keyProblem) return { ok: false, reason: keyProblem };
@@ -67,8 +84,13 @@ export function checkJwk(jwk: unknown): { ok: true; key: VerificationKey } | { o
  * Checks every key of a JWKS, keeping the good ones; a bad key is skipped and logged. Keys
  * sharing a `kid` with different material are all dropped: which one a token meant is ambiguous.
  */
-export function ingestJwks(jwks: unknown, logger: Logger, context: Record<string, unknown>): VerificationKey[] {
-  const keys = jwks !== null && typeof jwks === 'object' ? (jwks as { keys?: unknown }).keys : undefined;
+export function ingestJwks(
+  jwks: unknown,
+  logger: Logger,
+  context: Record<string, unknown>,
+): VerificationKey[] {
+  const keys =
+    jwks !== null && typeof jwks === 'object' ? (jwks as { keys?: unknown }).keys : undefined;
   if (!Array.isArray(keys)) {
     logger.warn({ ...context }, 'jwks has no keys array');
     return [];
@@ -77,7 +99,11 @@ export function ingestJwks(jwks: unknown, logger: Logger, context: Record<string
   keys.forEach((jwk, index) => {
     const checked = checkJwk(jwk);
     if (checked.ok) accepted.push(checked.key);
-    else logger.warn({ ...context, index, kid: (jwk as { kid?: unknown } | null)?.kid, reason: checked.reason }, 'jwks key skipped');
+    else
+      logger.warn(
+        { ...context, index, kid: (jwk as { kid?: unknown } | null)?.kid, reason: checked.reason },
+        'jwks key skipped',
+      );
   });
   const byKid = new Map<string, VerificationKey[]>();
   for (const key of accepted) if (key.kid) byKid.set(key.kid, [...(byKid.get(key.kid) ?? []), key]);
@@ -105,13 +131,17 @@ function describeProblem(jwk: Record<string, unknown>): string | undefined {
   if (kty !== 'RSA' && kty !== 'EC' && kty !== 'OKP') return `kty ${show(kty)} is not accepted`;
   if (PRIVATE_MEMBERS.some((member) => member in jwk)) return 'contains private key members';
   if (use !== undefined && use !== 'sig') return `use ${show(use)} is not sig`;
-  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return 'key_ops lacks verify';
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify')))
+    return 'key_ops lacks verify';
   if (alg !== undefined && !isAcceptedAlgorithm(alg)) return `alg ${show(alg)} is not accepted`;
   return MEMBER_PROBLEM[kty](jwk, alg);
 }
 
 /** Per key type: the members it needs and the algorithms that fit it (`alg` already accepted or absent). */
-const MEMBER_PROBLEM: Record<'RSA' | 'EC' | 'OKP', (jwk: Record<string, unknown>, alg: AcceptedAlgorithm | undefined) => string | undefined> = {
+const MEMBER_PROBLEM: Record<
+  'RSA' | 'EC' | 'OKP',
+  (jwk: Record<string, unknown>, alg: AcceptedAlgorithm | undefined) => string | undefined
+> = {
   RSA(jwk, alg) {
     if (typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return 'RSA key without n and e';
     if (alg !== undefined && !/^(RS|PS)/.test(alg)) return `alg ${alg} does not fit an RSA key`;
@@ -121,16 +151,19 @@ const MEMBER_PROBLEM: Record<'RSA' | 'EC' | 'OKP', (jwk: Record<string, unknown>
     const crv = jwk.crv;
     const size = typeof crv === 'string' ? EC_COORDINATE_BYTES[crv] : undefined;
     if (size === undefined) return `EC curve ${show(crv)} is not accepted`;
-    if (alg !== undefined && EC_CURVE_OF[alg] !== crv) return `alg ${alg} does not fit curve ${show(crv)}`;
+    if (alg !== undefined && EC_CURVE_OF[alg] !== crv)
+      return `alg ${alg} does not fit curve ${show(crv)}`;
     for (const coordinate of ['x', 'y'] as const) {
       const value = jwk[coordinate];
-      if (typeof value !== 'string' || Buffer.from(value, 'base64url').length !== size) return `EC ${coordinate} has the wrong length`;
+      if (typeof value !== 'string' || Buffer.from(value, 'base64url').length !== size)
+        return `EC ${coordinate} has the wrong length`;
     }
     return undefined;
   },
   OKP(jwk, alg) {
     const crv = jwk.crv;
-    if (typeof crv !== 'string' || !OKP_CURVES.has(crv)) return `OKP curve ${show(crv)} is not accepted`;
+    if (typeof crv !== 'string' || !OKP_CURVES.has(crv))
+      return `OKP curve ${show(crv)} is not accepted`;
     if (alg !== undefined && alg !== 'EdDSA') return `alg ${alg} does not fit an OKP key`;
     if (typeof jwk.x !== 'string') return 'OKP key without x';
     return undefined;
@@ -149,14 +182,17 @@ function rsaProblem(key: KeyObject, modulus: string): string | undefined {
   if (bits < MIN_RSA_BITS) return `RSA modulus of ${bits} bits is below ${MIN_RSA_BITS}`;
   if (bits > MAX_RSA_BITS) return `RSA modulus of ${bits} bits is above ${MAX_RSA_BITS}`;
   const exponent = details?.publicExponent ?? 0n;
-  if (exponent < 3n || exponent % 2n === 0n) return `RSA public exponent ${exponent} is not an odd number >= 3`;
-  if (looksLikeRoca(BigInt(`0x${Buffer.from(modulus, 'base64url').toString('hex') || '0'}`))) return 'RSA modulus has the ROCA fingerprint (CVE-2017-15361)';
+  if (exponent < 3n || exponent % 2n === 0n)
+    return `RSA public exponent ${exponent} is not an odd number >= 3`;
+  if (looksLikeRoca(BigInt(`0x${Buffer.from(modulus, 'base64url').toString('hex') || '0'}`)))
+    return 'RSA modulus has the ROCA fingerprint (CVE-2017-15361)';
   return undefined;
 }
 
 function publicMembers(jwk: Record<string, unknown>): Record<string, unknown> {
   const names = jwk.kty === 'RSA' ? ['kty', 'n', 'e'] : ['kty', 'crv', 'x', 'y'];
   const result: Record<string, unknown> = {};
-  for (const name of [...names, 'kid', 'alg', 'use', 'key_ops']) if (jwk[name] !== undefined) result[name] = jwk[name];
+  for (const name of [...names, 'kid', 'alg', 'use', 'key_ops'])
+    if (jwk[name] !== undefined) result[name] = jwk[name];
   return result;
 }

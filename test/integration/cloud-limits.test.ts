@@ -18,7 +18,10 @@ beforeAll(async () => {
   t = await startTestApp({
     policies: writePolicies({
       'aws.yaml': role('aws', 'sts.amazonaws.com'),
-      'gcp.yaml': role('gcp', '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/tessera'),
+      'gcp.yaml': role(
+        'gcp',
+        '//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/tessera',
+      ),
     }),
   });
 });
@@ -26,10 +29,18 @@ afterAll(async () => {
   await t?.close();
 });
 
-async function exchange(resource: string, serviceAccount: string): Promise<{ status: number; body: Record<string, string> }> {
+async function exchange(
+  resource: string,
+  serviceAccount: string,
+): Promise<{ status: number; body: Record<string, string> }> {
   const response = await fetch(`${t.url}/v1/token`, {
     method: 'POST',
-    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token_type: JWT_TYPE, subject_token: (await t.devToken('default', serviceAccount)), resource }),
+    body: new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token_type: JWT_TYPE,
+      subject_token: await t.devToken('default', serviceAccount),
+      resource,
+    }),
   });
   return { status: response.status, body: (await response.json()) as Record<string, string> };
 }
@@ -38,15 +49,33 @@ describe('subjects a cloud would refuse are refused at the exchange, naming the 
   // system:serviceaccount:default: is 30 characters.
   it.each([
     ['ok/aws-at-255', 'aws', 'a'.repeat(225), 200, undefined],
-    ['fail/aws-over-255', 'aws', 'a'.repeat(226), 400, "the issued subject would be 256 characters; AWS's SubjectFromWebIdentityToken allows at most 255"],
+    [
+      'fail/aws-over-255',
+      'aws',
+      'a'.repeat(226),
+      400,
+      "the issued subject would be 256 characters; AWS's SubjectFromWebIdentityToken allows at most 255",
+    ],
     ['ok/gcp-at-127-bytes', 'gcp', 'g'.repeat(97), 200, undefined],
-    ['fail/gcp-over-127-bytes', 'gcp', 'g'.repeat(98), 400, "the issued subject would be 128 bytes; GCP's google.subject allows at most 127"],
+    [
+      'fail/gcp-over-127-bytes',
+      'gcp',
+      'g'.repeat(98),
+      400,
+      "the issued subject would be 128 bytes; GCP's google.subject allows at most 127",
+    ],
   ])('%s', async (_name, resource, serviceAccount, status, description) => {
     const { status: got, body } = await exchange(resource, serviceAccount);
-    if (description) expect({ got, body }).toEqual({ got: status, body: { error: 'invalid_request', error_description: description } });
+    if (description)
+      expect({ got, body }).toEqual({
+        got: status,
+        body: { error: 'invalid_request', error_description: description },
+      });
     else {
       expect(got).toBe(status);
-      expect(decodeJwt(body.access_token as string).sub).toBe(`system:serviceaccount:default:${serviceAccount}`);
+      expect(decodeJwt(body.access_token as string).sub).toBe(
+        `system:serviceaccount:default:${serviceAccount}`,
+      );
     }
   });
 });

@@ -6,15 +6,31 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSignatureChecker } from '../../src/attestation/signatures.js';
 import { parseSigningKey } from '../../src/attestation/cosign.js';
-import { createRegistryClient, MAX_MANIFEST_BYTES, type RegistryClient } from '../../src/attestation/registry.js';
+import {
+  createRegistryClient,
+  MAX_MANIFEST_BYTES,
+  type RegistryClient,
+} from '../../src/attestation/registry.js';
 import { createMemoryCache } from '../../src/cache/index.js';
 import { silentLogger } from '../../src/observability/index.js';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, type TestApp, TOKEN_EXCHANGE } from '../support/app.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  type TestApp,
+  TOKEN_EXCHANGE,
+} from '../support/app.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
 import { freePort } from '../support/net.js';
 import { pod } from '../support/pods.js';
 import { writePolicies } from '../support/policies.js';
-import { cosignKeyPair, requireBinary, startRegistry, type TestRegistry } from '../support/registry.js';
+import {
+  cosignKeyPair,
+  requireBinary,
+  startRegistry,
+  type TestRegistry,
+} from '../support/registry.js';
 
 /**
  * cosign signature checks against a real registry (docker-registry over TLS), with images and
@@ -43,7 +59,8 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
       manifest: (...args) => ((fetches += 1), real.manifest(...args)),
       blob: (...args) => real.blob(...args),
     };
-    const push = async (name: string, repository: string) => (images[name] = ref(repository, await registry.pushImage(repository, name)));
+    const push = async (name: string, repository: string) =>
+      (images[name] = ref(repository, await registry.pushImage(repository, name)));
     await push('signed', 'shop/orders');
     await push('both', 'shop/orders');
     await push('unsigned', 'shop/orders');
@@ -59,12 +76,22 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
     await registry.pushSignature('shop/orders', digest('both'), qa.privateKey);
     await registry.pushSignature('shop/orders', digest('both'), release.privateKey);
     await registry.pushSignature('shop/orders', digest('other-key'), other.privateKey);
-    await registry.pushSignature('shop/orders', digest('wrong-digest'), release.privateKey, { payloadDigest: digest('signed') });
-    await registry.pushSignature('shop/orders', digest('wrong-repo'), release.privateKey, { payloadReference: `${registry.host}/shop/evil` });
-    await registry.pushSignature('shop/orders', digest('bad-signature'), release.privateKey, { signBytes: Buffer.from('something else') });
-    await registry.pushSignature('shop/orders', digest('wrong-type'), release.privateKey, { type: 'atomic container signature' });
+    await registry.pushSignature('shop/orders', digest('wrong-digest'), release.privateKey, {
+      payloadDigest: digest('signed'),
+    });
+    await registry.pushSignature('shop/orders', digest('wrong-repo'), release.privateKey, {
+      payloadReference: `${registry.host}/shop/evil`,
+    });
+    await registry.pushSignature('shop/orders', digest('bad-signature'), release.privateKey, {
+      signBytes: Buffer.from('something else'),
+    });
+    await registry.pushSignature('shop/orders', digest('wrong-type'), release.privateKey, {
+      type: 'atomic container signature',
+    });
     await registry.pushSignature('shop/envoy', digest('sidecar'), release.privateKey);
-    await registry.pushSignature('shop/orders', digest('via-token'), release.privateKey, { payloadReference: `${registry.tokenHost}/shop/orders` });
+    await registry.pushSignature('shop/orders', digest('via-token'), release.privateKey, {
+      payloadReference: `${registry.tokenHost}/shop/orders`,
+    });
   }, 60_000);
   afterAll(async () => {
     await registry?.stop();
@@ -95,7 +122,11 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
   for (const [name, pick, expected] of table) {
     it(name, async () => {
       const results: string[] = [];
-      expect(await checker(client, (result) => results.push(result)).signedBy(pick.map((image) => images[image] as string))).toEqual(expected);
+      expect(
+        await checker(client, (result) => results.push(result)).signedBy(
+          pick.map((image) => images[image] as string),
+        ),
+      ).toEqual(expected);
       // A verdict from the registry's answer, not from a failure to get one.
       expect(results).not.toContain('error');
       expect(results).toHaveLength(pick.length);
@@ -103,7 +134,9 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
   }
 
   it('fail/image-without-digest-is-never-signed', async () => {
-    expect(await checker().signedBy([images.signed as string, `${registry.host}/shop/orders:1.4`])).toEqual([]);
+    expect(
+      await checker().signedBy([images.signed as string, `${registry.host}/shop/orders:1.4`]),
+    ).toEqual([]);
   });
 
   it('ok/registry-with-docker-token-auth', async () => {
@@ -111,7 +144,9 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
     const results: string[] = [];
     const image = `${registry.tokenHost}/shop/orders@${(images['via-token'] as string).split('@')[1]}`;
     const viaToken = createRegistryClient(() => ({ ca: registry.caPem }));
-    expect(await checker(viaToken, (result) => results.push(result)).signedBy([image])).toEqual(['release']);
+    expect(await checker(viaToken, (result) => results.push(result)).signedBy([image])).toEqual([
+      'release',
+    ]);
     expect(results).toEqual(['signed']);
     // One token for the repository, reused for the payload blob.
     expect(registry.tokensIssued() - before).toBe(1);
@@ -121,7 +156,8 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
     const cached = checker();
     await cached.signedBy([images.signed as string]);
     const before = fetches;
-    for (let i = 0; i < 5; i++) expect(await cached.signedBy([images.signed as string])).toEqual(['release']);
+    for (let i = 0; i < 5; i++)
+      expect(await cached.signedBy([images.signed as string])).toEqual(['release']);
     expect(fetches).toBe(before);
   });
 
@@ -137,7 +173,11 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
   it('fail/registry-tls-with-unknown-ca-counts-as-unsigned', async () => {
     const results: string[] = [];
     const untrusted = createRegistryClient(() => ({}), 2000);
-    expect(await checker(untrusted, (result) => results.push(result)).signedBy([images.signed as string])).toEqual([]);
+    expect(
+      await checker(untrusted, (result) => results.push(result)).signedBy([
+        images.signed as string,
+      ]),
+    ).toEqual([]);
     expect(results).toEqual(['error']);
   });
 
@@ -149,7 +189,10 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
     beforeAll(async () => {
       faults = createServer((req, res) => {
         if (mode === 'huge-declared') {
-          res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(50 * 1024 * 1024) });
+          res.writeHead(200, {
+            'content-type': 'application/vnd.oci.image.manifest.v1+json',
+            'content-length': String(50 * 1024 * 1024),
+          });
           res.write('{"schemaVersion":2,');
           return;
         }
@@ -192,7 +235,9 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
         const results: string[] = [];
         const faulty = createRegistryClient(() => ({ insecure: true }), 500);
         const image = `${host}/shop/orders@${(images.signed as string).split('@')[1]}`;
-        expect(await checker(faulty, (result) => results.push(result)).signedBy([image])).toEqual([]);
+        expect(await checker(faulty, (result) => results.push(result)).signedBy([image])).toEqual(
+          [],
+        );
         expect(results).toEqual(['error']);
         // Cut off: never read far past the cap (socket buffers aside).
         expect(bytesSent).toBeLessThan(MAX_MANIFEST_BYTES * 64);
@@ -211,8 +256,20 @@ describe.skipIf(!hasRegistry)('image signatures', () => {
       writeFileSync(join(dir, 'release.pub'), release.publicPem);
       broker = await startTestApp(
         {
-          clusters: [{ name: 'prod', issuer: server.issuer, caFile: server.caFile, kubeconfig: server.kubeconfig(), audiences: [AUDIENCE], podAttestation: true }],
-          imageSignatures: { keys: { release: join(dir, 'release.pub') }, registries: { [registry.host]: { caFile: registry.caFile } } },
+          clusters: [
+            {
+              name: 'prod',
+              issuer: server.issuer,
+              caFile: server.caFile,
+              kubeconfig: server.kubeconfig(),
+              audiences: [AUDIENCE],
+              podAttestation: true,
+            },
+          ],
+          imageSignatures: {
+            keys: { release: join(dir, 'release.pub') },
+            registries: { [registry.host]: { caFile: registry.caFile } },
+          },
           policies: writePolicies({
             'signed.yaml': `apiVersion: tessera.dev/v1
 kind: Role
@@ -237,12 +294,35 @@ issue: { audiences: [payments], algorithm: ES256, maxLifetime: 1h, defaultLifeti
       await server?.stop();
     });
 
-    async function exchangeFor(name: string, image: string): Promise<{ status: number; json: Record<string, unknown> }> {
+    async function exchangeFor(
+      name: string,
+      image: string,
+    ): Promise<{ status: number; json: Record<string, unknown> }> {
       const object = server.put(
-        pod({ namespace: 'payments', name, serviceAccount: 'payments', labels: { app: name }, containers: [{ name: 'app', image: image.split('@')[0] as string, imageID: image }] }),
+        pod({
+          namespace: 'payments',
+          name,
+          serviceAccount: 'payments',
+          labels: { app: name },
+          containers: [{ name: 'app', image: image.split('@')[0] as string, imageID: image }],
+        }),
       );
-      const token = await server.issueToken({ namespace: 'payments', serviceAccount: 'payments', pod: name, podUid: object.metadata.uid, audiences: [AUDIENCE] });
-      return postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: token, subject_token_type: JWT_TYPE, resource: 'release-only' }));
+      const token = await server.issueToken({
+        namespace: 'payments',
+        serviceAccount: 'payments',
+        pod: name,
+        podUid: object.metadata.uid,
+        audiences: [AUDIENCE],
+      });
+      return postToken(
+        broker.url,
+        exchangeForm({
+          grant_type: TOKEN_EXCHANGE,
+          subject_token: token,
+          subject_token_type: JWT_TYPE,
+          resource: 'release-only',
+        }),
+      );
     }
 
     it('ok/release-signed-image-gets-credentials', async () => {
@@ -252,11 +332,17 @@ issue: { audiences: [payments], algorithm: ES256, maxLifetime: 1h, defaultLifeti
     });
 
     it('fail/unsigned-image-denied', async () => {
-      expect(await exchangeFor('unsigned-app', images.unsigned as string)).toMatchObject({ status: 403, json: { error: 'access_denied' } });
+      expect(await exchangeFor('unsigned-app', images.unsigned as string)).toMatchObject({
+        status: 403,
+        json: { error: 'access_denied' },
+      });
     });
 
     it('fail/other-key-denied', async () => {
-      expect(await exchangeFor('other-app', images['other-key'] as string)).toMatchObject({ status: 403, json: { error: 'access_denied' } });
+      expect(await exchangeFor('other-app', images['other-key'] as string)).toMatchObject({
+        status: 403,
+        json: { error: 'access_denied' },
+      });
     });
   });
 });

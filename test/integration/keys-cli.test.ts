@@ -19,10 +19,12 @@ async function run(...args: string[]): Promise<string> {
   const program = new Command('tessera').exitOverride();
   registerKeyCommands(program, () => config);
   let out = '';
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
+  const write = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((chunk: string | Uint8Array) => {
+      out += String(chunk);
+      return true;
+    });
   try {
     await program.parseAsync(['node', 'tessera', ...args]);
   } finally {
@@ -47,13 +49,19 @@ describe('keys: tessera keys', () => {
 
   it('ok/generate-then-list', async () => {
     const table = await run('keys', 'generate');
-    expect(table.split('\n')[0]).toMatch(/^KID\s+ALG\s+STATE\s+CREATED\s+ACTIVATES\/ACTIVATED\s+RETIRED\s+REMOVED AFTER$/);
+    expect(table.split('\n')[0]).toMatch(
+      /^KID\s+ALG\s+STATE\s+CREATED\s+ACTIVATES\/ACTIVATED\s+RETIRED\s+REMOVED AFTER$/,
+    );
     const listed = JSON.parse(await run('keys', 'list', '--json')) as Listed[];
     expect(listed.map((key) => [key.alg, key.state])).toEqual([
       ['ES256', 'active'],
       ['RS256', 'active'],
     ]);
-    expect(listed.every((key) => /^[A-Za-z0-9_-]{43}$/.test(key.kid) && key.activatedAt === key.createdAt)).toBe(true);
+    expect(
+      listed.every(
+        (key) => /^[A-Za-z0-9_-]{43}$/.test(key.kid) && key.activatedAt === key.createdAt,
+      ),
+    ).toBe(true);
     expect(await run('keys', 'generate')).toBe(table);
   });
 
@@ -75,13 +83,18 @@ describe('keys: tessera keys', () => {
   it('ok/rotate-immediate', async () => {
     await run('keys', 'rotate', '--alg', 'RS256', '--immediate');
     const after = JSON.parse(await run('keys', 'list', '--json')) as Listed[];
-    expect(after.filter((key) => key.alg === 'RS256').map((key) => key.state)).toEqual(['retired', 'active']);
+    expect(after.filter((key) => key.alg === 'RS256').map((key) => key.state)).toEqual([
+      'retired',
+      'active',
+    ]);
   });
 
   it('fail/unknown-algorithm', async () => {
     const error = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
-      await expect(run('keys', 'rotate', '--alg', 'HS256')).rejects.toMatchObject({ code: 'commander.invalidArgument' });
+      await expect(run('keys', 'rotate', '--alg', 'HS256')).rejects.toMatchObject({
+        code: 'commander.invalidArgument',
+      });
     } finally {
       error.mockRestore();
     }

@@ -1,4 +1,14 @@
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -17,7 +27,14 @@ function fresh(): { dir: string; config: KeysConfig } {
   const root = mkdtempSync(join(tmpdir(), 'tessera-local-keys-'));
   roots.push(root);
   const dir = join(root, 'nested', 'keys');
-  return { dir, config: parseConfig({ issuer: 'https://sts.test', audience: 'sts.test', keys: { provider: 'local', dir, algorithms: ['ES256', 'RS256', 'PS256'] } }).keys };
+  return {
+    dir,
+    config: parseConfig({
+      issuer: 'https://sts.test',
+      audience: 'sts.test',
+      keys: { provider: 'local', dir, algorithms: ['ES256', 'RS256', 'PS256'] },
+    }).keys,
+  };
 }
 
 function capture(): { logger: ReturnType<typeof createLogger>; text: () => string } {
@@ -34,7 +51,10 @@ function capture(): { logger: ReturnType<typeof createLogger>; text: () => strin
 describe('keys: local store', () => {
   it('ok/dir-0700-files-0600-one-pem-per-key-and-a-state-file', async () => {
     const { dir, config } = fresh();
-    const provider = await createKeyProvider(config, { logger: capture().logger, autoRotate: false });
+    const provider = await createKeyProvider(config, {
+      logger: capture().logger,
+      autoRotate: false,
+    });
     await provider.namedKey('x509-ca', 'ES256');
     await provider.close();
     expect(statSync(dir).mode & 0o777).toBe(0o700);
@@ -46,10 +66,20 @@ describe('keys: local store', () => {
       'named-x509-ca-ES256.pem',
       'state.json',
     ]);
-    for (const file of files) expect(`${file} ${(statSync(join(dir, file)).mode & 0o777).toString(8)}`).toBe(`${file} 600`);
-    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { version: number; keys: Array<Record<string, unknown>> };
+    for (const file of files)
+      expect(`${file} ${(statSync(join(dir, file)).mode & 0o777).toString(8)}`).toBe(`${file} 600`);
+    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as {
+      version: number;
+      keys: Array<Record<string, unknown>>;
+    };
     expect(state.version).toBe(1);
-    expect(state.keys.map((key) => [key.alg, key.state, key.file === `${String(key.alg)}-${String(key.kid)}.pem`])).toEqual([
+    expect(
+      state.keys.map((key) => [
+        key.alg,
+        key.state,
+        key.file === `${String(key.alg)}-${String(key.kid)}.pem`,
+      ]),
+    ).toEqual([
       ['ES256', 'active', true],
       ['RS256', 'active', true],
       ['PS256', 'active', true],
@@ -73,10 +103,14 @@ describe('keys: local store', () => {
 
   it('fail/key-file-readable-by-others', async () => {
     const { dir, config } = fresh();
-    await (await createKeyProvider(config, { logger: capture().logger, autoRotate: false })).close();
+    await (
+      await createKeyProvider(config, { logger: capture().logger, autoRotate: false })
+    ).close();
     const keyFile = readdirSync(dir).find((file) => file.startsWith('ES256-')) as string;
     chmodSync(join(dir, keyFile), 0o644);
-    await expect(createKeyProvider(config, { logger: capture().logger, autoRotate: false })).rejects.toMatchObject({
+    await expect(
+      createKeyProvider(config, { logger: capture().logger, autoRotate: false }),
+    ).rejects.toMatchObject({
       code: 'KEY_FILE_MODE',
       message: `key file ${join(dir, keyFile)} is accessible to other users (mode 644); run chmod 600`,
     });
@@ -84,26 +118,44 @@ describe('keys: local store', () => {
 
   it('fail/state-names-a-key-the-file-does-not-hold', async () => {
     const { dir, config } = fresh();
-    await (await createKeyProvider(config, { logger: capture().logger, autoRotate: false })).close();
+    await (
+      await createKeyProvider(config, { logger: capture().logger, autoRotate: false })
+    ).close();
     const statePath = join(dir, 'state.json');
     const state = JSON.parse(readFileSync(statePath, 'utf8')) as { keys: Array<{ kid: string }> };
     const [first, second] = state.keys as [{ kid: string }, { kid: string }];
     [first.kid, second.kid] = [second.kid, first.kid];
     writeFileSync(statePath, JSON.stringify(state));
-    await expect(createKeyProvider(config, { logger: capture().logger, autoRotate: false })).rejects.toMatchObject({ code: 'KID_MISMATCH' });
+    await expect(
+      createKeyProvider(config, { logger: capture().logger, autoRotate: false }),
+    ).rejects.toMatchObject({ code: 'KID_MISMATCH' });
   });
 
   it('ok/lock-file-stops-a-second-process-and-a-stale-one-is-taken-over', async () => {
     const { dir, config } = fresh();
-    const provider = await createKeyProvider(config, { logger: capture().logger, autoRotate: false });
+    const provider = await createKeyProvider(config, {
+      logger: capture().logger,
+      autoRotate: false,
+    });
     try {
       const lock = join(dir, 'rotation.lock');
       writeFileSync(lock, '4242\n');
       await expect(provider.rotate()).rejects.toMatchObject({ code: 'ROTATION_LOCKED' });
-      expect((await provider.list()).map((info) => info.state)).toEqual(['active', 'active', 'active']);
+      expect((await provider.list()).map((info) => info.state)).toEqual([
+        'active',
+        'active',
+        'active',
+      ]);
       const twoMinutesAgo = Date.now() / 1000 - 120;
       utimesSync(lock, twoMinutesAgo, twoMinutesAgo);
-      expect((await provider.rotate()).map((info) => info.state)).toEqual(['active', 'active', 'active', 'next', 'next', 'next']);
+      expect((await provider.rotate()).map((info) => info.state)).toEqual([
+        'active',
+        'active',
+        'active',
+        'next',
+        'next',
+        'next',
+      ]);
       expect(existsSync(lock)).toBe(false);
     } finally {
       await provider.close();
@@ -112,8 +164,16 @@ describe('keys: local store', () => {
 
   it('fail/state-file-invalid', async () => {
     const { dir, config } = fresh();
-    await (await createKeyProvider(config, { logger: capture().logger, autoRotate: false })).close();
-    writeFileSync(join(dir, 'state.json'), JSON.stringify({ version: 1, keys: [{ kid: 'x', alg: 'HS256' }] }), { mode: 0o600 });
-    await expect(createKeyProvider(config, { logger: capture().logger, autoRotate: false })).rejects.toMatchObject({ code: 'STATE_INVALID' });
+    await (
+      await createKeyProvider(config, { logger: capture().logger, autoRotate: false })
+    ).close();
+    writeFileSync(
+      join(dir, 'state.json'),
+      JSON.stringify({ version: 1, keys: [{ kid: 'x', alg: 'HS256' }] }),
+      { mode: 0o600 },
+    );
+    await expect(
+      createKeyProvider(config, { logger: capture().logger, autoRotate: false }),
+    ).rejects.toMatchObject({ code: 'STATE_INVALID' });
   });
 });

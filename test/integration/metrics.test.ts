@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
 import { startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
 import { createSoftHsmToken, skipSoftHsm, type SoftHsmToken } from '../support/softhsm.js';
@@ -35,7 +42,11 @@ afterAll(async () => {
 });
 
 /** Sample lines by name and labels, e.g. `tessera_cluster_ready{cluster="scraped"}` → 1. */
-async function scrape(): Promise<{ text: string; samples: Map<string, number>; families: Map<string, string> }> {
+async function scrape(): Promise<{
+  text: string;
+  samples: Map<string, number>;
+  families: Map<string, string>;
+}> {
   const text = await (await fetch(`${t.url}/metrics`)).text();
   const samples = new Map<string, number>();
   const families = new Map<string, string>();
@@ -55,7 +66,8 @@ function exportedNames(families: Map<string, string>): Set<string> {
   const names = new Set<string>();
   for (const [name, type] of families) {
     names.add(name);
-    if (type === 'histogram' || type === 'summary') for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
+    if (type === 'histogram' || type === 'summary')
+      for (const suffix of ['_bucket', '_sum', '_count']) names.add(`${name}${suffix}`);
   }
   return names;
 }
@@ -65,16 +77,24 @@ describe('/metrics', () => {
     const { families } = await scrape();
     expect(families.has('tessera_process_cpu_seconds_total')).toBe(true);
     expect(families.has('tessera_nodejs_eventloop_lag_p99_seconds')).toBe(true);
-    expect([...families.keys()].filter((name) => name.includes('process_process') || !name.startsWith('tessera_'))).toEqual([]);
+    expect(
+      [...families.keys()].filter(
+        (name) => name.includes('process_process') || !name.startsWith('tessera_'),
+      ),
+    ).toEqual([]);
   });
 
   it('ok/state-gauges-describe-clusters-cache-keys-ca-and-policies', async () => {
-    await vi.waitFor(async () => expect((await scrape()).samples.get('tessera_cluster_ready{cluster="scraped"}')).toBe(1));
+    await vi.waitFor(async () =>
+      expect((await scrape()).samples.get('tessera_cluster_ready{cluster="scraped"}')).toBe(1),
+    );
     const { samples } = await scrape();
     expect(samples.get('tessera_cluster_ready{cluster="dev"}')).toBe(1);
     expect(samples.get('tessera_jwks_age_seconds{cluster="scraped"}')).toBeGreaterThanOrEqual(0);
     expect(samples.get('tessera_jwks_age_seconds{cluster="scraped"}')).toBeLessThan(600);
-    expect(samples.get('tessera_jwks_fetch_duration_seconds_count{cluster="scraped",result="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      samples.get('tessera_jwks_fetch_duration_seconds_count{cluster="scraped",result="ok"}'),
+    ).toBeGreaterThanOrEqual(1);
     expect(samples.get('tessera_shared_cache_up{backend="memory"}')).toBe(1);
     // rotation.every 1h: the keys created at start are due in (just under) an hour.
     for (const alg of ['ES256', 'RS256']) {
@@ -82,7 +102,9 @@ describe('/metrics', () => {
       expect(left).toBeGreaterThan(3000);
       expect(left).toBeLessThanOrEqual(3600);
     }
-    expect(samples.get('tessera_ca_certificate_expiry_seconds{trust_domain="example.org"}')).toBeGreaterThan(300 * 86400);
+    expect(
+      samples.get('tessera_ca_certificate_expiry_seconds{trust_domain="example.org"}'),
+    ).toBeGreaterThan(300 * 86400);
     expect(samples.get('tessera_policy_files_failing')).toBe(0);
     expect(samples.get('tessera_policy_roles')).toBe(Object.keys(ENDPOINT_ROLES).length);
     expect(samples.get('tessera_policy_loaded_timestamp_seconds')).toBeGreaterThan(0);
@@ -92,10 +114,20 @@ describe('/metrics', () => {
 
   it('ok/signing-latency-is-observed-per-provider-and-algorithm', async () => {
     const subject = await t.devToken('orders', 'order-service');
-    const response = await postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: JWT_TYPE, resource: 'orders-reader' }));
+    const response = await postToken(
+      t.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subject,
+        subject_token_type: JWT_TYPE,
+        resource: 'orders-reader',
+      }),
+    );
     expect(response.status).toBe(200);
     const { samples } = await scrape();
-    expect(samples.get('tessera_sign_duration_seconds_count{provider="local",alg="ES256"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      samples.get('tessera_sign_duration_seconds_count{provider="local",alg="ES256"}'),
+    ).toBeGreaterThanOrEqual(1);
   });
 
   it('fail/a-policy-file-that-stops-loading-is-counted-until-fixed', async () => {
@@ -121,7 +153,16 @@ describe.skipIf(skipSoftHsm())('/metrics with keys in an HSM', () => {
   beforeAll(async () => {
     token = createSoftHsmToken({ label: 'metrics' });
     broker = await startTestApp(
-      { policies: writePolicies(ENDPOINT_ROLES), keys: { provider: 'pkcs11', module: token.module, tokenLabel: 'metrics', pinEnv: PIN_ENV, algorithms: ['ES256'] } },
+      {
+        policies: writePolicies(ENDPOINT_ROLES),
+        keys: {
+          provider: 'pkcs11',
+          module: token.module,
+          tokenLabel: 'metrics',
+          pinEnv: PIN_ENV,
+          algorithms: ['ES256'],
+        },
+      },
       { env: { ...process.env, [PIN_ENV]: token.pin } },
     );
   });
@@ -132,11 +173,18 @@ describe.skipIf(skipSoftHsm())('/metrics with keys in an HSM', () => {
 
   it('ok/hsm-up-and-hsm-signing-latency', async () => {
     const subject = await broker.devToken('orders', 'order-service');
-    const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: JWT_TYPE, resource: 'orders-reader' });
+    const body = exchangeForm({
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: subject,
+      subject_token_type: JWT_TYPE,
+      resource: 'orders-reader',
+    });
     expect((await postToken(broker.url, body)).status).toBe(200);
     const text = await (await fetch(`${broker.url}/metrics`)).text();
     expect(text).toContain('tessera_hsm_up{token="metrics"} 1\n');
-    expect(text).toMatch(/^tessera_sign_duration_seconds_count\{provider="pkcs11",alg="ES256"\} [1-9]/m);
+    expect(text).toMatch(
+      /^tessera_sign_duration_seconds_count\{provider="pkcs11",alg="ES256"\} [1-9]/m,
+    );
   });
 });
 
@@ -149,11 +197,18 @@ interface Rule {
 }
 
 describe('deploy/base/prometheusrule.yaml', () => {
-  const manifest = parseYaml(readFileSync(RULES, 'utf8')) as { apiVersion: string; kind: string; spec: { groups: Array<{ name: string; rules: Rule[] }> } };
+  const manifest = parseYaml(readFileSync(RULES, 'utf8')) as {
+    apiVersion: string;
+    kind: string;
+    spec: { groups: Array<{ name: string; rules: Rule[] }> };
+  };
   const rules = manifest.spec.groups.flatMap((group) => group.rules);
 
   it('ok/is-a-prometheus-rule-whose-alerts-are-complete', () => {
-    expect([manifest.apiVersion, manifest.kind]).toEqual(['monitoring.coreos.com/v1', 'PrometheusRule']);
+    expect([manifest.apiVersion, manifest.kind]).toEqual([
+      'monitoring.coreos.com/v1',
+      'PrometheusRule',
+    ]);
     expect(rules.length).toBeGreaterThan(5);
     const names = rules.map((rule) => rule.alert);
     expect(new Set(names).size).toBe(names.length);
@@ -163,22 +218,30 @@ describe('deploy/base/prometheusrule.yaml', () => {
       expect(rule.for, rule.alert).toMatch(/^\d+[smh]$/);
       expect(['warning', 'critical'], rule.alert).toContain(rule.labels?.severity);
       expect(typeof rule.annotations?.summary, rule.alert).toBe('string');
-      expect(balanced(rule.expr as string), `${rule.alert}: unbalanced brackets or quotes`).toBe(true);
+      expect(balanced(rule.expr as string), `${rule.alert}: unbalanced brackets or quotes`).toBe(
+        true,
+      );
     }
   });
 
   it('ok/references-only-metrics-a-real-broker-exports', async () => {
     const exported = exportedNames((await scrape()).families);
-    const referenced = rules.flatMap((rule) => (rule.expr as string).match(/\btessera_[a-z0-9_]+/g) ?? []);
+    const referenced = rules.flatMap(
+      (rule) => (rule.expr as string).match(/\btessera_[a-z0-9_]+/g) ?? [],
+    );
     expect(referenced.length).toBeGreaterThan(rules.length - 1);
     expect(referenced.filter((name) => !exported.has(name))).toEqual([]);
   });
 
   it('ok/docs-operations-lists-every-metric-and-every-alert', async () => {
     const doc = readFileSync(OPERATIONS, 'utf8');
-    const own = [...(await scrape()).families.keys()].filter((name) => !/^tessera_(process|nodejs)_/.test(name));
+    const own = [...(await scrape()).families.keys()].filter(
+      (name) => !/^tessera_(process|nodejs)_/.test(name),
+    );
     expect(own.filter((name) => !doc.includes(`\`${name}\``))).toEqual([]);
-    expect(rules.map((rule) => rule.alert).filter((alert) => !doc.includes(alert as string))).toEqual([]);
+    expect(
+      rules.map((rule) => rule.alert).filter((alert) => !doc.includes(alert as string)),
+    ).toEqual([]);
   });
 });
 

@@ -50,7 +50,8 @@ export const client = createClient({ endpoint: 8080, tokenFile: '/t' });
 `;
 
 /** Packages a sidecar must never load: the broker's HTTP server, Kubernetes client, PKCS#11 binding, Redis client. */
-const BROKER_ONLY = /\/node_modules\/(hono|@hono\/node-server|@kubernetes\/client-node|pkcs11js|ioredis)\//;
+const BROKER_ONLY =
+  /\/node_modules\/(hono|@hono\/node-server|@kubernetes\/client-node|pkcs11js|ioredis)\//;
 
 let installed: InstalledPackage;
 let t: TestApp;
@@ -59,7 +60,7 @@ let env: NodeJS.ProcessEnv;
 beforeAll(async () => {
   [installed, t] = await Promise.all([packAndInstall(), startTestApp()]);
   const tokenFile = join(installed.dir, 'sa-token');
-  writeFileSync(tokenFile, (await t.devToken('default', 'demo')));
+  writeFileSync(tokenFile, await t.devToken('default', 'demo'));
   writeFileSync(join(installed.dir, 'caller.mjs'), ESM_CALLER);
   writeFileSync(join(installed.dir, 'caller.cjs'), CJS_CALLER);
   env = { ...process.env, ENDPOINT: t.url, TOKEN_FILE: tokenFile, NODE_NO_WARNINGS: '1' };
@@ -70,7 +71,11 @@ afterAll(async () => {
   if (installed) rmSync(installed.dir, { recursive: true, force: true });
 });
 
-const EXPECTED = { sub: 'system:serviceaccount:default:demo', certificate: true, errors: ['function', 'function'] };
+const EXPECTED = {
+  sub: 'system:serviceaccount:default:demo',
+  certificate: true,
+  errors: ['function', 'function'],
+};
 
 describe('the packed tarball, installed with production dependencies only', () => {
   it('ships compiled JavaScript with types and no TypeScript source', async () => {
@@ -80,7 +85,9 @@ describe('the packed tarball, installed with production dependencies only', () =
     expect(files).toContain('package/dist/sdk/index.d.ts');
     expect(files).toContain('package/dist/cli/main.js');
     expect(files.filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))).toEqual([]);
-    const manifest = JSON.parse(readFileSync(join(installed.dir, 'node_modules/tessera-sts/package.json'), 'utf8')) as Record<string, unknown>;
+    const manifest = JSON.parse(
+      readFileSync(join(installed.dir, 'node_modules/tessera-sts/package.json'), 'utf8'),
+    ) as Record<string, unknown>;
     expect(manifest.devDependencies).toBeDefined();
     expect(Object.keys(manifest.dependencies as object)).not.toContain('tsx');
   });
@@ -109,7 +116,15 @@ describe('the packed tarball, installed with production dependencies only', () =
     writeFileSync(join(project, 'caller.mts'), TS_CALLER);
     writeFileSync(join(project, 'wrong.mts'), TS_WRONG_CALLER);
     const tsconfig = (file: string) => ({
-      compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')] },
+      compilerOptions: {
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        target: 'es2022',
+        strict: true,
+        noEmit: true,
+        types: ['node'],
+        typeRoots: [join(ROOT, 'node_modules/@types')],
+      },
       files: [file],
     });
     writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(tsconfig('caller.mts')));
@@ -124,35 +139,74 @@ describe('the packed tarball, installed with production dependencies only', () =
       ),
     );
     expect(right).toEqual({ ok: true, stdout: '' });
-    expect(wrong?.stdout).toMatch(/wrong\.mts\(3,\d+\): error TS2322: Type 'number' is not assignable to type 'string'/);
+    expect(wrong?.stdout).toMatch(
+      /wrong\.mts\(3,\d+\): error TS2322: Type 'number' is not assignable to type 'string'/,
+    );
   }, 240_000);
 
   it('the tessera command runs from the installed bin without a TypeScript loader', async () => {
     const path = `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`;
-    const { stdout } = await run(join(installed.dir, 'node_modules/.bin/tessera'), ['--version'], { env: { ...env, PATH: path } });
-    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const { stdout } = await run(join(installed.dir, 'node_modules/.bin/tessera'), ['--version'], {
+      env: { ...env, PATH: path },
+    });
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+    };
     expect(stdout.trim()).toBe(version);
   });
 
   it.each([
     ['--version', ['--version']],
     ['--help', ['--help']],
-    ['exchange', ['exchange', '--endpoint', '$ENDPOINT', '--token-file', '$TOKEN_FILE', '--resource', 'demo']],
-    ['agent --once', ['agent', '--endpoint', '$ENDPOINT', '--token-file', '$TOKEN_FILE', '--resource', 'demo', '--once', '--out', '$OUT']],
+    [
+      'exchange',
+      ['exchange', '--endpoint', '$ENDPOINT', '--token-file', '$TOKEN_FILE', '--resource', 'demo'],
+    ],
+    [
+      'agent --once',
+      [
+        'agent',
+        '--endpoint',
+        '$ENDPOINT',
+        '--token-file',
+        '$TOKEN_FILE',
+        '--resource',
+        'demo',
+        '--once',
+        '--out',
+        '$OUT',
+      ],
+    ],
   ])('tessera %s loads none of the broker', async (name, args) => {
     const record = join(installed.dir, `modules-${name.replace(/\W+/g, '-')}.txt`);
     writeFileSync(record, '');
-    const values: Record<string, string> = { $ENDPOINT: t.url, $TOKEN_FILE: env.TOKEN_FILE as string, $OUT: join(installed.dir, 'agent-out') };
+    const values: Record<string, string> = {
+      $ENDPOINT: t.url,
+      $TOKEN_FILE: env.TOKEN_FILE as string,
+      $OUT: join(installed.dir, 'agent-out'),
+    };
     await run(
       process.execPath,
-      ['--import', join(ROOT, 'test/support/record-modules.mjs'), join(installed.dir, 'node_modules/tessera-sts/dist/cli/main.js'), ...args.map((arg) => values[arg] ?? arg)],
+      [
+        '--import',
+        join(ROOT, 'test/support/record-modules.mjs'),
+        join(installed.dir, 'node_modules/tessera-sts/dist/cli/main.js'),
+        ...args.map((arg) => values[arg] ?? arg),
+      ],
       { cwd: installed.dir, env: { ...env, TESSERA_RECORD_MODULES: record } },
     );
     const modules = readFileSync(record, 'utf8').split('\n').filter(Boolean);
     // The recorder sees the command's own modules (else this test could not fail)…
     expect(modules.some((url) => url.includes('/node_modules/commander/'))).toBe(true);
-    if (name !== '--version' && name !== '--help') expect(modules.some((url) => url.includes('/tessera-sts/dist/sdk/'))).toBe(true);
+    if (name !== '--version' && name !== '--help')
+      expect(modules.some((url) => url.includes('/tessera-sts/dist/sdk/'))).toBe(true);
     // …and nothing of the broker.
-    expect(modules.filter((url) => BROKER_ONLY.test(url) || /\/tessera-sts\/dist\/(app|sts|verifiers|keys|cache|trust-policies)\b/.test(url))).toEqual([]);
+    expect(
+      modules.filter(
+        (url) =>
+          BROKER_ONLY.test(url) ||
+          /\/tessera-sts\/dist\/(app|sts|verifiers|keys|cache|trust-policies)\b/.test(url),
+      ),
+    ).toEqual([]);
   });
 });

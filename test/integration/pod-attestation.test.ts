@@ -4,9 +4,29 @@ import { createPodAttestor } from '../../src/attestation/index.js';
 import { createMemoryCache } from '../../src/cache/index.js';
 import { parseConfig } from '../../src/config/index.js';
 import { silentLogger } from '../../src/observability/index.js';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
-import { startKubeApiServer, type KubeApiServer, type KubeObject } from '../support/kube-apiserver.js';
-import { cronJob, deployment, digestOf, job, node, pod, replicaSet, type ContainerSpec } from '../support/pods.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
+import {
+  startKubeApiServer,
+  type KubeApiServer,
+  type KubeObject,
+} from '../support/kube-apiserver.js';
+import {
+  cronJob,
+  deployment,
+  digestOf,
+  job,
+  node,
+  pod,
+  replicaSet,
+  type ContainerSpec,
+} from '../support/pods.js';
 import { writePolicies } from '../support/policies.js';
 
 /**
@@ -78,7 +98,12 @@ interface PodSetup {
   nodeName?: string;
 }
 
-const running = (name: string, reference: string, specImage: string, init = false): ContainerSpec => ({ name, image: specImage, imageID: reference, init });
+const running = (
+  name: string,
+  reference: string,
+  specImage: string,
+  init = false,
+): ContainerSpec => ({ name, image: specImage, imageID: reference, init });
 
 describe('pod attestation through the cluster API', () => {
   let server: KubeApiServer;
@@ -96,8 +121,19 @@ describe('pod attestation through the cluster API', () => {
     server.put(node('node-b', { 'topology.kubernetes.io/zone': 'eu-west-1b' }));
     const orders = server.put(deployment(NS, 'orders'));
     rs = server.put(replicaSet(NS, 'orders-7d4b9c8f6', orders));
-    const cluster = { name: 'prod', issuer: server.issuer, caFile: server.caFile, kubeconfig: server.kubeconfig(), audiences: [AUDIENCE], podAttestation: true };
-    const config = parseConfig({ issuer: 'http://127.0.0.1:1', audience: AUDIENCE, clusters: [cluster] });
+    const cluster = {
+      name: 'prod',
+      issuer: server.issuer,
+      caFile: server.caFile,
+      kubeconfig: server.kubeconfig(),
+      audiences: [AUDIENCE],
+      podAttestation: true,
+    };
+    const config = parseConfig({
+      issuer: 'http://127.0.0.1:1',
+      audience: AUDIENCE,
+      clusters: [cluster],
+    });
     const attestation = createPodAttestor({
       clusters: config.clusters,
       logger: silentLogger(),
@@ -135,16 +171,33 @@ describe('pod attestation through the cluster API', () => {
         ],
       }),
     );
-    const token = await server.issueToken({ namespace: NS, serviceAccount: 'order-service', pod: setup.name, podUid: object.metadata.uid, node: 'node-a', audiences: [AUDIENCE] });
+    const token = await server.issueToken({
+      namespace: NS,
+      serviceAccount: 'order-service',
+      pod: setup.name,
+      podUid: object.metadata.uid,
+      node: 'node-a',
+      audiences: [AUDIENCE],
+    });
     return { token, object };
   }
 
   const exchange = (subjectToken: string, resource = 'orders-pinned') =>
-    postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource }));
+    postToken(
+      broker.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subjectToken,
+        subject_token_type: JWT_TYPE,
+        resource,
+      }),
+    );
 
   /** The enumerated reason of the last refusal the broker logged. */
   const lastRefusalReason = (): unknown => {
-    const refusals = broker.logs.lines.map((line) => JSON.parse(line) as { msg?: string; err?: { reason?: unknown } }).filter((line) => line.msg === 'request refused');
+    const refusals = broker.logs.lines
+      .map((line) => JSON.parse(line) as { msg?: string; err?: { reason?: unknown } })
+      .filter((line) => line.msg === 'request refused');
     return refusals.at(-1)?.err?.reason;
   };
 
@@ -167,11 +220,17 @@ describe('pod attestation through the cluster API', () => {
   it('ok/warm-cache-costs-no-api-call-per-exchange', async () => {
     const { token } = await podWithToken({ name: 'orders-7d4b9c8f6-warm1' });
     await eventually(async () => (await exchange(token)).status === 200, 'first exchange');
-    const [listsBefore, getsBefore, rsBefore] = [lists(), podGets('orders-7d4b9c8f6-warm1'), server.hits(`/apis/apps/v1/namespaces/${NS}/replicasets/orders-7d4b9c8f6`)];
+    const [listsBefore, getsBefore, rsBefore] = [
+      lists(),
+      podGets('orders-7d4b9c8f6-warm1'),
+      server.hits(`/apis/apps/v1/namespaces/${NS}/replicasets/orders-7d4b9c8f6`),
+    ];
     for (let i = 0; i < 10; i++) expect((await exchange(token)).status).toBe(200);
     expect(lists()).toBe(listsBefore);
     expect(podGets('orders-7d4b9c8f6-warm1')).toBe(getsBefore);
-    expect(server.hits(`/apis/apps/v1/namespaces/${NS}/replicasets/orders-7d4b9c8f6`)).toBe(rsBefore);
+    expect(server.hits(`/apis/apps/v1/namespaces/${NS}/replicasets/orders-7d4b9c8f6`)).toBe(
+      rsBefore,
+    );
   });
 
   it('fail/unpinned-sidecar-image-denied', async () => {
@@ -196,7 +255,13 @@ describe('pod attestation through the cluster API', () => {
   it('fail/tag-only-image-id-never-allows', async () => {
     const { token } = await podWithToken({
       name: 'orders-7d4b9c8f6-tagonly',
-      containers: [running('orders', 'registry.example.com/shop/orders:1.4', 'registry.example.com/shop/orders:1.4')],
+      containers: [
+        running(
+          'orders',
+          'registry.example.com/shop/orders:1.4',
+          'registry.example.com/shop/orders:1.4',
+        ),
+      ],
     });
     expect(await exchange(token)).toMatchObject({ status: 403, json: { error: 'access_denied' } });
   });
@@ -204,7 +269,13 @@ describe('pod attestation through the cluster API', () => {
   it('fail/image-id-without-repository-never-allows', async () => {
     const { token } = await podWithToken({
       name: 'orders-7d4b9c8f6-localbuild',
-      containers: [running('orders', `docker://${digestOf('local')}`, `registry.example.com/shop/orders@${digestOf('orders-v1')}`)],
+      containers: [
+        running(
+          'orders',
+          `docker://${digestOf('local')}`,
+          `registry.example.com/shop/orders@${digestOf('orders-v1')}`,
+        ),
+      ],
     });
     expect(await exchange(token)).toMatchObject({ status: 403, json: { error: 'access_denied' } });
   });
@@ -220,7 +291,10 @@ describe('pod attestation through the cluster API', () => {
     await eventually(async () => (await exchange(token)).status === 400, 'the deletion to be seen');
     expect(await exchange(token)).toMatchObject({
       status: 400,
-      json: { error: 'invalid_request', error_description: 'the pod named by subject_token does not exist' },
+      json: {
+        error: 'invalid_request',
+        error_description: 'the pod named by subject_token does not exist',
+      },
     });
     expect(lastRefusalReason()).toBe('pod_not_found');
   });
@@ -228,10 +302,16 @@ describe('pod attestation through the cluster API', () => {
   it('fail/pod-replaced-uid-mismatch-is-invalid-request', async () => {
     const { token, object } = await podWithToken({ name: 'orders-7d4b9c8f6-same' });
     server.remove('Pod', NS, object.metadata.name);
-    server.put({ ...object, metadata: { ...object.metadata, uid: 'another-uid', resourceVersion: undefined } });
+    server.put({
+      ...object,
+      metadata: { ...object.metadata, uid: 'another-uid', resourceVersion: undefined },
+    });
     expect(await exchange(token)).toMatchObject({
       status: 400,
-      json: { error: 'invalid_request', error_description: 'the pod named by subject_token was replaced (its uid differs)' },
+      json: {
+        error: 'invalid_request',
+        error_description: 'the pod named by subject_token was replaced (its uid differs)',
+      },
     });
     expect(lastRefusalReason()).toBe('pod_replaced');
   });
@@ -253,7 +333,11 @@ describe('pod attestation through the cluster API', () => {
     const report = server.put(cronJob(NS, 'report'));
     const reportJob = server.put(job(NS, 'report-29000000', report));
     const plainJob = server.put(job(NS, 'one-off'));
-    const statefulSet: KubeObject = { kind: 'StatefulSet', apiVersion: 'apps/v1', metadata: { name: 'db', namespace: NS, uid: 'sts-uid' } };
+    const statefulSet: KubeObject = {
+      kind: 'StatefulSet',
+      apiVersion: 'apps/v1',
+      metadata: { name: 'db', namespace: NS, uid: 'sts-uid' },
+    };
     const cases: Array<[string, KubeObject | null, string]> = [
       ['report-29000000-x1', reportJob, 'CronJob/report'],
       ['one-off-x2', plainJob, 'Job/one-off'],
@@ -261,10 +345,17 @@ describe('pod attestation through the cluster API', () => {
       ['bare', null, 'Pod/bare'],
     ];
     for (const [name, owner, expected] of cases) {
-      const { token } = await podWithToken({ name, owner: owner as KubeObject, annotations: { 'example.com/tier': 'gold' } });
+      const { token } = await podWithToken({
+        name,
+        owner: owner as KubeObject,
+        annotations: { 'example.com/tier': 'gold' },
+      });
       const answer = await exchange(token, 'by-owner');
       expect(answer.status, name).toBe(200);
-      expect(decodeJwt(answer.json.access_token as string), name).toMatchObject({ owner: expected, tier: 'gold' });
+      expect(decodeJwt(answer.json.access_token as string), name).toMatchObject({
+        owner: expected,
+        tier: 'gold',
+      });
     }
   });
 
@@ -274,7 +365,10 @@ describe('pod attestation through the cluster API', () => {
     await eventually(() => server.openWatches() === 1, 'the watch');
     const [listsBefore, watchesBefore] = [lists(), server.hits(`${podsPath}?watch`)];
     server.dropWatches();
-    await eventually(() => server.openWatches() === 1 && server.hits(`${podsPath}?watch`) > watchesBefore, 'the watch to resume');
+    await eventually(
+      () => server.openWatches() === 1 && server.hits(`${podsPath}?watch`) > watchesBefore,
+      'the watch to resume',
+    );
     expect(lists()).toBe(listsBefore);
     expect((await exchange(token)).status).toBe(200);
   });
@@ -286,7 +380,10 @@ describe('pod attestation through the cluster API', () => {
     const listsBefore = lists();
     server.compact();
     server.dropWatches();
-    await eventually(() => server.openWatches() === 1 && lists() === listsBefore + 1, 'a relist and a new watch');
+    await eventually(
+      () => server.openWatches() === 1 && lists() === listsBefore + 1,
+      'a relist and a new watch',
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(lists()).toBe(listsBefore + 1);
     expect((await exchange(token)).status).toBe(200);
@@ -307,20 +404,35 @@ describe('pod attestation through the cluster API', () => {
       clock += 31_000;
       expect(await exchange(token)).toMatchObject({
         status: 503,
-        json: { error: 'temporarily_unavailable', error_description: 'the cluster API server cannot be reached to attest the pod; retry later' },
+        json: {
+          error: 'temporarily_unavailable',
+          error_description:
+            'the cluster API server cannot be reached to attest the pod; retry later',
+        },
       });
       expect(lastRefusalReason()).toBe('pod_lookup_unavailable');
     } finally {
       server.setDown(false);
     }
-    await eventually(async () => (await exchange(token)).status === 200, 'recovery after the outage');
+    await eventually(
+      async () => (await exchange(token)).status === 200,
+      'recovery after the outage',
+    );
   });
 
   it('fail/token-without-pod-binding-refused', async () => {
-    const token = await server.issueToken({ namespace: NS, serviceAccount: 'order-service', audiences: [AUDIENCE] });
+    const token = await server.issueToken({
+      namespace: NS,
+      serviceAccount: 'order-service',
+      audiences: [AUDIENCE],
+    });
     expect(await exchange(token)).toMatchObject({
       status: 400,
-      json: { error: 'invalid_request', error_description: 'subject_token names no pod: this cluster requires pod-bound service-account tokens' },
+      json: {
+        error: 'invalid_request',
+        error_description:
+          'subject_token names no pod: this cluster requires pod-bound service-account tokens',
+      },
     });
     expect(lastRefusalReason()).toBe('pod_not_named');
   });

@@ -7,7 +7,11 @@ import { startTestApp, type TestApp } from '../support/app.js';
 
 /** Hot reload with a running server: exchanges go on while files are added, changed, broken, fixed and deleted. */
 
-const role = (name: string, namespace: string, operator = 'StringEquals') => `apiVersion: tessera.dev/v1
+const role = (
+  name: string,
+  namespace: string,
+  operator = 'StringEquals',
+) => `apiVersion: tessera.dev/v1
 kind: Role
 metadata: { name: ${name} }
 trustPolicy:
@@ -44,7 +48,11 @@ async function exchange(namespace: string, resource: string): Promise<number> {
   const body = new URLSearchParams({
     grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
     subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-    subject_token: await app.devCluster.signToken({ namespace, serviceAccount: 'api', audience: 'tessera' }),
+    subject_token: await app.devCluster.signToken({
+      namespace,
+      serviceAccount: 'api',
+      audience: 'tessera',
+    }),
     resource,
   });
   const response = await fetch(`${url}/v1/token`, { method: 'POST', body });
@@ -54,7 +62,10 @@ async function exchange(namespace: string, resource: string): Promise<number> {
 
 /** Reload passes of the app's policy store so far that ended in `result`. */
 async function reloadCount(result: 'success' | 'failure'): Promise<number> {
-  return (await app.metrics.policyReloads.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
+  return (
+    (await app.metrics.policyReloads.get()).values.find((v) => v.labels.result === result)?.value ??
+    0
+  );
 }
 
 /**
@@ -65,7 +76,8 @@ async function reloadCount(result: 'success' | 'failure'): Promise<number> {
 async function afterReload(result: 'success' | 'failure', change: () => void): Promise<void> {
   const before = await reloadCount(result);
   change();
-  while ((await reloadCount(result)) === before) await new Promise((resolve) => setTimeout(resolve, 10));
+  while ((await reloadCount(result)) === before)
+    await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 describe('hot reload under traffic', () => {
@@ -85,13 +97,17 @@ describe('hot reload under traffic', () => {
     expect(await exchange('qa', 'b')).toBe(200);
     expect(await exchange('dev', 'b')).toBe(403);
     // break: the broken file is rejected and the last good version stays in force
-    await afterReload('failure', () => writeFileSync(join(policies, 'b.yaml'), role('b', 'staging', 'StringEqualz')));
+    await afterReload('failure', () =>
+      writeFileSync(join(policies, 'b.yaml'), role('b', 'staging', 'StringEqualz')),
+    );
     for (let i = 0; i < 5; i += 1) {
       expect(await exchange('qa', 'b')).toBe(200);
       expect(await exchange('staging', 'b')).toBe(403);
     }
     // fix
-    await afterReload('success', () => writeFileSync(join(policies, 'b.yaml'), role('b', 'staging')));
+    await afterReload('success', () =>
+      writeFileSync(join(policies, 'b.yaml'), role('b', 'staging')),
+    );
     expect(await exchange('staging', 'b')).toBe(200);
     // delete
     await afterReload('success', () => unlinkSync(join(policies, 'b.yaml')));
@@ -104,7 +120,9 @@ describe('hot reload under traffic', () => {
     expect(new Set(statuses)).toEqual(new Set([200]));
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(200);
-    const failures = (await app.metrics.policyReloads.get()).values.find((v) => v.labels.result === 'failure');
+    const failures = (await app.metrics.policyReloads.get()).values.find(
+      (v) => v.labels.result === 'failure',
+    );
     expect(failures?.value).toBeGreaterThanOrEqual(1);
   });
 });

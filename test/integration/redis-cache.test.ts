@@ -1,7 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisCache, createSharedCache, type SharedCache } from '../../src/cache/index.js';
 import { createLogger, createMetrics, silentLogger } from '../../src/observability/index.js';
-import { freePort, requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
+import {
+  freePort,
+  requireBinary,
+  startRedis,
+  TEST_CACHE_SECRET,
+  type TestRedis,
+} from '../support/redis.js';
 
 /** Redis is optional and never a single point of failure (issue 4, item 5). */
 
@@ -9,7 +15,12 @@ const hasRedis = requireBinary('redis-server');
 
 function captureLogs() {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: {
+      write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+    },
+  });
   return { logger, lines, messages: () => lines.map((line) => String(line.msg)) };
 }
 
@@ -31,7 +42,10 @@ describe('createSharedCache', () => {
     await cache.close();
   });
   it('ok/redis-when-configured', async () => {
-    const cache = createSharedCache({ redis: `redis://127.0.0.1:${await freePort()}` }, { logger: silentLogger(), env: { TESSERA_CACHE_KEY: TEST_CACHE_SECRET } });
+    const cache = createSharedCache(
+      { redis: `redis://127.0.0.1:${await freePort()}` },
+      { logger: silentLogger(), env: { TESSERA_CACHE_KEY: TEST_CACHE_SECRET } },
+    );
     expect(cache.kind).toBe('redis');
     await cache.close();
   });
@@ -41,7 +55,14 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
   let redis: TestRedis;
   const open: SharedCache[] = [];
   const make = (options: Partial<Parameters<typeof createRedisCache>[0]> = {}) => {
-    const cache = createRedisCache({ redis: redis.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), probeIntervalMs: 100, timeoutMs: 500, ...options });
+    const cache = createRedisCache({
+      redis: redis.url,
+      secret: TEST_CACHE_SECRET,
+      logger: silentLogger(),
+      probeIntervalMs: 100,
+      timeoutMs: 500,
+      ...options,
+    });
     open.push(cache);
     return cache;
   };
@@ -85,9 +106,13 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
     expect(await cache.get('during-0')).toBeUndefined();
     expect(cache.healthy()).toBe(false);
 
-    const outageLines = messages().filter((message) => message.startsWith('redis cache unreachable'));
+    const outageLines = messages().filter((message) =>
+      message.startsWith('redis cache unreachable'),
+    );
     expect(outageLines).toHaveLength(1);
-    expect(lines.find((line) => String(line.msg).startsWith('redis cache unreachable'))).toMatchObject({
+    expect(
+      lines.find((line) => String(line.msg).startsWith('redis cache unreachable')),
+    ).toMatchObject({
       level: 40,
       cache: 'redis',
       target: redis.url,
@@ -106,7 +131,9 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
     await waitFor(() => first.healthy() && second.healthy(), 'both caches to reach Redis again');
     await first.set('k', 'shared', 60_000);
     expect(await second.get('k')).toBe('shared');
-    expect(messages().filter((message) => message.startsWith('redis cache reachable again'))).toHaveLength(1);
+    expect(
+      messages().filter((message) => message.startsWith('redis cache reachable again')),
+    ).toHaveLength(1);
   });
 
   it('ok/hung-redis-answers-from-memory-within-budget', async () => {
@@ -119,7 +146,10 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
     expect(await cache.get('k')).toBe('local');
     expect(cache.healthy()).toBe(false);
     redis.resume();
-    await waitFor(async () => cache.healthy() && (await cache.get('k')) === 'shared', 'the cache to read Redis again');
+    await waitFor(
+      async () => cache.healthy() && (await cache.get('k')) === 'shared',
+      'the cache to read Redis again',
+    );
   });
 
   it('ok/own-event-loop-lag-is-not-an-outage', async () => {
@@ -136,7 +166,12 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
   });
 
   it('ok/unreachable-from-the-start', async () => {
-    const cache = createRedisCache({ redis: `redis://127.0.0.1:${await freePort()}`, secret: TEST_CACHE_SECRET, logger: silentLogger(), probeIntervalMs: 100 });
+    const cache = createRedisCache({
+      redis: `redis://127.0.0.1:${await freePort()}`,
+      secret: TEST_CACHE_SECRET,
+      logger: silentLogger(),
+      probeIntervalMs: 100,
+    });
     open.push(cache);
     await cache.set('k', 'v', 60_000);
     expect(await cache.get('k')).toBe('v');
@@ -147,7 +182,11 @@ describe.skipIf(!hasRedis)('Redis cache outages', () => {
   it('ok/password-never-logged', async () => {
     const { logger, lines } = captureLogs();
     const port = await freePort();
-    const cache = createRedisCache({ redis: `redis://user:s3cret-pass@127.0.0.1:${port}/2`, secret: TEST_CACHE_SECRET, logger });
+    const cache = createRedisCache({
+      redis: `redis://user:s3cret-pass@127.0.0.1:${port}/2`,
+      secret: TEST_CACHE_SECRET,
+      logger,
+    });
     open.push(cache);
     await cache.get('k');
     await waitFor(() => lines.length > 0, 'the outage log line');

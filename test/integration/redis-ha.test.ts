@@ -3,11 +3,23 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSharedCache, type SharedCache } from '../../src/cache/index.js';
 import { createLogger } from '../../src/observability/index.js';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
 import { writePolicies } from '../support/policies.js';
 import { requireBinary, TEST_CACHE_SECRET } from '../support/redis.js';
-import { startRedisCluster, startRedisSentinelSet, type TestRedisCluster, type TestSentinelSet } from '../support/redis-topologies.js';
+import {
+  startRedisCluster,
+  startRedisSentinelSet,
+  type TestRedisCluster,
+  type TestSentinelSet,
+} from '../support/redis-topologies.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -16,7 +28,8 @@ import { waitFor } from '../support/wait.js';
  * three-master Redis Cluster. Exchanges go through TokenReview, which reads and writes the shared
  * cache on every new token.
  */
-const hasRedis = requireBinary('redis-server') && requireBinary('redis-sentinel') && requireBinary('redis-cli');
+const hasRedis =
+  requireBinary('redis-server') && requireBinary('redis-sentinel') && requireBinary('redis-cli');
 const AUDIENCE = 'sts.example.com';
 const ROLE = `apiVersion: tessera.dev/v1
 kind: Role
@@ -36,7 +49,8 @@ issue:
   defaultLifetime: 15m
 `;
 const env = { ...process.env, TESSERA_CACHE_KEY: TEST_CACHE_SECRET };
-const reviewKey = (token: string) => `tessera:tokenreview:prod:${createHash('sha256').update(token).digest('hex')}`;
+const reviewKey = (token: string) =>
+  `tessera:tokenreview:prod:${createHash('sha256').update(token).digest('hex')}`;
 
 describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', () => {
   let server: KubeApiServer;
@@ -52,15 +66,37 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
   const broker = (cache: Record<string, unknown>) =>
     startTestApp(
       {
-        clusters: [{ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig(), audiences: [AUDIENCE] }],
+        clusters: [
+          {
+            name: 'prod',
+            issuer: server.issuer,
+            verify: 'tokenreview',
+            kubeconfig: server.kubeconfig(),
+            audiences: [AUDIENCE],
+          },
+        ],
         cache,
         policies,
       },
       { env },
     );
-  const issue = (pod: string) => server.issueToken({ namespace: 'production', serviceAccount: 'order-service', pod, audiences: [AUDIENCE] });
+  const issue = (pod: string) =>
+    server.issueToken({
+      namespace: 'production',
+      serviceAccount: 'order-service',
+      pod,
+      audiences: [AUDIENCE],
+    });
   const exchange = (app: TestApp, token: string) =>
-    postToken(app.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: token, subject_token_type: JWT_TYPE, resource: 'orders-reader' }));
+    postToken(
+      app.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: token,
+        subject_token_type: JWT_TYPE,
+        resource: 'orders-reader',
+      }),
+    );
 
   describe('sentinel', () => {
     let set: TestSentinelSet;
@@ -80,7 +116,10 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
       const oldMaster = set.master.port;
       const replica = new Redis(set.replica.url);
       try {
-        await waitFor(async () => (await replica.exists(reviewKey(first))) === 1, 'the entry on the replica');
+        await waitFor(
+          async () => (await replica.exists(reviewKey(first))) === 1,
+          'the entry on the replica',
+        );
       } finally {
         replica.disconnect();
       }
@@ -99,8 +138,17 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
       try {
         await waitFor(() => statuses.length >= 20, 'load before the failover');
         await set.master.kill();
-        await waitFor(async () => (await set.masterPort()) !== oldMaster, 'the sentinels to promote the replica', 20_000);
-        const shared = async () => ((await (await fetch(`${app.url}/readyz`)).json()) as { checks: { cache: { shared: boolean } } }).checks.cache.shared;
+        await waitFor(
+          async () => (await set.masterPort()) !== oldMaster,
+          'the sentinels to promote the replica',
+          20_000,
+        );
+        const shared = async () =>
+          (
+            (await (await fetch(`${app.url}/readyz`)).json()) as {
+              checks: { cache: { shared: boolean } };
+            }
+          ).checks.cache.shared;
         await waitFor(shared, 'the broker back on the shared cache', 20_000);
         const settled = statuses.length;
         await waitFor(() => statuses.length >= settled + 20, 'load after the failover');
@@ -119,7 +167,10 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
       expect((await exchange(app, after)).status).toBe(200);
       const promoted = new Redis(set.replica.url);
       try {
-        await waitFor(async () => (await promoted.exists(reviewKey(after))) === 1, 'the new entry on the promoted master');
+        await waitFor(
+          async () => (await promoted.exists(reviewKey(after))) === 1,
+          'the new entry on the promoted master',
+        );
         expect(await promoted.get(reviewKey(after))).toMatch(/^tc1\./);
       } finally {
         promoted.disconnect();
@@ -138,11 +189,19 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
 
     it('ok/entries-spread-over-three-masters-shared-between-replicas', async () => {
       const logger = createLogger({ level: 'silent' });
-      const caches: SharedCache[] = [0, 1].map(() => createSharedCache({ cluster: cluster.nodes }, { logger, env, timeoutMs: 2000 }));
+      const caches: SharedCache[] = [0, 1].map(() =>
+        createSharedCache({ cluster: cluster.nodes }, { logger, env, timeoutMs: 2000 }),
+      );
       try {
         const [one, two] = caches as [SharedCache, SharedCache];
-        await Promise.all(Array.from({ length: 30 }, (_, index) => one.set(`spread-${index}`, `value-${index}`, 60_000)));
-        const read = await Promise.all(Array.from({ length: 30 }, (_, index) => two.get(`spread-${index}`)));
+        await Promise.all(
+          Array.from({ length: 30 }, (_, index) =>
+            one.set(`spread-${index}`, `value-${index}`, 60_000),
+          ),
+        );
+        const read = await Promise.all(
+          Array.from({ length: 30 }, (_, index) => two.get(`spread-${index}`)),
+        );
         expect(read).toEqual(Array.from({ length: 30 }, (_, index) => `value-${index}`));
         expect(await one.acquireLock('rotation', 10_000, 'one')).toBe(true);
         expect(await two.acquireLock('rotation', 10_000, 'two')).toBe(false);
@@ -169,7 +228,9 @@ describe.skipIf(!hasRedis)('shared cache on Redis Sentinel and Redis Cluster', (
     it('ok/exchanges-through-a-broker-on-the-cluster', async () => {
       const app = await broker({ cluster: cluster.nodes });
       try {
-        const tokens = await Promise.all([1, 2, 3, 4, 5].map((index) => issue(`orders-cluster-${index}`)));
+        const tokens = await Promise.all(
+          [1, 2, 3, 4, 5].map((index) => issue(`orders-cluster-${index}`)),
+        );
         for (const token of tokens) expect((await exchange(app, token)).status).toBe(200);
         const reviews = server.reviews().length;
         // A second replica finds the reviews in the cluster: no new TokenReview.

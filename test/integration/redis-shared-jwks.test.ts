@@ -1,6 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
 import { projectedClaims, startOidcIssuer, type OidcIssuer } from '../support/oidc-issuer.js';
 import { writePolicies } from '../support/policies.js';
 import { requireBinary, startRedis, type TestRedis } from '../support/redis.js';
@@ -54,7 +61,15 @@ describe.skipIf(!hasRedis)('two replicas sharing one Redis', () => {
   });
 
   const exchange = (replica: TestApp, subjectToken: string) =>
-    postToken(replica.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: 'prod-reader' }));
+    postToken(
+      replica.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subjectToken,
+        subject_token_type: JWT_TYPE,
+        resource: 'prod-reader',
+      }),
+    );
   const validToken = () => idp.sign(projectedClaims(idp.issuer, { audience: AUDIENCE }));
 
   it('ok/second-replica-makes-zero-jwks-fetches', async () => {
@@ -78,18 +93,26 @@ describe.skipIf(!hasRedis)('two replicas sharing one Redis', () => {
     raw.disconnect();
     const before = idp.requests('jwks');
     const tokens = await Promise.all(
-      Array.from({ length: 60 }, (_, index) => idp.sign(projectedClaims(idp.issuer, { audience: AUDIENCE }), { kid: `made-up-${index}` })),
+      Array.from({ length: 60 }, (_, index) =>
+        idp.sign(projectedClaims(idp.issuer, { audience: AUDIENCE }), { kid: `made-up-${index}` }),
+      ),
     );
-    const answers = await Promise.all(tokens.map((token, index) => exchange(replicas[index % 2]!, token)));
+    const answers = await Promise.all(
+      tokens.map((token, index) => exchange(replicas[index % 2]!, token)),
+    );
     expect(new Set(answers.map((answer) => answer.status))).toEqual(new Set([400]));
-    expect(new Set(answers.map((answer) => answer.json.error))).toEqual(new Set(['invalid_request']));
+    expect(new Set(answers.map((answer) => answer.json.error))).toEqual(
+      new Set(['invalid_request']),
+    );
     expect(idp.requests('jwks') - before).toBeLessThanOrEqual(1);
   });
 
   it('ok/redis-killed-mid-run-no-5xx-then-shared-again', async () => {
     const statuses: number[] = [];
     const round = async () => {
-      const answers = await Promise.all(replicas.map(async (replica) => exchange(replica, await validToken())));
+      const answers = await Promise.all(
+        replicas.map(async (replica) => exchange(replica, await validToken())),
+      );
       statuses.push(...answers.map((answer) => answer.status));
     };
     await round();
@@ -97,7 +120,10 @@ describe.skipIf(!hasRedis)('two replicas sharing one Redis', () => {
     for (let index = 0; index < 5; index += 1) await round();
     await redis.restart();
     const deadline = Date.now() + 15_000;
-    const restored = () => replicas.every((replica) => replica.logs.lines.some((line) => line.includes('redis cache reachable again')));
+    const restored = () =>
+      replicas.every((replica) =>
+        replica.logs.lines.some((line) => line.includes('redis cache reachable again')),
+      );
     while (!restored()) {
       if (Date.now() > deadline) throw new Error('replicas did not go back to Redis');
       await round();
@@ -106,7 +132,10 @@ describe.skipIf(!hasRedis)('two replicas sharing one Redis', () => {
     for (let index = 0; index < 5; index += 1) await round();
     expect(statuses.filter((status) => status >= 500)).toEqual([]);
     expect(new Set(statuses)).toEqual(new Set([200]));
-    const outageLogs = replicas.map((replica) => replica.logs.lines.filter((line) => line.includes('redis cache unreachable')).length);
+    const outageLogs = replicas.map(
+      (replica) =>
+        replica.logs.lines.filter((line) => line.includes('redis cache unreachable')).length,
+    );
     expect(outageLogs.every((count) => count === 1)).toBe(true);
   });
 });

@@ -2,7 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import {
+  createLocalJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  jwtVerify,
+  type JSONWebKeySet,
+} from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadConfig, type Config } from '../../src/config/index.js';
@@ -51,7 +57,11 @@ async function startReplica(replica: Replica): Promise<void> {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
     // The shared cache's entries are authenticated with a secret every replica holds.
-    env: { ...process.env, TESSERA_PORT: String(replica.port), TESSERA_CACHE_KEY: 'replicas-test-shared-secret-0123456789' },
+    env: {
+      ...process.env,
+      TESSERA_PORT: String(replica.port),
+      TESSERA_CACHE_KEY: 'replicas-test-shared-secret-0123456789',
+    },
   });
   replica.process = child;
   child.stdout?.on('data', (chunk: Buffer) => (replica.output += chunk.toString()));
@@ -59,7 +69,8 @@ async function startReplica(replica: Replica): Promise<void> {
   // Generous: a process that transpiles its sources at start is slow on a busy machine.
   const deadline = Date.now() + 150_000;
   while (!replica.output.includes('Tessera listening')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`replica on ${replica.port} did not start: ${replica.output}`);
+    if (Date.now() > deadline || child.exitCode !== null)
+      throw new Error(`replica on ${replica.port} did not start: ${replica.output}`);
     await sleep(50);
   }
 }
@@ -74,8 +85,19 @@ async function killReplica(replica: Replica): Promise<void> {
 }
 
 /** The shared key records, as every replica reads them. */
-function keyRecords(): Array<{ kid: string; alg: string; state: string; activateAt?: number; createdAt: number; activatedAt?: number }> {
-  return (JSON.parse(readFileSync(join(config.keys.dir, 'state.json'), 'utf8')) as { keys: ReturnType<typeof keyRecords> }).keys;
+function keyRecords(): Array<{
+  kid: string;
+  alg: string;
+  state: string;
+  activateAt?: number;
+  createdAt: number;
+  activatedAt?: number;
+}> {
+  return (
+    JSON.parse(readFileSync(join(config.keys.dir, 'state.json'), 'utf8')) as {
+      keys: ReturnType<typeof keyRecords>;
+    }
+  ).keys;
 }
 
 type StateFile = { keys: Array<Record<string, unknown>> };
@@ -103,7 +125,12 @@ describe.skipIf(!available)('replicas under fault', () => {
         audience: 'tessera',
         devCluster: { keyDir: './dev-cluster' },
         policies: writePolicies(ENDPOINT_ROLES),
-        keys: { provider: 'local', dir: './keys', algorithms: ['ES256'], rotation: { every: '1m' } },
+        keys: {
+          provider: 'local',
+          dir: './keys',
+          algorithms: ['ES256'],
+          rotation: { every: '1m' },
+        },
         x509: { dir: './ca' },
         cache: { redis: redis.url },
         // One load generator on one address: the replicas' answers, not the per-address limit.
@@ -114,10 +141,21 @@ describe.skipIf(!available)('replicas under fault', () => {
     config = loadConfig({ file: configFile, env: {} });
     // What an operator prepares before scaling out: the dev cluster's key, the first signing key
     // and its successor, and the CA, so replicas starting together share them.
-    dev = await loadDevCluster(config.devCluster as NonNullable<Config['devCluster']>, config.audience);
-    const keys = await createKeyProvider(config.keys, { logger: silentLogger(), autoRotate: false });
+    dev = await loadDevCluster(
+      config.devCluster as NonNullable<Config['devCluster']>,
+      config.audience,
+    );
+    const keys = await createKeyProvider(config.keys, {
+      logger: silentLogger(),
+      autoRotate: false,
+    });
     await keys.rotate();
-    await createX509Authority({ provider: keys, config: config.x509, keysDir: config.keys.dir, logger: silentLogger() });
+    await createX509Authority({
+      provider: keys,
+      config: config.x509,
+      keysDir: config.keys.dir,
+      logger: silentLogger(),
+    });
     await keys.close();
     // As if the broker had run for ten minutes: the successor has been published long enough.
     const now = Math.floor(Date.now() / 1000);
@@ -167,17 +205,40 @@ describe.skipIf(!available)('replicas under fault', () => {
       while (running) {
         const index = turn++ % replicas.length;
         const replica = replicas[index] as Replica;
-        const body = exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: (await dev.signToken({ namespace: 'orders', serviceAccount: 'order-service', audience: 'tessera' })), subject_token_type: JWT_TYPE, resource: 'orders-reader' });
+        const body = exchangeForm({
+          grant_type: TOKEN_EXCHANGE,
+          subject_token: await dev.signToken({
+            namespace: 'orders',
+            serviceAccount: 'order-service',
+            audience: 'tessera',
+          }),
+          subject_token_type: JWT_TYPE,
+          resource: 'orders-reader',
+        });
         let response: Response;
         try {
-          response = await fetch(`${replica.url}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, signal: AbortSignal.timeout(10_000) });
+          response = await fetch(`${replica.url}/v1/token`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body,
+            signal: AbortSignal.timeout(10_000),
+          });
         } catch {
           // No answer: the replica is down (refused, or reset when killed). The client moves on.
           await sleep(20);
           continue;
         }
-        const json = (await response.json().catch(() => ({}))) as { access_token?: string; error?: string; error_description?: string };
-        answers.push({ replica: index, status: response.status, token: json.access_token, ...(response.status === 200 ? {} : { error: json }) });
+        const json = (await response.json().catch(() => ({}))) as {
+          access_token?: string;
+          error?: string;
+          error_description?: string;
+        };
+        answers.push({
+          replica: index,
+          status: response.status,
+          token: json.access_token,
+          ...(response.status === 200 ? {} : { error: json }),
+        });
       }
     };
     const load = Promise.all(Array.from({ length: WORKERS }, worker));
@@ -210,14 +271,24 @@ describe.skipIf(!available)('replicas under fault', () => {
 
     // The rotation happened once, and the published records never held two active ES256 keys.
     expect(Math.max(...activeCounts)).toBe(1);
-    expect(keyRecords().filter((key) => key.alg === 'ES256' && key.state === 'active').map((key) => key.kid)).toEqual([before.next]);
+    expect(
+      keyRecords()
+        .filter((key) => key.alg === 'ES256' && key.state === 'active')
+        .map((key) => key.kid),
+    ).toEqual([before.next]);
     const kids = new Set(tokens.map((token) => decodeProtectedHeader(token).kid));
     expect(kids).toEqual(new Set([before.active, before.next]));
 
-    const jwksOf = await Promise.all(replicas.map(async (replica) => (await (await fetch(`${replica.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet));
+    const jwksOf = await Promise.all(
+      replicas.map(
+        async (replica) =>
+          (await (await fetch(`${replica.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet,
+      ),
+    );
     for (const jwks of jwksOf) {
       const keySet = createLocalJWKSet(jwks);
-      for (const token of tokens) await jwtVerify(token, keySet, { issuer: ISSUER, audience: 'https://vault.example.com' });
+      for (const token of tokens)
+        await jwtVerify(token, keySet, { issuer: ISSUER, audience: 'https://vault.example.com' });
     }
   }, 300_000);
 });

@@ -19,7 +19,10 @@ let silentUrl: string;
 const sockets = new Set<Socket>();
 
 beforeAll(async () => {
-  [t, repo] = await Promise.all([startTestApp({ policies: writePolicies(ENDPOINT_ROLES) }), startTestApp()]);
+  [t, repo] = await Promise.all([
+    startTestApp({ policies: writePolicies(ENDPOINT_ROLES) }),
+    startTestApp(),
+  ]);
   dir = mkdtempSync(join(tmpdir(), 'tessera-sdk-outage-'));
   closedUrl = `http://127.0.0.1:${await freePort()}`;
   silent = createServer((socket) => sockets.add(socket));
@@ -46,9 +49,14 @@ function switchableFetch() {
   return { state, fetch: wrapped };
 }
 
-async function tokenFile(name: string, namespace = 'orders', serviceAccount = 'order-service', app = t): Promise<string> {
+async function tokenFile(
+  name: string,
+  namespace = 'orders',
+  serviceAccount = 'order-service',
+  app = t,
+): Promise<string> {
   const file = join(dir, name);
-  writeFileSync(file, (await app.devToken(namespace, serviceAccount)));
+  writeFileSync(file, await app.devToken(namespace, serviceAccount));
   return file;
 }
 
@@ -81,7 +89,9 @@ describe('sdk when the broker is down', () => {
     clock += 0.2 * 900 * 1000;
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(NetworkError);
-    expect((error as Error).message).toMatch(new RegExp(`^cannot reach ${t.url}/v1/token: .*ECONNREFUSED`));
+    expect((error as Error).message).toMatch(
+      new RegExp(`^cannot reach ${t.url}/v1/token: .*ECONNREFUSED`),
+    );
 
     broker.state.down = false;
     const next = await client.getToken();
@@ -90,17 +100,34 @@ describe('sdk when the broker is down', () => {
   });
 
   it('a broker that does not answer is a NetworkError naming the endpoint and the timeout', async () => {
-    const client = createClient({ endpoint: silentUrl, tokenFile: await tokenFile('token-silent'), resource: 'orders-reader', timeoutMs: 300 });
+    const client = createClient({
+      endpoint: silentUrl,
+      tokenFile: await tokenFile('token-silent'),
+      resource: 'orders-reader',
+      timeoutMs: 300,
+    });
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(NetworkError);
-    expect(error).toMatchObject({ timedOut: true, endpoint: `${silentUrl}/v1/token`, message: `no answer from ${silentUrl}/v1/token within 300 ms` });
+    expect(error).toMatchObject({
+      timedOut: true,
+      endpoint: `${silentUrl}/v1/token`,
+      message: `no answer from ${silentUrl}/v1/token within 300 ms`,
+    });
   });
 
   it('a refusal carries the OAuth code, the description and the endpoint', async () => {
-    const client = createClient({ endpoint: t.url, tokenFile: await tokenFile('token-refused', 'payments'), resource: 'orders-reader' });
+    const client = createClient({
+      endpoint: t.url,
+      tokenFile: await tokenFile('token-refused', 'payments'),
+      resource: 'orders-reader',
+    });
     const error = await client.getToken().catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ExchangeError);
-    expect(error).toMatchObject({ status: 403, code: 'access_denied', endpoint: `${t.url}/v1/token` });
+    expect(error).toMatchObject({
+      status: 403,
+      code: 'access_denied',
+      endpoint: `${t.url}/v1/token`,
+    });
     expect((error as ExchangeError).description).not.toBe('');
   });
 });
@@ -128,7 +155,9 @@ describe('agent --once (init container)', () => {
     await agent;
     expect(errors).toHaveLength(2);
     expect(errors.every((error) => error instanceof NetworkError)).toBe(true);
-    expect(decodeJwt(readFileSync(join(out, 'token'), 'utf8')).sub).toBe('system:serviceaccount:orders:order-service');
+    expect(decodeJwt(readFileSync(join(out, 'token'), 'utf8')).sub).toBe(
+      'system:serviceaccount:orders:order-service',
+    );
   });
 
   it('gives up at the deadline with the last network error', async () => {
@@ -175,9 +204,22 @@ describe('agent --group / --mode (an app container running as another user)', ()
     ['ok/group-world-readable-cert-not-key', 0o644, 0o644, 0o640, 0o755],
   ] as const)('%s', async (name, requested, fileMode, keyMode, dirMode) => {
     const out = join(dir, name.replace(/\W+/g, '-'));
-    await runAgent({ endpoint: repo.url, tokenFile: await tokenFile(`token-${name.replace(/\W+/g, '-')}`, 'default', 'demo', repo), resource: 'demo', out, type: 'x509', once: true, group: gid, mode: requested });
+    await runAgent({
+      endpoint: repo.url,
+      tokenFile: await tokenFile(`token-${name.replace(/\W+/g, '-')}`, 'default', 'demo', repo),
+      resource: 'demo',
+      out,
+      type: 'x509',
+      once: true,
+      group: gid,
+      mode: requested,
+    });
     for (const file of ['svid.pem', 'bundle.pem', 'token']) {
-      expect({ file, mode: mode(join(out, file)), gid: statSync(join(out, file)).gid }).toEqual({ file, mode: fileMode, gid });
+      expect({ file, mode: mode(join(out, file)), gid: statSync(join(out, file)).gid }).toEqual({
+        file,
+        mode: fileMode,
+        gid,
+      });
     }
     expect(mode(join(out, 'svid-key.pem'))).toBe(keyMode);
     expect(statSync(join(out, 'svid-key.pem')).gid).toBe(gid);
@@ -189,7 +231,15 @@ describe('agent --group / --mode (an app container running as another user)', ()
 
   it('a JWT agent with --group writes a group-readable token', async () => {
     const out = join(dir, 'jwt-group');
-    await runAgent({ endpoint: t.url, tokenFile: await tokenFile('token-jwt-group'), resource: 'orders-reader', out, type: 'jwt', once: true, group: gid });
+    await runAgent({
+      endpoint: t.url,
+      tokenFile: await tokenFile('token-jwt-group'),
+      resource: 'orders-reader',
+      out,
+      type: 'jwt',
+      once: true,
+      group: gid,
+    });
     expect(mode(join(out, 'token'))).toBe(0o640);
     expect(statSync(join(out, 'token')).gid).toBe(gid);
   });

@@ -22,11 +22,18 @@ describe('sdk x509', () => {
   it('getCertificate returns an SVID for a key generated in the pod', async () => {
     const tokenFile = join(dir, 'token');
     writeFileSync(tokenFile, await t.devToken('default', 'web'));
-    const svid = await createClient({ endpoint: t.url, tokenFile, resource: 'demo' }).getCertificate();
+    const svid = await createClient({
+      endpoint: t.url,
+      tokenFile,
+      resource: 'demo',
+    }).getCertificate();
     const leaf = new X509Certificate(svid.certificatePem);
     expect(leaf.subjectAltName).toBe('URI:spiffe://example.org/ns/default/sa/web');
     const keyOfLeaf = leaf.publicKey.export({ format: 'der', type: 'spki' });
-    const keyOfPod = createPublicKey(createPrivateKey(svid.privateKeyPem)).export({ format: 'der', type: 'spki' });
+    const keyOfPod = createPublicKey(createPrivateKey(svid.privateKeyPem)).export({
+      format: 'der',
+      type: 'spki',
+    });
     expect(Buffer.compare(keyOfLeaf, keyOfPod)).toBe(0);
     expect(svid.trustBundlePem).toHaveLength(1);
     expect(leaf.verify(new X509Certificate(svid.trustBundlePem[0] as string).publicKey)).toBe(true);
@@ -38,8 +45,21 @@ describe('sdk x509', () => {
     const out = join(dir, 'agent');
     await runAgent({ endpoint: t.url, tokenFile, resource: 'demo', out, type: 'x509', once: true });
     expect(statSync(join(out, 'svid-key.pem')).mode & 0o777).toBe(0o600);
-    const verified = execFileSync('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', join(out, 'bundle.pem'), join(out, 'svid.pem')], { encoding: 'utf8' });
+    const verified = execFileSync(
+      'openssl',
+      [
+        'verify',
+        '-purpose',
+        'sslclient',
+        '-CAfile',
+        join(out, 'bundle.pem'),
+        join(out, 'svid.pem'),
+      ],
+      { encoding: 'utf8' },
+    );
     expect(verified.trim()).toBe(`${join(out, 'svid.pem')}: OK`);
-    expect(new X509Certificate(readFileSync(join(out, 'svid.pem'))).subjectAltName).toBe('URI:spiffe://example.org/ns/default/sa/api');
+    expect(new X509Certificate(readFileSync(join(out, 'svid.pem'))).subjectAltName).toBe(
+      'URI:spiffe://example.org/ns/default/sa/api',
+    );
   });
 });

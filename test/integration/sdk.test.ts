@@ -34,7 +34,13 @@ describe('sdk createClient', () => {
     writeFileSync(tokenFile, `${await t.devToken('orders', 'order-service')}\n`);
     let clock = Date.now();
     const counter = countingFetch();
-    const client = createClient({ endpoint: t.url, tokenFile, resource: 'orders-reader', fetch: counter.fetch, now: () => clock });
+    const client = createClient({
+      endpoint: t.url,
+      tokenFile,
+      resource: 'orders-reader',
+      fetch: counter.fetch,
+      now: () => clock,
+    });
     const [first, concurrent] = await Promise.all([client.getToken(), client.getToken()]);
     expect(concurrent).toBe(first);
     expect(await client.getToken()).toBe(first);
@@ -59,11 +65,26 @@ describe('sdk createClient', () => {
   });
 
   it.each([
-    ['ok/base-path-kept', 'https://gw.example.com/tessera/', false, 'https://gw.example.com/tessera/v1/token'],
-    ['ok/base-path-without-slash', 'https://gw.example.com/tessera', false, 'https://gw.example.com/tessera/v1/token'],
+    [
+      'ok/base-path-kept',
+      'https://gw.example.com/tessera/',
+      false,
+      'https://gw.example.com/tessera/v1/token',
+    ],
+    [
+      'ok/base-path-without-slash',
+      'https://gw.example.com/tessera',
+      false,
+      'https://gw.example.com/tessera/v1/token',
+    ],
     ['ok/loopback-http', 'http://127.0.0.1:8080', false, 'http://127.0.0.1:8080/v1/token'],
     ['ok/http-when-allowed', 'http://tessera.svc:8080', true, 'http://tessera.svc:8080/v1/token'],
-    ['fail/http-elsewhere', 'http://tessera.svc:8080', false, 'endpoint must be https (http only on loopback or with allowInsecure): http://tessera.svc:8080'],
+    [
+      'fail/http-elsewhere',
+      'http://tessera.svc:8080',
+      false,
+      'endpoint must be https (http only on loopback or with allowInsecure): http://tessera.svc:8080',
+    ],
     ['fail/not-a-url', 'tessera', false, 'endpoint is not a URL: tessera'],
   ] as const)('token endpoint %s', (_name, endpoint, allowInsecure, expected) => {
     let result: string;

@@ -17,7 +17,10 @@ interface Answer {
 }
 
 /** One request; `agent: false` opens a fresh connection, so node:cluster may hand it to any worker. */
-function send(url: string, options: { method?: string; body?: string; agent?: Agent | false } = {}): Promise<Answer> {
+function send(
+  url: string,
+  options: { method?: string; body?: string; agent?: Agent | false } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -41,58 +44,86 @@ function send(url: string, options: { method?: string; body?: string; agent?: Ag
 const exchangeBody = async (b: BrokerProcess) =>
   new URLSearchParams({
     grant_type: TOKEN_EXCHANGE,
-    subject_token: await b.dev.signToken({ namespace: 'default', serviceAccount: 'demo', audience: 'tessera' }),
+    subject_token: await b.dev.signToken({
+      namespace: 'default',
+      serviceAccount: 'demo',
+      audience: 'tessera',
+    }),
     subject_token_type: JWT_TYPE,
     resource: 'demo',
   }).toString();
 
 describe('tessera serve life cycle', () => {
-  it('ok/sigterm-under-load: readiness 503 at once, exchanges served through the drain, exit 0', { timeout: 120_000 }, async () => {
-    const drainSeconds = 2;
-    broker = await startBrokerProcess({ config: { lifecycle: { drainSeconds } } });
-    const b = broker;
-    await b.waitForLog('listening');
-    const body = await exchangeBody(b);
-    const results: Array<{ startedAt: number; status?: number; error?: string }> = [];
-    let stop = false;
-    const loops = Array.from({ length: 6 }, async () => {
-      const agent = new Agent({ keepAlive: true });
-      while (!stop) {
-        const startedAt = Date.now();
-        try {
-          const answer = await send(`${b.url}/v1/token`, { method: 'POST', body, agent });
-          results.push({ startedAt, status: answer.status });
-        } catch (error) {
-          results.push({ startedAt, error: (error as NodeJS.ErrnoException).code ?? String(error) });
-          await new Promise((resolve) => setTimeout(resolve, 20));
+  it(
+    'ok/sigterm-under-load: readiness 503 at once, exchanges served through the drain, exit 0',
+    { timeout: 120_000 },
+    async () => {
+      const drainSeconds = 2;
+      broker = await startBrokerProcess({ config: { lifecycle: { drainSeconds } } });
+      const b = broker;
+      await b.waitForLog('listening');
+      const body = await exchangeBody(b);
+      const results: Array<{ startedAt: number; status?: number; error?: string }> = [];
+      let stop = false;
+      const loops = Array.from({ length: 6 }, async () => {
+        const agent = new Agent({ keepAlive: true });
+        while (!stop) {
+          const startedAt = Date.now();
+          try {
+            const answer = await send(`${b.url}/v1/token`, { method: 'POST', body, agent });
+            results.push({ startedAt, status: answer.status });
+          } catch (error) {
+            results.push({
+              startedAt,
+              error: (error as NodeJS.ErrnoException).code ?? String(error),
+            });
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
         }
-      }
-      agent.destroy();
-    });
-    await expect.poll(() => results.filter((result) => result.status === 200).length, { timeout: 20_000 }).toBeGreaterThan(20);
+        agent.destroy();
+      });
+      await expect
+        .poll(() => results.filter((result) => result.status === 200).length, { timeout: 20_000 })
+        .toBeGreaterThan(20);
 
-    const signalledAt = Date.now();
-    b.child.kill('SIGTERM');
-    await expect.poll(async () => (await send(`${b.url}/readyz`)).status, { timeout: 3_000, interval: 50 }).toBe(503);
-    const exit = await Promise.race([b.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), (drainSeconds + 10) * 1000))]);
-    stop = true;
-    await Promise.all(loops);
+      const signalledAt = Date.now();
+      b.child.kill('SIGTERM');
+      await expect
+        .poll(async () => (await send(`${b.url}/readyz`)).status, { timeout: 3_000, interval: 50 })
+        .toBe(503);
+      const exit = await Promise.race([
+        b.exited,
+        new Promise<'hung'>((resolve) =>
+          setTimeout(() => resolve('hung'), (drainSeconds + 10) * 1000),
+        ),
+      ]);
+      stop = true;
+      await Promise.all(loops);
 
-    expect(exit).toEqual({ code: 0, signal: null });
-    // Every answer was a success: no request was cut or failed with a 5xx during the drain.
-    expect(results.filter((result) => result.status !== undefined && result.status !== 200)).toEqual([]);
-    // Requests that started well inside the drain window all got their answer.
-    const duringDrain = results.filter((result) => result.startedAt > signalledAt && result.startedAt < signalledAt + (drainSeconds - 0.5) * 1000);
-    expect(duringDrain.length).toBeGreaterThan(0);
-    expect(duringDrain.filter((result) => result.status !== 200)).toEqual([]);
-    const phases = b.logs.map((entry) => String(entry.msg)).filter((msg) => msg.startsWith('shutdown:'));
-    expect(phases).toEqual([
-      'shutdown: draining; readiness reports 503, requests are still served',
-      'shutdown: listeners closed; finishing in-flight requests',
-      'shutdown: connections closed; closing cache, keys and watchers',
-      'shutdown: stopped',
-    ]);
-  });
+      expect(exit).toEqual({ code: 0, signal: null });
+      // Every answer was a success: no request was cut or failed with a 5xx during the drain.
+      expect(
+        results.filter((result) => result.status !== undefined && result.status !== 200),
+      ).toEqual([]);
+      // Requests that started well inside the drain window all got their answer.
+      const duringDrain = results.filter(
+        (result) =>
+          result.startedAt > signalledAt &&
+          result.startedAt < signalledAt + (drainSeconds - 0.5) * 1000,
+      );
+      expect(duringDrain.length).toBeGreaterThan(0);
+      expect(duringDrain.filter((result) => result.status !== 200)).toEqual([]);
+      const phases = b.logs
+        .map((entry) => String(entry.msg))
+        .filter((msg) => msg.startsWith('shutdown:'));
+      expect(phases).toEqual([
+        'shutdown: draining; readiness reports 503, requests are still served',
+        'shutdown: listeners closed; finishing in-flight requests',
+        'shutdown: connections closed; closing cache, keys and watchers',
+        'shutdown: stopped',
+      ]);
+    },
+  );
 
   it('ok/a-second-sigterm-during-the-drain-exits-at-once', { timeout: 90_000 }, async () => {
     broker = await startBrokerProcess({ config: { lifecycle: { drainSeconds: 60 } } });
@@ -101,42 +132,60 @@ describe('tessera serve life cycle', () => {
     await broker.waitForLog(/^shutdown: draining/);
     broker.child.kill('SIGTERM');
     // Bounded far below the 60 s drain the first signal started.
-    const exit = await Promise.race([broker.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000))]);
+    const exit = await Promise.race([
+      broker.exited,
+      new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000)),
+    ]);
     expect(exit).toEqual({ code: 1, signal: null });
     expect(broker.logs.map((entry) => entry.msg)).toContain('shutdown: second signal, exiting now');
   });
 
-  it('ok/two-workers-share-the-listener-and-keys, a dead worker is replaced, all stop together', { timeout: 180_000 }, async () => {
-    broker = await startBrokerProcess({ args: ['--workers', '2'], config: { lifecycle: { drainSeconds: 1 } } });
-    const b = broker;
-    await b.waitForLog('listening', { count: 2, timeoutMs: 120_000 });
-    const workers = b.logs.filter((entry) => entry.msg === 'worker started').map((entry) => entry.pid as number);
-    expect(new Set(workers).size).toBe(2);
+  it(
+    'ok/two-workers-share-the-listener-and-keys, a dead worker is replaced, all stop together',
+    { timeout: 180_000 },
+    async () => {
+      broker = await startBrokerProcess({
+        args: ['--workers', '2'],
+        config: { lifecycle: { drainSeconds: 1 } },
+      });
+      const b = broker;
+      await b.waitForLog('listening', { count: 2, timeoutMs: 120_000 });
+      const workers = b.logs
+        .filter((entry) => entry.msg === 'worker started')
+        .map((entry) => entry.pid as number);
+      expect(new Set(workers).size).toBe(2);
 
-    // Fresh connections are handed out round-robin: both workers answer, with one JWKS.
-    const jwksBodies = new Set<string>();
-    for (let index = 0; index < 8; index += 1) jwksBodies.add((await send(`${b.url}/.well-known/jwks.json`)).body);
-    expect(jwksBodies.size).toBe(1);
-    const jwks = createLocalJWKSet(JSON.parse([...jwksBodies][0] as string) as JSONWebKeySet);
-    const body = await exchangeBody(b);
-    for (let index = 0; index < 8; index += 1) {
-      const answer = await send(`${b.url}/v1/token`, { method: 'POST', body });
-      expect(answer.status).toBe(200);
-      const token = (JSON.parse(answer.body) as { access_token: string }).access_token;
-      await jwtVerify(token, jwks, { issuer: b.url });
-    }
+      // Fresh connections are handed out round-robin: both workers answer, with one JWKS.
+      const jwksBodies = new Set<string>();
+      for (let index = 0; index < 8; index += 1)
+        jwksBodies.add((await send(`${b.url}/.well-known/jwks.json`)).body);
+      expect(jwksBodies.size).toBe(1);
+      const jwks = createLocalJWKSet(JSON.parse([...jwksBodies][0] as string) as JSONWebKeySet);
+      const body = await exchangeBody(b);
+      for (let index = 0; index < 8; index += 1) {
+        const answer = await send(`${b.url}/v1/token`, { method: 'POST', body });
+        expect(answer.status).toBe(200);
+        const token = (JSON.parse(answer.body) as { access_token: string }).access_token;
+        await jwtVerify(token, jwks, { issuer: b.url });
+      }
 
-    process.kill(workers[0] as number, 'SIGKILL');
-    await b.waitForLog('worker died; starting a replacement');
-    for (let index = 0; index < 6; index += 1) expect((await send(`${b.url}/v1/token`, { method: 'POST', body })).status).toBe(200);
-    await b.waitForLog('worker started', { count: 3 });
-    await b.waitForLog('listening', { count: 3, timeoutMs: 120_000 });
-    for (let index = 0; index < 6; index += 1) expect((await send(`${b.url}/v1/token`, { method: 'POST', body })).status).toBe(200);
+      process.kill(workers[0] as number, 'SIGKILL');
+      await b.waitForLog('worker died; starting a replacement');
+      for (let index = 0; index < 6; index += 1)
+        expect((await send(`${b.url}/v1/token`, { method: 'POST', body })).status).toBe(200);
+      await b.waitForLog('worker started', { count: 3 });
+      await b.waitForLog('listening', { count: 3, timeoutMs: 120_000 });
+      for (let index = 0; index < 6; index += 1)
+        expect((await send(`${b.url}/v1/token`, { method: 'POST', body })).status).toBe(200);
 
-    b.child.kill('SIGTERM');
-    const exit = await Promise.race([b.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000))]);
-    expect(exit).toEqual({ code: 0, signal: null });
-    expect(b.logs.filter((entry) => entry.msg === 'worker stopped')).toHaveLength(2);
-    expect(b.logs.map((entry) => entry.msg)).toContain('shutdown: every worker stopped');
-  });
+      b.child.kill('SIGTERM');
+      const exit = await Promise.race([
+        b.exited,
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000)),
+      ]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(b.logs.filter((entry) => entry.msg === 'worker stopped')).toHaveLength(2);
+      expect(b.logs.map((entry) => entry.msg)).toContain('shutdown: every worker stopped');
+    },
+  );
 });

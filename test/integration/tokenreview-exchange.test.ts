@@ -1,7 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMemoryCache } from '../../src/cache/index.js';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
-import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewClusterInput, useKubeApiServer } from '../support/tokenreview.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
+import {
+  issueReviewToken,
+  REVIEW_AUDIENCE as AUDIENCE,
+  reviewClusterInput,
+  useKubeApiServer,
+} from '../support/tokenreview.js';
 import { writePolicies } from '../support/policies.js';
 
 /** Token exchange end to end for a `verify: tokenreview` cluster, against the API server stand-in. */
@@ -45,7 +57,15 @@ describe('token exchange with TokenReview', () => {
   });
 
   const exchange = (subjectToken: string) =>
-    postToken(broker.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: 'orders-reader' }));
+    postToken(
+      broker.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subjectToken,
+        subject_token_type: JWT_TYPE,
+        resource: 'orders-reader',
+      }),
+    );
   const issue = () => issueReviewToken(kube(), { node: 'node-a' });
 
   it('ok/exchange-then-pod-deleted-refused-after-cache-window', async () => {
@@ -59,7 +79,10 @@ describe('token exchange with TokenReview', () => {
     expect((await exchange(token)).status).toBe(200);
     clock += 31_000;
     const refused = await exchange(token);
-    expect(refused).toMatchObject({ status: 400, json: { error: 'invalid_request', error_description: 'subject_token is not valid' } });
+    expect(refused).toMatchObject({
+      status: 400,
+      json: { error: 'invalid_request', error_description: 'subject_token is not valid' },
+    });
     expect(broker.logs.text()).not.toContain(token);
   });
 
@@ -69,7 +92,10 @@ describe('token exchange with TokenReview', () => {
       const answer = await exchange(await issue());
       expect(answer).toMatchObject({
         status: 503,
-        json: { error: 'temporarily_unavailable', error_description: 'the cluster API server cannot verify tokens right now; retry later' },
+        json: {
+          error: 'temporarily_unavailable',
+          error_description: 'the cluster API server cannot verify tokens right now; retry later',
+        },
       });
     } finally {
       kube().setDown(false);

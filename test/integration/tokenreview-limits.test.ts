@@ -9,7 +9,10 @@ import { issueReviewToken, reviewVerifier, useKubeApiServer } from '../support/t
 const kube = useKubeApiServer();
 
 const setup = (maxConcurrentReviews?: number) =>
-  reviewVerifier(kube(), { cache: createMemoryCache(), ...(maxConcurrentReviews ? { deps: { maxConcurrentReviews } } : {}) });
+  reviewVerifier(kube(), {
+    cache: createMemoryCache(),
+    ...(maxConcurrentReviews ? { deps: { maxConcurrentReviews } } : {}),
+  });
 const issue = (pod: string) => issueReviewToken(kube(), { serviceAccount: 'orders', pod });
 const outcome = (promise: Promise<unknown>) =>
   promise.then(
@@ -21,23 +24,33 @@ const outcome = (promise: Promise<unknown>) =>
 describe('TokenReview concurrency limit', () => {
   it('fail/reviews-beyond-the-limit-are-503-at-once-and-never-reach-the-api-server', async () => {
     const { verifier, lines, metrics } = setup(2);
-    const tokens = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((pod) => issue(`orders-${pod}`)));
+    const tokens = await Promise.all(
+      ['a', 'b', 'c', 'd', 'e'].map((pod) => issue(`orders-${pod}`)),
+    );
     const reviewedBefore = kube().reviews().length;
     kube().setDelay(300); // keeps the first reviews in flight while the others arrive
     const results = await Promise.all(tokens.map((token) => outcome(verifier.verify(token))));
     expect(results).toEqual([
       'ok',
       'ok',
-      ...Array<string>(3).fill('503 temporarily_unavailable: too many subject tokens are being verified for this cluster; retry later'),
+      ...Array<string>(3).fill(
+        '503 temporarily_unavailable: too many subject tokens are being verified for this cluster; retry later',
+      ),
     ]);
     expect(kube().reviews().length - reviewedBefore).toBe(2);
-    expect((await metrics.tokenReviews.get()).values.map(({ labels, value }) => [labels.result, value]).sort()).toEqual([
+    expect(
+      (await metrics.tokenReviews.get()).values
+        .map(({ labels, value }) => [labels.result, value])
+        .sort(),
+    ).toEqual([
       ['authenticated', 2],
       ['throttled', 3],
     ]);
-    expect(lines.filter((line) => String(line.msg).startsWith('token reviews at their concurrency limit'))).toEqual([
-      expect.objectContaining({ level: 40, cluster: 'prod', maxConcurrentReviews: 2 }),
-    ]);
+    expect(
+      lines.filter((line) =>
+        String(line.msg).startsWith('token reviews at their concurrency limit'),
+      ),
+    ).toEqual([expect.objectContaining({ level: 40, cluster: 'prod', maxConcurrentReviews: 2 })]);
     // Slots free again once the reviews finish.
     kube().setDelay(0);
     for (const token of tokens.slice(2)) expect(await outcome(verifier.verify(token))).toBe('ok');
@@ -47,6 +60,8 @@ describe('TokenReview concurrency limit', () => {
     const { verifier } = setup(1);
     const token = await issue('orders-same');
     kube().setDelay(200);
-    expect(new Set(await Promise.all(Array.from({ length: 10 }, () => outcome(verifier.verify(token)))))).toEqual(new Set(['ok']));
+    expect(
+      new Set(await Promise.all(Array.from({ length: 10 }, () => outcome(verifier.verify(token))))),
+    ).toEqual(new Set(['ok']));
   });
 });

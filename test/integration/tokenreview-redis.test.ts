@@ -3,7 +3,13 @@ import { Redis } from 'ioredis';
 import { createRedisCache, type SharedCache } from '../../src/cache/index.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { createTokenReviewVerifier } from '../../src/verifiers/tokenreview.js';
-import { issueReviewToken, REVIEW_AUDIENCE as AUDIENCE, reviewCluster, useKubeApiServer, withRawTokens } from '../support/tokenreview.js';
+import {
+  issueReviewToken,
+  REVIEW_AUDIENCE as AUDIENCE,
+  reviewCluster,
+  useKubeApiServer,
+  withRawTokens,
+} from '../support/tokenreview.js';
 import { requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
 
 /** TokenReview results shared across broker replicas through one real Redis. */
@@ -24,13 +30,32 @@ describe.skipIf(!hasRedis)('TokenReview verifier with a Redis cache', () => {
   });
 
   const replica = (prefix: string) => {
-    const cache = createRedisCache({ redis: redis.url, secret: TEST_CACHE_SECRET, logger: silentLogger(), keyPrefix: prefix, timeoutMs: 1000, probeIntervalMs: 100 });
+    const cache = createRedisCache({
+      redis: redis.url,
+      secret: TEST_CACHE_SECRET,
+      logger: silentLogger(),
+      keyPrefix: prefix,
+      timeoutMs: 1000,
+      probeIntervalMs: 100,
+    });
     caches.push(cache);
     const cluster = reviewCluster(kube());
-    return { cache, verifier: withRawTokens(createTokenReviewVerifier(cluster, { cache, logger: silentLogger(), audiences: [AUDIENCE] })) };
+    return {
+      cache,
+      verifier: withRawTokens(
+        createTokenReviewVerifier(cluster, {
+          cache,
+          logger: silentLogger(),
+          audiences: [AUDIENCE],
+        }),
+      ),
+    };
   };
   const issue = () => issueReviewToken(kube());
-  const reviewsOf = (token: string) => kube().reviews().filter((review) => review.token === token).length;
+  const reviewsOf = (token: string) =>
+    kube()
+      .reviews()
+      .filter((review) => review.token === token).length;
 
   it('ok/second-replica-makes-zero-reviews-and-redis-holds-no-token', async () => {
     const [first, second] = [replica('share:'), replica('share:')];

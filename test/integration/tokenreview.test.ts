@@ -3,7 +3,10 @@ import { decodeJwt } from 'jose';
 import { createMemoryCache } from '../../src/cache/index.js';
 import { TesseraError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/index.js';
-import { createTokenReviewVerifier, type TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
+import {
+  createTokenReviewVerifier,
+  type TokenReviewDeps,
+} from '../../src/verifiers/tokenreview.js';
 import type { KubeconfigOptions } from '../support/kube-apiserver.js';
 import {
   issueReviewToken,
@@ -20,11 +23,14 @@ import {
 const kube = useKubeApiServer();
 const setup = (options: ReviewVerifierOptions = {}) => reviewVerifier(kube(), options);
 
-const issue = (overrides: { audiences?: string[]; ttlSeconds?: number } = {}) => issueReviewToken(kube(), { pod: 'orders-7d9f', node: 'node-a', ...overrides });
+const issue = (overrides: { audiences?: string[]; ttlSeconds?: number } = {}) =>
+  issueReviewToken(kube(), { pod: 'orders-7d9f', node: 'node-a', ...overrides });
 
 /** A JWT-shaped token the stand-in knows only through addToken (its signature is never checked here). */
 const opaqueJwt = (claims: Record<string, unknown>) =>
-  [{ alg: 'RS256', kid: 'k' }, claims].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2lnbmF0dXJl';
+  [{ alg: 'RS256', kid: 'k' }, claims]
+    .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
+    .join('.') + '.c2lnbmF0dXJl';
 
 async function failure(promise: Promise<unknown>): Promise<TesseraError> {
   const error = await promise.then(
@@ -35,13 +41,18 @@ async function failure(promise: Promise<unknown>): Promise<TesseraError> {
   return error as TesseraError;
 }
 
-const reviewsOf = (token: string) => kube().reviews().filter((review) => review.token === token);
+const reviewsOf = (token: string) =>
+  kube()
+    .reviews()
+    .filter((review) => review.token === token);
 
 describe('TokenReview verifier', () => {
   it('ok/authenticated-pod-bound-token', async () => {
     const { verifier } = setup();
     const token = await issue();
-    const claims = decodeJwt(token) as Record<string, never> & { 'kubernetes.io': Record<string, { uid: string }> };
+    const claims = decodeJwt(token) as Record<string, never> & {
+      'kubernetes.io': Record<string, { uid: string }>;
+    };
     const binding = claims['kubernetes.io'];
     expect(await verifier.verify(token)).toEqual({
       cluster: 'prod',
@@ -57,13 +68,17 @@ describe('TokenReview verifier', () => {
       jti: claims.jti,
       verifiedBy: 'tokenreview',
     });
-    expect(reviewsOf(token)).toEqual([{ token, audiences: [AUDIENCE], caller: kube().reviewerUsername }]);
+    expect(reviewsOf(token)).toEqual([
+      { token, audiences: [AUDIENCE], caller: kube().reviewerUsername },
+    ]);
   });
 
   it('ok/client-certificate-credentials', async () => {
     const { verifier } = setup({ kubeconfig: { auth: 'client-cert' } });
     const token = await issue();
-    expect((await verifier.verify(token)).sub).toBe('system:serviceaccount:production:order-service');
+    expect((await verifier.verify(token)).sub).toBe(
+      'system:serviceaccount:production:order-service',
+    );
     expect(reviewsOf(token)[0]?.caller).toBe(kube().reviewerUsername);
   });
 
@@ -75,7 +90,10 @@ describe('TokenReview verifier', () => {
   });
 
   it('ok/ca-file-overrides-kubeconfig-ca', async () => {
-    const { verifier } = setup({ kubeconfig: { trust: 'other-ca' }, cluster: { caFile: kube().caFile } });
+    const { verifier } = setup({
+      kubeconfig: { trust: 'other-ca' },
+      cluster: { caFile: kube().caFile },
+    });
     expect((await verifier.verify(await issue())).namespace).toBe('production');
   });
 
@@ -125,30 +143,51 @@ describe('TokenReview verifier', () => {
 
   it('fail/unauthenticated-refusal-reused-for-10s (a token replayed in a loop costs one review per 10 s)', async () => {
     const { verifier, metrics, advance } = setup();
-    const token = opaqueJwt({ iss: kube().issuer, sub: 'system:serviceaccount:production:order-service' });
+    const token = opaqueJwt({
+      iss: kube().issuer,
+      sub: 'system:serviceaccount:production:order-service',
+    });
     const attempt = async () => {
       const error = await failure(verifier.verify(token));
-      expect([error.status, error.code, error.description]).toEqual([400, 'invalid_request', 'subject_token is not valid']);
+      expect([error.status, error.code, error.description]).toEqual([
+        400,
+        'invalid_request',
+        'subject_token is not valid',
+      ]);
       return error;
     };
     const first = await attempt();
     expect(first.reason).toBe('review_refused');
-    expect(first.detail).toEqual({ cluster: 'prod', reviewError: expect.stringMatching(/^\[invalid bearer token/) as unknown });
+    expect(first.detail).toEqual({
+      cluster: 'prod',
+      reviewError: expect.stringMatching(/^\[invalid bearer token/) as unknown,
+    });
     advance(9_000);
     const cached = await attempt();
-    expect([cached.reason, cached.detail]).toEqual(['review_refused', { ...first.detail, cached: true }]);
+    expect([cached.reason, cached.detail]).toEqual([
+      'review_refused',
+      { ...first.detail, cached: true },
+    ]);
     expect(reviewsOf(token)).toHaveLength(1);
     advance(1_001);
     await attempt();
     expect(reviewsOf(token)).toHaveLength(2);
-    expect((await metrics.tokenReviews.get()).values).toEqual([expect.objectContaining({ labels: { cluster: 'prod', result: 'unauthenticated' }, value: 2 })]);
+    expect((await metrics.tokenReviews.get()).values).toEqual([
+      expect.objectContaining({ labels: { cluster: 'prod', result: 'unauthenticated' }, value: 2 }),
+    ]);
   });
 
   it('fail/wrong-audience', async () => {
     const { verifier } = setup();
-    const error = await failure(verifier.verify(await issue({ audiences: ['https://other.example.com'] })));
+    const error = await failure(
+      verifier.verify(await issue({ audiences: ['https://other.example.com'] })),
+    );
     // The API server itself refuses a token not meant for the audiences asked about.
-    expect([error.status, error.code, error.reason]).toEqual([400, 'invalid_request', 'review_refused']);
+    expect([error.status, error.code, error.reason]).toEqual([
+      400,
+      'invalid_request',
+      'review_refused',
+    ]);
   });
 
   it('fail/not-a-service-account', async () => {
@@ -156,7 +195,11 @@ describe('TokenReview verifier', () => {
     const token = opaqueJwt({ iss: kube().issuer, sub: 'alice' });
     kube().addToken(token, { username: 'alice', groups: ['system:authenticated'] });
     const error = await failure(verifier.verify(token));
-    expect([error.status, error.description, error.reason]).toEqual([400, 'subject_token is not a service-account token', 'review_not_service_account']);
+    expect([error.status, error.description, error.reason]).toEqual([
+      400,
+      'subject_token is not a service-account token',
+      'review_not_service_account',
+    ]);
   });
 
   it('fail/sub-disagrees-with-reviewed-user', async () => {
@@ -164,14 +207,22 @@ describe('TokenReview verifier', () => {
     const token = opaqueJwt({ iss: kube().issuer, sub: 'system:serviceaccount:kube-system:admin' });
     kube().addToken(token, { username: 'system:serviceaccount:production:order-service' });
     const error = await failure(verifier.verify(token));
-    expect([error.status, error.code, error.reason]).toEqual([400, 'invalid_request', 'review_subject_mismatch']);
+    expect([error.status, error.code, error.reason]).toEqual([
+      400,
+      'invalid_request',
+      'review_subject_mismatch',
+    ]);
   });
 
   it('fail/malformed-token-never-reviewed', async () => {
     const { verifier } = setup();
     const before = kube().reviews().length;
     const error = await failure(verifier.verify('not-a-jwt'));
-    expect([error.status, error.code, error.reason]).toEqual([400, 'invalid_request', 'malformed_token']);
+    expect([error.status, error.code, error.reason]).toEqual([
+      400,
+      'invalid_request',
+      'malformed_token',
+    ]);
     expect(kube().reviews()).toHaveLength(before);
   });
 
@@ -190,7 +241,10 @@ describe('TokenReview verifier', () => {
     const error = await failure(verifier.verify(token));
     expect([error.status, error.code]).toEqual([400, 'invalid_request']);
     expect(error.reason).toBe('review_refused');
-    expect(error.detail).toMatchObject({ cluster: 'prod', reviewError: '[invalid bearer token, Token has been invalidated]' });
+    expect(error.detail).toMatchObject({
+      cluster: 'prod',
+      reviewError: '[invalid bearer token, Token has been invalidated]',
+    });
   });
 });
 
@@ -203,7 +257,12 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
     logged: Record<string, unknown>;
     message: RegExp;
   }> = [
-    { name: 'fail/api-down', arrange: () => kube().setDown(true), logged: { level: 40, failure: 'network', cluster: 'prod' }, message: /failed \(network\)/ },
+    {
+      name: 'fail/api-down',
+      arrange: () => kube().setDown(true),
+      logged: { level: 40, failure: 'network', cluster: 'prod' },
+      message: /failed \(network\)/,
+    },
     {
       name: 'fail/timeout',
       arrange: () => kube().setDelay(1500),
@@ -217,18 +276,39 @@ describe('TokenReview verifier: API server trouble is 503, never 500, and never 
       logged: { level: 50, status: 401, reason: 'Unauthorized', cluster: 'prod' },
       message: /did not accept the broker's credentials \(401\)/,
     },
-    { name: 'fail/missing-rbac', arrange: () => kube().setForbidden(true), logged: { level: 50, status: 403, reason: 'Forbidden' }, message: /system:auth-delegator/ },
-    { name: 'fail/api-server-error', arrange: () => kube().failWith(500), logged: { level: 40, status: 500, reason: 'InternalError' }, message: /failed \(http\)/ },
-    { name: 'fail/untrusted-server-certificate', kubeconfig: { trust: 'other-ca' }, logged: { level: 40, failure: 'network' }, message: /failed \(network\)/ },
+    {
+      name: 'fail/missing-rbac',
+      arrange: () => kube().setForbidden(true),
+      logged: { level: 50, status: 403, reason: 'Forbidden' },
+      message: /system:auth-delegator/,
+    },
+    {
+      name: 'fail/api-server-error',
+      arrange: () => kube().failWith(500),
+      logged: { level: 40, status: 500, reason: 'InternalError' },
+      message: /failed \(http\)/,
+    },
+    {
+      name: 'fail/untrusted-server-certificate',
+      kubeconfig: { trust: 'other-ca' },
+      logged: { level: 40, failure: 'network' },
+      message: /failed \(network\)/,
+    },
   ];
 
   it.each(cases)('$name', async ({ kubeconfig, arrange, deps, logged, message }) => {
-    const { verifier, lines, metrics } = setup({ ...(kubeconfig ? { kubeconfig } : {}), ...(deps ? { deps } : {}) });
+    const { verifier, lines, metrics } = setup({
+      ...(kubeconfig ? { kubeconfig } : {}),
+      ...(deps ? { deps } : {}),
+    });
     const token = await issue();
     arrange?.();
     const error = await failure(verifier.verify(token));
     expect([error.status, error.code]).toEqual([503, 'temporarily_unavailable']);
-    expect([error.reason, error.description]).toEqual(['review_unavailable', 'the cluster API server cannot verify tokens right now; retry later']);
+    expect([error.reason, error.description]).toEqual([
+      'review_unavailable',
+      'the cluster API server cannot verify tokens right now; retry later',
+    ]);
     const line = lines.find((entry) => message.test(String(entry.msg)));
     expect(line).toMatchObject({ ...logged, module: 'tokenreview', server: kube().url });
     for (const entry of lines) {
@@ -250,14 +330,24 @@ describe('TokenReview verifier: configuration', () => {
   it('fail/missing-kubeconfig-file-at-start', () => {
     const cluster = reviewCluster(kube(), { kubeconfig: '/nonexistent/kubeconfig' });
     expect(() =>
-      createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: createLogger({ level: 'silent' }), audiences: [AUDIENCE] }),
+      createTokenReviewVerifier(cluster, {
+        cache: createMemoryCache(),
+        logger: createLogger({ level: 'silent' }),
+        audiences: [AUDIENCE],
+      }),
     ).toThrow(/cluster prod: cannot load kubeconfig \/nonexistent\/kubeconfig/);
   });
 
   it.skipIf(Boolean(process.env.KUBERNETES_SERVICE_HOST))('fail/in-cluster-outside-a-pod', () => {
     const cluster = reviewCluster(kube(), { kubeconfig: 'in-cluster' });
     expect(() =>
-      createTokenReviewVerifier(cluster, { cache: createMemoryCache(), logger: createLogger({ level: 'silent' }), audiences: [AUDIENCE] }),
-    ).toThrow('cluster prod: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)');
+      createTokenReviewVerifier(cluster, {
+        cache: createMemoryCache(),
+        logger: createLogger({ level: 'silent' }),
+        audiences: [AUDIENCE],
+      }),
+    ).toThrow(
+      'cluster prod: kubeconfig in-cluster, but the broker is not running in a pod (KUBERNETES_SERVICE_HOST is unset)',
+    );
   });
 });

@@ -25,12 +25,23 @@ describe('start-up', () => {
   it('ok/keys-fetched-before-any-token-and-reported-in-readyz', async () => {
     await vi.waitFor(() => expect(idp.requests('jwks')).toBe(1));
     expect(idp.requests('discovery')).toBe(1);
-    const readiness = (await (await fetch(`${t.url}/readyz`)).json()) as { checks: { clusters: Array<Record<string, unknown>> } };
-    expect(readiness.checks.clusters.find((cluster) => cluster.cluster === 'warm')).toMatchObject({ ready: true, stale: false });
+    const readiness = (await (await fetch(`${t.url}/readyz`)).json()) as {
+      checks: { clusters: Array<Record<string, unknown>> };
+    };
+    expect(readiness.checks.clusters.find((cluster) => cluster.cluster === 'warm')).toMatchObject({
+      ready: true,
+      stale: false,
+    });
   });
 
   it('fail/a-cluster-whose-keys-cannot-be-fetched-shows-a-code-in-readyz, the detail only in the log', async () => {
-    await vi.waitFor(() => expect(t.logs.lines.some((line) => line.includes('cannot read caFile /nonexistent/private-dir/ca.pem'))).toBe(true));
+    await vi.waitFor(() =>
+      expect(
+        t.logs.lines.some((line) =>
+          line.includes('cannot read caFile /nonexistent/private-dir/ca.pem'),
+        ),
+      ).toBe(true),
+    );
     const body = await (await fetch(`${t.url}/readyz`)).text();
     const readiness = JSON.parse(body) as { checks: { clusters: Array<Record<string, unknown>> } };
     expect(readiness.checks.clusters.find((cluster) => cluster.cluster === 'broken')).toEqual({

@@ -13,7 +13,16 @@ import { createX509Authority, type X509Authority } from '../../src/issuers/x509/
 import { createKeyProvider, type KeyProvider } from '../../src/keys/index.js';
 import { silentLogger } from '../../src/observability/index.js';
 import { createSoftHsmToken, skipSoftHsm, type SoftHsmToken } from '../support/softhsm.js';
-import { EC_P256, EC_P384, RSA_2048, localKeyProvider, openssl, opensslCsr, tempDir, writeFiles } from '../support/x509.js';
+import {
+  EC_P256,
+  EC_P384,
+  RSA_2048,
+  localKeyProvider,
+  openssl,
+  opensslCsr,
+  tempDir,
+  writeFiles,
+} from '../support/x509.js';
 
 /**
  * One contract, two CAs: the x509-ca key held by the local provider (files) and by the
@@ -48,7 +57,12 @@ async function pkcs11Harness(): Promise<Harness> {
   const config = parseConfig({
     issuer: 'https://sts.example.com',
     audience: 'tessera',
-    keys: { provider: 'pkcs11', module: token.module, tokenLabel: token.label, pinEnv: 'TESSERA_TEST_PIN' },
+    keys: {
+      provider: 'pkcs11',
+      module: token.module,
+      tokenLabel: token.label,
+      pinEnv: 'TESSERA_TEST_PIN',
+    },
     x509: { trustDomain: TRUST_DOMAIN },
   });
   const provider = await createKeyProvider(config.keys, {
@@ -61,9 +75,12 @@ async function pkcs11Harness(): Promise<Harness> {
 }
 
 const leafOf = (pem: string) => new x509.X509Certificate(pem);
-const keyBits = (spki: ArrayBuffer) => new Uint8Array(AsnConvert.parse(spki, SubjectPublicKeyInfo).subjectPublicKey);
+const keyBits = (spki: ArrayBuffer) =>
+  new Uint8Array(AsnConvert.parse(spki, SubjectPublicKeyInfo).subjectPublicKey);
 
-async function expectError(promise: Promise<unknown>): Promise<{ code: string; status: number; reason?: string; description: string }> {
+async function expectError(
+  promise: Promise<unknown>,
+): Promise<{ code: string; status: number; reason?: string; description: string }> {
   const error = await promise.then(
     () => undefined,
     (caught: unknown) => caught,
@@ -101,13 +118,19 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       expect(authority.ready()).toBe(false);
       expect(
         await expectError(
-          authority.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 }),
+          authority.issue({
+            csr: opensslCsr(workspace.dir, EC_P256).csrPem,
+            spiffeId: SPIFFE_ID,
+            dnsNames: [],
+            ttlSeconds: 60,
+          }),
         ),
       ).toEqual({
         code: 'temporarily_unavailable',
         status: 503,
         reason: 'ca_unavailable',
-        description: 'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)',
+        description:
+          'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)',
       });
       const program = new Command().exitOverride();
       const config = { ...harness.config, x509: { ...harness.config.x509, dir: caDir } };
@@ -130,12 +153,27 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
   it.skipIf(skip)('ok/leaf-verifies-with-openssl-and-follows-the-spiffe-profile', async () => {
     const { csrPem } = opensslCsr(workspace.dir, EC_P256);
     const issuedAt = Math.floor(now() / 1000);
-    const svid = await authority.issue({ csr: csrPem, spiffeId: SPIFFE_ID, dnsNames: DNS_NAMES, ttlSeconds: 3600 });
-    const files = writeFiles(workspace.dir, { 'leaf.pem': svid.fields.certificate, 'bundle.pem': svid.fields.trust_bundle.join('') });
+    const svid = await authority.issue({
+      csr: csrPem,
+      spiffeId: SPIFFE_ID,
+      dnsNames: DNS_NAMES,
+      ttlSeconds: 3600,
+    });
+    const files = writeFiles(workspace.dir, {
+      'leaf.pem': svid.fields.certificate,
+      'bundle.pem': svid.fields.trust_bundle.join(''),
+    });
     for (const purpose of ['sslclient', 'sslserver']) {
-      expect(openssl(['verify', '-purpose', purpose, '-CAfile', files['bundle.pem']!, files['leaf.pem']!])).toBe(
-        `${files['leaf.pem']}: OK\n`,
-      );
+      expect(
+        openssl([
+          'verify',
+          '-purpose',
+          purpose,
+          '-CAfile',
+          files['bundle.pem']!,
+          files['leaf.pem']!,
+        ]),
+      ).toBe(`${files['leaf.pem']}: OK\n`);
     }
     expect(openssl(['x509', '-in', files['leaf.pem']!, '-noout', '-ext', 'subjectAltName'])).toBe(
       'X509v3 Subject Alternative Name: critical\n    URI:spiffe://example.org/ns/prod/sa/orders, DNS:orders.prod.svc, DNS:orders.example.com\n',
@@ -155,9 +193,15 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       { type: 'dns', value: 'orders.example.com' },
     ]);
     const constraints = leaf.getExtension(x509.BasicConstraintsExtension)!;
-    expect({ critical: constraints.critical, ca: constraints.ca }).toEqual({ critical: true, ca: false });
+    expect({ critical: constraints.critical, ca: constraints.ca }).toEqual({
+      critical: true,
+      ca: false,
+    });
     const usages = leaf.getExtension(x509.KeyUsagesExtension)!;
-    expect({ critical: usages.critical, usages: usages.usages }).toEqual({ critical: true, usages: x509.KeyUsageFlags.digitalSignature });
+    expect({ critical: usages.critical, usages: usages.usages }).toEqual({
+      critical: true,
+      usages: x509.KeyUsageFlags.digitalSignature,
+    });
     expect(leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages).toEqual([
       x509.ExtendedKeyUsage.serverAuth,
       x509.ExtendedKeyUsage.clientAuth,
@@ -185,12 +229,21 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       '-addext',
       'subjectAltName=URI:spiffe://evil.org/admin,URI:spiffe://example.org/admin,DNS:evil.example.com,IP:10.0.0.1',
     ]);
-    const svid = await authority.issue({ csr: csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 600 });
+    const svid = await authority.issue({
+      csr: csrPem,
+      spiffeId: SPIFFE_ID,
+      dnsNames: [],
+      ttlSeconds: 600,
+    });
     const leaf = leafOf(svid.fields.certificate);
     expect(leaf.subject).toBe('');
-    expect(leaf.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON()).toEqual([{ type: 'url', value: SPIFFE_ID }]);
+    expect(leaf.getExtension(x509.SubjectAlternativeNameExtension)!.names.toJSON()).toEqual([
+      { type: 'url', value: SPIFFE_ID },
+    ]);
     expect(leaf.getExtension(x509.BasicConstraintsExtension)!.ca).toBe(false);
-    expect(leaf.getExtension(x509.KeyUsagesExtension)!.usages).toBe(x509.KeyUsageFlags.digitalSignature);
+    expect(leaf.getExtension(x509.KeyUsagesExtension)!.usages).toBe(
+      x509.KeyUsageFlags.digitalSignature,
+    );
     expect(leaf.extensions.map((extension) => extension.type)).toEqual([
       '2.5.29.19',
       '2.5.29.15',
@@ -214,9 +267,16 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       'rsa-leaf.pem': svid.fields.certificate,
       'rsa-bundle.pem': svid.fields.trust_bundle.join(''),
     });
-    expect(openssl(['verify', '-purpose', 'sslclient', '-CAfile', files['rsa-bundle.pem']!, files['rsa-leaf.pem']!])).toBe(
-      `${files['rsa-leaf.pem']}: OK\n`,
-    );
+    expect(
+      openssl([
+        'verify',
+        '-purpose',
+        'sslclient',
+        '-CAfile',
+        files['rsa-bundle.pem']!,
+        files['rsa-leaf.pem']!,
+      ]),
+    ).toBe(`${files['rsa-leaf.pem']}: OK\n`);
   });
 
   it.skipIf(skip)('fail/csr-with-bad-signature', async () => {
@@ -224,7 +284,14 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der.writeUInt8(der.readUInt8(der.length - 3) ^ 0x01, der.length - 3);
     expect(
-      await expectError(authority.issue({ csr: der.toString('base64url'), spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 })),
+      await expectError(
+        authority.issue({
+          csr: der.toString('base64url'),
+          spiffeId: SPIFFE_ID,
+          dnsNames: [],
+          ttlSeconds: 60,
+        }),
+      ),
     ).toEqual({
       code: 'invalid_request',
       status: 400,
@@ -234,16 +301,30 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
   });
 
   it.skipIf(skip)('ok/trust-bundle-holds-the-root-and-jwt-keys', async () => {
-    const bundle = await authority.trustBundle([{ kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k1', alg: 'ES256', use: 'sig' }]);
+    const bundle = await authority.trustBundle([
+      { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k1', alg: 'ES256', use: 'sig' },
+    ]);
     const rootPem = (
-      await authority.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 60 })
+      await authority.issue({
+        csr: opensslCsr(workspace.dir, EC_P256).csrPem,
+        spiffeId: SPIFFE_ID,
+        dnsNames: [],
+        ttlSeconds: 60,
+      })
     ).fields.trust_bundle[0]!;
     expect(bundle.pem).toBe(rootPem);
     const root = new NodeX509(rootPem);
     const rootJwk = root.publicKey.export({ format: 'jwk' });
     expect(bundle.spiffe).toEqual({
       keys: [
-        { kty: 'EC', crv: 'P-256', x: rootJwk.x, y: rootJwk.y, use: 'x509-svid', x5c: [root.raw.toString('base64')] },
+        {
+          kty: 'EC',
+          crv: 'P-256',
+          x: rootJwk.x,
+          y: rootJwk.y,
+          use: 'x509-svid',
+          x5c: [root.raw.toString('base64')],
+        },
         { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', kid: 'k1', alg: 'ES256', use: 'jwt-svid' },
       ],
       spiffe_refresh_hint: 300,
@@ -271,8 +352,18 @@ describe.each(providers)('X.509 CA held by the %s key provider', (kind, skip, ma
       () => Promise.resolve({ ...harness.provider, close: () => Promise.resolve() }),
     );
     await program.parseAsync(['node', 'tessera', 'ca', 'init', '--ttl', '10m']);
-    const short = await createX509Authority({ provider: harness.provider, config: config.x509, logger: silentLogger(), now });
-    const svid = await short.issue({ csr: opensslCsr(workspace.dir, EC_P256).csrPem, spiffeId: SPIFFE_ID, dnsNames: [], ttlSeconds: 3600 });
+    const short = await createX509Authority({
+      provider: harness.provider,
+      config: config.x509,
+      logger: silentLogger(),
+      now,
+    });
+    const svid = await short.issue({
+      csr: opensslCsr(workspace.dir, EC_P256).csrPem,
+      spiffeId: SPIFFE_ID,
+      dnsNames: [],
+      ttlSeconds: 3600,
+    });
     const caNotAfter = leafOf(svid.fields.trust_bundle[0]!).notAfter.getTime() / 1000;
     expect(svid.expiresAt).toBe(caNotAfter);
     expect(leafOf(svid.fields.certificate).notAfter.getTime() / 1000).toBe(caNotAfter);

@@ -9,7 +9,14 @@ import { createX509Authority } from '../../src/issuers/x509/index.js';
 import { registerCaCommands } from '../../src/cli/ca.js';
 import type { KeyProvider } from '../../src/keys/types.js';
 import { silentLogger } from '../../src/observability/index.js';
-import { EC_P256, localKeyProvider, openssl, opensslCsr, tempDir, writeFiles } from '../support/x509.js';
+import {
+  EC_P256,
+  localKeyProvider,
+  openssl,
+  opensslCsr,
+  tempDir,
+  writeFiles,
+} from '../support/x509.js';
 
 /**
  * The enterprise-PKI pattern: Enterprise Root → Issuing Sub CA (both made with openssl here)
@@ -30,9 +37,19 @@ const CA_EXTENSIONS = [
   'authorityKeyIdentifier=keyid',
   '',
 ].join('\n');
-const LEAF_EXTENSIONS = ['[v3]', 'basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', ''].join('\n');
+const LEAF_EXTENSIONS = [
+  '[v3]',
+  'basicConstraints=critical,CA:FALSE',
+  'keyUsage=critical,digitalSignature',
+  '',
+].join('\n');
 
-function signWith(issuer: 'root' | 'sub', csrFile: string, outFile: string, extensions = CA_EXTENSIONS): void {
+function signWith(
+  issuer: 'root' | 'sub',
+  csrFile: string,
+  outFile: string,
+  extensions = CA_EXTENSIONS,
+): void {
   writeFiles(workspace.dir, { 'ext.cnf': extensions });
   openssl([
     'x509',
@@ -118,7 +135,9 @@ beforeAll(async () => {
     path('sub.csr'),
   ]);
   signWith('root', path('sub.csr'), path('sub.pem'));
-  writeFiles(workspace.dir, { 'chain.pem': readFileSync(path('sub.pem'), 'utf8') + readFileSync(path('root.pem'), 'utf8') });
+  writeFiles(workspace.dir, {
+    'chain.pem': readFileSync(path('sub.pem'), 'utf8') + readFileSync(path('root.pem'), 'utf8'),
+  });
 });
 afterAll(async () => {
   await provider.close();
@@ -171,7 +190,12 @@ describe('tessera ca csr + ca import', () => {
     const imported = await ca('import', path('tessera.pem'), '--chain', path('chain.pem'));
     expect(imported).toContain('(chain of 2 above it)');
 
-    const authority = await createX509Authority({ provider, config: config.x509, keysDir: config.keys.dir, logger: silentLogger() });
+    const authority = await createX509Authority({
+      provider,
+      config: config.x509,
+      keysDir: config.keys.dir,
+      logger: silentLogger(),
+    });
     const svid = await authority.issue({
       csr: opensslCsr(workspace.dir, EC_P256).csrPem,
       spiffeId: 'spiffe://example.org/ns/a/sa/b',
@@ -180,7 +204,10 @@ describe('tessera ca csr + ca import', () => {
     });
     const pem = (name: string) => readFileSync(path(name), 'utf8');
     const normal = (text: string) => new x509.X509Certificate(text).toString('pem');
-    expect(svid.fields.certificate_chain.slice(1).map(normal)).toEqual([normal(pem('tessera.pem')), normal(pem('sub.pem'))]);
+    expect(svid.fields.certificate_chain.slice(1).map(normal)).toEqual([
+      normal(pem('tessera.pem')),
+      normal(pem('sub.pem')),
+    ]);
     expect(svid.fields.trust_bundle.map(normal)).toEqual([normal(pem('root.pem'))]);
     expect((await authority.trustBundle()).pem).toBe(svid.fields.trust_bundle.join(''));
 
@@ -189,7 +216,16 @@ describe('tessera ca csr + ca import', () => {
       'untrusted.pem': svid.fields.certificate_chain.slice(1).join(''),
     });
     expect(
-      openssl(['verify', '-purpose', 'sslclient', '-CAfile', path('root.pem'), '-untrusted', files['untrusted.pem']!, files['leaf.pem']!]),
+      openssl([
+        'verify',
+        '-purpose',
+        'sslclient',
+        '-CAfile',
+        path('root.pem'),
+        '-untrusted',
+        files['untrusted.pem']!,
+        files['leaf.pem']!,
+      ]),
     ).toBe(`${files['leaf.pem']}: OK\n`);
     // Without the intermediates the leaf does not verify: the chain is really needed.
     expect(() => openssl(['verify', '-CAfile', path('root.pem'), files['leaf.pem']!])).toThrow();
@@ -201,5 +237,7 @@ describe('tessera ca csr + ca import', () => {
 });
 
 function opensslCsrFile(): string {
-  return writeFiles(workspace.dir, { 'other.csr': opensslCsr(workspace.dir, EC_P256).csrPem })['other.csr']!;
+  return writeFiles(workspace.dir, { 'other.csr': opensslCsr(workspace.dir, EC_P256).csrPem })[
+    'other.csr'
+  ]!;
 }

@@ -36,7 +36,13 @@ describe('google-auth-library external account client', () => {
     expect(client).not.toBeNull();
     const { token } = await client!.getAccessToken();
     const jwks = (await (await fetch(`${t.url}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
-    const { payload } = await jwtVerify(token as string, createLocalJWKSet(jwks), { issuer: t.url, audience: 'sts.amazonaws.com' });
-    expect(payload).toMatchObject({ sub: 'system:serviceaccount:billing:payer@dev', tessera: { role: 'billing', cluster: 'dev' } });
+    const { payload } = await jwtVerify(token as string, createLocalJWKSet(jwks), {
+      issuer: t.url,
+      audience: 'sts.amazonaws.com',
+    });
+    expect(payload).toMatchObject({
+      sub: 'system:serviceaccount:billing:payer@dev',
+      tessera: { role: 'billing', cluster: 'dev' },
+    });
   });
 });

@@ -10,7 +10,12 @@ import { createClient, runAgent } from 'tessera-sts/sdk';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { startEntra, type EntraStandIn } from '../support/entra.js';
 import { writePolicies } from '../support/policies.js';
-import { startAwsSts, startGcpSts, verifyThroughDiscovery, type RelyingParty } from '../support/relying-parties.js';
+import {
+  startAwsSts,
+  startGcpSts,
+  verifyThroughDiscovery,
+  type RelyingParty,
+} from '../support/relying-parties.js';
 
 /**
  * The README's "Use it from a pod" recipes, each with the client library the pod would run:
@@ -18,7 +23,8 @@ import { startAwsSts, startGcpSts, verifyThroughDiscovery, type RelyingParty } f
  * kubelet-projected token. The clouds are local stand-ins that verify the token through
  * Tessera's discovery document and JWKS.
  */
-const GCP_AUDIENCE = '//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/pods/providers/tessera';
+const GCP_AUDIENCE =
+  '//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/pods/providers/tessera';
 const role = (name: string, audience: string) => `apiVersion: tessera.dev/v1
 kind: Role
 metadata: { name: ${name} }
@@ -41,7 +47,10 @@ let entra: EntraStandIn;
 let dir: string;
 let saToken: string;
 const run = promisify(execFile);
-const AZURE = { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: '5c3b0e1d-9a7f-4e26-b8d4-c1a0f3e2d1c0' };
+const AZURE = {
+  tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47',
+  clientId: '5c3b0e1d-9a7f-4e26-b8d4-c1a0f3e2d1c0',
+};
 
 beforeAll(async () => {
   t = await startTestApp({
@@ -58,7 +67,7 @@ beforeAll(async () => {
   ]);
   dir = mkdtempSync(join(tmpdir(), 'tessera-recipes-'));
   saToken = join(dir, 'sa-token');
-  writeFileSync(saToken, (await t.devToken('shop', 'checkout')));
+  writeFileSync(saToken, await t.devToken('shop', 'checkout'));
 });
 afterAll(async () => {
   await Promise.all([aws?.close(), gcp?.close(), entra?.close()]);
@@ -76,7 +85,10 @@ describe('use it from a pod', () => {
   it('the SDK: getToken() returns a JWT a relying party verifies through discovery', async () => {
     const client = createClient({ endpoint: t.url, tokenFile: saToken, resource: 'gcs-reader' });
     const claims = await verifyThroughDiscovery(await client.getToken(), t.url, GCP_AUDIENCE);
-    expect(claims).toMatchObject({ sub: 'system:serviceaccount:shop:checkout', tessera: { role: 'gcs-reader', cluster: 'dev' } });
+    expect(claims).toMatchObject({
+      sub: 'system:serviceaccount:shop:checkout',
+      tessera: { role: 'gcs-reader', cluster: 'dev' },
+    });
   });
 
   it('AWS: AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, the AWS SDK v3 web-identity provider, the agent keeping the file', async () => {
@@ -86,14 +98,20 @@ describe('use it from a pod', () => {
     process.env.AWS_WEB_IDENTITY_TOKEN_FILE = tokenFile;
     process.env.AWS_ROLE_SESSION_NAME = 'checkout';
     try {
-      const credentials = await fromTokenFile({ clientConfig: { endpoint: aws.url, region: 'eu-west-1' } })();
+      const credentials = await fromTokenFile({
+        clientConfig: { endpoint: aws.url, region: 'eu-west-1' },
+      })();
       expect(credentials.accessKeyId).toMatch(/^ASIA[0-9A-F]{16}$/);
       expect(credentials.sessionToken).toBeTruthy();
       expect(credentials.expiration?.getTime()).toBeGreaterThan(Date.now());
     } finally {
       process.env = saved;
     }
-    expect(aws.accepted.at(-1)).toMatchObject({ iss: t.url, aud: 'sts.amazonaws.com', sub: 'system:serviceaccount:shop:checkout' });
+    expect(aws.accepted.at(-1)).toMatchObject({
+      iss: t.url,
+      aud: 'sts.amazonaws.com',
+      sub: 'system:serviceaccount:shop:checkout',
+    });
   });
 
   it('GCP: an external_account credential whose credential_source is the agent-kept file', async () => {
@@ -107,7 +125,11 @@ describe('use it from a pod', () => {
     });
     const { token } = await client!.getAccessToken();
     expect(token).toMatch(/^ya29\./);
-    expect(gcp.accepted.at(-1)).toMatchObject({ iss: t.url, aud: GCP_AUDIENCE, sub: 'system:serviceaccount:shop:checkout' });
+    expect(gcp.accepted.at(-1)).toMatchObject({
+      iss: t.url,
+      aud: GCP_AUDIENCE,
+      sub: 'system:serviceaccount:shop:checkout',
+    });
     expect(readFileSync(tokenFile, 'utf8')).not.toMatch(/\s$/);
   });
 
@@ -115,19 +137,29 @@ describe('use it from a pod', () => {
     const tokenFile = await agentOnce('blob-reader');
     const caFile = join(dir, 'entra-ca.pem');
     writeFileSync(caFile, entra.caPem);
-    const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../support/azure-client.mjs')], {
-      env: {
-        ...process.env,
-        AZURE_TENANT_ID: AZURE.tenantId,
-        AZURE_CLIENT_ID: AZURE.clientId,
-        AZURE_FEDERATED_TOKEN_FILE: tokenFile,
-        AZURE_AUTHORITY_HOST: entra.url,
-        NODE_EXTRA_CA_CERTS: caFile,
+    const { stdout } = await run(
+      process.execPath,
+      [resolve(import.meta.dirname, '../support/azure-client.mjs')],
+      {
+        env: {
+          ...process.env,
+          AZURE_TENANT_ID: AZURE.tenantId,
+          AZURE_CLIENT_ID: AZURE.clientId,
+          AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+          AZURE_AUTHORITY_HOST: entra.url,
+          NODE_EXTRA_CA_CERTS: caFile,
+        },
       },
-    }).catch((error: Error & { stderr?: string }) => {
-      throw new Error(`azure client failed (requests seen: ${entra.seen.join(', ')}): ${error.stderr ?? error.message}`);
+    ).catch((error: Error & { stderr?: string }) => {
+      throw new Error(
+        `azure client failed (requests seen: ${entra.seen.join(', ')}): ${error.stderr ?? error.message}`,
+      );
     });
     expect((JSON.parse(stdout) as { token: string }).token).toMatch(/^entra\./);
-    expect(entra.accepted.at(-1)).toMatchObject({ iss: t.url, aud: 'api://AzureADTokenExchange', sub: 'system:serviceaccount:shop:checkout' });
+    expect(entra.accepted.at(-1)).toMatchObject({
+      iss: t.url,
+      aud: 'api://AzureADTokenExchange',
+      sub: 'system:serviceaccount:shop:checkout',
+    });
   });
 });

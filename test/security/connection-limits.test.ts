@@ -38,7 +38,8 @@ function closedWithin(socket: Socket, ms: number): Promise<{ closed: boolean; da
   });
 }
 
-const HALF_REQUEST = 'POST /v1/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n';
+const HALF_REQUEST =
+  'POST /v1/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n';
 
 describe('connection limits', () => {
   it('fail/a-silent-half-request-is-cut-off-soon-after-the-header-timeout', async () => {
@@ -47,7 +48,10 @@ describe('connection limits', () => {
     const socket = await open(t.url);
     socket.write(HALF_REQUEST);
     const silent = await open(t.url);
-    const [half, nothing] = await Promise.all([closedWithin(socket, 15_000), closedWithin(silent, 15_000)]);
+    const [half, nothing] = await Promise.all([
+      closedWithin(socket, 15_000),
+      closedWithin(silent, 15_000),
+    ]);
     expect(half.closed).toBe(true);
     expect(half.data).toMatch(/^HTTP\/1\.1 408/);
     expect(nothing.closed).toBe(true);

@@ -17,7 +17,19 @@ afterAll(async () => {
   await t?.close();
 });
 
-const PARAMETERS = ['grant_type', 'subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope', 'csr', 'duration_seconds', 'actor_token', 'actor_token_type'];
+const PARAMETERS = [
+  'grant_type',
+  'subject_token',
+  'subject_token_type',
+  'requested_token_type',
+  'audience',
+  'resource',
+  'scope',
+  'csr',
+  'duration_seconds',
+  'actor_token',
+  'actor_token_type',
+];
 const INTERESTING = [
   TOKEN_EXCHANGE,
   JWT_TYPE,
@@ -40,21 +52,40 @@ const INTERESTING = [
 ];
 const DOCUMENTED = new Set([400, 403, 413, 429, 503, 200]);
 
-const value = fc.oneof(fc.constantFrom(...INTERESTING), fc.string({ maxLength: 64 }), fc.string({ unit: 'binary', maxLength: 16 }), fc.string({ minLength: 100, maxLength: 3000 }));
-const name = fc.oneof(fc.constantFrom(...PARAMETERS), fc.string({ maxLength: 12 }), fc.string({ minLength: 100, maxLength: 3000 }));
-const formBody = fc
-  .array(fc.tuple(name, value), { maxLength: 12 })
-  .map((pairs) => ({ contentType: 'application/x-www-form-urlencoded', body: new URLSearchParams(pairs).toString() }));
+const value = fc.oneof(
+  fc.constantFrom(...INTERESTING),
+  fc.string({ maxLength: 64 }),
+  fc.string({ unit: 'binary', maxLength: 16 }),
+  fc.string({ minLength: 100, maxLength: 3000 }),
+);
+const name = fc.oneof(
+  fc.constantFrom(...PARAMETERS),
+  fc.string({ maxLength: 12 }),
+  fc.string({ minLength: 100, maxLength: 3000 }),
+);
+const formBody = fc.array(fc.tuple(name, value), { maxLength: 12 }).map((pairs) => ({
+  contentType: 'application/x-www-form-urlencoded',
+  body: new URLSearchParams(pairs).toString(),
+}));
 const jsonBody = fc
   .dictionary(name, fc.oneof(value, fc.jsonValue({ maxDepth: 2 })), { maxKeys: 10 })
   .map((object) => ({ contentType: 'application/json', body: JSON.stringify(object) }));
 const rawBody = fc.record({
-  contentType: fc.constantFrom('application/json', 'application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x', ''),
+  contentType: fc.constantFrom(
+    'application/json',
+    'application/x-www-form-urlencoded',
+    'text/plain',
+    'multipart/form-data; boundary=x',
+    '',
+  ),
   body: fc.string({ maxLength: 300 }),
 });
 /** A validly signed dev token, so requests also get past verification into role selection and policy. */
 const withRealToken = fc
-  .record({ resource: fc.constantFrom('orders-reader', 'billing', 'shared', 'nope', ''), extra: fc.array(fc.tuple(fc.constantFrom(...PARAMETERS), value), { maxLength: 4 }) })
+  .record({
+    resource: fc.constantFrom('orders-reader', 'billing', 'shared', 'nope', ''),
+    extra: fc.array(fc.tuple(fc.constantFrom(...PARAMETERS), value), { maxLength: 4 }),
+  })
   .map(({ resource, extra }) => ({
     contentType: 'application/x-www-form-urlencoded',
     body: new URLSearchParams([
@@ -76,7 +107,9 @@ function longPieces(body: string): string[] {
   }
   try {
     const parsed: unknown = JSON.parse(body);
-    if (parsed && typeof parsed === 'object') for (const [key, item] of Object.entries(parsed)) pieces.push(key, typeof item === 'string' ? item : JSON.stringify(item) ?? '');
+    if (parsed && typeof parsed === 'object')
+      for (const [key, item] of Object.entries(parsed))
+        pieces.push(key, typeof item === 'string' ? item : (JSON.stringify(item) ?? ''));
   } catch {
     // not JSON
   }
@@ -86,21 +119,33 @@ function longPieces(body: string): string[] {
 describe('POST /v1/token under arbitrary input', () => {
   it('answers every body with a documented status and an RFC 6749 error body', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(formBody, jsonBody, rawBody, withRealToken), async ({ contentType, body }) => {
-        const response = await t.app.request('/v1/token', { method: 'POST', headers: contentType ? { 'content-type': contentType } : {}, body });
-        expect(DOCUMENTED.has(response.status), `status ${response.status} for ${contentType} ${body.slice(0, 200)}`).toBe(true);
-        const json = (await response.json()) as Record<string, unknown>;
-        if (response.status === 200) {
-          expect(json.access_token).toEqual(expect.any(String));
-          return;
-        }
-        expect(Object.keys(json).sort()).toEqual(['error', 'error_description']);
-        expect(String(json.error_description)).not.toMatch(/\n\s+at |Error:|node_modules|\/src\//);
-        expect(String(json.error_description).length).toBeLessThan(400);
-        // Nothing long the client sent (a token, a name, a value) comes back.
-        const description = String(json.error_description);
-        for (const sent of longPieces(body)) expect(description).not.toContain(sent.slice(0, 64));
-      }),
+      fc.asyncProperty(
+        fc.oneof(formBody, jsonBody, rawBody, withRealToken),
+        async ({ contentType, body }) => {
+          const response = await t.app.request('/v1/token', {
+            method: 'POST',
+            headers: contentType ? { 'content-type': contentType } : {},
+            body,
+          });
+          expect(
+            DOCUMENTED.has(response.status),
+            `status ${response.status} for ${contentType} ${body.slice(0, 200)}`,
+          ).toBe(true);
+          const json = (await response.json()) as Record<string, unknown>;
+          if (response.status === 200) {
+            expect(json.access_token).toEqual(expect.any(String));
+            return;
+          }
+          expect(Object.keys(json).sort()).toEqual(['error', 'error_description']);
+          expect(String(json.error_description)).not.toMatch(
+            /\n\s+at |Error:|node_modules|\/src\//,
+          );
+          expect(String(json.error_description).length).toBeLessThan(400);
+          // Nothing long the client sent (a token, a name, a value) comes back.
+          const description = String(json.error_description);
+          for (const sent of longPieces(body)) expect(description).not.toContain(sent.slice(0, 64));
+        },
+      ),
       { numRuns: 400 },
     );
     expect(t.logs.text()).not.toContain('unexpected error');

@@ -49,7 +49,9 @@ function keyPosition(dir: string): string {
 
 const statement = (effect: 'Allow' | 'Deny', condition: Record<string, unknown>) => ({
   Effect: effect,
-  Principal: { Federated: `arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC` },
+  Principal: {
+    Federated: `arn:aws:iam::111122223333:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC`,
+  },
   Action: 'sts:AssumeRoleWithWebIdentity',
   Condition: condition,
 });
@@ -59,7 +61,13 @@ const flagged = (expected: string, accepted: string) =>
   `can match: check for the audience pods request for Tessera (${accepted.split(', ')[0]}) and issue ${expected} through issue.audiences`;
 
 describe('policy lint --config: IRSA :aud conditions no accepted audience can satisfy', () => {
-  const cases: Array<{ name: string; statements: unknown[]; clusters?: ClusterConfig[]; audience?: string; expected: string[] }> = [
+  const cases: Array<{
+    name: string;
+    statements: unknown[];
+    clusters?: ClusterConfig[];
+    audience?: string;
+    expected: string[];
+  }> = [
     {
       name: 'fail/pasted-eks-policy-checks-sts-amazonaws-com',
       statements: [statement('Allow', { StringEquals: { [KEY]: 'sts.amazonaws.com' } })],
@@ -81,36 +89,97 @@ describe('policy lint --config: IRSA :aud conditions no accepted audience can sa
     },
     {
       name: 'fail/for-any-value-qualifier',
-      statements: [statement('Allow', { 'ForAnyValue:StringEquals': { [KEY]: ['sts.amazonaws.com'] } })],
+      statements: [
+        statement('Allow', { 'ForAnyValue:StringEquals': { [KEY]: ['sts.amazonaws.com'] } }),
+      ],
       audience: 'tessera',
       expected: [flagged('"sts.amazonaws.com"', '"tessera"')],
     },
-    { name: 'ok/checks-the-accepted-audience', statements: [statement('Allow', { StringEquals: { [KEY]: 'sts.example.com' } })], audience: 'sts.example.com', expected: [] },
-    { name: 'ok/one-of-several-values-accepted', statements: [statement('Allow', { StringEquals: { [KEY]: ['sts.amazonaws.com', 'tessera'] } })], audience: 'tessera', expected: [] },
-    { name: 'ok/string-like-matching-an-accepted-audience', statements: [statement('Allow', { StringLike: { [KEY]: 'sts.*' } })], audience: 'sts.example.com', expected: [] },
-    { name: 'ok/deny-on-a-foreign-audience-is-a-guard', statements: [statement('Allow', {}), statement('Deny', { StringEquals: { [KEY]: 'sts.amazonaws.com' } })], audience: 'tessera', expected: [] },
-    { name: 'ok/negated-operator', statements: [statement('Allow', { StringNotEquals: { [KEY]: 'sts.amazonaws.com' } })], audience: 'tessera', expected: [] },
-    { name: 'ok/key-of-an-unconfigured-issuer', statements: [statement('Allow', { StringEquals: { 'other.example.com:aud': 'x' } })], audience: 'tessera', expected: [] },
+    {
+      name: 'ok/checks-the-accepted-audience',
+      statements: [statement('Allow', { StringEquals: { [KEY]: 'sts.example.com' } })],
+      audience: 'sts.example.com',
+      expected: [],
+    },
+    {
+      name: 'ok/one-of-several-values-accepted',
+      statements: [
+        statement('Allow', { StringEquals: { [KEY]: ['sts.amazonaws.com', 'tessera'] } }),
+      ],
+      audience: 'tessera',
+      expected: [],
+    },
+    {
+      name: 'ok/string-like-matching-an-accepted-audience',
+      statements: [statement('Allow', { StringLike: { [KEY]: 'sts.*' } })],
+      audience: 'sts.example.com',
+      expected: [],
+    },
+    {
+      name: 'ok/deny-on-a-foreign-audience-is-a-guard',
+      statements: [
+        statement('Allow', {}),
+        statement('Deny', { StringEquals: { [KEY]: 'sts.amazonaws.com' } }),
+      ],
+      audience: 'tessera',
+      expected: [],
+    },
+    {
+      name: 'ok/negated-operator',
+      statements: [statement('Allow', { StringNotEquals: { [KEY]: 'sts.amazonaws.com' } })],
+      audience: 'tessera',
+      expected: [],
+    },
+    {
+      name: 'ok/key-of-an-unconfigured-issuer',
+      statements: [statement('Allow', { StringEquals: { 'other.example.com:aud': 'x' } })],
+      audience: 'tessera',
+      expected: [],
+    },
   ];
   it.each(cases)('$name', ({ name, statements, clusters, audience, expected }) => {
     const dir = policyDir(name.replace('/', '-'), statements);
-    const result = lintDirectory(dir, { clusters: clusters ?? [eks], ...(audience ? { audience } : {}) });
+    const result = lintDirectory(dir, {
+      clusters: clusters ?? [eks],
+      ...(audience ? { audience } : {}),
+    });
     const aud = result.problems.filter((problem) => problem.message.includes(':aud"'));
-    expect(aud.map((problem) => formatProblem(problem).replace(`${dir}/`, ''))).toEqual(expected.map((line) => line.replace('POSITION', keyPosition(dir))));
+    expect(aud.map((problem) => formatProblem(problem).replace(`${dir}/`, ''))).toEqual(
+      expected.map((line) => line.replace('POSITION', keyPosition(dir))),
+    );
   });
 
   it('fail/dev-cluster-counts-in-the-command', async () => {
     const dir = policyDir('dev-cluster', [
-      { Effect: 'Allow', Principal: { Federated: 'dev' }, Action: 'sts:TokenExchange', Condition: { StringEquals: { 'dev-cluster.tessera.local:aud': 'sts.amazonaws.com' } } },
+      {
+        Effect: 'Allow',
+        Principal: { Federated: 'dev' },
+        Action: 'sts:TokenExchange',
+        Condition: { StringEquals: { 'dev-cluster.tessera.local:aud': 'sts.amazonaws.com' } },
+      },
     ]);
     const config = join(root, 'tessera.json');
-    writeFileSync(config, JSON.stringify({ issuer: 'https://sts.example.com', audience: 'tessera', devCluster: { keyDir: join(root, 'dev') }, policies: dir }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        issuer: 'https://sts.example.com',
+        audience: 'tessera',
+        devCluster: { keyDir: join(root, 'dev') },
+        policies: dir,
+      }),
+    );
     const out: string[] = [];
     let code = -1;
     const program = new Command('tessera').exitOverride();
-    registerPolicyCommands(program, { out: (text) => out.push(text), err: () => undefined, exit: (value) => (code = value) });
+    registerPolicyCommands(program, {
+      out: (text) => out.push(text),
+      err: () => undefined,
+      exit: (value) => (code = value),
+    });
     await program.parseAsync(['node', 'tessera', 'policy', 'lint', '--config', config]);
     expect(code).toBe(1);
-    expect(out.join('')).toContain('condition "dev-cluster.tessera.local:aud" expects "sts.amazonaws.com", but cluster "dev" accepts only subject tokens for "tessera"');
+    expect(out.join('')).toContain(
+      'condition "dev-cluster.tessera.local:aud" expects "sts.amazonaws.com", but cluster "dev" accepts only subject tokens for "tessera"',
+    );
   });
 });

@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
 import { writePolicies } from '../support/policies.js';
 import { EC_P256, opensslCsr, tempDir } from '../support/x509.js';
 
@@ -24,25 +31,37 @@ trustPolicy:
 ${body}`;
 
 const POLICIES = {
-  'cel-overload.yaml': role('cel-overload', `      Condition:
+  'cel-overload.yaml': role(
+    'cel-overload',
+    `      Condition:
         Cel: 'claims.exp.startsWith("17")'
 issue: { audiences: [cel-overload] }
-`),
-  'cel-missing-key.yaml': role('cel-missing-key', `      Condition:
+`,
+  ),
+  'cel-missing-key.yaml': role(
+    'cel-missing-key',
+    `      Condition:
         Cel: 'claims["kubernetes.io"].pod.labels.tier == "web"'
 issue: { audiences: [cel-missing-key] }
-`),
-  'spiffe.yaml': role('spiffe', `issue:
+`,
+  ),
+  'spiffe.yaml': role(
+    'spiffe',
+    `issue:
   audiences: [spiffe]
   x509:
     spiffeId: "spiffe://example.org/ns/{{namespace}}/sa/{{serviceAccount}}"
     dnsNames: ["{{serviceAccount}}.{{namespace}}.svc"]
-`),
-  'other-domain.yaml': role('other-domain', `issue:
+`,
+  ),
+  'other-domain.yaml': role(
+    'other-domain',
+    `issue:
   audiences: [other-domain]
   x509:
     spiffeId: "spiffe://elsewhere.example/ns/{{namespace}}"
-`),
+`,
+  ),
 };
 
 describe('refusal descriptions never carry library errors or rendered values', () => {
@@ -59,9 +78,25 @@ describe('refusal descriptions never carry library errors or rendered values', (
   });
 
   const exchange = (subject: string, params: Record<string, string>) =>
-    postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: JWT_TYPE, ...params }));
+    postToken(
+      t.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subject,
+        subject_token_type: JWT_TYPE,
+        ...params,
+      }),
+    );
 
-  const cases: Array<{ name: string; namespace?: string; serviceAccount: string; params: () => Record<string, string>; status: number; description: string; logged?: RegExp }> = [
+  const cases: Array<{
+    name: string;
+    namespace?: string;
+    serviceAccount: string;
+    params: () => Record<string, string>;
+    status: number;
+    description: string;
+    logged?: RegExp;
+  }> = [
     {
       name: 'fail/cel-no-matching-overload',
       serviceAccount: 'api',
@@ -83,14 +118,16 @@ describe('refusal descriptions never carry library errors or rendered values', (
       serviceAccount: '..',
       params: () => ({ resource: 'spiffe', requested_token_type: X509, csr }),
       status: 400,
-      description: "the token's value of {{serviceAccount}} cannot be used in the role's x509.spiffeId: it is a dot segment",
+      description:
+        "the token's value of {{serviceAccount}} cannot be used in the role's x509.spiffeId: it is a dot segment",
     },
     {
       name: 'fail/template-value-with-control-characters-never-echoed',
       serviceAccount: 'Evil\u001b[2J',
       params: () => ({ resource: 'spiffe', requested_token_type: X509, csr }),
       status: 400,
-      description: "the token's value of {{serviceAccount}} cannot be used in the role's x509.spiffeId: it contains characters outside [A-Za-z0-9._-]",
+      description:
+        "the token's value of {{serviceAccount}} cannot be used in the role's x509.spiffeId: it contains characters outside [A-Za-z0-9._-]",
     },
     {
       name: 'fail/dns-name-rendered-uppercase-names-the-field',
@@ -106,13 +143,23 @@ describe('refusal descriptions never carry library errors or rendered values', (
       serviceAccount: 'api',
       params: () => ({ resource: 'other-domain', requested_token_type: X509, csr }),
       status: 400,
-      description: "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must be in trust domain example.org",
+      description:
+        "the role's x509.spiffeId does not render to a valid SPIFFE ID: it must be in trust domain example.org",
       logged: /spiffe:\/\/elsewhere\.example\/ns\/default/,
     },
   ];
-  it.each(cases)('$name', async ({ namespace, serviceAccount, params, status, description, logged }) => {
-    const answer = await exchange((await t.devToken(namespace ?? 'default', serviceAccount)), params());
-    expect({ status: answer.status, description: answer.json.error_description }).toEqual({ status, description });
-    if (logged) expect(t.logs.text()).toMatch(logged);
-  });
+  it.each(cases)(
+    '$name',
+    async ({ namespace, serviceAccount, params, status, description, logged }) => {
+      const answer = await exchange(
+        await t.devToken(namespace ?? 'default', serviceAccount),
+        params(),
+      );
+      expect({ status: answer.status, description: answer.json.error_description }).toEqual({
+        status,
+        description,
+      });
+      if (logged) expect(t.logs.text()).toMatch(logged);
+    },
+  );
 });

@@ -1,6 +1,13 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
 import { startKubeApiServer, type KubeApiServer } from '../support/kube-apiserver.js';
 import { ENDPOINT_ROLES, writePolicies } from '../support/policies.js';
 
@@ -26,11 +33,17 @@ const PROBES: Array<[string, Record<string, string>]> = [
   ['existing-role', { resource: 'orders-reader' }],
   ['unknown-role', { resource: 'no-such-role' }],
   ['existing-role-by-urn', { resource: 'urn:tessera:role:orders-reader' }],
-  ['audience-the-role-does-not-list', { resource: 'orders-reader', audience: 'https://elsewhere.example.com' }],
+  [
+    'audience-the-role-does-not-list',
+    { resource: 'orders-reader', audience: 'https://elsewhere.example.com' },
+  ],
   ['audience-the-role-lists', { resource: 'orders-reader', audience: 'orders-api' }],
   ['scope-the-role-does-not-list', { resource: 'orders-reader', scope: 'admin' }],
   ['scope-the-role-lists', { resource: 'orders-reader', scope: 'orders.read' }],
-  ['x509-from-a-role-without-x509', { resource: 'orders-reader', requested_token_type: X509, csr: 'MIIBAAAA' }],
+  [
+    'x509-from-a-role-without-x509',
+    { resource: 'orders-reader', requested_token_type: X509, csr: 'MIIBAAAA' },
+  ],
   ['role-by-a-known-audience', { audience: 'orders-api' }],
   ['role-by-an-unknown-audience', { audience: 'nobody' }],
   ['ambiguous-audience', { audience: 'shared-aud' }],
@@ -47,28 +60,73 @@ describe('roles cannot be enumerated without a valid token (jwks cluster)', () =
   });
 
   const ask = (subjectToken: string, params: Record<string, string>) =>
-    postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, ...params }));
+    postToken(
+      t.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subjectToken,
+        subject_token_type: JWT_TYPE,
+        ...params,
+      }),
+    );
 
   const garbage: Array<[string, () => string | Promise<string>]> = [
     ['fail/garbage-token', () => '%%%not-a-token%%%'],
-    ['fail/unknown-issuer', () => forged({ iss: 'https://evil.example.com', sub: 'system:serviceaccount:a:b', aud: 'tessera', exp: 9_999_999_999 })],
-    ['fail/dev-cluster-issuer-foreign-key', () => forged({ iss: 'https://dev-cluster.tessera.local', sub: 'system:serviceaccount:orders:order-x', aud: 'tessera', exp: 9_999_999_999 })],
-    ['fail/expired-dev-token', async () => (await t.devToken('orders', 'order-service', { now: Math.floor(Date.now() / 1000) - 7200, ttlSeconds: 600 }))],
+    [
+      'fail/unknown-issuer',
+      () =>
+        forged({
+          iss: 'https://evil.example.com',
+          sub: 'system:serviceaccount:a:b',
+          aud: 'tessera',
+          exp: 9_999_999_999,
+        }),
+    ],
+    [
+      'fail/dev-cluster-issuer-foreign-key',
+      () =>
+        forged({
+          iss: 'https://dev-cluster.tessera.local',
+          sub: 'system:serviceaccount:orders:order-x',
+          aud: 'tessera',
+          exp: 9_999_999_999,
+        }),
+    ],
+    [
+      'fail/expired-dev-token',
+      async () =>
+        await t.devToken('orders', 'order-service', {
+          now: Math.floor(Date.now() / 1000) - 7200,
+          ttlSeconds: 600,
+        }),
+    ],
   ];
   it.each(garbage)('%s: every probe gets the same answer', async (_name, token) => {
     const subject = await token();
-    const answers = await Promise.all(PROBES.map(async ([probe, params]) => [probe, await ask(subject, params)] as const));
+    const answers = await Promise.all(
+      PROBES.map(async ([probe, params]) => [probe, await ask(subject, params)] as const),
+    );
     const [, first] = answers[0] as (typeof answers)[number];
     expect(first.status).toBe(400);
     expect(first.json.error).toBe('invalid_request');
-    for (const [probe, answer] of answers) expect({ probe, status: answer.status, json: answer.json }).toEqual({ probe, status: first.status, json: first.json });
+    for (const [probe, answer] of answers)
+      expect({ probe, status: answer.status, json: answer.json }).toEqual({
+        probe,
+        status: first.status,
+        json: first.json,
+      });
   });
 
   it('ok/with-a-valid-token-the-probes-are-told-apart', async () => {
-    const subject = (await t.devToken('orders', 'order-service'));
+    const subject = await t.devToken('orders', 'order-service');
     const unknown = await ask(subject, { resource: 'no-such-role' });
     const wrongScope = await ask(subject, { resource: 'orders-reader', scope: 'admin' });
-    expect([unknown.status, unknown.json.error, wrongScope.status, wrongScope.json.error]).toEqual([400, 'invalid_target', 400, 'invalid_scope']);
+    expect([unknown.status, unknown.json.error, wrongScope.status, wrongScope.json.error]).toEqual([
+      400,
+      'invalid_target',
+      400,
+      'invalid_scope',
+    ]);
   });
 });
 
@@ -78,7 +136,15 @@ describe('roles cannot be enumerated without a valid token (tokenreview cluster)
   beforeAll(async () => {
     server = await startKubeApiServer();
     t = await startTestApp({
-      clusters: [{ name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig(), audiences: ['sts.example.com'] }],
+      clusters: [
+        {
+          name: 'prod',
+          issuer: server.issuer,
+          verify: 'tokenreview',
+          kubeconfig: server.kubeconfig(),
+          audiences: ['sts.example.com'],
+        },
+      ],
       policies: writePolicies(ENDPOINT_ROLES),
     });
   });
@@ -91,12 +157,30 @@ describe('roles cannot be enumerated without a valid token (tokenreview cluster)
     const answers = [];
     for (const [probe, params] of PROBES) {
       // A distinct token per probe: no answer comes from the refusal cache.
-      const subject = forged({ iss: server.issuer, sub: 'system:serviceaccount:orders:order-x', aud: 'sts.example.com', exp: 9_999_999_999, probe });
-      const answer = await postToken(t.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: JWT_TYPE, ...params }));
+      const subject = forged({
+        iss: server.issuer,
+        sub: 'system:serviceaccount:orders:order-x',
+        aud: 'sts.example.com',
+        exp: 9_999_999_999,
+        probe,
+      });
+      const answer = await postToken(
+        t.url,
+        exchangeForm({
+          grant_type: TOKEN_EXCHANGE,
+          subject_token: subject,
+          subject_token_type: JWT_TYPE,
+          ...params,
+        }),
+      );
       answers.push({ probe, status: answer.status, json: answer.json });
     }
     for (const answer of answers) {
-      expect(answer).toEqual({ probe: answer.probe, status: 400, json: { error: 'invalid_request', error_description: 'subject_token is not valid' } });
+      expect(answer).toEqual({
+        probe: answer.probe,
+        status: 400,
+        json: { error: 'invalid_request', error_description: 'subject_token is not valid' },
+      });
     }
     expect(server.reviews()).toHaveLength(PROBES.length);
   });

@@ -3,8 +3,21 @@ import { CompactSign } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { ConfigError, parseConfig } from '../../src/config/index.js';
-import { exchangeForm, JWT_TYPE, postToken, startTestApp, TOKEN_EXCHANGE, type TestApp } from '../support/app.js';
-import { generateSigningKey, projectedClaims, startOidcIssuer, type OidcIssuer, type SigningKey } from '../support/oidc-issuer.js';
+import {
+  exchangeForm,
+  JWT_TYPE,
+  postToken,
+  startTestApp,
+  TOKEN_EXCHANGE,
+  type TestApp,
+} from '../support/app.js';
+import {
+  generateSigningKey,
+  projectedClaims,
+  startOidcIssuer,
+  type OidcIssuer,
+  type SigningKey,
+} from '../support/oidc-issuer.js';
 import { writePolicies } from '../support/policies.js';
 import { requireBinary, startRedis, type TestRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -54,20 +67,37 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
       policies,
     });
   const exchange = (app: TestApp, subjectToken: string) =>
-    postToken(app.url, exchangeForm({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: JWT_TYPE, resource: 'prod-reader' }));
+    postToken(
+      app.url,
+      exchangeForm({
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subjectToken,
+        subject_token_type: JWT_TYPE,
+        resource: 'prod-reader',
+      }),
+    );
   /** A token naming prod as its issuer, signed with the attacker's key. */
   const forged = () =>
-    new CompactSign(Buffer.from(JSON.stringify(projectedClaims(prod.issuer, { audience: AUDIENCE }))))
+    new CompactSign(
+      Buffer.from(JSON.stringify(projectedClaims(prod.issuer, { audience: AUDIENCE }))),
+    )
       .setProtectedHeader({ alg: 'RS256', kid: attackerKey.kid, typ: 'JWT' })
       .sign(attackerKey.privateKey);
   const rejected = async (app: TestApp, reason: string): Promise<number> => {
     const text = await (await fetch(`${app.url}/metrics`)).text();
-    const line = text.split('\n').find((entry) => entry.startsWith(`tessera_cache_rejected_entries_total{reason="${reason}"}`));
+    const line = text
+      .split('\n')
+      .find((entry) =>
+        entry.startsWith(`tessera_cache_rejected_entries_total{reason="${reason}"}`),
+      );
     return Number(line?.split(' ')[1] ?? 0);
   };
 
   beforeAll(async () => {
-    [redis, prod] = await Promise.all([startRedis(), startOidcIssuer({ path: '/prod', alg: 'RS256' })]);
+    [redis, prod] = await Promise.all([
+      startRedis(),
+      startOidcIssuer({ path: '/prod', alg: 'RS256' }),
+    ]);
     lab = await prod.addIssuer({ path: '/lab', alg: 'RS256' });
     attackerKey = await generateSigningKey('RS256');
     policies = writePolicies({ 'prod-reader.yaml': ROLE });
@@ -76,7 +106,10 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
     const writer = await replica();
     try {
       await writer.app.verifier.warm();
-      await waitFor(async () => (await raw.exists(prodKey(), labKey())) === 2, 'both clusters cached');
+      await waitFor(
+        async () => (await raw.exists(prodKey(), labKey())) === 2,
+        'both clusters cached',
+      );
     } finally {
       await writer.close();
     }
@@ -87,7 +120,10 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
   });
 
   /** Plants `entry` under prod's JWKS key, then starts a fresh replica that reads it first. */
-  const withPlanted = async (entry: string, check: (app: TestApp) => Promise<void>): Promise<void> => {
+  const withPlanted = async (
+    entry: string,
+    check: (app: TestApp) => Promise<void>,
+  ): Promise<void> => {
     const genuine = await raw.get(prodKey());
     await raw.set(prodKey(), entry, 'PX', 600_000);
     // As if the refresh window had passed: the new replica may fetch at once.
@@ -133,7 +169,10 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
         const writer = await replica();
         try {
           await writer.app.verifier.warm();
-          await waitFor(async () => (await raw.get(labKey()))?.includes(attackerKey.kid) ?? false, 'the lab keys cached');
+          await waitFor(
+            async () => (await raw.get(labKey()))?.includes(attackerKey.kid) ?? false,
+            'the lab keys cached',
+          );
         } finally {
           await writer.close();
           lab.setJwksOverride(undefined);
@@ -146,7 +185,11 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
       'fail/foreign-format-entry',
       () => {
         const now = Date.now();
-        return JSON.stringify({ fetchedAt: now, freshUntil: now + 3_600_000, keys: [attackerJwk()] });
+        return JSON.stringify({
+          fetchedAt: now,
+          freshUntil: now + 3_600_000,
+          keys: [attackerJwk()],
+        });
       },
       'format',
     ],
@@ -160,10 +203,15 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
         expect(attack.status).toBe(400);
         expect(attack.json.error).toBe('invalid_request');
         // The entry counts as absent: the replica fetched prod's real keys and serves real tokens.
-        const genuine = await exchange(app, await prod.sign(projectedClaims(prod.issuer, { audience: AUDIENCE })));
+        const genuine = await exchange(
+          app,
+          await prod.sign(projectedClaims(prod.issuer, { audience: AUDIENCE })),
+        );
         expect(genuine.status).toBe(200);
         expect(await rejected(app, reason)).toBeGreaterThanOrEqual(1);
-        const warning = app.logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'shared cache entry failed authentication: ignored');
+        const warning = app.logs.lines
+          .map((line) => JSON.parse(line) as Record<string, unknown>)
+          .find((line) => line.msg === 'shared cache entry failed authentication: ignored');
         expect(warning).toMatchObject({ key: `jwks:${prod.issuer}`, reason });
         // Logged without its content.
         expect(app.logs.text()).not.toContain(attackerKey.publicJwk.n as string);
@@ -172,25 +220,46 @@ describe.skipIf(!hasRedis)('shared cache entries are authenticated', () => {
   }
 
   it('fail/shared-cache-without-secret-refuses-to-start', async () => {
-    const config = parseConfig({ issuer: 'http://127.0.0.1:1', audience: 'x', cache: { redis: redis.url } });
+    const config = parseConfig({
+      issuer: 'http://127.0.0.1:1',
+      audience: 'x',
+      cache: { redis: redis.url },
+    });
     const failure = createApp(config, { env: {}, watchPolicies: false, processMetrics: false });
     await expect(failure).rejects.toBeInstanceOf(ConfigError);
     await expect(failure).rejects.toThrow(/TESSERA_CACHE_KEY is not set/);
-    const named = parseConfig({ issuer: 'http://127.0.0.1:1', audience: 'x', cache: { cluster: ['127.0.0.1:7000'], keyEnv: 'SHARED_SECRET' } });
-    await expect(createApp(named, { env: { TESSERA_CACHE_KEY: 'not this one' }, watchPolicies: false, processMetrics: false })).rejects.toThrow(
-      /SHARED_SECRET is not set/,
-    );
+    const named = parseConfig({
+      issuer: 'http://127.0.0.1:1',
+      audience: 'x',
+      cache: { cluster: ['127.0.0.1:7000'], keyEnv: 'SHARED_SECRET' },
+    });
+    await expect(
+      createApp(named, {
+        env: { TESSERA_CACHE_KEY: 'not this one' },
+        watchPolicies: false,
+        processMetrics: false,
+      }),
+    ).rejects.toThrow(/SHARED_SECRET is not set/);
   });
 
   it('ok/replicas-with-different-secrets-share-nothing', async () => {
     const locks = await raw.keys('tessera:jwks-lock:*');
     if (locks.length > 0) await raw.del(...locks);
     const app = await startTestApp(
-      { clusters: [{ name: 'prod', issuer: prod.issuer, caFile: prod.caFile, audiences: [AUDIENCE] }], cache: { redis: redis.url }, policies },
+      {
+        clusters: [
+          { name: 'prod', issuer: prod.issuer, caFile: prod.caFile, audiences: [AUDIENCE] },
+        ],
+        cache: { redis: redis.url },
+        policies,
+      },
       { env: { ...process.env, TESSERA_CACHE_KEY: 'another-deployment-secret-0123456789abcdef' } },
     );
     try {
-      const answer = await exchange(app, await prod.sign(projectedClaims(prod.issuer, { audience: AUDIENCE })));
+      const answer = await exchange(
+        app,
+        await prod.sign(projectedClaims(prod.issuer, { audience: AUDIENCE })),
+      );
       expect(answer.status).toBe(200);
       expect(await rejected(app, 'mac')).toBeGreaterThanOrEqual(1);
     } finally {

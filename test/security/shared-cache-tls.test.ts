@@ -4,7 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSharedCache } from '../../src/cache/index.js';
 import { createLogger } from '../../src/observability/index.js';
 import { captureLogs } from '../support/app.js';
-import { redisHasTls, requireBinary, startRedis, TEST_CACHE_SECRET, type TestRedis } from '../support/redis.js';
+import {
+  redisHasTls,
+  requireBinary,
+  startRedis,
+  TEST_CACHE_SECRET,
+  type TestRedis,
+} from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -15,7 +21,8 @@ import { waitFor } from '../support/wait.js';
 const hasRedis = requireBinary('redis-server');
 const hasTls = hasRedis && redisHasTls();
 if (hasRedis && !hasTls) {
-  if (process.env.CI === 'true') throw new Error('redis-server is built without TLS: required when CI=true');
+  if (process.env.CI === 'true')
+    throw new Error('redis-server is built without TLS: required when CI=true');
   console.warn('SKIPPED: redis-server is built without TLS');
 }
 const PASSWORD = 'tls-redis-password-9f2c';
@@ -33,13 +40,25 @@ describe.skipIf(!hasTls)('rediss:// with caFile and passwordEnv', () => {
 
   it('ok/entries-written-over-tls-authenticated-and-shared', async () => {
     const { capture, logger } = captureLogs();
-    const options = { redis: redis.url, caFile: redis.caFile, passwordEnv: 'REDIS_PASSWORD', keyEnv: 'TESSERA_CACHE_KEY' };
-    const [first, second] = [createSharedCache(options, { logger, env, timeoutMs: 2000 }), createSharedCache(options, { logger, env, timeoutMs: 2000 })];
+    const options = {
+      redis: redis.url,
+      caFile: redis.caFile,
+      passwordEnv: 'REDIS_PASSWORD',
+      keyEnv: 'TESSERA_CACHE_KEY',
+    };
+    const [first, second] = [
+      createSharedCache(options, { logger, env, timeoutMs: 2000 }),
+      createSharedCache(options, { logger, env, timeoutMs: 2000 }),
+    ];
     try {
       await first.set('k', 'over tls', 60_000);
       expect(await second.get('k')).toBe('over tls');
       expect(first.healthy() && second.healthy()).toBe(true);
-      const raw = new Redis(redis.url, { password: PASSWORD, tls: { ca: readFileSync(redis.caFile as string, 'utf8') }, lazyConnect: true });
+      const raw = new Redis(redis.url, {
+        password: PASSWORD,
+        tls: { ca: readFileSync(redis.caFile as string, 'utf8') },
+        lazyConnect: true,
+      });
       await raw.connect();
       try {
         expect(await raw.get('tessera:k')).toMatch(/^tc1\.[0-9a-z]+\.[A-Za-z0-9_-]{43}\.over tls$/);
@@ -55,7 +74,10 @@ describe.skipIf(!hasTls)('rediss:// with caFile and passwordEnv', () => {
   it('fail/server-certificate-not-from-the-ca-is-refused', async () => {
     const { capture, logger } = captureLogs();
     // No caFile: the throwaway CA is not trusted, so the handshake fails and nothing is sent.
-    const cache = createSharedCache({ redis: redis.url, passwordEnv: 'REDIS_PASSWORD', keyEnv: 'TESSERA_CACHE_KEY' }, { logger, env, timeoutMs: 200 });
+    const cache = createSharedCache(
+      { redis: redis.url, passwordEnv: 'REDIS_PASSWORD', keyEnv: 'TESSERA_CACHE_KEY' },
+      { logger, env, timeoutMs: 200 },
+    );
     try {
       await cache.set('k', 'v', 60_000);
       await waitFor(() => !cache.healthy(), 'the cache to report Redis unreachable');
@@ -68,10 +90,18 @@ describe.skipIf(!hasTls)('rediss:// with caFile and passwordEnv', () => {
 
   it('fail/password-variable-unset-refuses-to-start', () => {
     expect(() =>
-      createSharedCache({ redis: redis.url, caFile: redis.caFile, passwordEnv: 'REDIS_PASSWORD', keyEnv: 'TESSERA_CACHE_KEY' }, {
-        logger: createLogger({ level: 'silent' }),
-        env: { TESSERA_CACHE_KEY: TEST_CACHE_SECRET },
-      }),
+      createSharedCache(
+        {
+          redis: redis.url,
+          caFile: redis.caFile,
+          passwordEnv: 'REDIS_PASSWORD',
+          keyEnv: 'TESSERA_CACHE_KEY',
+        },
+        {
+          logger: createLogger({ level: 'silent' }),
+          env: { TESSERA_CACHE_KEY: TEST_CACHE_SECRET },
+        },
+      ),
     ).toThrow(/REDIS_PASSWORD is not set/);
   });
 });

@@ -25,7 +25,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const config = join(dir, 'tessera.json');
 writeFileSync(
   config,
-  JSON.stringify({ issuer: 'https://sts.example.com', audience: 'tessera', devCluster: { keyDir: join(dir, 'dev-cluster') }, policies: REPO_POLICIES }),
+  JSON.stringify({
+    issuer: 'https://sts.example.com',
+    audience: 'tessera',
+    devCluster: { keyDir: join(dir, 'dev-cluster') },
+    policies: REPO_POLICIES,
+  }),
 );
 
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -45,7 +50,11 @@ async function tessera(args: string[]): Promise<{ out: string; err: string; code
   const err: string[] = [];
   let code = -1;
   const program = new Command('tessera').exitOverride();
-  registerPolicyCommands(program, { out: (text) => out.push(text), err: (text) => err.push(text), exit: (value) => (code = value) });
+  registerPolicyCommands(program, {
+    out: (text) => out.push(text),
+    err: (text) => err.push(text),
+    exit: (value) => (code = value),
+  });
   await program.parseAsync(['node', 'tessera', ...args]);
   return { out: out.join(''), err: err.join(''), code };
 }
@@ -55,25 +64,73 @@ describe('tessera prints token and file values escaped', () => {
   writeFileSync(tokenFile, hostileToken());
 
   it('fail/explain-token-sub-with-escape-sequences', async () => {
-    const { out, code } = await tessera(['policy', 'explain', '--role', 'demo', '--token', tokenFile, '--config', config, '--at', '1999999500']);
+    const { out, code } = await tessera([
+      'policy',
+      'explain',
+      '--role',
+      'demo',
+      '--token',
+      tokenFile,
+      '--config',
+      config,
+      '--at',
+      '1999999500',
+    ]);
     expect(code).toBe(1);
     expect(out).not.toMatch(ACTIVE);
-    expect(out.split('\n').filter((line) => line.startsWith('decision:'))).toEqual(['decision: DENY (no Allow statement matched)']);
+    expect(out.split('\n').filter((line) => line.startsWith('decision:'))).toEqual([
+      'decision: DENY (no Allow statement matched)',
+    ]);
     expect(out).toContain(escapeControl(`sub=system:serviceaccount:default:${FORGERY}`));
   });
 
   it('fail/explain-token-json-stays-json-and-inert', async () => {
-    const { out } = await tessera(['policy', 'explain', '--role', 'demo', '--token', tokenFile, '--config', config, '--at', '1999999500', '--json']);
+    const { out } = await tessera([
+      'policy',
+      'explain',
+      '--role',
+      'demo',
+      '--token',
+      tokenFile,
+      '--config',
+      config,
+      '--at',
+      '1999999500',
+      '--json',
+    ]);
     expect(out).not.toMatch(ACTIVE);
-    const parsed = JSON.parse(out) as { decision: string; statements: Array<{ conditions: Array<{ seen: unknown }> }> };
+    const parsed = JSON.parse(out) as {
+      decision: string;
+      statements: Array<{ conditions: Array<{ seen: unknown }> }>;
+    };
     expect(parsed.decision).toBe('deny');
-    expect(parsed.statements.flatMap((statement) => statement.conditions.map((condition) => condition.seen))).toContain(`default${FORGERY}`);
+    expect(
+      parsed.statements.flatMap((statement) =>
+        statement.conditions.map((condition) => condition.seen),
+      ),
+    ).toContain(`default${FORGERY}`);
   });
 
   it('fail/explain-claims-file-with-escape-sequences', async () => {
     const claimsFile = join(dir, 'claims.json');
-    writeFileSync(claimsFile, JSON.stringify({ iss: `https://x${ESC}[2J`, sub: FORGERY, 'kubernetes.io': { namespace: FORGERY } }));
-    const { out } = await tessera(['policy', 'explain', '--role', 'demo', '--claims', claimsFile, '--config', config]);
+    writeFileSync(
+      claimsFile,
+      JSON.stringify({
+        iss: `https://x${ESC}[2J`,
+        sub: FORGERY,
+        'kubernetes.io': { namespace: FORGERY },
+      }),
+    );
+    const { out } = await tessera([
+      'policy',
+      'explain',
+      '--role',
+      'demo',
+      '--claims',
+      claimsFile,
+      '--config',
+      config,
+    ]);
     expect(out).not.toMatch(ACTIVE);
     expect(out.split('\n').filter((line) => line.startsWith('decision:'))).toHaveLength(1);
   });
@@ -81,7 +138,16 @@ describe('tessera prints token and file values escaped', () => {
   it('fail/explain-unreadable-claims-file-error', async () => {
     const claimsFile = join(dir, 'broken.yaml');
     writeFileSync(claimsFile, `a: [${ESC}[2J\n`);
-    const { err, code } = await tessera(['policy', 'explain', '--role', 'demo', '--claims', claimsFile, '--config', config]);
+    const { err, code } = await tessera([
+      'policy',
+      'explain',
+      '--role',
+      'demo',
+      '--claims',
+      claimsFile,
+      '--config',
+      config,
+    ]);
     expect(code).toBe(2);
     expect(err.slice(0, -1)).not.toMatch(ACTIVE);
   });
@@ -100,7 +166,12 @@ describe('tessera prints token and file values escaped', () => {
             Effect: 'Allow',
             Principal: { Federated: `dev${ESC}[2J` },
             Action: 'sts:TokenExchange',
-            Condition: { StringEquals: { [`kubernetes.io/namespace${ESC}[31m`]: 'x', 'kubernetes.io/serviceaccount/name': `a\ndecision: ALLOW${CSI}` } },
+            Condition: {
+              StringEquals: {
+                [`kubernetes.io/namespace${ESC}[31m`]: 'x',
+                'kubernetes.io/serviceaccount/name': `a\ndecision: ALLOW${CSI}`,
+              },
+            },
           },
         ],
       },
@@ -128,7 +199,9 @@ describe('tessera prints token and file values escaped', () => {
               Effect: 'Allow',
               Principal: { Federated: `dev${ESC}[2J` },
               Action: 'sts:TokenExchange',
-              Condition: { StringEquals: { 'kubernetes.io/serviceaccount/name': `a\ndecision: ALLOW${CSI}` } },
+              Condition: {
+                StringEquals: { 'kubernetes.io/serviceaccount/name': `a\ndecision: ALLOW${CSI}` },
+              },
             },
           ],
         },
@@ -136,7 +209,15 @@ describe('tessera prints token and file values escaped', () => {
       }),
     );
     for (const json of [false, true]) {
-      const { out, code } = await tessera(['policy', 'who-can', '--role', 'hostile', '--policies', policies, ...(json ? ['--json'] : [])]);
+      const { out, code } = await tessera([
+        'policy',
+        'who-can',
+        '--role',
+        'hostile',
+        '--policies',
+        policies,
+        ...(json ? ['--json'] : []),
+      ]);
       expect(code).toBe(0);
       expect(out).not.toMatch(ACTIVE);
       if (json) expect(JSON.parse(out)).toMatchObject({ audiences: [`aud${CSI}`] });
@@ -144,14 +225,20 @@ describe('tessera prints token and file values escaped', () => {
   });
 
   it('fail/keys-list-kid-from-a-file', () => {
-    const table = formatTable([{ kid: `k${ESC}[2J`, alg: 'ES256', state: 'active', createdAt: 1_700_000_000 } as never]);
+    const table = formatTable([
+      { kid: `k${ESC}[2J`, alg: 'ES256', state: 'active', createdAt: 1_700_000_000 } as never,
+    ]);
     expect(table.slice(0, -1)).not.toMatch(ACTIVE);
     expect(table).toContain('k\\u001b[2J');
   });
 
   it('ok/escapes-are-json-compatible-and-errors-one-line-per-problem', () => {
     expect(escapeJson(JSON.stringify({ sub: `${CSI}x\u202e` }))).toBe('{"sub":"\\u009bx\\u202e"}');
-    const error = Object.assign(new Error('tessera.yaml is invalid:\n  a\n  b'), { problems: [`clusters[0].issuer: ${ESC}[2J`, 'b\nforged'] });
-    expect(escapeErrorMessage(error)).toBe('tessera.yaml is invalid:\n  clusters[0].issuer: \\u001b[2J\n  b\\nforged');
+    const error = Object.assign(new Error('tessera.yaml is invalid:\n  a\n  b'), {
+      problems: [`clusters[0].issuer: ${ESC}[2J`, 'b\nforged'],
+    });
+    expect(escapeErrorMessage(error)).toBe(
+      'tessera.yaml is invalid:\n  clusters[0].issuer: \\u001b[2J\n  b\\nforged',
+    );
   });
 });

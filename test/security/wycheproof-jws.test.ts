@@ -20,9 +20,11 @@ interface Group {
   public?: Record<string, unknown> | { keys: Record<string, unknown>[] };
   tests: Vector[];
 }
-const load = (file: string): Group[] => (JSON.parse(readFileSync(`${FIXTURES}/${file}`, 'utf8')) as { testGroups: Group[] }).testGroups;
+const load = (file: string): Group[] =>
+  (JSON.parse(readFileSync(`${FIXTURES}/${file}`, 'utf8')) as { testGroups: Group[] }).testGroups;
 
-const SYMMETRIC = 'HS* is never accepted: subject tokens are verified with public keys only, so an HMAC token is an algorithm-confusion attempt';
+const SYMMETRIC =
+  'HS* is never accepted: subject tokens are verified with public keys only, so an HMAC token is an algorithm-confusion attempt';
 /** Valid vectors Tessera refuses on purpose. */
 const STRICTER: Record<number, string> = {
   346: 'the key declares alg PS256 but the token uses PS384: a JWK with `alg` verifies only that algorithm (RFC 7517 §4.4)',
@@ -32,7 +34,12 @@ const STRICTER: Record<number, string> = {
 };
 
 function keysOf(group: Group): VerificationKey[] {
-  const jwks: unknown[] = group.public && 'keys' in group.public ? (group.public.keys as unknown[]) : group.public ? [group.public] : [];
+  const jwks: unknown[] =
+    group.public && 'keys' in group.public
+      ? (group.public.keys as unknown[])
+      : group.public
+        ? [group.public]
+        : [];
   return jwks.flatMap((jwk) => {
     const checked = checkJwk(jwk);
     return checked.ok ? [checked.key] : [];
@@ -49,7 +56,10 @@ function verdict(jws: unknown, keys: VerificationKey[]): 'valid' | 'invalid' {
   }
 }
 
-function expectation(group: Group, vector: Vector): { expected: 'valid' | 'invalid'; why?: string } {
+function expectation(
+  group: Group,
+  vector: Vector,
+): { expected: 'valid' | 'invalid'; why?: string } {
   if (vector.result !== 'valid') return { expected: 'invalid' };
   if (!group.public) return { expected: 'invalid', why: SYMMETRIC };
   const stricter = STRICTER[vector.tcId];
@@ -68,7 +78,9 @@ for (const file of ['json_web_signature_test.json', 'json_web_key_test.json']) {
 
     test('covers every vector and accepts some', () => {
       expect(rows.length).toBe(file === 'json_web_signature_test.json' ? 401 : 26);
-      expect(rows.filter((row) => row.expected === 'valid').length).toBeGreaterThan(20 * Number(file === 'json_web_signature_test.json'));
+      expect(rows.filter((row) => row.expected === 'valid').length).toBeGreaterThan(
+        20 * Number(file === 'json_web_signature_test.json'),
+      );
     });
 
     test.each(rows)('$name', ({ group, vector, expected }) => {

@@ -26,7 +26,10 @@ export function captureLogs(): { capture: LogCapture; logger: ReturnType<typeof 
       callback();
     },
   });
-  return { capture: { lines, text: () => lines.join('\n') }, logger: createLogger({ level: 'debug', destination }) };
+  return {
+    capture: { lines, text: () => lines.join('\n') },
+    logger: createLogger({ level: 'debug', destination }),
+  };
 }
 
 export interface TestApp {
@@ -35,16 +38,22 @@ export interface TestApp {
   logs: LogCapture;
   dir: string;
   /** A dev-cluster token for `namespace`/`serviceAccount`. */
-  devToken(namespace?: string, serviceAccount?: string, options?: { audience?: string | string[]; ttlSeconds?: number; now?: number }): Promise<string>;
+  devToken(
+    namespace?: string,
+    serviceAccount?: string,
+    options?: { audience?: string | string[]; ttlSeconds?: number; now?: number },
+  ): Promise<string>;
   close(): Promise<void>;
 }
-
 
 /**
  * A broker on a free loopback port (its issuer is its own URL) with the embedded defaults, its keys and dev cluster in a
  * fresh temporary directory, logging into memory.
  */
-export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: AppOverrides = {}): Promise<TestApp> {
+export async function startTestApp(
+  input: Partial<ConfigInput> = {},
+  overrides: AppOverrides = {},
+): Promise<TestApp> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
   const port = await freePort();
   const config = parseConfig({
@@ -61,7 +70,13 @@ export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: 
   });
   const { capture, logger } = captureLogs();
   const env = { ...process.env, TESSERA_CACHE_KEY: TEST_CACHE_SECRET };
-  const app = await createApp(config, { logger, watchPolicies: false, processMetrics: false, env, ...overrides });
+  const app = await createApp(config, {
+    logger,
+    watchPolicies: false,
+    processMetrics: false,
+    env,
+    ...overrides,
+  });
   const { url } = await app.listen({ port, host: '127.0.0.1' });
   return {
     app,
@@ -70,7 +85,13 @@ export async function startTestApp(input: Partial<ConfigInput> = {}, overrides: 
     dir,
     devToken(namespace = 'default', serviceAccount = 'demo', options = {}) {
       if (!app.devCluster) throw new Error('no dev cluster configured');
-      return app.devCluster.signToken({ namespace, serviceAccount, audience: options.audience ?? 'tessera', ttlSeconds: options.ttlSeconds, now: options.now });
+      return app.devCluster.signToken({
+        namespace,
+        serviceAccount,
+        audience: options.audience ?? 'tessera',
+        ttlSeconds: options.ttlSeconds,
+        now: options.now,
+      });
     },
     async close() {
       await app.close();
@@ -85,11 +106,24 @@ export const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 /** A form body for POST /v1/token. */
 export function exchangeForm(params: Record<string, string | string[]>): string {
   const form = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) for (const item of [value].flat()) form.append(name, item);
+  for (const [name, value] of Object.entries(params))
+    for (const item of [value].flat()) form.append(name, item);
   return form.toString();
 }
 
-export async function postToken(url: string, body: string, contentType = 'application/x-www-form-urlencoded'): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
-  const response = await fetch(`${url}/v1/token`, { method: 'POST', headers: { 'content-type': contentType }, body });
-  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
+export async function postToken(
+  url: string,
+  body: string,
+  contentType = 'application/x-www-form-urlencoded',
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+  const response = await fetch(`${url}/v1/token`, {
+    method: 'POST',
+    headers: { 'content-type': contentType },
+    body,
+  });
+  return {
+    status: response.status,
+    headers: response.headers,
+    json: (await response.json()) as Record<string, unknown>,
+  };
 }

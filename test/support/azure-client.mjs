@@ -6,4 +6,6 @@ import { WorkloadIdentityCredential } from '@azure/identity';
 
 const credential = new WorkloadIdentityCredential({ disableInstanceDiscovery: true });
 const token = await credential.getToken('https://storage.azure.com/.default');
-process.stdout.write(`${JSON.stringify({ token: token.token, expiresOnTimestamp: token.expiresOnTimestamp })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ token: token.token, expiresOnTimestamp: token.expiresOnTimestamp })}\n`,
+);

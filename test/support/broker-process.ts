@@ -17,7 +17,10 @@ export interface BrokerProcess {
   /** Parsed JSON log lines (stdout), in order. */
   logs: Array<Record<string, unknown>>;
   /** Resolves with the first log line whose `msg` matches, after `count - 1` earlier ones. */
-  waitForLog(msg: string | RegExp, options?: { count?: number; timeoutMs?: number }): Promise<Record<string, unknown>>;
+  waitForLog(
+    msg: string | RegExp,
+    options?: { count?: number; timeoutMs?: number },
+  ): Promise<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
@@ -26,10 +29,22 @@ export interface BrokerProcess {
  * Start `tessera serve --config <file> …args` with the dev cluster (its key made here first, so
  * the test can sign tokens), local keys and the example policies in a fresh directory.
  */
-export async function startBrokerProcess(options: { config?: Record<string, unknown>; args?: string[]; command?: string[]; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BrokerProcess> {
+export async function startBrokerProcess(
+  options: {
+    config?: Record<string, unknown>;
+    args?: string[];
+    command?: string[];
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+  } = {},
+): Promise<BrokerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-process-'));
   const port = await freePort();
-  const devCluster = { name: 'dev', issuer: 'https://dev-cluster.tessera.local', keyDir: join(dir, 'dev-cluster') };
+  const devCluster = {
+    name: 'dev',
+    issuer: 'https://dev-cluster.tessera.local',
+    keyDir: join(dir, 'dev-cluster'),
+  };
   const config = {
     listen: { host: '127.0.0.1', port },
     audience: 'tessera',
@@ -46,11 +61,15 @@ export async function startBrokerProcess(options: { config?: Record<string, unkn
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const dev = await loadDevCluster(devCluster, 'tessera');
   const command = options.command ?? [process.execPath, TESSERA_BIN];
-  const child = spawn(command[0] as string, [...command.slice(1), 'serve', '--config', configFile, ...(options.args ?? [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: options.cwd ?? dir,
-    env: { ...process.env, ...options.env },
-  });
+  const child = spawn(
+    command[0] as string,
+    [...command.slice(1), 'serve', '--config', configFile, ...(options.args ?? [])],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: options.cwd ?? dir,
+      env: { ...process.env, ...options.env },
+    },
+  );
   const logs: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   let stderr = '';
@@ -70,7 +89,9 @@ export async function startBrokerProcess(options: { config?: Record<string, unkn
     for (const wake of waiters) wake();
   });
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.once('exit', (code, signal) => done({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('exit', (code, signal) => done({ code, signal })),
+  );
   let hasExited = false;
   void exited.then(() => {
     hasExited = true;
@@ -79,7 +100,8 @@ export async function startBrokerProcess(options: { config?: Record<string, unkn
 
   const waitForLog: BrokerProcess['waitForLog'] = (msg, { count = 1, timeoutMs = 60_000 } = {}) =>
     new Promise((resolvePromise, reject) => {
-      const matches = (entry: Record<string, unknown>) => (typeof msg === 'string' ? entry.msg === msg : msg.test(String(entry.msg)));
+      const matches = (entry: Record<string, unknown>) =>
+        typeof msg === 'string' ? entry.msg === msg : msg.test(String(entry.msg));
       const check = () => {
         const found = logs.filter(matches);
         if (found.length >= count) {
@@ -92,7 +114,11 @@ export async function startBrokerProcess(options: { config?: Record<string, unkn
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`no log line ${String(msg)} within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`));
+        reject(
+          new Error(
+            `no log line ${String(msg)} within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}`,
+          ),
+        );
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);

@@ -25,7 +25,8 @@ export function httpsFetch(tls: TlsClientOptions) {
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init.headers);
     const body = bodyText(init.body);
-    if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded');
+    if (body !== undefined && !headers.has('content-type'))
+      headers.set('content-type', 'application/x-www-form-urlencoded');
     return new Promise<Response>((resolve, reject) => {
       const req = httpsRequest(
         url,
@@ -43,9 +44,15 @@ export function httpsFetch(tls: TlsClientOptions) {
           res.on('end', () => {
             const responseHeaders = new Headers();
             for (const [name, value] of Object.entries(res.headers)) {
-              if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+              if (value !== undefined)
+                responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
             }
-            resolve(new Response(chunks.length > 0 ? Buffer.concat(chunks) : null, { status: res.statusCode ?? 0, headers: responseHeaders }));
+            resolve(
+              new Response(chunks.length > 0 ? Buffer.concat(chunks) : null, {
+                status: res.statusCode ?? 0,
+                headers: responseHeaders,
+              }),
+            );
           });
         },
       );

@@ -45,7 +45,10 @@ export async function createTestCa(commonName: string): Promise<TestCa> {
       signingAlgorithm: ALGORITHM,
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
       ],
     },
@@ -55,12 +58,21 @@ export async function createTestCa(commonName: string): Promise<TestCa> {
 }
 
 /** A leaf signed by `ca`: `server` for 127.0.0.1/localhost, `client` with CN (and O = groups). */
-export async function issueLeaf(ca: TestCa, usage: 'server' | 'client', subject: string): Promise<TestLeaf> {
+export async function issueLeaf(
+  ca: TestCa,
+  usage: 'server' | 'client',
+  subject: string,
+): Promise<TestLeaf> {
   const keys = await generateKeys();
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-    new x509.ExtendedKeyUsageExtension([usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+      true,
+    ),
+    new x509.ExtendedKeyUsageExtension([
+      usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
+    ]),
     await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey, false, crypto),
   ];
   if (usage === 'server') {

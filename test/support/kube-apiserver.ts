@@ -94,7 +94,13 @@ export interface KubeApiServer {
 export interface KubeObject {
   kind: string;
   apiVersion?: string;
-  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string; [field: string]: unknown };
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    [field: string]: unknown;
+  };
   [field: string]: unknown;
 }
 
@@ -113,11 +119,22 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   const otherCa = await createTestCa('unrelated-ca');
   const serving = await issueLeaf(ca, 'server', 'CN=kube-apiserver');
   const reviewerUsername = 'system:serviceaccount:tessera-system:tessera';
-  const clientCert = await issueLeaf(ca, 'client', `CN=${reviewerUsername}, O=system:serviceaccounts`);
+  const clientCert = await issueLeaf(
+    ca,
+    'client',
+    `CN=${reviewerUsername}, O=system:serviceaccounts`,
+  );
   const reviewerToken = randomBytes(24).toString('base64url');
   const signingKey = await generateKeyPair('RS256', { extractable: true });
   const jwk: JWK = { ...(await exportJWK(signingKey.publicKey)), use: 'sig', alg: 'RS256' };
-  jwk.kid = createHash('sha256').update(Buffer.from((await exportSPKI(signingKey.publicKey)).replace(/-----[^-]+-----|\s/g, ''), 'base64')).digest('base64url');
+  jwk.kid = createHash('sha256')
+    .update(
+      Buffer.from(
+        (await exportSPKI(signingKey.publicKey)).replace(/-----[^-]+-----|\s/g, ''),
+        'base64',
+      ),
+    )
+    .digest('base64url');
 
   const known = new Map<string, KnownToken>();
   const seen: ReviewSeen[] = [];
@@ -133,15 +150,24 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   let compactedAt = 0;
   const history: Array<{ rv: number; type: string; object: KubeObject }> = [];
   const watchers = new Set<{ namespace: string; res: ServerResponse }>();
-  const keyOf = (kind: string, namespace: string | undefined, name: string) => `${kind}/${namespace ?? ''}/${name}`;
+  const keyOf = (kind: string, namespace: string | undefined, name: string) =>
+    `${kind}/${namespace ?? ''}/${name}`;
   const emit = (type: string, object: KubeObject) => {
     if (object.kind !== 'Pod') return;
     history.push({ rv: Number(object.metadata.resourceVersion), type, object });
-    for (const watcher of watchers) if (watcher.namespace === object.metadata.namespace) watcher.res.write(`${JSON.stringify({ type, object })}\n`);
+    for (const watcher of watchers)
+      if (watcher.namespace === object.metadata.namespace)
+        watcher.res.write(`${JSON.stringify({ type, object })}\n`);
   };
 
   const server: Server = createServer(
-    { cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: false },
+    {
+      cert: serving.certPem,
+      key: serving.keyPem,
+      ca: ca.certPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
     (req, res) => void handle(req, res),
   );
   let connectionCount = 0;
@@ -181,24 +207,39 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       });
     }
     if (req.method === 'GET' && path === '/openid/v1/jwks') {
-      return send(res, 200, { keys: [jwk] }, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=3600' });
+      return send(
+        res,
+        200,
+        { keys: [jwk] },
+        { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=3600' },
+      );
     }
     const caller = callerOf(req);
     if (caller === undefined) return send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
     if (req.method === 'GET') {
       const query = new URL(req.url ?? '/', url).searchParams;
-      if (query.get('watch') === 'true') hitCounts.set(`${path}?watch`, (hitCounts.get(`${path}?watch`) ?? 0) + 1);
-      if (failStatus !== undefined) return send(res, failStatus, status(failStatus, 'InternalError', 'induced failure'));
+      if (query.get('watch') === 'true')
+        hitCounts.set(`${path}?watch`, (hitCounts.get(`${path}?watch`) ?? 0) + 1);
+      if (failStatus !== undefined)
+        return send(res, failStatus, status(failStatus, 'InternalError', 'induced failure'));
       return serveResource(path, query, res);
     }
     if (req.method !== 'POST' || path !== '/apis/authentication.k8s.io/v1/tokenreviews') {
-      return send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+      return send(
+        res,
+        404,
+        status(404, 'NotFound', 'the server could not find the requested resource'),
+      );
     }
     if (forbidden) {
       const message = `tokenreviews.authentication.k8s.io is forbidden: User "${caller}" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope`;
-      return send(res, 403, { ...status(403, 'Forbidden', message), details: { group: 'authentication.k8s.io', kind: 'tokenreviews' } });
+      return send(res, 403, {
+        ...status(403, 'Forbidden', message),
+        details: { group: 'authentication.k8s.io', kind: 'tokenreviews' },
+      });
     }
-    if (failStatus !== undefined) return send(res, failStatus, status(failStatus, 'InternalError', 'induced failure'));
+    if (failStatus !== undefined)
+      return send(res, failStatus, status(failStatus, 'InternalError', 'induced failure'));
     const review = parseReview(body);
     if (!review) return send(res, 400, status(400, 'BadRequest', 'invalid TokenReview'));
     seen.push({ token: review.token, audiences: review.audiences, caller });
@@ -206,7 +247,10 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       kind: 'TokenReview',
       apiVersion: 'authentication.k8s.io/v1',
       metadata: { creationTimestamp: null },
-      spec: review.audiences.length > 0 ? { token: review.token, audiences: review.audiences } : { token: review.token },
+      spec:
+        review.audiences.length > 0
+          ? { token: review.token, audiences: review.audiences }
+          : { token: review.token },
       status: decide(known.get(review.token), review.audiences),
     });
   }
@@ -223,16 +267,32 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     const podList = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(path);
     if (podList) {
       const namespace = decodeURIComponent(podList[1] as string);
-      if (query.get('watch') === 'true') return servePodWatch(namespace, Number(query.get('resourceVersion') ?? 0), res);
-      const items = [...objects.values()].filter((object) => object.kind === 'Pod' && object.metadata.namespace === namespace);
-      return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(revision) }, items });
+      if (query.get('watch') === 'true')
+        return servePodWatch(namespace, Number(query.get('resourceVersion') ?? 0), res);
+      const items = [...objects.values()].filter(
+        (object) => object.kind === 'Pod' && object.metadata.namespace === namespace,
+      );
+      return send(res, 200, {
+        kind: 'PodList',
+        apiVersion: 'v1',
+        metadata: { resourceVersion: String(revision) },
+        items,
+      });
     }
     const node = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
     const found = node
       ? objects.get(keyOf('Node', undefined, decodeURIComponent(node[1] as string)))
       : RESOURCE_PATHS.map(([pattern, kind]) => {
           const match = pattern.exec(path);
-          return match ? objects.get(keyOf(kind, decodeURIComponent(match[1] as string), decodeURIComponent(match[2] as string))) ?? null : undefined;
+          return match
+            ? (objects.get(
+                keyOf(
+                  kind,
+                  decodeURIComponent(match[1] as string),
+                  decodeURIComponent(match[2] as string),
+                ),
+              ) ?? null)
+            : undefined;
         }).find((value) => value !== undefined);
     if (found) return send(res, 200, found);
     send(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
@@ -242,11 +302,14 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     if (from < compactedAt) {
       // What kube-apiserver does: a 200 stream carrying one ERROR event, then the end.
-      res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${compactedAt})`) })}\n`);
+      res.end(
+        `${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${compactedAt})`) })}\n`,
+      );
       return;
     }
     for (const event of history) {
-      if (event.rv > from && event.object.metadata.namespace === namespace) res.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
+      if (event.rv > from && event.object.metadata.namespace === namespace)
+        res.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
     }
     const watcher = { namespace, res };
     watchers.add(watcher);
@@ -262,7 +325,10 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     kubeconfig(options = {}) {
       const user =
         options.auth === 'client-cert'
-          ? { 'client-certificate-data': b64(clientCert.certPem), 'client-key-data': b64(clientCert.keyPem) }
+          ? {
+              'client-certificate-data': b64(clientCert.certPem),
+              'client-key-data': b64(clientCert.keyPem),
+            }
           : { token: options.token ?? reviewerToken };
       const trusted = options.trust === 'other-ca' ? otherCa.certPem : ca.certPem;
       const file = join(dir, `kubeconfig-${++kubeconfigCount}.yaml`);
@@ -271,7 +337,12 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         toYaml({
           apiVersion: 'v1',
           kind: 'Config',
-          clusters: [{ name: 'stand-in', cluster: { server: url, 'certificate-authority-data': b64(trusted) } }],
+          clusters: [
+            {
+              name: 'stand-in',
+              cluster: { server: url, 'certificate-authority-data': b64(trusted) },
+            },
+          ],
           users: [{ name: 'tessera', user }],
           contexts: [{ name: 'stand-in', context: { cluster: 'stand-in', user: 'tessera' } }],
           'current-context': 'stand-in',
@@ -281,14 +352,26 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       return file;
     },
     addToken(token, user, options = {}) {
-      known.set(token, { user, ...(options.audiences ? { audiences: options.audiences } : {}), revoked: false });
+      known.set(token, {
+        user,
+        ...(options.audiences ? { audiences: options.audiences } : {}),
+        revoked: false,
+      });
     },
     async issueToken(options) {
       const iat = options.iat ?? Math.floor(Date.now() / 1000);
       const exp = iat + (options.ttlSeconds ?? 3600);
-      const [jti, saUid, podUid, nodeUid] = [randomUUID(), randomUUID(), options.podUid ?? randomUUID(), randomUUID()];
+      const [jti, saUid, podUid, nodeUid] = [
+        randomUUID(),
+        randomUUID(),
+        options.podUid ?? randomUUID(),
+        randomUUID(),
+      ];
       const sub = `system:serviceaccount:${options.namespace}:${options.serviceAccount}`;
-      const binding: Record<string, unknown> = { namespace: options.namespace, serviceaccount: { name: options.serviceAccount, uid: saUid } };
+      const binding: Record<string, unknown> = {
+        namespace: options.namespace,
+        serviceaccount: { name: options.serviceAccount, uid: saUid },
+      };
       if (options.pod) binding.pod = { name: options.pod, uid: podUid };
       if (options.node) binding.node = { name: options.node, uid: nodeUid };
       const token = await new SignJWT({ 'kubernetes.io': binding, jti })
@@ -300,11 +383,30 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         .setNotBefore(iat)
         .setExpirationTime(exp)
         .sign(signingKey.privateKey);
-      const extra: Record<string, string[]> = { 'authentication.kubernetes.io/credential-id': [`JTI=${jti}`] };
-      if (options.pod) Object.assign(extra, { 'authentication.kubernetes.io/pod-name': [options.pod], 'authentication.kubernetes.io/pod-uid': [podUid] });
-      if (options.node) Object.assign(extra, { 'authentication.kubernetes.io/node-name': [options.node], 'authentication.kubernetes.io/node-uid': [nodeUid] });
-      const groups = ['system:serviceaccounts', `system:serviceaccounts:${options.namespace}`, 'system:authenticated'];
-      known.set(token, { user: { username: sub, uid: saUid, groups, extra }, audiences: options.audiences, expiresAt: exp, revoked: false });
+      const extra: Record<string, string[]> = {
+        'authentication.kubernetes.io/credential-id': [`JTI=${jti}`],
+      };
+      if (options.pod)
+        Object.assign(extra, {
+          'authentication.kubernetes.io/pod-name': [options.pod],
+          'authentication.kubernetes.io/pod-uid': [podUid],
+        });
+      if (options.node)
+        Object.assign(extra, {
+          'authentication.kubernetes.io/node-name': [options.node],
+          'authentication.kubernetes.io/node-uid': [nodeUid],
+        });
+      const groups = [
+        'system:serviceaccounts',
+        `system:serviceaccounts:${options.namespace}`,
+        'system:authenticated',
+      ];
+      known.set(token, {
+        user: { username: sub, uid: saUid, groups, extra },
+        audiences: options.audiences,
+        expiresAt: exp,
+        revoked: false,
+      });
       return token;
     },
     revoke: (token) => setRevoked(token, true),
@@ -323,7 +425,11 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       revision += 1;
       const stored: KubeObject = structuredClone({
         ...object,
-        metadata: { ...object.metadata, uid: object.metadata.uid ?? randomUUID(), resourceVersion: String(revision) },
+        metadata: {
+          ...object.metadata,
+          uid: object.metadata.uid ?? randomUUID(),
+          resourceVersion: String(revision),
+        },
       });
       objects.set(key, stored);
       emit(previous ? 'MODIFIED' : 'ADDED', stored);
@@ -335,7 +441,10 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       if (!previous) return;
       objects.delete(key);
       revision += 1;
-      emit('DELETED', { ...previous, metadata: { ...previous.metadata, resourceVersion: String(revision) } });
+      emit('DELETED', {
+        ...previous,
+        metadata: { ...previous.metadata, resourceVersion: String(revision) },
+      });
     },
     compact() {
       // Every version a client holds is now too old; a fresh list returns one that is not.
@@ -368,22 +477,35 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
 /** What kube-apiserver decides for a token, in its own words. */
 function decide(entry: KnownToken | undefined, requested: string[]): Record<string, unknown> {
   const refuse = (error: string) => ({ user: {}, error });
-  if (!entry) return refuse('[invalid bearer token, square/go-jose: error in cryptographic primitive, token lookup failed]');
+  if (!entry)
+    return refuse(
+      '[invalid bearer token, square/go-jose: error in cryptographic primitive, token lookup failed]',
+    );
   if (entry.revoked) return refuse('[invalid bearer token, Token has been invalidated]');
-  if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now() / 1000) return refuse('[invalid bearer token, service account token has expired]');
+  if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now() / 1000)
+    return refuse('[invalid bearer token, service account token has expired]');
   const targets = requested.length > 0 ? requested : [API_AUDIENCE];
-  const granted = entry.audiences ? entry.audiences.filter((aud) => targets.includes(aud)) : targets;
+  const granted = entry.audiences
+    ? entry.audiences.filter((aud) => targets.includes(aud))
+    : targets;
   if (granted.length === 0) {
-    return refuse(`[invalid bearer token, token audiences ${JSON.stringify(entry.audiences)} is invalid for the target audiences ${JSON.stringify(targets)}]`);
+    return refuse(
+      `[invalid bearer token, token audiences ${JSON.stringify(entry.audiences)} is invalid for the target audiences ${JSON.stringify(targets)}]`,
+    );
   }
   return { authenticated: true, user: entry.user, audiences: granted };
 }
 
 function parseReview(body: string): { token: string; audiences: string[] } | undefined {
   try {
-    const value = JSON.parse(body) as { kind?: unknown; spec?: { token?: unknown; audiences?: unknown } };
+    const value = JSON.parse(body) as {
+      kind?: unknown;
+      spec?: { token?: unknown; audiences?: unknown };
+    };
     if (value.kind !== 'TokenReview' || typeof value.spec?.token !== 'string') return undefined;
-    const audiences = Array.isArray(value.spec.audiences) ? value.spec.audiences.filter((aud): aud is string => typeof aud === 'string') : [];
+    const audiences = Array.isArray(value.spec.audiences)
+      ? value.spec.audiences.filter((aud): aud is string => typeof aud === 'string')
+      : [];
     return { token: value.spec.token, audiences };
   } catch {
     return undefined;
@@ -391,10 +513,23 @@ function parseReview(body: string): { token: string; audiences: string[] } | und
 }
 
 function status(code: number, reason: string, message: string) {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    code,
+  };
 }
 
-function send(res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {
+function send(
+  res: ServerResponse,
+  code: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(code, { 'content-type': 'application/json', ...headers });
   res.end(JSON.stringify(body));
 }

@@ -10,4 +10,5 @@ import { expect } from 'vitest';
 export const containing = (text: string): string => expect.stringContaining(text) as string;
 export const matching = (pattern: RegExp): string => expect.stringMatching(pattern) as string;
 export const anyString = (): string => expect.any(String) as string;
-export const includingAll = (items: string[]): string[] => expect.arrayContaining(items) as string[];
+export const includingAll = (items: string[]): string[] =>
+  expect.arrayContaining(items) as string[];

@@ -83,15 +83,18 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
   const tenants = new Map<string, Tenant>();
   let down = false;
 
-  const server: Server = createServer({ key: pki.keyPem, cert: pki.certPem }, (request, response) => {
-    const path = new URL(request.url ?? '/', 'https://127.0.0.1').pathname;
-    counts.set(path, (counts.get(path) ?? 0) + 1);
-    if (down) {
-      request.socket.destroy();
-      return;
-    }
-    serve(path, request, response);
-  });
+  const server: Server = createServer(
+    { key: pki.keyPem, cert: pki.certPem },
+    (request, response) => {
+      const path = new URL(request.url ?? '/', 'https://127.0.0.1').pathname;
+      counts.set(path, (counts.get(path) ?? 0) + 1);
+      if (down) {
+        request.socket.destroy();
+        return;
+      }
+      serve(path, request, response);
+    },
+  );
   const serve = (path: string, _request: IncomingMessage, response: ServerResponse): void => {
     for (const tenant of tenants.values()) {
       if (path === `${tenant.path}/.well-known/openid-configuration`) {
@@ -103,7 +106,11 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       }
       if (path === `${tenant.path}/openid/v1/jwks`) {
         const body = tenant.jwksOverride ?? { keys: tenant.keys.map((key) => key.publicJwk) };
-        return json(response, body, tenant.cacheControl ? { 'cache-control': tenant.cacheControl } : {});
+        return json(
+          response,
+          body,
+          tenant.cacheControl ? { 'cache-control': tenant.cacheControl } : {},
+        );
       }
     }
     response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
@@ -126,7 +133,8 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       path,
       alg,
       keys: [await generateSigningKey(alg)],
-      cacheControl: 'cacheControl' in tenantOptions ? tenantOptions.cacheControl : 'public, max-age=3600',
+      cacheControl:
+        'cacheControl' in tenantOptions ? tenantOptions.cacheControl : 'public, max-age=3600',
       jwksOverride: undefined,
       discoveryOverride: undefined,
       jwksRedirect: undefined,
@@ -144,7 +152,9 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       async sign(claims, header = {}) {
         const key = currentKey();
         const protectedHeader = { alg: key.alg, kid: key.kid, ...header } as { alg: string };
-        return new CompactSign(new TextEncoder().encode(JSON.stringify(claims))).setProtectedHeader(protectedHeader).sign(key.privateKey);
+        return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+          .setProtectedHeader(protectedHeader)
+          .sign(key.privateKey);
       },
       async rotate(rotateOptions = {}) {
         const next = await generateSigningKey(tenant.alg);
@@ -153,7 +163,12 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
       },
       requests(which) {
         if (which === undefined) return [...counts.values()].reduce((sum, count) => sum + count, 0);
-        const path = which === 'discovery' ? `${tenant.path}/.well-known/openid-configuration` : which === 'jwks' ? `${tenant.path}/openid/v1/jwks` : which;
+        const path =
+          which === 'discovery'
+            ? `${tenant.path}/.well-known/openid-configuration`
+            : which === 'jwks'
+              ? `${tenant.path}/openid/v1/jwks`
+              : which;
         return counts.get(path) ?? 0;
       },
       setDown(value) {
@@ -185,13 +200,21 @@ export async function startOidcIssuer(options: OidcIssuerOptions = {}): Promise<
 /** Claims shaped like a Kubernetes projected service-account token. */
 export function projectedClaims(
   issuer: string,
-  options: { audience?: string | string[]; nowSeconds?: number; lifetimeSeconds?: number; namespace?: string; serviceAccount?: string } = {},
+  options: {
+    audience?: string | string[];
+    nowSeconds?: number;
+    lifetimeSeconds?: number;
+    namespace?: string;
+    serviceAccount?: string;
+  } = {},
 ): Record<string, unknown> {
   const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
   const namespace = options.namespace ?? 'default';
   const serviceAccount = options.serviceAccount ?? 'app';
   return {
-    aud: Array.isArray(options.audience) ? options.audience : [options.audience ?? 'sts.example.com'],
+    aud: Array.isArray(options.audience)
+      ? options.audience
+      : [options.audience ?? 'sts.example.com'],
     exp: now + (options.lifetimeSeconds ?? 3600),
     iat: now,
     nbf: now,
@@ -201,7 +224,10 @@ export function projectedClaims(
     'kubernetes.io': {
       namespace,
       node: { name: 'node-1', uid: '5d1a0a54-6b6a-4d7e-9d8e-1f0c2b3a4d5e' },
-      pod: { name: `${serviceAccount}-7c9f8d6b5-x2x4z`, uid: 'b6c258f5-d3b4-11e8-8ef4-080027e55ea8' },
+      pod: {
+        name: `${serviceAccount}-7c9f8d6b5-x2x4z`,
+        uid: 'b6c258f5-d3b4-11e8-8ef4-080027e55ea8',
+      },
       serviceaccount: { name: serviceAccount, uid: 'b389b3b2-d302-11e8-b14c-080027e55ea8' },
     },
   };
@@ -221,7 +247,9 @@ export async function generateSigningKey(alg: IssuerAlgorithm = 'RS256'): Promis
 }
 
 function json(response: ServerResponse, body: unknown, headers: Record<string, string> = {}): void {
-  response.writeHead(200, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+  response
+    .writeHead(200, { 'content-type': 'application/json', ...headers })
+    .end(JSON.stringify(body));
 }
 
 const DAY = 86_400_000;
@@ -230,7 +258,10 @@ const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 /** A throwaway CA and a 127.0.0.1/localhost serving certificate signed by it. */
 async function createPki(): Promise<{ caPem: string; certPem: string; keyPem: string }> {
   const crypto: webcrypto.Crypto = webcrypto;
-  const validity = { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 7 * DAY) };
+  const validity = {
+    notBefore: new Date(Date.now() - DAY),
+    notAfter: new Date(Date.now() + 7 * DAY),
+  };
   const caKeys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
   const ca = await x509.X509CertificateGenerator.createSelfSigned(
     {
@@ -240,7 +271,10 @@ async function createPki(): Promise<{ caPem: string; certPem: string; keyPem: st
       signingAlgorithm: EC,
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
       ],
     },
     crypto,

@@ -20,14 +20,34 @@ export interface InstalledPackage {
  */
 export async function packAndInstall(): Promise<InstalledPackage> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-consumer-'));
-  const packed = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-  const [{ filename }] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [{ filename: string }];
-  const tarball = join(dir, filename);
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  await run('npm', ['install', '--omit=dev', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', tarball], {
-    cwd: dir,
+  const packed = await run('npm', ['pack', '--json', '--pack-destination', dir], {
+    cwd: ROOT,
     maxBuffer: 64 * 1024 * 1024,
   });
+  const [{ filename }] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as [
+    { filename: string },
+  ];
+  const tarball = join(dir, filename);
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }),
+  );
+  await run(
+    'npm',
+    [
+      'install',
+      '--omit=dev',
+      '--prefer-offline',
+      '--ignore-scripts',
+      '--no-audit',
+      '--no-fund',
+      tarball,
+    ],
+    {
+      cwd: dir,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   return { dir, tarball };
 }
 

@@ -6,7 +6,8 @@ import type { KubeObject } from './kube-apiserver.js';
  * its ReplicaSet and Pod, a Node, a CronJob's Job. Tests put them into the API-server stand-in.
  */
 
-export const digestOf = (text: string): string => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+export const digestOf = (text: string): string =>
+  `sha256:${createHash('sha256').update(text).digest('hex')}`;
 
 export interface ContainerSpec {
   name: string;
@@ -21,8 +22,18 @@ export function deployment(namespace: string, name: string): KubeObject {
   return {
     kind: 'Deployment',
     apiVersion: 'apps/v1',
-    metadata: { name, namespace, generation: 3, labels: { app: name }, annotations: { 'deployment.kubernetes.io/revision': '3' } },
-    spec: { replicas: 2, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [] } } },
+    metadata: {
+      name,
+      namespace,
+      generation: 3,
+      labels: { app: name },
+      annotations: { 'deployment.kubernetes.io/revision': '3' },
+    },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: name } },
+      template: { metadata: { labels: { app: name } }, spec: { containers: [] } },
+    },
     status: { replicas: 2, readyReplicas: 2 },
   };
 }
@@ -53,21 +64,39 @@ export function job(namespace: string, name: string, owner?: KubeObject): KubeOb
 }
 
 export function cronJob(namespace: string, name: string): KubeObject {
-  return { kind: 'CronJob', apiVersion: 'batch/v1', metadata: { name, namespace }, spec: { schedule: '*/5 * * * *' } };
+  return {
+    kind: 'CronJob',
+    apiVersion: 'batch/v1',
+    metadata: { name, namespace },
+    spec: { schedule: '*/5 * * * *' },
+  };
 }
 
 export function node(name: string, labels: Record<string, string>): KubeObject {
   return {
     kind: 'Node',
     apiVersion: 'v1',
-    metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', ...labels } },
+    metadata: {
+      name,
+      labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', ...labels },
+    },
     spec: { podCIDR: '10.244.1.0/24' },
-    status: { conditions: [{ type: 'Ready', status: 'True' }], nodeInfo: { containerRuntimeVersion: 'containerd://1.7.13', kubeletVersion: 'v1.30.2' } },
+    status: {
+      conditions: [{ type: 'Ready', status: 'True' }],
+      nodeInfo: { containerRuntimeVersion: 'containerd://1.7.13', kubeletVersion: 'v1.30.2' },
+    },
   };
 }
 
 function controllerRef(owner: KubeObject): Record<string, unknown> {
-  return { apiVersion: owner.apiVersion, kind: owner.kind, name: owner.metadata.name, uid: owner.metadata.uid, controller: true, blockOwnerDeletion: true };
+  return {
+    apiVersion: owner.apiVersion,
+    kind: owner.kind,
+    name: owner.metadata.name,
+    uid: owner.metadata.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
 }
 
 export interface PodOptions {
@@ -90,9 +119,16 @@ export function pod(options: PodOptions): KubeObject {
     ready: !container.init,
     restartCount: 0,
     started: !container.init,
-    state: container.init ? { terminated: { exitCode: 0, reason: 'Completed' } } : { running: { startedAt: '2026-01-01T00:00:00Z' } },
+    state: container.init
+      ? { terminated: { exitCode: 0, reason: 'Completed' } }
+      : { running: { startedAt: '2026-01-01T00:00:00Z' } },
   });
-  const spec = (container: ContainerSpec) => ({ name: container.name, image: container.image, imagePullPolicy: 'IfNotPresent', resources: {} });
+  const spec = (container: ContainerSpec) => ({
+    name: container.name,
+    image: container.image,
+    imagePullPolicy: 'IfNotPresent',
+    resources: {},
+  });
   const init = options.containers.filter((c) => c.init);
   const main = options.containers.filter((c) => !c.init);
   return {
@@ -114,8 +150,12 @@ export function pod(options: PodOptions): KubeObject {
     },
     status: {
       phase: 'Running',
-      ...(init.some((c) => c.imageID !== undefined) ? { initContainerStatuses: init.filter((c) => c.imageID !== undefined).map(status) } : {}),
-      ...(main.some((c) => c.imageID !== undefined) ? { containerStatuses: main.filter((c) => c.imageID !== undefined).map(status) } : {}),
+      ...(init.some((c) => c.imageID !== undefined)
+        ? { initContainerStatuses: init.filter((c) => c.imageID !== undefined).map(status) }
+        : {}),
+      ...(main.some((c) => c.imageID !== undefined)
+        ? { containerStatuses: main.filter((c) => c.imageID !== undefined).map(status) }
+        : {}),
     },
   };
 }

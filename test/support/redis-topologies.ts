@@ -11,7 +11,9 @@ const run = promisify(execFile);
 
 /** One `redis-cli` command against 127.0.0.1:`port`; its trimmed output. */
 async function redisCli(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5000 });
+  const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], {
+    timeout: 5000,
+  });
   return stdout.trim();
 }
 
@@ -30,7 +32,9 @@ export interface TestSentinelSet {
   stop(): Promise<void>;
 }
 
-export async function startRedisSentinelSet(options: { name?: string; downAfterMs?: number } = {}): Promise<TestSentinelSet> {
+export async function startRedisSentinelSet(
+  options: { name?: string; downAfterMs?: number } = {},
+): Promise<TestSentinelSet> {
   const name = options.name ?? 'tessera-test';
   const downAfterMs = options.downAfterMs ?? 1000;
   const dir = mkdtempSync(join(tmpdir(), 'tessera-sentinel-'));
@@ -39,7 +43,12 @@ export async function startRedisSentinelSet(options: { name?: string; downAfterM
   const children: ChildProcess[] = [];
   const ports: number[] = [];
   try {
-    await waitFor(async () => (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'), 'the replica to sync', 10_000);
+    await waitFor(
+      async () =>
+        (await redisCli(replica.port, 'info', 'replication')).includes('master_link_status:up'),
+      'the replica to sync',
+      10_000,
+    );
     for (let index = 0; index < 3; index += 1) {
       const port = await freePort();
       const conf = join(dir, `sentinel-${index}.conf`);
@@ -65,7 +74,8 @@ export async function startRedisSentinelSet(options: { name?: string; downAfterM
       await waitFor(
         async () => {
           const info = await redisCli(port, 'sentinel', 'master', name).catch(() => '');
-          const field = (key: string) => Number(info.split('\n')[info.split('\n').indexOf(key) + 1]);
+          const field = (key: string) =>
+            Number(info.split('\n')[info.split('\n').indexOf(key) + 1]);
           return field('num-slaves') >= 1 && field('num-other-sentinels') >= 2;
         },
         `sentinel ${port} to learn the topology`,
@@ -83,7 +93,12 @@ export async function startRedisSentinelSet(options: { name?: string; downAfterM
     master,
     replica,
     async masterPort() {
-      const answer = await redisCli(ports[0] as number, 'sentinel', 'get-master-addr-by-name', name);
+      const answer = await redisCli(
+        ports[0] as number,
+        'sentinel',
+        'get-master-addr-by-name',
+        name,
+      );
       return Number(answer.split('\n')[1]);
     },
     async stop() {
@@ -138,7 +153,11 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
     const nodes = servers.map((server) => `127.0.0.1:${server.port}`);
     await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-yes'], { timeout: 15_000 });
     for (const server of servers) {
-      await waitFor(async () => (await redisCli(server.port, 'cluster', 'info')).includes('cluster_state:ok'), `node ${server.port} to see the cluster ok`, 15_000);
+      await waitFor(
+        async () => (await redisCli(server.port, 'cluster', 'info')).includes('cluster_state:ok'),
+        `node ${server.port} to see the cluster ok`,
+        15_000,
+      );
     }
     return {
       nodes,

@@ -46,7 +46,6 @@ export function requireBinary(name: string): boolean {
   return false;
 }
 
-
 export interface RedisStartOptions {
   /** `requirepass`: clients must AUTH. */
   password?: string;
@@ -66,7 +65,20 @@ export async function startRedis(options: RedisStartOptions = {}): Promise<TestR
     '--dir',
     dataDir,
     ...(certs
-      ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', certs.cert, '--tls-key-file', certs.key, '--tls-ca-cert-file', certs.ca, '--tls-auth-clients', 'no']
+      ? [
+          '--port',
+          '0',
+          '--tls-port',
+          String(port),
+          '--tls-cert-file',
+          certs.cert,
+          '--tls-key-file',
+          certs.key,
+          '--tls-ca-cert-file',
+          certs.ca,
+          '--tls-auth-clients',
+          'no',
+        ]
       : ['--port', String(port)]),
     ...(options.password === undefined ? [] : ['--requirepass', options.password]),
     ...(options.args ?? []),
@@ -103,7 +115,10 @@ export async function startRedis(options: RedisStartOptions = {}): Promise<TestR
 /** Whether this redis-server was built with TLS (Debian's is). */
 export function redisHasTls(): boolean {
   // Listening nowhere, it exits at once; without TLS support `tls-port` is a bad directive.
-  const out = spawnSync('redis-server', ['--port', '0', '--tls-port', '0'], { encoding: 'utf8', timeout: 5000 });
+  const out = spawnSync('redis-server', ['--port', '0', '--tls-port', '0'], {
+    encoding: 'utf8',
+    timeout: 5000,
+  });
   return !/Bad directive/i.test(`${out.stdout}${out.stderr}`);
 }
 
@@ -112,22 +127,91 @@ function makeCertificates(): { dir: string; ca: string; cert: string; key: strin
   const dir = mkdtempSync(join(tmpdir(), 'tessera-redis-tls-'));
   const at = (name: string) => join(dir, name);
   const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=Test Redis CA', '-keyout', at('ca.key'), '-out', at('ca.pem'));
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', at('server.key'), '-out', at('server.csr'));
-  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ${at('ext.cnf')}`]);
-  openssl('x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', at('ext.cnf'), '-out', at('server.pem'));
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=Test Redis CA',
+    '-keyout',
+    at('ca.key'),
+    '-out',
+    at('ca.pem'),
+  );
+  openssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    at('server.key'),
+    '-out',
+    at('server.csr'),
+  );
+  execFileSync('sh', [
+    '-c',
+    `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > ${at('ext.cnf')}`,
+  ]);
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    at('server.csr'),
+    '-CA',
+    at('ca.pem'),
+    '-CAkey',
+    at('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    at('ext.cnf'),
+    '-out',
+    at('server.pem'),
+  );
   return { dir, ca: at('ca.pem'), cert: at('server.pem'), key: at('server.key') };
 }
 
-async function launch(port: number, args: string[], probe: { tls: boolean; ca?: string }): Promise<ChildProcess> {
-  const child = spawn('redis-server', [...args, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+async function launch(
+  port: number,
+  args: string[],
+  probe: { tls: boolean; ca?: string },
+): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    [
+      ...args,
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--protected-mode',
+      'yes',
+      '--loglevel',
+      'warning',
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited (${child.exitCode}): ${stderr}`);
+    if (child.exitCode !== null)
+      throw new Error(`redis-server exited (${child.exitCode}): ${stderr}`);
     if (await ping(port, probe)) return child;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -136,9 +220,14 @@ async function launch(port: number, args: string[], probe: { tls: boolean; ca?: 
 }
 
 /** Any answer to PING (PONG, or NOAUTH when a password is set) means the server is up. */
-function ping(port: number, probe: { tls: boolean; ca?: string } = { tls: false }): Promise<boolean> {
+function ping(
+  port: number,
+  probe: { tls: boolean; ca?: string } = { tls: false },
+): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket: Socket = probe.tls ? tlsConnect({ host: '127.0.0.1', port, ca: probe.ca, servername: 'localhost' }) : createConnection({ host: '127.0.0.1', port });
+    const socket: Socket = probe.tls
+      ? tlsConnect({ host: '127.0.0.1', port, ca: probe.ca, servername: 'localhost' })
+      : createConnection({ host: '127.0.0.1', port });
     const done = (ok: boolean) => {
       socket.destroy();
       resolve(ok);

@@ -32,7 +32,12 @@ export interface TestRegistry {
   /** Push a tiny image; resolves to its manifest digest. */
   pushImage(repository: string, tag: string, content?: string): Promise<string>;
   /** Push a cosign signature layer for `repository@digest` signed by `key` (appended to those already there). */
-  pushSignature(repository: string, digest: string, key: KeyObject, options?: SignatureOptions): Promise<void>;
+  pushSignature(
+    repository: string,
+    digest: string,
+    key: KeyObject,
+    options?: SignatureOptions,
+  ): Promise<void>;
   /** Put raw bytes as the manifest tagged `tag` (for malformed signature manifests). */
   putManifest(repository: string, tag: string, body: string, mediaType?: string): Promise<number>;
   stop(): Promise<void>;
@@ -50,7 +55,8 @@ export interface SignatureOptions {
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const SIMPLE_SIGNING = 'application/vnd.dev.cosign.simplesigning.v1+json';
 
-const sha256 = (bytes: Buffer | string): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const sha256 = (bytes: Buffer | string): string =>
+  `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** A cosign key pair: ECDSA P-256, as `cosign generate-key-pair` makes. */
 export function cosignKeyPair(): { privateKey: KeyObject; publicPem: string } {
@@ -74,20 +80,34 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
       version: 0.1,
       log: { level: 'error', accesslog: { disabled: true } },
       storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true } },
-      http: { addr: host, secret: 'test-only', tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') } },
+      http: {
+        addr: host,
+        secret: 'test-only',
+        tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') },
+      },
     }),
   );
   const children: ChildProcess[] = [];
   const launch = async (config: string, ready: () => Promise<boolean>) => {
-    const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('docker-registry', ['serve', config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     children.push(child);
     let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    child.stderr?.on(
+      'data',
+      (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)),
+    );
     await waitReady(child, ready, () => stderr);
   };
   const base = `https://${host}/v2/`;
-  const call = (path: string, init: RequestInit = {}) => tlsFetch(new URL(path, base), init, ca.certPem);
-  await launch(join(dir, 'config.yml'), () => call('').then((response) => response.status === 200).catch(() => false));
+  const call = (path: string, init: RequestInit = {}) =>
+    tlsFetch(new URL(path, base), init, ca.certPem);
+  await launch(join(dir, 'config.yml'), () =>
+    call('')
+      .then((response) => response.status === 200)
+      .catch(() => false),
+  );
   let tokenHost: string | undefined;
   let tokensIssued = 0;
   let tokenServer: HttpsServer | undefined;
@@ -99,7 +119,9 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
       const url = new URL(req.url ?? '/', 'https://token');
       const [, repository] = /^repository:([^:]+):/.exec(url.searchParams.get('scope') ?? '') ?? [];
       tokensIssued += 1;
-      void new SignJWT({ access: repository ? [{ type: 'repository', name: repository, actions: ['pull'] }] : [] })
+      void new SignJWT({
+        access: repository ? [{ type: 'repository', name: repository, actions: ['pull'] }] : [],
+      })
         .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [x5c] })
         .setIssuer('tessera-test-token-issuer')
         .setAudience(url.searchParams.get('service') ?? '')
@@ -124,7 +146,11 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
         version: 0.1,
         log: { level: 'error', accesslog: { disabled: true } },
         storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true } },
-        http: { addr: tokenHost, secret: 'test-only', tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') } },
+        http: {
+          addr: tokenHost,
+          secret: 'test-only',
+          tls: { certificate: join(dir, 'tls.crt'), key: join(dir, 'tls.key') },
+        },
         auth: {
           token: {
             realm: `https://127.0.0.1:${tokenPort}/token`,
@@ -149,19 +175,37 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
     if (start.status !== 202) throw new Error(`blob upload start: HTTP ${start.status}`);
     const location = new URL(start.headers.get('location') as string, base);
     location.searchParams.set('digest', digest);
-    const put = await call(location.toString(), { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+    const put = await call(location.toString(), {
+      method: 'PUT',
+      body: bytes,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     if (put.status !== 201) throw new Error(`blob upload: HTTP ${put.status} ${await put.text()}`);
     return digest;
   }
 
-  async function putManifest(repository: string, tag: string, body: string, mediaType = OCI_MANIFEST): Promise<number> {
-    const response = await call(`${repository}/manifests/${tag}`, { method: 'PUT', body, headers: { 'content-type': mediaType } });
+  async function putManifest(
+    repository: string,
+    tag: string,
+    body: string,
+    mediaType = OCI_MANIFEST,
+  ): Promise<number> {
+    const response = await call(`${repository}/manifests/${tag}`, {
+      method: 'PUT',
+      body,
+      headers: { 'content-type': mediaType },
+    });
     await response.arrayBuffer();
     return response.status;
   }
 
-  async function getManifest(repository: string, tag: string): Promise<{ layers: unknown[] } | undefined> {
-    const response = await call(`${repository}/manifests/${tag}`, { headers: { accept: OCI_MANIFEST } });
+  async function getManifest(
+    repository: string,
+    tag: string,
+  ): Promise<{ layers: unknown[] } | undefined> {
+    const response = await call(`${repository}/manifests/${tag}`, {
+      headers: { accept: OCI_MANIFEST },
+    });
     if (response.status === 404) return undefined;
     return (await response.json()) as { layers: unknown[] };
   }
@@ -175,13 +219,30 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
     async pushImage(repository, tag, content = `${repository}:${tag}`) {
       const layer = Buffer.from(content);
       const layerDigest = await pushBlob(repository, layer);
-      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layerDigest] }, config: {} }));
+      const config = Buffer.from(
+        JSON.stringify({
+          architecture: 'amd64',
+          os: 'linux',
+          rootfs: { type: 'layers', diff_ids: [layerDigest] },
+          config: {},
+        }),
+      );
       const configDigest = await pushBlob(repository, config);
       const manifest = JSON.stringify({
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: config.length, digest: configDigest },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', size: layer.length, digest: layerDigest }],
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          size: config.length,
+          digest: configDigest,
+        },
+        layers: [
+          {
+            mediaType: 'application/vnd.oci.image.layer.v1.tar',
+            size: layer.length,
+            digest: layerDigest,
+          },
+        ],
       });
       const status = await putManifest(repository, tag, manifest);
       if (status !== 201) throw new Error(`image manifest: HTTP ${status}`);
@@ -198,22 +259,41 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
           optional: { creator: 'tessera tests' },
         }),
       );
-      const signature = sign('sha256', options.signBytes ?? payload, { key, dsaEncoding: 'der' }).toString('base64');
+      const signature = sign('sha256', options.signBytes ?? payload, {
+        key,
+        dsaEncoding: 'der',
+      }).toString('base64');
       const payloadDigest = await pushBlob(repository, payload);
       const tag = `${digest.replace(':', '-')}.sig`;
-      const existing = ((await getManifest(repository, tag))?.layers ?? []) as Array<{ digest: string }>;
+      const existing = ((await getManifest(repository, tag))?.layers ?? []) as Array<{
+        digest: string;
+      }>;
       const layers = [
         ...existing,
-        { mediaType: SIMPLE_SIGNING, size: payload.length, digest: payloadDigest, annotations: { 'dev.cosignproject.cosign/signature': signature } },
+        {
+          mediaType: SIMPLE_SIGNING,
+          size: payload.length,
+          digest: payloadDigest,
+          annotations: { 'dev.cosignproject.cosign/signature': signature },
+        },
       ];
       const config = Buffer.from(
-        JSON.stringify({ architecture: '', os: '', rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) }, config: {} }),
+        JSON.stringify({
+          architecture: '',
+          os: '',
+          rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
+          config: {},
+        }),
       );
       const configDigest = await pushBlob(repository, config);
       const manifest = JSON.stringify({
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', size: config.length, digest: configDigest },
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          size: config.length,
+          digest: configDigest,
+        },
         layers,
       });
       const status = await putManifest(repository, tag, manifest);
@@ -229,16 +309,23 @@ export async function startRegistry(options: { tokenAuth?: boolean } = {}): Prom
         });
       }
       tokenServer?.closeAllConnections();
-      await new Promise((resolve) => (tokenServer ? tokenServer.close(resolve) : resolve(undefined)));
+      await new Promise((resolve) =>
+        tokenServer ? tokenServer.close(resolve) : resolve(undefined),
+      );
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
-async function waitReady(child: ChildProcess, ready: () => Promise<boolean>, stderr: () => string): Promise<void> {
+async function waitReady(
+  child: ChildProcess,
+  ready: () => Promise<boolean>,
+  stderr: () => string,
+): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${stderr()}`);
+    if (child.exitCode !== null)
+      throw new Error(`docker-registry exited (${child.exitCode}): ${stderr()}`);
     if (await ready()) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -248,19 +335,40 @@ async function waitReady(child: ChildProcess, ready: () => Promise<boolean>, std
 
 /** fetch over TLS trusting only `ca`, through node:https (global fetch cannot take a CA). */
 async function tlsFetch(url: URL, init: RequestInit, ca: string): Promise<Response> {
-  const body = init.body === undefined || init.body === null ? undefined : Buffer.from(init.body as string | Buffer);
+  const body =
+    init.body === undefined || init.body === null
+      ? undefined
+      : Buffer.from(init.body as string | Buffer);
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, { method: init.method ?? 'GET', headers: { ...(init.headers as Record<string, string>), ...(body ? { 'content-length': String(body.length) } : {}) }, ca, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => {
-        const headers = new Headers();
-        for (const [name, value] of Object.entries(res.headers)) if (typeof value === 'string') headers.set(name, value);
-        const status = res.statusCode ?? 0;
-        resolve(new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), { status, headers }));
-      });
-      res.on('error', reject);
-    });
+    const req = httpsRequest(
+      url,
+      {
+        method: init.method ?? 'GET',
+        headers: {
+          ...(init.headers as Record<string, string>),
+          ...(body ? { 'content-length': String(body.length) } : {}),
+        },
+        ca,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const headers = new Headers();
+          for (const [name, value] of Object.entries(res.headers))
+            if (typeof value === 'string') headers.set(name, value);
+          const status = res.statusCode ?? 0;
+          resolve(
+            new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), {
+              status,
+              headers,
+            }),
+          );
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

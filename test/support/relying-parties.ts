@@ -17,12 +17,20 @@ export interface RelyingParty {
 }
 
 /** OIDC discovery, then the JWKS it names; the token must be from `issuer` for `audience`. */
-export async function verifyThroughDiscovery(token: string, issuer: string, audience: string): Promise<JWTPayload> {
+export async function verifyThroughDiscovery(
+  token: string,
+  issuer: string,
+  audience: string,
+): Promise<JWTPayload> {
   const response = await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
   if (!response.ok) throw new Error(`discovery answered ${response.status}`);
   const document = (await response.json()) as { issuer?: string; jwks_uri?: string };
-  if (document.issuer !== issuer || !document.jwks_uri) throw new Error('discovery document does not match the issuer');
-  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(document.jwks_uri)), { issuer, audience });
+  if (document.issuer !== issuer || !document.jwks_uri)
+    throw new Error('discovery document does not match the issuer');
+  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(document.jwks_uri)), {
+    issuer,
+    audience,
+  });
   return payload;
 }
 
@@ -32,7 +40,9 @@ async function formBody(request: IncomingMessage): Promise<URLSearchParams> {
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
 
-async function listen(handler: (request: IncomingMessage, response: ServerResponse) => Promise<void>): Promise<{ server: Server; url: string }> {
+async function listen(
+  handler: (request: IncomingMessage, response: ServerResponse) => Promise<void>,
+): Promise<{ server: Server; url: string }> {
   const server = createServer((request, response) => {
     handler(request, response).catch(() => {
       response.statusCode = 500;
@@ -49,7 +59,8 @@ const closer = (server: Server) => () =>
     server.close(() => resolve());
   });
 
-const xml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const xml = (text: string) =>
+  text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /**
  * AWS STS `AssumeRoleWithWebIdentity` (query protocol, XML answers): audience
@@ -65,14 +76,20 @@ export async function startAwsSts(options: { issuer: string }): Promise<RelyingP
         `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${xml(message)}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`,
       );
     };
-    if (form.get('Action') !== 'AssumeRoleWithWebIdentity') return fail('InvalidAction', 'only AssumeRoleWithWebIdentity');
+    if (form.get('Action') !== 'AssumeRoleWithWebIdentity')
+      return fail('InvalidAction', 'only AssumeRoleWithWebIdentity');
     let claims: JWTPayload;
     try {
-      claims = await verifyThroughDiscovery(form.get('WebIdentityToken') ?? '', options.issuer, 'sts.amazonaws.com');
+      claims = await verifyThroughDiscovery(
+        form.get('WebIdentityToken') ?? '',
+        options.issuer,
+        'sts.amazonaws.com',
+      );
     } catch (error) {
       return fail('InvalidIdentityToken', String(error));
     }
-    if (!claims.sub || claims.sub.length > 255) return fail('ValidationError', 'SubjectFromWebIdentityToken');
+    if (!claims.sub || claims.sub.length > 255)
+      return fail('ValidationError', 'SubjectFromWebIdentityToken');
     accepted.push(claims);
     const roleArn = form.get('RoleArn') ?? '';
     const session = form.get('RoleSessionName') ?? 'session';
@@ -113,16 +130,24 @@ export async function startGcpSts(options: { issuer: string }): Promise<RelyingP
       response.writeHead(status, { 'content-type': 'application/json' });
       response.end(JSON.stringify(body));
     };
-    if (request.url !== '/v1/token' || form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange') {
+    if (
+      request.url !== '/v1/token' ||
+      form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange'
+    ) {
       return answer(400, { error: 'invalid_request' });
     }
     let claims: JWTPayload;
     try {
-      claims = await verifyThroughDiscovery(form.get('subject_token') ?? '', options.issuer, form.get('audience') ?? '');
+      claims = await verifyThroughDiscovery(
+        form.get('subject_token') ?? '',
+        options.issuer,
+        form.get('audience') ?? '',
+      );
     } catch (error) {
       return answer(400, { error: 'invalid_grant', error_description: String(error) });
     }
-    if (!claims.sub || Buffer.byteLength(claims.sub) > 127) return answer(400, { error: 'invalid_grant', error_description: 'google.subject too long' });
+    if (!claims.sub || Buffer.byteLength(claims.sub) > 127)
+      return answer(400, { error: 'invalid_grant', error_description: 'google.subject too long' });
     accepted.push(claims);
     answer(200, {
       access_token: `ya29.${randomBytes(24).toString('base64url')}`,

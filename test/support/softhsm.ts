@@ -25,7 +25,8 @@ export interface SoftHsmToken {
 
 /** Why SoftHSM2 cannot be used here, or `undefined` when it can. */
 export function softHsmMissing(): string | undefined {
-  if (!existsSync(SOFTHSM_MODULE)) return `SoftHSM2 module not found at ${SOFTHSM_MODULE} (apt-get install softhsm2)`;
+  if (!existsSync(SOFTHSM_MODULE))
+    return `SoftHSM2 module not found at ${SOFTHSM_MODULE} (apt-get install softhsm2)`;
   try {
     execFileSync(SOFTHSM_UTIL, ['--version'], { stdio: 'pipe' });
   } catch {
@@ -47,14 +48,22 @@ export function skipSoftHsm(): boolean {
 }
 
 /** Creates a fresh token labelled `label` and points this process's SoftHSM2 at it. */
-export function createSoftHsmToken(options: { label?: string; pin?: string; soPin?: string } = {}): SoftHsmToken {
+export function createSoftHsmToken(
+  options: { label?: string; pin?: string; soPin?: string } = {},
+): SoftHsmToken {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-softhsm-'));
   const tokenDir = join(dir, 'tokens');
   mkdirSync(tokenDir, { mode: 0o700 });
   const conf = join(dir, 'softhsm2.conf');
   writeFileSync(
     conf,
-    [`directories.tokendir = ${tokenDir}`, 'objectstore.backend = file', 'log.level = ERROR', 'slots.removable = false', ''].join('\n'),
+    [
+      `directories.tokendir = ${tokenDir}`,
+      'objectstore.backend = file',
+      'log.level = ERROR',
+      'slots.removable = false',
+      '',
+    ].join('\n'),
   );
   const previousConf = process.env.SOFTHSM2_CONF;
   process.env.SOFTHSM2_CONF = conf;
@@ -62,10 +71,14 @@ export function createSoftHsmToken(options: { label?: string; pin?: string; soPi
   const pin = options.pin ?? '1234-test-pin';
   const soPin = options.soPin ?? '5678-test-so-pin';
   const addToken = (tokenLabel: string): void => {
-    execFileSync(SOFTHSM_UTIL, ['--init-token', '--free', '--label', tokenLabel, '--pin', pin, '--so-pin', soPin], {
-      stdio: 'pipe',
-      env: { ...process.env, SOFTHSM2_CONF: conf },
-    });
+    execFileSync(
+      SOFTHSM_UTIL,
+      ['--init-token', '--free', '--label', tokenLabel, '--pin', pin, '--so-pin', soPin],
+      {
+        stdio: 'pipe',
+        env: { ...process.env, SOFTHSM2_CONF: conf },
+      },
+    );
   };
   addToken(label);
   return {

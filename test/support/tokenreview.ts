@@ -2,9 +2,19 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createMemoryCache, type SharedCache } from '../../src/cache/index.js';
 import { clusterSchema, type ClusterConfig, type ConfigInput } from '../../src/config/index.js';
 import { createLogger, createMetrics } from '../../src/observability/index.js';
-import { createClusterVerifier, parseToken, type ClusterVerifier, type WorkloadIdentity } from '../../src/verifiers/index.js';
+import {
+  createClusterVerifier,
+  parseToken,
+  type ClusterVerifier,
+  type WorkloadIdentity,
+} from '../../src/verifiers/index.js';
 import type { TokenReviewDeps } from '../../src/verifiers/tokenreview.js';
-import { startKubeApiServer, type IssueOptions, type KubeApiServer, type KubeconfigOptions } from './kube-apiserver.js';
+import {
+  startKubeApiServer,
+  type IssueOptions,
+  type KubeApiServer,
+  type KubeconfigOptions,
+} from './kube-apiserver.js';
 
 /**
  * Shared setup of the TokenReview tests: one API server stand-in per file (or per `describe`,
@@ -39,7 +49,8 @@ export function useKubeApiServer(): () => KubeApiServer {
     server?.failWith(undefined);
   });
   return () => {
-    if (!server) throw new Error('the API server stand-in is not started yet (use it inside a test or hook)');
+    if (!server)
+      throw new Error('the API server stand-in is not started yet (use it inside a test or hook)');
     return server;
   };
 }
@@ -52,7 +63,13 @@ export function reviewClusterInput(
   overrides: Partial<ClusterInput> = {},
   kubeconfig?: KubeconfigOptions,
 ): ClusterInput {
-  return { name: 'prod', issuer: server.issuer, verify: 'tokenreview', kubeconfig: server.kubeconfig(kubeconfig), ...overrides };
+  return {
+    name: 'prod',
+    issuer: server.issuer,
+    verify: 'tokenreview',
+    kubeconfig: server.kubeconfig(kubeconfig),
+    ...overrides,
+  };
 }
 
 /** The same entry after the config schema filled in its defaults. */
@@ -65,7 +82,10 @@ export function reviewCluster(
 }
 
 /** A projected token for pod `orders-1` of production/order-service, for the review audience. */
-export function issueReviewToken(server: KubeApiServer, overrides: Partial<IssueOptions> = {}): Promise<string> {
+export function issueReviewToken(
+  server: KubeApiServer,
+  overrides: Partial<IssueOptions> = {},
+): Promise<string> {
   return server.issueToken({
     namespace: 'production',
     serviceAccount: 'order-service',
@@ -103,7 +123,9 @@ export function reviewVerifier(server: KubeApiServer, options: ReviewVerifierOpt
   const lines: Array<Record<string, unknown>> = [];
   const logger = createLogger({
     level: 'debug',
-    destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    destination: {
+      write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+    },
   });
   const metrics = createMetrics();
   const cluster = reviewCluster(server, options.cluster, options.kubeconfig);
@@ -117,5 +139,11 @@ export function reviewVerifier(server: KubeApiServer, options: ReviewVerifierOpt
     maxStaleSeconds: 86_400,
     ...(options.deps ? { tokenReview: options.deps } : {}),
   });
-  return { verifier: withRawTokens(verifier), lines, metrics, cache, advance: (ms: number) => void (clock += ms) };
+  return {
+    verifier: withRawTokens(verifier),
+    lines,
+    metrics,
+    cache,
+    advance: (ms: number) => void (clock += ms),
+  };
 }

@@ -10,36 +10,72 @@ import type { JwsAlgorithm, KeyProvider, SigningKey } from '../../src/keys/types
 import { silentLogger } from '../../src/observability/index.js';
 
 /** A node:crypto SigningKey (JWS-form signatures), for unit tests that need no provider. */
-export function testSigningKey(alg: Extract<JwsAlgorithm, 'ES256' | 'RS256'> = 'ES256', privateKey?: KeyObject): SigningKey {
-  const key = privateKey ?? (alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey;
-  const publicJwk = { ...(key.export({ format: 'jwk' }) as JWK), alg, use: 'sig', kid: `test-${alg}` };
+export function testSigningKey(
+  alg: Extract<JwsAlgorithm, 'ES256' | 'RS256'> = 'ES256',
+  privateKey?: KeyObject,
+): SigningKey {
+  const key =
+    privateKey ??
+    (alg === 'ES256'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : generateKeyPairSync('rsa', { modulusLength: 2048 })
+    ).privateKey;
+  const publicJwk = {
+    ...(key.export({ format: 'jwk' }) as JWK),
+    alg,
+    use: 'sig',
+    kid: `test-${alg}`,
+  };
   delete publicJwk.d;
   for (const name of ['p', 'q', 'dp', 'dq', 'qi'] as const) delete publicJwk[name];
   return {
     kid: `test-${alg}`,
     alg,
     publicJwk,
-    sign: (data) => Promise.resolve(new Uint8Array(sign('sha256', data, alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key))),
+    sign: (data) =>
+      Promise.resolve(
+        new Uint8Array(
+          sign('sha256', data, alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key),
+        ),
+      ),
   };
 }
 
 /** `provider` whose named keys fail while `state.failing` (an HSM that went away). */
-export function withFailingNamedKeys(provider: KeyProvider, state: { failing: boolean }): KeyProvider {
+export function withFailingNamedKeys(
+  provider: KeyProvider,
+  state: { failing: boolean },
+): KeyProvider {
   return {
     ...provider,
     kind: provider.kind,
     namedKey: async (name, alg) => {
       if (state.failing) throw new Error('CKR_TOKEN_NOT_PRESENT');
       const key = await provider.namedKey(name, alg);
-      return { ...key, kid: key.kid, alg: key.alg, publicJwk: key.publicJwk, sign: (data) => (state.failing ? Promise.reject(new Error('CKR_DEVICE_REMOVED')) : key.sign(data)) };
+      return {
+        ...key,
+        kid: key.kid,
+        alg: key.alg,
+        publicJwk: key.publicJwk,
+        sign: (data) =>
+          state.failing ? Promise.reject(new Error('CKR_DEVICE_REMOVED')) : key.sign(data),
+      };
     },
   };
 }
 
 /** The real local key provider in `dir`, without JWT keys or a rotation timer. */
 export function localKeyProvider(dir: string): Promise<KeyProvider> {
-  const config = parseConfig({ issuer: 'https://sts.example.com', audience: 'tessera', keys: { provider: 'local', dir } });
-  return createKeyProvider(config.keys, { logger: silentLogger(), autoRotate: false, applyAtStart: false });
+  const config = parseConfig({
+    issuer: 'https://sts.example.com',
+    audience: 'tessera',
+    keys: { provider: 'local', dir },
+  });
+  return createKeyProvider(config.keys, {
+    logger: silentLogger(),
+    autoRotate: false,
+    applyAtStart: false,
+  });
 }
 
 export function tempDir(prefix = 'tessera-x509-'): { dir: string; cleanup: () => void } {
@@ -49,14 +85,30 @@ export function tempDir(prefix = 'tessera-x509-'): { dir: string; cleanup: () =>
 
 /** Runs openssl; returns stdout, or throws with stderr. */
 export function openssl(args: string[], input?: string): string {
-  return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'], encoding: 'utf8' });
+  return execFileSync('openssl', args, {
+    input,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    encoding: 'utf8',
+  });
 }
 
 /** A CSR made by `openssl req` for a fresh key; `extra` adds e.g. `-addext` arguments. */
-export function opensslCsr(dir: string, keyArgs: string[], extra: string[] = []): { csrPem: string; keyPem: string } {
+export function opensslCsr(
+  dir: string,
+  keyArgs: string[],
+  extra: string[] = [],
+): { csrPem: string; keyPem: string } {
   const keyFile = join(dir, `key-${Math.random().toString(36).slice(2)}.pem`);
   openssl(['genpkey', ...keyArgs, '-out', keyFile]);
-  const csrPem = openssl(['req', '-new', '-key', keyFile, '-subj', '/CN=requested.example.com/O=Requested', ...extra]);
+  const csrPem = openssl([
+    'req',
+    '-new',
+    '-key',
+    keyFile,
+    '-subj',
+    '/CN=requested.example.com/O=Requested',
+    ...extra,
+  ]);
   return { csrPem, keyPem: execFileSync('cat', [keyFile], { encoding: 'utf8' }) };
 }
 

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_REASONS, invalidRequest, slowDown } from '../../src/errors.js';
 
-const auditSchema = JSON.parse(readFileSync(new URL('../../docs/audit.schema.json', import.meta.url), 'utf8')) as {
+const auditSchema = JSON.parse(
+  readFileSync(new URL('../../docs/audit.schema.json', import.meta.url), 'utf8'),
+) as {
   properties: { reason: { enum: string[] } };
 };
 
@@ -17,8 +19,16 @@ describe('error reasons', () => {
   });
 
   it('ok/an-error-carries-its-reason-apart-from-its-description', () => {
-    const error = invalidRequest('subject_token is expired', { reason: 'token_expired', detail: { exp: 1 } });
-    expect({ code: error.code, status: error.status, reason: error.reason, description: error.description }).toEqual({
+    const error = invalidRequest('subject_token is expired', {
+      reason: 'token_expired',
+      detail: { exp: 1 },
+    });
+    expect({
+      code: error.code,
+      status: error.status,
+      reason: error.reason,
+      description: error.description,
+    }).toEqual({
       code: 'invalid_request',
       status: 400,
       reason: 'token_expired',

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
  * really loads; this names the offending import at once.)
  */
 const SRC = resolve(import.meta.dirname, '../../src');
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s(?:type\s)?[^'"]*?from\s+'([^']+)'|(?:^|\n)\s*import\s+'([^']+)'/g;
+const IMPORT =
+  /(?:^|\n)\s*(?:import|export)\s(?:type\s)?[^'"]*?from\s+'([^']+)'|(?:^|\n)\s*import\s+'([^']+)'/g;
 
 /** Leaf modules that import nothing themselves (checked below), so any entry point may use them. */
 const LEAVES = { constants: '../constants.js', terminal: '../terminal/index.js' } as const;
@@ -20,8 +21,13 @@ function staticImports(file: string): string[] {
 
 describe('module boundaries', () => {
   it('the shared leaf modules (src/constants.ts, src/terminal/) import nothing but each other and node:', () => {
-    const files = [join(SRC, 'constants.ts'), ...readdirSync(join(SRC, 'terminal')).map((name) => join(SRC, 'terminal', name))];
-    const offending = files.flatMap((file) => staticImports(file).filter((spec) => !(spec.startsWith('node:') || spec.startsWith('./'))));
+    const files = [
+      join(SRC, 'constants.ts'),
+      ...readdirSync(join(SRC, 'terminal')).map((name) => join(SRC, 'terminal', name)),
+    ];
+    const offending = files.flatMap((file) =>
+      staticImports(file).filter((spec) => !(spec.startsWith('node:') || spec.startsWith('./'))),
+    );
     expect(offending).toEqual([]);
   });
 
@@ -30,7 +36,14 @@ describe('module boundaries', () => {
       .filter((name) => name.endsWith('.ts'))
       .flatMap((name) =>
         staticImports(join(SRC, 'sdk', name))
-          .filter((spec) => !(spec.startsWith('node:') || spec.startsWith('./') || ['zod', '@peculiar/x509', 'reflect-metadata', LEAVES.constants].includes(spec)))
+          .filter(
+            (spec) =>
+              !(
+                spec.startsWith('node:') ||
+                spec.startsWith('./') ||
+                ['zod', '@peculiar/x509', 'reflect-metadata', LEAVES.constants].includes(spec)
+              ),
+          )
           .map((spec) => `${name}: ${spec}`),
       );
     expect(offending).toEqual([]);
@@ -39,7 +52,15 @@ describe('module boundaries', () => {
   it('the command entry (src/cli/main.ts, groups.ts) statically imports only commander, node: and src/terminal/', () => {
     const offending = ['main.ts', 'groups.ts'].flatMap((name) =>
       staticImports(join(SRC, 'cli', name))
-        .filter((spec) => !(spec.startsWith('node:') || spec === 'commander' || spec === './groups.js' || spec === LEAVES.terminal))
+        .filter(
+          (spec) =>
+            !(
+              spec.startsWith('node:') ||
+              spec === 'commander' ||
+              spec === './groups.js' ||
+              spec === LEAVES.terminal
+            ),
+        )
         .map((spec) => `${name}: ${spec}`),
     );
     expect(offending).toEqual([]);
@@ -47,7 +68,13 @@ describe('module boundaries', () => {
 
   it('the agent and exchange commands (src/cli/client.ts) import only the SDK and src/terminal/', () => {
     const offending = staticImports(join(SRC, 'cli', 'client.ts')).filter(
-      (spec) => !(spec.startsWith('node:') || spec === 'commander' || spec === '../sdk/index.js' || spec === LEAVES.terminal),
+      (spec) =>
+        !(
+          spec.startsWith('node:') ||
+          spec === 'commander' ||
+          spec === '../sdk/index.js' ||
+          spec === LEAVES.terminal
+        ),
     );
     expect(offending).toEqual([]);
   });

@@ -46,7 +46,8 @@ export interface X509AuthorityOptions {
 export const CA_KEY_NAME = 'x509-ca';
 /** While no CA is usable, loading is retried at most this often (e.g. after `ca import`). */
 const RETRY_MS = 5_000;
-const NOT_INITIALISED = 'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)';
+const NOT_INITIALISED =
+  'the X.509 CA is not initialised (run `tessera ca init` or `tessera ca import`)';
 
 interface CaLoader {
   /** The loaded CA, loading it (at most every RETRY_MS) while there is none. */
@@ -93,7 +94,10 @@ function createCaLoader(options: X509AuthorityOptions, dir: string, now: () => n
       now: Math.floor(now() / 1000),
     });
     await writeStoredCa(dir, created);
-    logger.info({ dir, trustDomain: config.trustDomain }, 'created a self-signed X.509 CA (no CA existed; provider local)');
+    logger.info(
+      { dir, trustDomain: config.trustDomain },
+      'created a self-signed X.509 CA (no CA existed; provider local)',
+    );
     return created;
   };
 
@@ -108,14 +112,20 @@ function createCaLoader(options: X509AuthorityOptions, dir: string, now: () => n
     }
     if (!stored && !autoInit) {
       // Touch no key until an operator sets the CA up: an HSM gets no key nobody asked for.
-      logger.warn({ dir }, 'no X.509 CA: x509-svid requests fail until `tessera ca init` or `tessera ca import`');
+      logger.warn(
+        { dir },
+        'no X.509 CA: x509-svid requests fail until `tessera ca init` or `tessera ca import`',
+      );
       return;
     }
     const key = await signingKey();
     if (!key) return;
     try {
       state = issuerStateFor(stored ?? (await selfSigned(key)), key);
-      logger.info({ dir, subject: state.subject, notAfter: state.validity.notAfter, kid: key.kid }, 'X.509 CA loaded');
+      logger.info(
+        { dir, subject: state.subject, notAfter: state.validity.notAfter, kid: key.kid },
+        'X.509 CA loaded',
+      );
     } catch (error) {
       unusable(error);
     }
@@ -124,7 +134,8 @@ function createCaLoader(options: X509AuthorityOptions, dir: string, now: () => n
   return {
     async current() {
       if (state) return state;
-      if (!loading && now() - lastAttempt >= RETRY_MS) loading = load().finally(() => (loading = undefined));
+      if (!loading && now() - lastAttempt >= RETRY_MS)
+        loading = load().finally(() => (loading = undefined));
       await loading;
       return state;
     },
@@ -156,16 +167,27 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
       const csr = verifyCsr(request.csr);
       // One reading of the clock: a second ticking over during issuance must not shorten expires_in to 599.
       const issuedAt = Math.floor(now() / 1000);
-      const profile = buildLeafProfile({ request, csr, now: issuedAt, trustDomain: config.trustDomain, ca: issuer.validity }, pipeline);
+      const profile = buildLeafProfile(
+        { request, csr, now: issuedAt, trustDomain: config.trustDomain, ca: issuer.validity },
+        pipeline,
+      );
       let der: Uint8Array;
       try {
         der = await encodeLeaf(profile, csr, issuer.parts);
       } catch (error) {
         if (isTesseraError(error)) throw error;
-        throw temporarilyUnavailable('the X.509 CA key is unavailable', { reason: 'ca_unavailable', cause: error });
+        throw temporarilyUnavailable('the X.509 CA key is unavailable', {
+          reason: 'ca_unavailable',
+          cause: error,
+        });
       }
       logger.debug(
-        { spiffeId: profile.uris[0], dnsNames: profile.dnsNames, notAfter: profile.notAfter, key: csr.keyDescription },
+        {
+          spiffeId: profile.uris[0],
+          dnsNames: profile.dnsNames,
+          notAfter: profile.notAfter,
+          key: csr.keyDescription,
+        },
         'x509-svid issued',
       );
       const certificate = toPem(der);

@@ -32,7 +32,9 @@ function x509SvidKey(root: Uint8Array): JWK {
 }
 
 export function buildTrustBundle(roots: Uint8Array[], jwtKeys: JWK[] = []): TrustBundle {
-  const sequences = roots.map((root) => Math.floor(new Date(new X509Certificate(root).validFrom).getTime() / 1000));
+  const sequences = roots.map((root) =>
+    Math.floor(new Date(new X509Certificate(root).validFrom).getTime() / 1000),
+  );
   const spiffe: SpiffeBundle = {
     keys: [...roots.map(x509SvidKey), ...jwtKeys.map((key) => ({ ...key, use: 'jwt-svid' }))],
     spiffe_refresh_hint: SPIFFE_REFRESH_HINT_SECONDS,

@@ -20,7 +20,10 @@ const MAX_CHAIN_DEPTH = 8;
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
 const caName = (trustDomain: string, kind: 'root' | 'intermediate') =>
-  new x509.Name([{ CN: [`Tessera ${kind === 'root' ? 'CA' : 'intermediate CA'} ${trustDomain}`] }, { O: ['Tessera'] }]);
+  new x509.Name([
+    { CN: [`Tessera ${kind === 'root' ? 'CA' : 'intermediate CA'} ${trustDomain}`] },
+    { O: ['Tessera'] },
+  ]);
 
 /** SHA-1 of the subjectPublicKey bits of an SPKI (RFC 5280 method 1). */
 function spkiKeyIdentifier(spki: Uint8Array): Uint8Array {
@@ -28,7 +31,12 @@ function spkiKeyIdentifier(spki: Uint8Array): Uint8Array {
   return keyIdentifier(new Uint8Array(info.subjectPublicKey));
 }
 
-export async function createSelfSignedCa(options: { key: SigningKey; trustDomain: string; ttlSeconds: number; now: number }): Promise<StoredCa> {
+export async function createSelfSignedCa(options: {
+  key: SigningKey;
+  trustDomain: string;
+  ttlSeconds: number;
+  now: number;
+}): Promise<StoredCa> {
   const bridged = bridgeKey(options.key);
   const name = caName(options.trustDomain, 'root');
   const serial = randomBytes(16);
@@ -50,7 +58,9 @@ export async function createSelfSignedCa(options: { key: SigningKey; trustDomain
         new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
         new x509.SubjectKeyIdentifierExtension(ski),
         new x509.AuthorityKeyIdentifierExtension(ski),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${options.trustDomain}` }]),
+        new x509.SubjectAlternativeNameExtension([
+          { type: 'url', value: `spiffe://${options.trustDomain}` },
+        ]),
       ],
     },
     bridged.crypto,
@@ -59,7 +69,10 @@ export async function createSelfSignedCa(options: { key: SigningKey; trustDomain
 }
 
 /** A PKCS#10 request for the provider key, for an enterprise root to sign as an intermediate. */
-export async function createCaCsr(options: { key: SigningKey; trustDomain: string }): Promise<string> {
+export async function createCaCsr(options: {
+  key: SigningKey;
+  trustDomain: string;
+}): Promise<string> {
   const bridged = bridgeKey(options.key);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     {
@@ -69,7 +82,9 @@ export async function createCaCsr(options: { key: SigningKey; trustDomain: strin
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
         new x509.KeyUsagesExtension(CA_KEY_USAGE, true),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${options.trustDomain}` }]),
+        new x509.SubjectAlternativeNameExtension([
+          { type: 'url', value: `spiffe://${options.trustDomain}` },
+        ]),
       ],
     },
     bridged.crypto,
@@ -82,20 +97,35 @@ function caProblem(certificate: x509.X509Certificate, now: number): string | und
   const constraints = certificate.getExtension(x509.BasicConstraintsExtension);
   if (!constraints?.ca) return 'is not a CA certificate (basicConstraints CA:TRUE missing)';
   const usages = certificate.getExtension(x509.KeyUsagesExtension);
-  if (usages && !(usages.usages & x509.KeyUsageFlags.keyCertSign)) return 'does not allow keyCertSign';
-  if (certificate.notBefore.getTime() > now * 1000) return `is not valid before ${certificate.notBefore.toISOString()}`;
-  if (certificate.notAfter.getTime() <= now * 1000) return `expired at ${certificate.notAfter.toISOString()}`;
+  if (usages && !(usages.usages & x509.KeyUsageFlags.keyCertSign))
+    return 'does not allow keyCertSign';
+  if (certificate.notBefore.getTime() > now * 1000)
+    return `is not valid before ${certificate.notBefore.toISOString()}`;
+  if (certificate.notAfter.getTime() <= now * 1000)
+    return `expired at ${certificate.notAfter.toISOString()}`;
   return undefined;
 }
 
 const samePublicKey = (a: Uint8Array, b: Uint8Array): boolean => {
-  const jwk = (spki: Uint8Array) => createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }).export({ format: 'jwk' });
+  const jwk = (spki: Uint8Array) =>
+    createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }).export({
+      format: 'jwk',
+    });
   const [left, right] = [jwk(a), jwk(b)];
-  return left.kty === right.kty && left.x === right.x && left.y === right.y && left.n === right.n && left.e === right.e;
+  return (
+    left.kty === right.kty &&
+    left.x === right.x &&
+    left.y === right.y &&
+    left.n === right.n &&
+    left.e === right.e
+  );
 };
 
 async function isSelfSigned(certificate: x509.X509Certificate): Promise<boolean> {
-  return certificate.subject === certificate.issuer && (await certificate.verify({ signatureOnly: true }));
+  return (
+    certificate.subject === certificate.issuer &&
+    (await certificate.verify({ signatureOnly: true }))
+  );
 }
 
 /**
@@ -103,36 +133,63 @@ async function isSelfSigned(certificate: x509.X509Certificate): Promise<boolean>
  * certificate, SPIFFE trust domain consistent, and a chain that verifies up to a self-signed
  * root. Returns the certificates ordered for storage. Throws an Error with the reason.
  */
-export async function checkImportedCa(options: { key: SigningKey; certificates: Uint8Array[]; trustDomain: string; now: number }): Promise<StoredCa> {
+export async function checkImportedCa(options: {
+  key: SigningKey;
+  certificates: Uint8Array[];
+  trustDomain: string;
+  now: number;
+}): Promise<StoredCa> {
   const [first, ...rest] = options.certificates.map((der) => new x509.X509Certificate(der));
   if (!first) throw new Error('no certificate found (expected PEM)');
   if (!samePublicKey(new Uint8Array(first.publicKey.rawData), bridgeKey(options.key).spki)) {
-    throw new Error('the certificate is not for the x509-ca key of this key provider (public keys differ); make it from `tessera ca csr`');
+    throw new Error(
+      'the certificate is not for the x509-ca key of this key provider (public keys differ); make it from `tessera ca csr`',
+    );
   }
   const problem = caProblem(first, options.now);
   if (problem) throw new Error(`the certificate ${problem}`);
-  const uris = first.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.filter((name) => name.type === 'url') ?? [];
-  const foreign = uris.find((name) => name.value.startsWith('spiffe://') && name.value !== `spiffe://${options.trustDomain}`);
-  if (foreign) throw new Error(`the certificate names SPIFFE trust domain ${foreign.value}, not spiffe://${options.trustDomain}`);
+  const uris =
+    first
+      .getExtension(x509.SubjectAlternativeNameExtension)
+      ?.names.items.filter((name) => name.type === 'url') ?? [];
+  const foreign = uris.find(
+    (name) =>
+      name.value.startsWith('spiffe://') && name.value !== `spiffe://${options.trustDomain}`,
+  );
+  if (foreign)
+    throw new Error(
+      `the certificate names SPIFFE trust domain ${foreign.value}, not spiffe://${options.trustDomain}`,
+    );
 
   const path: x509.X509Certificate[] = [];
   let current = first;
   while (!(await isSelfSigned(current))) {
-    if (path.length >= MAX_CHAIN_DEPTH) throw new Error(`the chain is longer than ${MAX_CHAIN_DEPTH} certificates`);
+    if (path.length >= MAX_CHAIN_DEPTH)
+      throw new Error(`the chain is longer than ${MAX_CHAIN_DEPTH} certificates`);
     const issuer = await findIssuer(current, rest);
-    if (!issuer) throw new Error(`no certificate in the chain issued "${current.subject}"; pass its issuer chain up to the root with --chain`);
+    if (!issuer)
+      throw new Error(
+        `no certificate in the chain issued "${current.subject}"; pass its issuer chain up to the root with --chain`,
+      );
     const issuerProblem = caProblem(issuer, options.now);
     if (issuerProblem) throw new Error(`chain certificate "${issuer.subject}" ${issuerProblem}`);
     path.push(issuer);
     current = issuer;
   }
-  return { certificate: new Uint8Array(first.rawData), chain: path.map((certificate) => new Uint8Array(certificate.rawData)) };
+  return {
+    certificate: new Uint8Array(first.rawData),
+    chain: path.map((certificate) => new Uint8Array(certificate.rawData)),
+  };
 }
 
-async function findIssuer(certificate: x509.X509Certificate, candidates: x509.X509Certificate[]): Promise<x509.X509Certificate | undefined> {
+async function findIssuer(
+  certificate: x509.X509Certificate,
+  candidates: x509.X509Certificate[],
+): Promise<x509.X509Certificate | undefined> {
   for (const candidate of candidates) {
     if (candidate.subject !== certificate.issuer) continue;
-    if (await certificate.verify({ publicKey: candidate.publicKey, signatureOnly: true })) return candidate;
+    if (await certificate.verify({ publicKey: candidate.publicKey, signatureOnly: true }))
+      return candidate;
   }
   return undefined;
 }

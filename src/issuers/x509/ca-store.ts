@@ -31,7 +31,8 @@ export async function readStoredCa(dir: string): Promise<StoredCa | undefined> {
     throw error;
   }
   const [certificate, ...extra] = pemBlocks(caText);
-  if (!certificate || extra.length) throw new Error(`${join(dir, CA_FILE)} must hold exactly one certificate`);
+  if (!certificate || extra.length)
+    throw new Error(`${join(dir, CA_FILE)} must hold exactly one certificate`);
   let chainText = '';
   try {
     chainText = await readFile(join(dir, CHAIN_FILE), 'utf8');
@@ -43,7 +44,8 @@ export async function readStoredCa(dir: string): Promise<StoredCa | undefined> {
 
 export async function writeStoredCa(dir: string, ca: StoredCa): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
-  if (ca.chain.length) await writeFileAtomic(join(dir, CHAIN_FILE), ca.chain.map((der) => toPem(der)).join(''), 0o644);
+  if (ca.chain.length)
+    await writeFileAtomic(join(dir, CHAIN_FILE), ca.chain.map((der) => toPem(der)).join(''), 0o644);
   else await rm(join(dir, CHAIN_FILE), { force: true });
   await writeFileAtomic(join(dir, CA_FILE), toPem(ca.certificate), 0o644);
 }

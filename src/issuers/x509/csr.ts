@@ -1,6 +1,14 @@
 import { verify } from 'node:crypto';
 import { invalidRequest } from '../../errors.js';
-import { DerError, children, expectTlv, oid, positiveIntegerContent, sequence, type Tlv } from './der.js';
+import {
+  DerError,
+  children,
+  expectTlv,
+  oid,
+  positiveIntegerContent,
+  sequence,
+  type Tlv,
+} from './der.js';
 import { ecdsaDerToRaw, ecdsaRawToDer } from './ecdsa-signature.js';
 
 /**
@@ -63,12 +71,16 @@ const malformed = (problem: string, cause?: unknown) =>
     detail: { problem },
     cause,
   });
-const keyNotAllowed = (description: string) => invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
+const keyNotAllowed = (description: string) =>
+  invalidRequest(`csr key is not allowed: ${description}`, { reason: 'csr_key_not_allowed' });
 
 /** PEM (`CERTIFICATE REQUEST`) or base64url/base64 DER to DER bytes. */
 function decodeCsrInput(input: string): Uint8Array {
   const text = input.trim();
-  const pem = /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END (?:NEW )?CERTIFICATE REQUEST-----$/.exec(text);
+  const pem =
+    /^-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([A-Za-z0-9+/=\s]+)-----END (?:NEW )?CERTIFICATE REQUEST-----$/.exec(
+      text,
+    );
   const body = pem ? (pem[1] ?? '').replace(/\s+/g, '') : text;
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(body)) throw malformed('not PEM or base64url');
   const der = new Uint8Array(Buffer.from(body, 'base64'));
@@ -87,35 +99,58 @@ export function verifyCsr(input: string): VerifiedCsr {
     throw error;
   }
   const key = readKey(der, parts.spki);
-  const algorithm = SIGNATURE_ALGORITHMS.get(hex(der.subarray(parts.algorithm.start, parts.algorithm.end)));
+  const algorithm = SIGNATURE_ALGORITHMS.get(
+    hex(der.subarray(parts.algorithm.start, parts.algorithm.end)),
+  );
   if (!algorithm || algorithm.keyType !== key.keyType) {
-    throw invalidRequest('csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)', {
-      reason: 'csr_signature_algorithm_not_allowed',
-    });
+    throw invalidRequest(
+      'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)',
+      {
+        reason: 'csr_signature_algorithm_not_allowed',
+      },
+    );
   }
   const signed = der.subarray(parts.info.start, parts.info.end);
   if (!signatureVerifies(algorithm.hash, signed, key, parts.signature)) {
-    throw invalidRequest('csr signature does not verify (proof of possession failed)', { reason: 'csr_signature_invalid' });
+    throw invalidRequest('csr signature does not verify (proof of possession failed)', {
+      reason: 'csr_signature_invalid',
+    });
   }
   return key;
 }
 
-function splitCsr(der: Uint8Array): { info: Tlv; spki: Tlv; algorithm: Tlv; signature: Uint8Array } {
+function splitCsr(der: Uint8Array): {
+  info: Tlv;
+  spki: Tlv;
+  algorithm: Tlv;
+  signature: Uint8Array;
+} {
   const outer = expectTlv(der, 0, 0x30);
   if (outer.end !== der.length) throw new DerError('trailing bytes');
   const [info, algorithm, signatureBits, ...extra] = children(der, outer);
-  if (!info || !algorithm || !signatureBits || extra.length) throw new DerError('CertificationRequest must have 3 parts');
-  if (info.tag !== 0x30 || algorithm.tag !== 0x30 || signatureBits.tag !== 0x03) throw new DerError('bad CertificationRequest tags');
-  if (der[signatureBits.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
-  return { info, spki: requestedKey(der, info), algorithm, signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end) };
+  if (!info || !algorithm || !signatureBits || extra.length)
+    throw new DerError('CertificationRequest must have 3 parts');
+  if (info.tag !== 0x30 || algorithm.tag !== 0x30 || signatureBits.tag !== 0x03)
+    throw new DerError('bad CertificationRequest tags');
+  if (der[signatureBits.contentStart] !== 0)
+    throw new DerError('signature BIT STRING has unused bits');
+  return {
+    info,
+    spki: requestedKey(der, info),
+    algorithm,
+    signature: der.subarray(signatureBits.contentStart + 1, signatureBits.end),
+  };
 }
 
 /** The SubjectPublicKeyInfo of a CertificationRequestInfo; the subject and attributes are only checked to be well-formed. */
 function requestedKey(der: Uint8Array, info: Tlv): Tlv {
   const [version, subject, spki, attributes, ...rest] = children(der, info);
-  if (!version || !subject || !spki || !attributes || rest.length) throw new DerError('CertificationRequestInfo must have 4 parts');
-  if (hex(der.subarray(version.start, version.end)) !== '020100') throw new DerError('version must be 0');
-  if (subject.tag !== 0x30 || spki.tag !== 0x30 || attributes.tag !== 0xa0) throw new DerError('bad CertificationRequestInfo tags');
+  if (!version || !subject || !spki || !attributes || rest.length)
+    throw new DerError('CertificationRequestInfo must have 4 parts');
+  if (hex(der.subarray(version.start, version.end)) !== '020100')
+    throw new DerError('version must be 0');
+  if (subject.tag !== 0x30 || spki.tag !== 0x30 || attributes.tag !== 0xa0)
+    throw new DerError('bad CertificationRequestInfo tags');
   children(der, subject);
   children(der, attributes);
   return spki;
@@ -130,7 +165,13 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   let bits: Tlv;
   try {
     const [algorithmPart, bitsPart, ...extra] = children(der, spkiTlv);
-    if (!algorithmPart || !bitsPart || extra.length || algorithmPart.tag !== 0x30 || bitsPart.tag !== 0x03)
+    if (
+      !algorithmPart ||
+      !bitsPart ||
+      extra.length ||
+      algorithmPart.tag !== 0x30 ||
+      bitsPart.tag !== 0x03
+    )
       throw new DerError('bad SubjectPublicKeyInfo');
     [algorithm, bits] = [algorithmPart, bitsPart];
     if (der[bits.contentStart] !== 0) throw new DerError('key BIT STRING has unused bits');
@@ -143,11 +184,25 @@ function readKey(der: Uint8Array, spkiTlv: Tlv): KeyWithSize {
   const algorithmHex = hex(der.subarray(algorithm.start, algorithm.end));
   const curve = EC_CURVES.get(algorithmHex);
   if (curve) {
-    return { spki, publicKeyBits, keyType: 'ec', keyDescription: curve.crv, ecSize: curve.size, publicKeyPem: pemOf(spki) };
+    return {
+      spki,
+      publicKeyBits,
+      keyType: 'ec',
+      keyDescription: curve.crv,
+      ecSize: curve.size,
+      publicKeyPem: pemOf(spki),
+    };
   }
   if (algorithmHex === RSA_ALGORITHM) {
     const modulusBits = rsaModulusBits(publicKeyBits);
-    return { spki, publicKeyBits, keyType: 'rsa', keyDescription: `RSA-${modulusBits}`, ecSize: 0, publicKeyPem: pemOf(spki) };
+    return {
+      spki,
+      publicKeyBits,
+      keyType: 'rsa',
+      keyDescription: `RSA-${modulusBits}`,
+      ecSize: 0,
+      publicKeyPem: pemOf(spki),
+    };
   }
   if (algorithmHex.slice(4).startsWith(hex(EC_PUBLIC_KEY))) {
     throw keyNotAllowed('EC keys must use curve P-256 or P-384');
@@ -183,13 +238,20 @@ function rsaModulusBits(bits: Uint8Array): number {
   }
   // positiveIntegerContent never returns an empty magnitude; the fallback only satisfies the type.
   const modulusBits = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0] ?? 0));
-  if (modulusBits < 2048) throw keyNotAllowed(`RSA keys must be at least 2048 bits (got ${modulusBits})`);
-  if (modulusBits > 8192) throw keyNotAllowed(`RSA keys must be at most 8192 bits (got ${modulusBits})`);
+  if (modulusBits < 2048)
+    throw keyNotAllowed(`RSA keys must be at least 2048 bits (got ${modulusBits})`);
+  if (modulusBits > 8192)
+    throw keyNotAllowed(`RSA keys must be at most 8192 bits (got ${modulusBits})`);
   if (hex(exponent) !== '010001') throw keyNotAllowed('RSA public exponent must be 65537');
   return modulusBits;
 }
 
-function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, signature: Uint8Array): boolean {
+function signatureVerifies(
+  hash: string,
+  signed: Uint8Array,
+  key: KeyWithSize,
+  signature: Uint8Array,
+): boolean {
   let canonical = signature;
   if (key.keyType === 'ec') {
     try {
@@ -203,7 +265,11 @@ function signatureVerifies(hash: string, signed: Uint8Array, key: KeyWithSize, s
     return verify(hash, signed, key.publicKeyPem, canonical);
   } catch (cause) {
     // The key did not import: the signature was never checked.
-    if (key.keyType === 'ec') throw invalidRequest('csr public key is not a valid EC point', { reason: 'malformed_csr', cause });
+    if (key.keyType === 'ec')
+      throw invalidRequest('csr public key is not a valid EC point', {
+        reason: 'malformed_csr',
+        cause,
+      });
     throw malformed('RSA key does not import', cause);
   }
 }

@@ -53,9 +53,15 @@ export function readTlv(buffer: Uint8Array, offset: number, limit = buffer.lengt
 }
 
 /** Reads a TLV and checks its tag. */
-export function expectTlv(buffer: Uint8Array, offset: number, tag: number, limit = buffer.length): Tlv {
+export function expectTlv(
+  buffer: Uint8Array,
+  offset: number,
+  tag: number,
+  limit = buffer.length,
+): Tlv {
   const tlv = readTlv(buffer, offset, limit);
-  if (tlv.tag !== tag) throw new DerError(`expected tag 0x${tag.toString(16)}, got 0x${tlv.tag.toString(16)}`);
+  if (tlv.tag !== tag)
+    throw new DerError(`expected tag 0x${tag.toString(16)}, got 0x${tlv.tag.toString(16)}`);
   return tlv;
 }
 
@@ -79,7 +85,8 @@ export function positiveIntegerContent(buffer: Uint8Array, tlv: Tlv): Uint8Array
   if (first === undefined) throw new DerError('empty INTEGER');
   if (first & 0x80) throw new DerError('negative INTEGER');
   const second = content[1];
-  if (first === 0 && second !== undefined && !(second & 0x80)) throw new DerError('non-minimal INTEGER');
+  if (first === 0 && second !== undefined && !(second & 0x80))
+    throw new DerError('non-minimal INTEGER');
   const magnitude = first === 0 ? content.subarray(1) : content;
   if (magnitude.length === 0) throw new DerError('zero INTEGER');
   return magnitude;
@@ -123,12 +130,17 @@ export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
 /** OBJECT IDENTIFIER from dotted form; used once per process to build templates. */
 export function oid(dotted: string): Uint8Array {
   const [first, second, ...rest] = dotted.split('.').map(Number);
-  if (first === undefined || second === undefined || ![first, second, ...rest].every(Number.isSafeInteger))
+  if (
+    first === undefined ||
+    second === undefined ||
+    ![first, second, ...rest].every(Number.isSafeInteger)
+  )
     throw new Error(`invalid OID ${dotted}`);
   const bytes: number[] = [first * 40 + second];
   for (const arc of rest) {
     const chunk: number[] = [arc & 0x7f];
-    for (let rest = Math.floor(arc / 128); rest > 0; rest = Math.floor(rest / 128)) chunk.unshift((rest & 0x7f) | 0x80);
+    for (let rest = Math.floor(arc / 128); rest > 0; rest = Math.floor(rest / 128))
+      chunk.unshift((rest & 0x7f) | 0x80);
     bytes.push(...chunk);
   }
   return tlv(0x06, Uint8Array.from(bytes));
@@ -141,7 +153,8 @@ export function time(unixSeconds: number): Uint8Array {
   const date = new Date(unixSeconds * 1000);
   const year = date.getUTCFullYear();
   const rest = `${pad2(date.getUTCMonth() + 1)}${pad2(date.getUTCDate())}${pad2(date.getUTCHours())}${pad2(date.getUTCMinutes())}${pad2(date.getUTCSeconds())}Z`;
-  if (year >= 1950 && year < 2050) return tlv(0x17, Buffer.from(`${pad2(year % 100)}${rest}`, 'latin1'));
+  if (year >= 1950 && year < 2050)
+    return tlv(0x17, Buffer.from(`${pad2(year % 100)}${rest}`, 'latin1'));
   return tlv(0x18, Buffer.from(`${String(year).padStart(4, '0')}${rest}`, 'latin1'));
 }
 
@@ -154,6 +167,11 @@ export function toPem(der: Uint8Array, label = 'CERTIFICATE'): string {
 
 /** Every PEM block with `label` in `text`, as DER. */
 export function pemBlocks(text: string, label = 'CERTIFICATE'): Uint8Array[] {
-  const pattern = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+?)-----END ${label}-----`, 'g');
-  return [...text.matchAll(pattern)].map(([, body = '']) => new Uint8Array(Buffer.from(body.replace(/\s+/g, ''), 'base64')));
+  const pattern = new RegExp(
+    `-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+?)-----END ${label}-----`,
+    'g',
+  );
+  return [...text.matchAll(pattern)].map(
+    ([, body = '']) => new Uint8Array(Buffer.from(body.replace(/\s+/g, ''), 'base64')),
+  );
 }

@@ -1,4 +1,11 @@
-import { DerError, children, positiveIntegerContent, readTlv, sequence, unsignedInteger } from './der.js';
+import {
+  DerError,
+  children,
+  positiveIntegerContent,
+  readTlv,
+  sequence,
+  unsignedInteger,
+} from './der.js';
 
 /**
  * ECDSA signatures come in two shapes: JWS/WebCrypto/PKCS#11 raw r‖s (fixed width) and the
@@ -8,11 +15,13 @@ import { DerError, children, positiveIntegerContent, readTlv, sequence, unsigned
 
 /** Raw r‖s (each `raw.length / 2` bytes) to DER. */
 export function ecdsaRawToDer(raw: Uint8Array): Uint8Array {
-  if (raw.length === 0 || raw.length % 2 !== 0) throw new DerError('raw ECDSA signature has odd length');
+  if (raw.length === 0 || raw.length % 2 !== 0)
+    throw new DerError('raw ECDSA signature has odd length');
   const half = raw.length / 2;
   const r = raw.subarray(0, half);
   const s = raw.subarray(half);
-  if (r.every((byte) => byte === 0) || s.every((byte) => byte === 0)) throw new DerError('ECDSA r or s is zero');
+  if (r.every((byte) => byte === 0) || s.every((byte) => byte === 0))
+    throw new DerError('ECDSA r or s is zero');
   return sequence(unsignedInteger(r), unsignedInteger(s));
 }
 

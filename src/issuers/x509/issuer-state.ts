@@ -3,7 +3,13 @@ import * as x509 from '@peculiar/x509';
 import type { SigningKey } from '../../keys/index.js';
 import type { StoredCa } from './ca-store.js';
 import { children, expectTlv, toPem } from './der.js';
-import { SIGNATURE_ALGORITHMS, authorityKeyIdentifierExtension, keyIdentifier, x509Signer, type IssuerParts } from './leaf-der.js';
+import {
+  SIGNATURE_ALGORITHMS,
+  authorityKeyIdentifierExtension,
+  keyIdentifier,
+  x509Signer,
+  type IssuerParts,
+} from './leaf-der.js';
 import { spkiOf } from './webcrypto-bridge.js';
 
 /**
@@ -34,14 +40,19 @@ function subjectNameBytes(certificate: Uint8Array): Uint8Array {
 
 export function issuerStateFor(stored: StoredCa, key: SigningKey): IssuerState {
   const signatureAlgorithm = SIGNATURE_ALGORITHMS[key.alg];
-  if (!signatureAlgorithm) throw new Error(`an X.509 CA key must be ES256 or RS256, not ${key.alg}`);
+  if (!signatureAlgorithm)
+    throw new Error(`an X.509 CA key must be ES256 or RS256, not ${key.alg}`);
   const certificate = new x509.X509Certificate(stored.certificate);
   const certificateSpki = new Uint8Array(certificate.publicKey.rawData);
   if (!Buffer.from(certificateSpki).equals(Buffer.from(spkiOf(key)))) {
-    throw new Error(`the CA certificate "${certificate.subject}" is not for the provider's x509-ca key (public keys differ)`);
+    throw new Error(
+      `the CA certificate "${certificate.subject}" is not for the provider's x509-ca key (public keys differ)`,
+    );
   }
   const skiExtension = certificate.getExtension(x509.SubjectKeyIdentifierExtension);
-  const caKeyId = skiExtension ? Buffer.from(skiExtension.keyId, 'hex') : keyIdentifier(subjectPublicKeyBits(certificateSpki));
+  const caKeyId = skiExtension
+    ? Buffer.from(skiExtension.keyId, 'hex')
+    : keyIdentifier(subjectPublicKeyBits(certificateSpki));
   // The chain ends with the root; without one, the CA certificate is itself the root.
   const root = stored.chain.at(-1);
   const roots = root ? [root] : [stored.certificate];
@@ -53,7 +64,10 @@ export function issuerStateFor(stored: StoredCa, key: SigningKey): IssuerState {
       authorityKeyIdentifier: authorityKeyIdentifierExtension(caKeyId),
       sign: x509Signer(key),
     },
-    validity: { notBefore: Math.floor(certificate.notBefore.getTime() / 1000), notAfter: chainNotAfter(certificate, stored.chain) },
+    validity: {
+      notBefore: Math.floor(certificate.notBefore.getTime() / 1000),
+      notAfter: chainNotAfter(certificate, stored.chain),
+    },
     intermediatesPem: intermediates.map((der) => toPem(der)),
     roots,
     rootsPem: roots.map((der) => toPem(der)),
@@ -67,7 +81,9 @@ export function issuerStateFor(stored: StoredCa, key: SigningKey): IssuerState {
  * path validation at the relying party, so leaves are capped here.
  */
 function chainNotAfter(certificate: x509.X509Certificate, chain: readonly Uint8Array[]): number {
-  const notAfters = [certificate, ...chain.map((der) => new x509.X509Certificate(der))].map((cert) => cert.notAfter.getTime());
+  const notAfters = [certificate, ...chain.map((der) => new x509.X509Certificate(der))].map(
+    (cert) => cert.notAfter.getTime(),
+  );
   return Math.floor(Math.min(...notAfters) / 1000);
 }
 

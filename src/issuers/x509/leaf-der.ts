@@ -53,7 +53,8 @@ export function x509Signer(key: SigningKey): (tbs: Uint8Array) => Promise<Uint8A
 }
 
 /** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits. */
-export const keyIdentifier = (publicKeyBits: Uint8Array): Uint8Array => createHash('sha1').update(publicKeyBits).digest();
+export const keyIdentifier = (publicKeyBits: Uint8Array): Uint8Array =>
+  createHash('sha1').update(publicKeyBits).digest();
 
 export function authorityKeyIdentifierExtension(caKeyIdentifier: Uint8Array): Uint8Array {
   return extension('2.5.29.35', false, sequence(tlv(0x80, caKeyIdentifier)));

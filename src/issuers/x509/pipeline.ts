@@ -40,7 +40,10 @@ export type LeafValidator = (profile: LeafProfile, context: LeafContext) => void
 /** notBefore is backdated this much for clock skew between Tessera and relying parties. */
 const BACKDATE_SECONDS = 30;
 
-const keyUsageFor = (keyType: CsrKeyType) => ({ digitalSignature: true, keyEncipherment: keyType === 'rsa' });
+const keyUsageFor = (keyType: CsrKeyType) => ({
+  digitalSignature: true,
+  keyEncipherment: keyType === 'rsa',
+});
 
 function leafTemplate(context: LeafContext): LeafProfile {
   const { request, csr, now } = context;
@@ -73,7 +76,9 @@ const badDnsName = (value: string, problem: string) =>
 const defaultValidators: readonly LeafValidator[] = [
   function lifetimeIsPositive(_profile, { request }) {
     if (!Number.isSafeInteger(request.ttlSeconds) || request.ttlSeconds < 1) {
-      throw invalidRequest('x509-svid lifetime must be a positive whole number of seconds', { reason: 'invalid_duration' });
+      throw invalidRequest('x509-svid lifetime must be a positive whole number of seconds', {
+        reason: 'invalid_duration',
+      });
     }
   },
   function spiffeIdIsValid(profile, { trustDomain }) {
@@ -99,20 +104,29 @@ const enforcers: readonly LeafModifier[] = [
   },
   function dnsNamesOnlyFromRequest(profile, { request }) {
     const allowed = new Set(request.dnsNames);
-    const dnsNames = [...new Set(profile.dnsNames)].filter((name) => allowed.has(name) && !dnsNameProblem(name));
+    const dnsNames = [...new Set(profile.dnsNames)].filter(
+      (name) => allowed.has(name) && !dnsNameProblem(name),
+    );
     return { ...profile, dnsNames };
   },
   function neverCa(profile) {
     return { ...profile, isCa: false };
   },
   function keyUsageForKeyType(profile, { csr }) {
-    return { ...profile, keyUsage: keyUsageFor(csr.keyType), extKeyUsage: ['serverAuth', 'clientAuth'] };
+    return {
+      ...profile,
+      keyUsage: keyUsageFor(csr.keyType),
+      extKeyUsage: ['serverAuth', 'clientAuth'],
+    };
   },
   function lifetimeWithinRequestAndCa(profile, { request, now, ca }) {
     const notBefore = Math.max(profile.notBefore, now - BACKDATE_SECONDS, ca.notBefore);
     const notAfter = Math.min(profile.notAfter, now + request.ttlSeconds, ca.notAfter);
     if (notAfter <= now)
-      throw temporarilyUnavailable('the X.509 CA certificate has expired', { reason: 'ca_expired', detail: { caNotAfter: ca.notAfter } });
+      throw temporarilyUnavailable('the X.509 CA certificate has expired', {
+        reason: 'ca_expired',
+        detail: { caNotAfter: ca.notAfter },
+      });
     return { ...profile, notBefore: Math.min(notBefore, now), notAfter };
   },
 ];
@@ -124,7 +138,8 @@ export function buildLeafProfile(
 ): Readonly<LeafProfile> {
   let profile = leafTemplate(context);
   for (const modify of options.modifiers ?? []) profile = modify(profile, context);
-  for (const validate of [...defaultValidators, ...(options.validators ?? [])]) validate(profile, context);
+  for (const validate of [...defaultValidators, ...(options.validators ?? [])])
+    validate(profile, context);
   for (const enforce of enforcers) profile = enforce(profile, context);
   return Object.freeze(profile);
 }

@@ -10,13 +10,15 @@ const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** A workload SPIFFE ID: `spiffe://<trustDomain>/<path>`, path required. */
 export function spiffeIdProblem(value: string, trustDomain: string): string | undefined {
-  if (Buffer.byteLength(value) > MAX_SPIFFE_ID_BYTES) return `is longer than ${MAX_SPIFFE_ID_BYTES} bytes`;
+  if (Buffer.byteLength(value) > MAX_SPIFFE_ID_BYTES)
+    return `is longer than ${MAX_SPIFFE_ID_BYTES} bytes`;
   const prefix = 'spiffe://';
   if (!value.startsWith(prefix)) return 'must start with spiffe://';
   const rest = value.slice(prefix.length);
   const slash = rest.indexOf('/');
   const domain = slash === -1 ? rest : rest.slice(0, slash);
-  if (!domain || domain.length > 255 || !TRUST_DOMAIN.test(domain)) return 'has an invalid trust domain';
+  if (!domain || domain.length > 255 || !TRUST_DOMAIN.test(domain))
+    return 'has an invalid trust domain';
   if (domain !== trustDomain) return `must be in trust domain ${trustDomain}`;
   if (slash === -1 || slash === rest.length - 1) return 'must have a path';
   for (const segment of rest.slice(slash + 1).split('/')) {
@@ -35,7 +37,8 @@ export function dnsNameProblem(value: string): string | undefined {
   if (checked.length === 0) return 'must not be a bare wildcard';
   if (labels[0] === '*' && checked.length < 2) return 'wildcard must cover at least two labels';
   for (const label of checked) {
-    if (!DNS_LABEL.test(label)) return 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters';
+    if (!DNS_LABEL.test(label))
+      return 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters';
   }
   return undefined;
 }

@@ -15,7 +15,11 @@ describe('groupFor', () => {
     ['none/unknown-command', ['frobnicate'], undefined],
     ['none/option-value-is-not-a-command', ['agent-typo', 'serve'], undefined],
   ])('%s', (_name, args, expected) => {
-    expect(groupFor(args)?.commands.map(([name]) => name).find((name) => name === expected)).toBe(expected);
+    expect(
+      groupFor(args)
+        ?.commands.map(([name]) => name)
+        .find((name) => name === expected),
+    ).toBe(expected);
     if (expected === undefined) expect(groupFor(args)).toBeUndefined();
   });
 });

@@ -14,7 +14,11 @@ async function run(args: string[]) {
   const err: string[] = [];
   let code = -1;
   const program = new Command('tessera').exitOverride();
-  registerPolicyCommands(program, { out: (t) => out.push(t), err: (t) => err.push(t), exit: (c) => (code = c) });
+  registerPolicyCommands(program, {
+    out: (t) => out.push(t),
+    err: (t) => err.push(t),
+    exit: (c) => (code = c),
+  });
   await program.parseAsync(['node', 'tessera', 'policy', ...args]);
   return { out: out.join(''), err: err.join(''), code };
 }
@@ -27,7 +31,12 @@ function golden(name: string, actual: string): string {
 
 const explainCases = [
   { name: 'ok/orders-reader-allowed', role: 'orders-reader', claims: 'orders-api-reader', code: 0 },
-  { name: 'fail/orders-reader-sandbox-deny', role: 'orders-reader', claims: 'orders-sandbox', code: 1 },
+  {
+    name: 'fail/orders-reader-sandbox-deny',
+    role: 'orders-reader',
+    claims: 'orders-sandbox',
+    code: 1,
+  },
   { name: 'fail/guardrail-kube-system', role: 'ci-deployer', claims: 'kube-system', code: 1 },
   { name: 'ok/ci-deployer-cel', role: 'ci-deployer', claims: 'ci-deployer', code: 0 },
   { name: 'ok/shadow-disagrees', role: 'shadowed', claims: 'orders-api-reader', code: 0 },
@@ -35,13 +44,29 @@ const explainCases = [
 
 describe('tessera policy explain (golden)', () => {
   it.each(explainCases)('$name', async ({ role, claims, code }) => {
-    const args = ['explain', '--role', role, '--claims', join(GOLDEN, 'claims', `${claims}.json`), '--cluster', 'dev', '--policies', POLICIES, '--at', AT];
+    const args = [
+      'explain',
+      '--role',
+      role,
+      '--claims',
+      join(GOLDEN, 'claims', `${claims}.json`),
+      '--cluster',
+      'dev',
+      '--policies',
+      POLICIES,
+      '--at',
+      AT,
+    ];
     const text = await run(args);
     expect({ code: text.code, err: text.err }).toEqual({ code, err: '' });
     expect(text.out).toBe(golden(`explain-${role}-${claims}.txt`, text.out));
     const json = await run([...args, '--json']);
     expect(json.out).toBe(golden(`explain-${role}-${claims}.json`, json.out));
-    const parsed = JSON.parse(json.out) as { decision: string; decidedBy: unknown; statements: unknown[] };
+    const parsed = JSON.parse(json.out) as {
+      decision: string;
+      decidedBy: unknown;
+      statements: unknown[];
+    };
     expect(parsed.decision).toBe(code === 0 ? 'allow' : 'deny');
   });
 
@@ -54,8 +79,20 @@ describe('tessera policy explain (golden)', () => {
   });
 
   it('fail/unknown-role', async () => {
-    const result = await run(['explain', '--role', 'nope', '--claims', join(GOLDEN, 'claims', 'ci-deployer.json'), '--policies', POLICIES]);
-    expect(result).toEqual({ out: '', err: 'policy explain: no role "nope" (known: ci-deployer, orders-reader, shadowed)\n', code: 2 });
+    const result = await run([
+      'explain',
+      '--role',
+      'nope',
+      '--claims',
+      join(GOLDEN, 'claims', 'ci-deployer.json'),
+      '--policies',
+      POLICIES,
+    ]);
+    expect(result).toEqual({
+      out: '',
+      err: 'policy explain: no role "nope" (known: ci-deployer, orders-reader, shadowed)\n',
+      code: 2,
+    });
   });
 });
 
@@ -67,7 +104,14 @@ describe('tessera policy who-can (golden)', () => {
   });
 
   it('ok/json', async () => {
-    const result = await run(['who-can', '--role', 'orders-reader', '--policies', POLICIES, '--json']);
+    const result = await run([
+      'who-can',
+      '--role',
+      'orders-reader',
+      '--policies',
+      POLICIES,
+      '--json',
+    ]);
     expect(JSON.parse(result.out)).toEqual({
       role: 'orders-reader',
       file: join(POLICIES, 'orders-reader.yaml'),
@@ -80,13 +124,28 @@ describe('tessera policy who-can (golden)', () => {
           namespaces: ['orders-*'],
           serviceAccounts: ['*'],
           subjects: [],
-          also: ['StringEquals dev-cluster.tessera.local:aud "tessera"', 'StringNotEquals kubernetes.io/serviceaccount/name "worker"'],
+          also: [
+            'StringEquals dev-cluster.tessera.local:aud "tessera"',
+            'StringNotEquals kubernetes.io/serviceaccount/name "worker"',
+          ],
         },
       ],
       denies: [
-        { statement: 'NeverKubeSystem', source: 'guardrail:baseline', when: ['StringEquals kubernetes.io/namespace "kube-system"'] },
-        { statement: 'NeverDefaultServiceAccount', source: 'guardrail:baseline', when: ['StringEquals kubernetes.io/serviceaccount/name "default"'] },
-        { statement: 'NoSandbox', source: 'role:orders-reader', when: ['StringLike kubernetes.io/namespace "*-sandbox"'] },
+        {
+          statement: 'NeverKubeSystem',
+          source: 'guardrail:baseline',
+          when: ['StringEquals kubernetes.io/namespace "kube-system"'],
+        },
+        {
+          statement: 'NeverDefaultServiceAccount',
+          source: 'guardrail:baseline',
+          when: ['StringEquals kubernetes.io/serviceaccount/name "default"'],
+        },
+        {
+          statement: 'NoSandbox',
+          source: 'role:orders-reader',
+          when: ['StringLike kubernetes.io/namespace "*-sandbox"'],
+        },
       ],
     });
   });

@@ -10,7 +10,9 @@ const cluster = { name: 'prod', issuer: 'https://oidc.prod.example.com' };
 
 describe('pod attestation config', () => {
   it('fail/pod-attestation-needs-a-kubeconfig', () => {
-    expect(configProblems({ ...minimal, clusters: [{ ...cluster, podAttestation: true }] })).toEqual(['clusters[0].kubeconfig: is required when podAttestation is true']);
+    expect(
+      configProblems({ ...minimal, clusters: [{ ...cluster, podAttestation: true }] }),
+    ).toEqual(['clusters[0].kubeconfig: is required when podAttestation is true']);
   });
 
   it('fail/image-signatures-fields-checked', () => {
@@ -19,7 +21,11 @@ describe('pod attestation config', () => {
         ...minimal,
         imageSignatures: {
           keys: { 'bad name': './k.pub' },
-          registries: { 'Registry.Example.com': {}, 'r.example.com': { caFile: 'ca.pem', insecure: true }, 'u.example.com': { username: 'bot' } },
+          registries: {
+            'Registry.Example.com': {},
+            'r.example.com': { caFile: 'ca.pem', insecure: true },
+            'u.example.com': { username: 'bot' },
+          },
           extra: 1,
         },
       }),
@@ -49,10 +55,16 @@ imageSignatures:
 `,
     );
     const config = loadConfig({ file, env: {} });
-    expect(config.clusters[0]).toMatchObject({ kubeconfig: join(dir, 'kube/config'), podAttestation: true });
+    expect(config.clusters[0]).toMatchObject({
+      kubeconfig: join(dir, 'kube/config'),
+      podAttestation: true,
+    });
     expect(config.imageSignatures).toEqual({
       keys: { release: join(dir, 'keys/cosign-release.pub'), ci: '/etc/tessera/ci.pub' },
-      registries: { 'registry.example.com': { caFile: join(dir, 'registry-ca.pem'), insecure: false }, '127.0.0.1:5000': { insecure: true } },
+      registries: {
+        'registry.example.com': { caFile: join(dir, 'registry-ca.pem'), insecure: false },
+        '127.0.0.1:5000': { insecure: true },
+      },
     });
   });
 });

@@ -13,7 +13,8 @@ const key: SigningKey = {
   kid: 'test-kid',
   alg: 'ES256',
   publicJwk: {},
-  sign: (data) => Promise.resolve(sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' })),
+  sign: (data) =>
+    Promise.resolve(sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' })),
 };
 const NOW = 1_800_000_000;
 const jwt = createJwtIssuer({
@@ -36,10 +37,20 @@ const role = (claims: Record<string, unknown>): CompiledRole =>
   ({
     name: 'orders',
     file: 'orders.yaml',
-    issue: { audiences: ['a'], algorithm: 'ES256', maxLifetime: 3600, defaultLifetime: 900, claims: () => claims },
+    issue: {
+      audiences: ['a'],
+      algorithm: 'ES256',
+      maxLifetime: 3600,
+      defaultLifetime: 900,
+      claims: () => claims,
+    },
   }) as unknown as CompiledRole;
 /** The role rendered for `identity`, as the exchange does before issuing. */
-const rendered = (claims: Record<string, unknown>, audiences = ['a'], durationSeconds = 600): JwtRequest =>
+const rendered = (
+  claims: Record<string, unknown>,
+  audiences = ['a'],
+  durationSeconds = 600,
+): JwtRequest =>
   renderIssueRequest('jwt', role(claims), { identity, audiences, scope: [], durationSeconds });
 const plain = (overrides: Partial<JwtRequest> = {}): JwtRequest => ({
   algorithm: 'ES256',
@@ -71,7 +82,11 @@ describe('JWT issuer', () => {
       nbf: 1_800_000_000,
       exp: 1_800_000_600,
       jti: issued.jti,
-      'kubernetes.io': { namespace: 'orders', serviceaccount: { name: 'api', uid: 'sa-uid' }, pod: { name: 'api-1', uid: 'pod-uid' } },
+      'kubernetes.io': {
+        namespace: 'orders',
+        serviceaccount: { name: 'api', uid: 'sa-uid' },
+        pod: { name: 'api-1', uid: 'pod-uid' },
+      },
       tessera: { role: 'orders', cluster: 'prod' },
     });
     expect(issued.fields).toEqual({ access_token: issued.fields.access_token, expires_in: 600 });
@@ -112,13 +127,24 @@ describe('JWT issuer', () => {
       team: 'orders',
     };
     const payload = await payloadOf((await jwt.issue(plain({ claims }))).fields.access_token);
-    expect(payload).toMatchObject({ sub: 'system:serviceaccount:orders:api', exp: 1_800_000_060, team: 'orders' });
-    expect([payload.act, payload.scope, payload['kubernetes.io']]).toEqual([undefined, undefined, undefined]);
+    expect(payload).toMatchObject({
+      sub: 'system:serviceaccount:orders:api',
+      exp: 1_800_000_060,
+      team: 'orders',
+    });
+    expect([payload.act, payload.scope, payload['kubernetes.io']]).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
   });
 
   it('ok/scope-and-actor', async () => {
     const issued = await jwt.issue(
-      plain({ scope: ['read', 'write'], actor: { sub: 'system:serviceaccount:platform:gateway', iss: 'https://oidc.example.com' } }),
+      plain({
+        scope: ['read', 'write'],
+        actor: { sub: 'system:serviceaccount:platform:gateway', iss: 'https://oidc.example.com' },
+      }),
     );
     const payload = await payloadOf(issued.fields.access_token);
     expect(payload).toMatchObject({
@@ -142,7 +168,10 @@ describe('JWT issuer: jti', () => {
   });
 
   it('ok/a-role-claim-named-__proto__-is-an-ordinary-member', async () => {
-    const claims = JSON.parse('{"__proto__":{"admin":true},"team":"orders"}') as Record<string, unknown>;
+    const claims = JSON.parse('{"__proto__":{"admin":true},"team":"orders"}') as Record<
+      string,
+      unknown
+    >;
     const request = rendered(claims);
     const built = jwtClaims(request, 'https://sts.example.com', NOW, 'jti');
     expect(Object.getPrototypeOf(built)).toBe(Object.prototype);

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, TOKEN_TYPE_X509_SVID } from '../../../src/constants.js';
+import {
+  TOKEN_TYPE_ACCESS_TOKEN,
+  TOKEN_TYPE_JWT,
+  TOKEN_TYPE_X509_SVID,
+} from '../../../src/constants.js';
 import { createIssuers } from '../../../src/issuers/index.js';
 import type { X509Authority } from '../../../src/issuers/x509/index.js';
 import type { KeyProvider } from '../../../src/keys/types.js';
@@ -13,7 +17,13 @@ describe('createIssuers', () => {
     const issuers = createIssuers({ ...deps, x509 });
     const row = (type: string) => {
       const registered = issuers.get(type);
-      return registered && { tokenType: registered.tokenType, bearer: registered.bearer, kind: registered.issuer.kind };
+      return (
+        registered && {
+          tokenType: registered.tokenType,
+          bearer: registered.bearer,
+          kind: registered.issuer.kind,
+        }
+      );
     };
     expect([row(TOKEN_TYPE_ACCESS_TOKEN), row(TOKEN_TYPE_JWT), row(TOKEN_TYPE_X509_SVID)]).toEqual([
       { tokenType: TOKEN_TYPE_ACCESS_TOKEN, bearer: 'Bearer', kind: 'jwt' },
@@ -25,6 +35,8 @@ describe('createIssuers', () => {
   });
 
   it('fail/no-x509-issuer-without-an-authority', () => {
-    expect([...createIssuers(deps).keys()].sort()).toEqual([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT].sort());
+    expect([...createIssuers(deps).keys()].sort()).toEqual(
+      [TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT].sort(),
+    );
   });
 });

@@ -1,7 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { jwkFromEcPoint, jwkFromKeyObject, jwkFromRsa, jwkThumbprint } from '../../../src/keys/jwk.js';
+import {
+  jwkFromEcPoint,
+  jwkFromKeyObject,
+  jwkFromRsa,
+  jwkThumbprint,
+} from '../../../src/keys/jwk.js';
 import { jwtKeyLabel, parseJwtKeyLabel } from '../../../src/keys/pkcs11-objects.js';
 
 // RFC 7638 §3.1: the example RSA key and its thumbprint.
@@ -19,30 +24,63 @@ describe('keys: jwk', () => {
   });
 
   it.each(['ES256', 'RS256'] as const)('ok/matches-jose-and-raw-forms/%s', async (alg) => {
-    const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { privateKey } =
+      alg === 'ES256'
+        ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+        : generateKeyPairSync('rsa', { modulusLength: 2048 });
     const jwk = jwkFromKeyObject(privateKey, alg);
     expect(jwk.kid).toBe(await calculateJwkThumbprint(jwk, 'sha256'));
     expect(jwk).not.toHaveProperty('d');
     const raw =
       alg === 'ES256'
-        ? jwkFromEcPoint(Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x as string, 'base64url'), Buffer.from(jwk.y as string, 'base64url')]), alg)
-        : jwkFromRsa(Buffer.concat([Buffer.from([0]), Buffer.from(jwk.n as string, 'base64url')]), Buffer.from([0, 1, 0, 1]), alg);
+        ? jwkFromEcPoint(
+            Buffer.concat([
+              Buffer.from([4]),
+              Buffer.from(jwk.x as string, 'base64url'),
+              Buffer.from(jwk.y as string, 'base64url'),
+            ]),
+            alg,
+          )
+        : jwkFromRsa(
+            Buffer.concat([Buffer.from([0]), Buffer.from(jwk.n as string, 'base64url')]),
+            Buffer.from([0, 1, 0, 1]),
+            alg,
+          );
     expect(raw).toEqual(jwk);
   });
 
   it('fail/compressed-ec-point', () => {
-    expect(() => jwkFromEcPoint(Buffer.alloc(33, 2), 'ES256')).toThrow('expected an uncompressed P-256 point');
+    expect(() => jwkFromEcPoint(Buffer.alloc(33, 2), 'ES256')).toThrow(
+      'expected an uncompressed P-256 point',
+    );
   });
 });
 
 describe('keys: pkcs11 labels', () => {
   it.each([
-    ['ok/active', { alg: 'ES256', state: 'active', createdAt: 100, activatedAt: 100 }, 'tessera:jwt:ES256:active:100:-:100:-'],
-    ['ok/next', { alg: 'PS256', state: 'next', createdAt: 100, activateAt: 430 }, 'tessera:jwt:PS256:next:100:430:-:-'],
-    ['ok/retired', { alg: 'RS256', state: 'retired', createdAt: 1, activatedAt: 2, retiredAt: 3 }, 'tessera:jwt:RS256:retired:1:-:2:3'],
+    [
+      'ok/active',
+      { alg: 'ES256', state: 'active', createdAt: 100, activatedAt: 100 },
+      'tessera:jwt:ES256:active:100:-:100:-',
+    ],
+    [
+      'ok/next',
+      { alg: 'PS256', state: 'next', createdAt: 100, activateAt: 430 },
+      'tessera:jwt:PS256:next:100:430:-:-',
+    ],
+    [
+      'ok/retired',
+      { alg: 'RS256', state: 'retired', createdAt: 1, activatedAt: 2, retiredAt: 3 },
+      'tessera:jwt:RS256:retired:1:-:2:3',
+    ],
   ] as const)('%s', (_name, record, label) => {
     expect(jwtKeyLabel(record)).toBe(label);
-    expect(parseJwtKeyLabel(label)).toEqual({ activateAt: undefined, activatedAt: undefined, retiredAt: undefined, ...record });
+    expect(parseJwtKeyLabel(label)).toEqual({
+      activateAt: undefined,
+      activatedAt: undefined,
+      retiredAt: undefined,
+      ...record,
+    });
   });
 
   it.each([

@@ -30,17 +30,27 @@ describe('keys: rotation lock ownership', () => {
   it.each(cases)('%s', async (_name, createSeconds, peerTakesLock, freeAfterwards) => {
     let clock = T * 1000;
     const cache = createMemoryCache({ now: () => clock });
-    const store = await createLocalStore({ dir: freshDir(), rsaBits: 2048, logger: silentLogger() });
+    const store = await createLocalStore({
+      dir: freshDir(),
+      rsaBits: 2048,
+      logger: silentLogger(),
+    });
     const slowStore = {
       ...store,
       async create(...args: Parameters<typeof store.create>) {
         const key = await store.create(...args);
         clock += createSeconds * 1000;
-        if (peerTakesLock) expect(await cache.acquireLock(ROTATION_LOCK, 60_000, 'peer')).toBe(true);
+        if (peerTakesLock)
+          expect(await cache.acquireLock(ROTATION_LOCK, 60_000, 'peer')).toBe(true);
         return key;
       },
     };
-    const policy = { algorithms: ['ES256'] as const, lead: 330, publishDelay: 330, retention: 3690 };
+    const policy = {
+      algorithms: ['ES256'] as const,
+      lead: 330,
+      publishDelay: 330,
+      retention: 3690,
+    };
     const provider = await createRotatingProvider({
       store: slowStore,
       policy: { ...policy, algorithms: [...policy.algorithms] },
@@ -65,24 +75,40 @@ describe('keys: an algorithm added to a running broker', () => {
   it('ok/added-algorithm-waits-the-publish-delay-and-the-replica-stays-ready', async () => {
     let clock = T;
     const dir = freshDir();
-    const config = (algorithms: string[]) => parseConfig({ issuer: 'https://sts.test', audience: 'sts.test', keys: { provider: 'local', dir, algorithms } }).keys;
-    const deps = { logger: silentLogger(), autoRotate: false, now: () => clock * 1000, jwksCacheSeconds: 300, syncSeconds: 30 };
+    const config = (algorithms: string[]) =>
+      parseConfig({
+        issuer: 'https://sts.test',
+        audience: 'sts.test',
+        keys: { provider: 'local', dir, algorithms },
+      }).keys;
+    const deps = {
+      logger: silentLogger(),
+      autoRotate: false,
+      now: () => clock * 1000,
+      jwksCacheSeconds: 300,
+      syncSeconds: 30,
+    };
     await (await createKeyProvider(config(['ES256']), deps)).close();
 
     clock += 10;
     const provider = await createKeyProvider(config(['ES256', 'RS256']), deps);
     try {
-      const states = async () => (await provider.list()).map((key) => [key.alg, key.state, key.activateAt]);
+      const states = async () =>
+        (await provider.list()).map((key) => [key.alg, key.state, key.activateAt]);
       expect(await states()).toEqual([
         ['ES256', 'active', undefined],
         ['RS256', 'next', T + 10 + 330],
       ]);
-      await expect(provider.signingKey('RS256')).rejects.toMatchObject({ code: 'temporarily_unavailable' });
+      await expect(provider.signingKey('RS256')).rejects.toMatchObject({
+        code: 'temporarily_unavailable',
+      });
       expect(await provider.ready()).toBe(true);
 
       clock += 30;
       await provider.refresh();
-      await expect(provider.signingKey('RS256')).rejects.toMatchObject({ code: 'temporarily_unavailable' });
+      await expect(provider.signingKey('RS256')).rejects.toMatchObject({
+        code: 'temporarily_unavailable',
+      });
 
       clock = T + 10 + 330;
       await provider.refresh();

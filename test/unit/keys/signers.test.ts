@@ -8,23 +8,31 @@ import type { JwsAlgorithm } from '../../../src/keys/types.js';
 
 /** The local signer on bare KeyObjects: what it signs, jose verifies; its DER→r‖s step is exact. */
 describe('keys: nodeSigner', () => {
-  const pairs = { ES256: generateKeyPairSync('ec', { namedCurve: 'P-256' }), RS256: generateKeyPairSync('rsa', { modulusLength: 2048 }) };
+  const pairs = {
+    ES256: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+    RS256: generateKeyPairSync('rsa', { modulusLength: 2048 }),
+  };
 
-  it.each(['ES256', 'RS256', 'PS256'] as const)('ok/%s-tokens-verify-with-jose', async (alg: JwsAlgorithm) => {
-    const pair = alg === 'ES256' ? pairs.ES256 : pairs.RS256;
-    const key = { kid: 'k', alg, publicJwk: {}, sign: nodeSigner(pair.privateKey, alg) };
-    for (let index = 0; index < 20; index += 1) {
-      const jws = await signJws(key, {}, { n: index });
-      const verified = await compactVerify(jws, pair.publicKey, { algorithms: [alg] });
-      expect(JSON.parse(new TextDecoder().decode(verified.payload))).toEqual({ n: index });
-    }
-  });
+  it.each(['ES256', 'RS256', 'PS256'] as const)(
+    'ok/%s-tokens-verify-with-jose',
+    async (alg: JwsAlgorithm) => {
+      const pair = alg === 'ES256' ? pairs.ES256 : pairs.RS256;
+      const key = { kid: 'k', alg, publicJwk: {}, sign: nodeSigner(pair.privateKey, alg) };
+      for (let index = 0; index < 20; index += 1) {
+        const jws = await signJws(key, {}, { n: index });
+        const verified = await compactVerify(jws, pair.publicKey, { algorithms: [alg] });
+        expect(JSON.parse(new TextDecoder().decode(verified.payload))).toEqual({ n: index });
+      }
+    },
+  );
 
   it('ok/der-to-raw-agrees-with-the-strict-parser-on-openssl-signatures', () => {
     // Enough signatures that r or s with a high bit (a 0x00 pad) and short integers both occur.
     for (let index = 0; index < 2000; index += 1) {
       const der = sign('sha256', Buffer.from(`message ${index}`), pairs.ES256.privateKey);
-      expect(Buffer.from(ecdsaDerToRaw(der, 32)).equals(Buffer.from(strictDerToRaw(der, 32)))).toBe(true);
+      expect(Buffer.from(ecdsaDerToRaw(der, 32)).equals(Buffer.from(strictDerToRaw(der, 32)))).toBe(
+        true,
+      );
     }
   });
 

@@ -16,12 +16,36 @@ function capture() {
 
 describe('observability: logger redaction', () => {
   it.each([
-    ['fail/top-level-token', { subject_token: 'eyJ.secret.x', role: 'r' }, { subject_token: '[redacted]', role: 'r' }],
-    ['fail/nested-token', { request: { actor_token: 'eyJ.secret.y', audience: 'a' } }, { request: { actor_token: '[redacted]', audience: 'a' } }],
-    ['fail/nested-pin-and-password', { hsm: { pin: '1234', password: 'p', slot: 1 } }, { hsm: { pin: '[redacted]', password: '[redacted]', slot: 1 } }],
-    ['fail/request-authorization-header', { req: { headers: { authorization: 'Bearer x', accept: '*/*' } } }, { req: { headers: { authorization: '[redacted]', accept: '*/*' } } }],
-    ['fail/nested-private-key', { key: { privateKey: '-----BEGIN PRIVATE KEY-----', kid: 'k' } }, { key: { privateKey: '[redacted]', kid: 'k' } }],
-    ['ok/identities-untouched', { sub: 'system:serviceaccount:a:b', jti: 'j', aud: ['x'], nested: { kid: 'k' } }, { sub: 'system:serviceaccount:a:b', jti: 'j', aud: ['x'], nested: { kid: 'k' } }],
+    [
+      'fail/top-level-token',
+      { subject_token: 'eyJ.secret.x', role: 'r' },
+      { subject_token: '[redacted]', role: 'r' },
+    ],
+    [
+      'fail/nested-token',
+      { request: { actor_token: 'eyJ.secret.y', audience: 'a' } },
+      { request: { actor_token: '[redacted]', audience: 'a' } },
+    ],
+    [
+      'fail/nested-pin-and-password',
+      { hsm: { pin: '1234', password: 'p', slot: 1 } },
+      { hsm: { pin: '[redacted]', password: '[redacted]', slot: 1 } },
+    ],
+    [
+      'fail/request-authorization-header',
+      { req: { headers: { authorization: 'Bearer x', accept: '*/*' } } },
+      { req: { headers: { authorization: '[redacted]', accept: '*/*' } } },
+    ],
+    [
+      'fail/nested-private-key',
+      { key: { privateKey: '-----BEGIN PRIVATE KEY-----', kid: 'k' } },
+      { key: { privateKey: '[redacted]', kid: 'k' } },
+    ],
+    [
+      'ok/identities-untouched',
+      { sub: 'system:serviceaccount:a:b', jti: 'j', aud: ['x'], nested: { kid: 'k' } },
+      { sub: 'system:serviceaccount:a:b', jti: 'j', aud: ['x'], nested: { kid: 'k' } },
+    ],
   ])('%s', (_name, object, expected) => {
     const { logger, lines } = capture();
     const before = JSON.stringify(object);

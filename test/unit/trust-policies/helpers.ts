@@ -1,4 +1,8 @@
-import { buildPolicySet, compilePolicy, type CompiledFile } from '../../../src/trust-policies/index.js';
+import {
+  buildPolicySet,
+  compilePolicy,
+  type CompiledFile,
+} from '../../../src/trust-policies/index.js';
 import type { EvaluationInput, PolicySet } from '../../../src/trust-policies/types.js';
 import type { WorkloadIdentity } from '../../../src/verifiers/types.js';
 
@@ -7,7 +11,10 @@ export const HOST_PATH = 'oidc.eks.eu-west-1.amazonaws.com/id/ABC123';
 /** 2024-01-01T00:00:00Z */
 export const NOW = 1704067200;
 
-export function identity(overrides: Partial<WorkloadIdentity> = {}, claims: Record<string, unknown> = {}): WorkloadIdentity {
+export function identity(
+  overrides: Partial<WorkloadIdentity> = {},
+  claims: Record<string, unknown> = {},
+): WorkloadIdentity {
   const namespace = overrides.namespace ?? 'prod';
   const sa = overrides.serviceAccount?.name ?? 'api';
   const base: WorkloadIdentity = {
@@ -39,11 +46,28 @@ export function identity(overrides: Partial<WorkloadIdentity> = {}, claims: Reco
   return base;
 }
 
-export function input(id: WorkloadIdentity = identity(), request: Partial<EvaluationInput['request']> = {}, now = NOW): EvaluationInput {
-  return { identity: id, request: { audience: ['vault'], scope: [], tokenType: 'urn:ietf:params:oauth:token-type:jwt', ...request }, now };
+export function input(
+  id: WorkloadIdentity = identity(),
+  request: Partial<EvaluationInput['request']> = {},
+  now = NOW,
+): EvaluationInput {
+  return {
+    identity: id,
+    request: {
+      audience: ['vault'],
+      scope: [],
+      tokenType: 'urn:ietf:params:oauth:token-type:jwt',
+      ...request,
+    },
+    now,
+  };
 }
 
-export function roleText(name: string, statements: unknown[], extra: Record<string, unknown> = {}): string {
+export function roleText(
+  name: string,
+  statements: unknown[],
+  extra: Record<string, unknown> = {},
+): string {
   return JSON.stringify({
     apiVersion: 'tessera.dev/v1',
     kind: 'Role',
@@ -67,14 +91,23 @@ export function guardrailText(name: string, statements: unknown[], maxLifetime?:
 export type ValidFile = Extract<CompiledFile, { kind: 'Role' | 'Guardrail' }>;
 
 /** Compile texts (file names from their index) into a set; throws on any error so a bad fixture fails loudly. */
-export function setOf(texts: string[], options: Parameters<typeof buildPolicySet>[1] = {}): PolicySet {
+export function setOf(
+  texts: string[],
+  options: Parameters<typeof buildPolicySet>[1] = {},
+): PolicySet {
   const files = texts.map((text, index) => compilePolicy(`mem${index}.json`, text));
-  const errors = files.flatMap((file) => file.problems.filter((problem) => problem.severity === 'error'));
+  const errors = files.flatMap((file) =>
+    file.problems.filter((problem) => problem.severity === 'error'),
+  );
   if (errors.length > 0) throw new Error(JSON.stringify(errors));
   return buildPolicySet(files as ValidFile[], options);
 }
 
-export const allow = (condition?: Record<string, unknown>, principal: unknown = { Federated: 'prod' }, sid = 'A') => ({
+export const allow = (
+  condition?: Record<string, unknown>,
+  principal: unknown = { Federated: 'prod' },
+  sid = 'A',
+) => ({
   Sid: sid,
   Effect: 'Allow',
   Principal: principal,

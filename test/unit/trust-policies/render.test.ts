@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { TesseraError } from '../../../src/errors.js';
-import { compilePolicy, renderIssueRequest, roleIssues, type CompiledRole, type RenderInput } from '../../../src/trust-policies/index.js';
+import {
+  compilePolicy,
+  renderIssueRequest,
+  roleIssues,
+  type CompiledRole,
+  type RenderInput,
+} from '../../../src/trust-policies/index.js';
 import { allow, identity, roleText } from './helpers.js';
 
 /** A role compiled from its file text, with `issue` replaced by `issue`. */
@@ -29,7 +35,8 @@ function refusal(render: () => unknown): { code: string; reason?: string } {
   try {
     render();
   } catch (error) {
-    if (error instanceof TesseraError) return { code: error.code, ...(error.reason && { reason: error.reason }) };
+    if (error instanceof TesseraError)
+      return { code: error.code, ...(error.reason && { reason: error.reason }) };
     throw error;
   }
   throw new Error('rendered without a refusal');
@@ -49,7 +56,11 @@ describe('renderIssueRequest: jwt', () => {
       lifetimeSeconds: 3600,
       claims: { team: 'api' },
       scope: ['read'],
-      kubernetes: { namespace: 'prod', serviceaccount: { name: 'api', uid: 'sa-uid-1' }, pod: { name: 'api-7d9f', uid: 'pod-uid-1' } },
+      kubernetes: {
+        namespace: 'prod',
+        serviceaccount: { name: 'api', uid: 'sa-uid-1' },
+        pod: { name: 'api-7d9f', uid: 'pod-uid-1' },
+      },
       tessera: { role: 'orders', cluster: 'prod' },
     });
   });
@@ -58,13 +69,19 @@ describe('renderIssueRequest: jwt', () => {
     const compiled = role({});
     const forged: CompiledRole = {
       ...compiled,
-      issue: { ...compiled.issue, claims: () => ({ sub: 'root', cnf: { jkt: 'x' }, azp: 'x', act: {}, team: 'orders' }) },
+      issue: {
+        ...compiled.issue,
+        claims: () => ({ sub: 'root', cnf: { jkt: 'x' }, azp: 'x', act: {}, team: 'orders' }),
+      },
     };
     expect(renderIssueRequest('jwt', forged, input()).claims).toEqual({ team: 'orders' });
   });
 
   it('ok/default-lifetime-subject-and-actor', () => {
-    const actor = identity({ namespace: 'platform', serviceAccount: { name: 'gateway', uid: 'g' } });
+    const actor = identity({
+      namespace: 'platform',
+      serviceAccount: { name: 'gateway', uid: 'g' },
+    });
     const rendered = renderIssueRequest('jwt', role({ defaultLifetime: '15m' }), input({ actor }));
     expect([rendered.subject, rendered.lifetimeSeconds, rendered.actor]).toEqual([
       'system:serviceaccount:prod:api',
@@ -77,7 +94,11 @@ describe('renderIssueRequest: jwt', () => {
     const long = identity({ sub: `system:serviceaccount:prod:${'a'.repeat(300)}` });
     expect(
       refusal(() =>
-        renderIssueRequest('jwt', role({ audiences: ['sts.amazonaws.com'] }), input({ identity: long, audiences: ['sts.amazonaws.com'] })),
+        renderIssueRequest(
+          'jwt',
+          role({ audiences: ['sts.amazonaws.com'] }),
+          input({ identity: long, audiences: ['sts.amazonaws.com'] }),
+        ),
       ),
     ).toEqual({
       code: 'invalid_request',
@@ -88,7 +109,13 @@ describe('renderIssueRequest: jwt', () => {
 
 describe('renderIssueRequest: x509-svid', () => {
   it('ok/spiffe-id-and-dns-names-rendered-ttl-capped', () => {
-    expect(renderIssueRequest('x509-svid', role({ x509: SVID }), input({ csr: 'CSR', durationSeconds: 86_400 }))).toEqual({
+    expect(
+      renderIssueRequest(
+        'x509-svid',
+        role({ x509: SVID }),
+        input({ csr: 'CSR', durationSeconds: 86_400 }),
+      ),
+    ).toEqual({
       csr: 'CSR',
       spiffeId: 'spiffe://example.org/ns/prod/sa/api',
       dnsNames: ['api.prod.svc'],
@@ -97,8 +124,16 @@ describe('renderIssueRequest: x509-svid', () => {
   });
 
   it.each([
-    ['fail/role-without-x509', () => renderIssueRequest('x509-svid', role({}), input({ csr: 'CSR' })), 'role_does_not_issue'],
-    ['fail/no-csr', () => renderIssueRequest('x509-svid', role({ x509: SVID }), input()), 'csr_required'],
+    [
+      'fail/role-without-x509',
+      () => renderIssueRequest('x509-svid', role({}), input({ csr: 'CSR' })),
+      'role_does_not_issue',
+    ],
+    [
+      'fail/no-csr',
+      () => renderIssueRequest('x509-svid', role({ x509: SVID }), input()),
+      'csr_required',
+    ],
     [
       'fail/claim-adds-path-segments',
       () =>
@@ -116,10 +151,10 @@ describe('renderIssueRequest: x509-svid', () => {
 
 describe('roleIssues', () => {
   it('ok/every-role-issues-jwts-and-x509-needs-its-section', () => {
-    expect([roleIssues(role({}), 'jwt'), roleIssues(role({}), 'x509-svid'), roleIssues(role({ x509: SVID }), 'x509-svid')]).toEqual([
-      true,
-      false,
-      true,
-    ]);
+    expect([
+      roleIssues(role({}), 'jwt'),
+      roleIssues(role({}), 'x509-svid'),
+      roleIssues(role({ x509: SVID }), 'x509-svid'),
+    ]).toEqual([true, false, true]);
   });
 });

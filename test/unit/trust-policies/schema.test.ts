@@ -21,15 +21,21 @@ describe('policies/schema.json', () => {
   });
 
   it('names only operators the loader accepts in its descriptions', () => {
-    const descriptions = JSON.stringify(policyJsonSchema()).match(/IAM condition operators \(([^)]*)\)/g) ?? [];
+    const descriptions =
+      JSON.stringify(policyJsonSchema()).match(/IAM condition operators \(([^)]*)\)/g) ?? [];
     expect(descriptions.length).toBeGreaterThan(0);
-    const named = descriptions.flatMap((text) => (/\(([^)]*)\)/.exec(text)?.[1] ?? '').split(', ').map((name) => name.replace(/…$/, '')));
+    const named = descriptions.flatMap((text) =>
+      (/\(([^)]*)\)/.exec(text)?.[1] ?? '').split(', ').map((name) => name.replace(/…$/, '')),
+    );
     expect(named.filter((name) => typeof parseOperator(name) === 'string')).toEqual([]);
   });
 
   it('rejects a misspelt field, as the loader does', () => {
     const validate = new Ajv2020({ strict: false }).compile(policyJsonSchema());
-    const text = readFileSync('test/unit/trust-policies/fixtures/lint/unknown-field/role.yaml', 'utf8');
+    const text = readFileSync(
+      'test/unit/trust-policies/fixtures/lint/unknown-field/role.yaml',
+      'utf8',
+    );
     expect(validate(parse(text))).toBe(false);
   });
 });

@@ -1,14 +1,27 @@
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger, createMetrics } from '../../../src/observability/index.js';
-import { createPolicyStore, loadPolicySet, PolicyLoadError } from '../../../src/trust-policies/index.js';
+import {
+  createPolicyStore,
+  loadPolicySet,
+  PolicyLoadError,
+} from '../../../src/trust-policies/index.js';
 import type { PolicySet, PolicyStore } from '../../../src/trust-policies/types.js';
 import { allow, deny, guardrailText, identity, input, roleText } from './helpers.js';
 
-const namespaceRole = (name: string, namespace: string) => roleText(name, [allow({ StringEquals: { 'kubernetes.io/namespace': namespace } })]);
+const namespaceRole = (name: string, namespace: string) =>
+  roleText(name, [allow({ StringEquals: { 'kubernetes.io/namespace': namespace } })]);
 
 function decide(set: PolicySet, role: string, namespace: string): string {
   const compiled = set.roles.get(role);
@@ -42,12 +55,19 @@ describe('policy store (hot reload)', () => {
   });
 
   it('fail/startup-with-invalid-file-is-fatal', () => {
-    writeFileSync(join(dir, 'bad.yaml'), 'apiVersion: tessera.dev/v1\nkind: Role\nmetadata: { name: x }\n');
-    expect(() => createPolicyStore({ dir, logger: logger(), watch: false })).toThrow(PolicyLoadError);
+    writeFileSync(
+      join(dir, 'bad.yaml'),
+      'apiVersion: tessera.dev/v1\nkind: Role\nmetadata: { name: x }\n',
+    );
+    expect(() => createPolicyStore({ dir, logger: logger(), watch: false })).toThrow(
+      PolicyLoadError,
+    );
     try {
       createPolicyStore({ dir, logger: logger(), watch: false });
     } catch (error) {
-      expect((error as Error).message).toBe(`invalid trust policies:\n${join(dir, 'bad.yaml')}:1:1: trustPolicy: is required\n${join(dir, 'bad.yaml')}:1:1: issue: is required`);
+      expect((error as Error).message).toBe(
+        `invalid trust policies:\n${join(dir, 'bad.yaml')}:1:1: trustPolicy: is required\n${join(dir, 'bad.yaml')}:1:1: issue: is required`,
+      );
     }
   });
 
@@ -55,7 +75,13 @@ describe('policy store (hot reload)', () => {
     const metrics = createMetrics();
     writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
     const reloads: PolicySet[] = [];
-    store = createPolicyStore({ dir, logger: logger(), metrics, watch: false, onReload: (set) => reloads.push(set) });
+    store = createPolicyStore({
+      dir,
+      logger: logger(),
+      metrics,
+      watch: false,
+      onReload: (set) => reloads.push(set),
+    });
     const s = store;
     const started = s.current();
     expect(decide(started, 'a', 'prod')).toBe('allow');
@@ -74,7 +100,10 @@ describe('policy store (hot reload)', () => {
     expect(decide(s.current(), 'a', 'prod')).toBe('deny');
 
     // break: the last good version stays in force, and never the broken one, however often it is reloaded
-    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'qa').replace('StringEquals', 'StringEqualz'));
+    writeFileSync(
+      join(dir, 'a.yaml'),
+      namespaceRole('a', 'qa').replace('StringEquals', 'StringEqualz'),
+    );
     for (let pass = 0; pass < 3; pass += 1) {
       expect(s.reload()).toBe(false);
       expect(decide(s.current(), 'a', 'staging')).toBe('allow');
@@ -102,7 +131,12 @@ describe('policy store (hot reload)', () => {
     expect(s.reload()).toBe(true);
     expect(s.current().roles.has('b')).toBe(false);
 
-    const counts = Object.fromEntries((await metrics.policyReloads.get()).values.map((v): [string, number] => [String(v.labels.result), v.value]));
+    const counts = Object.fromEntries(
+      (await metrics.policyReloads.get()).values.map((v): [string, number] => [
+        String(v.labels.result),
+        v.value,
+      ]),
+    );
     expect(counts.failure).toBeGreaterThanOrEqual(2);
     expect(counts.success).toBe(reloads.length);
     expect(reloads.length).toBeGreaterThanOrEqual(4);
@@ -125,7 +159,11 @@ describe('policy store (hot reload)', () => {
 
   /** Files that exist but cannot be read, made with real filesystem faults (root reads through chmod 000, so no EACCES here). */
   const unreadable: Array<{ name: string; make: (path: string) => void; reason: string }> = [
-    { name: 'dangling-symlink', make: (path) => symlinkSync(join(dir, 'missing.yaml'), path), reason: 'ENOENT (dangling symlink)' },
+    {
+      name: 'dangling-symlink',
+      make: (path) => symlinkSync(join(dir, 'missing.yaml'), path),
+      reason: 'ENOENT (dangling symlink)',
+    },
     { name: 'symlink-loop', make: (path) => symlinkSync(path, path), reason: 'ELOOP' },
   ];
 
@@ -141,7 +179,12 @@ describe('policy store (hot reload)', () => {
     const metrics = createMetrics();
     const guardrails = join(dir, 'guardrails.yaml');
     writeFileSync(join(dir, 'a.yaml'), roleText('a', [allow()]));
-    writeFileSync(guardrails, guardrailText('baseline', [deny({ StringEquals: { 'kubernetes.io/namespace': 'kube-system' } })]));
+    writeFileSync(
+      guardrails,
+      guardrailText('baseline', [
+        deny({ StringEquals: { 'kubernetes.io/namespace': 'kube-system' } }),
+      ]),
+    );
     store = createPolicyStore({ dir, logger: logger(), metrics, watch: false });
     expect(decide(store.current(), 'a', 'kube-system')).toBe('deny');
     unlinkSync(guardrails);
@@ -151,7 +194,9 @@ describe('policy store (hot reload)', () => {
     const failures = logs.filter((line) => line.includes('not reloaded'));
     expect(failures).toHaveLength(1);
     expect(failures[0]).toContain(`${guardrails}:1:1: cannot read file: ${reason}`);
-    expect((await metrics.policyReloads.get()).values.map((v) => [v.labels.result, v.value])).toEqual([['failure', 1]]);
+    expect(
+      (await metrics.policyReloads.get()).values.map((v) => [v.labels.result, v.value]),
+    ).toEqual([['failure', 1]]);
   });
 
   it('ok/configmap-symlink-swap-is-followed', () => {
@@ -168,14 +213,39 @@ describe('policy store (hot reload)', () => {
     expect(decide(store.current(), 'a', 'prod')).toBe('allow');
     version('..2024_02', 'staging');
     expect(store.reload()).toBe(true);
-    expect([decide(store.current(), 'a', 'prod'), decide(store.current(), 'a', 'staging')]).toEqual(['deny', 'allow']);
+    expect([decide(store.current(), 'a', 'prod'), decide(store.current(), 'a', 'staging')]).toEqual(
+      ['deny', 'allow'],
+    );
   });
 
-  const moves: Array<{ name: string; steps: Array<(from: string, to: string) => void>; expected: string }> = [
-    { name: 'ok/role-moved-write-new-then-delete-old', steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev')), (from) => unlinkSync(from)], expected: 'dev' },
-    { name: 'ok/role-moved-rename-old-file-away', steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev')), (from) => writeFileSync(from, namespaceRole('other', 'x'))], expected: 'dev' },
-    { name: 'ok/role-moved-in-one-pass', steps: [(from, to) => (writeFileSync(to, namespaceRole('r', 'dev')), unlinkSync(from))], expected: 'dev' },
-    { name: 'fail/clash-still-in-force-keeps-the-first', steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev'))], expected: 'prod' },
+  const moves: Array<{
+    name: string;
+    steps: Array<(from: string, to: string) => void>;
+    expected: string;
+  }> = [
+    {
+      name: 'ok/role-moved-write-new-then-delete-old',
+      steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev')), (from) => unlinkSync(from)],
+      expected: 'dev',
+    },
+    {
+      name: 'ok/role-moved-rename-old-file-away',
+      steps: [
+        (_, to) => writeFileSync(to, namespaceRole('r', 'dev')),
+        (from) => writeFileSync(from, namespaceRole('other', 'x')),
+      ],
+      expected: 'dev',
+    },
+    {
+      name: 'ok/role-moved-in-one-pass',
+      steps: [(from, to) => (writeFileSync(to, namespaceRole('r', 'dev')), unlinkSync(from))],
+      expected: 'dev',
+    },
+    {
+      name: 'fail/clash-still-in-force-keeps-the-first',
+      steps: [(_, to) => writeFileSync(to, namespaceRole('r', 'dev'))],
+      expected: 'prod',
+    },
   ];
 
   it.each(moves)('$name', ({ steps, expected }) => {
@@ -188,9 +258,14 @@ describe('policy store (hot reload)', () => {
       store.reload();
     }
     const set = store.current();
-    expect(['prod', 'dev'].filter((namespace) => decide(set, 'r', namespace) === 'allow')).toEqual([expected]);
+    expect(['prod', 'dev'].filter((namespace) => decide(set, 'r', namespace) === 'allow')).toEqual([
+      expected,
+    ]);
     // A restart loads the same set.
-    if (expected === 'dev') expect(decide(createPolicyStore({ dir, logger: logger(), watch: false }).current(), 'r', 'dev')).toBe('allow');
+    if (expected === 'dev')
+      expect(
+        decide(createPolicyStore({ dir, logger: logger(), watch: false }).current(), 'r', 'dev'),
+      ).toBe('allow');
   });
 
   it('ok/deleting-a-broken-file-forgets-it', () => {

@@ -35,7 +35,11 @@ describe('policyVersion', () => {
       cpSync('policies', join(repo, 'policies'), { recursive: true });
       // Files the loader skips are not part of the version: the editor schema and dot files.
       writeFileSync(join(repo, 'policies', '.notes.yaml'), 'ignored: true\n');
-      const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { cwd: repo, encoding: 'utf8' });
+      const git = (...args: string[]) =>
+        execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], {
+          cwd: repo,
+          encoding: 'utf8',
+        });
       git('init', '-q');
       git('add', '.');
       git('commit', '-qm', 'policies');

@@ -14,21 +14,45 @@ const cases: Array<{ name: string; statements: unknown[]; expected: string[] }> 
   {
     name: 'ok/string-equals-lists-the-namespace',
     statements: [allow({ StringEquals: { 'kubernetes.io/namespace': 'prod' } })],
-    expected: ['allow A:', '  clusters:         prod', '  namespaces:       prod', '  service accounts: *'],
+    expected: [
+      'allow A:',
+      '  clusters:         prod',
+      '  namespaces:       prod',
+      '  service accounts: *',
+    ],
   },
   {
     name: 'ok/if-exists-namespace-admits-tokens-without-one',
-    statements: [allow({ StringEqualsIfExists: { 'kubernetes.io/namespace': ['prod', 'staging'] } })],
-    expected: ['allow A:', '  clusters:         prod', '  namespaces:       prod, staging (or key absent)', '  service accounts: *'],
+    statements: [
+      allow({ StringEqualsIfExists: { 'kubernetes.io/namespace': ['prod', 'staging'] } }),
+    ],
+    expected: [
+      'allow A:',
+      '  clusters:         prod',
+      '  namespaces:       prod, staging (or key absent)',
+      '  service accounts: *',
+    ],
   },
   {
     name: 'ok/if-exists-service-account-like',
-    statements: [allow({ StringEquals: { 'kubernetes.io/namespace': 'prod' }, StringLikeIfExists: { 'kubernetes.io/serviceaccount/name': 'api-*' } })],
-    expected: ['allow A:', '  clusters:         prod', '  namespaces:       prod', '  service accounts: api-* (or key absent)'],
+    statements: [
+      allow({
+        StringEquals: { 'kubernetes.io/namespace': 'prod' },
+        StringLikeIfExists: { 'kubernetes.io/serviceaccount/name': 'api-*' },
+      }),
+    ],
+    expected: [
+      'allow A:',
+      '  clusters:         prod',
+      '  namespaces:       prod',
+      '  service accounts: api-* (or key absent)',
+    ],
   },
   {
     name: 'ok/if-exists-sub-admits-tokens-without-the-issuer-key',
-    statements: [allow({ StringEqualsIfExists: { [`${HOST_PATH}:sub`]: 'system:serviceaccount:prod:api' } })],
+    statements: [
+      allow({ StringEqualsIfExists: { [`${HOST_PATH}:sub`]: 'system:serviceaccount:prod:api' } }),
+    ],
     expected: [
       'allow A:',
       '  clusters:         prod',

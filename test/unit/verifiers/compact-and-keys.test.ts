@@ -7,7 +7,9 @@ const token = (header: string, payload: string) => `${b64(header)}.${b64(payload
 
 describe('decodeUnverified', () => {
   test('ok/claims-and-header', () => {
-    expect(decodeUnverified(token('{"alg":"RS256","kid":"k"}', '{"iss":"https://a","aud":["x"]}'))).toEqual({
+    expect(
+      decodeUnverified(token('{"alg":"RS256","kid":"k"}', '{"iss":"https://a","aud":["x"]}')),
+    ).toEqual({
       header: { alg: 'RS256', kid: 'k' },
       claims: { iss: 'https://a', aud: ['x'] },
     });
@@ -22,11 +24,15 @@ describe('decodeUnverified', () => {
     ['fail/not-an-object', '"iss"'],
     ['fail/nested-too-deeply', `{"a":${'{"a":'.repeat(40)}1${'}'.repeat(40)}}`],
   ])('%s', (_name, payload) => {
-    expect(() => decodeUnverified(token('{"alg":"RS256"}', payload))).toThrow('subject_token is malformed');
+    expect(() => decodeUnverified(token('{"alg":"RS256"}', payload))).toThrow(
+      'subject_token is malformed',
+    );
   });
 
   test('ok/same-name-at-different-depths-is-no-duplicate', () => {
-    expect(decodeUnverified(token('{"alg":"RS256"}', '{"a":{"a":{"a":1}}}')).claims).toEqual({ a: { a: { a: 1 } } });
+    expect(decodeUnverified(token('{"alg":"RS256"}', '{"a":{"a":{"a":1}}}')).claims).toEqual({
+      a: { a: { a: 1 } },
+    });
   });
 
   test('fail/non-canonical-base64url (non-zero unused bits)', () => {
@@ -41,9 +47,17 @@ describe('decodeUnverified', () => {
 });
 
 describe('checkJwk', () => {
-  const rsa = (bits: number) => generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
-  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
-  const ed = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+  const rsa = (bits: number) =>
+    generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({
+      format: 'jwk',
+    }) as Record<string, unknown>;
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+    format: 'jwk',
+  }) as Record<string, unknown>;
+  const ed = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as Record<
+    string,
+    unknown
+  >;
   const rsa2048 = rsa(2048);
 
   test.each([
@@ -53,7 +67,11 @@ describe('checkJwk', () => {
     ['ok/ed25519', { ...ed, alg: 'EdDSA' }, 'ok'],
     ['fail/rsa-1024', rsa(1024), 'RSA modulus of 1024 bits is below 2048'],
     ['fail/rsa-e-1', { ...rsa2048, e: 'AQ' }, 'RSA public exponent 1 is not an odd number >= 3'],
-    ['fail/rsa-even-e', { ...rsa2048, e: 'AQAA' }, 'RSA public exponent 65536 is not an odd number >= 3'],
+    [
+      'fail/rsa-even-e',
+      { ...rsa2048, e: 'AQAA' },
+      'RSA public exponent 65536 is not an odd number >= 3',
+    ],
     ['fail/use-enc', { ...rsa2048, use: 'enc' }, 'use enc is not sig'],
     ['fail/key_ops-without-verify', { ...rsa2048, key_ops: ['encrypt'] }, 'key_ops lacks verify'],
     ['fail/alg-hs256-on-rsa', { ...rsa2048, alg: 'HS256' }, 'alg HS256 is not accepted'],

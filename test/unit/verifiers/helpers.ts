@@ -3,7 +3,10 @@ import { createMemoryCache } from '../../../src/cache/index.js';
 import type { ClusterConfig } from '../../../src/config/index.js';
 import { isTesseraError, type TesseraError } from '../../../src/errors.js';
 import { createMetrics, silentLogger } from '../../../src/observability/index.js';
-import { createSubjectTokenVerifier, type SubjectTokenVerifierOptions } from '../../../src/verifiers/index.js';
+import {
+  createSubjectTokenVerifier,
+  type SubjectTokenVerifierOptions,
+} from '../../../src/verifiers/index.js';
 
 const AUDIENCE = 'sts.example.com';
 
@@ -33,7 +36,15 @@ export function makeVerifier(
   const now = options.now ?? Date.now;
   const metrics = options.metrics ?? createMetrics();
   const cache = options.cache ?? createMemoryCache({ now });
-  const verifier = createSubjectTokenVerifier({ audience: AUDIENCE, logger: silentLogger(), ...options, clusters, cache, now, metrics });
+  const verifier = createSubjectTokenVerifier({
+    audience: AUDIENCE,
+    logger: silentLogger(),
+    ...options,
+    clusters,
+    cache,
+    now,
+    metrics,
+  });
   return { verifier, metrics, cache };
 }
 
@@ -43,7 +54,11 @@ export async function outcome(promise: Promise<unknown>): Promise<string> {
     await promise;
     return 'ok';
   } catch (error) {
-    const { status, code, description } = error as { status?: number; code?: string; description?: string };
+    const { status, code, description } = error as {
+      status?: number;
+      code?: string;
+      description?: string;
+    };
     return `${status} ${code}: ${description}`;
   }
 }
@@ -54,6 +69,10 @@ export async function refusal(promise: Promise<unknown>): Promise<TesseraError> 
     () => undefined,
     (reason: unknown) => reason,
   );
-  if (!isTesseraError(error)) throw new Error(`expected a TesseraError, got ${error === undefined ? 'success' : 'another error'}`, { cause: error });
+  if (!isTesseraError(error))
+    throw new Error(
+      `expected a TesseraError, got ${error === undefined ? 'success' : 'another error'}`,
+      { cause: error },
+    );
   return error;
 }

@@ -15,7 +15,10 @@ let plain: Server;
 let plainUrl: string;
 
 const routes: Record<string, (response: ServerResponse) => void> = {
-  '/ok': (response) => response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' }).end('{"ok":true}'),
+  '/ok': (response) =>
+    response
+      .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' })
+      .end('{"ok":true}'),
   '/missing': (response) => response.writeHead(404).end(),
   '/chunked-huge': (response) => {
     response.writeHead(200, { 'content-type': 'application/json' });
@@ -70,7 +73,10 @@ describe('httpGet', () => {
 
   test('fail/plain-http-refused-unless-allowed', async () => {
     expect(await failure(httpGet(`${plainUrl}/ok`))).toBe('insecure-url');
-    expect(await httpGet(`${plainUrl}/ok`, { allowHttp: true })).toEqual({ body: '{"ok":true}', cacheControl: 'max-age=60' });
+    expect(await httpGet(`${plainUrl}/ok`, { allowHttp: true })).toEqual({
+      body: '{"ok":true}',
+      cacheControl: 'max-age=60',
+    });
   });
 
   test('fail/non-200-is-an-http-error', async () => {
@@ -78,15 +84,21 @@ describe('httpGet', () => {
   });
 
   test('fail/chunked-answer-over-the-cap-without-content-length', async () => {
-    expect(await failure(httpGet(`${plainUrl}/chunked-huge`, { allowHttp: true }))).toBe('too-large');
+    expect(await failure(httpGet(`${plainUrl}/chunked-huge`, { allowHttp: true }))).toBe(
+      'too-large',
+    );
   });
 
   test('fail/redirect-from-http-to-https-leaves-the-origin', async () => {
-    expect(await failure(httpGet(`${plainUrl}/to-https`, { allowHttp: true, ca: idp.caPem }))).toBe('redirect');
+    expect(await failure(httpGet(`${plainUrl}/to-https`, { allowHttp: true, ca: idp.caPem }))).toBe(
+      'redirect',
+    );
   });
 
   test('fail/no-answer-before-the-deadline-is-a-timeout', async () => {
-    expect(await failure(httpGet(`${plainUrl}/hang`, { allowHttp: true, timeoutMs: 200 }))).toBe('timeout');
+    expect(await failure(httpGet(`${plainUrl}/hang`, { allowHttp: true, timeoutMs: 200 }))).toBe(
+      'timeout',
+    );
   });
 
   test('fail/nothing-listening-is-unreachable', async () => {

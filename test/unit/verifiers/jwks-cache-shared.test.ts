@@ -19,18 +19,34 @@ beforeEach(async () => {
   idp = await startOidcIssuer({ path: '/shared' });
   clock = manualClock();
   // Tokens live a week so the clock can move across key freshness and maxStale; the cluster says so.
-  prod = cluster({ name: 'prod', issuer: idp.issuer, caFile: idp.caFile, maxTokenLifetime: 7 * 86400 });
+  prod = cluster({
+    name: 'prod',
+    issuer: idp.issuer,
+    caFile: idp.caFile,
+    maxTokenLifetime: 7 * 86400,
+  });
 });
 afterEach(async () => {
   await idp.close();
 });
 
 const tokenNow = (header?: Record<string, unknown>) =>
-  idp.sign(projectedClaims(idp.issuer, { nowSeconds: Math.floor(clock.now() / 1000), lifetimeSeconds: 7 * 86400 }), header);
+  idp.sign(
+    projectedClaims(idp.issuer, {
+      nowSeconds: Math.floor(clock.now() / 1000),
+      lifetimeSeconds: 7 * 86400,
+    }),
+    header,
+  );
 
 function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: {
+      write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+    },
+  });
   return { logger, lines, messages: (msg: string) => lines.filter((line) => line.msg === msg) };
 }
 
@@ -61,10 +77,22 @@ describe('unreadable shared entries are ignored and the issuer is fetched', () =
     ['ok/entry-a-json-string', () => '"jwks"'],
     ['ok/entry-not-json', () => '{not json'],
     ['ok/entry-an-array', () => '[1,2]'],
-    ['ok/entry-without-keys', (now) => JSON.stringify({ fetchedAt: now, freshUntil: now + 3600_000 })],
-    ['ok/entry-keys-not-an-array', (now) => JSON.stringify({ fetchedAt: now, freshUntil: now + 3600_000, keys: 'x' })],
-    ['ok/entry-keys-of-strings', (now) => JSON.stringify({ fetchedAt: now, freshUntil: now + 3600_000, keys: ['a', null] })],
-    ['ok/entry-fetchedAt-a-string', (now) => JSON.stringify({ fetchedAt: String(now), freshUntil: now + 3600_000, keys: [] })],
+    [
+      'ok/entry-without-keys',
+      (now) => JSON.stringify({ fetchedAt: now, freshUntil: now + 3600_000 }),
+    ],
+    [
+      'ok/entry-keys-not-an-array',
+      (now) => JSON.stringify({ fetchedAt: now, freshUntil: now + 3600_000, keys: 'x' }),
+    ],
+    [
+      'ok/entry-keys-of-strings',
+      (now) => JSON.stringify({ fetchedAt: now, freshUntil: now + 3600_000, keys: ['a', null] }),
+    ],
+    [
+      'ok/entry-fetchedAt-a-string',
+      (now) => JSON.stringify({ fetchedAt: String(now), freshUntil: now + 3600_000, keys: [] }),
+    ],
     ['ok/entry-without-freshUntil', (now) => JSON.stringify({ fetchedAt: now, keys: [] })],
   ];
 
@@ -75,8 +103,13 @@ describe('unreadable shared entries are ignored and the issuer is fetched', () =
     const { verifier } = makeVerifier([prod], { now: clock.now, cache, logger });
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
     expect(idp.requests('jwks')).toBe(1);
-    expect(messages(UNREADABLE)).toEqual([expect.objectContaining({ level: 40, cluster: 'prod', issuer: idp.issuer })]);
-    expect(JSON.parse((await cache.get(`jwks:${idp.issuer}`)) as string)).toMatchObject({ fetchedAt: clock.now(), keys: [expect.any(Object)] });
+    expect(messages(UNREADABLE)).toEqual([
+      expect.objectContaining({ level: 40, cluster: 'prod', issuer: idp.issuer }),
+    ]);
+    expect(JSON.parse((await cache.get(`jwks:${idp.issuer}`)) as string)).toMatchObject({
+      fetchedAt: clock.now(),
+      keys: [expect.any(Object)],
+    });
   });
 
   test('ok/unreadable-entries-are-logged-once-per-cluster', async () => {
@@ -95,12 +128,21 @@ describe('unreadable shared entries are ignored and the issuer is fetched', () =
 
 describe('an unexpected fault inside verification', () => {
   test('fail/is-503-temporarily_unavailable-and-logged, not a 400 that tells the client not to retry', async () => {
-    const broken: SharedCache = { ...createMemoryCache({ now: clock.now }), kind: 'memory', get: () => Promise.reject(new TypeError('boom')) };
+    const broken: SharedCache = {
+      ...createMemoryCache({ now: clock.now }),
+      kind: 'memory',
+      get: () => Promise.reject(new TypeError('boom')),
+    };
     const { logger, messages } = capturingLogger();
     const { verifier } = makeVerifier([prod], { now: clock.now, cache: broken, logger });
-    expect(await outcome(verifier.verify(await tokenNow()))).toBe('503 temporarily_unavailable: subject_token cannot be verified right now; retry later');
+    expect(await outcome(verifier.verify(await tokenNow()))).toBe(
+      '503 temporarily_unavailable: subject_token cannot be verified right now; retry later',
+    );
     expect(messages('unexpected error while verifying a subject token')).toEqual([
-      expect.objectContaining({ level: 50, err: expect.objectContaining({ type: 'TypeError', message: 'boom' }) as unknown }),
+      expect.objectContaining({
+        level: 50,
+        err: expect.objectContaining({ type: 'TypeError', message: 'boom' }) as unknown,
+      }),
     ]);
   });
 });
@@ -112,9 +154,13 @@ describe('unknown kids inside the 10 s window', () => {
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
     const flood = async () => {
       const before = cache.reads(`jwks:${idp.issuer}`);
-      const tokens = await Promise.all(Array.from({ length: 50 }, (_, i) => tokenNow({ kid: `made-up-${i}` })));
+      const tokens = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => tokenNow({ kid: `made-up-${i}` })),
+      );
       const results = await Promise.all(tokens.map((token) => outcome(verifier.verify(token))));
-      expect(new Set(results)).toEqual(new Set(['400 invalid_request: subject_token signing key is unknown']));
+      expect(new Set(results)).toEqual(
+        new Set(['400 invalid_request: subject_token signing key is unknown']),
+      );
       return cache.reads(`jwks:${idp.issuer}`) - before;
     };
     clock.advance(10_001);
@@ -130,11 +176,16 @@ describe('unknown kids inside the 10 s window', () => {
 
   test('ok/a-rotation-fetched-by-another-replica-is-still-adopted-inside-the-window', async () => {
     const cache = createMemoryCache({ now: clock.now });
-    const [a, b] = [makeVerifier([prod], { now: clock.now, cache }).verifier, makeVerifier([prod], { now: clock.now, cache }).verifier];
+    const [a, b] = [
+      makeVerifier([prod], { now: clock.now, cache }).verifier,
+      makeVerifier([prod], { now: clock.now, cache }).verifier,
+    ];
     expect(await outcome(a.verify(await tokenNow()))).toBe('ok');
     expect(await outcome(b.verify(await tokenNow()))).toBe('ok');
     clock.advance(1000);
-    expect(await outcome(b.verify(await tokenNow({ kid: 'made-up' })))).toBe('400 invalid_request: subject_token signing key is unknown');
+    expect(await outcome(b.verify(await tokenNow({ kid: 'made-up' })))).toBe(
+      '400 invalid_request: subject_token signing key is unknown',
+    );
     await idp.rotate();
     clock.advance(9500); // a's fetch lock has expired; b is still inside its 10 s unknown-kid window
     expect(await outcome(a.verify(await tokenNow()))).toBe('ok'); // a fetches the rotated keys and shares them

@@ -19,19 +19,37 @@ let clock: ReturnType<typeof manualClock>;
 let cache: SharedCache;
 let prod: ClusterConfig;
 
-const UNAVAILABLE = '503 temporarily_unavailable: subject_token issuer keys are unavailable; retry later';
+const UNAVAILABLE =
+  '503 temporarily_unavailable: subject_token issuer keys are unavailable; retry later';
 const tokenNow = (overrides: Record<string, unknown> = {}, header?: Record<string, unknown>) =>
-  idp.sign({ ...projectedClaims(idp.issuer, { nowSeconds: Math.floor(clock.now() / 1000), lifetimeSeconds: 7 * 86400 }), ...overrides }, header);
-const newVerifier = (overrides: Partial<ClusterConfig> = {}, options: { maxStaleSeconds?: number; metrics?: Metrics; logger?: Logger } = {}) =>
-  makeVerifier([{ ...prod, ...overrides }], { now: clock.now, cache, ...options });
-const staleGauge = async (metrics: Metrics) => (await metrics.jwksStale.get()).values.find((value) => value.labels.cluster === 'prod')?.value;
+  idp.sign(
+    {
+      ...projectedClaims(idp.issuer, {
+        nowSeconds: Math.floor(clock.now() / 1000),
+        lifetimeSeconds: 7 * 86400,
+      }),
+      ...overrides,
+    },
+    header,
+  );
+const newVerifier = (
+  overrides: Partial<ClusterConfig> = {},
+  options: { maxStaleSeconds?: number; metrics?: Metrics; logger?: Logger } = {},
+) => makeVerifier([{ ...prod, ...overrides }], { now: clock.now, cache, ...options });
+const staleGauge = async (metrics: Metrics) =>
+  (await metrics.jwksStale.get()).values.find((value) => value.labels.cluster === 'prod')?.value;
 
 beforeEach(async () => {
   idp = await startOidcIssuer({ path: '/prod' });
   clock = manualClock();
   cache = createMemoryCache({ now: clock.now });
   // Tokens live a week so the clock can move across key freshness and maxStale; the cluster says so.
-  prod = cluster({ name: 'prod', issuer: idp.issuer, caFile: idp.caFile, maxTokenLifetime: 7 * 86400 });
+  prod = cluster({
+    name: 'prod',
+    issuer: idp.issuer,
+    caFile: idp.caFile,
+    maxTokenLifetime: 7 * 86400,
+  });
 });
 afterEach(async () => {
   await idp.close();
@@ -43,7 +61,16 @@ describe('discovery and fetch', () => {
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
     expect(await outcome(verifier.verify(await tokenNow()))).toBe('ok');
     expect([idp.requests('discovery'), idp.requests('jwks')]).toEqual([1, 1]);
-    expect(verifier.status()).toEqual([{ cluster: 'prod', issuer: idp.issuer, ready: true, stale: false, lastRefreshAt: clock.now(), keysFetchedAt: clock.now() }]);
+    expect(verifier.status()).toEqual([
+      {
+        cluster: 'prod',
+        issuer: idp.issuer,
+        ready: true,
+        stale: false,
+        lastRefreshAt: clock.now(),
+        keysFetchedAt: clock.now(),
+      },
+    ]);
   });
 
   test('ok/jwksUri-configured-skips-discovery', async () => {
@@ -53,32 +80,106 @@ describe('discovery and fetch', () => {
   });
 
   // status() feeds the unauthenticated /readyz: a coarse code there, the full text in the log only.
-  const failures: Array<[string, (config: Partial<ClusterConfig>) => Partial<ClusterConfig>, () => void, string, RegExp]> = [
-    ['fail/issuer-ca-not-trusted-without-caFile', () => ({ caFile: undefined }), () => {}, 'tls', /certificate/i],
-    ['fail/caFile-unreadable', () => ({ caFile: '/nonexistent/ca.pem' }), () => {}, 'ca-file', /cannot read caFile \/nonexistent\/ca.pem/],
-    ['fail/discovery-issuer-differs', (c) => c, () => idp.setDiscoveryOverride({ issuer: `${idp.issuer}/`, jwks_uri: idp.jwksUri }), 'bad-discovery', /differs from the configured issuer/],
-    ['fail/discovery-without-jwks_uri', (c) => c, () => idp.setDiscoveryOverride({ issuer: idp.issuer }), 'bad-discovery', /no jwks_uri/],
-    ['fail/jwks-over-256KiB', (c) => c, () => idp.setJwksOverride({ keys: [idp.currentKey().publicJwk], padding: 'x'.repeat(300 * 1024) }), 'too-large', /exceeds/],
-    ['fail/jwks-redirect-to-another-origin', (c) => c, () => idp.setJwksRedirect('https://localhost:1/openid/v1/jwks'), 'redirect', /another origin/],
-    ['fail/jwks-with-only-bad-keys', (c) => c, () => idp.setJwksOverride({ keys: [weakRsaJwk(), { kty: 'oct', k: 'AAAA' }] }), 'bad-jwks', /no usable key/],
-    ['fail/jwks-not-json', (c) => c, () => idp.setJwksOverride('not json'), 'bad-jwks', /not a JSON object/],
-    ['fail/issuer-down', (c) => c, () => idp.setDown(true), 'unreachable', /socket|ECONNRESET|disconnected/i],
+  const failures: Array<
+    [string, (config: Partial<ClusterConfig>) => Partial<ClusterConfig>, () => void, string, RegExp]
+  > = [
+    [
+      'fail/issuer-ca-not-trusted-without-caFile',
+      () => ({ caFile: undefined }),
+      () => {},
+      'tls',
+      /certificate/i,
+    ],
+    [
+      'fail/caFile-unreadable',
+      () => ({ caFile: '/nonexistent/ca.pem' }),
+      () => {},
+      'ca-file',
+      /cannot read caFile \/nonexistent\/ca.pem/,
+    ],
+    [
+      'fail/discovery-issuer-differs',
+      (c) => c,
+      () => idp.setDiscoveryOverride({ issuer: `${idp.issuer}/`, jwks_uri: idp.jwksUri }),
+      'bad-discovery',
+      /differs from the configured issuer/,
+    ],
+    [
+      'fail/discovery-without-jwks_uri',
+      (c) => c,
+      () => idp.setDiscoveryOverride({ issuer: idp.issuer }),
+      'bad-discovery',
+      /no jwks_uri/,
+    ],
+    [
+      'fail/jwks-over-256KiB',
+      (c) => c,
+      () =>
+        idp.setJwksOverride({
+          keys: [idp.currentKey().publicJwk],
+          padding: 'x'.repeat(300 * 1024),
+        }),
+      'too-large',
+      /exceeds/,
+    ],
+    [
+      'fail/jwks-redirect-to-another-origin',
+      (c) => c,
+      () => idp.setJwksRedirect('https://localhost:1/openid/v1/jwks'),
+      'redirect',
+      /another origin/,
+    ],
+    [
+      'fail/jwks-with-only-bad-keys',
+      (c) => c,
+      () => idp.setJwksOverride({ keys: [weakRsaJwk(), { kty: 'oct', k: 'AAAA' }] }),
+      'bad-jwks',
+      /no usable key/,
+    ],
+    [
+      'fail/jwks-not-json',
+      (c) => c,
+      () => idp.setJwksOverride('not json'),
+      'bad-jwks',
+      /not a JSON object/,
+    ],
+    [
+      'fail/issuer-down',
+      (c) => c,
+      () => idp.setDown(true),
+      'unreachable',
+      /socket|ECONNRESET|disconnected/i,
+    ],
   ];
-  test.each(failures)('%s: 503 with nothing cached, a code in status(), the detail in the log', async (_name, configure, arrange, code, logged) => {
-    arrange();
-    const { logger, lines } = capturingLogger();
-    const { verifier, metrics } = newVerifier(configure({}), { logger });
-    expect(await outcome(verifier.verify(await tokenNow()))).toBe(UNAVAILABLE);
-    expect(verifier.status()).toEqual([{ cluster: 'prod', issuer: idp.issuer, ready: false, stale: false, lastError: code }]);
-    expect(lines.find((line) => line.msg === 'jwks refresh failed')).toMatchObject({ cluster: 'prod', failure: code, err: expect.stringMatching(logged) as unknown });
-    expect((await metrics.jwksFetches.get()).values).toContainEqual({ labels: { cluster: 'prod', result: 'error' }, value: 1 });
-  });
+  test.each(failures)(
+    '%s: 503 with nothing cached, a code in status(), the detail in the log',
+    async (_name, configure, arrange, code, logged) => {
+      arrange();
+      const { logger, lines } = capturingLogger();
+      const { verifier, metrics } = newVerifier(configure({}), { logger });
+      expect(await outcome(verifier.verify(await tokenNow()))).toBe(UNAVAILABLE);
+      expect(verifier.status()).toEqual([
+        { cluster: 'prod', issuer: idp.issuer, ready: false, stale: false, lastError: code },
+      ]);
+      expect(lines.find((line) => line.msg === 'jwks refresh failed')).toMatchObject({
+        cluster: 'prod',
+        failure: code,
+        err: expect.stringMatching(logged) as unknown,
+      });
+      expect((await metrics.jwksFetches.get()).values).toContainEqual({
+        labels: { cluster: 'prod', result: 'error' },
+        value: 1,
+      });
+    },
+  );
 
   test('ok/same-origin-redirect-is-followed', async () => {
     const moved = await idp.addIssuer({ path: '/moved' });
     idp.setJwksRedirect(moved.jwksUri);
     const { verifier } = newVerifier();
-    const token = await moved.sign({ ...projectedClaims(idp.issuer, { nowSeconds: Math.floor(clock.now() / 1000) }) });
+    const token = await moved.sign({
+      ...projectedClaims(idp.issuer, { nowSeconds: Math.floor(clock.now() / 1000) }),
+    });
     expect(await outcome(verifier.verify(token))).toBe('ok');
     expect([idp.requests('jwks'), moved.requests('jwks')]).toEqual([1, 1]);
   });
@@ -107,7 +208,8 @@ describe('shared between replicas', () => {
     expect(await outcome(first.verify(await tokenNow()))).toBe('ok');
     const fetchesAfterFirst = idp.requests();
     const second = newVerifier().verifier;
-    for (let i = 0; i < 5; i += 1) expect(await outcome(second.verify(await tokenNow()))).toBe('ok');
+    for (let i = 0; i < 5; i += 1)
+      expect(await outcome(second.verify(await tokenNow()))).toBe('ok');
     expect(idp.requests()).toBe(fetchesAfterFirst);
     expect(second.status()[0]).toMatchObject({ ready: true, stale: false });
   });
@@ -118,9 +220,13 @@ describe('shared between replicas', () => {
     expect(idp.requests('jwks')).toBe(1);
     const flood = async () =>
       Promise.all(
-        Array.from({ length: 60 }, async (_, i) => outcome(replicas[i % 2]!.verify(await tokenNow({}, { kid: `made-up-${i}` })))),
+        Array.from({ length: 60 }, async (_, i) =>
+          outcome(replicas[i % 2]!.verify(await tokenNow({}, { kid: `made-up-${i}` }))),
+        ),
       );
-    expect(new Set(await flood())).toEqual(new Set(['400 invalid_request: subject_token signing key is unknown']));
+    expect(new Set(await flood())).toEqual(
+      new Set(['400 invalid_request: subject_token signing key is unknown']),
+    );
     expect(idp.requests('jwks')).toBe(1); // the initial fetch still holds the 10 s lock
     clock.advance(10_001);
     await flood();
@@ -135,7 +241,9 @@ describe('shared between replicas', () => {
 
   test('ok/concurrent-cold-start-requests-share-one-fetch', async () => {
     const { verifier } = newVerifier();
-    const results = await Promise.all(Array.from({ length: 20 }, async () => outcome(verifier.verify(await tokenNow()))));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async () => outcome(verifier.verify(await tokenNow()))),
+    );
     expect(new Set(results)).toEqual(new Set(['ok']));
     expect([idp.requests('discovery'), idp.requests('jwks')]).toEqual([1, 1]);
   });
@@ -146,7 +254,9 @@ describe('shared between replicas', () => {
     await idp.rotate();
     clock.advance(10_001);
     const rotatedToken = await tokenNow();
-    const results = await Promise.all(Array.from({ length: 10 }, () => outcome(verifier.verify(rotatedToken))));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => outcome(verifier.verify(rotatedToken))),
+    );
     expect(new Set(results)).toEqual(new Set(['ok']));
     expect(idp.requests('jwks')).toBe(2);
   });
@@ -171,7 +281,11 @@ describe('outages', () => {
     idp.setDown(true);
     clock.advance(3600_000 + 1); // past max-age=3600
     expect(await outcome(verifier.verify(token))).toBe('ok');
-    expect(verifier.status()[0]).toMatchObject({ ready: true, stale: true, lastError: 'unreachable' });
+    expect(verifier.status()[0]).toMatchObject({
+      ready: true,
+      stale: true,
+      lastError: 'unreachable',
+    });
     expect(await staleGauge(metrics)).toBe(1);
     clock.advance(7200_000); // past maxStale
     expect(await outcome(verifier.verify(token))).toBe(UNAVAILABLE);
@@ -244,7 +358,9 @@ describe('Cache-Control max-age bounds', () => {
       await vi.advanceTimersByTimeAsync(0.8 * 3600_000);
       await vi.waitFor(() => expect(idp.requests('jwks')).toBe(2));
       // The server counts the request when it arrives; the verifier takes the keys a moment later.
-      await vi.waitFor(() => expect(verifier.status()[0]).toMatchObject({ stale: false, lastRefreshAt: clock.now() }));
+      await vi.waitFor(() =>
+        expect(verifier.status()[0]).toMatchObject({ stale: false, lastRefreshAt: clock.now() }),
+      );
       await verifier.close();
     } finally {
       vi.useRealTimers();
@@ -263,7 +379,12 @@ describe('Cache-Control max-age bounds', () => {
 
 function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const logger = createLogger({
+    level: 'debug',
+    destination: {
+      write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+    },
+  });
   return { logger, lines };
 }
 

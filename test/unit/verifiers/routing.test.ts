@@ -39,8 +39,19 @@ beforeAll(async () => {
   );
   ({ verifier } = makeVerifier([
     cluster({ name: 'a', issuer: a.issuer, caFile: a.caFile }),
-    cluster({ name: 'b', issuer: b.issuer, caFile: b.caFile, audiences: ['https://vault.example.com'] }),
-    cluster({ name: 'nested', issuer: nested.issuer, caFile: nested.caFile, verify: 'jwks+tokenreview', kubeconfig }),
+    cluster({
+      name: 'b',
+      issuer: b.issuer,
+      caFile: b.caFile,
+      audiences: ['https://vault.example.com'],
+    }),
+    cluster({
+      name: 'nested',
+      issuer: nested.issuer,
+      caFile: nested.caFile,
+      verify: 'jwks+tokenreview',
+      kubeconfig,
+    }),
   ]));
 });
 afterAll(async () => {
@@ -52,29 +63,85 @@ afterAll(async () => {
 describe('routing by iss', () => {
   test('ok/issuers-differing-only-by-path-route-to-their-own-cluster', async () => {
     const fromA = await verifier.verify(await a.sign(projectedClaims(a.issuer)));
-    const fromB = await verifier.verify(await b.sign(projectedClaims(b.issuer, { audience: 'https://vault.example.com' })));
-    expect([fromA.cluster, fromA.iss, fromB.cluster, fromB.iss]).toEqual(['a', a.issuer, 'b', b.issuer]);
+    const fromB = await verifier.verify(
+      await b.sign(projectedClaims(b.issuer, { audience: 'https://vault.example.com' })),
+    );
+    expect([fromA.cluster, fromA.iss, fromB.cluster, fromB.iss]).toEqual([
+      'a',
+      a.issuer,
+      'b',
+      b.issuer,
+    ]);
   });
 
   const cases: Array<[string, () => Promise<string>, string]> = [
-    ['fail/token-of-a-claiming-b (b has no such key)', async () => a.sign(projectedClaims(b.issuer, { audience: 'https://vault.example.com' })), '400 invalid_request: subject_token signing key is unknown'],
-    ['fail/iss-that-is-a-prefix-of-a-configured-one', async () => a.sign(projectedClaims(a.issuer.replace(/\/a$/, ''))), NOT_TRUSTED],
-    ['fail/iss-that-extends-a-configured-one', async () => a.sign(projectedClaims(`${a.issuer}x`)), NOT_TRUSTED],
-    ['fail/iss-with-different-case', async () => a.sign(projectedClaims(a.issuer.replace('clusters', 'CLUSTERS'))), NOT_TRUSTED],
-    ['fail/iss-as-an-array', async () => a.sign({ ...projectedClaims(a.issuer), iss: [a.issuer] }), NOT_TRUSTED],
-    ['fail/cluster-audiences-replace-the-broker-audience', async () => b.sign(projectedClaims(b.issuer, { audience: 'sts.example.com' })), '400 invalid_request: subject_token audience not accepted'],
-    ['fail/jwks+tokenreview-checks-the-signature-before-any-review', async () => a.sign(projectedClaims(nested.issuer), { kid: nested.currentKey().kid }), '400 invalid_request: subject_token signature is invalid'],
+    [
+      'fail/token-of-a-claiming-b (b has no such key)',
+      async () => a.sign(projectedClaims(b.issuer, { audience: 'https://vault.example.com' })),
+      '400 invalid_request: subject_token signing key is unknown',
+    ],
+    [
+      'fail/iss-that-is-a-prefix-of-a-configured-one',
+      async () => a.sign(projectedClaims(a.issuer.replace(/\/a$/, ''))),
+      NOT_TRUSTED,
+    ],
+    [
+      'fail/iss-that-extends-a-configured-one',
+      async () => a.sign(projectedClaims(`${a.issuer}x`)),
+      NOT_TRUSTED,
+    ],
+    [
+      'fail/iss-with-different-case',
+      async () => a.sign(projectedClaims(a.issuer.replace('clusters', 'CLUSTERS'))),
+      NOT_TRUSTED,
+    ],
+    [
+      'fail/iss-as-an-array',
+      async () => a.sign({ ...projectedClaims(a.issuer), iss: [a.issuer] }),
+      NOT_TRUSTED,
+    ],
+    [
+      'fail/cluster-audiences-replace-the-broker-audience',
+      async () => b.sign(projectedClaims(b.issuer, { audience: 'sts.example.com' })),
+      '400 invalid_request: subject_token audience not accepted',
+    ],
+    [
+      'fail/jwks+tokenreview-checks-the-signature-before-any-review',
+      async () => a.sign(projectedClaims(nested.issuer), { kid: nested.currentKey().kid }),
+      '400 invalid_request: subject_token signature is invalid',
+    ],
   ];
   test.each(cases)('%s', async (_name, makeToken, expected) => {
     expect(await outcome(verifier.verify(await makeToken()))).toBe(expected);
   });
 
   test.each([
-    ['fail/a-subject-token-refusal-names-subject_token (the default)', undefined, 'subject_token issuer is not trusted', undefined],
-    ['fail/an-actor-token-refusal-names-actor_token', 'actor_token', 'actor_token issuer is not trusted', 'actor'],
+    [
+      'fail/a-subject-token-refusal-names-subject_token (the default)',
+      undefined,
+      'subject_token issuer is not trusted',
+      undefined,
+    ],
+    [
+      'fail/an-actor-token-refusal-names-actor_token',
+      'actor_token',
+      'actor_token issuer is not trusted',
+      'actor',
+    ],
   ] as const)('%s', async (_name, parameter, description, token) => {
-    const error = await refusal(verifier.verify(await a.sign(projectedClaims(`${a.issuer}x`)), parameter ? { parameter } : {}));
-    expect([error.status, error.code, error.description, error.reason, error.detail?.token]).toEqual([400, 'invalid_request', description, 'unknown_issuer', token]);
+    const error = await refusal(
+      verifier.verify(
+        await a.sign(projectedClaims(`${a.issuer}x`)),
+        parameter ? { parameter } : {},
+      ),
+    );
+    expect([
+      error.status,
+      error.code,
+      error.description,
+      error.reason,
+      error.detail?.token,
+    ]).toEqual([400, 'invalid_request', description, 'unknown_issuer', token]);
   });
 
   test('ok/status-lists-every-cluster', () => {
@@ -90,14 +157,28 @@ describe('allowInsecure', () => {
   // http is possible wherever allowInsecure is set: an https issuer's discovery may name an http jwks_uri.
   test.each([
     ['warn/http-issuer', { issuer: 'http://127.0.0.1:1/lab', allowInsecure: true }, 1],
-    ['warn/https-issuer-with-allowInsecure', { issuer: 'https://127.0.0.1:1/lab', allowInsecure: true }, 1],
-    ['ok/https-issuer-without-allowInsecure', { issuer: 'https://127.0.0.1:1/lab', allowInsecure: false }, 0],
+    [
+      'warn/https-issuer-with-allowInsecure',
+      { issuer: 'https://127.0.0.1:1/lab', allowInsecure: true },
+      1,
+    ],
+    [
+      'ok/https-issuer-without-allowInsecure',
+      { issuer: 'https://127.0.0.1:1/lab', allowInsecure: false },
+      0,
+    ],
   ] as const)('%s', async (_name, config, warnings) => {
     const lines: Array<Record<string, unknown>> = [];
-    const logger = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+    const logger = createLogger({
+      destination: {
+        write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+      },
+    });
     const { verifier: lab } = makeVerifier([cluster({ name: 'lab', ...config })], { logger });
     expect(lines.filter((line) => String(line.msg).includes('plain http'))).toEqual(
-      Array(warnings).fill(expect.objectContaining({ level: 40, cluster: 'lab', issuer: config.issuer })),
+      Array(warnings).fill(
+        expect.objectContaining({ level: 40, cluster: 'lab', issuer: config.issuer }),
+      ),
     );
     await lab.close();
   });

@@ -5,7 +5,10 @@ import { compactVerify } from 'jose';
 import { describe, expect, test } from 'vitest';
 import { checkJwk, parseCompactJws } from '../../../src/verifiers/index.js';
 import { checkHeader } from '../../../src/verifiers/jws.js';
-import { ACCEPTED_ALGORITHMS, type AcceptedAlgorithm } from '../../../src/verifiers/verification-keys.js';
+import {
+  ACCEPTED_ALGORITHMS,
+  type AcceptedAlgorithm,
+} from '../../../src/verifiers/verification-keys.js';
 import { ecdsaRawToDer as strictRawToDer } from '../../../src/issuers/x509/ecdsa-signature.js';
 import { ecdsaRawToDer, verifyJwsSignature } from '../../../src/verifiers/signature.js';
 
@@ -16,7 +19,11 @@ import { ecdsaRawToDer, verifyJwsSignature } from '../../../src/verifiers/signat
  */
 const FIXTURES = '../shared/fixtures/wycheproof';
 
-async function joseVerdict(token: string, alg: AcceptedAlgorithm, key: KeyObject): Promise<boolean> {
+async function joseVerdict(
+  token: string,
+  alg: AcceptedAlgorithm,
+  key: KeyObject,
+): Promise<boolean> {
   try {
     await compactVerify(token, key, { algorithms: [alg] });
     return true;
@@ -27,7 +34,12 @@ async function joseVerdict(token: string, alg: AcceptedAlgorithm, key: KeyObject
 
 function nodeVerdict(token: string, alg: AcceptedAlgorithm, key: KeyObject): boolean {
   const jws = parseCompactJws(token);
-  return verifyJwsSignature(alg, key, Buffer.from(token.slice(0, token.lastIndexOf('.')), 'latin1'), jws.signature);
+  return verifyJwsSignature(
+    alg,
+    key,
+    Buffer.from(token.slice(0, token.lastIndexOf('.')), 'latin1'),
+    jws.signature,
+  );
 }
 
 interface Group {
@@ -37,9 +49,18 @@ interface Group {
 }
 
 describe('verifyJwsSignature agrees with jose on the Wycheproof JWS vectors', () => {
-  const groups = (JSON.parse(readFileSync(`${FIXTURES}/json_web_signature_test.json`, 'utf8')) as { testGroups: Group[] }).testGroups;
+  const groups = (
+    JSON.parse(readFileSync(`${FIXTURES}/json_web_signature_test.json`, 'utf8')) as {
+      testGroups: Group[];
+    }
+  ).testGroups;
   const rows = groups.flatMap((group) => {
-    const jwks: unknown[] = group.public && 'keys' in group.public ? (group.public.keys as unknown[]) : group.public ? [group.public] : [];
+    const jwks: unknown[] =
+      group.public && 'keys' in group.public
+        ? (group.public.keys as unknown[])
+        : group.public
+          ? [group.public]
+          : [];
     const keys = jwks.flatMap((jwk): KeyObject[] => {
       const checked = checkJwk(jwk);
       return checked.ok ? [checked.key.key] : [];
@@ -52,7 +73,12 @@ describe('verifyJwsSignature agrees with jose on the Wycheproof JWS vectors', ()
       } catch {
         return []; // refused before any signature check
       }
-      return keys.map((key, index) => ({ name: `tc${vector.tcId}-key${index}-${vector.result}`, token: vector.jws as string, alg, key }));
+      return keys.map((key, index) => ({
+        name: `tc${vector.tcId}-key${index}-${vector.result}`,
+        token: vector.jws as string,
+        alg,
+        key,
+      }));
     });
   });
 
@@ -88,10 +114,23 @@ describe('verifyJwsSignature agrees with jose across algorithms and key types', 
     EdDSA: 'ed25519',
   };
   const hashOf = (alg: AcceptedAlgorithm) => (alg === 'EdDSA' ? null : `sha${alg.slice(2)}`);
-  const signToken = (alg: AcceptedAlgorithm, key: KeyObject, options: { saltLength?: number } = {}) => {
+  const signToken = (
+    alg: AcceptedAlgorithm,
+    key: KeyObject,
+    options: { saltLength?: number } = {},
+  ) => {
     const input = `${Buffer.from(JSON.stringify({ alg })).toString('base64url')}.${Buffer.from('{"sub":"x"}').toString('base64url')}`;
-    const padding = alg.startsWith('PS') ? { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: options.saltLength ?? Number(alg.slice(2)) / 8 } : {};
-    const signature = sign(hashOf(alg), Buffer.from(input), { key, dsaEncoding: 'ieee-p1363', ...padding });
+    const padding = alg.startsWith('PS')
+      ? {
+          padding: constants.RSA_PKCS1_PSS_PADDING,
+          saltLength: options.saltLength ?? Number(alg.slice(2)) / 8,
+        }
+      : {};
+    const signature = sign(hashOf(alg), Buffer.from(input), {
+      key,
+      dsaEncoding: 'ieee-p1363',
+      ...padding,
+    });
     return `${input}.${signature.toString('base64url')}`;
   };
   const flipLastSignatureBit = (token: string) => {
@@ -102,18 +141,33 @@ describe('verifyJwsSignature agrees with jose across algorithms and key types', 
   };
   const dropLastSignatureByte = (token: string) => {
     const dot = token.lastIndexOf('.');
-    return `${token.slice(0, dot)}.${Buffer.from(token.slice(dot + 1), 'base64url').subarray(1).toString('base64url')}`;
+    return `${token.slice(0, dot)}.${Buffer.from(token.slice(dot + 1), 'base64url')
+      .subarray(1)
+      .toString('base64url')}`;
   };
 
   const rows = ACCEPTED_ALGORITHMS.flatMap((alg) => {
     const good = signToken(alg, pairs[signerFor[alg]].privateKey);
-    const tokens: Record<string, string> = { good, tampered: flipLastSignatureBit(good), truncated: dropLastSignatureByte(good) };
-    if (alg.startsWith('PS')) tokens['other-salt-length'] = signToken(alg, pairs['rsa-2048'].privateKey, { saltLength: 20 });
+    const tokens: Record<string, string> = {
+      good,
+      tampered: flipLastSignatureBit(good),
+      truncated: dropLastSignatureByte(good),
+    };
+    if (alg.startsWith('PS'))
+      tokens['other-salt-length'] = signToken(alg, pairs['rsa-2048'].privateKey, {
+        saltLength: 20,
+      });
     // jose's EdDSA is Ed25519 only: an Ed448 signature labelled EdDSA is refused even with its own key.
     if (alg === 'EdDSA') tokens['ed448-signed'] = signToken(alg, pairs.ed448.privateKey);
     if (alg === 'RS256') tokens['rsa-1024-signed'] = signToken(alg, pairs['rsa-1024'].privateKey);
     return Object.entries(tokens).flatMap(([kind, token]) =>
-      Object.entries(pairs).map(([keyName, pair]) => ({ name: `${alg}/${kind}/${keyName}`, alg, token, key: pair.publicKey, signer: keyName === signerFor[alg] })),
+      Object.entries(pairs).map(([keyName, pair]) => ({
+        name: `${alg}/${kind}/${keyName}`,
+        alg,
+        token,
+        key: pair.publicKey,
+        signer: keyName === signerFor[alg],
+      })),
     );
   });
 
@@ -122,7 +176,10 @@ describe('verifyJwsSignature agrees with jose across algorithms and key types', 
   });
 
   test('ok/good-signatures-verify-with-the-signer-key', () => {
-    const verified = rows.filter((row) => row.name.includes('/good/') && row.signer && nodeVerdict(row.token, row.alg, row.key));
+    const verified = rows.filter(
+      (row) =>
+        row.name.includes('/good/') && row.signer && nodeVerdict(row.token, row.alg, row.key),
+    );
     expect(verified.map((row) => row.alg)).toEqual([...ACCEPTED_ALGORITHMS]);
   });
 
@@ -137,11 +194,20 @@ describe('ecdsaRawToDer', () => {
   test('ok/matches-the-strict-x509-encoder-for-every-curve-width', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(32, 48, 66).chain((size) => fc.tuple(fc.uint8Array({ minLength: size, maxLength: size }), fc.uint8Array({ minLength: size, maxLength: size }))),
+        fc
+          .constantFrom(32, 48, 66)
+          .chain((size) =>
+            fc.tuple(
+              fc.uint8Array({ minLength: size, maxLength: size }),
+              fc.uint8Array({ minLength: size, maxLength: size }),
+            ),
+          ),
         ([r, s]) => {
           fc.pre(r.some((byte) => byte !== 0) && s.some((byte) => byte !== 0));
           const raw = Uint8Array.from([...r, ...s]);
-          expect(Buffer.from(ecdsaRawToDer(raw)).toString('hex')).toBe(Buffer.from(strictRawToDer(raw)).toString('hex'));
+          expect(Buffer.from(ecdsaRawToDer(raw)).toString('hex')).toBe(
+            Buffer.from(strictRawToDer(raw)).toString('hex'),
+          );
         },
       ),
       { numRuns: 500 },
@@ -149,8 +215,16 @@ describe('ecdsaRawToDer', () => {
   });
 
   test.each([
-    ['high-bit-r-gets-a-zero-byte', `ff${'00'.repeat(31)}${'01'.repeat(32)}`, `3045022100ff${'00'.repeat(31)}0220${'01'.repeat(32)}`],
-    ['leading-zeros-are-dropped', `${'00'.repeat(31)}05${'00'.repeat(30)}0102`, '300702010502020102'],
+    [
+      'high-bit-r-gets-a-zero-byte',
+      `ff${'00'.repeat(31)}${'01'.repeat(32)}`,
+      `3045022100ff${'00'.repeat(31)}0220${'01'.repeat(32)}`,
+    ],
+    [
+      'leading-zeros-are-dropped',
+      `${'00'.repeat(31)}05${'00'.repeat(30)}0102`,
+      '300702010502020102',
+    ],
   ])('ok/%s', (_name, raw, der) => {
     expect(ecdsaRawToDer(Buffer.from(raw, 'hex')).toString('hex')).toBe(der);
   });

@@ -4,7 +4,11 @@ import { clusterSchema } from '../../../src/config/index.js';
 import { TesseraError } from '../../../src/errors.js';
 import type { VerifierReason } from '../../../src/verifiers/index.js';
 import { cacheTtlMs } from '../../../src/verifiers/tokenreview.js';
-import { cachedIdentitySchema, identityFromReview, reviewStatusSchema } from '../../../src/verifiers/tokenreview-identity.js';
+import {
+  cachedIdentitySchema,
+  identityFromReview,
+  reviewStatusSchema,
+} from '../../../src/verifiers/tokenreview-identity.js';
 
 const FIXTURES = '/work/shared/fixtures/kubernetes/tokenreview';
 /** The `status` of a TokenReview as the fixture files hold it (what the API server sent). */
@@ -12,13 +16,26 @@ interface FixtureStatus {
   user?: Record<string, unknown>;
   [member: string]: unknown;
 }
-const fixture = <T>(name: string): T => JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8')) as T;
-const docs = fixture<{ response: { status: FixtureStatus } }>('kubernetes-website__bound-token-tokenreview');
-const consul = fixture<{ responses: Record<'invalidatedToken' | 'authenticated', { body: { status: FixtureStatus } }> }>('consul__captured-apiserver-responses');
-const webhook = fixture<{ responseFailure: { status: FixtureStatus }; responseSuccess: { status: FixtureStatus } }>('kubernetes-website__webhook-tokenreview-v1');
+const fixture = <T>(name: string): T =>
+  JSON.parse(readFileSync(`${FIXTURES}/${name}.json`, 'utf8')) as T;
+const docs = fixture<{ response: { status: FixtureStatus } }>(
+  'kubernetes-website__bound-token-tokenreview',
+);
+const consul = fixture<{
+  responses: Record<'invalidatedToken' | 'authenticated', { body: { status: FixtureStatus } }>;
+}>('consul__captured-apiserver-responses');
+const webhook = fixture<{
+  responseFailure: { status: FixtureStatus };
+  responseSuccess: { status: FixtureStatus };
+}>('kubernetes-website__webhook-tokenreview-v1');
 
 const API_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
-const cluster = clusterSchema.parse({ name: 'kind', issuer: API_AUDIENCE, verify: 'tokenreview', kubeconfig: 'in-cluster' });
+const cluster = clusterSchema.parse({
+  name: 'kind',
+  issuer: API_AUDIENCE,
+  verify: 'tokenreview',
+  kubeconfig: 'in-cluster',
+});
 const claims = {
   iss: API_AUDIENCE,
   sub: 'system:serviceaccount:default:my-sa',
@@ -52,9 +69,22 @@ describe('identityFromReview', () => {
   // The review knows nothing of the cluster's mode: jwks+tokenreview is a composition (jwks-then-tokenreview.ts).
   it('ok/same-identity-whatever-the-mode-and-jti-from-claims', () => {
     const hybrid = clusterSchema.parse({ ...cluster, verify: 'jwks+tokenreview' });
-    const status = reviewStatusSchema.parse({ ...docs.response.status, user: { ...docs.response.status.user, extra: {} } });
-    const identity = identityFromReview({ cluster: hybrid, status, claims, audiences: [API_AUDIENCE] });
-    expect([identity.verifiedBy, identity.jti, identity.pod, identity.node]).toEqual(['tokenreview', 'from-claims', undefined, undefined]);
+    const status = reviewStatusSchema.parse({
+      ...docs.response.status,
+      user: { ...docs.response.status.user, extra: {} },
+    });
+    const identity = identityFromReview({
+      cluster: hybrid,
+      status,
+      claims,
+      audiences: [API_AUDIENCE],
+    });
+    expect([identity.verifiedBy, identity.jti, identity.pod, identity.node]).toEqual([
+      'tokenreview',
+      'from-claims',
+      undefined,
+      undefined,
+    ]);
   });
 
   const refusals: Array<{
@@ -111,7 +141,10 @@ describe('identityFromReview', () => {
     },
     {
       name: 'fail/username-with-extra-colon',
-      status: { ...docs.response.status, user: { username: 'system:serviceaccount:default:my-sa:extra' } },
+      status: {
+        ...docs.response.status,
+        user: { username: 'system:serviceaccount:default:my-sa:extra' },
+      },
       description: 'subject_token is not a service-account token',
       reason: 'review_not_service_account',
     },
@@ -120,7 +153,12 @@ describe('identityFromReview', () => {
   it.each(refusals)('$name', ({ status, description, reason, detail, ...input }) => {
     let caught: unknown;
     try {
-      identityFromReview({ cluster, status: reviewStatusSchema.parse(status), claims: input.claims ?? claims, audiences: input.audiences ?? [API_AUDIENCE] });
+      identityFromReview({
+        cluster,
+        status: reviewStatusSchema.parse(status),
+        claims: input.claims ?? claims,
+        audiences: input.audiences ?? [API_AUDIENCE],
+      });
     } catch (error) {
       caught = error;
     }
@@ -140,9 +178,19 @@ describe('cacheTtlMs', () => {
   const now = 1_700_000_000_000;
   it.each([
     { name: 'ok/no-exp-uses-the-window', exp: undefined, window: 60, expected: 60_000 },
-    { name: 'ok/long-lived-token-capped-at-window', exp: now / 1000 + 3600, window: 60, expected: 60_000 },
+    {
+      name: 'ok/long-lived-token-capped-at-window',
+      exp: now / 1000 + 3600,
+      window: 60,
+      expected: 60_000,
+    },
     { name: 'ok/short-remaining-life-wins', exp: now / 1000 + 20, window: 60, expected: 20_000 },
-    { name: 'ok/jwks-plus-tokenreview-window', exp: now / 1000 + 3600, window: 10, expected: 10_000 },
+    {
+      name: 'ok/jwks-plus-tokenreview-window',
+      exp: now / 1000 + 3600,
+      window: 10,
+      expected: 10_000,
+    },
     { name: 'fail/expired-token-not-cached', exp: now / 1000 - 1, window: 60, expected: 0 },
   ])('$name', ({ exp, window, expected }) => {
     expect(cacheTtlMs(exp, window, now)).toBe(expected);

@@ -7,7 +7,14 @@ import { createSelfSignedCa } from '../../../../src/issuers/x509/ca-setup.js';
 import { toPem } from '../../../../src/issuers/x509/der.js';
 import type { KeyProvider } from '../../../../src/keys/types.js';
 import { silentLogger } from '../../../../src/observability/index.js';
-import { EC_P256, localKeyProvider, opensslCsr, tempDir, testSigningKey, withFailingNamedKeys } from '../../../support/x509.js';
+import {
+  EC_P256,
+  localKeyProvider,
+  opensslCsr,
+  tempDir,
+  testSigningKey,
+  withFailingNamedKeys,
+} from '../../../support/x509.js';
 
 const workspace = tempDir();
 const NOW_MS = Date.parse('2026-06-01T00:00:00Z');
@@ -24,7 +31,9 @@ afterAll(async () => {
   workspace.cleanup();
 });
 
-async function failure(promise: Promise<unknown>): Promise<{ code: string; reason?: string; description: string }> {
+async function failure(
+  promise: Promise<unknown>,
+): Promise<{ code: string; reason?: string; description: string }> {
   const caught = await promise.then(
     () => undefined,
     (error: unknown) => error,
@@ -34,12 +43,22 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; reaso
   return { code, reason, description };
 }
 
-const request = () => ({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 600 });
+const request = () => ({
+  csr,
+  spiffeId: 'spiffe://example.org/ns/a/sa/b',
+  dnsNames: [],
+  ttlSeconds: 600,
+});
 
 describe('createX509Authority', () => {
   it('ok/local-provider-creates-a-self-signed-ca-at-start', async () => {
     const dir = join(workspace.dir, 'auto');
-    const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => NOW_MS });
+    const authority = await createX509Authority({
+      provider,
+      config: config(dir),
+      logger: silentLogger(),
+      now: () => NOW_MS,
+    });
     expect(authority.ready()).toBe(true);
     expect((await authority.issue(request())).expiresAt).toBe(NOW_MS / 1000 + 600);
   });
@@ -71,7 +90,12 @@ describe('createX509Authority', () => {
     });
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'ca.pem'), toPem(foreign.certificate));
-    const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => NOW_MS });
+    const authority = await createX509Authority({
+      provider,
+      config: config(dir),
+      logger: silentLogger(),
+      now: () => NOW_MS,
+    });
     expect(authority.ready()).toBe(false);
     expect(await failure(authority.issue(request()))).toEqual({
       code: 'temporarily_unavailable',
@@ -109,7 +133,12 @@ describe('createX509Authority', () => {
   it('fail/ca-expired', async () => {
     const dir = join(workspace.dir, 'expiring');
     let clock = NOW_MS;
-    const authority = await createX509Authority({ provider, config: config(dir), logger: silentLogger(), now: () => clock });
+    const authority = await createX509Authority({
+      provider,
+      config: config(dir),
+      logger: silentLogger(),
+      now: () => clock,
+    });
     clock += 86_400_000;
     expect(await failure(authority.issue(request()))).toEqual({
       code: 'temporarily_unavailable',

@@ -13,7 +13,8 @@ const pemOf = (der: Uint8Array): string =>
   `-----BEGIN CERTIFICATE REQUEST-----\n${Buffer.from(der).toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
 
 beforeAll(() => {
-  const make = (keyArgs: string[], extra: string[] = []) => opensslCsr(workspace.dir, keyArgs, extra).csrPem;
+  const make = (keyArgs: string[], extra: string[] = []) =>
+    opensslCsr(workspace.dir, keyArgs, extra).csrPem;
   csrs.p256 = make(EC_P256);
   csrs.p384 = make(EC_P384);
   csrs.rsa2048 = make(RSA_2048);
@@ -55,28 +56,62 @@ describe('verifyCsr', () => {
     ['ok/ec-p384-pem', () => csrs.p384!, 'ec', 'P-384'],
     ['ok/rsa-2048-pem', () => csrs.rsa2048!, 'rsa', 'RSA-2048'],
     ['ok/base64url-der', () => derOf(csrs.p256!).toString('base64url'), 'ec', 'P-256'],
-    ['ok/ca-true-and-foreign-sans-are-parsed-past', () => csrs.caTrueAndForeignSans!, 'ec', 'P-256'],
+    [
+      'ok/ca-true-and-foreign-sans-are-parsed-past',
+      () => csrs.caTrueAndForeignSans!,
+      'ec',
+      'P-256',
+    ],
   ])('%s', (_name, csr, keyType, description) => {
     const verified = verifyCsr(csr());
     expect(verified.keyType).toBe(keyType);
     expect(verified.keyDescription).toBe(description);
     // The SPKI copied into the leaf is the one the CSR carries.
-    expect(Buffer.from(verified.spki).equals(createPublicKey(verified.publicKeyPem).export({ type: 'spki', format: 'der' }))).toBe(true);
+    expect(
+      Buffer.from(verified.spki).equals(
+        createPublicKey(verified.publicKeyPem).export({ type: 'spki', format: 'der' }),
+      ),
+    ).toBe(true);
   });
 
   const malformed = 'csr is not a valid PKCS#10 certificate request (PEM or base64url DER)';
   it.each([
-    ['fail/bad-signature', () => csrs.badSignature!, 'csr_signature_invalid', 'csr signature does not verify (proof of possession failed)'],
+    [
+      'fail/bad-signature',
+      () => csrs.badSignature!,
+      'csr_signature_invalid',
+      'csr signature does not verify (proof of possession failed)',
+    ],
     [
       'fail/subject-altered-after-signing',
       () => csrs.alteredSubject!,
       'csr_signature_invalid',
       'csr signature does not verify (proof of possession failed)',
     ],
-    ['fail/rsa-1024', () => csrs.rsa1024!, 'csr_key_not_allowed', 'csr key is not allowed: RSA keys must be at least 2048 bits (got 1024)'],
-    ['fail/rsa-exponent-3', () => csrs.rsaExponent3!, 'csr_key_not_allowed', 'csr key is not allowed: RSA public exponent must be 65537'],
-    ['fail/ec-p192', () => csrs.p192!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
-    ['fail/ec-secp256k1', () => csrs.secp256k1!, 'csr_key_not_allowed', 'csr key is not allowed: EC keys must use curve P-256 or P-384'],
+    [
+      'fail/rsa-1024',
+      () => csrs.rsa1024!,
+      'csr_key_not_allowed',
+      'csr key is not allowed: RSA keys must be at least 2048 bits (got 1024)',
+    ],
+    [
+      'fail/rsa-exponent-3',
+      () => csrs.rsaExponent3!,
+      'csr_key_not_allowed',
+      'csr key is not allowed: RSA public exponent must be 65537',
+    ],
+    [
+      'fail/ec-p192',
+      () => csrs.p192!,
+      'csr_key_not_allowed',
+      'csr key is not allowed: EC keys must use curve P-256 or P-384',
+    ],
+    [
+      'fail/ec-secp256k1',
+      () => csrs.secp256k1!,
+      'csr_key_not_allowed',
+      'csr key is not allowed: EC keys must use curve P-256 or P-384',
+    ],
     [
       'fail/ed25519',
       () => csrs.ed25519!,
@@ -89,13 +124,28 @@ describe('verifyCsr', () => {
       'csr_signature_algorithm_not_allowed',
       'csr signature algorithm is not allowed (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512)',
     ],
-    ['fail/ec-point-off-the-curve', () => csrs.offCurve!, 'malformed_csr', 'csr public key is not a valid EC point'],
+    [
+      'fail/ec-point-off-the-curve',
+      () => csrs.offCurve!,
+      'malformed_csr',
+      'csr public key is not a valid EC point',
+    ],
     ['fail/trailing-bytes', () => csrs.trailingBytes!, 'malformed_csr', malformed],
     ['fail/truncated', () => csrs.truncated!, 'malformed_csr', malformed],
     ['fail/not-base64', () => 'not a csr!', 'malformed_csr', malformed],
     ['fail/empty', () => '', 'malformed_csr', malformed],
-    ['fail/certificate-pem', () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----', 'malformed_csr', malformed],
-    ['fail/too-large', () => Buffer.alloc(20_000, 0x30).toString('base64url'), 'malformed_csr', malformed],
+    [
+      'fail/certificate-pem',
+      () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
+      'malformed_csr',
+      malformed,
+    ],
+    [
+      'fail/too-large',
+      () => Buffer.alloc(20_000, 0x30).toString('base64url'),
+      'malformed_csr',
+      malformed,
+    ],
   ])('%s', (_name, csr, reason, description) => {
     let caught: unknown;
     try {
@@ -105,6 +155,11 @@ describe('verifyCsr', () => {
     }
     expect(caught).toBeInstanceOf(TesseraError);
     const { code, status, reason: actual, description: said } = caught as TesseraError;
-    expect({ code, status, reason: actual, description: said }).toEqual({ code: 'invalid_request', status: 400, reason, description });
+    expect({ code, status, reason: actual, description: said }).toEqual({
+      code: 'invalid_request',
+      status: 400,
+      reason,
+      description,
+    });
   });
 });

@@ -29,7 +29,9 @@ beforeAll(async () => {
   provider = await localKeyProvider(join(workspace.dir, 'keys'));
   caKey = await provider.namedKey('x509-ca', 'ES256');
   const { kty, crv, x, y } = caKey.publicJwk;
-  caPublicKey = await webcrypto.subtle.importKey('jwk', { kty, crv, x, y }, ALGORITHM, true, ['verify']);
+  caPublicKey = await webcrypto.subtle.importKey('jwk', { kty, crv, x, y }, ALGORITHM, true, [
+    'verify',
+  ]);
   csr = opensslCsr(workspace.dir, EC_P256).csrPem;
 });
 afterAll(async () => {
@@ -41,10 +43,19 @@ interface Issuer {
   name: string;
   keys: webcrypto.CryptoKeyPair;
 }
-const issuerNamed = async (name: string): Promise<Issuer> => ({ name, keys: await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']) });
+const issuerNamed = async (name: string): Promise<Issuer> => ({
+  name,
+  keys: await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify']),
+});
 
 /** A CA certificate for `subject` valid until NOW + `days`, signed by `issuer` (itself when absent). */
-async function caCertificate(subject: string, publicKey: webcrypto.CryptoKey, days: number, issuer?: Issuer, selfKey?: webcrypto.CryptoKey): Promise<Uint8Array> {
+async function caCertificate(
+  subject: string,
+  publicKey: webcrypto.CryptoKey,
+  days: number,
+  issuer?: Issuer,
+  selfKey?: webcrypto.CryptoKey,
+): Promise<Uint8Array> {
   const certificate = await x509.X509CertificateGenerator.create(
     {
       serialNumber: '01',
@@ -55,7 +66,10 @@ async function caCertificate(subject: string, publicKey: webcrypto.CryptoKey, da
       publicKey,
       signingKey: issuer?.keys.privateKey ?? (selfKey as webcrypto.CryptoKey),
       signingAlgorithm: ALGORITHM,
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      ],
     },
     webcrypto,
   );
@@ -67,8 +81,24 @@ const cases: Array<[string, number, Array<[string, number]>, number]> = [
   ['ok/self-signed-root-caps-at-its-own-notafter', 30, [], NOW + 30 * DAY],
   ['ok/intermediate-under-a-longer-lived-root', 30, [['Enterprise Root', 60]], NOW + 30 * DAY],
   ['ok/intermediate-whose-root-expires-first', 30, [['Enterprise Root', 10]], NOW + 10 * DAY],
-  ['ok/upper-intermediate-expires-first', 30, [['Issuing Sub CA', 5], ['Enterprise Root', 60]], NOW + 5 * DAY],
-  ['ok/root-expires-first-above-a-sub-ca', 30, [['Issuing Sub CA', 20], ['Enterprise Root', 7]], NOW + 7 * DAY],
+  [
+    'ok/upper-intermediate-expires-first',
+    30,
+    [
+      ['Issuing Sub CA', 5],
+      ['Enterprise Root', 60],
+    ],
+    NOW + 5 * DAY,
+  ],
+  [
+    'ok/root-expires-first-above-a-sub-ca',
+    30,
+    [
+      ['Issuing Sub CA', 20],
+      ['Enterprise Root', 7],
+    ],
+    NOW + 7 * DAY,
+  ],
 ];
 
 describe('issuerStateFor: leaf lifetime cap', () => {
@@ -79,12 +109,32 @@ describe('issuerStateFor: leaf lifetime cap', () => {
     for (let index = above.length - 1; index >= 0; index -= 1) {
       const [subject, days] = above[index] as [string, number];
       const self = issuers[index] as Issuer;
-      chain.unshift(await caCertificate(subject, self.keys.publicKey, days, issuers[index + 1], self.keys.privateKey));
+      chain.unshift(
+        await caCertificate(
+          subject,
+          self.keys.publicKey,
+          days,
+          issuers[index + 1],
+          self.keys.privateKey,
+        ),
+      );
     }
     const certificate =
       above.length === 0
-        ? (await createSelfSignedCa({ key: caKey, trustDomain: 'example.org', ttlSeconds: caDays * DAY, now: NOW })).certificate
-        : await caCertificate('Tessera intermediate CA example.org', caPublicKey, caDays, issuers[0]);
+        ? (
+            await createSelfSignedCa({
+              key: caKey,
+              trustDomain: 'example.org',
+              ttlSeconds: caDays * DAY,
+              now: NOW,
+            })
+          ).certificate
+        : await caCertificate(
+            'Tessera intermediate CA example.org',
+            caPublicKey,
+            caDays,
+            issuers[0],
+          );
 
     expect(issuerStateFor({ certificate, chain }, caKey).validity.notAfter).toBe(expectedNotAfter);
 
@@ -93,8 +143,19 @@ describe('issuerStateFor: leaf lifetime cap', () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'ca.pem'), toPem(certificate));
     writeFileSync(join(dir, 'chain.pem'), chain.map((der) => toPem(der)).join(''));
-    const authority = await createX509Authority({ provider, config: { trustDomain: 'example.org', caTtl: DAY, dir }, logger: silentLogger(), now: () => NOW * 1000, autoInit: false });
-    const issued = await authority.issue({ csr, spiffeId: 'spiffe://example.org/ns/a/sa/b', dnsNames: [], ttlSeconds: 90 * DAY });
+    const authority = await createX509Authority({
+      provider,
+      config: { trustDomain: 'example.org', caTtl: DAY, dir },
+      logger: silentLogger(),
+      now: () => NOW * 1000,
+      autoInit: false,
+    });
+    const issued = await authority.issue({
+      csr,
+      spiffeId: 'spiffe://example.org/ns/a/sa/b',
+      dnsNames: [],
+      ttlSeconds: 90 * DAY,
+    });
     expect(issued.expiresAt).toBe(expectedNotAfter);
   });
 });

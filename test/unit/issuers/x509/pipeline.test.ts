@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { TesseraError } from '../../../../src/errors.js';
 import type { VerifiedCsr } from '../../../../src/issuers/x509/csr.js';
-import { buildLeafProfile, type LeafContext, type LeafModifier } from '../../../../src/issuers/x509/pipeline.js';
+import {
+  buildLeafProfile,
+  type LeafContext,
+  type LeafModifier,
+} from '../../../../src/issuers/x509/pipeline.js';
 
 const NOW = 1_800_000_000;
 const csr = (keyType: 'ec' | 'rsa') => ({ keyType }) as VerifiedCsr;
@@ -10,7 +14,13 @@ const context = (
   keyType: 'ec' | 'rsa' = 'ec',
   caNotAfter = NOW + 86_400,
 ): LeafContext => ({
-  request: { csr: '', spiffeId: 'spiffe://example.org/ns/prod/sa/orders', dnsNames: ['orders.prod.svc'], ttlSeconds: 3600, ...overrides },
+  request: {
+    csr: '',
+    spiffeId: 'spiffe://example.org/ns/prod/sa/orders',
+    dnsNames: ['orders.prod.svc'],
+    ttlSeconds: 3600,
+    ...overrides,
+  },
   csr: csr(keyType),
   now: NOW,
   trustDomain: 'example.org',
@@ -36,8 +46,18 @@ describe('buildLeafProfile', () => {
       [],
       { ...EC_PROFILE, keyUsage: { digitalSignature: true, keyEncipherment: true } },
     ],
-    ['ok/duplicate-dns-names-collapse', context({ dnsNames: ['orders.prod.svc', 'orders.prod.svc'] }), [], EC_PROFILE],
-    ['ok/lifetime-capped-by-ca', context({}, 'ec', NOW + 600), [], { ...EC_PROFILE, notAfter: NOW + 600 }],
+    [
+      'ok/duplicate-dns-names-collapse',
+      context({ dnsNames: ['orders.prod.svc', 'orders.prod.svc'] }),
+      [],
+      EC_PROFILE,
+    ],
+    [
+      'ok/lifetime-capped-by-ca',
+      context({}, 'ec', NOW + 600),
+      [],
+      { ...EC_PROFILE, notAfter: NOW + 600 },
+    ],
     ['ok/no-dns-names', context({ dnsNames: [] }), [], { ...EC_PROFILE, dnsNames: [] }],
     [
       'ok/enforcers-undo-a-hostile-modifier',
@@ -102,7 +122,13 @@ describe('buildLeafProfile', () => {
       'invalid_duration',
       'x509-svid lifetime must be a positive whole number of seconds',
     ],
-    ['fail/ca-expired', context({}, 'ec', NOW), 'temporarily_unavailable', 'ca_expired', 'the X.509 CA certificate has expired'],
+    [
+      'fail/ca-expired',
+      context({}, 'ec', NOW),
+      'temporarily_unavailable',
+      'ca_expired',
+      'the X.509 CA certificate has expired',
+    ],
   ])('%s', (_name, leafContext, code, reason, description) => {
     let caught: unknown;
     try {
@@ -112,14 +138,22 @@ describe('buildLeafProfile', () => {
     }
     expect(caught).toBeInstanceOf(TesseraError);
     const error = caught as TesseraError;
-    expect({ code: error.code, reason: error.reason, description: error.description }).toEqual({ code, reason, description });
+    expect({ code: error.code, reason: error.reason, description: error.description }).toEqual({
+      code,
+      reason,
+      description,
+    });
   });
 
   it('fail/validator-option-refuses', () => {
     const refuse = () => {
-      throw new TesseraError('invalid_request', 400, 'refused by policy', { reason: 'invalid_spiffe_id' });
+      throw new TesseraError('invalid_request', 400, 'refused by policy', {
+        reason: 'invalid_spiffe_id',
+      });
     };
-    expect(() => buildLeafProfile(context(), { validators: [refuse] })).toThrow('refused by policy');
+    expect(() => buildLeafProfile(context(), { validators: [refuse] })).toThrow(
+      'refused by policy',
+    );
   });
 
   it('ok/result-is-frozen', () => {

@@ -17,9 +17,21 @@ describe('spiffeIdProblem (trust domain example.org)', () => {
     ['fail/empty-segment', 'spiffe://example.org/ns//a', 'must not have empty path segments'],
     ['fail/dot-segment', 'spiffe://example.org/ns/./a', 'must not have dot segments'],
     ['fail/dot-dot-segment', 'spiffe://example.org/ns/../a', 'must not have dot segments'],
-    ['fail/query', 'spiffe://example.org/ns/a?x=1', 'has characters outside [A-Za-z0-9._-] in its path'],
-    ['fail/fragment', 'spiffe://example.org/ns/a#x', 'has characters outside [A-Za-z0-9._-] in its path'],
-    ['fail/percent-encoding', 'spiffe://example.org/ns/%41', 'has characters outside [A-Za-z0-9._-] in its path'],
+    [
+      'fail/query',
+      'spiffe://example.org/ns/a?x=1',
+      'has characters outside [A-Za-z0-9._-] in its path',
+    ],
+    [
+      'fail/fragment',
+      'spiffe://example.org/ns/a#x',
+      'has characters outside [A-Za-z0-9._-] in its path',
+    ],
+    [
+      'fail/percent-encoding',
+      'spiffe://example.org/ns/%41',
+      'has characters outside [A-Za-z0-9._-] in its path',
+    ],
     ['fail/too-long', `spiffe://example.org/${'a'.repeat(2048)}`, 'is longer than 2048 bytes'],
   ])('%s', (_name, value, problem) => {
     expect(spiffeIdProblem(value, 'example.org')).toBe(problem);
@@ -31,14 +43,38 @@ describe('dnsNameProblem', () => {
     ['ok/service', 'orders.prod.svc.cluster.local', undefined],
     ['ok/wildcard', '*.orders.example.com', undefined],
     ['fail/empty', '', 'must be 1 to 253 characters'],
-    ['fail/uppercase', 'Orders.example.com', 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters'],
-    ['fail/leading-hyphen', '-a.example.com', 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters'],
-    ['fail/empty-label', 'a..example.com', 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters'],
-    ['fail/long-label', `${'a'.repeat(64)}.example.com`, 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters'],
+    [
+      'fail/uppercase',
+      'Orders.example.com',
+      'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters',
+    ],
+    [
+      'fail/leading-hyphen',
+      '-a.example.com',
+      'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters',
+    ],
+    [
+      'fail/empty-label',
+      'a..example.com',
+      'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters',
+    ],
+    [
+      'fail/long-label',
+      `${'a'.repeat(64)}.example.com`,
+      'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters',
+    ],
     ['fail/bare-wildcard', '*', 'must not be a bare wildcard'],
     ['fail/wildcard-on-tld', '*.com', 'wildcard must cover at least two labels'],
-    ['fail/inner-wildcard', 'a.*.example.com', 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters'],
-    ['fail/ip-like-with-space', '10.0.0.1 ', 'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters'],
+    [
+      'fail/inner-wildcard',
+      'a.*.example.com',
+      'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters',
+    ],
+    [
+      'fail/ip-like-with-space',
+      '10.0.0.1 ',
+      'must be lowercase letters, digits and hyphens in labels of 1 to 63 characters',
+    ],
   ])('%s', (_name, value, problem) => {
     expect(dnsNameProblem(value)).toBe(problem);
   });
