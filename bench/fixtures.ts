@@ -61,7 +61,8 @@ const role = (name: string, issue: Record<string, unknown>) => ({
   },
 });
 
-async function makeCsrs(count: number): Promise<string[]> {
+/** `count` PEM CSRs, each for a fresh P-256 key. */
+export async function makeCsrs(count: number): Promise<string[]> {
   const csrs: string[] = [];
   for (let i = 0; i < count; i++) {
     const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [

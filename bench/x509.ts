@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { randomBytes, webcrypto } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { createX509Authority, type X509Authority } from '../src/issuers/x509/ind
 import { bridgeKey } from '../src/issuers/x509/webcrypto-bridge.js';
 import { createKeyProvider, type KeyProvider } from '../src/keys/index.js';
 import { silentLogger } from '../src/observability/index.js';
+import { makeCsrs } from './fixtures.js';
 import { median } from './support.js';
 
 /**
@@ -22,23 +23,6 @@ const ROUNDS = 5;
 const PER_ROUND = Number(process.env.BENCH_X509_COUNT ?? 1500);
 const SPIFFE_ID = 'spiffe://example.org/ns/bench/sa/worker';
 const DNS_NAMES = ['worker.bench.svc'];
-
-async function makeCsrs(count: number): Promise<string[]> {
-  const csrs: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
-      'sign',
-      'verify',
-    ]);
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      name: `CN=bench-${i}`,
-      keys,
-      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    });
-    csrs.push(csr.toString('pem'));
-  }
-  return csrs;
-}
 
 type Issue = (csr: string) => Promise<unknown>;
 
