@@ -119,7 +119,11 @@ export function redisHasTls(): boolean {
     encoding: 'utf8',
     timeout: 5000,
   });
-  return !/Bad directive/i.test(`${out.stdout}${out.stderr}`);
+  if (!/Bad directive/i.test(`${out.stdout}${out.stderr}`)) return true;
+  const reason = 'this redis-server is built without TLS (Debian and Ubuntu builds have it)';
+  if (process.env.CI === 'true') throw new Error(`${reason}: required when CI=true`);
+  console.warn(`SKIPPED: ${reason}`);
+  return false;
 }
 
 /** A CA and a 127.0.0.1 server certificate made with openssl in a temporary directory. */
