@@ -389,7 +389,10 @@ function recover(state: TokenState, failedGeneration: number, code: string): Pro
   state.recovering ??= Promise.resolve()
     .then(() => {
       const { pkcs11, options } = state;
-      options.logger.warn({ token: state.description, code }, 'PKCS#11 session lost; reconnecting');
+      options.logger.warn(
+        { hsmToken: state.description, code },
+        'PKCS#11 session lost; reconnecting',
+      );
       if (code === 'CKR_CRYPTOKI_NOT_INITIALIZED') initialize(pkcs11);
       else state.free.forEach((session) => closeQuietly(pkcs11, session));
       state.free = [];
@@ -429,7 +432,7 @@ function markDown(state: TokenState, code: string): void {
   if (state.down || state.closed) return;
   state.down = { since: Date.now(), code };
   state.options.logger.error(
-    { token: state.description, code },
+    { hsmToken: state.description, code },
     'PKCS#11 token unavailable: signing fails until it is back; retrying in the background',
   );
   scheduleRetry(state, state.options.retryMinMs ?? 250);
@@ -450,14 +453,14 @@ function retry(state: TokenState, delayMs: number): void {
   try {
     reinitialise(state);
     options.logger.info(
-      { token: state.description, downForMs: Date.now() - down.since },
+      { hsmToken: state.description, downForMs: Date.now() - down.since },
       'PKCS#11 token back: signing restored',
     );
     state.down = undefined;
     dispatch(state);
   } catch (error) {
     options.logger.debug(
-      { token: state.description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' },
+      { hsmToken: state.description, code: pkcs11Code(error) ?? 'PKCS11_ERROR' },
       'PKCS#11 token still unavailable',
     );
     scheduleRetry(state, Math.min(delayMs * 2, options.retryMaxMs ?? 5000));

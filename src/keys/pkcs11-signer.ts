@@ -101,7 +101,7 @@ export function tokenSigner(options: TokenSignerOptions): Signer {
     };
   const failed = (error: unknown): never => {
     logger.error(
-      { kid: publicJwk.kid, alg, token: token.description, err: errorSummary(error) },
+      { kid: publicJwk.kid, alg, hsmToken: token.description, err: errorSummary(error) },
       'HSM signing failed',
     );
     throw temporarilyUnavailable('signing key unavailable', {

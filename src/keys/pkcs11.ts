@@ -202,7 +202,7 @@ function createKey(
       alg,
       state: record.state,
       provider: 'pkcs11',
-      token: store.token.description,
+      hsmToken: store.token.description,
     },
     'signing key generated on the token',
   );
@@ -257,7 +257,7 @@ function findNamedKey(
     id = randomBytes(16);
     publicKey = generatePair(pkcs11, session, alg, store.config.rsaBits, label, id).publicKey;
     store.logger.info(
-      { name, alg, provider: 'pkcs11', token: store.token.description },
+      { name, alg, provider: 'pkcs11', hsmToken: store.token.description },
       'named key generated on the token',
     );
   }
