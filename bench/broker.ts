@@ -85,7 +85,7 @@ export async function startBroker(fixtures: Fixtures, options: BrokerOptions): P
         `--cpu-prof-dir=${options.profileDir}`,
         `--cpu-prof-name=${options.name}.cpuprofile`,
       ]
-    : [];
+    : (process.env.BENCH_NODE_ARGS?.split(' ') ?? []);
   const args = [
     ...nodeArgs,
     CLI,

@@ -11,14 +11,12 @@ import pkcs11js from 'pkcs11js';
 import type { Fixtures } from './fixtures.js';
 import {
   cpuPerCall,
-  cpuSecondsOf,
+  fire,
   freePort,
-  load,
   startProcess,
   stopProcess,
   timePerCall,
   waitForHttp,
-  type LoadFigures,
 } from './support.js';
 
 /**
@@ -40,30 +38,26 @@ export interface CryptoTimes {
   cpu: { rs256Verify: number; es256Sign: number; rs256Sign: number; es256Verify: number };
 }
 
-export async function measureHttpBaseline(
+/** The node:http baseline server in a process of its own, warmed up; measured like a broker. */
+export async function startHttpBaseline(
   bodies: string[],
-  options: { seconds: number; rounds: number; connections: number },
-): Promise<LoadFigures & { cpuMicros?: number }> {
+  connections: number,
+): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const port = await freePort();
   const server = startProcess([
     join(ROOT, 'bin/run-ts.js'),
     join(ROOT, 'bench/baseline-server.ts'),
     String(port),
   ]);
+  const url = `http://127.0.0.1:${port}/`;
   try {
-    await waitForHttp(`http://127.0.0.1:${port}/`, 20_000, server).catch(() => undefined);
-    await load(`http://127.0.0.1:${port}/`, bodies, { ...options, rounds: 1, seconds: 1 });
-    const cpuBefore = cpuSecondsOf(server.pid);
-    const figures = await load(`http://127.0.0.1:${port}/`, bodies, options);
-    const cpuAfter = cpuSecondsOf(server.pid);
-    return {
-      ...figures,
-      ...(cpuBefore !== undefined &&
-        cpuAfter !== undefined && { cpuMicros: ((cpuAfter - cpuBefore) / figures.total) * 1e6 }),
-    };
-  } finally {
+    await waitForHttp(url, 20_000, server).catch(() => undefined);
+    await fire(url, bodies, { connections, seconds: 1 });
+  } catch (error) {
     await stopProcess(server);
+    throw error;
   }
+  return { url, pid: server.pid, stop: () => stopProcess(server) };
 }
 
 export function measureCrypto(fixtures: Fixtures): CryptoTimes {

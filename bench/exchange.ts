@@ -5,13 +5,14 @@ import {
   checkExchange,
   cliSupportsWorkers,
   startBroker,
+  type Broker,
   type BrokerOptions,
   type KeysConfig,
 } from './broker.js';
 import {
   measureCrypto,
-  measureHttpBaseline,
   measureSoftHsmSign,
+  startHttpBaseline,
   type CryptoTimes,
 } from './ceiling.js';
 import { createFixtures, type Fixtures } from './fixtures.js';
@@ -26,7 +27,8 @@ import {
   cpuSecondsOf,
   fire,
   freePort,
-  load,
+  GENERATOR,
+  median,
   paced,
   rssOf,
   treeCpuSecondsOf,
@@ -219,18 +221,97 @@ async function headlineExtras(
   return { curve, rssAfterTotal: rssOf(pid), heapAfterTotal: await heapUsedOf(url), served };
 }
 
-async function runScenario(
+/** One closed-loop run of `seconds` against a participant, with the CPU both sides used. */
+interface Run extends LoadFigures {
+  cpuMicros?: number;
+  brokerCores?: number;
+  generatorCores: number;
+}
+
+/** Something measured in the interleaved rounds: the node:http baseline or a broker. */
+interface Participant {
+  id: string;
+  url: string;
+  bodies: string[];
+  /** CPU seconds the server (with --workers, its whole process tree) has used so far. */
+  cpuSeconds: () => number | undefined;
+  runs: Run[];
+}
+
+async function measureRun(participant: Participant): Promise<Run> {
+  const cpuBefore = participant.cpuSeconds();
+  const generatorBefore = process.cpuUsage();
+  const wallBefore = performance.now();
+  const figures = await fire(participant.url, participant.bodies, {
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+  });
+  const wall = (performance.now() - wallBefore) / 1000;
+  const generator = process.cpuUsage(generatorBefore);
+  const cpuAfter = participant.cpuSeconds();
+  return {
+    ...figures,
+    // wrk reports its own CPU; autocannon runs in this process.
+    generatorCores:
+      (figures.generatorCpuSeconds ?? (generator.user + generator.system) / 1e6) / wall,
+    ...(cpuAfter !== undefined &&
+      cpuBefore !== undefined && {
+        cpuMicros: ((cpuAfter - cpuBefore) / figures.total) * 1e6,
+        brokerCores: (cpuAfter - cpuBefore) / wall,
+      }),
+  };
+}
+
+/**
+ * ROUNDS rounds; in each, every participant gets one run of SECONDS, starting one further along
+ * the list each round. A busy minute on a shared machine then lands on every participant alike,
+ * so the ratios between them (broker to ceiling, Redis to in-memory, two workers to one) hold
+ * even when the absolute figures drift.
+ */
+async function interleavedRounds(participants: Participant[]): Promise<void> {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let step = 0; step < participants.length; step++) {
+      const participant = participants[(round + step) % participants.length] as Participant;
+      participant.runs.push(await measureRun(participant));
+    }
+  }
+}
+
+/** Each figure's median across the rounds; requests and refusals summed. */
+function summarise(runs: Run[]): Run {
+  const of = (pick: (run: Run) => number | undefined): number | undefined => {
+    const values = runs.map(pick).filter((value): value is number => value !== undefined);
+    return values.length > 0 ? median(values) : undefined;
+  };
+  const cpuMicros = of((run) => run.cpuMicros);
+  const brokerCores = of((run) => run.brokerCores);
+  return {
+    rps: of((run) => run.rps) ?? 0,
+    p50: of((run) => run.p50) ?? 0,
+    p99: of((run) => run.p99) ?? 0,
+    non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0),
+    total: runs.reduce((sum, run) => sum + run.total, 0),
+    generatorCores: of((run) => run.generatorCores) ?? 0,
+    ...(cpuMicros !== undefined && { cpuMicros }),
+    ...(brokerCores !== undefined && { brokerCores }),
+  };
+}
+
+interface Started {
+  scenario: Scenario;
+  broker: Broker;
+  participant: Participant;
+  rssAfterFirst?: number;
+  heapAfterFirst?: number;
+  served: number;
+}
+
+/** A scenario's broker, started, checked and warmed up (the headline's by the first 10,000 exchanges). */
+async function startScenario(
   fixtures: Fixtures,
   scenario: Scenario,
   options: Omit<BrokerOptions, 'name'>,
-): Promise<{
-  figures: LoadFigures & { cpuMicros?: number; brokerCores?: number; generatorCores?: number };
-  extras?: Awaited<ReturnType<typeof headlineExtras>> & {
-    rssAfterFirst?: number;
-    heapAfterFirst?: number;
-    first: number;
-  };
-}> {
+): Promise<Started> {
   const broker = await startBroker(fixtures, { ...options, name: scenario.id });
   try {
     const bodies = fixtures.bodies[scenario.kind];
@@ -238,162 +319,229 @@ async function runScenario(
     // Workers start one after the other: measure once every one of them has settled.
     if (scenario.workers) await waitUntilIdle(broker.child.pid);
     await checkExchange(broker.url, bodies[0] as string);
-    let served = 1;
-    let rssAfterFirst: number | undefined;
-    let heapAfterFirst: number | undefined;
+    const started: Started = {
+      scenario,
+      broker,
+      served: 1,
+      participant: {
+        id: scenario.id,
+        url,
+        bodies,
+        // With --workers the primary's CPU and every worker's count.
+        cpuSeconds: () =>
+          scenario.workers ? treeCpuSecondsOf(broker.child.pid) : cpuSecondsOf(broker.child.pid),
+        runs: [],
+      },
+    };
     if (scenario.headline) {
       // The first 10,000 exchanges are the warm-up: JIT, pools and caches settle.
-      served += (await fire(url, bodies, { connections: CONNECTIONS, amount: RSS_FIRST - served }))
-        .total;
+      started.served += (
+        await fire(url, bodies, { connections: CONNECTIONS, amount: RSS_FIRST - started.served })
+      ).total;
       await pause(1000);
-      rssAfterFirst = rssOf(broker.child.pid);
-      heapAfterFirst = await heapUsedOf(broker.url);
-    } else served += (await fire(url, bodies, { connections: CONNECTIONS, seconds: 1 })).total;
-    // With --workers the primary's CPU and every worker's count; the load generator (this
-    // process, autocannon) shares the same cores, so its share is reported beside them.
-    const brokerCpu = () =>
-      scenario.workers ? treeCpuSecondsOf(broker.child.pid) : cpuSecondsOf(broker.child.pid);
-    const cpuBefore = brokerCpu();
-    const generatorBefore = process.cpuUsage();
-    const wallBefore = performance.now();
-    const measured = await load(url, bodies, {
-      seconds: SECONDS,
-      rounds: ROUNDS,
-      connections: CONNECTIONS,
-    });
-    const wall = (performance.now() - wallBefore) / 1000;
-    const generator = process.cpuUsage(generatorBefore);
-    const cpuAfter = brokerCpu();
-    const figures = {
-      ...measured,
-      generatorCores: (generator.user + generator.system) / 1e6 / wall,
-      ...(cpuAfter !== undefined &&
-        cpuBefore !== undefined && {
-          cpuMicros: ((cpuAfter - cpuBefore) / measured.total) * 1e6,
-          brokerCores: (cpuAfter - cpuBefore) / wall,
-        }),
-    };
-    served += figures.total;
-    if (!scenario.headline) return { figures };
-    const extras = await headlineExtras(broker.url, broker.child.pid, bodies, figures.rps, served);
-    return { figures, extras: { ...extras, rssAfterFirst, heapAfterFirst, first: RSS_FIRST } };
-  } finally {
+      started.rssAfterFirst = rssOf(broker.child.pid);
+      started.heapAfterFirst = await heapUsedOf(broker.url);
+    } else
+      started.served += (await fire(url, bodies, { connections: CONNECTIONS, seconds: 1 })).total;
+    return started;
+  } catch (error) {
     await broker.stop();
+    throw error;
   }
+}
+
+/** Why a scenario cannot run on this machine, or undefined when it can. */
+function unavailable(
+  scenario: Scenario,
+  redis: { url: string } | undefined,
+  hsm: Awaited<ReturnType<typeof softHsm>> | undefined,
+  workersSupported: boolean,
+): string | undefined {
+  if (scenario.redis && !redis) return 'redis-server not installed';
+  if (scenario.keys === 'pkcs11' && typeof hsm !== 'object')
+    return typeof hsm === 'string' ? hsm : 'SoftHSM2 unavailable';
+  if (scenario.workers && !workersSupported) return 'n/a: this tessera serve has no --workers';
+  return undefined;
+}
+
+/** The SoftHSM2 token, Redis and --workers support the selected scenarios need, where present. */
+async function environment(selected: Scenario[], cleanups: Cleanup[]) {
+  const redis = selected.some((scenario) => scenario.redis) ? await startRedis() : undefined;
+  if (redis) cleanups.push(redis.stop);
+  const hsm = selected.some((scenario) => scenario.keys === 'pkcs11') ? await softHsm() : undefined;
+  if (hsm && typeof hsm !== 'string') cleanups.push(() => hsm.cleanup());
+  return { redis, hsm, workersSupported: cliSupportsWorkers() };
+}
+
+type Cleanup = () => Promise<void> | void;
+
+/** Every runnable scenario's broker, started and warmed up; the others with the reason they cannot run. */
+async function startScenarios(
+  fixtures: Fixtures,
+  selected: Scenario[],
+  env: Awaited<ReturnType<typeof environment>>,
+  cleanups: Cleanup[],
+): Promise<{ started: Started[]; skipped: Map<string, string> }> {
+  const { redis, hsm } = env;
+  const localKeys: KeysConfig = { provider: 'local', dir: join(fixtures.dir, 'keys') };
+  const skipped = new Map<string, string>();
+  const started: Started[] = [];
+  for (const scenario of selected) {
+    const reason = unavailable(scenario, redis, hsm, env.workersSupported);
+    if (reason !== undefined) {
+      skipped.set(scenario.id, reason);
+      continue;
+    }
+    const withHsm = scenario.keys === 'pkcs11' && typeof hsm === 'object' ? hsm : undefined;
+    const one = await startScenario(fixtures, scenario, {
+      keys: withHsm ? withHsm.keys : localKeys,
+      ...(scenario.redis && redis && { redisUrl: redis.url }),
+      ...(scenario.workers && { workers: scenario.workers }),
+      ...(withHsm && { env: withHsm.env }),
+      ...(PROFILE_DIR && { profileDir: PROFILE_DIR }),
+    });
+    cleanups.push(() => one.broker.stop());
+    started.push(one);
+  }
+  return { started, skipped };
+}
+
+/** Each scenario's figures against its ceiling; the headline's broker then runs the load curve and the RSS figures. */
+async function scenarioResults(
+  selected: Scenario[],
+  started: Started[],
+  skipped: Map<string, string>,
+  baseline: Run,
+  times: CryptoTimes,
+): Promise<{ results: ScenarioResult[]; headline?: BenchReport['headline'] }> {
+  const tHttp = 1 / baseline.rps;
+  const results: ScenarioResult[] = [];
+  let headline: BenchReport['headline'];
+  for (const scenario of selected) {
+    const ceiling = ceilingFor(scenario.kind, tHttp, times);
+    const one = started.find((candidate) => candidate.scenario === scenario);
+    if (!one) {
+      const reason = skipped.get(scenario.id) ?? 'not started';
+      results.push({ id: scenario.id, label: scenario.label, ceiling, skipped: reason });
+      continue;
+    }
+    const figures = summarise(one.participant.runs);
+    const cpuCeiling = cpuCeilingMicros(scenario.kind, baseline.cpuMicros, times);
+    const cpuRatio =
+      cpuCeiling !== undefined && figures.cpuMicros ? cpuCeiling / figures.cpuMicros : undefined;
+    results.push({
+      id: scenario.id,
+      label: scenario.label,
+      ceiling,
+      ...figures,
+      ratio: figures.rps / ceiling,
+      ...(cpuRatio !== undefined && { cpuRatio }),
+    });
+    if (scenario.headline) headline = await headlineOf(one, figures);
+  }
+  return { results, headline };
+}
+
+async function headlineOf(one: Started, figures: Run): Promise<BenchReport['headline']> {
+  const { broker, participant } = one;
+  const served = one.served + figures.total;
+  const extras = await headlineExtras(
+    broker.url,
+    broker.child.pid,
+    participant.bodies,
+    figures.rps,
+    served,
+  );
+  return {
+    id: participant.id,
+    loadCurve: extras.curve,
+    rss: {
+      afterExchanges: RSS_FIRST,
+      bytes: one.rssAfterFirst,
+      laterExchanges: extras.served,
+      laterBytes: extras.rssAfterTotal,
+      heapUsed: one.heapAfterFirst,
+      laterHeapUsed: extras.heapAfterTotal,
+    },
+  };
+}
+
+function ceilingOf(
+  baseline: Run,
+  times: CryptoTimes,
+  softHsmRate: number | undefined,
+): BenchReport['ceiling'] {
+  const cpuPerExchange = cpuCeilingMicros('es256', baseline.cpuMicros, times);
+  return {
+    httpBaselineRps: baseline.rps,
+    httpBaselineP99: baseline.p99,
+    ...(baseline.cpuMicros !== undefined && { httpBaselineCpuMicros: baseline.cpuMicros }),
+    microseconds: {
+      http: 1e6 / baseline.rps,
+      rs256Verify: times.rs256Verify * 1e6,
+      es256Sign: times.es256Sign * 1e6,
+      rs256Sign: times.rs256Sign * 1e6,
+      es256Verify: times.es256Verify * 1e6,
+    },
+    cpuMicroseconds: {
+      rs256Verify: times.cpu.rs256Verify * 1e6,
+      es256Sign: times.cpu.es256Sign * 1e6,
+      rs256Sign: times.cpu.rs256Sign * 1e6,
+      es256Verify: times.cpu.es256Verify * 1e6,
+    },
+    ...(cpuPerExchange !== undefined && { cpuMicrosPerExchange: cpuPerExchange }),
+    rps: ceilingFor('es256', 1 / baseline.rps, times),
+    ...(softHsmRate !== undefined && { softHsmRawEs256SignPerSecond: softHsmRate }),
+  };
 }
 
 export async function benchExchange(): Promise<BenchReport> {
   const startedAt = new Date();
   const fixtures = await createFixtures(TOKENS);
-  const cleanups: Array<() => void> = [];
+  const cleanups: Cleanup[] = [];
   if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
   try {
     const selected = SCENARIOS.filter((scenario) => !ONLY || ONLY.includes(scenario.id));
-    const localKeys: KeysConfig = { provider: 'local', dir: join(fixtures.dir, 'keys') };
-    const needsRedis = selected.some((scenario) => scenario.redis);
-    const redis = needsRedis ? await startRedis() : undefined;
-    if (redis) cleanups.push(redis.stop);
-    const hsm = selected.some((scenario) => scenario.keys === 'pkcs11')
-      ? await softHsm()
-      : undefined;
-    if (hsm && typeof hsm !== 'string') cleanups.push(() => hsm.cleanup());
-    const workersSupported = cliSupportsWorkers();
-
-    const baseline = await measureHttpBaseline(fixtures.bodies.es256, {
-      seconds: SECONDS,
-      rounds: ROUNDS,
-      connections: CONNECTIONS,
-    });
+    const env = await environment(selected, cleanups);
+    const baselineServer = await startHttpBaseline(fixtures.bodies.es256, CONNECTIONS);
+    cleanups.push(() => baselineServer.stop());
+    const baseline: Participant = {
+      id: 'node:http',
+      url: baselineServer.url,
+      bodies: fixtures.bodies.es256,
+      cpuSeconds: () => cpuSecondsOf(baselineServer.pid),
+      runs: [],
+    };
     const times = measureCrypto(fixtures);
-    const tHttp = 1 / baseline.rps;
+    const { started, skipped } = await startScenarios(fixtures, selected, env, cleanups);
 
-    const results: ScenarioResult[] = [];
-    let headline: BenchReport['headline'];
-    for (const scenario of selected) {
-      const ceiling = ceilingFor(scenario.kind, tHttp, times);
-      const skip = (reason: string) =>
-        results.push({ id: scenario.id, label: scenario.label, ceiling, skipped: reason });
-      if (scenario.redis && !redis) {
-        skip('redis-server not installed');
-        continue;
-      }
-      if (scenario.keys === 'pkcs11' && typeof hsm !== 'object') {
-        skip(typeof hsm === 'string' ? hsm : 'SoftHSM2 unavailable');
-        continue;
-      }
-      if (scenario.workers && !workersSupported) {
-        skip('n/a: this tessera serve has no --workers');
-        continue;
-      }
-      const keys = scenario.keys === 'pkcs11' && typeof hsm === 'object' ? hsm.keys : localKeys;
-      const { figures, extras } = await runScenario(fixtures, scenario, {
-        keys,
-        ...(scenario.redis && redis && { redisUrl: redis.url }),
-        ...(scenario.workers && { workers: scenario.workers }),
-        ...(scenario.keys === 'pkcs11' && typeof hsm === 'object' && { env: hsm.env }),
-        ...(PROFILE_DIR && { profileDir: PROFILE_DIR }),
-      });
-      const cpuCeiling = cpuCeilingMicros(scenario.kind, baseline.cpuMicros, times);
-      const cpuRatio =
-        cpuCeiling !== undefined && figures.cpuMicros ? cpuCeiling / figures.cpuMicros : undefined;
-      results.push({
-        id: scenario.id,
-        label: scenario.label,
-        ceiling,
-        ...figures,
-        ratio: figures.rps / ceiling,
-        ...(cpuRatio !== undefined && { cpuRatio }),
-      });
-      if (extras) {
-        headline = {
-          id: scenario.id,
-          loadCurve: extras.curve,
-          rss: {
-            afterExchanges: extras.first,
-            bytes: extras.rssAfterFirst,
-            laterExchanges: extras.served,
-            laterBytes: extras.rssAfterTotal,
-            heapUsed: extras.heapAfterFirst,
-            laterHeapUsed: extras.heapAfterTotal,
-          },
-        };
-      }
-    }
-
-    const report: BenchReport = {
+    await interleavedRounds([baseline, ...started.map((one) => one.participant)]);
+    const baselineFigures = summarise(baseline.runs);
+    const { results, headline } = await scenarioResults(
+      selected,
+      started,
+      skipped,
+      baselineFigures,
+      times,
+    );
+    const softHsmRate = typeof env.hsm === 'object' ? env.hsm.rawSignRate : undefined;
+    return {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      settings: { tokens: TOKENS, seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS },
-      ceiling: {
-        httpBaselineRps: baseline.rps,
-        httpBaselineP99: baseline.p99,
-        ...(baseline.cpuMicros !== undefined && { httpBaselineCpuMicros: baseline.cpuMicros }),
-        microseconds: {
-          http: tHttp * 1e6,
-          rs256Verify: times.rs256Verify * 1e6,
-          es256Sign: times.es256Sign * 1e6,
-          rs256Sign: times.rs256Sign * 1e6,
-          es256Verify: times.es256Verify * 1e6,
-        },
-        cpuMicroseconds: {
-          rs256Verify: times.cpu.rs256Verify * 1e6,
-          es256Sign: times.cpu.es256Sign * 1e6,
-          rs256Sign: times.cpu.rs256Sign * 1e6,
-          es256Verify: times.cpu.es256Verify * 1e6,
-        },
-        ...(cpuCeilingMicros('es256', baseline.cpuMicros, times) !== undefined && {
-          cpuMicrosPerExchange: cpuCeilingMicros('es256', baseline.cpuMicros, times),
-        }),
-        rps: ceilingFor('es256', tHttp, times),
-        ...(typeof hsm === 'object' && { softHsmRawEs256SignPerSecond: hsm.rawSignRate }),
+      settings: {
+        tokens: TOKENS,
+        seconds: SECONDS,
+        rounds: ROUNDS,
+        connections: CONNECTIONS,
+        generator: GENERATOR,
       },
+      ceiling: ceilingOf(baselineFigures, times, softHsmRate),
       scenarios: results,
       headline,
-      workersSupported,
+      workersSupported: env.workersSupported,
     };
-    return report;
   } finally {
-    for (const cleanup of cleanups.reverse()) cleanup();
+    for (const cleanup of cleanups.reverse()) await cleanup();
     await fixtures.close();
     rmSync(fixtures.dir, { recursive: true, force: true });
   }

@@ -17,7 +17,7 @@ export interface ScenarioResult {
   cpuRatio?: number;
   /** CPU time of the broker process (all threads; with --workers the primary and every worker) per exchange, µs. */
   cpuMicros?: number;
-  /** Cores the broker kept busy during the measurement, and the load generator (autocannon, this process). */
+  /** Cores the broker kept busy during the measurement, and the load generator (wrk or autocannon). */
   brokerCores?: number;
   generatorCores?: number;
   skipped?: string;
@@ -36,7 +36,14 @@ export interface CurvePoint {
 export interface BenchReport {
   startedAt: string;
   finishedAt: string;
-  settings: { tokens: number; seconds: number; rounds: number; connections: number };
+  settings: {
+    tokens: number;
+    seconds: number;
+    rounds: number;
+    connections: number;
+    /** The closed-loop load generator: wrk where installed, else autocannon. */
+    generator?: string;
+  };
   ceiling: {
     httpBaselineRps: number;
     httpBaselineP99: number;
@@ -92,13 +99,20 @@ const mib = (bytes: number | undefined) =>
   bytes === undefined ? 'n/a' : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 export function printReport(report: BenchReport): void {
+  printCeiling(report);
+  printScenarios(report);
+  printComparisons(report);
+  printHeadline(report);
+}
+
+function printCeiling(report: BenchReport): void {
   const { microseconds: us } = report.ceiling;
   const host = machine();
   console.log(
     `\nTessera exchange bench, ${report.startedAt} — ${host.cpu} × ${host.cores}, Node ${host.node}, load average ${host.loadAverage.join(' ')}`,
   );
   console.log(
-    `${report.settings.tokens} distinct RS256 subject tokens, ${report.settings.connections} connections, median of ${report.settings.rounds} × ${report.settings.seconds} s`,
+    `${report.settings.tokens} distinct RS256 subject tokens, ${report.settings.connections} connections, load from ${report.settings.generator ?? 'autocannon'}; median of ${report.settings.rounds} interleaved rounds × ${report.settings.seconds} s`,
   );
   console.log(`\nPlatform ceiling (same run, one core):`);
   console.log(
@@ -123,6 +137,9 @@ export function printReport(report: BenchReport): void {
       `  ceiling in CPU time per ES256 exchange   ${fixed(report.ceiling.cpuMicrosPerExchange, 1).padStart(7)} µs  (node:http CPU + raw verify + sign CPU)`,
     );
   }
+}
+
+function printScenarios(report: BenchReport): void {
   const head = ['req/s', 'p50 ms', 'p99 ms', 'ceiling', 'ratio', 'CPU µs', 'CPU ratio', 'non-2xx'];
   console.log(
     `\n  ${'scenario'.padEnd(40)} ${head.map((name, i) => name.padStart(i === 4 ? 6 : i === 6 ? 9 : 8)).join(' ')}`,
@@ -152,7 +169,9 @@ export function printReport(report: BenchReport): void {
   console.log(
     `   all threads, per exchange; the node:http baseline used ${fixed(report.ceiling.httpBaselineCpuMicros)} µs per request)`,
   );
+}
 
+function printComparisons(report: BenchReport): void {
   const byId = new Map(report.scenarios.map((row) => [row.id, row]));
   const one = byId.get('jwt-es256')?.rps;
   const redis = byId.get('jwt-es256-redis')?.rps;
@@ -179,7 +198,10 @@ export function printReport(report: BenchReport): void {
         `--workers 2 ${fixed(workersRow.brokerCores, 2)} / ${fixed(workersRow.generatorCores, 2)}`,
     );
   }
+}
 
+function printHeadline(report: BenchReport): void {
+  const byId = new Map(report.scenarios.map((row) => [row.id, row]));
   if (report.headline) {
     console.log(
       `\nLoad curve (${byId.get(report.headline.id)?.label}; offered rate as a share of the maximum):`,

@@ -1,5 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { Agent, request as httpRequest } from 'node:http';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
@@ -14,6 +16,8 @@ export interface LoadFigures {
   non2xx: number;
   /** Requests answered (any status) across every round. */
   total: number;
+  /** CPU the load generator used, where it ran in a process of its own (wrk). */
+  generatorCpuSeconds?: number;
 }
 
 export const median = (values: number[]): number => {
@@ -46,7 +50,7 @@ export async function waitForHttp(
 export function startProcess(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(process.execPath, args, {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', process.env.BENCH_STDOUT ? 'inherit' : 'ignore', 'inherit'],
   });
 }
 
@@ -122,12 +126,105 @@ export interface LoadOptions {
   overallRate?: number;
 }
 
-/** One autocannon run POSTing `bodies` round-robin. */
+/**
+ * The load generator of the closed-loop runs: wrk (Debian's `wrk`, C, one thread) where it is
+ * installed, else autocannon. On two cores the generator shares the machine with the broker:
+ * autocannon spends about 70 µs of CPU per request, wrk a fraction of that, which leaves the
+ * broker (and `--workers 2`) the CPU it would have beside a load balancer. `BENCH_GENERATOR=
+ * autocannon` forces autocannon.
+ */
+export const GENERATOR: 'wrk' | 'autocannon' =
+  process.env.BENCH_GENERATOR !== 'autocannon' && wrkInstalled() ? 'wrk' : 'autocannon';
+
+function wrkInstalled(): boolean {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch (error) {
+    // wrk prints its usage and exits 1 on --version: it is there.
+    return (error as { status?: number }).status === 1;
+  }
+}
+
+const WRK_SCRIPT = join(import.meta.dirname, 'wrk', 'post-bodies.lua');
+
+/** The bodies as a file of lines for wrk's script, written once per set of bodies. */
+function bodiesFile(bodies: string[]): string {
+  const text = `${bodies.join('\n')}\n`;
+  const file = join(
+    tmpdir(),
+    `tessera-bench-bodies-${createHash('sha256').update(text).digest('hex').slice(0, 16)}.txt`,
+  );
+  if (!existsSync(file)) writeFileSync(file, text);
+  return file;
+}
+
+/** One wrk run (one thread, `connections` keep-alive connections) POSTing `bodies` round-robin. */
+async function fireWrk(url: string, bodies: string[], options: LoadOptions): Promise<LoadFigures> {
+  const seconds = Math.max(1, Math.round(options.seconds ?? 5));
+  // Through a shell that prints its own /proc stat after wrk exits: cutime + cstime there are the
+  // CPU the generator used, which this process's cpuUsage() does not see.
+  const stdout = await new Promise<string>((resolvePromise, reject) => {
+    execFile(
+      'sh',
+      [
+        '-c',
+        'wrk "$@"; status=$?; echo; cat /proc/$$/stat; exit $status',
+        'sh',
+        '-t1',
+        `-c${options.connections}`,
+        `-d${seconds}s`,
+        '--timeout',
+        '10s',
+        '-s',
+        WRK_SCRIPT,
+        url,
+      ],
+      { env: { ...process.env, BENCH_WRK_BODIES: bodiesFile(bodies) }, maxBuffer: 1 << 20 },
+      (error, out) =>
+        error ? reject(new Error('wrk failed', { cause: error })) : resolvePromise(out),
+    );
+  });
+  const stat =
+    stdout
+      .trim()
+      .split('\n')
+      .at(-1)
+      ?.replace(/^.*\) /s, '')
+      .split(' ') ?? [];
+  // After "pid (comm) ": cutime (field 16) and cstime (17) are at 13 and 14.
+  const generatorCpuSeconds = (Number(stat[13]) + Number(stat[14])) / CLOCK_TICKS;
+  const line = stdout.split('\n').find((text) => text.startsWith('{"requests"'));
+  if (!line) throw new Error(`wrk printed no figures:\n${stdout}`);
+  const figures = JSON.parse(line) as {
+    requests: number;
+    durationMicros: number;
+    p50Micros: number;
+    p99Micros: number;
+    non2xx: number;
+    socketErrors: number;
+  };
+  return {
+    rps: figures.requests / (figures.durationMicros / 1e6),
+    p50: Math.round(figures.p50Micros / 100) / 10,
+    p99: Math.round(figures.p99Micros / 100) / 10,
+    non2xx: figures.non2xx + figures.socketErrors,
+    total: figures.requests,
+    ...(Number.isFinite(generatorCpuSeconds) && { generatorCpuSeconds }),
+  };
+}
+
+/**
+ * One closed-loop run POSTing `bodies` round-robin: for a duration with the GENERATOR, for a
+ * number of requests (or a paced rate) with autocannon.
+ */
 export async function fire(
   url: string,
   bodies: string[],
   options: LoadOptions,
 ): Promise<LoadFigures> {
+  if (GENERATOR === 'wrk' && options.amount === undefined && options.overallRate === undefined)
+    return fireWrk(url, bodies, options);
   let next = 0;
   const result = await autocannon({
     url,
