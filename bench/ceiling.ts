@@ -38,16 +38,43 @@ export interface CryptoTimes {
   cpu: { rs256Verify: number; es256Sign: number; rs256Sign: number; es256Verify: number };
 }
 
+export interface ReferenceServer {
+  url: string;
+  pid: number | undefined;
+  stop(): Promise<void>;
+}
+
 /** The node:http baseline server in a process of its own, warmed up; measured like a broker. */
-export async function startHttpBaseline(
+export function startHttpBaseline(bodies: string[], connections: number): Promise<ReferenceServer> {
+  return startReference('baseline-server.ts', [], bodies, connections);
+}
+
+/** bench/bare-exchange-server.ts: node:http with the exchange's signature work and nothing else. */
+export function startBareExchange(
+  fixtures: Fixtures,
+  connections: number,
+): Promise<ReferenceServer> {
+  const publicPem = createPublicKey(fixtures.clusterKey).export({ type: 'spki', format: 'pem' });
+  return startReference(
+    'bare-exchange-server.ts',
+    [Buffer.from(publicPem).toString('base64')],
+    fixtures.bodies.es256,
+    connections,
+  );
+}
+
+async function startReference(
+  script: string,
+  args: string[],
   bodies: string[],
   connections: number,
-): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
+): Promise<ReferenceServer> {
   const port = await freePort();
   const server = startProcess([
     join(ROOT, 'bin/run-ts.js'),
-    join(ROOT, 'bench/baseline-server.ts'),
+    join(ROOT, 'bench', script),
     String(port),
+    ...args,
   ]);
   const url = `http://127.0.0.1:${port}/`;
   try {

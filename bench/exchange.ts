@@ -12,6 +12,7 @@ import {
 import {
   measureCrypto,
   measureSoftHsmSign,
+  startBareExchange,
   startHttpBaseline,
   type CryptoTimes,
 } from './ceiling.js';
@@ -512,11 +513,21 @@ export async function benchExchange(): Promise<BenchReport> {
       cpuSeconds: () => cpuSecondsOf(baselineServer.pid),
       runs: [],
     };
+    const bareServer = await startBareExchange(fixtures, CONNECTIONS);
+    cleanups.push(() => bareServer.stop());
+    const bare: Participant = {
+      id: 'bare exchange',
+      url: bareServer.url,
+      bodies: fixtures.bodies.es256,
+      cpuSeconds: () => cpuSecondsOf(bareServer.pid),
+      runs: [],
+    };
     const times = measureCrypto(fixtures);
     const { started, skipped } = await startScenarios(fixtures, selected, env, cleanups);
 
-    await interleavedRounds([baseline, ...started.map((one) => one.participant)]);
+    await interleavedRounds([baseline, bare, ...started.map((one) => one.participant)]);
     const baselineFigures = summarise(baseline.runs);
+    const bareFigures = summarise(bare.runs);
     const { results, headline } = await scenarioResults(
       selected,
       started,
@@ -536,6 +547,12 @@ export async function benchExchange(): Promise<BenchReport> {
         generator: GENERATOR,
       },
       ceiling: ceilingOf(baselineFigures, times, softHsmRate),
+      bareExchange: {
+        rps: bareFigures.rps,
+        p99: bareFigures.p99,
+        ratio: bareFigures.rps / ceilingFor('es256', 1 / baselineFigures.rps, times),
+        ...(bareFigures.cpuMicros !== undefined && { cpuMicros: bareFigures.cpuMicros }),
+      },
       scenarios: results,
       headline,
       workersSupported: env.workersSupported,

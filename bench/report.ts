@@ -68,6 +68,11 @@ export interface BenchReport {
     rps: number;
     softHsmRawEs256SignPerSecond?: number;
   };
+  /**
+   * bench/bare-exchange-server.ts in the same rounds: node:http with the RS256 check and the ES256
+   * signature of an exchange and nothing else, as a share of the same ceiling.
+   */
+  bareExchange?: { rps: number; p99: number; ratio: number; cpuMicros?: number };
   scenarios: ScenarioResult[];
   headline?: {
     id: string;
@@ -137,6 +142,11 @@ function printCeiling(report: BenchReport): void {
       `  ceiling in CPU time per ES256 exchange   ${fixed(report.ceiling.cpuMicrosPerExchange, 1).padStart(7)} µs  (node:http CPU + raw verify + sign CPU)`,
     );
   }
+  const bare = report.bareExchange;
+  if (bare)
+    console.log(
+      `  bare exchange: node:http + that verify and sign, nothing else  ${fixed(bare.rps)} req/s = ${fixed(bare.ratio, 2)} of the ceiling, ${fixed(bare.cpuMicros)} µs CPU`,
+    );
 }
 
 function printScenarios(report: BenchReport): void {
