@@ -23,10 +23,36 @@ describe('decodeUnverified', () => {
     ['fail/trailing-garbage', '{"iss":"a"} x'],
     ['fail/not-an-object', '"iss"'],
     ['fail/nested-too-deeply', `{"a":${'{"a":'.repeat(40)}1${'}'.repeat(40)}}`],
+    ['fail/array-nested-too-deeply', `{"a":${'['.repeat(33)}1${']'.repeat(33)}}`],
+    ['fail/number-literal-over-400-characters', `{"n":${'1'.repeat(401)}}`],
+    ['fail/duplicate-after-an-escaped-quote-in-a-value', '{"b":"\\":\\"","b":2}'],
   ])('%s', (_name, payload) => {
     expect(() => decodeUnverified(token('{"alg":"RS256"}', payload))).toThrow(
       'subject_token is malformed',
     );
+  });
+
+  test('fail/duplicate-spelt-with-an-escape-after-an-object-named-backslash', () => {
+    // Node 24's JSON.parse reads "\u0061" as "\\" in an object shaped like one seen before.
+    expect(decodeUnverified(token('{"alg":"RS256"}', '{"a":1,"\\\\":2}')).claims).toEqual({
+      a: 1,
+      '\\': 2,
+    });
+    expect(() => decodeUnverified(token('{"alg":"RS256"}', '{"a":1,"\\u0061":2}'))).toThrow(
+      'subject_token is malformed',
+    );
+  });
+
+  test('ok/escaped-names-and-values', () => {
+    const claims = (payload: string) => decodeUnverified(token('{"alg":"RS256"}', payload)).claims;
+    expect(claims('{"b":"x\\":\\\\","c":{"d" : [1, 2]}}')).toEqual({
+      b: 'x":\\',
+      c: { d: [1, 2] },
+    });
+    expect(claims('{"\\u0062":"x\\"y:","c":{"\\"":[1, 2]}}')).toEqual({
+      b: 'x"y:',
+      c: { '"': [1, 2] },
+    });
   });
 
   test('ok/same-name-at-different-depths-is-no-duplicate', () => {
