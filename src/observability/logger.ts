@@ -94,6 +94,9 @@ export function createLogger(
       // pino.stdTimeFunctions.isoTime's format.
       timestamp: () => `,"time":"${iso(Date.now())}"`,
     },
+    // pino's own stdout stream, writing each line as it comes (no sonic-boom `minLength`): buffering
+    // 4 KiB with a 1 s flush measured no CPU gain per exchange (250 against 253 µs at 1,000/s, 306
+    // against 311 µs at 2,000/s), and a buffered audit event is lost when the process is killed.
     options.destination,
   );
 }
