@@ -61,11 +61,17 @@ export function directTokenHandler(
       path: TOKEN_PATH,
       readBody: (maxBytes) => readNodeBody(request, maxBytes),
     };
-    endpoint(call).then(
-      (answer) => writeAnswer(request, response, requestId, answer),
-      (error: unknown) =>
-        writeAnswer(request, response, requestId, errorAnswer(error, logger, TOKEN_PATH)),
-    );
+    endpoint(call)
+      .then(
+        (answer) => writeAnswer(request, response, requestId, answer),
+        (error: unknown) =>
+          writeAnswer(request, response, requestId, errorAnswer(error, logger, TOKEN_PATH)),
+      )
+      // As @hono/node-server does when writing fails: log it and cut the connection.
+      .catch((error: unknown) => {
+        logger.error({ err: error, path: TOKEN_PATH }, 'writing the answer failed');
+        response.destroy();
+      });
     return true;
   };
 }
