@@ -22,11 +22,11 @@ import {
 } from './observability/index.js';
 import {
   clientAddress,
-  createStsApp,
+  createSts,
   peerAddress,
-  requestHeader,
   trustedProxies,
   type Readiness,
+  type Sts,
   type StsDeps,
 } from './sts/index.js';
 import {
@@ -127,7 +127,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     const parts = await buildParts(config, overrides, closers);
     const lifecycle = { draining: false };
     const stsDeps = stsDepsOf(parts, lifecycle);
-    return appOf(parts, stsDeps, createStsApp(stsDeps), lifecycle, closers);
+    return appOf(parts, stsDeps, createSts(stsDeps), lifecycle, closers);
   } catch (error) {
     for (const close of closers.reverse()) await close().catch(() => undefined);
     throw error;
@@ -259,11 +259,11 @@ function stsDepsOf(parts: Parts, lifecycle: { draining: boolean }): StsDeps {
     jwks: () => publicJwks(keys),
     jwksCacheSeconds: JWKS_CACHE_SECONDS,
     rateLimit: config.rateLimit,
-    clientAddress: (c) => {
-      const peer = peerAddress(c);
+    clientAddress: (request) => {
+      const peer = peerAddress(request);
       return peer === undefined
         ? undefined
-        : clientAddress(peer, requestHeader(c, 'x-forwarded-for'), proxies);
+        : clientAddress(peer, request.header('x-forwarded-for'), proxies);
     },
     audit: (event) => audit.write(event),
     trustBundle: (jwtKeys) => x509.trustBundle(jwtKeys),
@@ -299,11 +299,12 @@ async function readiness(parts: Parts, draining: boolean): Promise<Readiness> {
 function appOf(
   parts: Parts,
   stsDeps: StsDeps,
-  hono: Hono,
+  sts: Sts,
   lifecycle: { draining: boolean },
   closers: Array<() => Promise<void>>,
 ): TesseraApp {
   const { config, logger } = parts;
+  const { hono } = sts;
   const listening: Listening = { listeners: [], reloader: undefined };
   const stopListening = async (): Promise<void> => {
     listening.reloader?.stop();
@@ -322,7 +323,7 @@ function appOf(
     devCluster: parts.devCluster,
     x509: parts.x509,
     async listen(options = {}) {
-      const main = await listenAll(parts, hono, listening, stopListening, options);
+      const main = await listenAll(parts, sts, listening, stopListening, options);
       if (config.issuer === undefined) {
         stsDeps.issuer = issuerOfListener({
           ...config.listen,
@@ -364,7 +365,7 @@ interface Listening {
 /** Starts the main listener (and `publicListen`/`adminListen`), with TLS files watched for a change; returns the main one. */
 async function listenAll(
   parts: Parts,
-  hono: Hono,
+  sts: Sts,
   listening: Listening,
   stopListening: () => Promise<void>,
   options: { port?: number; host?: string },
@@ -382,7 +383,7 @@ async function listenAll(
   };
   try {
     for (const spec of listenerSpecs({ ...config, listen }, material))
-      listening.listeners.push(await startListener(spec, hono.fetch, timeouts));
+      listening.listeners.push(await startListener(spec, sts.hono.fetch, timeouts, sts.direct));
   } catch (error) {
     await stopListening();
     throw error;

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { pino } from 'pino';
-import type { Logger } from './logger.js';
+import { isoClock, type Logger } from './logger.js';
 
 /**
  * One token exchange as an auditor reads it (docs/audit.md, docs/audit.schema.json): who asked
@@ -78,12 +78,11 @@ export function createAuditLog(options: {
     ),
   );
   let closed = false;
+  const iso = isoClock();
   return {
     write(event) {
       if (closed) return;
-      destination.write(
-        `{"time":"${new Date(now()).toISOString()}",${JSON.stringify(event).slice(1)}\n`,
-      );
+      destination.write(`{"time":"${iso(now())}",${JSON.stringify(event).slice(1)}\n`);
     },
     async close() {
       if (closed) return;

@@ -55,6 +55,28 @@ function censorNested(line: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
+ * `Date#toISOString()` of a time in milliseconds, with the part down to the second formatted once
+ * per second rather than per line: 0.07 µs against 0.58 µs a call (microbenchmark on Node 24), for
+ * the log line and audit event of every exchange.
+ *
+ * @example const iso = isoClock(); iso(Date.now()) // '2026-11-30T10:15:02.114Z'
+ */
+export function isoClock(): (now: number) => string {
+  let second = Number.NaN;
+  let prefix = '';
+  return (now) => {
+    if (!Number.isSafeInteger(now) || now < 0) return new Date(now).toISOString();
+    const ms = now % 1000;
+    if (now - ms !== second) {
+      second = now - ms;
+      // 'YYYY-MM-DDTHH:MM:SS.': the milliseconds and 'Z' follow.
+      prefix = new Date(second).toISOString().slice(0, -4);
+    }
+    return `${prefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z`;
+  };
+}
+
+/**
  * The structured logger. Tests pass a `destination` to read what was logged.
  *
  * @example const logger = createLogger({ level: 'info' });
@@ -62,14 +84,19 @@ function censorNested(line: Record<string, unknown>): Record<string, unknown> {
 export function createLogger(
   options: { level?: string; destination?: DestinationStream } = {},
 ): Logger {
+  const iso = isoClock();
   return pino(
     {
       level: options.level ?? 'info',
       base: { service: 'tessera' },
       redact: { paths: [...SECRET_NAMES, 'req.headers.authorization'], censor: CENSOR },
       formatters: { log: censorNested },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      // pino.stdTimeFunctions.isoTime's format.
+      timestamp: () => `,"time":"${iso(Date.now())}"`,
     },
+    // pino's own stdout stream, writing each line as it comes (no sonic-boom `minLength`): buffering
+    // 4 KiB with a 1 s flush measured no CPU gain per exchange (250 against 253 µs at 1,000/s, 306
+    // against 311 µs at 2,000/s), and a buffered audit event is lost when the process is killed.
     options.destination,
   );
 }

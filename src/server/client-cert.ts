@@ -1,6 +1,6 @@
+import type { IncomingMessage } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import { SubjectAlternativeNameExtension, X509Certificate } from '@peculiar/x509';
-import type { Context } from 'hono';
 import type { ClientCertificate } from '../trust-policies/index.js';
 
 /**
@@ -8,8 +8,10 @@ import type { ClientCertificate } from '../trust-policies/index.js';
  * The handshake only asks for one (discovery, JWKS and the trust bundle stay public), so an
  * absent or foreign certificate reaches here as an unauthorized socket and yields `undefined`.
  */
-export function verifiedClientCertificate(c: Context): ClientCertificate | undefined {
-  const socket = (c.env as { incoming?: { socket?: unknown } } | undefined)?.incoming?.socket;
+export function verifiedClientCertificate(request: {
+  incoming: IncomingMessage | undefined;
+}): ClientCertificate | undefined {
+  const socket: unknown = request.incoming?.socket;
   if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
   const peer = socket.getPeerCertificate();
   if (!peer?.raw) return undefined;

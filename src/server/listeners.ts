@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { getRequestListener } from '@hono/node-server';
-import { LISTENER_SCOPE_ENV, type ListenerScope } from '../sts/index.js';
+import { LISTENER_SCOPE_ENV, type DirectHandler, type ListenerScope } from '../sts/index.js';
 import type { ListenConfig, ListenerConfig } from '../config/index.js';
 import type { TlsMaterial } from './tls.js';
 
@@ -54,7 +54,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 type Fetch = (request: Request, env: Record<string, unknown>) => Response | Promise<Response>;
 
 /**
- * Start one listener. Node checks header and request timeouts only every
+ * Start one listener; `direct` sees each request before hono (the token endpoint's fast path). Node checks header and request timeouts only every
  * `connectionsCheckingInterval` (30 s by default), so a silent half-request would outlive the
  * configured timeout by up to 30 s: the interval is a fraction of the header timeout instead.
  */
@@ -62,6 +62,7 @@ export async function startListener(
   spec: ListenerSpec,
   fetch: Fetch,
   timeouts: ListenerTimeouts,
+  direct?: DirectHandler,
 ): Promise<Listener> {
   let stopping = false;
   const handle = getRequestListener((request, env) =>
@@ -70,6 +71,7 @@ export async function startListener(
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
     // While stopping, a keep-alive connection gets its answer and is then closed.
     if (stopping) response.setHeader('Connection', 'close');
+    if (direct?.(request, response, spec.scope)) return;
     void handle(request, response);
   };
   const common = {

@@ -1,23 +1,21 @@
 import { Hono, type Context } from 'hono';
 import { methodNotAllowed as methodNotAllowedMiddleware } from 'hono/method-not-allowed';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { JWK } from 'jose';
-import { invalidClient, isTesseraError, methodNotAllowed, notFound } from '../errors.js';
+import { methodNotAllowed, notFound } from '../errors.js';
 import type { JwsAlgorithm } from '../keys/index.js';
 import type { ClientCertificate } from '../trust-policies/index.js';
-import type { AuditEvent, Metrics } from '../observability/index.js';
-import { auditExchange } from './audit.js';
+import type { AuditEvent } from '../observability/index.js';
+import { readBody } from './body.js';
 import { discoveryDocument } from './discovery.js';
-import { errorResponse, NO_STORE } from './error-response.js';
-import { exchangeToken, type ExchangeDeps } from './exchange.js';
-import { outgoingOf, requestHeader } from './incoming.js';
+import { errorResponse, type Answer } from './error-response.js';
+import type { ExchangeDeps } from './exchange.js';
+import { outgoingOf, requestViewOf, type RequestView } from './incoming.js';
 import { listenerScopeOf, servesRoute } from './listener-scope.js';
-import { createRateLimiter, identityBucket, type RateLimitSettings } from './rate-limit.js';
-import { readBody, UnreadableBodyError, UNREADABLE_BODY } from './body.js';
+import { directTokenHandler, type DirectHandler } from './node-token.js';
+import type { RateLimitSettings } from './rate-limit.js';
 import { requestIdMiddleware } from './request-id.js';
-import { parseTokenExchange } from './request.js';
-
-/** RFC 8693 requests are small; a larger body is an attack or a mistake. */
-const MAX_BODY_BYTES = 64 * 1024;
+import { tokenEndpoint, type TokenCall } from './token-endpoint.js';
 
 export interface Readiness {
   ready: boolean;
@@ -37,22 +35,46 @@ export interface StsDeps extends ExchangeDeps {
   trustBundle?: (jwtKeys: JWK[]) => Promise<{ pem: string; spiffe: object }>;
   rateLimit?: RateLimitSettings;
   /** The caller's address (through trusted proxies), for rate limiting; absent under `app.request()`. */
-  clientAddress?: (c: Context) => string | undefined;
+  clientAddress?: (request: RequestView) => string | undefined;
   /**
    * Present when POST /v1/token requires mutual TLS: the caller's certificate, verified against
    * the client CA, or `undefined` when it presented none that chains to it (401 invalid_client).
    */
-  clientCertificate?: (c: Context) => ClientCertificate | undefined;
+  clientCertificate?: (request: RequestView) => ClientCertificate | undefined;
   /** Where each token exchange's audit event goes (one event per `POST /v1/token`). */
   audit?: (event: AuditEvent) => void;
 }
 
+/** The HTTP surface of a broker: the hono app, and the node fast path of its token endpoint. */
+export interface Sts {
+  hono: Hono;
+  /** `POST /v1/token` served from node's request and response, for the node listeners. */
+  direct: DirectHandler;
+}
+
 /**
- * The HTTP surface (docs/architecture.md, "External contract"; openapi.yaml): handlers only parse, call a domain function and serialize.
+ * The HTTP surface (docs/architecture.md, "External contract"; openapi.yaml): handlers only parse,
+ * call a domain function and serialize. The token endpoint is one function behind two doors: the
+ * hono route (`app.request()`, and whatever the fast path leaves to hono) and {@link Sts.direct}.
+ *
+ * @example const { hono, direct } = createSts(deps);
+ */
+export function createSts(deps: StsDeps): Sts {
+  const endpoint = tokenEndpoint(deps);
+  return {
+    hono: honoApp(deps, endpoint),
+    direct: directTokenHandler(endpoint, deps.logger),
+  };
+}
+
+/**
+ * The hono app alone (every request through hono).
  *
  * @example const app = createStsApp(deps); const res = await app.request('/healthz');
  */
-export function createStsApp(deps: StsDeps): Hono {
+export const createStsApp = (deps: StsDeps): Hono => createSts(deps).hono;
+
+function honoApp(deps: StsDeps, endpoint: (call: TokenCall) => Promise<Answer>): Hono {
   const app = new Hono();
   app.onError((error, c) => errorResponse(error, c, deps.logger));
   // First, so every answer (errors, 404s, the body-limit refusal) carries the id.
@@ -80,97 +102,19 @@ export function createStsApp(deps: StsDeps): Hono {
         ),
     }),
   );
-  app.post(
-    '/v1/token',
-    auditExchange({
-      write: deps.audit ?? (() => undefined),
-      policyVersion: () => deps.policies.current().version,
-      clientAddress: deps.clientAddress,
-      clientCertificate: deps.clientCertificate,
-    }),
-    tokenHandler(deps),
+  app.post('/v1/token', async (c) =>
+    answer(
+      c,
+      await endpoint({
+        ...requestViewOf(c),
+        requestId: c.get('requestId'),
+        path: c.req.path,
+        readBody: (maxBytes) => readBody(c, maxBytes),
+      }),
+    ),
   );
   addReadRoutes(app, deps);
   return app;
-}
-
-/** `POST /v1/token`: parse, exchange, answer; every outcome is counted once. */
-function tokenHandler(deps: StsDeps) {
-  const limits = deps.rateLimit?.enabled ? deps.rateLimit : undefined;
-  const takeToken =
-    limits &&
-    createRateLimiter({ perSecond: limits.perSecond, burst: limits.burst, now: deps.now });
-  const takeIdentityToken = limits && createRateLimiter({ ...limits.perIdentity, now: deps.now });
-  const exchangeDeps: ExchangeDeps = takeIdentityToken
-    ? { ...deps, limitIdentity: (identity) => takeIdentityToken(identityBucket(identity)) }
-    : deps;
-  const record = exchangeRecorder(deps.metrics);
-  return async (c: Context) => {
-    const started = performance.now();
-    let outcome = 'ok';
-    let tokenType = '';
-    let role = '';
-    try {
-      const caller = c.get('tesseraCaller');
-      const clientCert = deps.clientCertificate && requireClientCertificate(caller.certificate);
-      takeToken?.(caller.address ?? 'unknown');
-      const parsed = parseTokenExchange(
-        await readBody(c, MAX_BODY_BYTES),
-        requestHeader(c, 'content-type'),
-      );
-      const request = clientCert ? { ...parsed, clientCert } : parsed;
-      tokenType = request.requestedTokenType;
-      const audit = c.get('tesseraAudit');
-      audit.requestedTokenType = request.requestedTokenType;
-      if (request.audience.length > 0) audit.audience = request.audience;
-      const result = await exchangeToken(exchangeDeps, request, audit);
-      role = result.role;
-      return answer(c, result.body);
-    } catch (error) {
-      outcome =
-        error instanceof UnreadableBodyError
-          ? UNREADABLE_BODY
-          : isTesseraError(error)
-            ? error.code
-            : 'server_error';
-      // Refusals after role selection carry the role, so per-role denial rates can be watched.
-      if (isTesseraError(error) && typeof error.detail?.role === 'string') role = error.detail.role;
-      throw error;
-    } finally {
-      record(outcome, role, tokenType, (performance.now() - started) / 1000);
-    }
-  };
-}
-
-/**
- * Counts an exchange under its label set: the prom-client child of each label set is made once
- * and found again by one string key, not rebuilt from a label object per exchange.
- */
-function exchangeRecorder(
-  metrics: Metrics | undefined,
-): (outcome: string, role: string, tokenType: string, seconds: number) => void {
-  if (!metrics) return () => undefined;
-  const counters = new Map<string, { inc(): void }>();
-  const durations = new Map<string, { observe(value: number): void }>();
-  // Label values come from role names and a fixed set of codes and types: a policy reload can
-  // retire roles, so the lookup table is bounded and simply rebuilt when it fills up.
-  const MAX_LABEL_SETS = 10_000;
-  return (outcome, role, tokenType, seconds) => {
-    const key = `${outcome}\0${role}\0${tokenType}`;
-    let counter = counters.get(key);
-    if (!counter) {
-      if (counters.size >= MAX_LABEL_SETS) counters.clear();
-      counter = metrics.exchanges.labels({ result: outcome, role, token_type: tokenType });
-      counters.set(key, counter);
-    }
-    counter.inc();
-    let duration = durations.get(outcome);
-    if (!duration) {
-      duration = metrics.exchangeDuration.labels({ result: outcome });
-      durations.set(outcome, duration);
-    }
-    duration.observe(seconds);
-  };
 }
 
 /** Discovery, JWKS, trust bundle, probes and metrics. */
@@ -213,22 +157,12 @@ function addReadRoutes(app: Hono, deps: StsDeps): void {
 }
 
 /**
- * The 200 answer of an exchange. Behind a node listener a plain header record, which
+ * The token endpoint's answer. Behind a node listener a plain header record, which
  * @hono/node-server writes as it is; `c.json` would build a `Headers` object that the listener
  * then turns back into a record.
  */
-function answer(c: Context, body: object): Response {
-  if (!outgoingOf(c)) return c.json(body, 200, NO_STORE);
-  return new Response(JSON.stringify(body), {
-    status: 200,
-    headers: { 'content-type': 'application/json', ...NO_STORE },
-  });
-}
-
-function requireClientCertificate(certificate: ClientCertificate | undefined): ClientCertificate {
-  if (!certificate)
-    throw invalidClient('a client certificate issued by a trusted CA is required', {
-      reason: 'client_certificate_required',
-    });
-  return certificate;
+function answer(c: Context, result: Answer): Response {
+  const headers = { 'content-type': 'application/json', ...result.headers };
+  if (!outgoingOf(c)) return c.body(result.body, result.status as ContentfulStatusCode, headers);
+  return new Response(result.body, { status: result.status, headers });
 }

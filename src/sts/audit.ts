@@ -1,7 +1,5 @@
 import { hash } from 'node:crypto';
-import type { Context, MiddlewareHandler } from 'hono';
 import { isTesseraError } from '../errors.js';
-import { requestHeader } from './incoming.js';
 import type { AuditEvent } from '../observability/index.js';
 import { nearestAllow } from '../trust-policies/index.js';
 import type { ClientCertificate, CompiledRole, Decision } from '../trust-policies/index.js';
@@ -10,74 +8,60 @@ import type { WorkloadIdentity } from '../verifiers/index.js';
 /** The audit event of one exchange, filled in as the request goes along; written once at the end. */
 export type ExchangeAudit = AuditEvent;
 
-declare module 'hono' {
-  interface ContextVariableMap {
-    tesseraAudit: ExchangeAudit;
-    /** Who is calling, resolved once per request for the audit event, the rate limit and mTLS. */
-    tesseraCaller: { address?: string | undefined; certificate?: ClientCertificate | undefined };
-  }
+/** Who is calling, resolved once per request for the audit event, the rate limit and mTLS. */
+export interface Caller {
+  address?: string | undefined;
+  certificate?: ClientCertificate | undefined;
 }
 
 /** Free text a client sends is cut to this length before it is logged. */
 const MAX_USER_AGENT = 256;
 
-export interface AuditMiddlewareOptions {
-  write: (event: AuditEvent) => void;
-  policyVersion: () => string;
-  clientAddress?: (c: Context) => string | undefined;
-  /** The verified client certificate (mTLS); absent without one. */
-  clientCertificate?: (c: Context) => ClientCertificate | undefined;
-}
-
 /**
  * Opens the audit event of a `POST /v1/token` before anything can refuse it (body limit, rate
- * limit, parsing), and writes it once the response is known, whatever the outcome.
+ * limit, parsing); {@link closeAudit} completes it once the answer is known, whatever the outcome.
  */
-export function auditExchange(options: AuditMiddlewareOptions): MiddlewareHandler {
-  return async function auditExchange(c, next) {
-    const started = performance.now();
-    const userAgent = requestHeader(c, 'user-agent');
-    const clientCert = options.clientCertificate?.(c);
-    const address = options.clientAddress?.(c);
-    c.set('tesseraCaller', { address, certificate: clientCert });
-    const audit: ExchangeAudit = {
-      event: 'token_exchange',
-      requestId: c.get('requestId'),
-      outcome: 'error',
-      status: 0,
-      clientAddress: address,
-      // An X.509-SVID often has an empty subject DN: its identity is the SPIFFE ID in the URI SAN.
-      clientCertSubject: clientCert ? clientCert.subject || clientCert.uris[0] : undefined,
-      clientCertUris: clientCert && clientCert.uris.length > 0 ? clientCert.uris : undefined,
-      userAgent:
-        userAgent && userAgent.length > MAX_USER_AGENT
-          ? userAgent.slice(0, MAX_USER_AGENT)
-          : userAgent,
-      durationMs: 0,
-      policyVersion: options.policyVersion(),
-    };
-    c.set('tesseraAudit', audit);
-    try {
-      await next();
-    } finally {
-      const status = c.res.status;
-      audit.status = status;
-      if (status >= 400) {
-        const error = c.error;
-        audit.error = isTesseraError(error) ? error.code : 'server_error';
-        if (isTesseraError(error)) audit.reason = error.reason;
-        audit.outcome = audit.error === 'access_denied' ? 'deny' : 'error';
-        if (
-          isTesseraError(error) &&
-          audit.role === undefined &&
-          typeof error.detail?.role === 'string'
-        )
-          audit.role = error.detail.role;
-      } else audit.outcome = 'allow';
-      audit.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-      options.write(audit);
-    }
+export function openAudit(
+  requestId: string,
+  caller: Caller,
+  userAgent: string | undefined,
+  policyVersion: string,
+): ExchangeAudit {
+  const clientCert = caller.certificate;
+  return {
+    event: 'token_exchange',
+    requestId,
+    outcome: 'error',
+    status: 0,
+    clientAddress: caller.address,
+    // An X.509-SVID often has an empty subject DN: its identity is the SPIFFE ID in the URI SAN.
+    clientCertSubject: clientCert ? clientCert.subject || clientCert.uris[0] : undefined,
+    clientCertUris: clientCert && clientCert.uris.length > 0 ? clientCert.uris : undefined,
+    userAgent:
+      userAgent && userAgent.length > MAX_USER_AGENT
+        ? userAgent.slice(0, MAX_USER_AGENT)
+        : userAgent,
+    durationMs: 0,
+    policyVersion,
   };
+}
+
+/** The answer's status and, for a refusal, its code, reason and role; `started` is `performance.now()` at the request's start. */
+export function closeAudit(
+  audit: ExchangeAudit,
+  status: number,
+  error: unknown,
+  started: number,
+): void {
+  audit.status = status;
+  if (status >= 400) {
+    audit.error = isTesseraError(error) ? error.code : 'server_error';
+    if (isTesseraError(error)) audit.reason = error.reason;
+    audit.outcome = audit.error === 'access_denied' ? 'deny' : 'error';
+    if (isTesseraError(error) && audit.role === undefined && typeof error.detail?.role === 'string')
+      audit.role = error.detail.role;
+  } else audit.outcome = 'allow';
+  audit.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
 }
 
 /** The verified workload: identity fields only, never the token. */

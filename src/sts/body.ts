@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import { isTesseraError, payloadTooLarge, TesseraError } from '../errors.js';
-import { incomingOf, requestHeader } from './incoming.js';
+import { incomingOf, nodeHeader, requestHeader } from './incoming.js';
 
 /** The `result` label of a request whose body never arrived whole: the client's failure, not ours. */
 export const UNREADABLE_BODY = 'unreadable_body';
@@ -25,23 +25,35 @@ export class UnreadableBodyError extends TesseraError {
 const tooLarge = (maxBytes: number): TesseraError =>
   payloadTooLarge(`request body exceeds ${maxBytes} bytes`, { reason: 'body_too_large' });
 
+const declaredTooLarge = (
+  header: (name: string) => string | undefined,
+  maxBytes: number,
+): boolean => {
+  const declared = header('content-length');
+  return (
+    declared !== undefined &&
+    header('transfer-encoding') === undefined &&
+    Number(declared) > maxBytes
+  );
+};
+
 /**
  * The request body as text, at most `maxBytes` (else 413). A read that fails is
  * {@link UnreadableBodyError}. Behind a node listener the body is read from the node request
  * itself; under `app.request()` from the web request's stream.
  */
 export async function readBody(c: Context, maxBytes: number): Promise<string> {
-  const declared = requestHeader(c, 'content-length');
-  if (
-    declared !== undefined &&
-    requestHeader(c, 'transfer-encoding') === undefined &&
-    Number(declared) > maxBytes
-  )
-    throw tooLarge(maxBytes);
+  if (declaredTooLarge((name) => requestHeader(c, name), maxBytes)) throw tooLarge(maxBytes);
   const incoming = incomingOf(c);
   // readableFlowing stays null until something reads the message: then nobody else has.
   if (incoming && incoming.readableFlowing === null) return readIncoming(incoming, maxBytes);
   return readWebBody(c.req.raw.body, incoming, maxBytes);
+}
+
+/** {@link readBody} of a node request nothing has read from yet. */
+export async function readNodeBody(incoming: IncomingMessage, maxBytes: number): Promise<string> {
+  if (declaredTooLarge((name) => nodeHeader(incoming, name), maxBytes)) throw tooLarge(maxBytes);
+  return readIncoming(incoming, maxBytes);
 }
 
 /** UTF-8 as `TextDecoder` decodes it: malformed sequences replaced, one leading BOM dropped. */

@@ -4,7 +4,12 @@ import { parseCidr } from '../config/index.js';
 /** The peers whose `X-Forwarded-For` is believed (`trustedProxies` of the config). */
 export interface TrustedProxies {
   has(address: string): boolean;
+  /** A socket's peer address normalised (else as it is), and whether it is a trusted proxy. */
+  peer(address: string): { address: string; trusted: boolean };
 }
+
+/** Socket peers remembered by {@link TrustedProxies.peer}; the table starts over when full. */
+const MAX_REMEMBERED_PEERS = 4096;
 
 /**
  * Compiles `trustedProxies` (CIDRs or single addresses, IPv4 and IPv6). An IPv4 range also covers
@@ -19,11 +24,25 @@ export function trustedProxies(cidrs: readonly string[]): TrustedProxies {
     if (!parsed) throw new Error(`not a CIDR: ${cidr}`);
     list.addSubnet(parsed.address, parsed.prefix, parsed.family);
   }
+  const has = (address: string): boolean => {
+    const ip = normaliseIp(address);
+    if (!ip) return false;
+    return list.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
+  };
+  // A keep-alive connection asks about the same peer on every request: its normalisation and
+  // check (about 1.0 µs without proxies, 1.6 µs with, by microbenchmark) are done once per peer.
+  const peers = new Map<string, { address: string; trusted: boolean }>();
   return {
-    has(address) {
-      const ip = normaliseIp(address);
-      if (!ip) return false;
-      return list.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6');
+    has,
+    peer(address) {
+      let known = peers.get(address);
+      if (!known) {
+        const normalised = normaliseIp(address) ?? address;
+        known = { address: normalised, trusted: has(normalised) };
+        if (peers.size >= MAX_REMEMBERED_PEERS) peers.clear();
+        peers.set(address, known);
+      }
+      return known;
     },
   };
 }
@@ -41,8 +60,10 @@ export function clientAddress(
   forwardedFor: string | null | undefined,
   trusted: TrustedProxies,
 ): string | undefined {
-  let current = peer === undefined ? undefined : (normaliseIp(peer) ?? peer);
-  if (current === undefined || !trusted.has(current) || !forwardedFor) return current;
+  if (peer === undefined) return undefined;
+  const known = trusted.peer(peer);
+  let current = known.address;
+  if (!known.trusted || !forwardedFor) return current;
   const hops = forwardedFor.split(',');
   for (let index = hops.length - 1; index >= 0; index -= 1) {
     const hop = normaliseIp(hops[index] as string);

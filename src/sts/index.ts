@@ -1,4 +1,5 @@
-export { createStsApp, type Readiness, type StsDeps } from './app.js';
+export { createSts, createStsApp, type Readiness, type Sts, type StsDeps } from './app.js';
+export type { DirectHandler } from './node-token.js';
 export {
   parseTokenExchange,
   GRANT_TOKEN_EXCHANGE,
@@ -11,16 +12,10 @@ export type { TokenExchangeRequest } from './request.js';
 export { exchangeToken } from './exchange.js';
 export type { ExchangeDeps, ExchangeResponse } from './exchange.js';
 export { discoveryDocument } from './discovery.js';
-export {
-  auditExchange,
-  auditIdentity,
-  auditDecision,
-  auditIssued,
-  type ExchangeAudit,
-} from './audit.js';
+export { auditIdentity, auditDecision, auditIssued, type ExchangeAudit } from './audit.js';
 export { selectRole } from './select-role.js';
 export { clientAddress, trustedProxies } from './client-address.js';
 export type { TrustedProxies } from './client-address.js';
-export { peerAddress, requestHeader } from './incoming.js';
+export { peerAddress, type RequestView } from './incoming.js';
 export type { RateLimitSettings } from './rate-limit.js';
 export { LISTENER_SCOPE_ENV, servesRoute, type ListenerScope } from './listener-scope.js';

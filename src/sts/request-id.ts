@@ -14,14 +14,20 @@ declare module 'hono' {
   }
 }
 
+/** The request's id: the caller's `X-Request-Id` when it is safe to log, else a new UUID. */
+export function requestIdOf(received: string | undefined): string {
+  return !received || received.length > MAX_REQUEST_ID_LENGTH || UNSAFE.test(received)
+    ? randomUUID()
+    : received;
+}
+
 /**
  * hono's request-id middleware, reading the header from the node request when there is one: the
  * id is on every answer (errors, 404s, the body-limit refusal) and in every log line about it.
  */
 export function requestIdMiddleware(): MiddlewareHandler {
   return async function requestId(c, next) {
-    let id = requestHeader(c, 'x-request-id');
-    if (!id || id.length > MAX_REQUEST_ID_LENGTH || UNSAFE.test(id)) id = randomUUID();
+    const id = requestIdOf(requestHeader(c, 'x-request-id'));
     c.set('requestId', id);
     // On the node response itself when there is one: whatever the answer is built with, node
     // merges it in, and hono need not prepare a Headers object for it.

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/observability/index.js';
+import { isoClock } from '../../../src/observability/logger.js';
 
 /** What a log line shows of secrets: '[redacted]' at the top level and one level down, nothing else touched. */
 function capture() {
@@ -68,5 +69,31 @@ describe('observability: logger redaction', () => {
     const { logger, lines } = capture();
     logger.child({ token: 'eyJ.secret.w' }).info('x');
     expect(lines[0]?.token).toBe('[redacted]');
+  });
+});
+
+describe('observability: log line time', () => {
+  it('ok/iso-clock-writes-what-toISOString-writes-across-seconds-and-odd-inputs', () => {
+    const iso = isoClock();
+    const start = Date.UTC(2026, 10, 30, 23, 59, 58, 990);
+    const times = [
+      ...Array.from({ length: 2500 }, (_, index) => start + index),
+      start - 1,
+      0,
+      5,
+      1.5,
+      -1,
+      8.64e15,
+    ];
+    for (const time of times) expect(iso(time)).toBe(new Date(time).toISOString());
+  });
+
+  it('ok/lines-carry-an-iso-time', () => {
+    const { logger, lines } = capture();
+    const before = Date.now();
+    logger.info({ role: 'r' }, 'hello');
+    const time = Date.parse(String(lines[0]?.time));
+    expect(time).toBeGreaterThanOrEqual(before);
+    expect(time).toBeLessThanOrEqual(Date.now());
   });
 });
