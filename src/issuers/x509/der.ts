@@ -106,6 +106,25 @@ export const tlvLength = (contentLength: number): number =>
 const encodedLengthSize = (length: number): number =>
   length < 0x80 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 4;
 
+/** Writes a tag and the minimal DER length of `contentLength` at `at`; returns where the content starts. */
+export function writeHeader(
+  out: Uint8Array,
+  at: number,
+  tag: number,
+  contentLength: number,
+): number {
+  out[at++] = tag;
+  const extra = encodedLengthSize(contentLength) - 1;
+  if (extra === 0) {
+    out[at++] = contentLength;
+    return at;
+  }
+  out[at++] = 0x80 | extra;
+  for (let shift = (extra - 1) * 8; shift >= 0; shift -= 8)
+    out[at++] = (contentLength >> shift) & 0xff;
+  return at;
+}
+
 /**
  * Writes DER front to back into one buffer whose size the caller computed (with `tlvLength`):
  * a leaf is one allocation instead of one per nested `tlv`. `done` checks the size was exact.
@@ -120,16 +139,7 @@ export class DerWriter {
 
   /** A tag and the minimal length of `contentLength` bytes that the next writes fill. */
   header(tag: number, contentLength: number): this {
-    const out = this.out;
-    out[this.at++] = tag;
-    const extra = encodedLengthSize(contentLength) - 1;
-    if (extra === 0) {
-      out[this.at++] = contentLength;
-      return this;
-    }
-    out[this.at++] = 0x80 | extra;
-    for (let shift = (extra - 1) * 8; shift >= 0; shift -= 8)
-      out[this.at++] = (contentLength >> shift) & 0xff;
+    this.at = writeHeader(this.out, this.at, tag, contentLength);
     return this;
   }
 
@@ -171,16 +181,6 @@ export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
 }
 
 export const sequence = (...parts: Uint8Array[]): Uint8Array => tlv(0x30, ...parts);
-
-/** A positive INTEGER from unsigned big-endian magnitude bytes. */
-export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
-  let start = 0;
-  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
-  const trimmed = magnitude.subarray(start);
-  const top = trimmed[0];
-  if (top === undefined) throw new DerError('empty INTEGER');
-  return top & 0x80 ? tlv(0x02, Uint8Array.of(0), trimmed) : tlv(0x02, trimmed);
-}
 
 /** OBJECT IDENTIFIER from dotted form; used once per process to build templates. */
 export function oid(dotted: string): Uint8Array {
