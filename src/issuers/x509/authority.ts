@@ -10,7 +10,6 @@ import { caDirectory, readStoredCa, writeStoredCa, type StoredCa } from './ca-st
 import { verifyCsr } from './csr.js';
 import { toPem } from './der.js';
 import { issuerStateFor, type IssuerState } from './issuer-state.js';
-import { encodeLeaf } from './leaf-der.js';
 import { buildLeafProfile, type LeafModifier, type LeafValidator } from './pipeline.js';
 
 /**
@@ -173,7 +172,7 @@ export async function createX509Authority(options: X509AuthorityOptions): Promis
       );
       let der: Uint8Array;
       try {
-        der = await encodeLeaf(profile, csr, issuer.parts);
+        der = await issuer.encodeLeaf(profile, csr);
       } catch (error) {
         if (isTesseraError(error)) throw error;
         throw temporarilyUnavailable('the X.509 CA key is unavailable', {

@@ -99,6 +99,71 @@ function encodeLength(length: number): Uint8Array {
   return Uint8Array.of(0x83, length >> 16, (length >> 8) & 0xff, length & 0xff);
 }
 
+/** The size of a TLV with `contentLength` content bytes (minimal DER length). */
+export const tlvLength = (contentLength: number): number =>
+  1 + encodedLengthSize(contentLength) + contentLength;
+
+const encodedLengthSize = (length: number): number =>
+  length < 0x80 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 4;
+
+/** Writes a tag and the minimal DER length of `contentLength` at `at`; returns where the content starts. */
+export function writeHeader(
+  out: Uint8Array,
+  at: number,
+  tag: number,
+  contentLength: number,
+): number {
+  out[at++] = tag;
+  const extra = encodedLengthSize(contentLength) - 1;
+  if (extra === 0) {
+    out[at++] = contentLength;
+    return at;
+  }
+  out[at++] = 0x80 | extra;
+  for (let shift = (extra - 1) * 8; shift >= 0; shift -= 8)
+    out[at++] = (contentLength >> shift) & 0xff;
+  return at;
+}
+
+/**
+ * Writes DER front to back into one buffer whose size the caller computed (with `tlvLength`):
+ * a leaf is one allocation instead of one per nested `tlv`. `done` checks the size was exact.
+ */
+export class DerWriter {
+  private readonly out: Uint8Array;
+  private at = 0;
+
+  constructor(size: number) {
+    this.out = new Uint8Array(size);
+  }
+
+  /** A tag and the minimal length of `contentLength` bytes that the next writes fill. */
+  header(tag: number, contentLength: number): this {
+    this.at = writeHeader(this.out, this.at, tag, contentLength);
+    return this;
+  }
+
+  bytes(...parts: Uint8Array[]): this {
+    for (const part of parts) {
+      this.out.set(part, this.at);
+      this.at += part.length;
+    }
+    return this;
+  }
+
+  /** One byte per character: for IA5String content that was checked to be ASCII. */
+  ascii(text: string): this {
+    for (let i = 0; i < text.length; i++) this.out[this.at++] = text.charCodeAt(i) & 0xff;
+    return this;
+  }
+
+  done(): Uint8Array {
+    if (this.at !== this.out.length)
+      throw new Error(`DER size mismatch: wrote ${this.at} of ${this.out.length} bytes`);
+    return this.out;
+  }
+}
+
 /** A TLV around already-encoded content parts. */
 export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
   let length = 0;
@@ -116,16 +181,6 @@ export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
 }
 
 export const sequence = (...parts: Uint8Array[]): Uint8Array => tlv(0x30, ...parts);
-
-/** A positive INTEGER from unsigned big-endian magnitude bytes. */
-export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
-  let start = 0;
-  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
-  const trimmed = magnitude.subarray(start);
-  const top = trimmed[0];
-  if (top === undefined) throw new DerError('empty INTEGER');
-  return top & 0x80 ? tlv(0x02, Uint8Array.of(0), trimmed) : tlv(0x02, trimmed);
-}
 
 /** OBJECT IDENTIFIER from dotted form; used once per process to build templates. */
 export function oid(dotted: string): Uint8Array {

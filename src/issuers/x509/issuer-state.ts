@@ -7,8 +7,9 @@ import {
   SIGNATURE_ALGORITHMS,
   authorityKeyIdentifierExtension,
   keyIdentifier,
+  leafEncoder,
   x509Signer,
-  type IssuerParts,
+  type LeafEncoder,
 } from './leaf-der.js';
 import { spkiOf } from './webcrypto-bridge.js';
 
@@ -18,7 +19,8 @@ import { spkiOf } from './webcrypto-bridge.js';
  * certificates handed out beside each leaf.
  */
 export interface IssuerState {
-  parts: IssuerParts;
+  /** Signs a leaf with the CA-dependent parts prepared once. */
+  encodeLeaf: LeafEncoder;
   /** Unix seconds; notAfter is the earliest over the CA certificate and its whole chain. */
   validity: { notBefore: number; notAfter: number };
   /** The CA certificate and any intermediates above it, excluding the root. */
@@ -58,12 +60,12 @@ export function issuerStateFor(stored: StoredCa, key: SigningKey): IssuerState {
   const roots = root ? [root] : [stored.certificate];
   const intermediates = root ? [stored.certificate, ...stored.chain.slice(0, -1)] : [];
   return {
-    parts: {
+    encodeLeaf: leafEncoder({
       signatureAlgorithm,
       issuerName: subjectNameBytes(stored.certificate),
       authorityKeyIdentifier: authorityKeyIdentifierExtension(caKeyId),
       sign: x509Signer(key),
-    },
+    }),
     validity: {
       notBefore: Math.floor(certificate.notBefore.getTime() / 1000),
       notAfter: chainNotAfter(certificate, stored.chain),

@@ -60,6 +60,25 @@ describe('ECDSA DER ↔ raw conversion (Wycheproof ecdsa_secp256r1_sha256)', () 
   });
 });
 
+describe('ecdsaDerToRaw', () => {
+  // CSR checks hand OpenSSL the signature bytes as received once this parse accepts them.
+  it('ok/every-accepted-signature-is-already-canonical-der', () => {
+    let accepted = 0;
+    for (const { vector } of cases) {
+      const der = Buffer.from(vector.sig, 'hex');
+      let raw: Uint8Array;
+      try {
+        raw = ecdsaDerToRaw(der, 32);
+      } catch {
+        continue;
+      }
+      accepted += 1;
+      expect(Buffer.from(ecdsaRawToDer(raw)).equals(der)).toBe(true);
+    }
+    expect(accepted).toBeGreaterThan(100);
+  });
+});
+
 describe('ecdsaRawToDer', () => {
   it.each([
     ['ok/small-integers', '00'.repeat(31) + '01' + '00'.repeat(31) + '7f', '300602010102017f'],
