@@ -50,22 +50,17 @@ export function verifySignature(
   keys: readonly VerificationKey[],
 ): SignatureResult {
   const kid = headerKid(jws.header);
-  // One pass in key order, without two filtered arrays per token (0.25 µs → 0.19 µs of glue).
-  let named = false;
-  let fitting = false;
-  let signingInput: Buffer | undefined;
-  for (const key of keys) {
-    if (kid !== undefined && key.kid !== kid) continue;
-    named = true;
-    if (!keyFitsAlgorithm(key, alg)) continue;
-    fitting = true;
-    // The strict parse admitted only base64url characters, so the token is ASCII: one byte per character.
-    signingInput ??= Buffer.from(jws.token.slice(0, jws.token.lastIndexOf('.')), 'latin1');
+  const named = kid === undefined ? keys : keys.filter((key) => key.kid === kid);
+  if (named.length === 0) return { ok: false, reason: 'unknown-kid' };
+  const candidates = named.filter((key) => keyFitsAlgorithm(key, alg));
+  if (candidates.length === 0) return { ok: false, reason: 'no-key-for-alg' };
+  // The strict parse admitted only base64url characters, so the token is ASCII: one byte per character.
+  const signingInput = Buffer.from(jws.token.slice(0, jws.token.lastIndexOf('.')), 'latin1');
+  for (const key of candidates) {
     // With no kid, any key of the right type may be the signer: try the next one.
     if (verifyJwsSignature(alg, key.key, signingInput, jws.signature)) return { ok: true, key };
   }
-  if (!named) return { ok: false, reason: 'unknown-kid' };
-  return { ok: false, reason: fitting ? 'bad-signature' : 'no-key-for-alg' };
+  return { ok: false, reason: 'bad-signature' };
 }
 
 /**

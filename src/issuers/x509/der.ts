@@ -92,13 +92,6 @@ export function positiveIntegerContent(buffer: Uint8Array, tlv: Tlv): Uint8Array
   return magnitude;
 }
 
-function encodeLength(length: number): Uint8Array {
-  if (length < 0x80) return Uint8Array.of(length);
-  if (length < 0x100) return Uint8Array.of(0x81, length);
-  if (length < 0x10000) return Uint8Array.of(0x82, length >> 8, length & 0xff);
-  return Uint8Array.of(0x83, length >> 16, (length >> 8) & 0xff, length & 0xff);
-}
-
 /** The size of a TLV with `contentLength` content bytes (minimal DER length). */
 export const tlvLength = (contentLength: number): number =>
   1 + encodedLengthSize(contentLength) + contentLength;
@@ -107,12 +100,7 @@ const encodedLengthSize = (length: number): number =>
   length < 0x80 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 4;
 
 /** Writes a tag and the minimal DER length of `contentLength` at `at`; returns where the content starts. */
-export function writeHeader(
-  out: Uint8Array,
-  at: number,
-  tag: number,
-  contentLength: number,
-): number {
+function writeHeader(out: Uint8Array, at: number, tag: number, contentLength: number): number {
   out[at++] = tag;
   const extra = encodedLengthSize(contentLength) - 1;
   if (extra === 0) {
@@ -168,11 +156,8 @@ export class DerWriter {
 export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
   let length = 0;
   for (const part of parts) length += part.length;
-  const header = encodeLength(length);
-  const out = new Uint8Array(1 + header.length + length);
-  out[0] = tag;
-  out.set(header, 1);
-  let offset = 1 + header.length;
+  const out = new Uint8Array(tlvLength(length));
+  let offset = writeHeader(out, 0, tag, length);
   for (const part of parts) {
     out.set(part, offset);
     offset += part.length;
@@ -181,6 +166,16 @@ export function tlv(tag: number, ...parts: Uint8Array[]): Uint8Array {
 }
 
 export const sequence = (...parts: Uint8Array[]): Uint8Array => tlv(0x30, ...parts);
+
+/** A positive INTEGER from unsigned big-endian magnitude bytes. */
+export function unsignedInteger(magnitude: Uint8Array): Uint8Array {
+  let start = 0;
+  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
+  const trimmed = magnitude.subarray(start);
+  const top = trimmed[0];
+  if (top === undefined) throw new DerError('empty INTEGER');
+  return top & 0x80 ? tlv(0x02, Uint8Array.of(0), trimmed) : tlv(0x02, trimmed);
+}
 
 /** OBJECT IDENTIFIER from dotted form; used once per process to build templates. */
 export function oid(dotted: string): Uint8Array {
