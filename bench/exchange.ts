@@ -181,39 +181,63 @@ async function waitUntilIdle(pid: number | undefined): Promise<void> {
   }
 }
 
-/** The headline broker also serves the load curve and the RSS figures (counted from its start). */
+/**
+ * The headline broker also serves the load curve and the RSS figures (counted from its start).
+ * Below the maximum each point is `ROUNDS` rounds of an open-loop steady pace, the node:http
+ * baseline paced at the same rate in turn with the broker, so a stall of the machine or of the
+ * generator shows in the platform's p99 beside the broker's; each figure is the median of its rounds.
+ */
 async function headlineExtras(
   url: string,
   pid: number | undefined,
   bodies: string[],
   max: number,
   served: number,
+  baselineUrl: string,
 ) {
   const curve: CurvePoint[] = [];
   // The broker sat idle while the other participants' rounds ran: two seconds at full load first,
   // so the curve starts from the state a loaded broker is in (JIT, heap sizing, pools).
   served += (await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, seconds: 2 })).total;
-  for (const share of [0.25, 0.5, 0.75, 1]) {
-    const target = max * share;
-    // Below the maximum, an open-loop steady pace; at the maximum, as many as the broker answers.
-    const figures =
-      share < 1
-        ? await paced(`${url}/v1/token`, bodies, {
-            rate: target,
-            seconds: SECONDS,
-            connections: CONNECTIONS,
-          })
-        : await fire(`${url}/v1/token`, bodies, { connections: CONNECTIONS, seconds: SECONDS });
-    served += figures.total;
+  for (const share of [0.25, 0.5, 0.75]) {
+    const pace = {
+      rate: max * share,
+      seconds: SECONDS,
+      connections: CONNECTIONS,
+      warmupSeconds: 1,
+    };
+    const broker: LoadFigures[] = [];
+    const platform: LoadFigures[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      platform.push(await paced(baselineUrl, bodies, pace));
+      broker.push(await paced(`${url}/v1/token`, bodies, pace));
+    }
+    served += broker.reduce((sum, run) => sum + run.total, 0);
     curve.push({
       share,
-      target,
-      rps: figures.rps,
-      p50: figures.p50,
-      p99: figures.p99,
-      non2xx: figures.non2xx,
+      target: pace.rate,
+      rps: median(broker.map((run) => run.rps)),
+      p50: median(broker.map((run) => run.p50)),
+      p99: median(broker.map((run) => run.p99)),
+      p99Rounds: broker.map((run) => run.p99),
+      platformP99: median(platform.map((run) => run.p99)),
+      non2xx: broker.reduce((sum, run) => sum + run.non2xx, 0),
     });
   }
+  // At the maximum, as many as the broker answers.
+  const full = await fire(`${url}/v1/token`, bodies, {
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+  });
+  served += full.total;
+  curve.push({
+    share: 1,
+    target: max,
+    rps: full.rps,
+    p50: full.p50,
+    p99: full.p99,
+    non2xx: full.non2xx,
+  });
   if (served < RSS_TOTAL)
     served += (
       await fire(`${url}/v1/token`, bodies, {
@@ -417,6 +441,7 @@ async function scenarioResults(
   skipped: Map<string, string>,
   baseline: Run,
   times: CryptoTimes,
+  baselineUrl: string,
 ): Promise<{ results: ScenarioResult[]; headline?: BenchReport['headline'] }> {
   const tHttp = 1 / baseline.rps;
   const results: ScenarioResult[] = [];
@@ -441,12 +466,16 @@ async function scenarioResults(
       ratio: figures.rps / ceiling,
       ...(cpuRatio !== undefined && { cpuRatio }),
     });
-    if (scenario.headline) headline = await headlineOf(one, figures);
+    if (scenario.headline) headline = await headlineOf(one, figures, baselineUrl);
   }
   return { results, headline };
 }
 
-async function headlineOf(one: Started, figures: Run): Promise<BenchReport['headline']> {
+async function headlineOf(
+  one: Started,
+  figures: Run,
+  baselineUrl: string,
+): Promise<BenchReport['headline']> {
   const { broker, participant } = one;
   const served = one.served + figures.total;
   const extras = await headlineExtras(
@@ -455,6 +484,7 @@ async function headlineOf(one: Started, figures: Run): Promise<BenchReport['head
     participant.bodies,
     figures.rps,
     served,
+    baselineUrl,
   );
   return {
     id: participant.id,
@@ -537,6 +567,7 @@ export async function benchExchange(): Promise<BenchReport> {
       skipped,
       baselineFigures,
       times,
+      baselineServer.url,
     );
     const softHsmRate = typeof env.hsm === 'object' ? env.hsm.rawSignRate : undefined;
     return {

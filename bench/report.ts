@@ -30,6 +30,9 @@ export interface CurvePoint {
   rps: number;
   p50: number;
   p99: number;
+  /** Below the maximum: the broker's p99 in each round, and the node:http baseline's (median) at the same pace. */
+  p99Rounds?: number[];
+  platformP99?: number;
   non2xx: number;
 }
 
@@ -217,8 +220,15 @@ function printHeadline(report: BenchReport): void {
       `\nLoad curve (${byId.get(report.headline.id)?.label}; offered rate as a share of the maximum):`,
     );
     for (const point of report.headline.loadCurve) {
+      const rounds = point.p99Rounds
+        ? ` (rounds ${point.p99Rounds.map((p99) => fixed(p99)).join(', ')})`
+        : '';
+      const platform =
+        point.platformP99 !== undefined
+          ? `  node:http at this pace p99 ${fixed(point.platformP99)} ms`
+          : '';
       console.log(
-        `  ${`${fixed(point.share * 100)} %`.padStart(5)}  offered ${fixed(point.target).padStart(6)}/s  served ${fixed(point.rps).padStart(6)}/s  p50 ${fixed(point.p50).padStart(4)} ms  p99 ${fixed(point.p99).padStart(4)} ms`,
+        `  ${`${fixed(point.share * 100)} %`.padStart(5)}  offered ${fixed(point.target).padStart(6)}/s  served ${fixed(point.rps).padStart(6)}/s  p50 ${fixed(point.p50).padStart(4)} ms  p99 ${fixed(point.p99).padStart(4)} ms${rounds}${platform}`,
       );
     }
     const { rss } = report.headline;

@@ -2,7 +2,6 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Agent, request as httpRequest } from 'node:http';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { freePort } from '../test/support/net.js';
@@ -282,76 +281,66 @@ export function timePerCall(fn: () => void, iterations = 2000, rounds = 5): numb
 }
 
 /**
- * An open-loop load at a steady `rate`: one request falls due every 1/rate s, whatever happened to
- * the previous ones, over at most `connections` keep-alive connections, and each latency is counted
- * from the moment its request fell due (so time spent waiting for a free connection counts too).
- * autocannon's `overallRate` instead lets every connection send back to back until its share of
- * the second is used up, then idle until the next second: a burst at full load, whose queueing
- * shows up as the latency of a load it never offered.
+ * An open-loop load at a steady `rate` from `bench/paced-client.ts`, a process of its own: one
+ * request falls due every 1/rate s, whatever happened to the previous ones, over at most
+ * `connections` keep-alive connections, and each latency is counted from the moment its request
+ * fell due (so time spent waiting for a free connection counts too). autocannon's `overallRate`
+ * instead lets every connection send back to back until its share of the second is used up, then
+ * idle until the next second: a burst at full load, whose queueing shows up as the latency of a
+ * load it never offered.
+ *
+ * The first `warmupSeconds` run at the same pace but are not counted: the generator's own cold
+ * start (compiling its code, the server's first answers on fresh connections) would otherwise
+ * stall the first requests against any server, the node:http baseline included.
  */
 export async function paced(
   url: string,
   bodies: string[],
-  options: { rate: number; seconds: number; connections: number },
+  options: { rate: number; seconds: number; connections: number; warmupSeconds?: number },
 ): Promise<LoadFigures> {
-  const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
   const target = new URL(url);
-  const latencies: number[] = [];
-  let non2xx = 0;
-  let next = 0;
-  let issued = 0;
-  let settled = 0;
-  const total = Math.max(1, Math.round(options.rate * options.seconds));
-  const started = performance.now();
-  const send = (due: number): void => {
-    const body = bodies[next++ % bodies.length] as string;
-    const request = httpRequest(
-      {
-        host: target.hostname,
-        port: target.port,
-        path: target.pathname,
-        method: 'POST',
-        agent,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          'content-length': Buffer.byteLength(body),
-        },
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () => {
-          if (response.statusCode !== 200) non2xx += 1;
-          latencies.push(performance.now() - due);
-          settled += 1;
-        });
-      },
-    );
-    request.on('error', () => {
-      non2xx += 1;
-      settled += 1;
-    });
-    request.end(body);
+  const settings = {
+    host: target.hostname,
+    port: Number(target.port),
+    path: target.pathname,
+    rate: options.rate,
+    seconds: options.seconds,
+    warmupSeconds: options.warmupSeconds ?? 0,
+    connections: options.connections,
+    bodiesFile: bodiesFile(bodies),
   };
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const dueCount = Math.min(
-        total,
-        Math.floor(((performance.now() - started) / 1000) * options.rate) + 1,
-      );
-      while (issued < dueCount) send(started + (issued++ * 1000) / options.rate);
-      if (issued < total) setTimeout(tick, 1);
-      else resolve();
-    };
-    tick();
+  const stdout = await new Promise<string>((resolvePromise, reject) => {
+    execFile(
+      process.execPath,
+      [
+        join(import.meta.dirname, '../bin/run-ts.js'),
+        join(import.meta.dirname, 'paced-client.ts'),
+        JSON.stringify(settings),
+      ],
+      { maxBuffer: 64 << 20 },
+      (error, out) =>
+        error
+          ? reject(new Error('the paced client failed', { cause: error }))
+          : resolvePromise(out),
+    );
   });
-  while (settled < issued) await new Promise((resolvePromise) => setTimeout(resolvePromise, 5));
-  agent.destroy();
-  const elapsed = (performance.now() - started) / 1000;
-  const sorted = latencies.sort((a, b) => a - b);
+  const result = JSON.parse(stdout) as {
+    latencies: number[];
+    non2xx: number;
+    elapsed: number;
+    issued: number;
+  };
+  const sorted = result.latencies;
   const at = (share: number): number =>
     Math.round((sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0) * 10) /
     10;
-  return { rps: latencies.length / elapsed, p50: at(0.5), p99: at(0.99), non2xx, total: issued };
+  return {
+    rps: sorted.length / result.elapsed,
+    p50: at(0.5),
+    p99: at(0.99),
+    non2xx: result.non2xx,
+    total: result.issued,
+  };
 }
 
 /**
