@@ -65,10 +65,11 @@ export function createAuditLog(options: {
       close: () => Promise.resolve(),
     };
   }
-  // Asynchronous writes keep the request path free of disk latency; close() flushes.
+  // Written synchronously for the reasons the log stream is (observability/logger.ts): the event
+  // reaches the OS before the answer leaves, and nothing piles up in memory behind a slow write.
   const destination = pino.destination({
     dest: file === 'stdout' ? 1 : file,
-    sync: false,
+    sync: true,
     mkdir: file !== 'stdout',
   });
   destination.on('error', (error: Error) =>

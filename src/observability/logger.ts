@@ -94,10 +94,14 @@ export function createLogger(
       // pino.stdTimeFunctions.isoTime's format.
       timestamp: () => `,"time":"${iso(Date.now())}"`,
     },
-    // pino's own stdout stream, writing each line as it comes (no sonic-boom `minLength`): buffering
-    // 4 KiB with a 1 s flush measured no CPU gain per exchange (250 against 253 µs at 1,000/s, 306
-    // against 311 µs at 2,000/s), and a buffered audit event is lost when the process is killed.
-    options.destination,
+    // Standard output written synchronously, a line at a time: an event (the audit event included)
+    // reaches the OS before the exchange's answer is written, so a killed process loses none, and a
+    // stalled reader slows the broker instead of growing an unbounded buffer. pino's default
+    // asynchronous stream also cost more: while one write was in flight it joined the next lines
+    // into one string, which under load outlived two minor collections, so about 850 bytes per
+    // exchange went to the old generation (260 KB per scavenge against 6 KB written synchronously),
+    // the old generation filled with garbage, and exchanges per second were 12 % lower.
+    options.destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
 

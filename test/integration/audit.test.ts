@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -400,6 +400,8 @@ describe('audit: { file }', () => {
       expect((await send('billing')).status).toBe(403);
       expect((await send('nope')).status).toBe(400);
       expect(own.logs.lines.filter((line) => line.includes('"token_exchange"'))).toEqual([]);
+      // Written before each answer left: all three are in the file while the broker still runs.
+      expect(readFileSync(file, 'utf8').trimEnd().split('\n')).toHaveLength(3);
       await own.app.close();
       const text = readFileSync(file, 'utf8');
       expect(text).not.toContain(issued.access_token.split('.')[2]);
@@ -413,6 +415,22 @@ describe('audit: { file }', () => {
       expect(parsed[0]).not.toHaveProperty('level');
     } finally {
       await own.close().catch(() => undefined);
+      temp.cleanup();
+    }
+  });
+
+  it('error/a-file-that-cannot-be-opened-stops-the-start-with-the-reason', async () => {
+    const temp = tempDir('tessera-audit-');
+    const notADirectory = join(temp.dir, 'plain-file');
+    writeFileSync(notADirectory, '');
+    try {
+      await expect(
+        startTestApp({
+          policies: writePolicies(ENDPOINT_ROLES),
+          audit: { file: join(notADirectory, 'audit', 'events.log') },
+        }),
+      ).rejects.toThrow(/ENOTDIR/);
+    } finally {
       temp.cleanup();
     }
   });
