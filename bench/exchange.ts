@@ -15,6 +15,7 @@ import {
   startBareExchange,
   startHttpBaseline,
   type CryptoTimes,
+  type ReferenceServer,
 } from './ceiling.js';
 import { createFixtures, type Fixtures } from './fixtures.js';
 import {
@@ -537,24 +538,19 @@ export async function benchExchange(): Promise<BenchReport> {
   try {
     const selected = SCENARIOS.filter((scenario) => !ONLY || ONLY.includes(scenario.id));
     const env = await environment(selected, cleanups);
+    const reference = (id: string, server: ReferenceServer): Participant => {
+      cleanups.push(() => server.stop());
+      return {
+        id,
+        url: server.url,
+        bodies: fixtures.bodies.es256,
+        cpuSeconds: () => cpuSecondsOf(server.pid),
+        runs: [],
+      };
+    };
     const baselineServer = await startHttpBaseline(fixtures.bodies.es256, CONNECTIONS);
-    cleanups.push(() => baselineServer.stop());
-    const baseline: Participant = {
-      id: 'node:http',
-      url: baselineServer.url,
-      bodies: fixtures.bodies.es256,
-      cpuSeconds: () => cpuSecondsOf(baselineServer.pid),
-      runs: [],
-    };
-    const bareServer = await startBareExchange(fixtures, CONNECTIONS);
-    cleanups.push(() => bareServer.stop());
-    const bare: Participant = {
-      id: 'bare exchange',
-      url: bareServer.url,
-      bodies: fixtures.bodies.es256,
-      cpuSeconds: () => cpuSecondsOf(bareServer.pid),
-      runs: [],
-    };
+    const baseline = reference('node:http', baselineServer);
+    const bare = reference('bare exchange', await startBareExchange(fixtures, CONNECTIONS));
     const times = measureCrypto(fixtures);
     const { started, skipped } = await startScenarios(fixtures, selected, env, cleanups);
 

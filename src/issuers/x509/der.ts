@@ -139,9 +139,13 @@ export class DerWriter {
     return this;
   }
 
-  /** One byte per character: for IA5String content that was checked to be ASCII. */
+  /** One byte per character, for IA5String content: anything beyond ASCII is refused, never truncated. */
   ascii(text: string): this {
-    for (let i = 0; i < text.length; i++) this.out[this.at++] = text.charCodeAt(i) & 0xff;
+    for (let i = 0; i < text.length; i++) {
+      const code = text.charCodeAt(i);
+      if (code > 0x7f) throw new Error('an IA5String holds ASCII only');
+      this.out[this.at++] = code;
+    }
     return this;
   }
 

@@ -96,6 +96,20 @@ describe('leafEncoder', () => {
     expect(serials.size).toBe(300);
   });
 
+  it('ok/each-leaf-carries-its-own-validity', async () => {
+    for (const notAfter of [NOW + 3600, NOW + 600, NOW + 3600]) {
+      const certificate = new X509Certificate(await encode(profile({ notAfter }), ec));
+      expect(Date.parse(certificate.validTo) / 1000).toBe(notAfter);
+    }
+  });
+
+  it('fail/non-ascii-name-refused-not-truncated', async () => {
+    // U+0161 would become 0x61 ("a") if truncated to a byte.
+    await expect(encode(profile({ dnsNames: ['orders.prod.svc\u0161'] }), ec)).rejects.toThrow(
+      'an IA5String holds ASCII only',
+    );
+  });
+
   it('fail/ca-profile', async () => {
     await expect(encode(profile({ isCa: true }), ec)).rejects.toThrow(
       'refusing to encode a CA leaf',
