@@ -37,15 +37,17 @@ export async function serve(config: Config, options: ServeOptions = {}): Promise
     return;
   }
   const app = await createApp(config);
-  const { url } = await app.listen();
   const shutdown = createShutdown({
     app,
     drainSeconds: config.lifecycle.drainSeconds,
     logger: app.logger,
     exit,
   });
+  // Before listening: the "listening" line is written synchronously, and a supervisor that
+  // signals as soon as it reads it must find the drain in place, not the default (immediate) exit.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  const { url } = await app.listen();
   exitWithPrimary(app.logger, exit);
   options.onListening?.(app, url);
 }
