@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
+import { link, open, rename, unlink } from 'node:fs/promises';
 
 /**
  * Replaces `path` with `content` so that a reader (another replica, a restart after a crash)
@@ -9,6 +9,41 @@ import { open, rename, unlink } from 'node:fs/promises';
  * @example await writeFileAtomic(join(dir, 'state.json'), text, 0o600);
  */
 export async function writeFileAtomic(path: string, content: string, mode: number): Promise<void> {
+  const temporary = await writeTemporary(path, content, mode);
+  try {
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Creates `path` with `content` unless it exists, whole or not at all as {@link writeFileAtomic}
+ * does, but with `link` in place of `rename`: of replicas racing to create the same file, exactly
+ * one wins and the others learn it (`false`) instead of silently replacing its content.
+ *
+ * @example if (!(await createFileAtomic(join(dir, 'ca.pem'), pem, 0o644))) pem = await readFile(…);
+ */
+export async function createFileAtomic(
+  path: string,
+  content: string,
+  mode: number,
+): Promise<boolean> {
+  const temporary = await writeTemporary(path, content, mode);
+  try {
+    await link(temporary, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
+
+/** A temporary file beside `path` (created exclusively, `mode` set before any byte lands), synced. */
+async function writeTemporary(path: string, content: string, mode: number): Promise<string> {
   const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const handle = await open(temporary, 'wx', mode);
   try {
@@ -19,10 +54,5 @@ export async function writeFileAtomic(path: string, content: string, mode: numbe
   } finally {
     await handle.close();
   }
-  try {
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw error;
-  }
+  return temporary;
 }

@@ -2,7 +2,13 @@ import cluster from 'node:cluster';
 import { createApp, type TesseraApp } from './app.js';
 import type { Config } from './config/index.js';
 import { createLogger } from './observability/index.js';
-import { createShutdown, exitWithPrimary, runPrimary, workerCount } from './server/index.js';
+import {
+  createShutdown,
+  exitWithPrimary,
+  runPrimary,
+  workerCount,
+  workerStop,
+} from './server/index.js';
 
 export interface ServeOptions {
   /** Overrides `config.workers`. */
@@ -45,8 +51,9 @@ export async function serve(config: Config, options: ServeOptions = {}): Promise
   });
   // Before listening: the "listening" line is written synchronously, and a supervisor that
   // signals as soon as it reads it must find the drain in place, not the default (immediate) exit.
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  const onSignal = cluster.isWorker ? workerStop(shutdown) : shutdown;
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   const { url } = await app.listen();
   exitWithPrimary(app.logger, exit);
   options.onListening?.(app, url);

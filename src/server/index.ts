@@ -20,4 +20,10 @@ export {
   type Drainable,
   type ShutdownOptions,
 } from './lifecycle.js';
-export { exitWithPrimary, runPrimary, workerCount, type PrimaryOptions } from './workers.js';
+export {
+  exitWithPrimary,
+  runPrimary,
+  workerCount,
+  workerStop,
+  type PrimaryOptions,
+} from './workers.js';

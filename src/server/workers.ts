@@ -26,8 +26,8 @@ export interface PrimaryOptions {
 
 /**
  * The primary of `tessera serve --workers N`: forks N workers that share the listeners (node:cluster
- * hands connections out round-robin), replaces a worker that dies, and on SIGTERM passes the
- * signal on and exits once every worker has drained. Workers read the same key directory or HSM,
+ * hands connections out round-robin), replaces a worker that dies, and on SIGTERM or SIGINT asks
+ * every worker to stop as that signal would and exits once every worker has drained. Workers read the same key directory or HSM,
  * so they publish one JWKS; each has its own HSM sessions and Redis connection.
  */
 export async function runPrimary(options: PrimaryOptions): Promise<void> {
@@ -86,7 +86,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       'shutdown: stopping workers',
     );
     if (workers.length === 0) options.exit(0);
-    for (const worker of workers) worker.process.kill(signal);
+    for (const worker of workers) requestStop(worker, signal);
     setTimeout(
       () => {
         logger.error('shutdown: workers did not stop in time');
@@ -100,6 +100,64 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   for (let index = 0; index < options.count; index += 1) fork();
+}
+
+/** What the primary sends a worker to stop it: the signal the primary received. */
+interface StopRequest {
+  tessera: 'stop';
+  signal: NodeJS.Signals;
+}
+
+function isStopRequest(message: unknown): message is StopRequest {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as Partial<StopRequest>).tessera === 'stop' &&
+    ((message as Partial<StopRequest>).signal === 'SIGTERM' ||
+      (message as Partial<StopRequest>).signal === 'SIGINT')
+  );
+}
+
+/**
+ * A message rather than the signal itself: Ctrl-C in a terminal (or a kill of the process group)
+ * has already signalled every worker, and the same signal again would be the "second signal" that
+ * cuts a drain short. A worker the message cannot reach gets the signal.
+ */
+function requestStop(worker: Worker, signal: NodeJS.Signals): void {
+  if (!worker.isConnected()) {
+    worker.process.kill(signal);
+    return;
+  }
+  worker.send({ tessera: 'stop', signal } satisfies StopRequest, (error: Error | null) => {
+    if (error) worker.process.kill(signal);
+  });
+}
+
+/**
+ * In a worker: the primary's stop request starts `shutdown` as the signal it names would. The
+ * same signal reaching the worker directly as well (Ctrl-C signals the whole process group) is
+ * that one request, whichever of the two comes first; only another signal after it is a second
+ * one, which exits at once.
+ *
+ * @example const onSignal = workerStop(shutdown); process.on('SIGTERM', () => onSignal('SIGTERM'));
+ */
+export function workerStop(shutdown: (signal: string) => void): (signal: NodeJS.Signals) => void {
+  let requested: NodeJS.Signals | undefined;
+  let stopping = false;
+  process.on('message', (message) => {
+    if (!isStopRequest(message) || stopping) return;
+    stopping = true;
+    requested = message.signal;
+    shutdown(message.signal);
+  });
+  return (signal) => {
+    if (requested === signal) {
+      requested = undefined;
+      return;
+    }
+    stopping = true;
+    shutdown(signal);
+  };
 }
 
 /** In a worker: the primary is gone (killed), so nothing will ever stop this process cleanly. */

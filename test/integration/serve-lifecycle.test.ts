@@ -188,4 +188,35 @@ describe('tessera serve life cycle', () => {
       expect(b.logs.map((entry) => entry.msg)).toContain('shutdown: every worker stopped');
     },
   );
+
+  it(
+    'ok/two-workers-signalled-as-a-process-group: each drains once, none cut short, exit 0',
+    { timeout: 180_000 },
+    async () => {
+      broker = await startBrokerProcess({
+        args: ['--workers', '2'],
+        processGroup: true,
+        config: { lifecycle: { drainSeconds: 2 } },
+      });
+      const b = broker;
+      await b.waitForLog('listening', { count: 2, timeoutMs: 120_000 });
+      // What `kill -TERM -PGID` (or Ctrl-C, with SIGINT) does: every process of the group gets it,
+      // the workers directly and again through the primary.
+      process.kill(-(b.child.pid as number), 'SIGTERM');
+      const exit = await Promise.race([
+        b.exited,
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000)),
+      ]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      const messages = b.logs.map((entry) => entry.msg);
+      expect(messages).not.toContain('shutdown: second signal, exiting now');
+      expect(messages.filter((msg) => String(msg).startsWith('shutdown: draining'))).toHaveLength(
+        2,
+      );
+      expect(messages.filter((msg) => msg === 'shutdown: stopped')).toHaveLength(2);
+      const stopped = b.logs.filter((entry) => entry.msg === 'worker stopped');
+      expect(stopped.map((entry) => entry.code)).toEqual([0, 0]);
+      expect(messages).toContain('shutdown: every worker stopped');
+    },
+  );
 });

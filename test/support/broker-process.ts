@@ -36,6 +36,8 @@ export async function startBrokerProcess(
     command?: string[];
     cwd?: string;
     env?: NodeJS.ProcessEnv;
+    /** Its own process group (as a shell job is), so a test can signal the whole group. */
+    processGroup?: boolean;
   } = {},
 ): Promise<BrokerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-process-'));
@@ -66,6 +68,7 @@ export async function startBrokerProcess(
     [...command.slice(1), 'serve', '--config', configFile, ...(options.args ?? [])],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.processGroup ?? false,
       cwd: options.cwd ?? dir,
       env: { ...process.env, ...options.env },
     },
@@ -137,6 +140,13 @@ export async function startBrokerProcess(
     waitForLog,
     exited,
     async stop() {
+      if (options.processGroup && child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // The group is gone already.
+        }
+      }
       if (!hasExited) {
         child.kill('SIGKILL');
         await exited;

@@ -6,7 +6,7 @@ import type { Logger } from '../../observability/index.js';
 import type { IssuedCredential, Issuer, SvidFields, SvidRequest } from '../types.js';
 import { buildTrustBundle, type TrustBundle } from './bundle.js';
 import { createSelfSignedCa } from './ca-setup.js';
-import { caDirectory, readStoredCa, writeStoredCa, type StoredCa } from './ca-store.js';
+import { caDirectory, createStoredCa, readStoredCa, type StoredCa } from './ca-store.js';
 import { verifyCsr } from './csr.js';
 import { toPem } from './der.js';
 import { issuerStateFor, type IssuerState } from './issuer-state.js';
@@ -92,12 +92,17 @@ function createCaLoader(options: X509AuthorityOptions, dir: string, now: () => n
       ttlSeconds: config.caTtl,
       now: Math.floor(now() / 1000),
     });
-    await writeStoredCa(dir, created);
-    logger.info(
-      { dir, trustDomain: config.trustDomain },
-      'created a self-signed X.509 CA (no CA existed; provider local)',
-    );
-    return created;
+    if (await createStoredCa(dir, created.certificate)) {
+      logger.info(
+        { dir, trustDomain: config.trustDomain },
+        'created a self-signed X.509 CA (no CA existed; provider local)',
+      );
+      return created;
+    }
+    // Another replica sharing the directory created one first: every replica serves that one.
+    const theirs = await readStoredCa(dir);
+    if (!theirs) throw new Error(`${dir}: a CA was created there and removed again`);
+    return theirs;
   };
 
   const load = async (): Promise<void> => {

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TesseraError } from '../../../../src/errors.js';
@@ -61,6 +61,24 @@ describe('createX509Authority', () => {
     });
     expect(authority.ready()).toBe(true);
     expect((await authority.issue(request())).expiresAt).toBe(NOW_MS / 1000 + 600);
+  });
+
+  it('ok/replicas-starting-together-on-an-empty-directory-serve-one-ca', async () => {
+    const dir = join(workspace.dir, 'shared');
+    // Each replica's clock differs, so each would sign a CA certificate of its own.
+    const start = (offsetMs: number) =>
+      createX509Authority({
+        provider,
+        config: config(dir),
+        logger: silentLogger(),
+        now: () => NOW_MS + offsetMs,
+      });
+    const replicas = await Promise.all([start(0), start(1_000), start(2_000), start(3_000)]);
+    const onDisk = readFileSync(join(dir, 'ca.pem'), 'utf8');
+    for (const replica of replicas) {
+      expect(replica.ready()).toBe(true);
+      expect((await replica.trustBundle()).pem).toBe(onDisk);
+    }
   });
 
   it('fail/no-ca-and-auto-init-off', async () => {
