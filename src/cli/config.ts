@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config/index.js';
+import { pkcs11AddonMissing } from '../keys/index.js';
 import { formatProblem, loadPolicySet, PolicyLoadError } from '../trust-policies/index.js';
 import { globalConfigFile } from './groups.js';
 import { escapeControl } from '../terminal/index.js';
@@ -31,6 +32,8 @@ function validateConfig(
 ): { problems: string[]; summary?: string } {
   const config = loadConfig({ file, env });
   const problems = unreadableFiles(config);
+  const addonMissing = config.keys.provider === 'pkcs11' ? pkcs11AddonMissing() : undefined;
+  if (addonMissing) problems.push(`keys.provider: ${addonMissing}`);
   if (
     config.keys.provider === 'pkcs11' &&
     config.keys.pinEnv &&

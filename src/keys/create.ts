@@ -2,7 +2,9 @@ import type { JWK } from 'jose';
 import type { SharedCache } from '../cache/index.js';
 import type { KeysConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
+import { KeyStoreError } from './errors.js';
 import { createLocalStore } from './local.js';
+import { pkcs11AddonMissing } from './pkcs11-addon.js';
 import { createRotatingProvider } from './provider.js';
 import type { RotationPolicy } from './rotation.js';
 import type { KeyProvider, KeyProviderKind, KeyStore } from './types.js';
@@ -41,6 +43,8 @@ const STORES: Record<KeyProviderKind, StoreFactory> = {
   local: (config, deps) =>
     createLocalStore({ dir: config.dir, rsaBits: config.rsaBits, logger: deps.logger }),
   pkcs11: async (config, deps) => {
+    const missing = pkcs11AddonMissing();
+    if (missing) throw new KeyStoreError(missing, 'PKCS11_ADDON_MISSING');
     const { createPkcs11Store } = await import('./pkcs11.js');
     return createPkcs11Store({ config, env: deps.env ?? process.env, logger: deps.logger });
   },

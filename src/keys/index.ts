@@ -8,6 +8,7 @@ export { signJws } from './jws.js';
 export { signingKeyFromPrivateKey } from './local.js';
 export { jwkThumbprint } from './jwk.js';
 export { KeyStoreError } from './errors.js';
+export { pkcs11AddonMissing } from './pkcs11-addon.js';
 export { planRotation, type RotationPolicy, type RotationAction } from './rotation.js';
 export type {
   JwsAlgorithm,

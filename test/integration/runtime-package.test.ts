@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -207,6 +207,80 @@ describe.skipIf(skipRuntime())('runtime package (the Dockerfile runtime stage)',
       expect(payload.sub).toBe('system:serviceaccount:default:demo');
       // Keys were created by, and belong to, the non-root user.
       expect(statSync(join(state, 'keys')).uid).toBe(UID);
+    },
+  );
+
+  it(
+    'ok/without-the-optional-pkcs11js: the sdk and local keys work, pkcs11 keys stop the start with the reason',
+    { timeout: 120_000 },
+    () => {
+      // What npm leaves where the addon cannot be built (no C++ toolchain): no pkcs11js at all.
+      const slim = join(work, 'app-without-pkcs11js');
+      cpSync(app, slim, { recursive: true });
+      rmSync(join(slim, 'node_modules', 'pkcs11js'), { recursive: true, force: true });
+      const cli = join(slim, 'dist/cli/main.js');
+      const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+        spawnSync(process.execPath, args, {
+          cwd: work,
+          encoding: 'utf8',
+          timeout: 60_000,
+          env: { PATH: process.env.PATH, HOME: work, ...env },
+        });
+      const config = (name: string, keys: Record<string, unknown>) => {
+        const file = join(work, `${name}.yaml`);
+        writeFileSync(
+          file,
+          stringify({
+            listen: { host: '127.0.0.1', port: 0 },
+            audience: 'tessera',
+            devCluster: {
+              name: 'dev',
+              issuer: 'https://dev-cluster.tessera.local',
+              keyDir: join(work, `${name}-dev-cluster`),
+            },
+            policies: join(ROOT, 'policies'),
+            keys,
+            x509: { dir: join(work, `${name}-ca`) },
+          }),
+        );
+        return file;
+      };
+
+      const sdk = run([
+        '--input-type=module',
+        '-e',
+        'const sdk = await import(process.argv[1]); console.log(typeof sdk.createClient);',
+        join(slim, 'dist/sdk/index.js'),
+      ]);
+      expect(sdk.stderr).toBe('');
+      expect(sdk.stdout.trim()).toBe('function');
+
+      const local = config('local', { provider: 'local', dir: join(work, 'local-keys') });
+      const generated = run([cli, 'keys', 'generate', '--config', local]);
+      expect(generated.stderr).toBe('');
+      expect(generated.status).toBe(0);
+      expect(generated.stdout).toContain('ES256');
+
+      const hsm = config('hsm', {
+        provider: 'pkcs11',
+        // Any readable file: the start stops before a module is loaded.
+        module: process.execPath,
+        tokenLabel: 'tessera',
+        pinEnv: 'TESSERA_TEST_PIN',
+      });
+      const checked = run([cli, 'config', 'validate', '--config', hsm], {
+        TESSERA_TEST_PIN: '1234',
+      });
+      expect(checked.status).not.toBe(0);
+      expect(`${checked.stdout}${checked.stderr}`).toContain(
+        'keys.provider: keys.provider pkcs11 needs the optional package pkcs11js',
+      );
+      const served = run([cli, 'serve', '--config', hsm], { TESSERA_TEST_PIN: '1234' });
+      expect(served.status).toBe(1);
+      const output = `${served.stdout}${served.stderr}`;
+      expect(output).toContain('needs the optional package pkcs11js');
+      expect(output).not.toMatch(/\n\s+at /);
+      expect(output).not.toContain('1234');
     },
   );
 });
