@@ -1,4 +1,6 @@
 import { once } from 'node:events';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { isoClock, type Logger } from './logger.js';
 
@@ -67,11 +69,8 @@ export function createAuditLog(options: {
   }
   // Written synchronously for the reasons the log stream is (observability/logger.ts): the event
   // reaches the OS before the answer leaves, and nothing piles up in memory behind a slow write.
-  const destination = pino.destination({
-    dest: file === 'stdout' ? 1 : file,
-    sync: true,
-    mkdir: file !== 'stdout',
-  });
+  if (file !== 'stdout') makeDirectories(dirname(file));
+  const destination = pino.destination({ dest: file === 'stdout' ? 1 : file, sync: true });
   destination.on('error', (error: Error) =>
     logger.error(
       { err: { name: error.name, message: error.message }, file },
@@ -97,6 +96,18 @@ export function createAuditLog(options: {
       await done;
     },
   };
+}
+
+/**
+ * Creates `dir` and its missing parents one level at a time. Node's recursive `mkdirSync` (what
+ * pino's `mkdir` option calls) never returns for a directory under /proc, where mkdir fails with
+ * ENOENT however often it is retried; here the first refusal stops the start with its reason.
+ */
+function makeDirectories(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) makeDirectories(parent);
+  mkdirSync(dir);
 }
 
 const AUDIT_MESSAGE = 'token exchange';

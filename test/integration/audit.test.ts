@@ -434,4 +434,14 @@ describe('audit: { file }', () => {
       temp.cleanup();
     }
   });
+
+  it('error/a-directory-that-cannot-be-made-stops-the-start-at-once', async () => {
+    // procfs refuses a new directory with ENOENT, on which a recursive mkdir retries forever.
+    await expect(
+      startTestApp({
+        policies: writePolicies(ENDPOINT_ROLES),
+        audit: { file: `/proc/tessera-audit-${process.pid}/events.log` },
+      }),
+    ).rejects.toThrow(/ENOENT/);
+  });
 });
