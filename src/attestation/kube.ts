@@ -1,6 +1,15 @@
-import type { KubeConfig, ObservableMiddleware } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  Observable,
+  Watch,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/index.js';
-import { kubeClient, loadClusterKubeConfig } from '../verifiers/index.js';
+import { loadClusterKubeConfig } from '../verifiers/index.js';
 
 /**
  * The cluster API calls pod attestation makes, through `@kubernetes/client-node`: every call
@@ -54,7 +63,6 @@ export const loadKubeConfig = (cluster: ClusterConfig): KubeConfig =>
   loadClusterKubeConfig(cluster, 'podAttestation');
 
 export function createKubeApi(config: KubeConfig, options: { timeoutMs: number }): KubeApi {
-  const { CoreV1Api, AppsV1Api, BatchV1Api, Watch } = kubeClient();
   const core = config.makeApiClient(CoreV1Api);
   const apps = config.makeApiClient(AppsV1Api);
   const batch = config.makeApiClient(BatchV1Api);
@@ -148,9 +156,9 @@ function abortWith(signal: AbortSignal): ObservableMiddleware {
   return {
     pre(context) {
       context.setSignal(signal);
-      return new (kubeClient().Observable)(Promise.resolve(context));
+      return new Observable(Promise.resolve(context));
     },
-    post: (context) => new (kubeClient().Observable)(Promise.resolve(context)),
+    post: (context) => new Observable(Promise.resolve(context)),
   };
 }
 
@@ -158,7 +166,7 @@ function classify(error: unknown, aborted: boolean, timeoutMs: number): KubeCall
   if (error instanceof KubeCallError) return error;
   if (aborted) return new KubeCallError('timeout', `no answer within ${timeoutMs} ms`);
   const status =
-    error instanceof kubeClient().ApiException
+    error instanceof ApiException
       ? error.code
       : (error as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number') {

@@ -26,6 +26,5 @@ export {
 export { verifyCompactJws } from './jws.js';
 export { boundedMaxAge } from './jwks-fetch.js';
 export { loadClusterKubeConfig } from './tokenreview-client.js';
-export { kubeClient } from './kube-client.js';
 export { identityFromProjectedToken } from './claims.js';
 export { parseStrictJson, StrictJsonError } from './strict-json.js';

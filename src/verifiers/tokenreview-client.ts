@@ -1,6 +1,11 @@
-import type { KubeConfig, ObservableMiddleware } from '@kubernetes/client-node';
+import {
+  ApiException,
+  AuthenticationV1Api,
+  KubeConfig,
+  Observable,
+  type ObservableMiddleware,
+} from '@kubernetes/client-node';
 import type { ClusterConfig } from '../config/index.js';
-import { kubeClient } from './kube-client.js';
 
 /**
  * The TokenReview call itself, through `@kubernetes/client-node`: one POST per review, bounded
@@ -48,7 +53,7 @@ export function createTokenReviewClient(
   options: { timeoutMs: number },
 ): TokenReviewClient {
   const config = loadClusterKubeConfig(cluster);
-  const api = config.makeApiClient(kubeClient().AuthenticationV1Api);
+  const api = config.makeApiClient(AuthenticationV1Api);
   const server = config.getCurrentCluster()?.server ?? 'unknown';
 
   return {
@@ -93,7 +98,7 @@ export function loadClusterKubeConfig(
   cluster: ClusterConfig,
   purpose = `verify: ${cluster.verify}`,
 ): KubeConfig {
-  const config = new (kubeClient().KubeConfig)();
+  const config = new KubeConfig();
   const source = cluster.kubeconfig;
   if (!source) throw new Error(`cluster ${cluster.name}: kubeconfig is required for ${purpose}`);
   if (source === 'in-cluster' && !process.env.KUBERNETES_SERVICE_HOST) {
@@ -135,9 +140,9 @@ function abortWith(signal: AbortSignal): ObservableMiddleware {
   return {
     pre(context) {
       context.setSignal(signal);
-      return new (kubeClient().Observable)(Promise.resolve(context));
+      return new Observable(Promise.resolve(context));
     },
-    post: (context) => new (kubeClient().Observable)(Promise.resolve(context)),
+    post: (context) => new Observable(Promise.resolve(context)),
   };
 }
 
@@ -160,7 +165,7 @@ function classify(error: unknown, aborted: boolean, timeoutMs: number): ReviewCa
   if (error instanceof ReviewCallError) return error;
   if (aborted)
     return new ReviewCallError({ kind: 'timeout', reason: `no answer within ${timeoutMs} ms` });
-  if (error instanceof kubeClient().ApiException) {
+  if (error instanceof ApiException) {
     return new ReviewCallError({
       kind: 'http',
       status: error.code,
