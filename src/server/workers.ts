@@ -135,17 +135,20 @@ function requestStop(worker: Worker, signal: NodeJS.Signals): void {
 }
 
 /**
- * In a worker: the primary's stop request starts `shutdown` as the signal it names would. The
- * same signal reaching the worker directly as well (Ctrl-C signals the whole process group) is
- * that one request, whichever of the two comes first; only another signal after it is a second
- * one, which exits at once.
+ * In a worker: the primary's stop request (a message on `channel`, the process's cluster channel)
+ * starts `shutdown` as the signal it names would. The same signal reaching the worker directly as
+ * well (Ctrl-C signals the whole process group) is that one request, whichever of the two comes
+ * first; only another signal after it is a second one, which exits at once.
  *
  * @example const onSignal = workerStop(shutdown); process.on('SIGTERM', () => onSignal('SIGTERM'));
  */
-export function workerStop(shutdown: (signal: string) => void): (signal: NodeJS.Signals) => void {
+export function workerStop(
+  shutdown: (signal: string) => void,
+  channel: Pick<NodeJS.EventEmitter, 'on'> = process,
+): (signal: NodeJS.Signals) => void {
   let requested: NodeJS.Signals | undefined;
   let stopping = false;
-  process.on('message', (message) => {
+  channel.on('message', (message: unknown) => {
     if (!isStopRequest(message) || stopping) return;
     stopping = true;
     requested = message.signal;

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { workerStop } from '../../../src/server/workers.js';
 
@@ -7,10 +8,10 @@ import { workerStop } from '../../../src/server/workers.js';
  */
 function worker() {
   const calls: string[] = [];
-  const onSignal = workerStop((signal) => calls.push(signal));
-  const fromPrimary = (signal: string) =>
-    process.emit('message', { tessera: 'stop', signal }, undefined);
-  return { calls, onSignal, fromPrimary };
+  const channel = new EventEmitter();
+  const onSignal = workerStop((signal) => calls.push(signal), channel);
+  const fromPrimary = (signal: string) => channel.emit('message', { tessera: 'stop', signal });
+  return { calls, channel, onSignal, fromPrimary };
 }
 
 describe('workerStop', () => {
@@ -50,10 +51,10 @@ describe('workerStop', () => {
   });
 
   it('fail/other-messages-do-not-stop-the-worker', () => {
-    const { calls } = worker();
-    process.emit('message', { tessera: 'stop', signal: 'SIGKILL' }, undefined);
-    process.emit('message', 'stop', undefined);
-    process.emit('message', null, undefined);
+    const { calls, channel } = worker();
+    channel.emit('message', { tessera: 'stop', signal: 'SIGKILL' });
+    channel.emit('message', 'stop');
+    channel.emit('message', null);
     expect(calls).toEqual([]);
   });
 });
