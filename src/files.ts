@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
 import { link, open, rename, unlink } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 
 /**
  * Replaces `path` with `content` so that a reader (another replica, a restart after a crash)
@@ -55,4 +57,28 @@ async function writeTemporary(path: string, content: string, mode: number): Prom
     await handle.close();
   }
   return temporary;
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's recursive mkdir (both forms) never returns for a
+ * directory under /proc, where mkdir fails with ENOENT however often it is retried: a key, CA or
+ * audit directory configured there hung the start. Here the first refusal is thrown. Returns the
+ * first directory it created, as `mkdir(dir, { recursive: true })` does, or undefined when `dir`
+ * already existed; `mode` applies to every directory it creates.
+ *
+ * @example if (makeDirectories(dir, 0o700)) chmodSync(dir, 0o700);
+ */
+export function makeDirectories(dir: string, mode = 0o777): string | undefined {
+  const path = resolve(dir);
+  if (existsSync(path)) return undefined;
+  const parent = dirname(path);
+  const first = parent === path ? undefined : makeDirectories(parent, mode);
+  try {
+    mkdirSync(path, { mode });
+  } catch (error) {
+    // A replica sharing the volume made it in the meantime.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return first;
+  }
+  return first ?? path;
 }

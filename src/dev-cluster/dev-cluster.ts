@@ -1,6 +1,7 @@
 import { createPrivateKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirectories } from '../files.js';
 import type { ClusterConfig, Config } from '../config/index.js';
 import { signingKeyFromPrivateKey, signJws } from '../keys/index.js';
 
@@ -35,7 +36,7 @@ async function loadOrCreateKey(dir: string): Promise<KeyObject> {
   } catch (error) {
     if (!isMissingFile(error)) throw error;
   }
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  makeDirectories(dir, 0o700);
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   // `wx`: two processes starting at once must not overwrite each other's key.
   await writeFile(path, privateKey.export({ format: 'pem', type: 'pkcs8' }), {

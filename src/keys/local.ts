@@ -1,10 +1,10 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { chmod, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JWK } from 'jose';
 import { z } from 'zod';
 import { SIGNING_ALGORITHMS } from '../constants.js';
-import { writeFileAtomic } from '../files.js';
+import { makeDirectories, writeFileAtomic } from '../files.js';
 import type { Logger } from '../observability/index.js';
 import { KeyStoreError } from './errors.js';
 import { jwkFromKeyObject } from './jwk.js';
@@ -233,8 +233,7 @@ export function signingKeyFromPrivateKey(privateKey: KeyObject, alg: JwsAlgorith
 }
 
 async function ensurePrivateDir(dir: string, logger: Logger): Promise<void> {
-  const created = await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (created) {
+  if (makeDirectories(dir, 0o700)) {
     await chmod(dir, 0o700);
     return;
   }

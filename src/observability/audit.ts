@@ -1,7 +1,7 @@
 import { once } from 'node:events';
-import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pino } from 'pino';
+import { makeDirectories } from '../files.js';
 import { isoClock, type Logger } from './logger.js';
 
 /**
@@ -96,18 +96,6 @@ export function createAuditLog(options: {
       await done;
     },
   };
-}
-
-/**
- * Creates `dir` and its missing parents one level at a time. Node's recursive `mkdirSync` (what
- * pino's `mkdir` option calls) never returns for a directory under /proc, where mkdir fails with
- * ENOENT however often it is retried; here the first refusal stops the start with its reason.
- */
-function makeDirectories(dir: string): void {
-  if (existsSync(dir)) return;
-  const parent = dirname(dir);
-  if (parent !== dir) makeDirectories(parent);
-  mkdirSync(dir);
 }
 
 const AUDIT_MESSAGE = 'token exchange';

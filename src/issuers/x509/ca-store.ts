@@ -1,6 +1,6 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createFileAtomic, writeFileAtomic } from '../../files.js';
+import { createFileAtomic, makeDirectories, writeFileAtomic } from '../../files.js';
 import { pemBlocks, toPem } from './der.js';
 
 /**
@@ -43,7 +43,7 @@ export async function readStoredCa(dir: string): Promise<StoredCa | undefined> {
 }
 
 export async function writeStoredCa(dir: string, ca: StoredCa): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  makeDirectories(dir, 0o755);
   if (ca.chain.length)
     await writeFileAtomic(join(dir, CHAIN_FILE), ca.chain.map((der) => toPem(der)).join(''), 0o644);
   else await rm(join(dir, CHAIN_FILE), { force: true });
@@ -55,7 +55,7 @@ export async function writeStoredCa(dir: string, ca: StoredCa): Promise<void> {
  * sharing the directory stored its own first (read it with {@link readStoredCa} and use that).
  */
 export async function createStoredCa(dir: string, certificate: Uint8Array): Promise<boolean> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  makeDirectories(dir, 0o755);
   // A self-signed CA has no chain: one left from an earlier CA would be read with it.
   await rm(join(dir, CHAIN_FILE), { force: true });
   return createFileAtomic(join(dir, CA_FILE), toPem(certificate), 0o644);
