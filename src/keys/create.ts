@@ -44,7 +44,7 @@ const STORES: Record<KeyProviderKind, StoreFactory> = {
     createLocalStore({ dir: config.dir, rsaBits: config.rsaBits, logger: deps.logger }),
   pkcs11: async (config, deps) => {
     const missing = pkcs11AddonMissing();
-    if (missing) throw new KeyStoreError(missing, 'PKCS11_ADDON_MISSING');
+    if (missing) throw new KeyStoreError(`keys.provider ${missing}`, 'PKCS11_ADDON_MISSING');
     const { createPkcs11Store } = await import('./pkcs11.js');
     return createPkcs11Store({ config, env: deps.env ?? process.env, logger: deps.logger });
   },

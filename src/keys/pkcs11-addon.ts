@@ -6,9 +6,9 @@ import { createRequire } from 'node:module';
  * a machine without a C++ toolchain. Only `keys.provider: pkcs11` needs it.
  */
 export const PKCS11_ADDON_MISSING =
-  'keys.provider pkcs11 needs the optional package pkcs11js (a native addon), which is not installed: install the package where python3, make and g++ can build it';
+  'pkcs11 needs the optional package pkcs11js (a native addon), which is not installed: install the package where python3, make and g++ can build it';
 
-/** Why `keys.provider: pkcs11` cannot work here, or undefined when pkcs11js can be loaded. */
+/** Why `keys.provider: pkcs11` cannot work here (to follow `keys.provider`), or undefined when pkcs11js can be loaded. */
 export function pkcs11AddonMissing(): string | undefined {
   try {
     // Resolving finds the package without loading the addon; npm removes an optional package

@@ -273,12 +273,12 @@ describe.skipIf(skipRuntime())('runtime package (the Dockerfile runtime stage)',
       });
       expect(checked.status).not.toBe(0);
       expect(`${checked.stdout}${checked.stderr}`).toContain(
-        'keys.provider: keys.provider pkcs11 needs the optional package pkcs11js',
+        'keys.provider: pkcs11 needs the optional package pkcs11js',
       );
       const served = run([cli, 'serve', '--config', hsm], { TESSERA_TEST_PIN: '1234' });
       expect(served.status).toBe(1);
       const output = `${served.stdout}${served.stderr}`;
-      expect(output).toContain('needs the optional package pkcs11js');
+      expect(output).toContain('keys.provider pkcs11 needs the optional package pkcs11js');
       expect(output).not.toMatch(/\n\s+at /);
       expect(output).not.toContain('1234');
     },
