@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, statSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterConfig } from '../config/index.js';
 import type { Logger, Metrics } from '../observability/index.js';
@@ -38,18 +38,47 @@ const exists = (path: string) => {
  * is listed so that reading it fails loudly: skipping it would silently drop its policies.
  */
 export function listPolicyFiles(dir: string): string[] {
+  return examinePolicyFiles(dir).map(({ path }) => path);
+}
+
+/** A listed policy file and, when it could be examined, what `stat` says of it (symlinks followed). */
+interface ListedFile {
+  path: string;
+  stats?: BigIntStats;
+}
+
+function examinePolicyFiles(dir: string): ListedFile[] {
   return readdirSync(dir)
     .filter((name) => POLICY_FILE.test(name) && !name.startsWith('.') && !NOT_POLICIES.has(name))
     .sort()
-    .map((name) => join(dir, name))
-    .filter((path) => {
+    .flatMap((name): ListedFile[] => {
+      const path = join(dir, name);
       try {
-        return statSync(path).isFile();
+        const stats = statSync(path, { bigint: true });
+        return stats.isFile() ? [{ path, stats }] : [];
       } catch {
         // Gone since readdir: skip. Still there but unresolvable: keep, the read reports it.
-        return exists(path);
+        return exists(path) ? [{ path }] : [];
       }
     });
+}
+
+/**
+ * How long after a file's last change (its ctime, which no tool can set back) its stamp is not
+ * trusted. File timestamps are coarse (a kernel tick locally, up to 2 s on some filesystems): a
+ * same-size rewrite inside one tick leaves the stamp as it was, so a file is read again until its
+ * last change is older than this (the "racily clean" rule of git's index).
+ */
+export const RACY_WINDOW_MS = 3000;
+
+/**
+ * The stat fields that change with a file's content: device and inode (a ConfigMap swap or an
+ * atomic rename points at another file), size, and mtime and ctime in nanoseconds. Undefined while
+ * the file changed too recently to be trusted ({@link RACY_WINDOW_MS}).
+ */
+function stampOf(stats: BigIntStats, nowMs: number): string | undefined {
+  if (Number(stats.ctimeNs / 1_000_000n) > nowMs - RACY_WINDOW_MS) return undefined;
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
 }
 
 /** A policy file's text, why it cannot be read, or `gone` when it was deleted after listing. */
@@ -113,11 +142,28 @@ export interface LoadOptions {
 /** A readable or unreadable policy file; files deleted since the listing are left out. */
 export type PresentFile = Exclude<FileRead, 'gone'>;
 
-/** Every listed file's text or read error, by path; throws {@link PolicyLoadError} when `dir` cannot be listed. */
-export function readPolicyDirectory(dir: string): Map<string, PresentFile> {
-  let paths: string[];
+/** A listed file as a scan found it: read, or left unread because its stamp is the one it had. */
+export type ScannedFile =
+  | { read: PresentFile; stamp?: string }
+  | { read?: undefined; stamp: string };
+
+export interface ScanOptions {
+  /** Each file's stamp when it was last read: a file whose stamp is unchanged is not read again. */
+  known?: ReadonlyMap<string, string | undefined>;
+  /** Milliseconds since the epoch (`Date.now`). */
+  now?: () => number;
+}
+
+/**
+ * Every listed file's text or read error, by path; throws {@link PolicyLoadError} when `dir`
+ * cannot be listed. With `known` stamps, a file that has not changed since is only examined: the
+ * poll that backs up the directory watch then costs one `stat` per file, not a read and a hash
+ * (with 1,000 files, about 19 ms of blocked event loop every second).
+ */
+export function readPolicyDirectory(dir: string, options: ScanOptions = {}): Map<string, ScannedFile> {
+  let listed: ListedFile[];
   try {
-    paths = listPolicyFiles(dir);
+    listed = examinePolicyFiles(dir);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new PolicyLoadError([
@@ -130,10 +176,16 @@ export function readPolicyDirectory(dir: string): Map<string, PresentFile> {
       },
     ]);
   }
-  const files = new Map<string, PresentFile>();
-  for (const path of paths) {
+  const nowMs = (options.now ?? Date.now)();
+  const files = new Map<string, ScannedFile>();
+  for (const { path, stats } of listed) {
+    const stamp = stats && stampOf(stats, nowMs);
+    if (stamp !== undefined && options.known?.get(path) === stamp) {
+      files.set(path, { stamp });
+      continue;
+    }
     const read = readPolicyFile(path);
-    if (read !== 'gone') files.set(path, read);
+    if (read !== 'gone') files.set(path, stamp === undefined ? { read } : { read, stamp });
   }
   return files;
 }
@@ -151,9 +203,10 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 export const contentHash = (read: PresentFile): string =>
   'error' in read ? `unreadable:${read.error}` : sha256(read.text);
 
-/** One file of a loaded directory, with the hash of the text it was compiled from. */
+/** One file of a loaded directory, with the hash of the text it was compiled from and its stamp then. */
 export interface LoadedFile {
   hash: string;
+  stamp?: string;
   file: ValidFile;
 }
 
@@ -166,7 +219,12 @@ export function loadDirectory(
   dir: string,
   options: LoadOptions = {},
 ): { set: PolicySet; files: LoadedFile[] } {
-  const reads = readPolicyDirectory(dir);
+  const scanned = readPolicyDirectory(dir);
+  const reads = new Map(
+    [...scanned].flatMap(([path, { read }]): Array<[string, PresentFile]> =>
+      read ? [[path, read]] : [],
+    ),
+  );
   const compiled = [...reads].map(([path, read]) => compileRead(path, read));
   const valid = compiled.filter((file): file is ValidFile => file.kind !== 'invalid');
   const problems = [...compiled.flatMap((file) => file.problems), ...duplicateProblems(valid)];
@@ -174,10 +232,14 @@ export function loadDirectory(
     throw new PolicyLoadError(problems.filter((problem) => problem.severity === 'error'));
   for (const warning of problems)
     options.logger?.warn({ file: warning.file, line: warning.line }, formatProblem(warning));
-  const files = valid.map((file) => ({
-    hash: contentHash(reads.get(file.file) ?? { text: '' }),
-    file,
-  }));
+  const files = valid.map((file): LoadedFile => {
+    const stamp = scanned.get(file.file)?.stamp;
+    return {
+      hash: contentHash(reads.get(file.file) ?? { text: '' }),
+      ...(stamp !== undefined && { stamp }),
+      file,
+    };
+  });
   return { set: buildPolicySet(valid, options), files };
 }
 

@@ -9,7 +9,7 @@ import {
   PolicyLoadError,
   readPolicyDirectory,
   readProblem,
-  type PresentFile,
+  type ScannedFile,
   type ValidFile,
 } from './load.js';
 import { buildPolicySet } from './set.js';
@@ -27,10 +27,14 @@ export interface PolicyStoreOptions {
   onReload?: (set: PolicySet) => void;
   /** Configured clusters, as for loadPolicySet. */
   clusters?: ClusterConfig[];
+  /** Milliseconds since the epoch (`Date.now`), against which a file's last change is judged. */
+  now?: () => number;
 }
 
 interface FileState {
   hash: string;
+  /** The file's stamp when it was last read; undefined while it is too fresh to be trusted. */
+  stamp?: string;
   /** The last version of this file that compiled; stays in force while the file is broken. */
   good?: ValidFile;
   /** Messages of the current failure, logged once. */
@@ -65,7 +69,12 @@ export function createPolicyStore(
   });
   const state: StoreState = {
     options,
-    files: new Map(loaded.files.map(({ hash, file }) => [file.file, { hash, good: file }])),
+    files: new Map(
+      loaded.files.map(({ hash, stamp, file }) => [
+        file.file,
+        { hash, good: file, ...(stamp !== undefined && { stamp }) },
+      ]),
+    ),
     current: loaded.set,
   };
   logSet(state, 'trust policies loaded');
@@ -98,9 +107,10 @@ function logSet(state: StoreState, message: string): void {
 /** One reload pass; true when the set in force changed. */
 function reload(state: StoreState): boolean {
   const { dir, logger, metrics } = state.options;
-  let reads: Map<string, PresentFile>;
+  let reads: Map<string, ScannedFile>;
   try {
-    reads = readPolicyDirectory(dir);
+    const known = new Map([...state.files].map(([path, file]) => [path, file.stamp]));
+    reads = readPolicyDirectory(dir, { known, ...(state.options.now && { now: state.options.now }) });
   } catch (error) {
     metrics?.policyReloads.inc({ result: 'failure' });
     logger.error(
@@ -121,7 +131,7 @@ function reload(state: StoreState): boolean {
 }
 
 /** Forgets files no longer listed; true when one of them was in force. */
-function dropDeleted(state: StoreState, reads: Map<string, PresentFile>): boolean {
+function dropDeleted(state: StoreState, reads: Map<string, ScannedFile>): boolean {
   let changed = false;
   for (const [path, file] of [...state.files]) {
     if (reads.has(path)) continue;
@@ -132,12 +142,16 @@ function dropDeleted(state: StoreState, reads: Map<string, PresentFile>): boolea
 }
 
 /** Takes a changed file into account; true when its new version is now in force. */
-function applyFile(state: StoreState, path: string, read: PresentFile): boolean {
+function applyFile(state: StoreState, path: string, scanned: ScannedFile): boolean {
+  const { read, stamp } = scanned;
+  if (!read) return false;
   const hash = contentHash(read);
   const file = state.files.get(path) ?? { hash: '' };
+  if (stamp === undefined) delete file.stamp;
+  else file.stamp = stamp;
+  state.files.set(path, file);
   if (file.hash === hash) return false;
   file.hash = hash;
-  state.files.set(path, file);
   // Unreadable is not deleted: the last good version stays in force (fail closed for guardrails).
   if ('error' in read) {
     fail(state, path, file, [readProblem(path, read.error)]);

@@ -17,6 +17,7 @@ import {
   loadPolicySet,
   PolicyLoadError,
 } from '../../../src/trust-policies/index.js';
+import { RACY_WINDOW_MS, readPolicyDirectory } from '../../../src/trust-policies/load.js';
 import type { PolicySet, PolicyStore } from '../../../src/trust-policies/types.js';
 import { allow, deny, guardrailText, identity, input, roleText } from './helpers.js';
 
@@ -268,6 +269,28 @@ describe('policy store (hot reload)', () => {
       ).toBe('allow');
   });
 
+  it('ok/changes-are-followed-once-files-are-old-enough-to-be-skipped-when-unchanged', () => {
+    // A clock a minute ahead: every file is past the racy window, so a poll reads only what
+    // stat shows changed. Each change below moves the size or the inode, as real edits do.
+    const later = () => Date.now() + 60_000;
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
+    store = createPolicyStore({ dir, logger: logger(), watch: false, now: later });
+    expect(store.reload()).toBe(false);
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'staging'));
+    expect(store.reload()).toBe(true);
+    expect(decide(store.current(), 'a', 'staging')).toBe('allow');
+    // An editor's atomic save: a same-size file renamed over the old one.
+    writeFileSync(join(dir, '.a.yaml.swp'), namespaceRole('a', 'testing'));
+    renameSync(join(dir, '.a.yaml.swp'), join(dir, 'a.yaml'));
+    expect(store.reload()).toBe(true);
+    expect(decide(store.current(), 'a', 'testing')).toBe('allow');
+    writeFileSync(join(dir, 'b.yaml'), namespaceRole('b', 'dev'));
+    expect(store.reload()).toBe(true);
+    unlinkSync(join(dir, 'a.yaml'));
+    expect(store.reload()).toBe(true);
+    expect([...store.current().roles.keys()]).toEqual(['b']);
+  });
+
   it('ok/deleting-a-broken-file-forgets-it', () => {
     writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
     store = createPolicyStore({ dir, logger: logger(), watch: false });
@@ -277,5 +300,55 @@ describe('policy store (hot reload)', () => {
     unlinkSync(join(dir, 'a.yaml'));
     expect(store.reload()).toBe(true);
     expect(store.current().roles.size).toBe(0);
+  });
+});
+
+describe('policy directory scan', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tessera-scan-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const later = () => Date.now() + RACY_WINDOW_MS + 60_000;
+  const stamps = (scan: ReturnType<typeof readPolicyDirectory>) =>
+    new Map([...scan].map(([path, file]) => [path, file.stamp]));
+  const readPaths = (scan: ReturnType<typeof readPolicyDirectory>) =>
+    [...scan].filter(([, file]) => file.read !== undefined).map(([path]) => path);
+
+  it('ok/an-unchanged-file-is-examined-not-read', () => {
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
+    writeFileSync(join(dir, 'b.yaml'), namespaceRole('b', 'prod'));
+    const first = readPolicyDirectory(dir, { now: later });
+    expect(readPaths(first)).toEqual([join(dir, 'a.yaml'), join(dir, 'b.yaml')]);
+    const second = readPolicyDirectory(dir, { known: stamps(first), now: later });
+    expect(readPaths(second)).toEqual([]);
+    expect(stamps(second)).toEqual(stamps(first));
+  });
+
+  it('ok/a-changed-or-replaced-file-is-read-again', () => {
+    const a = join(dir, 'a.yaml');
+    const b = join(dir, 'b.yaml');
+    writeFileSync(a, namespaceRole('a', 'prod'));
+    writeFileSync(b, namespaceRole('b', 'prod'));
+    const known = stamps(readPolicyDirectory(dir, { now: later }));
+    writeFileSync(a, namespaceRole('a', 'staging'));
+    // Same size, new inode: a rename over the old file (editors, kubelet's ConfigMap swap).
+    writeFileSync(join(dir, '.b.tmp'), namespaceRole('b', 'prox'));
+    renameSync(join(dir, '.b.tmp'), b);
+    const scan = readPolicyDirectory(dir, { known, now: later });
+    expect(readPaths(scan)).toEqual([a, b]);
+    expect(scan.get(b)?.read).toEqual({ text: namespaceRole('b', 'prox') });
+  });
+
+  it('ok/a-file-changed-within-the-racy-window-is-read-on-every-scan', () => {
+    // Timestamps are coarse: a same-size rewrite inside one tick leaves every stat field as it
+    // was, so a stamp taken that soon after a change is not one to skip a read on.
+    writeFileSync(join(dir, 'a.yaml'), namespaceRole('a', 'prod'));
+    const now = () => Date.now();
+    const first = readPolicyDirectory(dir, { now });
+    expect(first.get(join(dir, 'a.yaml'))?.stamp).toBeUndefined();
+    const second = readPolicyDirectory(dir, { known: stamps(first), now });
+    expect(readPaths(second)).toEqual([join(dir, 'a.yaml')]);
   });
 });
