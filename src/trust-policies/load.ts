@@ -144,8 +144,7 @@ export type PresentFile = Exclude<FileRead, 'gone'>;
 
 /** A listed file as a scan found it: read, or left unread because its stamp is the one it had. */
 export type ScannedFile =
-  | { read: PresentFile; stamp?: string }
-  | { read?: undefined; stamp: string };
+  { read: PresentFile; stamp?: string } | { read?: undefined; stamp: string };
 
 export interface ScanOptions {
   /** Each file's stamp when it was last read: a file whose stamp is unchanged is not read again. */
@@ -160,7 +159,10 @@ export interface ScanOptions {
  * poll that backs up the directory watch then costs one `stat` per file, not a read and a hash
  * (with 1,000 files, about 19 ms of blocked event loop every second).
  */
-export function readPolicyDirectory(dir: string, options: ScanOptions = {}): Map<string, ScannedFile> {
+export function readPolicyDirectory(
+  dir: string,
+  options: ScanOptions = {},
+): Map<string, ScannedFile> {
   let listed: ListedFile[];
   try {
     listed = examinePolicyFiles(dir);

@@ -110,7 +110,10 @@ function reload(state: StoreState): boolean {
   let reads: Map<string, ScannedFile>;
   try {
     const known = new Map([...state.files].map(([path, file]) => [path, file.stamp]));
-    reads = readPolicyDirectory(dir, { known, ...(state.options.now && { now: state.options.now }) });
+    reads = readPolicyDirectory(dir, {
+      known,
+      ...(state.options.now && { now: state.options.now }),
+    });
   } catch (error) {
     metrics?.policyReloads.inc({ result: 'failure' });
     logger.error(
