@@ -1,5 +1,6 @@
 import { chmod, chown, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirectories } from '../files.js';
 import { createClient, isRetryable, type ClientOptions, type TesseraClient } from './client.js';
 
 export interface AgentOptions extends ClientOptions {
@@ -149,7 +150,7 @@ async function createOutputDir(
   options: Pick<AgentOptions, 'out' | 'group'>,
   mode: number,
 ): Promise<void> {
-  const created = await mkdir(options.out, { recursive: true, mode });
+  const created = makeDirectories(options.out, mode);
   if (created !== undefined && options.group !== undefined) {
     await chown(options.out, -1, options.group);
     await chmod(options.out, mode);

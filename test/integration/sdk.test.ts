@@ -157,4 +157,12 @@ describe('sdk createClient', () => {
     expect(token).not.toMatch(/\s$/);
     expect(decodeJwt(token).tessera).toEqual({ role: 'orders-reader', cluster: 'dev' });
   });
+
+  it('runAgent stops with the reason when DIR cannot be made (under /proc)', async () => {
+    // Node's recursive mkdir never settles for a path under /proc; the agent must fail instead.
+    const out = `/proc/tessera-agent-${process.pid}/out`;
+    await expect(
+      runAgent({ endpoint: t.url, tokenFile: join(dir, 'none'), resource: 'x', out, type: 'jwt' }),
+    ).rejects.toThrow(/ENOENT/);
+  });
 });
