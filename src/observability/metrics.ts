@@ -31,13 +31,32 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'tessera_' });
   const registers = [registry];
   let sources: StateSources | undefined;
-  const secondsUntil = (at: number): number => at - (sources ? sources.now() : Date.now()) / 1000;
+  const read: ReadSources = () => sources;
   return {
     registry,
     /** Wire the state gauges to the app's parts (called once by createApp). */
     observeState(state: StateSources): void {
       sources = state;
     },
+    ...verificationMetrics(registers, read),
+    ...cacheMetrics(registers, read),
+    ...signingMetrics(registers, read),
+    ...policyMetrics(registers, read),
+    ...exchangeMetrics(registers),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The state sources once createApp has wired them; undefined before. */
+type ReadSources = () => StateSources | undefined;
+
+const secondsUntil = (read: ReadSources, at: number): number =>
+  at - (read()?.now() ?? Date.now()) / 1000;
+
+/** What verifying subject tokens does: cluster keys, JWKS fetches, TokenReview and pod attestation calls. */
+function verificationMetrics(registers: Registry[], read: ReadSources) {
+  return {
     clusterReady: new Gauge({
       name: 'tessera_cluster_ready',
       help: '1 while a cluster has usable verification keys (fresh, or within cache.maxStale)',
@@ -45,7 +64,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
       collect() {
         this.reset();
-        for (const status of sources?.clusters() ?? [])
+        for (const status of read()?.clusters() ?? [])
           this.set({ cluster: status.cluster }, status.ready ? 1 : 0);
       },
     }),
@@ -56,6 +75,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       registers,
       collect() {
         this.reset();
+        const sources = read();
         if (!sources) return;
         const now = sources.now();
         for (const status of sources.clusters()) {
@@ -64,103 +84,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
         }
       },
     }),
-    cacheUp: new Gauge({
-      name: 'tessera_shared_cache_up',
-      help: '1 while the shared cache answered its last call (always 1 for the in-memory cache); 0 while serving from memory',
-      labelNames: ['backend'] as const,
-      registers,
-      collect() {
-        this.reset();
-        const cache = sources?.cache();
-        if (cache) this.set({ backend: cache.backend }, cache.up ? 1 : 0);
-      },
-    }),
-    signingKeyExpiry: new Gauge({
-      name: 'tessera_signing_key_expiry_seconds',
-      help: 'Seconds until the active signing key of an algorithm is due to be replaced (keys.rotation.every); negative when rotation is overdue',
-      labelNames: ['alg'] as const,
-      registers,
-      async collect() {
-        this.reset();
-        const keys = await sources?.signingKeys().catch(() => []);
-        for (const key of keys ?? [])
-          if (key.replaceAt !== undefined) this.set({ alg: key.alg }, secondsUntil(key.replaceAt));
-      },
-    }),
-    caExpiry: new Gauge({
-      name: 'tessera_ca_certificate_expiry_seconds',
-      help: 'Seconds until the X.509 CA certificate (or a certificate of its chain) expires',
-      labelNames: ['trust_domain'] as const,
-      registers,
-      collect() {
-        this.reset();
-        const ca = sources?.ca();
-        if (ca) this.set({ trust_domain: ca.trustDomain }, secondsUntil(ca.notAfter));
-      },
-    }),
-    policyFilesFailing: new Gauge({
-      name: 'tessera_policy_files_failing',
-      help: 'Policy files whose current version fails to load; their last good version stays in force',
-      registers,
-      collect() {
-        const policies = sources?.policies();
-        if (policies) this.set(policies.failingFiles);
-      },
-    }),
-    policyRoles: new Gauge({
-      name: 'tessera_policy_roles',
-      help: 'Roles in the policy set in force',
-      registers,
-      collect() {
-        const policies = sources?.policies();
-        if (policies) this.set(policies.roles);
-      },
-    }),
-    policyLoadedAt: new Gauge({
-      name: 'tessera_policy_loaded_timestamp_seconds',
-      help: 'When the policy set in force was loaded (Unix seconds)',
-      registers,
-      collect() {
-        const policies = sources?.policies();
-        if (policies) this.set(policies.loadedAt / 1000);
-      },
-    }),
-    hsmUp: new Gauge({
-      name: 'tessera_hsm_up',
-      help: '1 while the PKCS#11 token answers a session probe and holds a key for every configured algorithm (keys.provider pkcs11 only)',
-      labelNames: ['token'] as const,
-      registers,
-      async collect() {
-        this.reset();
-        const hsm = sources?.hsm;
-        if (hsm) this.set({ token: hsm.token }, (await hsm.up().catch(() => false)) ? 1 : 0);
-      },
-    }),
     jwksFetchDuration: new Histogram({
       name: 'tessera_jwks_fetch_duration_seconds',
       help: 'Time to fetch a cluster issuer discovery document and JWKS, by result',
       labelNames: ['cluster', 'result'] as const,
       buckets: CALL_BUCKETS,
-      registers,
-    }),
-    signDuration: new Histogram({
-      name: 'tessera_sign_duration_seconds',
-      help: 'Time to sign with a private key (JWTs and certificates), by key provider (pkcs11: the HSM) and algorithm',
-      labelNames: ['provider', 'alg'] as const,
-      buckets: CALL_BUCKETS,
-      registers,
-    }),
-    exchanges: new Counter({
-      name: 'tessera_token_exchanges_total',
-      help: 'Token exchanges by outcome (ok or the OAuth error code) and role',
-      labelNames: ['result', 'role', 'token_type'] as const,
-      registers,
-    }),
-    exchangeDuration: new Histogram({
-      name: 'tessera_token_exchange_duration_seconds',
-      help: 'Time to answer POST /v1/token',
-      labelNames: ['result'] as const,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
     jwksFetches: new Counter({
@@ -181,42 +109,6 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ['cluster', 'result'] as const,
       registers,
     }),
-    cacheErrors: new Counter({
-      name: 'tessera_cache_backend_errors_total',
-      help: 'Shared cache (Redis) calls that failed or timed out and fell back to memory',
-      labelNames: ['backend'] as const,
-      registers,
-    }),
-    cacheRejected: new Counter({
-      name: 'tessera_cache_rejected_entries_total',
-      help: 'Shared cache entries ignored because they failed authentication (format, mac, expired)',
-      labelNames: ['reason'] as const,
-      registers,
-    }),
-    policyReloads: new Counter({
-      name: 'tessera_policy_reloads_total',
-      help: 'Policy directory reloads, by result',
-      labelNames: ['result'] as const,
-      registers,
-    }),
-    shadowDisagreements: new Counter({
-      name: 'tessera_policy_shadow_disagreements_total',
-      help: 'Requests where a role shadow trust policy decided differently from the enforced one',
-      labelNames: ['role', 'enforced', 'shadow'] as const,
-      registers,
-    }),
-    keyRotations: new Counter({
-      name: 'tessera_key_rotations_total',
-      help: 'Signing key rotations, by algorithm',
-      labelNames: ['alg'] as const,
-      registers,
-    }),
-    certificatesIssued: new Counter({
-      name: 'tessera_certificates_issued_total',
-      help: 'X.509-SVIDs issued, by role',
-      labelNames: ['role'] as const,
-      registers,
-    }),
     podLookups: new Counter({
       name: 'tessera_pod_attestation_api_calls_total',
       help: 'Cluster API reads made for pod attestation outside the watch (pod GETs, owners, nodes), by result',
@@ -232,4 +124,157 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
   };
 }
 
-export type Metrics = ReturnType<typeof createMetrics>;
+/** The shared cache: whether it answers, its failures and the entries it refused. */
+function cacheMetrics(registers: Registry[], read: ReadSources) {
+  return {
+    cacheUp: new Gauge({
+      name: 'tessera_shared_cache_up',
+      help: '1 while the shared cache answered its last call (always 1 for the in-memory cache); 0 while serving from memory',
+      labelNames: ['backend'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const cache = read()?.cache();
+        if (cache) this.set({ backend: cache.backend }, cache.up ? 1 : 0);
+      },
+    }),
+    cacheErrors: new Counter({
+      name: 'tessera_cache_backend_errors_total',
+      help: 'Shared cache (Redis) calls that failed or timed out and fell back to memory',
+      labelNames: ['backend'] as const,
+      registers,
+    }),
+    cacheRejected: new Counter({
+      name: 'tessera_cache_rejected_entries_total',
+      help: 'Shared cache entries ignored because they failed authentication (format, mac, expired)',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+  };
+}
+
+/** Signing keys, the CA and the HSM: expiry, rotations, signature latency, certificates issued. */
+function signingMetrics(registers: Registry[], read: ReadSources) {
+  return {
+    signingKeyExpiry: new Gauge({
+      name: 'tessera_signing_key_expiry_seconds',
+      help: 'Seconds until the active signing key of an algorithm is due to be replaced (keys.rotation.every); negative when rotation is overdue',
+      labelNames: ['alg'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        const keys = await read()
+          ?.signingKeys()
+          .catch(() => []);
+        for (const key of keys ?? [])
+          if (key.replaceAt !== undefined)
+            this.set({ alg: key.alg }, secondsUntil(read, key.replaceAt));
+      },
+    }),
+    caExpiry: new Gauge({
+      name: 'tessera_ca_certificate_expiry_seconds',
+      help: 'Seconds until the X.509 CA certificate (or a certificate of its chain) expires',
+      labelNames: ['trust_domain'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const ca = read()?.ca();
+        if (ca) this.set({ trust_domain: ca.trustDomain }, secondsUntil(read, ca.notAfter));
+      },
+    }),
+    hsmUp: new Gauge({
+      name: 'tessera_hsm_up',
+      help: '1 while the PKCS#11 token answers a session probe and holds a key for every configured algorithm (keys.provider pkcs11 only)',
+      labelNames: ['token'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        const hsm = read()?.hsm;
+        if (hsm) this.set({ token: hsm.token }, (await hsm.up().catch(() => false)) ? 1 : 0);
+      },
+    }),
+    signDuration: new Histogram({
+      name: 'tessera_sign_duration_seconds',
+      help: 'Time to sign with a private key (JWTs and certificates), by key provider (pkcs11: the HSM) and algorithm',
+      labelNames: ['provider', 'alg'] as const,
+      buckets: CALL_BUCKETS,
+      registers,
+    }),
+    keyRotations: new Counter({
+      name: 'tessera_key_rotations_total',
+      help: 'Signing key rotations, by algorithm',
+      labelNames: ['alg'] as const,
+      registers,
+    }),
+    certificatesIssued: new Counter({
+      name: 'tessera_certificates_issued_total',
+      help: 'X.509-SVIDs issued, by role',
+      labelNames: ['role'] as const,
+      registers,
+    }),
+  };
+}
+
+/** The policy set in force and its reloads. */
+function policyMetrics(registers: Registry[], read: ReadSources) {
+  return {
+    policyFilesFailing: new Gauge({
+      name: 'tessera_policy_files_failing',
+      help: 'Policy files whose current version fails to load; their last good version stays in force',
+      registers,
+      collect() {
+        const policies = read()?.policies();
+        if (policies) this.set(policies.failingFiles);
+      },
+    }),
+    policyRoles: new Gauge({
+      name: 'tessera_policy_roles',
+      help: 'Roles in the policy set in force',
+      registers,
+      collect() {
+        const policies = read()?.policies();
+        if (policies) this.set(policies.roles);
+      },
+    }),
+    policyLoadedAt: new Gauge({
+      name: 'tessera_policy_loaded_timestamp_seconds',
+      help: 'When the policy set in force was loaded (Unix seconds)',
+      registers,
+      collect() {
+        const policies = read()?.policies();
+        if (policies) this.set(policies.loadedAt / 1000);
+      },
+    }),
+    policyReloads: new Counter({
+      name: 'tessera_policy_reloads_total',
+      help: 'Policy directory reloads, by result',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    shadowDisagreements: new Counter({
+      name: 'tessera_policy_shadow_disagreements_total',
+      help: 'Requests where a role shadow trust policy decided differently from the enforced one',
+      labelNames: ['role', 'enforced', 'shadow'] as const,
+      registers,
+    }),
+  };
+}
+
+/** Token exchanges by outcome and their latency. */
+function exchangeMetrics(registers: Registry[]) {
+  return {
+    exchanges: new Counter({
+      name: 'tessera_token_exchanges_total',
+      help: 'Token exchanges by outcome (ok or the OAuth error code) and role',
+      labelNames: ['result', 'role', 'token_type'] as const,
+      registers,
+    }),
+    exchangeDuration: new Histogram({
+      name: 'tessera_token_exchange_duration_seconds',
+      help: 'Time to answer POST /v1/token',
+      labelNames: ['result'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+  };
+}
