@@ -70,50 +70,19 @@ export function registerCaCommands(
   open: OpenProvider = openConfiguredProvider,
 ): void {
   const ca = program.command('ca').description('the X.509 CA that signs SPIFFE X.509-SVIDs');
-  const directory = (config: Config) => caDirectory(config.x509.dir, config.keys.dir);
 
   ca.command('init')
     .description('create a self-signed root CA for the provider-held x509-ca key')
     .option('--force', 'replace an existing CA certificate')
     .addOption(new Option('--ttl <duration>', 'lifetime of the root (default: x509.caTtl)'))
-    .action(async (options: { force?: boolean; ttl?: string }) => {
-      const config = loadConfig();
-      const dir = directory(config);
-      if (!options.force && (await readStoredCa(dir)))
-        throw new Error(`a CA already exists in ${dir}; pass --force to replace it`);
-      const ttlSeconds =
-        options.ttl === undefined ? config.x509.caTtl : durationSchema.parse(options.ttl);
-      const stored = await withCaKey(config, open, async (provider) => {
-        const key = await provider.namedKey(CA_KEY_NAME, 'ES256');
-        return createSelfSignedCa({
-          key,
-          trustDomain: config.x509.trustDomain,
-          ttlSeconds,
-          now: nowSeconds(),
-        });
-      });
-      await writeStoredCa(dir, stored);
-      process.stdout.write(
-        `created ${join(dir, CA_FILE)} (self-signed root, trust domain ${config.x509.trustDomain})\n${describe(stored.certificate)}\n`,
-      );
-    });
+    .action((options: { force?: boolean; ttl?: string }) => initCa(loadConfig(), open, options));
 
   ca.command('csr')
     .description(
       'print a CSR for the provider-held x509-ca key, for an enterprise root to sign as an intermediate',
     )
     .option('--out <file>', 'write the CSR to FILE instead of stdout')
-    .action(async (options: { out?: string }) => {
-      const config = loadConfig();
-      const pem = await withCaKey(config, open, async (provider) =>
-        createCaCsr({
-          key: await provider.namedKey(CA_KEY_NAME, 'ES256'),
-          trustDomain: config.x509.trustDomain,
-        }),
-      );
-      if (options.out) await writeFile(options.out, pem, { mode: 0o644 });
-      else process.stdout.write(pem);
-    });
+    .action((options: { out?: string }) => printCaCsr(loadConfig(), open, options));
 
   ca.command('import')
     .description(
@@ -121,55 +90,106 @@ export function registerCaCommands(
     )
     .argument('<cert>', 'the intermediate certificate (PEM; may be followed by its chain)')
     .option('--chain <file>', 'the issuing chain up to and including the root (PEM)')
-    .action(async (certFile: string, options: { chain?: string }) => {
-      const config = loadConfig();
-      const certificates = [
-        ...pemBlocks(await readFile(certFile, 'utf8')),
-        ...(options.chain ? pemBlocks(await readFile(options.chain, 'utf8')) : []),
-      ];
-      const stored = await withCaKey(config, open, async (provider) =>
-        checkImportedCa({
-          key: await provider.namedKey(CA_KEY_NAME, 'ES256'),
-          certificates,
-          trustDomain: config.x509.trustDomain,
-          now: nowSeconds(),
-        }),
-      );
-      const dir = directory(config);
-      await writeStoredCa(dir, stored);
-      process.stdout.write(
-        `imported into ${dir} (chain of ${stored.chain.length} above it); restart running brokers to use it\n${describe(stored.certificate)}\n`,
-      );
-    });
+    .action((certFile: string, options: { chain?: string }) =>
+      importCa(loadConfig(), open, certFile, options),
+    );
 
   ca.command('show')
     .description('print the CA certificate, its chain, and whether it matches the provider key')
-    .action(async () => {
-      const config = loadConfig();
-      const dir = directory(config);
-      const stored = await readStoredCa(dir);
-      if (!stored)
-        throw new Error(
-          `no CA in ${dir}; run \`tessera ca init\` or \`tessera ca csr\` + \`tessera ca import\``,
-        );
-      const matches = await withCaKey(config, open, async (provider) => {
-        const spki = spkiOf(await provider.namedKey(CA_KEY_NAME, 'ES256'));
-        return Buffer.from(
-          new X509Certificate(stored.certificate).publicKey.export({ type: 'spki', format: 'der' }),
-        ).equals(Buffer.from(spki));
-      });
-      const lines = [
-        `CA (${join(dir, CA_FILE)}), trust domain ${config.x509.trustDomain}:`,
-        describe(stored.certificate),
-        `key:         ${matches ? 'matches' : 'DOES NOT MATCH'} the ${config.keys.provider} provider's ${CA_KEY_NAME} key`,
-      ];
-      stored.chain.forEach((der, index) =>
-        lines.push(
-          `chain[${index}]${index === stored.chain.length - 1 ? ' (root)' : ''}:`,
-          describe(der),
-        ),
-      );
-      process.stdout.write(`${lines.join('\n')}\n`);
-      if (!matches) process.exitCode = 1;
+    .action(() => showCa(loadConfig(), open));
+}
+
+const directory = (config: Config) => caDirectory(config.x509.dir, config.keys.dir);
+
+async function initCa(
+  config: Config,
+  open: OpenProvider,
+  options: { force?: boolean; ttl?: string },
+): Promise<void> {
+  const dir = directory(config);
+  if (!options.force && (await readStoredCa(dir)))
+    throw new Error(`a CA already exists in ${dir}; pass --force to replace it`);
+  const ttlSeconds =
+    options.ttl === undefined ? config.x509.caTtl : durationSchema.parse(options.ttl);
+  const stored = await withCaKey(config, open, async (provider) => {
+    const key = await provider.namedKey(CA_KEY_NAME, 'ES256');
+    return createSelfSignedCa({
+      key,
+      trustDomain: config.x509.trustDomain,
+      ttlSeconds,
+      now: nowSeconds(),
     });
+  });
+  await writeStoredCa(dir, stored);
+  process.stdout.write(
+    `created ${join(dir, CA_FILE)} (self-signed root, trust domain ${config.x509.trustDomain})\n${describe(stored.certificate)}\n`,
+  );
+}
+
+async function printCaCsr(
+  config: Config,
+  open: OpenProvider,
+  options: { out?: string },
+): Promise<void> {
+  const pem = await withCaKey(config, open, async (provider) =>
+    createCaCsr({
+      key: await provider.namedKey(CA_KEY_NAME, 'ES256'),
+      trustDomain: config.x509.trustDomain,
+    }),
+  );
+  if (options.out) await writeFile(options.out, pem, { mode: 0o644 });
+  else process.stdout.write(pem);
+}
+
+async function importCa(
+  config: Config,
+  open: OpenProvider,
+  certFile: string,
+  options: { chain?: string },
+): Promise<void> {
+  const certificates = [
+    ...pemBlocks(await readFile(certFile, 'utf8')),
+    ...(options.chain ? pemBlocks(await readFile(options.chain, 'utf8')) : []),
+  ];
+  const stored = await withCaKey(config, open, async (provider) =>
+    checkImportedCa({
+      key: await provider.namedKey(CA_KEY_NAME, 'ES256'),
+      certificates,
+      trustDomain: config.x509.trustDomain,
+      now: nowSeconds(),
+    }),
+  );
+  const dir = directory(config);
+  await writeStoredCa(dir, stored);
+  process.stdout.write(
+    `imported into ${dir} (chain of ${stored.chain.length} above it); restart running brokers to use it\n${describe(stored.certificate)}\n`,
+  );
+}
+
+async function showCa(config: Config, open: OpenProvider): Promise<void> {
+  const dir = directory(config);
+  const stored = await readStoredCa(dir);
+  if (!stored)
+    throw new Error(
+      `no CA in ${dir}; run \`tessera ca init\` or \`tessera ca csr\` + \`tessera ca import\``,
+    );
+  const matches = await withCaKey(config, open, async (provider) => {
+    const spki = spkiOf(await provider.namedKey(CA_KEY_NAME, 'ES256'));
+    return Buffer.from(
+      new X509Certificate(stored.certificate).publicKey.export({ type: 'spki', format: 'der' }),
+    ).equals(Buffer.from(spki));
+  });
+  const lines = [
+    `CA (${join(dir, CA_FILE)}), trust domain ${config.x509.trustDomain}:`,
+    describe(stored.certificate),
+    `key:         ${matches ? 'matches' : 'DOES NOT MATCH'} the ${config.keys.provider} provider's ${CA_KEY_NAME} key`,
+  ];
+  stored.chain.forEach((der, index) =>
+    lines.push(
+      `chain[${index}]${index === stored.chain.length - 1 ? ' (root)' : ''}:`,
+      describe(der),
+    ),
+  );
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (!matches) process.exitCode = 1;
 }
