@@ -275,40 +275,9 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       'config file: Principals must then name a configured cluster, IRSA :aud conditions an audience it accepts',
     )
     .option('--strict', 'exit 1 on warnings too')
-    .action((dir: string | undefined, options: { strict?: boolean }, command: Command) => {
-      let config: Config | undefined;
-      try {
-        config = configOf(command);
-      } catch (error) {
-        // The config's own problems (two clusters that are one issuer to IRSA forms…) are findings too.
-        if (!(error instanceof ConfigError)) throw error;
-        io.err(`policy lint: ${escapeErrorMessage(error)}\n`);
-        return io.exit(1);
-      }
-      const target = dir ?? config?.policies ?? './policies';
-      let result;
-      try {
-        result = lintDirectory(
-          target,
-          config ? { clusters: knownClusters(config), audience: config.audience } : {},
-        );
-      } catch (error) {
-        io.err(
-          `${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`,
-        );
-        return io.exit(2);
-      }
-      for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
-      // The digest the broker logs and puts in every audit event, to tie decisions to this commit.
-      if (result.version) io.out(`policyVersion: ${result.version}\n`);
-      const errors = result.problems.filter((problem) => problem.severity === 'error').length;
-      if (result.problems.length > 0)
-        io.err(
-          `${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`,
-        );
-      // Warnings are advice: every file is still valid, so they fail only when asked to.
-      io.exit(errors > 0 || (options.strict === true && result.problems.length > 0) ? 1 : 0);
-    });
+    .action((dir: string | undefined, options: { strict?: boolean }, command: Command) =>
+      lint(dir, options, command, io),
+    );
 
   policy
     .command('explain')
@@ -344,21 +313,7 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
     .option('--policies <dir>', 'policy directory')
     .option('--json', 'print as JSON')
     .option('-c, --config <file>', 'config file')
-    .action((options: { role: string; policies?: string; json?: boolean }, command: Command) => {
-      const config = configOf(command);
-      const set = loadSet(options.policies ?? config?.policies ?? './policies', io);
-      if (!set) return;
-      const role = set.roles.get(options.role);
-      if (!role) {
-        io.err(`${escapeControl(`policy who-can: no role "${options.role}"`)}\n`);
-        return io.exit(2);
-      }
-      const result = whoCan(set, role);
-      io.out(
-        options.json ? `${escapeJson(JSON.stringify(result, null, 2))}\n` : formatWhoCan(result),
-      );
-      io.exit(0);
-    });
+    .action((options: WhoCanOptions, command: Command) => printWhoCan(options, command, io));
 
   policy
     .command('schema')
@@ -370,4 +325,66 @@ export function registerPolicyCommands(program: Command, io: PolicyCliIo = proce
       else io.out(text);
       io.exit(0);
     });
+}
+
+/** `policy lint`: every problem as file:line:col, then the policyVersion; exit 1 on errors. */
+function lint(
+  dir: string | undefined,
+  options: { strict?: boolean },
+  command: Command,
+  io: PolicyCliIo,
+): void {
+  let config: Config | undefined;
+  try {
+    config = configOf(command);
+  } catch (error) {
+    // The config's own problems (two clusters that are one issuer to IRSA forms…) are findings too.
+    if (!(error instanceof ConfigError)) throw error;
+    io.err(`policy lint: ${escapeErrorMessage(error)}\n`);
+    return io.exit(1);
+  }
+  const target = dir ?? config?.policies ?? './policies';
+  let result;
+  try {
+    result = lintDirectory(
+      target,
+      config ? { clusters: knownClusters(config), audience: config.audience } : {},
+    );
+  } catch (error) {
+    io.err(
+      `${escapeControl(`policy lint: cannot read ${target}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)}\n`,
+    );
+    return io.exit(2);
+  }
+  for (const problem of result.problems) io.out(`${formatProblem(problem)}\n`);
+  // The digest the broker logs and puts in every audit event, to tie decisions to this commit.
+  if (result.version) io.out(`policyVersion: ${result.version}\n`);
+  const errors = result.problems.filter((problem) => problem.severity === 'error').length;
+  if (result.problems.length > 0)
+    io.err(
+      `${errors} error(s), ${result.problems.length - errors} warning(s) in ${result.files.length} file(s)\n`,
+    );
+  // Warnings are advice: every file is still valid, so they fail only when asked to.
+  io.exit(errors > 0 || (options.strict === true && result.problems.length > 0) ? 1 : 0);
+}
+
+interface WhoCanOptions {
+  role: string;
+  policies?: string;
+  json?: boolean;
+}
+
+/** `policy who-can`: the clusters, namespaces and service accounts a role's trust policy admits. */
+function printWhoCan(options: WhoCanOptions, command: Command, io: PolicyCliIo): void {
+  const config = configOf(command);
+  const set = loadSet(options.policies ?? config?.policies ?? './policies', io);
+  if (!set) return;
+  const role = set.roles.get(options.role);
+  if (!role) {
+    io.err(`${escapeControl(`policy who-can: no role "${options.role}"`)}\n`);
+    return io.exit(2);
+  }
+  const result = whoCan(set, role);
+  io.out(options.json ? `${escapeJson(JSON.stringify(result, null, 2))}\n` : formatWhoCan(result));
+  io.exit(0);
 }
