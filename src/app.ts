@@ -180,6 +180,43 @@ async function buildParts(
       maxTokenLifetimeSeconds: HARD_MAX_LIFETIME,
     }));
   closers.push(() => keys.close());
+  const { verifier, attestation } = buildVerification(
+    { config, overrides, clusters, logger, metrics, cache, now },
+    closers,
+  );
+  const x509 = await createX509Authority({
+    provider: keys,
+    config: config.x509,
+    keysDir: config.keys.dir,
+    logger,
+    now,
+  });
+  metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
+  return {
+    config,
+    overrides,
+    now,
+    logger,
+    metrics,
+    audit,
+    cache,
+    devCluster,
+    policies,
+    keys,
+    verifier,
+    attestation,
+    x509,
+  };
+}
+
+/** The subject-token verifier, already fetching its clusters' keys, and the pod attestor. */
+function buildVerification(
+  shared: Pick<Parts, 'config' | 'overrides' | 'logger' | 'metrics' | 'cache' | 'now'> & {
+    clusters: Config['clusters'];
+  },
+  closers: Array<() => Promise<void>>,
+): Pick<Parts, 'verifier' | 'attestation'> {
+  const { config, overrides, clusters, logger, metrics, cache, now } = shared;
   const verifier =
     overrides.verifier ??
     createSubjectTokenVerifier({
@@ -205,29 +242,7 @@ async function buildParts(
       ...(overrides.env ? { env: overrides.env } : {}),
     });
   closers.push(() => attestation.close());
-  const x509 = await createX509Authority({
-    provider: keys,
-    config: config.x509,
-    keysDir: config.keys.dir,
-    logger,
-    now,
-  });
-  metrics.observeState(stateSources({ config, now, verifier, cache, policies, keys, x509 }));
-  return {
-    config,
-    overrides,
-    now,
-    logger,
-    metrics,
-    audit,
-    cache,
-    devCluster,
-    policies,
-    keys,
-    verifier,
-    attestation,
-    x509,
-  };
+  return { verifier, attestation };
 }
 
 function warnOfDisabledAlgorithms(config: Config, policies: PolicyStore, logger: Logger): void {
