@@ -37,108 +37,24 @@ export interface RedisCacheOptions {
  * @example const cache = createRedisCache({ redis: 'redis://127.0.0.1:6379', logger });
  */
 export function createRedisCache(options: RedisCacheOptions): SharedCache {
-  const timeoutMs = options.timeoutMs ?? 100;
-  const probeIntervalMs = options.probeIntervalMs ?? 1000;
-  const { logger, metrics } = options;
-  const target = describeTarget(options.redis);
-  const now = options.now ?? Date.now;
-  const fallback = createMemoryCache(options.now ? { now: options.now } : {});
   const keyPrefix = options.keyPrefix ?? 'tessera:';
-  const client = connect(options.redis, {
-    timeoutMs,
-    keyPrefix,
-    password: options.password,
-    ca: options.ca,
-  });
-  const sealer = createEntrySealer(options.secret, keyPrefix);
-  /** An entry that fails authentication is absent to every caller: counted and logged, never its content. */
-  const unseal = (key: string, raw: string | null): string | undefined => {
-    if (raw === null) return undefined;
-    const opened = sealer.open(keyPrefix + key, raw, now());
-    if ('value' in opened) return opened.value;
-    metrics?.cacheRejected.inc({ reason: opened.rejected });
-    logger.warn(
-      { cache: 'redis', target, key, reason: opened.rejected, length: raw.length },
-      'shared cache entry failed authentication: ignored',
-    );
-    return undefined;
-  };
-  // Lock values are only compared, never read for meaning: a fixed expiry makes the sealed owner
-  // deterministic, so the compare-and-delete script can match it.
-  const lockValue = (key: string, owner: string): string => sealer.seal(keyPrefix + key, owner, 0);
-
-  let up = true;
-  let closed = false;
-  let probeTimer: NodeJS.Timeout | undefined;
-  let probing = false;
-
-  const markDown = (reason: string): void => {
-    if (!up || closed) return;
-    up = false;
-    logger.warn(
-      { cache: 'redis', target, reason },
-      'redis cache unreachable: serving from memory until it answers',
-    );
-    probeTimer ??= setInterval(() => void probe(), probeIntervalMs);
-    probeTimer.unref();
-  };
-  const markUp = async (): Promise<void> => {
-    if (up || closed) return;
-    up = true;
-    if (probeTimer) clearInterval(probeTimer);
-    probeTimer = undefined;
-    // What was written to memory during the outage may since have been replaced or deleted in
-    // Redis by another replica: drop it rather than serve it at the next outage.
-    await fallback.close();
-    logger.info({ cache: 'redis', target }, 'redis cache reachable again: shared cache restored');
-  };
-  const probe = async (): Promise<void> => {
-    if (up || probing || closed) return;
-    probing = true;
-    try {
-      await withTimeout(client.ping(), timeoutMs);
-      await markUp();
-    } catch {
-      // still down: the next tick tries again
-    } finally {
-      probing = false;
-    }
-  };
-
-  client.on('error', () => {
-    // Reported through markDown (once per outage); ioredis would otherwise print each retry.
-  });
-  client.on('close', () => markDown('connection closed'));
-  client.on('ready', () => void probe());
-
-  const call = async <T>(viaRedis: () => Promise<T>, viaMemory: () => Promise<T>): Promise<T> => {
-    if (up && !closed) {
-      try {
-        return await withTimeout(viaRedis(), timeoutMs);
-      } catch (error) {
-        markDown(error instanceof Error ? error.message : String(error));
-      }
-    }
-    metrics?.cacheErrors.inc({ backend: 'redis' });
-    return viaMemory();
-  };
+  const link = openLink(options, keyPrefix);
+  const entries = createSealedEntries(options, keyPrefix, link.target);
+  const { client, fallback } = link;
+  const call = <T>(viaRedis: () => Promise<T>, viaMemory: () => Promise<T>): Promise<T> =>
+    callOrFallBack(link, viaRedis, viaMemory);
 
   return {
     kind: 'redis',
     get: (key) =>
       call(
-        async () => unseal(key, await client.get(key)),
+        async () => entries.unseal(key, await client.get(key)),
         () => fallback.get(key),
       ),
     set: (key, value, ttlMs) =>
       call(
         async () =>
-          void (await client.set(
-            key,
-            sealer.seal(keyPrefix + key, value, now() + wholeMs(ttlMs)),
-            'PX',
-            wholeMs(ttlMs),
-          )),
+          void (await client.set(key, entries.seal(key, value, ttlMs), 'PX', wholeMs(ttlMs))),
         () => fallback.set(key, value, ttlMs),
       ),
     async delete(key) {
@@ -151,27 +67,171 @@ export function createRedisCache(options: RedisCacheOptions): SharedCache {
     acquireLock: (key, ttlMs, owner = '1') =>
       call(
         async () =>
-          (await client.set(key, lockValue(key, owner), 'PX', wholeMs(ttlMs), 'NX')) === 'OK',
+          (await client.set(key, entries.lockValue(key, owner), 'PX', wholeMs(ttlMs), 'NX')) ===
+          'OK',
         () => fallback.acquireLock(key, ttlMs, owner),
       ),
     async releaseLock(key, owner) {
       // A lock taken during an outage lives in memory; one taken before it, in Redis.
       const local = await fallback.releaseLock(key, owner);
       const shared = await call(
-        async () => (await client.eval(RELEASE_IF_OWNER, 1, key, lockValue(key, owner))) === 1,
+        async () =>
+          (await client.eval(RELEASE_IF_OWNER, 1, key, entries.lockValue(key, owner))) === 1,
         () => Promise.resolve(false),
       );
       return local || shared;
     },
-    healthy: () => up && !closed,
-    async close() {
-      if (closed) return;
-      closed = true;
-      if (probeTimer) clearInterval(probeTimer);
-      await withTimeout(client.quit(), 1000).catch(() => client.disconnect());
-      await fallback.close();
-    },
+    healthy: () => link.up && !link.closed,
+    close: () => closeLink(link),
   };
+}
+
+/** What goes to Redis is sealed under its full (prefixed) key, and checked when it comes back. */
+interface SealedEntries {
+  seal(key: string, value: string, ttlMs: number): string;
+  unseal(key: string, raw: string | null): string | undefined;
+  lockValue(key: string, owner: string): string;
+}
+
+function createSealedEntries(
+  options: RedisCacheOptions,
+  keyPrefix: string,
+  target: string,
+): SealedEntries {
+  const { logger, metrics } = options;
+  const now = options.now ?? Date.now;
+  const sealer = createEntrySealer(options.secret, keyPrefix);
+  return {
+    seal: (key, value, ttlMs) => sealer.seal(keyPrefix + key, value, now() + wholeMs(ttlMs)),
+    /** An entry that fails authentication is absent to every caller: counted and logged, never its content. */
+    unseal(key, raw) {
+      if (raw === null) return undefined;
+      const opened = sealer.open(keyPrefix + key, raw, now());
+      if ('value' in opened) return opened.value;
+      metrics?.cacheRejected.inc({ reason: opened.rejected });
+      logger.warn(
+        { cache: 'redis', target, key, reason: opened.rejected, length: raw.length },
+        'shared cache entry failed authentication: ignored',
+      );
+      return undefined;
+    },
+    // Lock values are only compared, never read for meaning: a fixed expiry makes the sealed owner
+    // deterministic, so the compare-and-delete script can match it.
+    lockValue: (key, owner) => sealer.seal(keyPrefix + key, owner, 0),
+  };
+}
+
+/**
+ * The Redis connection, the memory cache that stands in for it, and whether Redis answers now.
+ * Plain data: only the link functions below change `up`, `closed`, `probing` and `probeTimer`.
+ */
+interface RedisLink {
+  readonly client: Redis | Cluster;
+  readonly fallback: SharedCache;
+  /** Where the cache points, for logs. */
+  readonly target: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics | undefined;
+  readonly timeoutMs: number;
+  readonly probeIntervalMs: number;
+  up: boolean;
+  closed: boolean;
+  probing: boolean;
+  probeTimer: NodeJS.Timeout | undefined;
+}
+
+function openLink(options: RedisCacheOptions, keyPrefix: string): RedisLink {
+  const timeoutMs = options.timeoutMs ?? 100;
+  const target = describeTarget(options.redis);
+  const fallback = createMemoryCache(options.now ? { now: options.now } : {});
+  const client = connect(options.redis, {
+    timeoutMs,
+    keyPrefix,
+    password: options.password,
+    ca: options.ca,
+  });
+  const link: RedisLink = {
+    client,
+    fallback,
+    target,
+    logger: options.logger,
+    metrics: options.metrics,
+    timeoutMs,
+    probeIntervalMs: options.probeIntervalMs ?? 1000,
+    up: true,
+    closed: false,
+    probing: false,
+    probeTimer: undefined,
+  };
+  client.on('error', () => {
+    // Reported through markDown (once per outage); ioredis would otherwise print each retry.
+  });
+  client.on('close', () => markDown(link, 'connection closed'));
+  client.on('ready', () => void probe(link));
+  return link;
+}
+
+/** Redis while it answers within the budget; memory otherwise, counted as a backend error. */
+async function callOrFallBack<T>(
+  link: RedisLink,
+  viaRedis: () => Promise<T>,
+  viaMemory: () => Promise<T>,
+): Promise<T> {
+  if (link.up && !link.closed) {
+    try {
+      return await withTimeout(viaRedis(), link.timeoutMs);
+    } catch (error) {
+      markDown(link, error instanceof Error ? error.message : String(error));
+    }
+  }
+  link.metrics?.cacheErrors.inc({ backend: 'redis' });
+  return viaMemory();
+}
+
+function markDown(link: RedisLink, reason: string): void {
+  if (!link.up || link.closed) return;
+  link.up = false;
+  link.logger.warn(
+    { cache: 'redis', target: link.target, reason },
+    'redis cache unreachable: serving from memory until it answers',
+  );
+  link.probeTimer ??= setInterval(() => void probe(link), link.probeIntervalMs);
+  link.probeTimer.unref();
+}
+
+async function markUp(link: RedisLink): Promise<void> {
+  if (link.up || link.closed) return;
+  link.up = true;
+  if (link.probeTimer) clearInterval(link.probeTimer);
+  link.probeTimer = undefined;
+  // What was written to memory during the outage may since have been replaced or deleted in
+  // Redis by another replica: drop it rather than serve it at the next outage.
+  await link.fallback.close();
+  link.logger.info(
+    { cache: 'redis', target: link.target },
+    'redis cache reachable again: shared cache restored',
+  );
+}
+
+async function probe(link: RedisLink): Promise<void> {
+  if (link.up || link.probing || link.closed) return;
+  link.probing = true;
+  try {
+    await withTimeout(link.client.ping(), link.timeoutMs);
+    await markUp(link);
+  } catch {
+    // still down: the next tick tries again
+  } finally {
+    link.probing = false;
+  }
+}
+
+async function closeLink(link: RedisLink): Promise<void> {
+  if (link.closed) return;
+  link.closed = true;
+  if (link.probeTimer) clearInterval(link.probeTimer);
+  await withTimeout(link.client.quit(), 1000).catch(() => link.client.disconnect());
+  await link.fallback.close();
 }
 
 function connect(

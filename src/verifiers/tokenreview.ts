@@ -9,13 +9,15 @@ import {
   ReviewCallError,
   createTokenReviewClient,
   type ReviewCallFailure,
+  type TokenReviewClient,
 } from './tokenreview-client.js';
 import {
   cachedIdentitySchema,
   identityFromReview,
   reviewStatusSchema,
+  type ReviewStatus,
 } from './tokenreview-identity.js';
-import type { ClusterVerifier, TokenReviewLimits, WorkloadIdentity } from './types.js';
+import type { ClusterVerifier, RoutedToken, TokenReviewLimits, WorkloadIdentity } from './types.js';
 
 export interface TokenReviewDeps extends TokenReviewLimits {
   cache: SharedCache;
@@ -64,138 +66,196 @@ export function createTokenReviewVerifier(
   cluster: ClusterConfig,
   deps: TokenReviewDeps,
 ): ClusterVerifier {
-  const now = deps.now ?? Date.now;
-  const timeoutMs = deps.timeoutMs ?? 5000;
-  const positiveTtlSeconds = deps.positiveTtlSeconds ?? DEFAULT_POSITIVE_TTL_SECONDS;
-  const client = createTokenReviewClient(cluster, { timeoutMs });
-  const log = deps.logger.child({ module: 'tokenreview', cluster: cluster.name });
-  // Concurrent exchanges of one token share one review.
-  const inFlight = new Map<string, Promise<WorkloadIdentity>>();
-  const maxConcurrent = deps.maxConcurrentReviews ?? DEFAULT_MAX_CONCURRENT_REVIEWS;
-  const refusalTtlMs = (deps.refusalTtlSeconds ?? DEFAULT_REFUSAL_TTL_SECONDS) * 1000;
-  let saturated = false;
-
-  const count = (result: string) =>
-    deps.metrics?.tokenReviews.inc({ cluster: cluster.name, result });
-
-  const readCached = (key: string) => readCachedReview(deps.cache, key, log);
-
-  const reviewAndCache = async (
-    token: string,
-    claims: Record<string, unknown>,
-    key: string,
-  ): Promise<WorkloadIdentity> => {
-    let rawStatus: unknown;
-    try {
-      rawStatus = await client.review(token, deps.audiences);
-    } catch (error) {
-      throw unavailable(error);
-    }
-    const parsed = reviewStatusSchema.safeParse(rawStatus);
-    if (!parsed.success)
-      throw unavailable(
-        new ReviewCallError({ kind: 'malformed', reason: 'unexpected TokenReview status shape' }),
-      );
-    let identity: WorkloadIdentity;
-    try {
-      identity = identityFromReview({
-        cluster,
-        status: parsed.data,
-        claims,
-        audiences: deps.audiences,
-        nowSeconds: Math.floor(now() / 1000),
-      });
-    } catch (error) {
-      count('unauthenticated');
-      if (isTesseraError(error) && isVerifierReason(error.reason)) {
-        log.info(
-          { reason: error.reason, ...error.detail },
-          'token review refused the subject token',
-        );
-        const refusal: CachedReview = {
-          refused: { reason: error.reason, detail: error.detail ?? {} },
-        };
-        await deps.cache.set(key, JSON.stringify(refusal), refusalTtlMs);
-      }
-      throw error;
-    }
-    count('authenticated');
-    const ttlMs = cacheTtlMs(identity.expiresAt, positiveTtlSeconds, now());
-    if (ttlMs > 0) await deps.cache.set(key, JSON.stringify(identity), ttlMs);
-    log.debug({ sub: identity.sub, jti: identity.jti }, 'token review authenticated');
-    return identity;
-  };
-
-  const unavailable = (error: unknown) => {
-    const failure: ReviewCallFailure =
-      error instanceof ReviewCallError
-        ? error.failure
-        : { kind: 'malformed', reason: 'unknown error' };
-    count(failure.kind === 'timeout' ? 'timeout' : 'error');
-    const fields = {
-      server: client.server,
-      status: failure.status,
-      reason: failure.reason,
-      failure: failure.kind,
-    };
-    if (failure.status === 401 || failure.status === 403)
-      log.error(fields, adviceFor(failure.status));
-    else
-      log.warn(
-        fields,
-        `token review failed (${failure.kind}): ${KIND_ADVICE[failure.kind]}; answering 503`,
-      );
-    return refuse('review_unavailable', {
-      cluster: cluster.name,
-      server: client.server,
-      status: failure.status,
-      failure: failure.kind,
-      serverReason: failure.reason,
-    });
-  };
-
-  const busy = () => {
-    count('throttled');
-    if (!saturated)
-      log.warn(
-        { server: client.server, maxConcurrentReviews: maxConcurrent },
-        'token reviews at their concurrency limit: answering 503 until one finishes',
-      );
-    saturated = true;
-    return refuse('review_busy', { cluster: cluster.name, maxConcurrentReviews: maxConcurrent });
-  };
-
+  const context = createReviewContext(cluster, deps);
   return {
     // The router parsed the token strictly: malformed or oversized tokens never reach the API server.
-    async verify({ jws: { token }, claims }) {
-      const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
-      const cached = await readCached(key);
-      if (cached && 'refused' in cached)
-        throw refuse(cached.refused.reason, {
-          ...cached.refused.detail,
-          cluster: cluster.name,
-          cached: true,
-        });
-      if (cached) return cached;
-      let pending = inFlight.get(key);
-      if (!pending) {
-        if (inFlight.size >= maxConcurrent) throw busy();
-        pending = reviewAndCache(token, claims, key).finally(() => {
-          inFlight.delete(key);
-          if (inFlight.size < maxConcurrent) saturated = false;
-        });
-        inFlight.set(key, pending);
-      }
-      return pending;
-    },
+    verify: (routed) => verifyByReview(context, routed),
     warm: () => Promise.resolve(),
     // Nothing is kept that could go stale: each answer comes from the API server (or its cache).
     status: () => ({ cluster: cluster.name, issuer: cluster.issuer, ready: true, stale: false }),
     close() {
-      inFlight.clear();
+      context.inFlight.clear();
       return Promise.resolve();
     },
   };
+}
+
+/**
+ * What one cluster's verifier works with, built once. Plain data: `inFlight` and `saturated`
+ * change only through the functions below.
+ */
+interface ReviewContext {
+  readonly cluster: ClusterConfig;
+  readonly deps: TokenReviewDeps;
+  readonly now: () => number;
+  readonly client: TokenReviewClient;
+  readonly log: Logger;
+  readonly positiveTtlSeconds: number;
+  readonly refusalTtlMs: number;
+  readonly maxConcurrent: number;
+  /** Concurrent exchanges of one token share one review. */
+  readonly inFlight: Map<string, Promise<WorkloadIdentity>>;
+  /** Set while at the concurrency limit, so the limit is logged once per episode. */
+  saturated: boolean;
+}
+
+function createReviewContext(cluster: ClusterConfig, deps: TokenReviewDeps): ReviewContext {
+  const timeoutMs = deps.timeoutMs ?? 5000;
+  const client = createTokenReviewClient(cluster, { timeoutMs });
+  return {
+    cluster,
+    deps,
+    now: deps.now ?? Date.now,
+    client,
+    log: deps.logger.child({ module: 'tokenreview', cluster: cluster.name }),
+    positiveTtlSeconds: deps.positiveTtlSeconds ?? DEFAULT_POSITIVE_TTL_SECONDS,
+    refusalTtlMs: (deps.refusalTtlSeconds ?? DEFAULT_REFUSAL_TTL_SECONDS) * 1000,
+    maxConcurrent: deps.maxConcurrentReviews ?? DEFAULT_MAX_CONCURRENT_REVIEWS,
+    inFlight: new Map(),
+    saturated: false,
+  };
+}
+
+/** The cached answer (identity or refusal) when there is one, else the API server's. */
+async function verifyByReview(
+  context: ReviewContext,
+  { jws: { token }, claims }: RoutedToken,
+): Promise<WorkloadIdentity> {
+  const { cluster } = context;
+  const key = `tokenreview:${cluster.name}:${createHash('sha256').update(token).digest('hex')}`;
+  const cached = await readCachedReview(context.deps.cache, key, context.log);
+  if (cached && 'refused' in cached)
+    throw refuse(cached.refused.reason, {
+      ...cached.refused.detail,
+      cluster: cluster.name,
+      cached: true,
+    });
+  if (cached) return cached;
+  return sharedReview(context, token, claims, key);
+}
+
+/** Joins the review of this token already in flight, or starts one if the limit allows. */
+function sharedReview(
+  context: ReviewContext,
+  token: string,
+  claims: Record<string, unknown>,
+  key: string,
+): Promise<WorkloadIdentity> {
+  const { inFlight, maxConcurrent } = context;
+  let pending = inFlight.get(key);
+  if (!pending) {
+    if (inFlight.size >= maxConcurrent) throw busy(context);
+    pending = reviewAndCache(context, token, claims, key).finally(() => {
+      inFlight.delete(key);
+      if (inFlight.size < maxConcurrent) context.saturated = false;
+    });
+    inFlight.set(key, pending);
+  }
+  return pending;
+}
+
+async function reviewAndCache(
+  context: ReviewContext,
+  token: string,
+  claims: Record<string, unknown>,
+  key: string,
+): Promise<WorkloadIdentity> {
+  const { cluster, deps, now } = context;
+  const status = await requestReviewStatus(context, token);
+  let identity: WorkloadIdentity;
+  try {
+    identity = identityFromReview({
+      cluster,
+      status,
+      claims,
+      audiences: deps.audiences,
+      nowSeconds: Math.floor(now() / 1000),
+    });
+  } catch (error) {
+    countReview(context, 'unauthenticated');
+    await cacheRefusal(context, key, error);
+    throw error;
+  }
+  countReview(context, 'authenticated');
+  const ttlMs = cacheTtlMs(identity.expiresAt, context.positiveTtlSeconds, now());
+  if (ttlMs > 0) await deps.cache.set(key, JSON.stringify(identity), ttlMs);
+  context.log.debug({ sub: identity.sub, jti: identity.jti }, 'token review authenticated');
+  return identity;
+}
+
+/** The review's status as the API server gave it; any failure to get a readable one is a 503. */
+async function requestReviewStatus(context: ReviewContext, token: string): Promise<ReviewStatus> {
+  let rawStatus: unknown;
+  try {
+    rawStatus = await context.client.review(token, context.deps.audiences);
+  } catch (error) {
+    throw unavailable(context, error);
+  }
+  const parsed = reviewStatusSchema.safeParse(rawStatus);
+  if (!parsed.success)
+    throw unavailable(
+      context,
+      new ReviewCallError({ kind: 'malformed', reason: 'unexpected TokenReview status shape' }),
+    );
+  return parsed.data;
+}
+
+/** Only a refusal with a verifier reason is cached; anything else is not the token's fault. */
+async function cacheRefusal(context: ReviewContext, key: string, error: unknown): Promise<void> {
+  if (!isTesseraError(error) || !isVerifierReason(error.reason)) return;
+  context.log.info(
+    { reason: error.reason, ...error.detail },
+    'token review refused the subject token',
+  );
+  const refusal: CachedReview = {
+    refused: { reason: error.reason, detail: error.detail ?? {} },
+  };
+  await context.deps.cache.set(key, JSON.stringify(refusal), context.refusalTtlMs);
+}
+
+function unavailable(context: ReviewContext, error: unknown) {
+  const { cluster, client, log } = context;
+  const failure: ReviewCallFailure =
+    error instanceof ReviewCallError
+      ? error.failure
+      : { kind: 'malformed', reason: 'unknown error' };
+  countReview(context, failure.kind === 'timeout' ? 'timeout' : 'error');
+  const fields = {
+    server: client.server,
+    status: failure.status,
+    reason: failure.reason,
+    failure: failure.kind,
+  };
+  if (failure.status === 401 || failure.status === 403)
+    log.error(fields, adviceFor(failure.status));
+  else
+    log.warn(
+      fields,
+      `token review failed (${failure.kind}): ${KIND_ADVICE[failure.kind]}; answering 503`,
+    );
+  return refuse('review_unavailable', {
+    cluster: cluster.name,
+    server: client.server,
+    status: failure.status,
+    failure: failure.kind,
+    serverReason: failure.reason,
+  });
+}
+
+function busy(context: ReviewContext) {
+  const { cluster, client, log, maxConcurrent } = context;
+  countReview(context, 'throttled');
+  if (!context.saturated)
+    log.warn(
+      { server: client.server, maxConcurrentReviews: maxConcurrent },
+      'token reviews at their concurrency limit: answering 503 until one finishes',
+    );
+  context.saturated = true;
+  return refuse('review_busy', { cluster: cluster.name, maxConcurrentReviews: maxConcurrent });
+}
+
+function countReview(context: ReviewContext, result: string): void {
+  context.deps.metrics?.tokenReviews.inc({ cluster: context.cluster.name, result });
 }
 
 /** The cached answer for a token, or undefined; an unreadable one counts as absent. */
