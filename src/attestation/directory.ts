@@ -1,7 +1,7 @@
-import { invalidRequest, temporarilyUnavailable } from '../errors.js';
+import { invalidRequest, temporarilyUnavailable, type TesseraError } from '../errors.js';
 import type { Logger } from '../observability/index.js';
 import { KubeCallError, type KubeApi } from './kube.js';
-import { createLookupCache } from './lookup-cache.js';
+import { createLookupCache, type LookupCache } from './lookup-cache.js';
 import { resolveOwner } from './owners.js';
 import { podRecord, stringMap } from './pod-record.js';
 import { watchNamespace, type NamespaceWatch, type WatchOptions } from './pod-watch.js';
@@ -42,130 +42,170 @@ const CONFIRM_TTL_MS = 2_000;
 type Confirmed = { found: true; record: PodRecord } | { found: false };
 
 export function createPodDirectory(options: DirectoryOptions): PodDirectory {
-  const { api, now, cluster } = options;
-  const maxNamespaces = options.maxNamespaces ?? 256;
-  const syncWaitMs = options.syncWaitMs ?? 5_000;
-  const watches = new Map<string, NamespaceWatch>();
-  const confirmed = createLookupCache<Confirmed>({ ttlMs: CONFIRM_TTL_MS, max: 10_000, now });
-  const owners = createLookupCache<string>({ ttlMs: MAX_STALENESS_MS, max: 10_000, now });
-  const nodes = createLookupCache<Record<string, string> | undefined>({
-    ttlMs: MAX_STALENESS_MS,
-    max: 10_000,
-    now,
-  });
-  const unavailable = (what: string, cause?: unknown) =>
-    temporarilyUnavailable(
-      'the cluster API server cannot be reached to attest the pod; retry later',
-      { reason: 'pod_lookup_unavailable', detail: { cluster, what }, cause },
-    );
-
-  function watchFor(namespace: string): NamespaceWatch {
-    let watch = watches.get(namespace);
-    if (watch) {
-      watches.delete(namespace);
-      watches.set(namespace, watch);
-      return watch;
-    }
-    watch = watchNamespace({
-      api,
-      namespace,
+  const { now } = options;
+  const state: DirectoryState = {
+    options,
+    maxNamespaces: options.maxNamespaces ?? 256,
+    syncWaitMs: options.syncWaitMs ?? 5_000,
+    watches: new Map(),
+    confirmed: createLookupCache<Confirmed>({ ttlMs: CONFIRM_TTL_MS, max: 10_000, now }),
+    owners: createLookupCache<string>({ ttlMs: MAX_STALENESS_MS, max: 10_000, now }),
+    nodes: createLookupCache<Record<string, string> | undefined>({
+      ttlMs: MAX_STALENESS_MS,
+      max: 10_000,
       now,
-      logger: options.logger.child({ cluster }),
-      ...options.watch,
+    }),
+  };
+  return {
+    lookup: (namespace, name, uid) => lookupPod(state, namespace, name, uid),
+    owner: (pod) => ownerOf(state, pod),
+    nodeLabels: (pod) => nodeLabelsOf(state, pod),
+    namespaces: () => [...state.watches.keys()],
+    close: () => closeWatches(state),
+  };
+}
+
+/** One cluster's directory, as plain data shared by the lookups and the watch bookkeeping below. */
+interface DirectoryState {
+  readonly options: DirectoryOptions;
+  readonly maxNamespaces: number;
+  readonly syncWaitMs: number;
+  /** Open watches, least recently used first. */
+  readonly watches: Map<string, NamespaceWatch>;
+  readonly confirmed: LookupCache<Confirmed>;
+  readonly owners: LookupCache<string>;
+  readonly nodes: LookupCache<Record<string, string> | undefined>;
+}
+
+async function lookupPod(
+  state: DirectoryState,
+  namespace: string,
+  name: string,
+  uid: string,
+): Promise<PodRecord> {
+  const { cluster } = state.options;
+  const watch = watchFor(state, namespace);
+  if (!watch.synced()) await firstListOrTimeout(watch, state.syncWaitMs);
+  const cached = isFresh(watch, state.options.now) ? watch.get(name) : undefined;
+  if (cached && cached.uid === uid && cached.complete) return cached;
+  let answer: Confirmed;
+  try {
+    answer = await confirm(state, namespace, name);
+  } catch (error) {
+    // The watch's copy is still within its bounded age: an incomplete record beats no answer.
+    if (cached && cached.uid === uid) return cached;
+    throw unavailable(cluster, 'pod', error);
+  }
+  if (!answer.found)
+    throw invalidRequest('the pod named by subject_token does not exist', {
+      reason: 'pod_not_found',
+      detail: { cluster, namespace, pod: name },
     });
+  if (answer.record.uid !== uid) {
+    throw invalidRequest('the pod named by subject_token was replaced (its uid differs)', {
+      reason: 'pod_replaced',
+      detail: { cluster, namespace, pod: name },
+    });
+  }
+  return answer.record;
+}
+
+/** The namespace's watch, opened on first use; opening one past `maxNamespaces` closes the least recently used. */
+function watchFor(state: DirectoryState, namespace: string): NamespaceWatch {
+  const { watches, options } = state;
+  let watch = watches.get(namespace);
+  if (watch) {
+    watches.delete(namespace);
     watches.set(namespace, watch);
-    if (watches.size > maxNamespaces) {
-      const [oldest, evicted] = watches.entries().next().value as [string, NamespaceWatch];
-      watches.delete(oldest);
-      evicted.stop();
-    }
     return watch;
   }
+  watch = watchNamespace({
+    api: options.api,
+    namespace,
+    now: options.now,
+    logger: options.logger.child({ cluster: options.cluster }),
+    ...options.watch,
+  });
+  watches.set(namespace, watch);
+  if (watches.size > state.maxNamespaces) {
+    const [oldest, evicted] = watches.entries().next().value as [string, NamespaceWatch];
+    watches.delete(oldest);
+    evicted.stop();
+  }
+  return watch;
+}
 
-  const fresh = (watch: NamespaceWatch) => {
-    const contact = watch.lastContact();
-    return watch.synced() && contact !== undefined && now() - contact <= MAX_STALENESS_MS;
-  };
+/** A slow first list is waited for only so long: past that, a GET answers instead. */
+function firstListOrTimeout(watch: NamespaceWatch, syncWaitMs: number): Promise<unknown> {
+  return Promise.race([
+    watch.ready(),
+    new Promise((resolve) => setTimeout(resolve, syncWaitMs).unref()),
+  ]);
+}
 
-  async function confirm(namespace: string, name: string): Promise<Confirmed> {
-    return confirmed.get(`${namespace}/${name}`, async () => {
+function isFresh(watch: NamespaceWatch, now: () => number): boolean {
+  const contact = watch.lastContact();
+  return watch.synced() && contact !== undefined && now() - contact <= MAX_STALENESS_MS;
+}
+
+async function confirm(state: DirectoryState, namespace: string, name: string): Promise<Confirmed> {
+  const { api } = state.options;
+  return state.confirmed.get(`${namespace}/${name}`, async () => {
+    try {
+      const object = await api.getPod(namespace, name);
+      state.options.onApiCall?.('get-pod', 'ok');
+      const record = podRecord(object);
+      return record ? { found: true, record } : { found: false };
+    } catch (error) {
+      if (error instanceof KubeCallError && error.kind === 'not-found') {
+        state.options.onApiCall?.('get-pod', 'ok');
+        return { found: false };
+      }
+      state.options.onApiCall?.('get-pod', 'error');
+      throw error;
+    }
+  });
+}
+
+async function ownerOf(state: DirectoryState, pod: PodRecord): Promise<string> {
+  try {
+    return await resolveOwner(state.options.api, state.owners, pod);
+  } catch (error) {
+    state.options.onApiCall?.('owner', 'error');
+    throw unavailable(state.options.cluster, 'owner', error);
+  }
+}
+
+async function nodeLabelsOf(
+  state: DirectoryState,
+  pod: PodRecord,
+): Promise<Record<string, string> | undefined> {
+  const { api } = state.options;
+  const nodeName = pod.nodeName;
+  if (!nodeName) return undefined;
+  try {
+    return await state.nodes.get(nodeName, async () => {
       try {
-        const object = await api.getPod(namespace, name);
-        options.onApiCall?.('get-pod', 'ok');
-        const record = podRecord(object);
-        return record ? { found: true, record } : { found: false };
+        return stringMap(await api.getNodeLabels(nodeName));
       } catch (error) {
-        if (error instanceof KubeCallError && error.kind === 'not-found') {
-          options.onApiCall?.('get-pod', 'ok');
-          return { found: false };
-        }
-        options.onApiCall?.('get-pod', 'error');
+        if (error instanceof KubeCallError && error.kind === 'not-found') return undefined;
         throw error;
       }
     });
+  } catch (error) {
+    state.options.onApiCall?.('node', 'error');
+    throw unavailable(state.options.cluster, 'node', error);
   }
+}
 
-  return {
-    async lookup(namespace, name, uid) {
-      const watch = watchFor(namespace);
-      if (!watch.synced())
-        await Promise.race([
-          watch.ready(),
-          new Promise((resolve) => setTimeout(resolve, syncWaitMs).unref()),
-        ]);
-      const cached = fresh(watch) ? watch.get(name) : undefined;
-      if (cached && cached.uid === uid && cached.complete) return cached;
-      let answer: Confirmed;
-      try {
-        answer = await confirm(namespace, name);
-      } catch (error) {
-        // The watch's copy is still within its bounded age: an incomplete record beats no answer.
-        if (cached && cached.uid === uid) return cached;
-        throw unavailable('pod', error);
-      }
-      if (!answer.found)
-        throw invalidRequest('the pod named by subject_token does not exist', {
-          reason: 'pod_not_found',
-          detail: { cluster, namespace, pod: name },
-        });
-      if (answer.record.uid !== uid) {
-        throw invalidRequest('the pod named by subject_token was replaced (its uid differs)', {
-          reason: 'pod_replaced',
-          detail: { cluster, namespace, pod: name },
-        });
-      }
-      return answer.record;
-    },
-    async owner(pod) {
-      try {
-        const owner = await resolveOwner(api, owners, pod);
-        return owner;
-      } catch (error) {
-        options.onApiCall?.('owner', 'error');
-        throw unavailable('owner', error);
-      }
-    },
-    async nodeLabels(pod) {
-      const nodeName = pod.nodeName;
-      if (!nodeName) return undefined;
-      try {
-        return await nodes.get(nodeName, async () => {
-          try {
-            return stringMap(await api.getNodeLabels(nodeName));
-          } catch (error) {
-            if (error instanceof KubeCallError && error.kind === 'not-found') return undefined;
-            throw error;
-          }
-        });
-      } catch (error) {
-        options.onApiCall?.('node', 'error');
-        throw unavailable('node', error);
-      }
-    },
-    namespaces: () => [...watches.keys()],
-    close() {
-      for (const watch of watches.values()) watch.stop();
-      watches.clear();
-    },
-  };
+function closeWatches(state: DirectoryState): void {
+  for (const watch of state.watches.values()) watch.stop();
+  state.watches.clear();
+}
+
+function unavailable(cluster: string, what: string, cause?: unknown): TesseraError {
+  return temporarilyUnavailable(
+    'the cluster API server cannot be reached to attest the pod; retry later',
+    { reason: 'pod_lookup_unavailable', detail: { cluster, what }, cause },
+  );
 }

@@ -36,145 +36,191 @@ export interface WatchOptions {
 }
 
 export function watchNamespace(options: WatchOptions): NamespaceWatch {
-  const { api, namespace, now, logger } = options;
-  const retryBase = options.retryBaseMs ?? 500;
-  const retryMax = options.retryMaxMs ?? 30_000;
-  const connectTimeout = options.connectTimeoutMs ?? 10_000;
-  let pods = new Map<string, PodRecord>();
-  let resourceVersion = '';
-  let isSynced = false;
-  let connected = false;
-  let contactAt: number | undefined;
-  let stopped = false;
-  let failures = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let current: { stop(): void } | undefined;
+  const { namespace, now } = options;
   let resolveReady: () => void = () => undefined;
   const readyPromise = new Promise<void>((resolve) => (resolveReady = resolve));
-
-  const touch = () => void (contactAt = now());
-
-  const schedule = (action: () => Promise<void>, immediate: boolean) => {
-    if (stopped) return;
-    const delay = immediate
-      ? 0
-      : Math.min(retryMax, retryBase * 2 ** Math.min(failures - 1, 16)) * (0.5 + Math.random() / 2);
-    timer = setTimeout(() => void action(), delay);
-    timer.unref();
+  const state: WatchState = {
+    options,
+    retryBaseMs: options.retryBaseMs ?? 500,
+    retryMaxMs: options.retryMaxMs ?? 30_000,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    pods: new Map(),
+    resourceVersion: '',
+    synced: false,
+    connected: false,
+    contactAt: undefined,
+    stopped: false,
+    failures: 0,
+    timer: undefined,
+    current: undefined,
+    resolveReady,
   };
 
-  async function list(): Promise<void> {
-    try {
-      options.onEvent?.(isSynced ? 'relist' : 'list');
-      const result = await api.listPods(namespace);
-      const next = new Map<string, PodRecord>();
-      for (const item of result.items) {
-        const record = podRecord(item);
-        if (record) next.set(record.name, record);
-      }
-      pods = next;
-      resourceVersion = result.resourceVersion;
-      isSynced = true;
-      touch();
-      resolveReady();
-      schedule(watch, true);
-    } catch (error) {
-      failures += 1;
-      options.onEvent?.('error');
-      logger.warn(
-        { namespace, server: api.server, reason: reasonOf(error) },
-        'pod list failed; retrying',
-      );
-      resolveReady();
-      schedule(list, false);
-    }
-  }
-
-  function onEvent(event: WatchEvent): void {
-    touch();
-    const object = event.object as
-      { metadata?: { resourceVersion?: unknown }; code?: unknown } | undefined;
-    if (event.type === 'ERROR') {
-      // The server says the version is gone: the next start must list again.
-      if (object?.code === 410) resourceVersion = '';
-      return;
-    }
-    const version = object?.metadata?.resourceVersion;
-    if (typeof version === 'string' && version) resourceVersion = version;
-    if (event.type === 'BOOKMARK') return;
-    const record = podRecord(event.object);
-    if (!record) return;
-    if (event.type === 'DELETED') pods.delete(record.name);
-    else if (event.type === 'ADDED' || event.type === 'MODIFIED') pods.set(record.name, record);
-  }
-
-  async function watch(): Promise<void> {
-    if (stopped) return;
-    if (!resourceVersion) return list();
-    // Backoff reads the monotonic clock: `now` may be a test's frozen clock.
-    const startedAt = performance.now();
-    let settled = false;
-    const done = (error?: KubeCallError) => {
-      if (settled) return;
-      settled = true;
-      if (connected) touch();
-      connected = false;
-      current = undefined;
-      if (stopped) return;
-      const quick = performance.now() - startedAt < 1000;
-      // A watch that lived a while proves the server healthy again.
-      if (!quick) failures = 0;
-      if (error?.kind === 'gone' || !resourceVersion) {
-        // One list per expiry; a server that expires every watch at once is backed off from.
-        resourceVersion = '';
-        if (error || quick) failures += 1;
-        return schedule(list, failures === 0);
-      }
-      if (error) {
-        failures += 1;
-        options.onEvent?.('error');
-        logger.warn(
-          { namespace, server: api.server, reason: error.reason },
-          'pod watch failed; resuming after a pause',
-        );
-        return schedule(watch, false);
-      }
-      // A normal end (the server's watch timeout): resume at once, unless it ended right away.
-      if (quick) failures += 1;
-      schedule(watch, failures === 0);
-    };
-    try {
-      options.onEvent?.('watch');
-      const handle = await withDeadline(
-        api.watchPods(namespace, resourceVersion, onEvent, done),
-        connectTimeout,
-      );
-      if (settled || stopped) return handle.stop();
-      current = handle;
-      connected = true;
-      touch();
-    } catch (error) {
-      done(error instanceof KubeCallError ? error : new KubeCallError('network', reasonOf(error)));
-    }
-  }
-
-  void list();
+  void listPods(state);
 
   return {
     namespace,
-    synced: () => isSynced,
+    synced: () => state.synced,
     ready: () => readyPromise,
-    lastContact: () => (connected ? now() : contactAt),
-    get: (name) => pods.get(name),
-    size: () => pods.size,
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-      current?.stop();
-      connected = false;
-      resolveReady();
-    },
+    lastContact: () => (state.connected ? now() : state.contactAt),
+    get: (name) => state.pods.get(name),
+    size: () => state.pods.size,
+    stop: () => stopWatching(state),
   };
+}
+
+/** One namespace's watch, as plain data shared by the steps below (list, watch, apply, retry). */
+interface WatchState {
+  readonly options: WatchOptions;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  readonly connectTimeoutMs: number;
+  pods: Map<string, PodRecord>;
+  /** Where the next watch resumes; empty when it cannot resume and the next start must list. */
+  resourceVersion: string;
+  synced: boolean;
+  /** A watch is open: its data is current now, not only as of `contactAt`. */
+  connected: boolean;
+  contactAt: number | undefined;
+  stopped: boolean;
+  /** Consecutive failures: the backoff grows with them. */
+  failures: number;
+  timer: NodeJS.Timeout | undefined;
+  current: { stop(): void } | undefined;
+  resolveReady: () => void;
+}
+
+/** A watch attempt: its own start time and whether its end has been handled already. */
+interface WatchAttempt {
+  readonly startedAt: number;
+  settled: boolean;
+}
+
+function touch(state: WatchState): void {
+  const { now } = state.options;
+  state.contactAt = now();
+}
+
+function scheduleStep(
+  state: WatchState,
+  step: (state: WatchState) => Promise<void>,
+  immediate: boolean,
+): void {
+  if (state.stopped) return;
+  const delay = immediate
+    ? 0
+    : Math.min(state.retryMaxMs, state.retryBaseMs * 2 ** Math.min(state.failures - 1, 16)) *
+      (0.5 + Math.random() / 2);
+  state.timer = setTimeout(() => void step(state), delay);
+  state.timer.unref();
+}
+
+async function listPods(state: WatchState): Promise<void> {
+  const { api, namespace, logger } = state.options;
+  try {
+    state.options.onEvent?.(state.synced ? 'relist' : 'list');
+    const result = await api.listPods(namespace);
+    const next = new Map<string, PodRecord>();
+    for (const item of result.items) {
+      const record = podRecord(item);
+      if (record) next.set(record.name, record);
+    }
+    state.pods = next;
+    state.resourceVersion = result.resourceVersion;
+    state.synced = true;
+    touch(state);
+    state.resolveReady();
+    scheduleStep(state, startWatch, true);
+  } catch (error) {
+    state.failures += 1;
+    state.options.onEvent?.('error');
+    logger.warn(
+      { namespace, server: api.server, reason: reasonOf(error) },
+      'pod list failed; retrying',
+    );
+    state.resolveReady();
+    scheduleStep(state, listPods, false);
+  }
+}
+
+function applyEvent(state: WatchState, event: WatchEvent): void {
+  touch(state);
+  const object = event.object as
+    { metadata?: { resourceVersion?: unknown }; code?: unknown } | undefined;
+  if (event.type === 'ERROR') {
+    // The server says the version is gone: the next start must list again.
+    if (object?.code === 410) state.resourceVersion = '';
+    return;
+  }
+  const version = object?.metadata?.resourceVersion;
+  if (typeof version === 'string' && version) state.resourceVersion = version;
+  if (event.type === 'BOOKMARK') return;
+  const record = podRecord(event.object);
+  if (!record) return;
+  if (event.type === 'DELETED') state.pods.delete(record.name);
+  else if (event.type === 'ADDED' || event.type === 'MODIFIED') state.pods.set(record.name, record);
+}
+
+async function startWatch(state: WatchState): Promise<void> {
+  if (state.stopped) return;
+  if (!state.resourceVersion) return listPods(state);
+  const { api, namespace } = state.options;
+  // Backoff reads the monotonic clock: `now` may be a test's frozen clock.
+  const attempt: WatchAttempt = { startedAt: performance.now(), settled: false };
+  const done = (error?: KubeCallError) => watchEnded(state, attempt, error);
+  try {
+    state.options.onEvent?.('watch');
+    const handle = await withDeadline(
+      api.watchPods(namespace, state.resourceVersion, (event) => applyEvent(state, event), done),
+      state.connectTimeoutMs,
+    );
+    if (attempt.settled || state.stopped) return handle.stop();
+    state.current = handle;
+    state.connected = true;
+    touch(state);
+  } catch (error) {
+    done(error instanceof KubeCallError ? error : new KubeCallError('network', reasonOf(error)));
+  }
+}
+
+/** Decides what follows the end of a watch: a resume, a new list, or a pause first. */
+function watchEnded(state: WatchState, attempt: WatchAttempt, error?: KubeCallError): void {
+  if (attempt.settled) return;
+  attempt.settled = true;
+  if (state.connected) touch(state);
+  state.connected = false;
+  state.current = undefined;
+  if (state.stopped) return;
+  const quick = performance.now() - attempt.startedAt < 1000;
+  // A watch that lived a while proves the server healthy again.
+  if (!quick) state.failures = 0;
+  if (error?.kind === 'gone' || !state.resourceVersion) {
+    // One list per expiry; a server that expires every watch at once is backed off from.
+    state.resourceVersion = '';
+    if (error || quick) state.failures += 1;
+    return scheduleStep(state, listPods, state.failures === 0);
+  }
+  if (error) {
+    state.failures += 1;
+    state.options.onEvent?.('error');
+    const { api, namespace, logger } = state.options;
+    logger.warn(
+      { namespace, server: api.server, reason: error.reason },
+      'pod watch failed; resuming after a pause',
+    );
+    return scheduleStep(state, startWatch, false);
+  }
+  // A normal end (the server's watch timeout): resume at once, unless it ended right away.
+  if (quick) state.failures += 1;
+  scheduleStep(state, startWatch, state.failures === 0);
+}
+
+function stopWatching(state: WatchState): void {
+  state.stopped = true;
+  clearTimeout(state.timer);
+  state.current?.stop();
+  state.connected = false;
+  state.resolveReady();
 }
 
 function withDeadline<T extends { stop(): void }>(promise: Promise<T>, ms: number): Promise<T> {
