@@ -87,6 +87,8 @@ export interface TesseraApp {
   }): Promise<{ url: string; port: number; server: Server; listeners: Listener[] }>;
   /** SIGTERM's first step: `/readyz` answers 503 while everything else is still served. */
   beginDrain(): void;
+  /** SIGHUP: the audit file (`audit.file`) is opened again by its path, for log rotation. */
+  reopenAuditFile(): void;
   /** Stop accepting and let in-flight requests finish; resolves when every connection is gone. */
   stopListening(): Promise<void>;
   /** Cut connections still open (the drain deadline passed). */
@@ -356,6 +358,9 @@ function appOf(
     },
     beginDrain() {
       lifecycle.draining = true;
+    },
+    reopenAuditFile() {
+      parts.audit.reopen();
     },
     stopListening,
     destroyConnections() {

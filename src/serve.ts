@@ -5,6 +5,7 @@ import { createLogger } from './observability/index.js';
 import {
   createShutdown,
   exitWithPrimary,
+  onReopenRequest,
   runPrimary,
   workerCount,
   workerStop,
@@ -19,7 +20,7 @@ export interface ServeOptions {
 
 /**
  * `tessera serve`: one process, or a primary and N workers sharing the listeners. Either way the
- * process drains on SIGTERM and exits 0.
+ * process drains on SIGTERM and exits 0, and reopens its audit file on SIGHUP.
  */
 export async function serve(config: Config, options: ServeOptions = {}): Promise<void> {
   const exit = (code: number): void => process.exit(code);
@@ -54,6 +55,10 @@ export async function serve(config: Config, options: ServeOptions = {}): Promise
   const onSignal = cluster.isWorker ? workerStop(shutdown) : shutdown;
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  // Log rotation's signal: without a handler SIGHUP would end the process with no drain at all.
+  const reopen = (): void => app.reopenAuditFile();
+  process.on('SIGHUP', reopen);
+  if (cluster.isWorker) onReopenRequest(reopen);
   const { url } = await app.listen();
   exitWithPrimary(app.logger, exit);
   options.onListening?.(app, url);

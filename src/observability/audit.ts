@@ -43,6 +43,12 @@ export interface AuditEvent {
 
 export interface AuditLog {
   write(event: AuditEvent): void;
+  /**
+   * Opens the audit file again by its path, so that events go to the new file once log rotation
+   * has moved the old one away (SIGHUP). Without a file of its own (the log stream, standard
+   * output) there is nothing to reopen.
+   */
+  reopen(): void;
   /** Flushes what is buffered (the process is about to exit). */
   close(): Promise<void>;
 }
@@ -64,6 +70,7 @@ export function createAuditLog(options: {
   if (file === undefined) {
     return {
       write: logStreamWriter(logger),
+      reopen: () => undefined,
       close: () => Promise.resolve(),
     };
   }
@@ -83,6 +90,29 @@ export function createAuditLog(options: {
     write(event) {
       if (closed) return;
       destination.write(`{"time":"${iso(now())}",${JSON.stringify(event).slice(1)}\n`);
+    },
+    reopen() {
+      if (closed || file === 'stdout') return;
+      // Synchronous like every write: a path that cannot be opened throws here, and the events go
+      // on to the file already open.
+      const readyListeners = destination.listeners('ready');
+      try {
+        destination.reopen();
+      } catch (error) {
+        // The stream left a listener to close the open file once a new one is ready: a later
+        // reopen that succeeds would run it as well as its own, closing that descriptor twice.
+        for (const listener of destination.listeners('ready'))
+          if (!readyListeners.includes(listener))
+            destination.removeListener('ready', listener as () => void);
+        const { code, message } = error as NodeJS.ErrnoException;
+        logger.error(
+          { file, pid: process.pid, err: { code, message } },
+          'audit file could not be reopened: events go on to the file already open',
+        );
+        return;
+      }
+      // The pid tells the workers of `serve --workers` apart: each holds the file open.
+      logger.info({ file, pid: process.pid }, 'audit file reopened');
     },
     async close() {
       if (closed) return;

@@ -22,6 +22,7 @@ export {
 } from './lifecycle.js';
 export {
   exitWithPrimary,
+  onReopenRequest,
   runPrimary,
   workerCount,
   workerStop,

@@ -27,7 +27,8 @@ export interface PrimaryOptions {
 /**
  * The primary of `tessera serve --workers N`: forks N workers that share the listeners (node:cluster
  * hands connections out round-robin), replaces a worker that dies, and on SIGTERM or SIGINT asks
- * every worker to stop as that signal would and exits once every worker has drained. Workers read
+ * every worker to stop as that signal would and exits once every worker has drained; SIGHUP asks
+ * every worker to reopen its audit file. Workers read
  * the same key directory or HSM, so they publish one JWKS; each has its own HSM sessions and Redis
  * connection.
  */
@@ -99,8 +100,34 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // The primary writes no audit events: it passes log rotation's SIGHUP on to the workers.
+  process.on('SIGHUP', () => {
+    for (const worker of Object.values(cluster.workers ?? {}))
+      if (worker?.isConnected()) worker.send(REOPEN_REQUEST, () => undefined);
+  });
 
   for (let index = 0; index < options.count; index += 1) fork();
+}
+
+/** What the primary sends every worker on SIGHUP: open the audit file again. */
+const REOPEN_REQUEST = { tessera: 'reopen' } as const;
+
+/**
+ * In a worker: `reopen` runs on the primary's SIGHUP request, as on a SIGHUP of its own (a signal
+ * to the process group brings both: reopening twice does no harm).
+ */
+export function onReopenRequest(
+  reopen: () => void,
+  channel: Pick<NodeJS.EventEmitter, 'on'> = process,
+): void {
+  channel.on('message', (message: unknown) => {
+    if (
+      typeof message === 'object' &&
+      message !== null &&
+      (message as { tessera?: unknown }).tessera === REOPEN_REQUEST.tessera
+    )
+      reopen();
+  });
 }
 
 /** What the primary sends a worker to stop it: the signal the primary received. */

@@ -1,4 +1,6 @@
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { join } from 'node:path';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JWT_TYPE, TOKEN_EXCHANGE } from '../support/app.js';
@@ -52,6 +54,25 @@ const exchangeBody = async (b: BrokerProcess) =>
     subject_token_type: JWT_TYPE,
     resource: 'demo',
   }).toString();
+
+/** The requestIds of the audit events in `file`, one JSON event a line. */
+const auditedRequests = (file: string): string[] =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as { event: string; requestId: string })
+    .map((event) => `${event.event} ${event.requestId}`);
+
+/** One exchange with a request id of its own, so its audit event can be found by it. */
+async function exchangeAs(b: BrokerProcess, requestId: string, body: string): Promise<number> {
+  const response = await fetch(`${b.url}/v1/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-request-id': requestId },
+    body,
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
 
 describe('tessera serve life cycle', () => {
   it(
@@ -217,6 +238,106 @@ describe('tessera serve life cycle', () => {
       const stopped = b.logs.filter((entry) => entry.msg === 'worker stopped');
       expect(stopped.map((entry) => entry.code)).toEqual([0, 0]);
       expect(messages).toContain('shutdown: every worker stopped');
+    },
+  );
+
+  it(
+    'ok/sighup-reopens-the-audit-file-moved-away-by-log-rotation, and the broker keeps serving',
+    { timeout: 90_000 },
+    async () => {
+      broker = await startBrokerProcess({ config: { audit: { file: 'audit/events.log' } } });
+      const b = broker;
+      await b.waitForLog('listening');
+      const file = join(b.dir, 'audit', 'events.log');
+      const body = await exchangeBody(b);
+      expect(await exchangeAs(b, 'before-rotation', body)).toBe(200);
+      // What logrotate does without copytruncate: move the file away, then signal the process.
+      renameSync(file, `${file}.1`);
+      b.child.kill('SIGHUP');
+      await b.waitForLog('audit file reopened');
+      expect(await exchangeAs(b, 'after-rotation', body)).toBe(200);
+      expect(auditedRequests(`${file}.1`)).toEqual(['token_exchange before-rotation']);
+      expect(auditedRequests(file)).toEqual(['token_exchange after-rotation']);
+      b.child.kill('SIGTERM');
+      expect(await b.exited).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    'fail/sighup-when-the-audit-path-cannot-be-opened-keeps-writing-to-the-open-file',
+    { timeout: 90_000 },
+    async () => {
+      broker = await startBrokerProcess({ config: { audit: { file: 'audit/events.log' } } });
+      const b = broker;
+      await b.waitForLog('listening');
+      const body = await exchangeBody(b);
+      expect(await exchangeAs(b, 'before', body)).toBe(200);
+      // The directory moved away and a file in its place: the path cannot be opened again.
+      renameSync(join(b.dir, 'audit'), join(b.dir, 'audit.old'));
+      writeFileSync(join(b.dir, 'audit'), '');
+      b.child.kill('SIGHUP');
+      const logged = await b.waitForLog(/audit file could not be reopened/);
+      expect(logged.level).toBe(50);
+      expect(await exchangeAs(b, 'after', body)).toBe(200);
+      expect(auditedRequests(join(b.dir, 'audit.old', 'events.log'))).toEqual([
+        'token_exchange before',
+        'token_exchange after',
+      ]);
+      // Once the path can be opened again, the next SIGHUP moves the events there, and the file
+      // held until then is closed once.
+      rmSync(join(b.dir, 'audit'));
+      mkdirSync(join(b.dir, 'audit'));
+      b.child.kill('SIGHUP');
+      await b.waitForLog('audit file reopened');
+      expect(await exchangeAs(b, 'restored', body)).toBe(200);
+      expect(auditedRequests(join(b.dir, 'audit', 'events.log'))).toEqual([
+        'token_exchange restored',
+      ]);
+      // The only stream errors are the failed open's (no EBADF from closing a descriptor twice).
+      const streamErrors = b.logs
+        .filter((entry) => entry.msg === 'audit stream write failed')
+        .map((entry) => String((entry.err as { message?: unknown } | undefined)?.message));
+      expect(streamErrors.length).toBeGreaterThan(0);
+      expect(streamErrors.filter((message) => !message.startsWith('ENOTDIR'))).toEqual([]);
+      b.child.kill('SIGTERM');
+      expect(await b.exited).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    'ok/two-workers-reopen-their-audit-file-on-the-primary-s-sighup',
+    { timeout: 180_000 },
+    async () => {
+      broker = await startBrokerProcess({
+        args: ['--workers', '2'],
+        config: { audit: { file: 'events.log' }, lifecycle: { drainSeconds: 1 } },
+      });
+      const b = broker;
+      await b.waitForLog('listening', { count: 2, timeoutMs: 120_000 });
+      const file = join(b.dir, 'events.log');
+      renameSync(file, `${file}.1`);
+      b.child.kill('SIGHUP');
+      await b.waitForLog('audit file reopened', { count: 2 });
+      const reopenedBy = b.logs
+        .filter((entry) => entry.msg === 'audit file reopened')
+        .map((entry) => entry.pid);
+      expect(new Set(reopenedBy).size).toBe(2);
+      // Fresh connections go to both workers: every event after the signal is in the new file.
+      const body = await exchangeBody(b);
+      const sent = Array.from({ length: 8 }, (_, index) => `after-rotation-${index}`);
+      for (const requestId of sent) {
+        const answer = await send(`${b.url}/v1/token`, { method: 'POST', body });
+        expect(answer.status).toBe(200);
+        expect(await exchangeAs(b, requestId, body)).toBe(200);
+      }
+      const audited = auditedRequests(file);
+      expect(audited.filter((line) => line.includes(' after-rotation-'))).toEqual(
+        sent.map((requestId) => `token_exchange ${requestId}`),
+      );
+      expect(audited).toHaveLength(16);
+      expect(auditedRequests(`${file}.1`)).toEqual([]);
+      b.child.kill('SIGTERM');
+      expect(await b.exited).toEqual({ code: 0, signal: null });
     },
   );
 });
