@@ -28,9 +28,8 @@ export interface PrimaryOptions {
  * The primary of `tessera serve --workers N`: forks N workers that share the listeners (node:cluster
  * hands connections out round-robin), replaces a worker that dies, and on SIGTERM or SIGINT asks
  * every worker to stop as that signal would and exits once every worker has drained; SIGHUP asks
- * every worker to reopen its audit file. Workers read
- * the same key directory or HSM, so they publish one JWKS; each has its own HSM sessions and Redis
- * connection.
+ * every worker to reopen its audit file. Workers read the same key directory or HSM, so they
+ * publish one JWKS; each has its own HSM sessions and Redis connection.
  */
 export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const { logger } = options;
