@@ -172,7 +172,9 @@ function logStreamWriter(logger: Logger): (event: AuditEvent) => void {
   const { stream, info, time, bindings, end } = parts;
   const message = `,${JSON.stringify(parts.messageKey)}:${JSON.stringify(AUDIT_MESSAGE)}${end}`;
   return (event) => {
-    if (!logger.isLevelEnabled('info')) return;
+    // The trail is not a log level's to thin out: `warn` keeps every event; only `silent`, which
+    // turns all output off, drops them.
+    if (logger.level === 'silent') return;
     stream.write(`${info}${time()}${bindings},${JSON.stringify(event).slice(1, -1)}${message}`);
   };
 }

@@ -1,8 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/index.js';
 import { loadPolicySet } from '../../src/trust-policies/index.js';
 import {
   exchangeForm,
@@ -379,6 +381,42 @@ describe('rate-limited requests', () => {
     ]);
     for (const event of audited)
       expect(validate(event), JSON.stringify(validate.errors)).toBe(true);
+  });
+});
+
+describe('audit in the log stream', () => {
+  it('ok/logging-at-warn-keeps-every-event-and-drops-the-info-lines', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        callback();
+      },
+    });
+    const quiet = await startTestApp(
+      { policies: writePolicies(ENDPOINT_ROLES), logging: { level: 'warn' } },
+      { logger: createLogger({ level: 'warn', destination }) },
+    );
+    try {
+      const subject = await quiet.devToken('orders', 'order-service');
+      for (const resource of ['orders-reader', 'billing', 'nope'])
+        await fetch(`${quiet.url}/v1/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: form(subject, { resource }),
+        });
+      const parsed = lines.map((line) => JSON.parse(line) as Event);
+      const audited = parsed.filter((line) => line.event === 'token_exchange');
+      expect(audited.map((event) => event.outcome)).toEqual(['allow', 'deny', 'error']);
+      for (const event of audited)
+        expect(validate(event), JSON.stringify(validate.errors)).toBe(true);
+      // Nothing else at info: the level still thins out the log itself.
+      expect(parsed.filter((line) => line.event !== 'token_exchange' && line.level === 30)).toEqual(
+        [],
+      );
+    } finally {
+      await quiet.close();
+    }
   });
 });
 
