@@ -148,7 +148,7 @@ async function buildParts(
   const now = overrides.now ?? Date.now;
   const logger = overrides.logger ?? createLogger({ level: config.logging.level });
   const metrics = createMetrics({ defaultMetrics: overrides.processMetrics ?? true });
-  const audit = createAuditLog({ file: config.audit.file, logger, now });
+  const audit = createAuditLog({ file: config.audit.file, logger, now, metrics });
   closers.push(() => audit.close());
   const cache =
     overrides.cache ??

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { pino } from 'pino';
 import { makeDirectories } from '../files.js';
 import { isoClock, type Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
 
 /**
  * One token exchange as an auditor reads it (docs/audit.md, docs/audit.schema.json): who asked
@@ -64,12 +65,14 @@ export function createAuditLog(options: {
   file?: string;
   logger: Logger;
   now?: () => number;
+  metrics?: Pick<Metrics, 'auditWriteFailures'>;
 }): AuditLog {
-  const { file, logger } = options;
+  const { file, logger, metrics } = options;
   const now = options.now ?? Date.now;
+  const lost = (): void => metrics?.auditWriteFailures.inc();
   if (file === undefined) {
     return {
-      write: logStreamWriter(logger),
+      write: logStreamWriter(logger, lost),
       reopen: () => undefined,
       close: () => Promise.resolve(),
     };
@@ -78,18 +81,27 @@ export function createAuditLog(options: {
   // reaches the OS before the answer leaves, and nothing piles up in memory behind a slow write.
   if (file !== 'stdout') makeDirectories(dirname(file));
   const destination = pino.destination({ dest: file === 'stdout' ? 1 : file, sync: true });
-  destination.on('error', (error: Error) =>
-    logger.error(
-      { err: { name: error.name, message: error.message }, file },
-      'audit stream write failed',
-    ),
+  const written = watchWrites(destination, (error) =>
+    logger.error({ err: { code: error.code, message: error.message }, file }, 'audit stream error'),
   );
   let closed = false;
+  let failing = false;
   const iso = isoClock();
   return {
     write(event) {
       if (closed) return;
-      destination.write(`{"time":"${iso(now())}",${JSON.stringify(event).slice(1)}\n`);
+      const line = `{"time":"${iso(now())}",${JSON.stringify(event).slice(1)}\n`;
+      const error = written(() => destination.write(line));
+      if (error) lost();
+      // One line when events start being lost and one when they are written again, not one per
+      // event: the counter has the number.
+      if (error && !failing)
+        logger.error(
+          { err: { code: error.code, message: error.message }, file },
+          'audit events are being lost: the audit file refuses writes',
+        );
+      else if (!error && failing) logger.info({ file }, 'audit file takes events again');
+      failing = error !== undefined;
     },
     reopen() {
       if (closed || file === 'stdout') return;
@@ -132,7 +144,7 @@ const AUDIT_MESSAGE = 'token exchange';
 
 /** The parts of a pino logger's line it renders once (`pino.symbols`: pino's API for integrations). */
 interface PinoLineParts {
-  stream: { write(line: string): unknown };
+  stream: { write(line: string): unknown } & Partial<WatchedStream>;
   /** `{"level":30` */
   info: string;
   /** `,"time":"…"` */
@@ -166,15 +178,55 @@ function pinoLineParts(logger: Logger): PinoLineParts | undefined {
  * each member and run the redaction formatter, none of which an event needs (it holds identities
  * and digests, never a secret-named member).
  */
-function logStreamWriter(logger: Logger): (event: AuditEvent) => void {
+function logStreamWriter(logger: Logger, lost: () => void): (event: AuditEvent) => void {
   const parts = pinoLineParts(logger);
   if (!parts) return (event) => logger.info(event, AUDIT_MESSAGE);
   const { stream, info, time, bindings, end } = parts;
   const message = `,${JSON.stringify(parts.messageKey)}:${JSON.stringify(AUDIT_MESSAGE)}${end}`;
+  // A broken log stream cannot report itself in the log: the metric is all that tells of it.
+  const written = stream.on ? watchWrites(stream as WatchedStream) : undefined;
   return (event) => {
     // The trail is not a log level's to thin out: `warn` keeps every event; only `silent`, which
     // turns all output off, drops them.
     if (logger.level === 'silent') return;
-    stream.write(`${info}${time()}${bindings},${JSON.stringify(event).slice(1, -1)}${message}`);
+    const line = `${info}${time()}${bindings},${JSON.stringify(event).slice(1, -1)}${message}`;
+    if (!written) stream.write(line);
+    else if (written(() => stream.write(line))) lost();
+  };
+}
+
+type WatchedStream = Pick<NodeJS.EventEmitter, 'on'>;
+
+/**
+ * What a write to a pino stream did: the error that failed it, or undefined. pino's synchronous
+ * streams report a failed write as an 'error' event during the write (the first one twice: pino
+ * re-emits it once it has looked for EPIPE), and once EPIPE has said that no one reads standard
+ * output any more, pino turns every write into a no-op that reports nothing. Listening also keeps
+ * a failing stream from throwing its error into whatever code writes next. An error outside a
+ * write (closing a file after a reopen) goes to `onOtherError`, once.
+ */
+function watchWrites(
+  stream: WatchedStream,
+  onOtherError?: (error: NodeJS.ErrnoException) => void,
+): (write: () => void) => NodeJS.ErrnoException | undefined {
+  let writing = false;
+  let failure: NodeJS.ErrnoException | undefined;
+  let readerGone: NodeJS.ErrnoException | undefined;
+  let last: unknown;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') readerGone = error;
+    if (writing) failure ??= error;
+    else if (error !== last) onOtherError?.(error);
+    last = error;
+  });
+  return (write) => {
+    failure = undefined;
+    writing = true;
+    try {
+      write();
+    } finally {
+      writing = false;
+    }
+    return failure ?? readerGone;
   };
 }

@@ -101,8 +101,20 @@ export function createLogger(
     // into one string, which under load outlived two minor collections, so about 850 bytes per
     // exchange went to the old generation (260 KB per scavenge against 6 KB written synchronously),
     // the old generation filled with garbage, and exchanges per second were 12 % lower.
-    options.destination ?? pino.destination({ dest: 1, sync: true }),
+    options.destination ?? standardOutput(),
   );
+}
+
+/**
+ * Standard output, written synchronously. A write it refuses (a full disk behind a redirect, a
+ * closed terminal) must not throw into the code that logged: pino re-emits such an error, which
+ * with no listener would end the process. What is lost of the audit trail is counted where it is
+ * written (observability/audit.ts).
+ */
+function standardOutput(): DestinationStream {
+  const stream = pino.destination({ dest: 1, sync: true });
+  stream.on('error', () => undefined);
+  return stream;
 }
 
 /** A logger that drops everything, for library callers and tests that do not read logs. */

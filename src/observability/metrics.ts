@@ -260,7 +260,7 @@ function policyMetrics(registers: Registry[], read: ReadSources) {
   };
 }
 
-/** Token exchanges by outcome and their latency. */
+/** Token exchanges by outcome, their latency, and audit events that could not be written. */
 function exchangeMetrics(registers: Registry[]) {
   return {
     exchanges: new Counter({
@@ -274,6 +274,11 @@ function exchangeMetrics(registers: Registry[]) {
       help: 'Time to answer POST /v1/token',
       labelNames: ['result'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    auditWriteFailures: new Counter({
+      name: 'tessera_audit_write_failures_total',
+      help: 'Audit events the audit file or standard output did not take (a failed write, or no reader left); their exchanges were answered',
       registers,
     }),
   };

@@ -457,6 +457,39 @@ describe('audit: { file }', () => {
     }
   });
 
+  it('error/a-file-that-refuses-writes: exchanges are answered and every lost event is counted', async () => {
+    // /dev/full opens like any file and fails every write with ENOSPC: a full disk.
+    const full = await startTestApp({
+      policies: writePolicies(ENDPOINT_ROLES),
+      audit: { file: '/dev/full' },
+    });
+    try {
+      const subject = await full.devToken('orders', 'order-service');
+      const statuses: number[] = [];
+      for (const resource of ['orders-reader', 'billing', 'nope'])
+        statuses.push(
+          (
+            await fetch(`${full.url}/v1/token`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/x-www-form-urlencoded' },
+              body: form(subject, { resource }),
+            })
+          ).status,
+        );
+      expect(statuses).toEqual([200, 403, 400]);
+      const metrics = await (await fetch(`${full.url}/metrics`)).text();
+      expect(metrics).toMatch(/^tessera_audit_write_failures_total 3$/m);
+      // One line for the run of failures, not one per event.
+      const failures = full.logs.lines.filter((line) =>
+        line.includes('audit events are being lost'),
+      );
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toContain('ENOSPC');
+    } finally {
+      await full.close();
+    }
+  });
+
   it('error/a-file-that-cannot-be-opened-stops-the-start-with-the-reason', async () => {
     const temp = tempDir('tessera-audit-');
     const notADirectory = join(temp.dir, 'plain-file');

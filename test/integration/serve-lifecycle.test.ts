@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JWT_TYPE, TOKEN_EXCHANGE } from '../support/app.js';
@@ -295,7 +295,7 @@ describe('tessera serve life cycle', () => {
       ]);
       // The only stream errors are the failed open's (no EBADF from closing a descriptor twice).
       const streamErrors = b.logs
-        .filter((entry) => entry.msg === 'audit stream write failed')
+        .filter((entry) => entry.msg === 'audit stream error')
         .map((entry) => String((entry.err as { message?: unknown } | undefined)?.message));
       expect(streamErrors.length).toBeGreaterThan(0);
       expect(streamErrors.filter((message) => !message.startsWith('ENOTDIR'))).toEqual([]);
@@ -338,6 +338,51 @@ describe('tessera serve life cycle', () => {
       expect(auditedRequests(`${file}.1`)).toEqual([]);
       b.child.kill('SIGTERM');
       expect(await b.exited).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    'error/standard-output-closed: exchanges go on and every lost audit event is counted',
+    { timeout: 90_000 },
+    async () => {
+      broker = await startBrokerProcess();
+      const b = broker;
+      await b.waitForLog('listening');
+      // The log reader is gone (a crashed log shipper): every write to standard output fails.
+      b.child.stdout?.destroy();
+      const body = await exchangeBody(b);
+      for (const requestId of ['lost-1', 'lost-2', 'lost-3'])
+        expect(await exchangeAs(b, requestId, body)).toBe(200);
+      const metrics = await (await fetch(`${b.url}/metrics`)).text();
+      expect(metrics).toMatch(/^tessera_audit_write_failures_total 3$/m);
+      b.child.kill('SIGTERM');
+      expect(await b.exited).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    'error/standard-output-refusing-writes (a full disk behind a redirect): the broker starts and serves',
+    { timeout: 90_000 },
+    async () => {
+      const bin = resolve(import.meta.dirname, '../../bin/tessera.js');
+      broker = await startBrokerProcess({
+        command: ['sh', '-c', 'exec "$0" "$@" > /dev/full', process.execPath, bin],
+      });
+      const b = broker;
+      const deadline = Date.now() + 60_000;
+      let ready = 0;
+      while (ready !== 200 && Date.now() < deadline) {
+        ready = await fetch(`${b.url}/readyz`).then(
+          (response) => response.status,
+          () => 0,
+        );
+        if (ready !== 200) await new Promise((done) => setTimeout(done, 200));
+      }
+      expect(ready).toBe(200);
+      const body = await exchangeBody(b);
+      expect(await exchangeAs(b, 'to-a-full-disk', body)).toBe(200);
+      const metrics = await (await fetch(`${b.url}/metrics`)).text();
+      expect(metrics).toMatch(/^tessera_audit_write_failures_total 1$/m);
     },
   );
 });
