@@ -81,9 +81,13 @@ export function createAuditLog(options: {
   // reaches the OS before the answer leaves, and nothing piles up in memory behind a slow write.
   if (file !== 'stdout') makeDirectories(dirname(file));
   const destination = pino.destination({ dest: file === 'stdout' ? 1 : file, sync: true });
-  const written = watchWrites(destination, (error) =>
-    logger.error({ err: { code: error.code, message: error.message }, file }, 'audit stream error'),
-  );
+  // A failed reopen throws its error and the stream emits it again: reopen() has logged it.
+  const reported = new WeakSet<object>();
+  const written = watchWrites(destination, (error) => {
+    if (reported.has(error)) return;
+    logger.error({ err: { code: error.code, message: error.message }, file }, 'audit stream error');
+  });
+  const sink = file === 'stdout' ? 'standard output' : 'the audit file';
   let closed = false;
   let failing = false;
   const iso = isoClock();
@@ -98,9 +102,9 @@ export function createAuditLog(options: {
       if (error && !failing)
         logger.error(
           { err: { code: error.code, message: error.message }, file },
-          'audit events are being lost: the audit file refuses writes',
+          `audit events are being lost: ${sink} refuses writes`,
         );
-      else if (!error && failing) logger.info({ file }, 'audit file takes events again');
+      else if (!error && failing) logger.info({ file }, `${sink} takes audit events again`);
       failing = error !== undefined;
     },
     reopen() {
@@ -116,6 +120,7 @@ export function createAuditLog(options: {
         for (const listener of destination.listeners('ready'))
           if (!readyListeners.includes(listener))
             destination.removeListener('ready', listener as () => void);
+        if (error instanceof Error) reported.add(error);
         const { code, message } = error as NodeJS.ErrnoException;
         logger.error(
           { file, pid: process.pid, err: { code, message } },
