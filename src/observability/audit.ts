@@ -95,7 +95,7 @@ export function createAuditLog(options: {
     write(event) {
       if (closed) return;
       const line = `{"time":"${iso(now())}",${JSON.stringify(event).slice(1)}\n`;
-      const error = written(() => destination.write(line));
+      const error = written(line);
       if (error) lost();
       // One line when events start being lost and one when they are written again, not one per
       // event: the counter has the number.
@@ -196,14 +196,14 @@ function logStreamWriter(logger: Logger, lost: () => void): (event: AuditEvent) 
     if (logger.level === 'silent') return;
     const line = `${info}${time()}${bindings},${JSON.stringify(event).slice(1, -1)}${message}`;
     if (!written) stream.write(line);
-    else if (written(() => stream.write(line))) lost();
+    else if (written(line)) lost();
   };
 }
 
-type WatchedStream = Pick<NodeJS.EventEmitter, 'on'>;
+type WatchedStream = Pick<NodeJS.EventEmitter, 'on'> & { write(line: string): unknown };
 
 /**
- * What a write to a pino stream did: the error that failed it, or undefined. pino's synchronous
+ * Writes a line to a pino stream and says what became of it: the error that failed it, or undefined. pino's synchronous
  * streams report a failed write as an 'error' event during the write (the first one twice: pino
  * re-emits it once it has looked for EPIPE), and once EPIPE has said that no one reads standard
  * output any more, pino turns every write into a no-op that reports nothing. Listening also keeps
@@ -213,7 +213,7 @@ type WatchedStream = Pick<NodeJS.EventEmitter, 'on'>;
 function watchWrites(
   stream: WatchedStream,
   onOtherError?: (error: NodeJS.ErrnoException) => void,
-): (write: () => void) => NodeJS.ErrnoException | undefined {
+): (line: string) => NodeJS.ErrnoException | undefined {
   let writing = false;
   let failure: NodeJS.ErrnoException | undefined;
   let readerGone: NodeJS.ErrnoException | undefined;
@@ -224,11 +224,11 @@ function watchWrites(
     else if (error !== last) onOtherError?.(error);
     last = error;
   });
-  return (write) => {
+  return (line) => {
     failure = undefined;
     writing = true;
     try {
-      write();
+      stream.write(line);
     } finally {
       writing = false;
     }

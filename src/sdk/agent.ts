@@ -1,5 +1,6 @@
 import { chmod, chown, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { makeDirectories } from '../files.js';
 import { createClient, isRetryable, type ClientOptions, type TesseraClient } from './client.js';
 
 export interface AgentOptions extends ClientOptions {
@@ -149,36 +150,12 @@ async function createOutputDir(
   options: Pick<AgentOptions, 'out' | 'group'>,
   mode: number,
 ): Promise<void> {
-  const created = await makeDirectory(options.out, mode);
+  // One level at a time: Node's recursive mkdir never settles for a path under /proc.
+  const created = makeDirectories(options.out, mode);
   if (created !== undefined && options.group !== undefined) {
     await chown(options.out, -1, options.group);
     await chmod(options.out, mode);
   }
-}
-
-/**
- * Makes `dir` and its missing parents one level at a time, where Node's recursive mkdir never
- * settles for a path under /proc; the first directory made is returned, as mkdir's recursive
- * form does, so only what the agent made is given to its group.
- */
-async function makeDirectory(dir: string, mode: number): Promise<string | undefined> {
-  const path = resolve(dir);
-  const made = async (): Promise<boolean> => {
-    try {
-      await mkdir(path, { mode });
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
-    }
-  };
-  try {
-    return (await made()) ? path : undefined;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(path) === path) throw error;
-  }
-  const first = await makeDirectory(dirname(path), mode);
-  return (await made()) ? (first ?? path) : first;
 }
 
 /** What one write of the agent's files needs; `generation` names each published version. */

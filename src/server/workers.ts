@@ -120,14 +120,15 @@ export function onReopenRequest(
   channel: Pick<NodeJS.EventEmitter, 'on'> = process,
 ): void {
   channel.on('message', (message: unknown) => {
-    if (
-      typeof message === 'object' &&
-      message !== null &&
-      (message as { tessera?: unknown }).tessera === REOPEN_REQUEST.tessera
-    )
-      reopen();
+    if (requestKind(message) === REOPEN_REQUEST.tessera) reopen();
   });
 }
+
+/** What a message on the cluster channel asks of a worker (`tessera`), if it is one of ours. */
+const requestKind = (message: unknown): unknown =>
+  typeof message === 'object' && message !== null
+    ? (message as { tessera?: unknown }).tessera
+    : undefined;
 
 /** What the primary sends a worker to stop it: the signal the primary received. */
 interface StopRequest {
@@ -136,13 +137,9 @@ interface StopRequest {
 }
 
 function isStopRequest(message: unknown): message is StopRequest {
-  return (
-    typeof message === 'object' &&
-    message !== null &&
-    (message as Partial<StopRequest>).tessera === 'stop' &&
-    ((message as Partial<StopRequest>).signal === 'SIGTERM' ||
-      (message as Partial<StopRequest>).signal === 'SIGINT')
-  );
+  if (requestKind(message) !== 'stop') return false;
+  const { signal } = message as Partial<StopRequest>;
+  return signal === 'SIGTERM' || signal === 'SIGINT';
 }
 
 /**
