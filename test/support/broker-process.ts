@@ -93,7 +93,9 @@ export async function startBrokerProcess(
   });
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
-    child.once('exit', (code, signal) => done({ code, signal })),
+    // 'close', not 'exit': the last lines a process writes before it exits may still be in the
+    // pipe when it is reaped, and the tests read them from `logs`.
+    child.once('close', (code, signal) => done({ code, signal })),
   );
   let hasExited = false;
   void exited.then(() => {
